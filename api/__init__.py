@@ -1,0 +1,97 @@
+"""The agent platform's API: a stateless Flask app (DESIGN sections 3 and 6)."""
+
+from __future__ import annotations
+
+import atexit
+from dataclasses import dataclass
+
+from flask import Flask
+
+from api import config
+from api.config import Settings
+
+
+@dataclass
+class Services:
+    """Everything the routes use, built once per app from the settings."""
+
+    settings: Settings
+    store: object
+    machine: object
+    dispatcher: object
+    tasks: object
+    watch: object
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store=None,
+    executor=None,
+    start_background: bool = True,
+) -> Flask:
+    """Build the app. Tests pass `settings`, `store` or `executor` to override the
+    ones the environment would choose."""
+    from api import errors
+    from api.adapters.executors import make_executor
+    from api.adapters.firestore_store import FirestoreStore
+    from api.logging_setup import configure_logging
+    from api.routes import health, internal, tasks
+    from api.services.dispatcher import Dispatcher
+    from api.services.state_machine import TaskStateMachine
+    from api.services.tasks import TaskService, TaskWatch
+
+    settings = settings or Settings.from_env()
+    configure_logging(settings.project)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config.MAX_BODY_BYTES
+    app.json.sort_keys = False
+
+    store = store or FirestoreStore(settings.project)
+    machine = TaskStateMachine(
+        store,
+        runner_overhead_seconds=config.RUNNER_OVERHEAD_SECONDS,
+        heartbeat_grace_seconds=settings.heartbeat_grace_seconds,
+        claim_grace_seconds=config.CLAIM_GRACE_SECONDS,
+    )
+    watch = TaskWatch()
+    holder: dict = {}
+    executor = executor or make_executor(
+        settings, on_exit=lambda *args: holder["dispatcher"].runner_exited(*args)
+    )
+    dispatcher = Dispatcher(
+        machine,
+        executor,
+        token_key=settings.task_token_key,
+        runner_overhead_seconds=config.RUNNER_OVERHEAD_SECONDS,
+        interval_seconds=settings.reconcile_interval_seconds,
+        on_change=watch.changed,
+    )
+    holder["dispatcher"] = dispatcher
+    task_service = TaskService(
+        machine, dispatcher, watch, allow_network=settings.allow_task_network
+    )
+    app.extensions["agent_platform"] = Services(
+        settings=settings,
+        store=store,
+        machine=machine,
+        dispatcher=dispatcher,
+        tasks=task_service,
+        watch=watch,
+    )
+
+    errors.init_app(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(tasks.bp)
+    app.register_blueprint(internal.bp)
+
+    if start_background:
+        dispatcher.start()
+
+        def _shutdown() -> None:
+            dispatcher.stop()
+            executor.shutdown()
+
+        atexit.register(_shutdown)
+    return app

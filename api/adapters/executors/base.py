@@ -1,0 +1,55 @@
+"""The executor seam: where a task's job-runner runs.
+
+One production implementation (`CloudRunJobsExecutor`, one Cloud Run Job execution
+per task) and one local implementation (`LocalExecutor`, one local process per
+task); both hand the runner exactly the same environment (DESIGN section 8).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+class ExecutionState(StrEnum):
+    RUNNING = "running"  # still going (or starting)
+    SUCCEEDED = "succeeded"  # ended, the runner exited 0
+    FAILED = "failed"  # ended, the runner exited non-zero or was killed
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"  # the execution's own timeout killed it
+    MISSING = "missing"  # the executor knows nothing of it
+
+
+@dataclass
+class Launched:
+    name: str
+    log_uri: str | None = None
+    details: dict = field(default_factory=dict)
+
+
+class DispatchError(Exception):
+    """The executor could not launch; `retryable` says whether to try again later."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Executor(Protocol):
+    backend: str
+
+    def free_slots(self) -> int:
+        """How many more tasks may be launched now."""
+
+    def launch(self, task_id: str, token: str, timeout_seconds: int) -> Launched:
+        """Start the job-runner for one task; raise DispatchError on failure."""
+
+    def cancel(self, execution_name: str) -> None:
+        """Stop an execution and everything it started; unknown names are ignored."""
+
+    def describe(self, execution_name: str | None) -> ExecutionState:
+        """The execution's real state, for the reconciler."""
+
+    def shutdown(self) -> None:
+        """Stop what this process started (local processes)."""

@@ -1,0 +1,142 @@
+"""LocalExecutor: the job-runner as a local process per task.
+
+It mirrors a Cloud Run Job execution: the runner gets exactly the env contract of
+DESIGN section 8 (TASK_ID, TASK_TOKEN, API_URL and Cloud Run's own CLOUD_RUN_*
+variables), plus PATH so it can find bubblewrap and SANDBOX, the sandbox policy the
+job image would carry. Nothing of the API's own environment leaks into it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+
+from api.adapters.executors.base import DispatchError, ExecutionState, Launched
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: if the API process dies, its runners
+    # die with it (and their sandboxes with them, through bwrap --die-with-parent),
+    # so no orphan keeps running user code; the restarted API settles their tasks.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class LocalExecutor:
+    backend = "local"
+
+    def __init__(
+        self,
+        api_url: str,
+        *,
+        max_concurrent: int,
+        sandbox: str,
+        python: str | None = None,
+        on_exit: Callable[[str, str, int], None] | None = None,
+    ) -> None:
+        self.api_url = api_url
+        self.max_concurrent = max_concurrent
+        self.sandbox = sandbox
+        self.python = python or sys.executable
+        self.on_exit = on_exit
+        self._lock = threading.Lock()
+        self._running: dict[str, subprocess.Popen] = {}
+        self._counter = 0
+        self._prefix = f"local-{socket.gethostname()}-{os.getpid()}"
+        self._workdir = tempfile.mkdtemp(prefix="agent-platform-runners-")
+
+    def free_slots(self) -> int:
+        with self._lock:
+            return max(0, self.max_concurrent - len(self._running))
+
+    def launch(self, task_id: str, token: str, timeout_seconds: int) -> Launched:
+        with self._lock:
+            self._counter += 1
+            name = f"{self._prefix}-{self._counter}"
+        env = {
+            "TASK_ID": task_id,
+            "TASK_TOKEN": token,
+            "API_URL": self.api_url,
+            "CLOUD_RUN_EXECUTION": name,
+            "CLOUD_RUN_TASK_INDEX": "0",
+            "CLOUD_RUN_TASK_ATTEMPT": "0",
+            "CLOUD_RUN_TASK_COUNT": "1",
+            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "SANDBOX": self.sandbox,
+        }
+        try:
+            process = subprocess.Popen(
+                [self.python, "-m", "job_runner", task_id],
+                env=env,
+                cwd=self._workdir,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        except OSError as error:
+            raise DispatchError(f"cannot start the job-runner: {error}", retryable=False) from error
+        with self._lock:
+            self._running[name] = process
+        threading.Thread(
+            target=self._watch, args=(task_id, name, process), name=f"watch-{name}", daemon=True
+        ).start()
+        log.info("launched local runner %s (pid %d)", name, process.pid, extra={"task_id": task_id})
+        return Launched(name=name, details={"pid": process.pid})
+
+    def _watch(self, task_id: str, name: str, process: subprocess.Popen) -> None:
+        code = process.wait()
+        with self._lock:
+            self._running.pop(name, None)
+        log.info("local runner %s exited with %d", name, code, extra={"task_id": task_id})
+        if self.on_exit is not None:
+            self.on_exit(task_id, name, code)
+
+    def cancel(self, execution_name: str) -> None:
+        with self._lock:
+            process = self._running.get(execution_name)
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+    def describe(self, execution_name: str | None) -> ExecutionState:
+        if not execution_name:
+            return ExecutionState.MISSING
+        with self._lock:
+            process = self._running.get(execution_name)
+        if process is not None:
+            return ExecutionState.RUNNING
+        # Not ours: it may belong to another API process on this host (its name holds
+        # that process's pid); it is alive only while that process is.
+        prefix, _, rest = execution_name.rpartition("-")
+        host_pid = prefix.rsplit("-", 1)[-1]
+        if not execution_name.startswith(f"local-{socket.gethostname()}-") or not rest:
+            return ExecutionState.MISSING
+        if prefix == self._prefix:
+            return ExecutionState.FAILED  # ours, and already exited
+        try:
+            os.kill(int(host_pid), 0)
+        except (ProcessLookupError, ValueError):
+            return ExecutionState.MISSING
+        except PermissionError:
+            pass
+        return ExecutionState.RUNNING
+
+    def shutdown(self) -> None:
+        with self._lock:
+            names = list(self._running)
+        for name in names:
+            self.cancel(name)

@@ -1,0 +1,212 @@
+"""The Firestore store: the only module that talks to Firestore.
+
+Collections:
+  tasks/{taskId}                  the task resource plus bookkeeping fields
+  tasks/{taskId}/events/{seq}     its event log (zero-padded seq as the id)
+  idempotency/{hash}              Idempotency-Key -> task id and body hash
+  usage/{owner}_{yyyymmdd}        per-user daily counters, incremented at settle time
+
+Locally and in tests the client talks to the emulator (FIRESTORE_EMULATOR_HOST),
+never to an in-memory fake.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+TASKS = "tasks"
+EVENTS = "events"
+IDEMPOTENCY = "idempotency"
+USAGE = "usage"
+
+
+@dataclass
+class Change:
+    """What a transition writes: task field updates, new events, counter increments."""
+
+    updates: dict[str, Any] = field(default_factory=dict)
+    events: list[tuple[str, Any]] = field(default_factory=list)
+    increments: list[tuple[str, str, dict[str, int]]] = field(default_factory=list)
+
+
+# A mutation sees the current task (a dict, or None when absent) and returns the Change
+# to apply, or None to write nothing. It runs inside a transaction and may be retried.
+Mutation = Callable[[dict | None], Change | None]
+
+
+def event_doc_id(seq: int) -> str:
+    return f"{seq:010d}"
+
+
+class FirestoreStore:
+    def __init__(self, project: str, client: Any = None) -> None:
+        self.project = project
+        self._client = client
+        self._lock = threading.Lock()
+
+    @property
+    def client(self):
+        # Built on first use, never at import time (the SDK is heavy, and tests pick
+        # the emulator through the environment before the first call).
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    from google.cloud import firestore
+
+                    self._client = firestore.Client(project=self.project)
+        return self._client
+
+    def _task_ref(self, task_id: str):
+        return self.client.collection(TASKS).document(task_id)
+
+    # -- tasks -----------------------------------------------------------------
+
+    def create_task(
+        self,
+        task: dict,
+        events: Iterable[tuple[str, Any]] = (),
+        idempotency: tuple[str, str] | None = None,
+    ) -> tuple[dict, bool]:
+        """Store a new task. With `idempotency` = (key id, body hash), a task already
+        stored under that key is returned instead (created=False), whatever the body;
+        the caller compares `idempotencyBodyHash`."""
+        from google.cloud import firestore
+
+        client = self.client
+        task_ref = self._task_ref(task["id"])
+        events = list(events)
+
+        @firestore.transactional
+        def create(transaction) -> tuple[dict, bool]:
+            if idempotency is not None:
+                key_ref = client.collection(IDEMPOTENCY).document(idempotency[0])
+                existing = key_ref.get(transaction=transaction)
+                if existing.exists:
+                    other = self._task_ref(existing.get("taskId")).get(transaction=transaction)
+                    if other.exists:
+                        return other.to_dict(), False
+                transaction.set(
+                    key_ref,
+                    {
+                        "taskId": task["id"],
+                        "bodyHash": idempotency[1],
+                        "createdAt": task["createdAt"],
+                    },
+                )
+            stored = dict(task, eventSeq=len(events))
+            transaction.create(task_ref, stored)
+            for seq, (kind, data) in enumerate(events, start=1):
+                transaction.set(
+                    task_ref.collection(EVENTS).document(event_doc_id(seq)),
+                    {"seq": seq, "type": kind, "data": data, "at": task["createdAt"]},
+                )
+            return stored, True
+
+        return create(client.transaction())
+
+    def get_task(self, task_id: str) -> dict | None:
+        snapshot = self._task_ref(task_id).get()
+        return snapshot.to_dict() if snapshot.exists else None
+
+    def update_task(
+        self, task_id: str, mutate: Mutation, now: datetime
+    ) -> tuple[dict | None, bool]:
+        """Apply `mutate` to the task in one transaction; return (task after, changed)."""
+        from google.cloud import firestore
+
+        client = self.client
+        task_ref = self._task_ref(task_id)
+
+        @firestore.transactional
+        def apply(transaction) -> tuple[dict | None, bool]:
+            snapshot = task_ref.get(transaction=transaction)
+            current = snapshot.to_dict() if snapshot.exists else None
+            change = mutate(current)
+            if current is None or change is None:
+                return current, False
+            updated = dict(current, **change.updates)
+            seq = current.get("eventSeq", 0)
+            for kind, data in change.events:
+                seq += 1
+                transaction.set(
+                    task_ref.collection(EVENTS).document(event_doc_id(seq)),
+                    {"seq": seq, "type": kind, "data": data, "at": now},
+                )
+            updated["eventSeq"] = seq
+            transaction.update(task_ref, dict(change.updates, eventSeq=seq))
+            for collection, doc_id, counters in change.increments:
+                transaction.set(
+                    client.collection(collection).document(doc_id),
+                    {name: firestore.Increment(n) for name, n in counters.items()},
+                    merge=True,
+                )
+            return updated, True
+
+        return apply(client.transaction())
+
+    def list_tasks(
+        self, owner: str, *, status: str | None, limit: int, after_id: str | None
+    ) -> list[dict]:
+        """The owner's tasks, newest first; `after_id` continues after that task."""
+        from google.cloud import firestore
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        query = self.client.collection(TASKS).where(filter=FieldFilter("owner", "==", owner))
+        if status is not None:
+            query = query.where(filter=FieldFilter("status", "==", status))
+        query = query.order_by("createdAt", direction=firestore.Query.DESCENDING).order_by(
+            "__name__", direction=firestore.Query.DESCENDING
+        )
+        if after_id is not None:
+            cursor = self._task_ref(after_id).get()
+            if not cursor.exists or cursor.get("owner") != owner:
+                return []
+            query = query.start_after(cursor)
+        return [doc.to_dict() for doc in query.limit(limit).stream()]
+
+    def tasks_with_status(
+        self, statuses: list[str], *, due_field: str, due_before: datetime, limit: int
+    ) -> list[dict]:
+        """Tasks in `statuses` whose `due_field` is at or before `due_before`, oldest
+        due first. Used by the dispatcher (queued) and the reconciler (in flight)."""
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        query = (
+            self.client.collection(TASKS)
+            .where(filter=FieldFilter("status", "in", statuses))
+            .where(filter=FieldFilter(due_field, "<=", due_before))
+            .order_by(due_field)
+            .limit(limit)
+        )
+        return [doc.to_dict() for doc in query.stream()]
+
+    def count_tasks_with_status(self, statuses: list[str]) -> int:
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        query = self.client.collection(TASKS).where(filter=FieldFilter("status", "in", statuses))
+        result = query.count().get()
+        return int(result[0][0].value)
+
+    # -- events ----------------------------------------------------------------
+
+    def list_events(self, task_id: str, *, after: int, limit: int) -> list[dict]:
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        query = (
+            self._task_ref(task_id)
+            .collection(EVENTS)
+            .where(filter=FieldFilter("seq", ">", after))
+            .order_by("seq")
+            .limit(limit)
+        )
+        return [doc.to_dict() for doc in query.stream()]
+
+    # -- idempotency -----------------------------------------------------------
+
+    def get_idempotency(self, key_id: str) -> dict | None:
+        snapshot = self.client.collection(IDEMPOTENCY).document(key_id).get()
+        return snapshot.to_dict() if snapshot.exists else None

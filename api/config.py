@@ -1,0 +1,124 @@
+"""One typed settings object, read from the environment once (DESIGN section 5)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+
+# Defaults and bounds, in one place.
+DEFAULT_PORT = 8080
+DEFAULT_TIMEOUT_SECONDS = 60
+MIN_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS = 1, 3600
+DEFAULT_MEMORY_MB = 512
+MIN_MEMORY_MB, MAX_MEMORY_MB = 64, 4096
+MAX_WAIT_SECONDS = 60
+
+# Input limits keep a task document well under Firestore's 1 MiB document limit.
+MAX_BODY_BYTES = 1024 * 1024
+MAX_CODE_BYTES = 100 * 1024
+MAX_STDIN_BYTES = 100 * 1024
+MAX_FILES = 20
+MAX_FILES_TOTAL_BYTES = 200 * 1024
+MAX_FILE_PATH_CHARS = 200
+# Output kept per stream in the result (the runner drains and counts the rest).
+MAX_OUTPUT_BYTES = 128 * 1024
+
+# Seconds a runner may take beyond the task's own timeout (start-up, upload).
+RUNNER_OVERHEAD_SECONDS = 30
+# How long a non-terminal task may go without a heartbeat before it is checked.
+HEARTBEAT_INTERVAL_SECONDS = 5
+HEARTBEAT_GRACE_SECONDS = 30
+# How long a task may sit in `dispatched` with no claim before it is checked.
+CLAIM_GRACE_SECONDS = 120
+RECONCILE_INTERVAL_SECONDS = 5
+LOCAL_MAX_CONCURRENT_TASKS = 4
+LIST_PAGE_DEFAULT, LIST_PAGE_MAX = 20, 100
+MAX_EVENTS_PER_TASK = 2000
+MAX_EVENT_BATCH = 100
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _bool_env(name: str, default: bool) -> bool:
+    raw = _env(name)
+    if raw is None:
+        return default
+    return raw.lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    port: int = DEFAULT_PORT
+    project: str = "demo-agent-platform"
+    firestore_emulator_host: str | None = None
+    executor: str = "local"
+    cloud_run_job: str | None = None
+    cloud_run_endpoint: str = "https://run.googleapis.com"
+    public_url: str | None = None
+    auth_mode: str = "dev"
+    on_cloud_run: bool = False
+    task_token_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    sandbox: str = "bwrap"
+    allow_task_network: bool = False
+    local_max_concurrent_tasks: int = LOCAL_MAX_CONCURRENT_TASKS
+    runner_python: str | None = None
+    max_output_bytes: int = MAX_OUTPUT_BYTES
+    reconcile_interval_seconds: float = RECONCILE_INTERVAL_SECONDS
+    heartbeat_grace_seconds: float = HEARTBEAT_GRACE_SECONDS
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        on_cloud_run = _env("K_SERVICE") is not None
+        auth_mode = _env("AUTH_MODE", "dev")
+        if auth_mode == "dev" and on_cloud_run:
+            raise ValueError(
+                "AUTH_MODE=dev trusts the X-User-Id header and is refused on Cloud Run "
+                "(K_SERVICE is set): set AUTH_MODE=firebase or AUTH_MODE=apikey."
+            )
+        key = _env("TASK_TOKEN_KEY")
+        port = _int_env("PORT", DEFAULT_PORT)
+        settings = cls(
+            port=port,
+            project=_env("GOOGLE_CLOUD_PROJECT", "demo-agent-platform"),
+            firestore_emulator_host=_env("FIRESTORE_EMULATOR_HOST"),
+            executor=_env("EXECUTOR", "local"),
+            cloud_run_job=_env("CLOUD_RUN_JOB"),
+            cloud_run_endpoint=_env("CLOUD_RUN_ENDPOINT", "https://run.googleapis.com"),
+            public_url=_env("PUBLIC_URL", f"http://127.0.0.1:{port}"),
+            auth_mode=auth_mode,
+            on_cloud_run=on_cloud_run,
+            sandbox=_env("SANDBOX", "bwrap"),
+            allow_task_network=_bool_env("ALLOW_TASK_NETWORK", False),
+            local_max_concurrent_tasks=_int_env(
+                "LOCAL_MAX_CONCURRENT_TASKS", LOCAL_MAX_CONCURRENT_TASKS
+            ),
+            runner_python=_env("RUNNER_PYTHON"),
+        )
+        if key is not None:
+            settings = replace(settings, task_token_key=key.encode())
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.executor not in ("local", "cloudrun"):
+            raise ValueError(f"EXECUTOR must be 'local' or 'cloudrun', got {self.executor!r}")
+        if self.sandbox not in ("bwrap", "none"):
+            raise ValueError(f"SANDBOX must be 'bwrap' or 'none', got {self.sandbox!r}")
+        if self.auth_mode != "dev":
+            raise ValueError(
+                f"AUTH_MODE={self.auth_mode!r} is not available yet; use AUTH_MODE=dev locally."
+            )

@@ -1,0 +1,77 @@
+"""The one error shape of the public API: {"error": {"code", "message"}}."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error a client can act on; `status` is the HTTP status it maps to."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, retry_after: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+def not_found(what: str = "resource") -> ApiError:
+    return ApiError(404, "not_found", f"No such {what}.")
+
+
+class BackendUnavailable(ApiError):
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(503, "backend_unavailable", message, retry_after=retry_after)
+
+
+def _response(status: int, code: str, message: str, retry_after: int | None = None):
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(error: ApiError):
+        return _response(error.status, error.code, error.message, error.retry_after)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException):
+        status = error.code or 500
+        code = _HTTP_CODES.get(status, "error")
+        message = error.description or error.name
+        if status == 413:
+            message = f"Request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes."
+        return _response(status, code, message)
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception):
+        # Backends (Firestore, the executor) can be down; that is a 503 the client can
+        # retry, never a 500 with a stack trace.
+        from google.api_core import exceptions as gexc
+
+        if isinstance(error, gexc.ServiceUnavailable | gexc.DeadlineExceeded):
+            log.warning("backend unavailable: %s", error)
+            return _response(503, "backend_unavailable", "A backend is unavailable.", 5)
+        log.exception("unhandled error")
+        return _response(500, "internal", "Internal error.")

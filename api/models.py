@@ -1,0 +1,153 @@
+"""Request models: they validate what clients send (and, later, generate the OpenAPI
+schema). Bounds come from api.config so there is one place for every limit."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic_core import PydanticCustomError
+
+from api import config
+
+Language = Literal["python", "bash"]
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def too_large(message: str) -> PydanticCustomError:
+    """A size limit: the routes answer these with 413 rather than 400."""
+    return PydanticCustomError("too_large", message)
+
+
+class CodeTaskInput(BaseModel):
+    """`POST /api/tasks` with `kind: "code"`."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    kind: Literal["code"]
+    language: Language
+    code: Annotated[str, StringConstraints(min_length=1)]
+    stdin: str = ""
+    files: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: int = Field(
+        config.DEFAULT_TIMEOUT_SECONDS,
+        alias="timeoutSeconds",
+        ge=config.MIN_TIMEOUT_SECONDS,
+        le=config.MAX_TIMEOUT_SECONDS,
+        strict=True,
+    )
+    memory_mb: int = Field(
+        config.DEFAULT_MEMORY_MB,
+        alias="memoryMb",
+        ge=config.MIN_MEMORY_MB,
+        le=config.MAX_MEMORY_MB,
+        strict=True,
+    )
+    network: bool = Field(False, strict=True)
+
+    @field_validator("code")
+    @classmethod
+    def _code_size(cls, code: str) -> str:
+        if _utf8_len(code) > config.MAX_CODE_BYTES:
+            raise too_large(f"code is larger than {config.MAX_CODE_BYTES} bytes")
+        return code
+
+    @field_validator("stdin")
+    @classmethod
+    def _stdin_size(cls, stdin: str) -> str:
+        if _utf8_len(stdin) > config.MAX_STDIN_BYTES:
+            raise too_large(f"stdin is larger than {config.MAX_STDIN_BYTES} bytes")
+        return stdin
+
+    @field_validator("files")
+    @classmethod
+    def _files(cls, files: dict[str, str]) -> dict[str, str]:
+        if len(files) > config.MAX_FILES:
+            raise too_large(f"at most {config.MAX_FILES} files are allowed")
+        total = 0
+        for path, content in files.items():
+            check_relative_path(path)
+            total += _utf8_len(content)
+        if total > config.MAX_FILES_TOTAL_BYTES:
+            raise too_large(f"files add up to more than {config.MAX_FILES_TOTAL_BYTES} bytes")
+        return files
+
+    def public(self) -> dict:
+        return self.model_dump(by_alias=True)
+
+
+def check_relative_path(path: str) -> None:
+    if not path or len(path) > config.MAX_FILE_PATH_CHARS:
+        raise ValueError(f"file path must be 1 to {config.MAX_FILE_PATH_CHARS} characters")
+    if "\x00" in path or "\\" in path:
+        raise ValueError(f"file path {path!r} has a forbidden character")
+    parts = path.split("/")
+    if path.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"file path {path!r} must be relative, without '.', '..' or '//'")
+
+
+class ListTasksQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    limit: int = Field(config.LIST_PAGE_DEFAULT, ge=1, le=config.LIST_PAGE_MAX)
+    page_token: str | None = Field(None, alias="pageToken", max_length=200)
+    status: (
+        Literal["queued", "dispatched", "running", "completed", "failed", "timed_out", "cancelled"]
+        | None
+    ) = None
+
+
+# What the runner reports (internal API).
+class ClaimBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    execution: Annotated[str, StringConstraints(min_length=1, max_length=300)]
+    attempt: int = Field(ge=0, le=100)
+
+
+class RunnerEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["stdout", "stderr", "log", "heartbeat"]
+    data: str | dict = ""
+
+
+class EventsBody(ClaimBody):
+    events: list[RunnerEvent] = Field(default_factory=list, max_length=config.MAX_EVENT_BATCH)
+
+
+class OutputFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(max_length=1000)
+    size: int = Field(ge=0)
+    content: str | None = Field(None, max_length=16384)
+    symlink: bool = False
+
+
+class RunnerResult(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    exit_code: int | None = Field(None, alias="exitCode")
+    stdout: str = Field("", max_length=config.MAX_OUTPUT_BYTES * 4)
+    stderr: str = Field("", max_length=config.MAX_OUTPUT_BYTES * 4)
+    stdout_truncated: bool = Field(False, alias="stdoutTruncated")
+    stderr_truncated: bool = Field(False, alias="stderrTruncated")
+    duration_ms: int = Field(0, alias="durationMs", ge=0)
+    files: list[OutputFile] = Field(default_factory=list, max_length=100)
+
+
+class RunnerError(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,50}$")]
+    message: str = Field(max_length=2000)
+
+
+class ResultBody(ClaimBody):
+    status: Literal["completed", "timed_out", "failed"]
+    result: RunnerResult | None = None
+    error: RunnerError | None = None

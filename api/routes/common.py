@@ -1,0 +1,63 @@
+"""What every route needs: the caller's identity, the JSON body, validation errors."""
+
+from __future__ import annotations
+
+import re
+from typing import TypeVar
+
+from flask import current_app, request
+from pydantic import BaseModel, ValidationError
+
+from api.errors import ApiError
+
+M = TypeVar("M", bound=BaseModel)
+
+_USER_ID = re.compile(r"^[A-Za-z0-9_.@:-]{1,128}$")
+
+
+def current_user() -> str:
+    """The caller. In AUTH_MODE=dev the X-User-Id header names it (trusted only
+    locally; `Settings.from_env` refuses dev mode on Cloud Run)."""
+    user = request.headers.get("X-User-Id", "")
+    if not user:
+        raise ApiError(401, "unauthenticated", "Send the X-User-Id header (AUTH_MODE=dev).")
+    if not _USER_ID.match(user):
+        raise ApiError(
+            401, "unauthenticated", "X-User-Id must be 1-128 characters of A-Z a-z 0-9 _ . @ : -"
+        )
+    return user
+
+
+def json_body() -> object:
+    if not request.is_json:
+        raise ApiError(
+            415, "unsupported_media_type", "Send a JSON body with Content-Type: application/json."
+        )
+    body = request.get_json(silent=True)
+    if body is None:
+        raise ApiError(400, "invalid_json", "The request body is not valid JSON.")
+    return body
+
+
+def describe_errors(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors(include_url=False)[:5]:
+        where = ".".join(str(p) for p in item["loc"]) or "body"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def validate(model: type[M], data: object) -> M:
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_request", "The JSON body must be an object.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        status, code = 400, "invalid_request"
+        if any(item["type"] == "too_large" for item in error.errors()):
+            status, code = 413, "too_large"
+        raise ApiError(status, code, describe_errors(error)) from None
+
+
+def services():
+    return current_app.extensions["agent_platform"]

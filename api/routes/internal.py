@@ -1,0 +1,97 @@
+"""The runner's endpoints. A task token (and nothing else) authorizes them, and
+only for the task it names. The runner never touches Firestore: the API is the only
+writer (docs/decisions/0001-runner-reports-over-http.md)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, request
+
+from api import config
+from api.errors import ApiError
+from api.models import ClaimBody, EventsBody, ResultBody
+from api.routes.common import json_body, services, validate
+from api.services.state_machine import ClaimRefused, TaskStatus
+from api.services.task_tokens import InvalidTaskToken, verify_task_token
+
+bp = Blueprint("internal", __name__, url_prefix="/internal/v1/tasks")
+
+
+def _authorize(task_id: str) -> None:
+    header = request.headers.get("Authorization", "")
+    token = header.removeprefix("Bearer ").strip()
+    try:
+        verify_task_token(services().settings.task_token_key, token, task_id)
+    except InvalidTaskToken as error:
+        raise ApiError(401, "invalid_task_token", str(error)) from None
+
+
+def _task_or_404(task_id: str) -> dict:
+    task = services().store.get_task(task_id)
+    if task is None:
+        raise ApiError(404, "not_found", "No such task.")
+    return task
+
+
+@bp.get("/<task_id>/spec")
+def spec(task_id: str):
+    """What the runner needs to run the task: kind, input and sandbox limits."""
+    _authorize(task_id)
+    task = _task_or_404(task_id)
+    settings = services().settings
+    return {
+        "id": task_id,
+        "kind": task["kind"],
+        "status": task["status"],
+        "input": task["input"],
+        "limits": {
+            "maxOutputBytes": settings.max_output_bytes,
+            "network": bool(task["input"].get("network")) and settings.allow_task_network,
+            "heartbeatSeconds": config.HEARTBEAT_INTERVAL_SECONDS,
+        },
+    }
+
+
+@bp.post("/<task_id>/claim")
+def claim(task_id: str):
+    """200 when this execution attempt may run the task (idempotent); 409 otherwise."""
+    _authorize(task_id)
+    body = validate(ClaimBody, json_body())
+    try:
+        task = services().machine.claim(task_id, body.execution, body.attempt)
+    except ClaimRefused as refusal:
+        raise ApiError(409, "claim_refused", str(refusal)) from None
+    services().watch.changed(task_id)
+    return {"status": task["status"], "claim": task["claim"]}
+
+
+@bp.post("/<task_id>/events")
+def events(task_id: str):
+    """Store a batch of events; also the heartbeat. 409 tells the runner to stop."""
+    _authorize(task_id)
+    body = validate(EventsBody, json_body())
+    batch = [(e.type, e.data) for e in body.events if e.type != "heartbeat"]
+    task = services().machine.append_events(
+        task_id, body.execution, body.attempt, batch, config.MAX_EVENTS_PER_TASK
+    )
+    if task is None:
+        raise ApiError(409, "not_running", "This execution no longer holds the task; stop.")
+    if batch:
+        services().watch.changed(task_id)
+    return {"next": task["eventSeq"]}
+
+
+@bp.post("/<task_id>/result")
+def result(task_id: str):
+    """Settle the task with the runner's outcome. A duplicate or late report is
+    accepted and ignored (`accepted: false`): the first terminal status stands."""
+    _authorize(task_id)
+    body = validate(ResultBody, json_body())
+    result = body.result.model_dump(by_alias=True) if body.result else None
+    error = body.error.model_dump() if body.error else None
+    task, accepted = services().machine.finish(
+        task_id, body.execution, body.attempt, TaskStatus(body.status), result, error
+    )
+    if task is None:
+        raise ApiError(404, "not_found", "No such task.")
+    services().watch.changed(task_id)
+    return {"accepted": accepted, "status": task["status"]}

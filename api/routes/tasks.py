@@ -1,0 +1,121 @@
+"""Public task routes (DESIGN section 6.2)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from flask import Blueprint, Response, request, stream_with_context
+
+from api import config
+from api.errors import ApiError
+from api.models import CodeTaskInput, ListTasksQuery
+from api.routes.common import current_user, json_body, services, validate
+from api.services.state_machine import is_terminal
+from api.services.tasks import render_event, render_task
+
+bp = Blueprint("tasks", __name__, url_prefix="/api/tasks")
+
+EVENTS_PAGE = 500
+# An SSE stream ends after this long; the client resumes with Last-Event-ID.
+SSE_MAX_SECONDS = 300
+SSE_KEEPALIVE_SECONDS = 15
+
+
+@bp.post("")
+def submit():
+    """Queue a task. 202 with the task and its Location; 400/413/415/422 on bad input."""
+    user = current_user()
+    body = json_body()
+    kind = body.get("kind") if isinstance(body, dict) else None
+    if kind != "code":
+        raise ApiError(400, "invalid_request", 'kind must be "code".')
+    spec = validate(CodeTaskInput, body)
+    task, _ = services().tasks.submit(user, spec, request.headers.get("Idempotency-Key"))
+    response = Response(json.dumps(render_task(task)), 202, mimetype="application/json")
+    response.headers["Location"] = f"/api/tasks/{task['id']}"
+    return response
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_request", f"{name} must be an integer.") from None
+    if not low <= value <= high:
+        raise ApiError(400, "invalid_request", f"{name} must be between {low} and {high}.")
+    return value
+
+
+@bp.get("/<task_id>")
+def get(task_id: str):
+    """The task; with ?wait=N (N <= 60) once it is terminal or N seconds have passed."""
+    user = current_user()
+    wait = _int_arg("wait", 0, 0, config.MAX_WAIT_SECONDS)
+    tasks = services().tasks
+    task = tasks.wait(user, task_id, wait) if wait else tasks.get(user, task_id)
+    return render_task(task)
+
+
+@bp.get("")
+def list_tasks():
+    user = current_user()
+    query = validate(ListTasksQuery, request.args.to_dict())
+    tasks, next_token = services().tasks.list(
+        user, limit=query.limit, page_token=query.page_token, status=query.status
+    )
+    return {"tasks": [render_task(t) for t in tasks], "nextPageToken": next_token}
+
+
+@bp.post("/<task_id>/cancel")
+def cancel(task_id: str):
+    """Cancel unless already terminal; returns the task."""
+    return render_task(services().tasks.cancel(current_user(), task_id))
+
+
+@bp.get("/<task_id>/events")
+def events(task_id: str):
+    """Events after `after` as JSON, or as Server-Sent Events until the task ends."""
+    user = current_user()
+    if request.accept_mimetypes.best == "text/event-stream":
+        resume = request.headers.get("Last-Event-ID", request.args.get("after", "0"))
+        try:
+            after = int(resume)
+        except ValueError:
+            raise ApiError(400, "invalid_request", "Last-Event-ID must be an integer.") from None
+        services().tasks.get(user, task_id)  # 404 before the stream starts
+        return Response(
+            stream_with_context(_sse(user, task_id, max(0, after))),
+            mimetype="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    after = _int_arg("after", 0, 0, 10**9)
+    _, events = services().tasks.events(user, task_id, after, EVENTS_PAGE)
+    next_seq = events[-1]["seq"] if events else after
+    return {"events": [render_event(e) for e in events], "next": next_seq}
+
+
+def _sse(user: str, task_id: str, after: int):
+    tasks = services().tasks
+    started = last_sent = time.monotonic()
+    while time.monotonic() - started < SSE_MAX_SECONDS:
+        seen = tasks.watch.version(task_id)
+        task, events = tasks.events(user, task_id, after, EVENTS_PAGE)
+        for event in events:
+            after = event["seq"]
+            payload = json.dumps(render_event(event))
+            yield f"id: {after}\nevent: {event['type']}\ndata: {payload}\n\n"
+            last_sent = time.monotonic()
+        if len(events) == EVENTS_PAGE:
+            continue
+        if is_terminal(task):
+            # The task was read before its events, and a terminal status is written in
+            # the same transaction as its last event: nothing more will come.
+            return
+        if time.monotonic() - last_sent > SSE_KEEPALIVE_SECONDS:
+            yield ": keep-alive\n\n"
+            last_sent = time.monotonic()
+        tasks.watch.wait(task_id, seen, 0.5)

@@ -1,0 +1,223 @@
+"""Launching queued tasks and settling in-flight tasks that went quiet.
+
+One background thread per API process does both. Submissions wake it at once
+(`kick`); otherwise it looks for work every few seconds. Launching happens only on
+this long-lived thread: local runners are tied to the thread that started them
+(PR_SET_PDEATHSIG), and a request thread may come and go.
+
+The reconciler asks the executor about a task only when the task is overdue
+(`checkAt` passed: no heartbeat, no claim, or past its deadline), then moves
+`checkAt` on, so each task costs at most one executor call per interval and a
+client poll costs none.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import secrets
+import threading
+from datetime import datetime, timedelta
+
+from api.adapters.executors.base import DispatchError, ExecutionState, Executor
+from api.services.state_machine import IN_FLIGHT, TaskStateMachine, TaskStatus, utcnow
+from api.services.task_tokens import issue_task_token
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_SECONDS = 60
+
+
+def runner_lost(message: str) -> dict:
+    return {"code": "runner_lost", "message": message}
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        machine: TaskStateMachine,
+        executor: Executor,
+        *,
+        token_key: bytes,
+        runner_overhead_seconds: int,
+        interval_seconds: float,
+        on_change=None,
+    ) -> None:
+        self.machine = machine
+        self.store = machine.store
+        self.executor = executor
+        self.token_key = token_key
+        self.runner_overhead = runner_overhead_seconds
+        self.interval = interval_seconds
+        self.on_change = on_change or (lambda task_id: None)
+        self._kicks: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the loop --------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._kicks.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def kick(self, task_id: str | None = None) -> None:
+        """Wake the loop; with a task id, that task is tried first."""
+        self._kicks.put(task_id)
+
+    def _loop(self) -> None:
+        # Settle what an earlier process left behind before taking new work.
+        self._guard(self.reconcile, everything=True)
+        next_sweep = 0.0
+        while not self._stopping.is_set():
+            try:
+                hinted = self._kicks.get(timeout=self.interval)
+            except queue.Empty:
+                hinted = None
+            if self._stopping.is_set():
+                return
+            if hinted is not None:
+                self._guard(self.dispatch_one_by_id, hinted)
+            now = utcnow().timestamp()
+            if hinted is None or now >= next_sweep:
+                next_sweep = now + self.interval
+                self._guard(self.dispatch_pending)
+                self._guard(self.reconcile)
+
+    def _guard(self, fn, *args, **kwargs) -> None:
+        # A Firestore or executor hiccup must not kill the loop; the next pass retries.
+        try:
+            fn(*args, **kwargs)
+        except Exception:
+            log.exception("dispatcher pass failed")
+
+    # -- launching -------------------------------------------------------------
+
+    def dispatch_pending(self) -> int:
+        launched = 0
+        while (slots := self.executor.free_slots()) > 0:
+            due = self.store.tasks_with_status(
+                [TaskStatus.QUEUED.value],
+                due_field="nextDispatchAt",
+                due_before=utcnow(),
+                limit=slots,
+            )
+            if not due:
+                break
+            for task in due:
+                launched += self.dispatch(task["id"])
+        return launched
+
+    def dispatch_one_by_id(self, task_id: str) -> None:
+        if self.executor.free_slots() > 0:
+            self.dispatch(task_id)
+
+    def dispatch(self, task_id: str) -> int:
+        """Launch one queued task; return 1 if it was launched."""
+        dispatch_id = secrets.token_hex(8)
+        task = self.machine.mark_dispatched(task_id, self.executor.backend, dispatch_id)
+        if task is None:
+            return 0  # no longer queued: another instance took it, or it was cancelled
+        timeout = task["input"]["timeoutSeconds"]
+        expires = utcnow() + timedelta(seconds=timeout + 2 * self.runner_overhead + 600)
+        token = issue_task_token(self.token_key, task_id, expires.timestamp())
+        try:
+            launched = self.executor.launch(task_id, token, timeout + self.runner_overhead)
+        except DispatchError as error:
+            if error.retryable:
+                attempts = task.get("dispatchAttempts", 1)
+                delay = min(MAX_BACKOFF_SECONDS, 2**attempts) * (0.5 + random.random())
+                retry_at = utcnow() + timedelta(seconds=delay)
+                log.warning(
+                    "launch failed, retrying in %.1fs: %s", delay, error, extra={"task_id": task_id}
+                )
+                self.machine.requeue(task_id, dispatch_id, retry_at, str(error))
+            else:
+                log.error("launch failed: %s", error, extra={"task_id": task_id})
+                self.machine.settle(
+                    task_id, TaskStatus.FAILED, {"code": "dispatch_failed", "message": str(error)}
+                )
+            self.on_change(task_id)
+            return 0
+        execution = {"name": launched.name, "logUri": launched.log_uri, **launched.details}
+        self.machine.record_execution(task_id, dispatch_id, execution)
+        self.on_change(task_id)
+        return 1
+
+    # -- settling --------------------------------------------------------------
+
+    def runner_exited(self, task_id: str, execution_name: str, exit_code: int) -> None:
+        """A local runner process ended. If it did not report, its task is lost."""
+        task = self.store.get_task(task_id)
+        if task is not None and task["status"] in IN_FLIGHT:
+            how = (
+                f"exited with code {exit_code}"
+                if exit_code >= 0
+                else f"killed by signal {-exit_code}"
+            )
+            self.machine.settle(
+                task_id,
+                TaskStatus.FAILED,
+                runner_lost(f"The job-runner {how} before reporting a result."),
+            )
+            self.on_change(task_id)
+        self.kick()
+
+    def reconcile(self, everything: bool = False) -> int:
+        """Settle overdue in-flight tasks from their execution's real state."""
+        now = utcnow()
+        horizon = now + timedelta(days=3650) if everything else now
+        settled = 0
+        for task in self.store.tasks_with_status(
+            IN_FLIGHT, due_field="checkAt", due_before=horizon, limit=100
+        ):
+            execution = task.get("execution") or {}
+            if execution.get("backend") != self.executor.backend:
+                continue
+            settled += self._reconcile_task(task, execution.get("name"), now)
+        return settled
+
+    def _reconcile_task(self, task: dict, execution_name: str | None, now: datetime) -> int:
+        task_id = task["id"]
+        state = self.executor.describe(execution_name)
+        if state == ExecutionState.RUNNING:
+            deadline = task.get("deadlineAt")
+            if deadline is not None and now > deadline:
+                self.executor.cancel(execution_name)
+                self.machine.settle(
+                    task_id,
+                    TaskStatus.TIMED_OUT,
+                    {
+                        "code": "deadline_exceeded",
+                        "message": "The runner did not report before the task's deadline.",
+                    },
+                )
+                self.on_change(task_id)
+                return 1
+            self.machine.postpone_check(task_id, now + timedelta(seconds=self.interval))
+            return 0
+        if state == ExecutionState.CANCELLED:
+            status, error = TaskStatus.CANCELLED, None
+        elif state == ExecutionState.TIMED_OUT:
+            status, error = (
+                TaskStatus.TIMED_OUT,
+                {"code": "execution_timeout", "message": "The execution hit its time limit."},
+            )
+        else:
+            status, error = (
+                TaskStatus.FAILED,
+                runner_lost(
+                    f"The job-runner's execution is {state.value} and never reported a result."
+                ),
+            )
+        _, changed = self.machine.settle(task_id, status, error)
+        if changed:
+            log.warning("settled overdue task as %s", status.value, extra={"task_id": task_id})
+            self.on_change(task_id)
+        return int(changed)

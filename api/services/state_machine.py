@@ -1,0 +1,281 @@
+"""The task state machine: every status change of a task happens here.
+
+    queued -> dispatched -> running -> completed | failed | timed_out | cancelled
+       ^          |
+       +----------+  (a retryable launch failure puts the task back in the queue)
+
+Any non-terminal status may also go straight to `failed` or `cancelled`.
+
+Each transition is one Firestore transaction that reads the task, checks its
+current status, and writes the new status together with its `status` event (and,
+when it settles the task, the owner's usage counters). The first terminal
+transition wins; every later report is ignored, so results and usage are written
+exactly once however many runners, retries or reconcilers report.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from api.adapters.firestore_store import USAGE, Change, FirestoreStore
+
+
+class TaskStatus(StrEnum):
+    QUEUED = "queued"
+    DISPATCHED = "dispatched"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset(
+    {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.TIMED_OUT, TaskStatus.CANCELLED}
+)
+IN_FLIGHT = [TaskStatus.DISPATCHED.value, TaskStatus.RUNNING.value]
+# What a runner may report as the end of its task.
+RUNNER_OUTCOMES = frozenset({TaskStatus.COMPLETED, TaskStatus.TIMED_OUT, TaskStatus.FAILED})
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def is_terminal(task: dict) -> bool:
+    return TaskStatus(task["status"]).terminal
+
+
+class ClaimRefused(Exception):
+    """The runner may not run this task: it is settled, or another execution has it."""
+
+
+class TaskStateMachine:
+    def __init__(
+        self,
+        store: FirestoreStore,
+        *,
+        runner_overhead_seconds: int,
+        heartbeat_grace_seconds: float,
+        claim_grace_seconds: float,
+    ) -> None:
+        self.store = store
+        self.runner_overhead = timedelta(seconds=runner_overhead_seconds)
+        self.heartbeat_grace = timedelta(seconds=heartbeat_grace_seconds)
+        self.claim_grace = timedelta(seconds=claim_grace_seconds)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _status_change(self, task: dict, status: TaskStatus, now: datetime, **updates) -> Change:
+        data: dict[str, Any] = {"status": status.value}
+        if status.terminal:
+            updates["finishedAt"] = now
+            error = updates.get("error")
+            if error:
+                data["error"] = error
+        updates["status"] = status.value
+        change = Change(updates=updates, events=[("status", data)])
+        if status.terminal:
+            # Counted once: only the first terminal transition gets here.
+            day = now.strftime("%Y%m%d")
+            counters = {"tasksSettled": 1, f"tasks_{status.value}": 1}
+            duration = (updates.get("result") or {}).get("durationMs")
+            if isinstance(duration, int):
+                counters["sandboxMs"] = duration
+            change.increments.append((USAGE, f"{task['owner']}_{day}", counters))
+        return change
+
+    # -- transitions -----------------------------------------------------------
+
+    def mark_dispatched(self, task_id: str, backend: str, dispatch_id: str) -> dict | None:
+        """queued -> dispatched, before the executor is asked to launch. Returns the
+        task when this caller won the right to launch it, else None."""
+        now = utcnow()
+
+        def mutate(task: dict | None) -> Change | None:
+            if task is None or task["status"] != TaskStatus.QUEUED:
+                return None
+            return self._status_change(
+                task,
+                TaskStatus.DISPATCHED,
+                now,
+                dispatchedAt=now,
+                checkAt=now + self.claim_grace,
+                dispatchAttempts=task.get("dispatchAttempts", 0) + 1,
+                execution={"backend": backend, "name": None, "attempt": 0, "logUri": None},
+                dispatchId=dispatch_id,
+            )
+
+        task, changed = self.store.update_task(task_id, mutate, now)
+        return task if changed else None
+
+    def record_execution(self, task_id: str, dispatch_id: str, execution: dict) -> None:
+        """Store what the executor said about the launch (name, log link)."""
+        now = utcnow()
+
+        def mutate(task: dict | None) -> Change | None:
+            if task is None or task.get("dispatchId") != dispatch_id or is_terminal(task):
+                return None
+            merged = dict(task.get("execution") or {}, **execution)
+            return Change(updates={"execution": merged})
+
+        self.store.update_task(task_id, mutate, now)
+
+    def requeue(self, task_id: str, dispatch_id: str, retry_at: datetime, reason: str) -> None:
+        """dispatched -> queued after a retryable launch failure (429, 5xx, timeout)."""
+        now = utcnow()
+
+        def mutate(task: dict | None) -> Change | None:
+            if task is None or task["status"] != TaskStatus.DISPATCHED:
+                return None
+            if task.get("dispatchId") != dispatch_id:
+                return None
+            change = self._status_change(
+                task, TaskStatus.QUEUED, now, nextDispatchAt=retry_at, checkAt=None
+            )
+            change.events[0][1]["reason"] = reason
+            return change
+
+        self.store.update_task(task_id, mutate, now)
+
+    def claim(self, task_id: str, execution: str, attempt: int) -> dict:
+        """A runner claims its task. Idempotent for the same (execution, attempt); a
+        later attempt of the same execution takes over (Cloud Run retried it); any
+        other execution is refused, so a duplicate launch cannot run twice."""
+        now = utcnow()
+        refusal: list[str] = []
+
+        def mutate(task: dict | None) -> Change | None:
+            refusal.clear()
+            if task is None:
+                refusal.append("no such task")
+                return None
+            status = TaskStatus(task["status"])
+            if status.terminal:
+                refusal.append(f"task is already {status.value}")
+                return None
+            claim = task.get("claim")
+            if status == TaskStatus.RUNNING and claim:
+                if claim["execution"] != execution or attempt < claim["attempt"]:
+                    refusal.append("task is claimed by another execution")
+                    return None
+                if attempt == claim["attempt"]:
+                    return None  # the same claim again: nothing to write
+            deadline = (
+                now + timedelta(seconds=task["input"]["timeoutSeconds"]) + self.runner_overhead
+            )
+            execution_info = dict(task.get("execution") or {}, name=execution, attempt=attempt)
+            updates = dict(
+                claim={"execution": execution, "attempt": attempt},
+                execution=execution_info,
+                heartbeatAt=now,
+                deadlineAt=deadline,
+                checkAt=min(deadline, now + self.heartbeat_grace),
+            )
+            if status == TaskStatus.RUNNING:
+                return Change(
+                    updates=updates, events=[("status", {"status": "running", "attempt": attempt})]
+                )
+            return self._status_change(task, TaskStatus.RUNNING, now, startedAt=now, **updates)
+
+        task, _ = self.store.update_task(task_id, mutate, now)
+        if refusal:
+            raise ClaimRefused(refusal[0])
+        assert task is not None
+        return task
+
+    def _claim_matches(self, task: dict, execution: str, attempt: int) -> bool:
+        claim = task.get("claim") or {}
+        return (
+            task["status"] == TaskStatus.RUNNING
+            and claim.get("execution") == execution
+            and claim.get("attempt") == attempt
+        )
+
+    def append_events(
+        self,
+        task_id: str,
+        execution: str,
+        attempt: int,
+        events: list[tuple[str, Any]],
+        max_events: int,
+    ) -> dict | None:
+        """Store a batch of runner events (also a heartbeat). Returns the task, or None
+        when the caller no longer holds the task (settled, cancelled, taken over)."""
+        now = utcnow()
+
+        def mutate(task: dict | None) -> Change | None:
+            if task is None or not self._claim_matches(task, execution, attempt):
+                return None
+            room = max(0, max_events - task.get("eventSeq", 0))
+            kept = events[:room]
+            if len(kept) < len(events) and not task.get("eventsTruncated"):
+                kept = kept[: max(0, room - 1)] + [("events_truncated", {"limit": max_events})]
+            updates: dict[str, Any] = {
+                "heartbeatAt": now,
+                "checkAt": min(task["deadlineAt"], now + self.heartbeat_grace),
+            }
+            if len(kept) < len(events):
+                updates["eventsTruncated"] = True
+            return Change(updates=updates, events=kept)
+
+        task, changed = self.store.update_task(task_id, mutate, now)
+        return task if changed else None
+
+    def finish(
+        self,
+        task_id: str,
+        execution: str,
+        attempt: int,
+        status: TaskStatus,
+        result: dict | None,
+        error: dict | None,
+    ) -> tuple[dict | None, bool]:
+        """The runner's final report. Only the current claim may settle the task, and
+        only once; a duplicate or late report changes nothing."""
+        now = utcnow()
+
+        def mutate(task: dict | None) -> Change | None:
+            if task is None or not self._claim_matches(task, execution, attempt):
+                return None
+            return self._status_change(task, status, now, result=result, error=error, checkAt=None)
+
+        return self.store.update_task(task_id, mutate, now)
+
+    def settle(
+        self,
+        task_id: str,
+        status: TaskStatus,
+        error: dict | None = None,
+        only_if: set[TaskStatus] | None = None,
+    ) -> tuple[dict | None, bool]:
+        """Settle a task from outside the runner: cancel, runner lost, timed out.
+        Terminal tasks never change."""
+        assert status.terminal
+        now = utcnow()
+
+        def mutate(task: dict | None) -> Change | None:
+            if task is None or is_terminal(task):
+                return None
+            if only_if is not None and TaskStatus(task["status"]) not in only_if:
+                return None
+            return self._status_change(task, status, now, error=error, checkAt=None)
+
+        return self.store.update_task(task_id, mutate, now)
+
+    def postpone_check(self, task_id: str, until: datetime) -> None:
+        """Nothing wrong yet: look at this in-flight task again at `until`."""
+        now = utcnow()
+
+        def mutate(task: dict | None) -> Change | None:
+            if task is None or is_terminal(task):
+                return None
+            return Change(updates={"checkAt": until})
+
+        self.store.update_task(task_id, mutate, now)

@@ -1,0 +1,209 @@
+"""Task rules seen from the client: submit, read, list, wait, cancel, events."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import threading
+import time
+from collections import defaultdict
+
+from api.errors import ApiError, not_found
+from api.models import CodeTaskInput
+from api.services.dispatcher import Dispatcher
+from api.services.state_machine import TaskStateMachine, TaskStatus, is_terminal, utcnow
+
+# How often a waiting request re-reads a task that another instance may settle.
+WAIT_POLL_SECONDS = 0.5
+
+
+def new_task_id() -> str:
+    return secrets.token_hex(12)
+
+
+def _rfc3339(value) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def render_task(task: dict) -> dict:
+    """The public task resource: no owner, claim or bookkeeping fields."""
+    execution = task.get("execution")
+    if execution is not None:
+        execution = {
+            "backend": execution.get("backend"),
+            "name": execution.get("name"),
+            "attempt": execution.get("attempt", 0),
+            "logUri": execution.get("logUri"),
+        }
+    return {
+        "id": task["id"],
+        "kind": task["kind"],
+        "status": task["status"],
+        "createdAt": _rfc3339(task.get("createdAt")),
+        "startedAt": _rfc3339(task.get("startedAt")),
+        "finishedAt": _rfc3339(task.get("finishedAt")),
+        "input": task["input"],
+        "result": task.get("result"),
+        "error": task.get("error"),
+        "execution": execution,
+    }
+
+
+def render_event(event: dict) -> dict:
+    return {
+        "seq": event["seq"],
+        "type": event["type"],
+        "data": event["data"],
+        "at": _rfc3339(event["at"]),
+    }
+
+
+class TaskWatch:
+    """Wakes waiting requests in this process as soon as a task changes here."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._versions: dict[str, int] = defaultdict(int)
+
+    def changed(self, task_id: str) -> None:
+        with self._cond:
+            self._versions[task_id] += 1
+            self._cond.notify_all()
+
+    def version(self, task_id: str) -> int:
+        with self._cond:
+            return self._versions[task_id]
+
+    def wait(self, task_id: str, seen: int, timeout: float) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._versions[task_id] != seen, timeout=timeout)
+
+
+class TaskService:
+    def __init__(
+        self,
+        machine: TaskStateMachine,
+        dispatcher: Dispatcher,
+        watch: TaskWatch,
+        *,
+        allow_network: bool,
+    ) -> None:
+        self.machine = machine
+        self.store = machine.store
+        self.dispatcher = dispatcher
+        self.watch = watch
+        self.allow_network = allow_network
+
+    def submit(
+        self, owner: str, spec: CodeTaskInput, idempotency_key: str | None
+    ) -> tuple[dict, bool]:
+        """Store a queued task and wake the dispatcher. Returns (task, created)."""
+        if spec.network and not self.allow_network:
+            raise ApiError(
+                422,
+                "network_not_allowed",
+                "This deployment does not allow network access from tasks "
+                "(set ALLOW_TASK_NETWORK=true to allow it).",
+            )
+        now = utcnow()
+        task_input = spec.public()
+        task = {
+            "id": new_task_id(),
+            "owner": owner,
+            "kind": spec.kind,
+            "status": TaskStatus.QUEUED.value,
+            "createdAt": now,
+            "startedAt": None,
+            "finishedAt": None,
+            "input": task_input,
+            "result": None,
+            "error": None,
+            "execution": None,
+            "nextDispatchAt": now,
+            "checkAt": None,
+        }
+        idempotency = None
+        if idempotency_key is not None:
+            if not 1 <= len(idempotency_key) <= 200:
+                raise ApiError(
+                    400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 200 characters."
+                )
+            key_id = hashlib.sha256(f"{owner}\x00{idempotency_key}".encode()).hexdigest()
+            body_hash = hashlib.sha256(json.dumps(task_input, sort_keys=True).encode()).hexdigest()
+            task["idempotencyBodyHash"] = body_hash
+            idempotency = (key_id, body_hash)
+        stored, created = self.store.create_task(
+            task, events=[("status", {"status": "queued"})], idempotency=idempotency
+        )
+        if not created and stored.get("idempotencyBodyHash") != task.get("idempotencyBodyHash"):
+            raise ApiError(
+                422,
+                "idempotency_key_reused",
+                "This Idempotency-Key was used with a different request body.",
+            )
+        if created:
+            self.dispatcher.kick(stored["id"])
+        return stored, created
+
+    def get(self, owner: str, task_id: str) -> dict:
+        task = self.store.get_task(task_id) if _plausible_id(task_id) else None
+        if task is None or task["owner"] != owner:
+            raise not_found("task")
+        return task
+
+    def wait(self, owner: str, task_id: str, seconds: float) -> dict:
+        """The task once it is terminal, or as it is after `seconds`."""
+        deadline = time.monotonic() + seconds
+        while True:
+            seen = self.watch.version(task_id)
+            task = self.get(owner, task_id)
+            remaining = deadline - time.monotonic()
+            if is_terminal(task) or remaining <= 0:
+                return task
+            self.watch.wait(task_id, seen, min(remaining, WAIT_POLL_SECONDS))
+
+    def list(self, owner: str, *, limit: int, page_token: str | None, status: str | None):
+        after_id = _decode_page_token(page_token) if page_token else None
+        tasks = self.store.list_tasks(owner, status=status, limit=limit + 1, after_id=after_id)
+        next_token = None
+        if len(tasks) > limit:
+            tasks = tasks[:limit]
+            next_token = base64.urlsafe_b64encode(tasks[-1]["id"].encode()).decode()
+        return tasks, next_token
+
+    def cancel(self, owner: str, task_id: str) -> dict:
+        task = self.get(owner, task_id)
+        if is_terminal(task):
+            return task
+        settled, changed = self.machine.settle(
+            task_id,
+            TaskStatus.CANCELLED,
+            {"code": "cancelled", "message": "The task was cancelled by its owner."},
+        )
+        execution = (settled or task).get("execution") or {}
+        if changed and execution.get("name"):
+            self.dispatcher.executor.cancel(execution["name"])
+        self.watch.changed(task_id)
+        return settled or task
+
+    def events(self, owner: str, task_id: str, after: int, limit: int) -> tuple[dict, list[dict]]:
+        task = self.get(owner, task_id)
+        return task, self.store.list_events(task_id, after=after, limit=limit)
+
+
+def _plausible_id(task_id: str) -> bool:
+    return 0 < len(task_id) <= 64 and task_id.isalnum()
+
+
+def _decode_page_token(token: str) -> str:
+    try:
+        task_id = base64.urlsafe_b64decode(token.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        task_id = ""
+    if not _plausible_id(task_id):
+        raise ApiError(400, "invalid_page_token", "pageToken is not one this API returned.")
+    return task_id
