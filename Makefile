@@ -1,0 +1,48 @@
+# The front door: `make dev` runs the API locally, `make test` runs every test.
+# Both set up what they need: the virtual environment (.venv, from uv.lock) and
+# bubblewrap (installed with apt-get when running as root).
+
+PYTHON ?= python3
+VENV := .venv
+UV_VERSION := 0.13.9
+
+.PHONY: dev test lint format bench system-deps
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	@$(VENV)/bin/uv sync --frozen --inexact --quiet
+	@touch $@
+
+# bubblewrap for the sandbox, and a system python3 for the code it runs.
+system-deps:
+	@missing=""; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	test -x /usr/bin/python3 || missing="$$missing python3"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "Missing$$missing: run 'sudo apt-get install$$missing' and try again."; exit 1; \
+	  fi; \
+	fi
+
+dev: $(VENV)/.synced system-deps
+	@$(VENV)/bin/python -m devtools.dev
+
+test: $(VENV)/.synced system-deps
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/pytest
+
+lint: $(VENV)/.synced
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.synced
+	@$(VENV)/bin/ruff check --fix .
+	@$(VENV)/bin/ruff format .
+
+bench: $(VENV)/.synced system-deps
+	@$(VENV)/bin/python bench/task_latency.py

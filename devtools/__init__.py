@@ -1,0 +1,1 @@
+"""Local development and test plumbing (the emulator, the dev server). Not shipped."""

@@ -1,0 +1,5 @@
+import sys
+
+from job_runner.main import main
+
+sys.exit(main())

@@ -1,0 +1,71 @@
+"""Runs a `kind: "code"` task in the sandbox and shapes its result."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+from job_runner.sandbox import (
+    Limits,
+    Sandbox,
+    collect_output_files,
+    prepare_workspace,
+    write_input_files,
+)
+
+PROGRAMS = {
+    "python": ("main.py", ["python3", "-I", "/task/main.py"]),
+    "bash": ("main.sh", ["bash", "--noprofile", "--norc", "/task/main.sh"]),
+}
+
+
+def run_code_task(
+    spec: dict, sandbox: Sandbox, on_output, cancel: threading.Event
+) -> tuple[str, dict | None, dict | None]:
+    """Returns (status, result, error) as the API's result endpoint takes them."""
+    task_input = spec["input"]
+    limits = spec["limits"]
+    filename, command = PROGRAMS[task_input["language"]]
+    root = Path(tempfile.mkdtemp(prefix="task-"))
+    try:
+        program_dir = root / "program"
+        program_dir.mkdir()
+        (program_dir / filename).write_text(task_input["code"])
+        program_dir.chmod(0o755)
+        (program_dir / filename).chmod(0o644)
+        root.chmod(0o755)
+        workspace, uid = prepare_workspace(root)
+        write_input_files(workspace, task_input.get("files") or {}, uid)
+        outcome = sandbox.run(
+            command,
+            Limits(
+                wall_seconds=task_input["timeoutSeconds"],
+                memory_mb=task_input["memoryMb"],
+                max_output_bytes=limits["maxOutputBytes"],
+                network=limits["network"],
+            ),
+            workspace=workspace,
+            stdin=task_input.get("stdin", "").encode(),
+            readonly_binds={"/task": program_dir},
+            on_output=on_output,
+            cancel=cancel,
+        )
+        result = {
+            "exitCode": outcome.exit_code,
+            "stdout": outcome.stdout.decode("utf-8", "replace"),
+            "stderr": outcome.stderr.decode("utf-8", "replace"),
+            "stdoutTruncated": outcome.stdout_truncated,
+            "stderrTruncated": outcome.stderr_truncated,
+            "durationMs": outcome.duration_ms,
+            "files": collect_output_files(workspace),
+        }
+        if outcome.timed_out:
+            return "timed_out", result, {
+                "code": "timeout",
+                "message": f"The program ran longer than {task_input['timeoutSeconds']} s.",
+            }
+        return "completed", result, None
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

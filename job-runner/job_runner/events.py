@@ -1,0 +1,97 @@
+"""Batches the runner's events to the API and doubles as its heartbeat.
+
+Output arrives in small chunks from the sandbox; posting each would cost a Firestore
+transaction apiece, so chunks are buffered and flushed every FLUSH_SECONDS (or when
+the batch is full). When nothing happens, an empty batch still goes out every
+`heartbeat_seconds`, so the API knows the runner is alive. A 409 from the API means
+this execution no longer holds the task (cancelled, or taken over): `lost` is set
+and the runner stops its sandbox.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import threading
+import time
+
+from job_runner.api_client import ApiRefused, ApiUnreachable, TaskApi
+
+log = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 0.25
+MAX_BATCH = 100
+# Merge consecutive output chunks of one stream up to this size into one event.
+MAX_CHUNK_CHARS = 8192
+
+
+class EventSender:
+    def __init__(self, api: TaskApi, heartbeat_seconds: float, on_lost=lambda: None) -> None:
+        self.api = api
+        self.on_lost = on_lost
+        self.heartbeat_seconds = heartbeat_seconds
+        self.lost = threading.Event()
+        self._pending: list[dict] = []
+        self._decoders = {
+            name: codecs.getincrementaldecoder("utf-8")("replace") for name in ("stdout", "stderr")
+        }
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="events", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def output(self, stream: str, chunk: bytes) -> None:
+        text = self._decoders[stream].decode(chunk)
+        if not text:
+            return
+        with self._lock:
+            last = self._pending[-1] if self._pending else None
+            if last and last["type"] == stream and len(last["data"]) + len(text) <= MAX_CHUNK_CHARS:
+                last["data"] += text
+            else:
+                self._pending.append({"type": stream, "data": text})
+            if len(self._pending) >= MAX_BATCH:
+                self._wake.set()
+
+    def close(self) -> None:
+        """Flush what is left; returns once the last batch went out (or failed)."""
+        for stream, decoder in self._decoders.items():
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                with self._lock:
+                    self._pending.append({"type": stream, "data": tail})
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        last_post = time.monotonic()
+        while True:
+            self._wake.wait(FLUSH_SECONDS)
+            self._wake.clear()
+            stopping = self._stop.is_set()
+            with self._lock:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            due = time.monotonic() - last_post >= self.heartbeat_seconds
+            if batch or due:
+                self._post(batch)
+                last_post = time.monotonic()
+            if stopping and not self._pending:
+                return
+
+    def _post(self, batch: list[dict]) -> None:
+        if self.lost.is_set():
+            return
+        try:
+            self.api.post_events(batch)
+        except ApiRefused as refused:
+            log.warning("the API refused our events (%s): stopping", refused)
+            self.lost.set()
+            self.on_lost()
+        except ApiUnreachable as error:
+            # Keep running: the result post retries too, and the API's reconciler
+            # decides if we are gone for good.
+            log.warning("could not post events: %s", error)

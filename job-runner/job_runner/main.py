@@ -1,0 +1,107 @@
+"""The job-runner: one process (one Cloud Run Job execution) runs one task.
+
+Env contract (DESIGN section 8): TASK_ID, TASK_TOKEN, API_URL, and Cloud Run's own
+CLOUD_RUN_EXECUTION / CLOUD_RUN_TASK_ATTEMPT. The token is all the runner holds.
+
+Exit status: 0 once the task is reported (whatever the user's program did) or when
+there is nothing to do (already settled, claimed by another execution); non-zero
+only when the result could not be reported, so Cloud Run retries only
+infrastructure failures.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+from job_runner import logs
+from job_runner.api_client import ApiRefused, ApiUnreachable, TaskApi
+from job_runner.code_task import run_code_task
+from job_runner.events import EventSender
+from job_runner.sandbox import SandboxError, make_sandbox
+
+EXIT_REPORTED = 0
+EXIT_UNREPORTED = 1
+EXIT_BAD_ENV = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    task_id = os.environ.get("TASK_ID", "")
+    token = os.environ.get("TASK_TOKEN", "")
+    api_url = os.environ.get("API_URL", "")
+    log = logs.configure(task_id)
+    if not (task_id and token and api_url):
+        log.error("TASK_ID, TASK_TOKEN and API_URL must all be set")
+        return EXIT_BAD_ENV
+    # Nothing below may hand the token to user code: the sandbox starts from an empty
+    # environment, but drop it from ours too.
+    for name in ("TASK_TOKEN",):
+        os.environ.pop(name, None)
+
+    api = TaskApi(
+        base_url=api_url,
+        task_id=task_id,
+        token=token,
+        execution=os.environ.get("CLOUD_RUN_EXECUTION", "unnamed-execution"),
+        attempt=int(os.environ.get("CLOUD_RUN_TASK_ATTEMPT", "0") or 0),
+    )
+    stop = threading.Event()
+    cancel = threading.Event()
+
+    def _terminate(signum, _frame) -> None:
+        # Cloud Run sends SIGTERM before it stops an execution (cancel, shutdown):
+        # stop the sandbox and let main() report what it has.
+        log.warning("received signal %d: stopping the task", signum)
+        stop.set()
+        cancel.set()
+
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
+
+    try:
+        return _run(api, log, stop, cancel)
+    except ApiUnreachable as error:
+        log.error("cannot reach the API: %s", error)
+        return EXIT_UNREPORTED
+
+
+def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event) -> int:
+    try:
+        spec = api.spec()
+        api.claim()
+    except ApiRefused as refused:
+        log.info("not running this task: %s", refused)
+        return EXIT_REPORTED
+    log.info("claimed task (execution %s, attempt %d)", api.execution, api.attempt)
+
+    sender = EventSender(api, spec["limits"]["heartbeatSeconds"], on_lost=cancel.set)
+    sender.start()
+    try:
+        sandbox = make_sandbox(os.environ.get("SANDBOX", "bwrap"))
+        if spec["kind"] != "code":
+            raise SandboxError(f"this runner cannot run tasks of kind {spec['kind']!r}")
+        status, result, error = run_code_task(spec, sandbox, sender.output, cancel)
+    except SandboxError as problem:
+        log.error("sandbox error: %s", problem)
+        status, result, error = "failed", None, {"code": "sandbox_error", "message": str(problem)}
+    finally:
+        sender.close()
+    if sender.lost.is_set():
+        log.info("the task was taken from this execution (cancelled?): not reporting")
+        return EXIT_REPORTED
+    if stop.is_set() and status == "completed":
+        status, error = "failed", {"code": "runner_terminated",
+                                   "message": "The runner was asked to stop."}
+    try:
+        reply = api.post_result(status, result, error)
+    except ApiRefused as refused:
+        log.error("the API refused our result: %s", refused)
+        return EXIT_UNREPORTED
+    log.info("reported %s (accepted: %s)", status, reply.get("accepted"))
+    return EXIT_REPORTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

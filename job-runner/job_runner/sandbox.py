@@ -1,0 +1,551 @@
+"""The sandbox seam: run one untrusted command with limits, get an `Outcome` back.
+
+`BubblewrapSandbox` is the real implementation (DESIGN section 8): no network, an
+empty environment, a read-only system, a private /tmp and workspace, a uid of its
+own, rlimits, and the whole process tree killed on timeout or cancel.
+`UnsandboxedRunner` is the explicit operator opt-out (`SANDBOX=none`).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import random
+import resource
+import select
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Protocol
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+SANDBOX_UID_RANGE = (200_000, 260_000)  # per-run uids, far from any real account
+CANCEL_POLL_SECONDS = 0.05
+READER_JOIN_SECONDS = 5.0
+WORKSPACE_MOUNT = "/workspace"
+SANDBOX_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "HOME": WORKSPACE_MOUNT,
+    "LANG": "C.UTF-8",
+    "TMPDIR": "/tmp",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
+MERGED_USR_DIRS = ("bin", "lib", "lib64", "sbin")
+ETC_FILES = ("/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime")
+NETWORK_ETC_FILES = (
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/nsswitch.conf",
+    "/etc/host.conf",
+    "/etc/gai.conf",
+    "/etc/services",
+    "/etc/ssl/certs",
+    "/etc/ssl/openssl.cnf",
+)
+RESERVED_MOUNTS = ("/", "/usr", "/etc", "/proc", "/dev", "/tmp", WORKSPACE_MOUNT)
+FIX_HINT = (
+    "install bubblewrap (apt-get install bubblewrap) on a host that allows unprivileged "
+    "user namespaces, or set SANDBOX=none to run tasks unsandboxed (explicit opt-out)"
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    wall_seconds: float
+    memory_mb: int = 512
+    cpu_seconds: int | None = None  # default: ceil(wall_seconds) + 1
+    max_processes: int = 64
+    max_file_mb: int = 64
+    max_output_bytes: int = 131072  # kept per stream; the rest is read and discarded
+    network: bool = False
+
+
+@dataclass
+class Outcome:
+    exit_code: int | None  # None when we killed it (timeout, cancel); 128+N for signal N
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool
+    stderr_truncated: bool
+    timed_out: bool
+    cancelled: bool
+    duration_ms: int
+
+
+class SandboxError(Exception):
+    """The sandbox itself could not start; the message says how to fix it."""
+
+
+OnOutput = Callable[[str, bytes], None]
+
+
+class Sandbox(Protocol):
+    def run(
+        self,
+        command: list[str],
+        limits: Limits,
+        *,
+        workspace: Path,
+        stdin: bytes = b"",
+        readonly_binds: dict[str, Path] | None = None,
+        on_output: OnOutput | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Outcome: ...
+
+
+class BubblewrapSandbox:
+    """Runs each command in fresh bubblewrap namespaces.
+
+    As root, bwrap itself runs as a random unprivileged uid (the workspace owner's, see
+    `prepare_workspace`) and builds an unprivileged user namespace: the program holds no
+    capability on the host, and RLIMIT_NPROC counts only this run's processes. Not as
+    root, the host uid is the runner's own (only the uid seen inside differs), so the
+    sandbox shares the runner's RLIMIT_NPROC budget and can write files the runner owns
+    in the workspace; run the runner as root in its container to get the separate uid.
+    Host paths bound in (workspace, readonly_binds) must be reachable by that uid.
+    """
+
+    def __init__(self, bwrap: str = "bwrap", uid: int | None = None):
+        self._bwrap = bwrap
+        self._uid = uid
+        self._path: str | None = None
+        # Debian/Ubuntu merge /bin, /lib... into /usr as symlinks; keep that layout.
+        self._usr_dirs: list[str] = []
+        for name in MERGED_USR_DIRS:
+            host = f"/{name}"
+            if os.path.islink(host):
+                self._usr_dirs += ["--symlink", os.readlink(host), host]
+            elif os.path.isdir(host):
+                self._usr_dirs += ["--ro-bind", host, host]
+
+    def run(
+        self,
+        command: list[str],
+        limits: Limits,
+        *,
+        workspace: Path,
+        stdin: bytes = b"",
+        readonly_binds: dict[str, Path] | None = None,
+        on_output: OnOutput | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Outcome:
+        if self._path is None:
+            self._path = shutil.which(self._bwrap)
+            if self._path is None:
+                raise SandboxError(f"bubblewrap ({self._bwrap}) was not found: {FIX_HINT}")
+        workspace = Path(workspace)
+        popen: dict = {}
+        if os.geteuid() == 0:
+            uid = self._uid if self._uid is not None else _sandbox_owner(workspace)
+            _chown_tree(workspace, uid)
+            # bwrap must not run as root: unprivileged, it can only build a user namespace
+            # in which the program has no capability over anything on the host.
+            popen = {"user": uid, "group": uid, "extra_groups": []}
+        else:
+            uid = self._uid if self._uid is not None else _random_uid()
+        status_read, status_write = os.pipe()
+        try:
+            argv = self._argv(command, limits, uid, workspace, readonly_binds, status_write)
+            outcome = _execute(
+                argv, limits, stdin, on_output, cancel, pass_fds=[status_write], cwd="/", **popen
+            )
+            os.close(status_write)
+            status_write = -1
+            started = _program_started(status_read)
+        finally:
+            os.close(status_read)
+            if status_write >= 0:
+                os.close(status_write)
+        if not started and not (outcome.timed_out or outcome.cancelled):
+            message = outcome.stderr.decode("utf-8", "replace").strip()
+            raise SandboxError(f"the sandbox could not start the program ({message}): {FIX_HINT}")
+        return outcome
+
+    def _argv(
+        self,
+        command: list[str],
+        limits: Limits,
+        uid: int,
+        workspace: Path,
+        readonly_binds: dict[str, Path] | None,
+        status_fd: int,
+    ) -> list[str]:
+        argv = [self._path or self._bwrap, "--unshare-all", "--unshare-user", "--disable-userns"]
+        if limits.network:
+            argv.append("--share-net")
+        argv += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+        argv += ["--uid", str(uid), "--gid", str(uid), "--hostname", "sandbox"]
+        # bwrap writes {"exit-code": N} here only once the program was exec'd: that is
+        # how a setup failure is told apart from a program that prints "bwrap:" itself.
+        argv += ["--json-status-fd", str(status_fd)]
+        argv += ["--ro-bind", "/usr", "/usr", *self._usr_dirs]
+        for path in ETC_FILES + (NETWORK_ETC_FILES if limits.network else ()):
+            argv += ["--ro-bind-try", path, path]
+        # tmpfs pages are not counted by RLIMIT_AS, so each tmpfs gets a size of its own.
+        size = str(limits.memory_mb * MIB)
+        argv += ["--proc", "/proc", "--dev", "/dev"]
+        argv += ["--size", size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
+        argv += ["--size", size, "--tmpfs", "/tmp", "--bind", str(workspace), WORKSPACE_MOUNT]
+        for dest, host in (readonly_binds or {}).items():
+            if not dest.startswith("/") or dest in RESERVED_MOUNTS or ".." in dest.split("/"):
+                raise ValueError(f"cannot bind over {dest!r} in the sandbox")
+            argv += ["--ro-bind", str(host), dest]
+        # bwrap's root is a tmpfs the sandbox uid owns: make it read-only last.
+        argv += ["--remount-ro", "/", "--chdir", WORKSPACE_MOUNT, "--clearenv"]
+        for name, value in SANDBOX_ENV.items():
+            argv += ["--setenv", name, value]
+        return [*argv, "--", *command]
+
+
+class UnsandboxedRunner:
+    """SANDBOX=none: the command runs directly, with the same limits and a minimal env.
+
+    Only an operator opts into this. Paths under readonly_binds' sandbox paths and
+    /workspace in the command are rewritten to their host paths. As root, RLIMIT_NPROC
+    does not apply and the program can read anything the runner can.
+    """
+
+    def run(
+        self,
+        command: list[str],
+        limits: Limits,
+        *,
+        workspace: Path,
+        stdin: bytes = b"",
+        readonly_binds: dict[str, Path] | None = None,
+        on_output: OnOutput | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Outcome:
+        mounts = {WORKSPACE_MOUNT: Path(workspace), **(readonly_binds or {})}
+        argv = [_to_host_path(arg, mounts) for arg in command]
+        env = {**SANDBOX_ENV, "HOME": str(workspace)}
+        return _execute(argv, limits, stdin, on_output, cancel, cwd=workspace, env=env)
+
+
+def make_sandbox(kind: str) -> Sandbox:
+    """The sandbox named by SANDBOX: "bwrap" or "none"."""
+    if kind == "bwrap":
+        return BubblewrapSandbox()
+    if kind == "none":
+        return UnsandboxedRunner()
+    raise ValueError(f"unknown sandbox {kind!r}: expected 'bwrap' or 'none'")
+
+
+def prepare_workspace(root: Path) -> tuple[Path, int | None]:
+    """A fresh 0700 workspace under root, owned by a new sandbox uid when we are root.
+
+    root is created traversable (0711) if missing, as the sandbox uid must reach it.
+    """
+    root = Path(root)
+    root.mkdir(mode=0o711, parents=True, exist_ok=True)
+    workspace = Path(tempfile.mkdtemp(prefix="workspace-", dir=root))
+    if os.geteuid() != 0:
+        return workspace, None
+    uid = _random_uid()
+    os.chown(workspace, uid, uid)
+    return workspace, uid
+
+
+def write_input_files(workspace: Path, files: dict[str, str], owner_uid: int | None) -> None:
+    """Write the task's input files; relative paths only, never through a symlink.
+
+    :raises ValueError: a path is absolute, empty, has "..", "." or NUL, or already exists.
+    """
+    checked = {name: _relative_parts(name) for name in files}
+    for name, parts in checked.items():
+        dir_fd = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            for part in parts[:-1]:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=dir_fd)
+                except FileExistsError:
+                    pass
+                else:
+                    _chown_at(part, dir_fd, owner_uid)
+                dir_fd = _replace_fd(dir_fd, _open_at(part, dir_fd, os.O_DIRECTORY, name))
+            flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY
+            fd = _open_at(parts[-1], dir_fd, flags, name)
+            with open(fd, "w", encoding="utf-8") as out:
+                if owner_uid is not None:
+                    os.fchown(fd, owner_uid, owner_uid)
+                out.write(files[name])
+        finally:
+            os.close(dir_fd)
+
+
+def collect_output_files(
+    workspace: Path,
+    *,
+    max_files: int = 100,
+    max_inline_bytes: int = 8192,
+    max_total_inline: int = 65536,
+) -> list[dict]:
+    """List the workspace's files, in path order (component by component), capped.
+
+    Nothing is followed: symlinks are listed as such and never read, other
+    non-regular files are skipped. Small UTF-8 files come back with their content.
+    """
+    items: list[dict] = []
+    budget = [max_total_inline]
+    root_fd = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        _collect(root_fd, "", items, max_files, max_inline_bytes, budget)
+    finally:
+        os.close(root_fd)
+    return items
+
+
+def _collect(dir_fd, prefix, items, max_files, max_inline, budget) -> None:
+    with os.scandir(dir_fd) as scan:
+        entries = sorted(scan, key=lambda entry: entry.name)
+    for entry in entries:
+        if len(items) >= max_files:
+            return
+        path = prefix + entry.name
+        if entry.is_symlink():
+            items.append({"path": path, "size": 0, "content": None, "symlink": True})
+        elif entry.is_dir(follow_symlinks=False):
+            try:
+                sub_fd = _open_at(entry.name, dir_fd, os.O_DIRECTORY, path)
+            except (ValueError, OSError):
+                continue  # gone, swapped or unreadable since the scan
+            try:
+                _collect(sub_fd, path + "/", items, max_files, max_inline, budget)
+            finally:
+                os.close(sub_fd)
+        elif entry.is_file(follow_symlinks=False):
+            item = _read_regular(entry.name, dir_fd, path, max_inline, budget)
+            if item is not None:
+                items.append(item)
+
+
+def _read_regular(name, dir_fd, path, max_inline, budget) -> dict | None:
+    try:
+        fd = _open_at(name, dir_fd, os.O_NONBLOCK, path)
+    except (ValueError, OSError):
+        return None  # gone, swapped or unreadable since the scan
+    with open(fd, "rb") as source:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        content = None
+        if info.st_size <= min(max_inline, budget[0]):
+            data = source.read(max_inline + 1)
+            try:
+                if len(data) <= min(max_inline, budget[0]):
+                    content = data.decode("utf-8")
+                    budget[0] -= len(data)
+            except UnicodeDecodeError:
+                pass
+        return {"path": path, "size": info.st_size, "content": content}
+
+
+def _execute(argv, limits, stdin, on_output, cancel, **popen) -> Outcome:
+    """Start argv in its own process group, stream its output, kill it on timeout/cancel."""
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_rlimit_setter(limits),
+            env=popen.pop("env", {}),
+            **popen,
+        )
+    except OSError as error:
+        raise SandboxError(f"could not start {argv[0]}: {error}") from error
+    readers = [
+        _Capture("stdout", proc.stdout, limits.max_output_bytes, on_output),
+        _Capture("stderr", proc.stderr, limits.max_output_bytes, on_output),
+    ]
+    if stdin:
+        threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
+    stopped = _wait(proc, started + limits.wall_seconds, cancel)
+    if stopped:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    returncode = proc.wait()
+    duration_ms = int((time.monotonic() - started) * 1000)
+    for reader in readers:
+        reader.join(READER_JOIN_SECONDS)
+    exit_code = None if stopped else (128 - returncode if returncode < 0 else returncode)
+    return Outcome(
+        exit_code=exit_code,
+        stdout=bytes(readers[0].kept),
+        stderr=bytes(readers[1].kept),
+        stdout_truncated=readers[0].truncated,
+        stderr_truncated=readers[1].truncated,
+        timed_out=stopped == "timed_out",
+        cancelled=stopped == "cancelled",
+        duration_ms=duration_ms,
+    )
+
+
+def _rlimit_setter(limits: Limits) -> Callable[[], None]:
+    cpu = limits.cpu_seconds or int(-(-limits.wall_seconds // 1)) + 1
+    settings = [
+        (resource.RLIMIT_AS, (limits.memory_mb * MIB,) * 2),
+        # SIGXCPU at the soft limit, SIGKILL a second later if the program ignores it.
+        (resource.RLIMIT_CPU, (cpu, cpu + 1)),
+        (resource.RLIMIT_NPROC, (limits.max_processes,) * 2),
+        (resource.RLIMIT_FSIZE, (limits.max_file_mb * MIB,) * 2),
+        (resource.RLIMIT_CORE, (0, 0)),
+    ]
+
+    # Runs in the forked child before exec (after the uid switch), so bwrap and the
+    # program inherit the limits. Only setrlimit calls: nothing that takes a lock.
+    def set_limits() -> None:
+        for which, values in settings:
+            resource.setrlimit(which, values)
+
+    return set_limits
+
+
+def _wait(proc: subprocess.Popen, deadline: float, cancel: threading.Event | None) -> str | None:
+    """Wait for exit; "timed_out" or "cancelled" when it must be stopped instead."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)  # wakes at exit, without polling waitpid
+    except OSError:
+        pidfd = -1
+    try:
+        while True:
+            if cancel is not None and cancel.is_set():
+                return "cancelled"
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return "timed_out"
+            step = min(remaining, CANCEL_POLL_SECONDS)
+            if pidfd >= 0:
+                if select.select([pidfd], [], [], step)[0]:
+                    return None
+            else:
+                try:
+                    proc.wait(step)
+                    return None
+                except subprocess.TimeoutExpired:
+                    pass
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+
+
+class _Capture(threading.Thread):
+    """Reads one stream to its end, keeping the first `limit` bytes."""
+
+    def __init__(self, name: str, pipe: IO[bytes], limit: int, on_output: OnOutput | None):
+        super().__init__(daemon=True, name=f"sandbox-{name}")
+        self.stream, self.pipe, self.limit, self.on_output = name, pipe, limit, on_output
+        self.kept = bytearray()
+        self.truncated = False
+        self.start()
+
+    def run(self) -> None:
+        with self.pipe:
+            while chunk := os.read(self.pipe.fileno(), 65536):
+                keep = chunk[: max(self.limit - len(self.kept), 0)]
+                self.truncated = self.truncated or len(keep) < len(chunk)
+                if keep:
+                    self.kept += keep
+                    self._report(keep)
+
+    def _report(self, chunk: bytes) -> None:
+        if self.on_output is None:
+            return
+        try:
+            self.on_output(self.stream, chunk)
+        except Exception:  # a failing listener must not stop the draining
+            log.exception("on_output failed; no more output will be reported")
+            self.on_output = None
+
+
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    try:
+        with pipe:
+            pipe.write(data)
+    except BrokenPipeError:
+        pass  # the program exited or closed stdin without reading it all
+
+
+def _program_started(status_fd: int) -> bool:
+    os.set_blocking(status_fd, False)
+    data = b""
+    try:
+        while chunk := os.read(status_fd, 4096):
+            data += chunk
+    except BlockingIOError:
+        pass
+    for line in data.decode("utf-8", "replace").splitlines():
+        try:
+            if "exit-code" in json.loads(line):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def _random_uid() -> int:
+    return random.randrange(*SANDBOX_UID_RANGE)
+
+
+def _sandbox_owner(workspace: Path) -> int:
+    owner = os.lstat(workspace).st_uid
+    return owner if SANDBOX_UID_RANGE[0] <= owner < SANDBOX_UID_RANGE[1] else _random_uid()
+
+
+def _chown_tree(workspace: Path, uid: int) -> None:
+    if os.lstat(workspace).st_uid == uid:
+        return
+    os.chown(workspace, uid, uid, follow_symlinks=False)
+    for parent, dirs, files in os.walk(workspace):
+        for name in dirs + files:
+            os.chown(os.path.join(parent, name), uid, uid, follow_symlinks=False)
+
+
+def _relative_parts(name: str) -> list[str]:
+    parts = name.split("/")
+    if not name or "\0" in name or name.startswith("/") or any(
+        part in ("", ".", "..") for part in parts
+    ):
+        raise ValueError(f"input file path {name!r} must be relative, without '..' or '.'")
+    return parts
+
+
+def _open_at(name: str, dir_fd: int, flags: int, shown: str) -> int:
+    try:
+        return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+    except OSError as error:
+        if error.errno in (errno.EEXIST, errno.ELOOP, errno.ENOTDIR):
+            raise ValueError(f"{shown!r} already exists or goes through a symlink") from None
+        raise
+
+
+def _replace_fd(old: int, new: int) -> int:
+    os.close(old)
+    return new
+
+
+def _chown_at(name: str, dir_fd: int, uid: int | None) -> None:
+    if uid is not None:
+        os.chown(name, uid, uid, dir_fd=dir_fd, follow_symlinks=False)
+
+
+def _to_host_path(arg: str, mounts: dict[str, Path]) -> str:
+    for inside, host in mounts.items():
+        if arg == inside or arg.startswith(inside + "/"):
+            return str(host) + arg[len(inside) :]
+    return arg

@@ -1,0 +1,163 @@
+"""Shared fixtures: the real Firestore emulator (one per session, cleared between
+tests), the app with its test client, and a real API server process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devtools.emulator import FirestoreEmulator, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "demo-test"
+
+
+def wait_for(condition, timeout: float, interval: float = 0.05, message: str = "condition"):
+    """Poll `condition` until it returns something truthy, or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)  # polling interval of a deadline-bounded wait
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory):
+    log = tmp_path_factory.mktemp("emulator") / "firestore.log"
+    emulator = FirestoreEmulator(log).start()
+    os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host
+    os.environ["GOOGLE_CLOUD_PROJECT"] = PROJECT
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def firestore(emulator):
+    """A clean emulator database for this test."""
+    emulator.clear(PROJECT)
+    yield emulator
+    emulator.clear(PROJECT)
+
+
+@pytest.fixture
+def settings():
+    from api.config import Settings
+
+    return Settings(project=PROJECT, public_url="http://127.0.0.1:9", reconcile_interval_seconds=1)
+
+
+@pytest.fixture
+def app(firestore, settings):
+    """The app without its background dispatcher: for request/response behaviour."""
+    from api import create_app
+
+    return create_app(settings, start_background=False)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+class ApiServer:
+    """A real `gunicorn api.wsgi:app` process with the local executor."""
+
+    def __init__(self, emulator: FirestoreEmulator, log_path: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.env = {
+            **os.environ,
+            "PORT": str(self.port),
+            "HOST": "127.0.0.1",
+            "FIRESTORE_EMULATOR_HOST": emulator.host,
+            "GOOGLE_CLOUD_PROJECT": PROJECT,
+            "EXECUTOR": "local",
+            "AUTH_MODE": "dev",
+            **env,
+        }
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> ApiServer:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
+             "api.wsgi:app"],
+            env=self.env, cwd=ROOT, stdout=open(self.log_path, "ab"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(self._healthy, 30, message="the API server to answer /health")
+        return self
+
+    def _healthy(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"API server exited: {self.log_path.read_text()[-3000:]}")
+        try:
+            return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def logs(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+class Caller:
+    """A client of the public API, as one user."""
+
+    def __init__(self, base_url: str, user: str) -> None:
+        self.http = httpx.Client(base_url=base_url, headers={"X-User-Id": user}, timeout=90)
+
+    def submit(self, **body) -> dict:
+        body.setdefault("kind", "code")
+        body.setdefault("language", "python")
+        reply = self.http.post("/api/tasks", json=body)
+        assert reply.status_code == 202, reply.text
+        return reply.json()
+
+    def wait(self, task_id: str, seconds: int = 60) -> dict:
+        reply = self.http.get(f"/api/tasks/{task_id}", params={"wait": seconds})
+        assert reply.status_code == 200, reply.text
+        return reply.json()
+
+    def run(self, **body) -> dict:
+        task = self.wait(self.submit(**body)["id"])
+        assert task["status"] not in ("queued", "dispatched", "running"), task
+        return task
+
+
+@pytest.fixture(scope="module")
+def api_server(emulator, tmp_path_factory):
+    server = ApiServer(emulator, tmp_path_factory.mktemp("api") / "api.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def alice(api_server, firestore):
+    return Caller(api_server.url, "alice")
+
+
+@pytest.fixture
+def bob(api_server, firestore):
+    return Caller(api_server.url, "bob")
+
+
+def with_settings(settings, **changes):
+    return replace(settings, **changes)
