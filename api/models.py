@@ -147,7 +147,7 @@ class RunnerError(BaseModel):
     message: str = Field(max_length=2000)
 
 
-class ResultBody(ClaimBody):
+class ResultBody(EventsBody):
     status: Literal["completed", "timed_out", "failed"]
     result: RunnerResult | None = None
     error: RunnerError | None = None

@@ -90,9 +90,17 @@ class ApiServer:
 
     def start(self) -> ApiServer:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
-             "api.wsgi:app"],
-            env=self.env, cwd=ROOT, stdout=open(self.log_path, "ab"),  # noqa: SIM115
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                str(ROOT / "gunicorn.conf.py"),
+                "api.wsgi:app",
+            ],
+            env=self.env,
+            cwd=ROOT,
+            stdout=open(self.log_path, "ab"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
         )
         wait_for(self._healthy, 30, message="the API server to answer /health")

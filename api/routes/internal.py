@@ -69,7 +69,7 @@ def events(task_id: str):
     """Store a batch of events; also the heartbeat. 409 tells the runner to stop."""
     _authorize(task_id)
     body = validate(EventsBody, json_body())
-    batch = [(e.type, e.data) for e in body.events if e.type != "heartbeat"]
+    batch = _event_batch(body)
     task = services().machine.append_events(
         task_id, body.execution, body.attempt, batch, config.MAX_EVENTS_PER_TASK
     )
@@ -89,9 +89,20 @@ def result(task_id: str):
     result = body.result.model_dump(by_alias=True) if body.result else None
     error = body.error.model_dump() if body.error else None
     task, accepted = services().machine.finish(
-        task_id, body.execution, body.attempt, TaskStatus(body.status), result, error
+        task_id,
+        body.execution,
+        body.attempt,
+        TaskStatus(body.status),
+        result,
+        error,
+        events=_event_batch(body),
+        max_events=config.MAX_EVENTS_PER_TASK,
     )
     if task is None:
         raise ApiError(404, "not_found", "No such task.")
     services().watch.changed(task_id)
     return {"accepted": accepted, "status": task["status"]}
+
+
+def _event_batch(body: EventsBody) -> list[tuple[str, object]]:
+    return [(e.type, e.data) for e in body.events if e.type != "heartbeat"]

@@ -213,15 +213,12 @@ class TaskStateMachine:
         def mutate(task: dict | None) -> Change | None:
             if task is None or not self._claim_matches(task, execution, attempt):
                 return None
-            room = max(0, max_events - task.get("eventSeq", 0))
-            kept = events[:room]
-            if len(kept) < len(events) and not task.get("eventsTruncated"):
-                kept = kept[: max(0, room - 1)] + [("events_truncated", {"limit": max_events})]
+            kept, truncated = _fit_events(task, events, max_events)
             updates: dict[str, Any] = {
                 "heartbeatAt": now,
                 "checkAt": min(task["deadlineAt"], now + self.heartbeat_grace),
             }
-            if len(kept) < len(events):
+            if truncated:
                 updates["eventsTruncated"] = True
             return Change(updates=updates, events=kept)
 
@@ -236,15 +233,24 @@ class TaskStateMachine:
         status: TaskStatus,
         result: dict | None,
         error: dict | None,
+        events: list[tuple[str, Any]] = (),
+        max_events: int = 0,
     ) -> tuple[dict | None, bool]:
-        """The runner's final report. Only the current claim may settle the task, and
-        only once; a duplicate or late report changes nothing."""
+        """The runner's final report, with its last events. Only the current claim may
+        settle the task, and only once; a duplicate or late report changes nothing."""
         now = utcnow()
 
         def mutate(task: dict | None) -> Change | None:
             if task is None or not self._claim_matches(task, execution, attempt):
                 return None
-            return self._status_change(task, status, now, result=result, error=error, checkAt=None)
+            kept, truncated = _fit_events(task, list(events), max_events)
+            change = self._status_change(
+                task, status, now, result=result, error=error, checkAt=None
+            )
+            change.events[:0] = kept
+            if truncated:
+                change.updates["eventsTruncated"] = True
+            return change
 
         return self.store.update_task(task_id, mutate, now)
 
@@ -279,3 +285,16 @@ class TaskStateMachine:
             return Change(updates={"checkAt": until})
 
         self.store.update_task(task_id, mutate, now)
+
+
+def _fit_events(
+    task: dict, events: list[tuple[str, Any]], max_events: int
+) -> tuple[list[tuple[str, Any]], bool]:
+    """Keep a task's event log bounded: past `max_events`, one `events_truncated`
+    marker is stored and the rest dropped (the result still holds the output)."""
+    room = max(0, max_events - task.get("eventSeq", 0))
+    if len(events) <= room:
+        return events, False
+    if task.get("eventsTruncated"):
+        return [], True
+    return events[: max(0, room - 1)] + [("events_truncated", {"limit": max_events})], True

@@ -70,10 +70,11 @@ class TaskApi:
     def post_events(self, events: list[dict]) -> dict:
         return self._call("POST", "events", {**self._who(), "events": events})
 
-    def post_result(self, status: str, result: dict | None, error: dict | None) -> dict:
-        return self._call(
-            "POST", "result", {**self._who(), "status": status, "result": result, "error": error}
-        )
+    def post_result(
+        self, status: str, result: dict | None, error: dict | None, events: list[dict]
+    ) -> dict:
+        body = {**self._who(), "status": status, "result": result, "error": error, "events": events}
+        return self._call("POST", "result", body)
 
 
 def _json_or_text(raw: bytes) -> dict:

@@ -62,10 +62,14 @@ def run_code_task(
             "files": collect_output_files(workspace),
         }
         if outcome.timed_out:
-            return "timed_out", result, {
-                "code": "timeout",
-                "message": f"The program ran longer than {task_input['timeoutSeconds']} s.",
-            }
+            return (
+                "timed_out",
+                result,
+                {
+                    "code": "timeout",
+                    "message": f"The program ran longer than {task_input['timeoutSeconds']} s.",
+                },
+            )
         return "completed", result, None
     finally:
         shutil.rmtree(root, ignore_errors=True)

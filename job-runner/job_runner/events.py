@@ -56,31 +56,35 @@ class EventSender:
             if len(self._pending) >= MAX_BATCH:
                 self._wake.set()
 
-    def close(self) -> None:
-        """Flush what is left; returns once the last batch went out (or failed)."""
-        for stream, decoder in self._decoders.items():
-            tail = decoder.decode(b"", final=True)
-            if tail:
-                with self._lock:
-                    self._pending.append({"type": stream, "data": tail})
+    def finish(self) -> list[dict]:
+        """Stop the background flushing and return the events not yet sent, at most
+        one batch: they travel with the result, in the same transaction that settles
+        the task (one round trip less, and no output can arrive after the end)."""
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=60)
+        for stream, decoder in self._decoders.items():
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                self._pending.append({"type": stream, "data": tail})
+        while len(self._pending) > MAX_BATCH:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            self._post(batch)
+        rest, self._pending = self._pending, []
+        return rest
 
     def _run(self) -> None:
         last_post = time.monotonic()
         while True:
             self._wake.wait(FLUSH_SECONDS)
             self._wake.clear()
-            stopping = self._stop.is_set()
+            if self._stop.is_set():
+                return
             with self._lock:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            due = time.monotonic() - last_post >= self.heartbeat_seconds
-            if batch or due:
+            if batch or time.monotonic() - last_post >= self.heartbeat_seconds:
                 self._post(batch)
                 last_post = time.monotonic()
-            if stopping and not self._pending:
-                return
 
     def _post(self, batch: list[dict]) -> None:
         if self.lost.is_set():

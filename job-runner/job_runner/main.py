@@ -87,15 +87,17 @@ def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event) -> i
         log.error("sandbox error: %s", problem)
         status, result, error = "failed", None, {"code": "sandbox_error", "message": str(problem)}
     finally:
-        sender.close()
+        last_events = sender.finish()
     if sender.lost.is_set():
         log.info("the task was taken from this execution (cancelled?): not reporting")
         return EXIT_REPORTED
     if stop.is_set() and status == "completed":
-        status, error = "failed", {"code": "runner_terminated",
-                                   "message": "The runner was asked to stop."}
+        status, error = (
+            "failed",
+            {"code": "runner_terminated", "message": "The runner was asked to stop."},
+        )
     try:
-        reply = api.post_result(status, result, error)
+        reply = api.post_result(status, result, error, last_events)
     except ApiRefused as refused:
         log.error("the API refused our result: %s", refused)
         return EXIT_UNREPORTED

@@ -184,7 +184,12 @@ class BubblewrapSandbox:
         argv = [self._path or self._bwrap, "--unshare-all", "--unshare-user", "--disable-userns"]
         if limits.network:
             argv.append("--share-net")
-        argv += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+        # --as-pid-1: with bwrap's own init as pid 1, bwrap exits before its init does,
+        # the orphaned init waits as a zombie for the host's pid 1 to reap it, and
+        # zombies count against RLIMIT_NPROC, so reusing a uid soon fails with EAGAIN.
+        # The program as pid 1 is reaped by bwrap; signals it has no handler for are
+        # ignored, except SIGKILL, which is what the limits and --die-with-parent send.
+        argv += ["--as-pid-1", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
         argv += ["--uid", str(uid), "--gid", str(uid), "--hostname", "sandbox"]
         # bwrap writes {"exit-code": N} here only once the program was exec'd: that is
         # how a setup failure is told apart from a program that prints "bwrap:" itself.
@@ -518,8 +523,11 @@ def _chown_tree(workspace: Path, uid: int) -> None:
 
 def _relative_parts(name: str) -> list[str]:
     parts = name.split("/")
-    if not name or "\0" in name or name.startswith("/") or any(
-        part in ("", ".", "..") for part in parts
+    if (
+        not name
+        or "\0" in name
+        or name.startswith("/")
+        or any(part in ("", ".", "..") for part in parts)
     ):
         raise ValueError(f"input file path {name!r} must be relative, without '..' or '.'")
     return parts

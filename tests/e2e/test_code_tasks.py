@@ -31,8 +31,9 @@ def test_submit_answers_202_with_location(alice):
 
 
 def test_bash_task_reads_input_files(alice):
-    task = alice.run(language="bash", code="cat data.txt; wc -c < data.txt",
-                     files={"data.txt": "hello"})
+    task = alice.run(
+        language="bash", code="cat data.txt; wc -c < data.txt", files={"data.txt": "hello"}
+    )
     assert task["result"]["stdout"] == "hello5\n"
 
 
@@ -115,26 +116,37 @@ def test_output_symlink_to_etc_passwd_is_not_followed(alice):
 
 
 def test_cancel_stops_a_running_task(alice, api_server):
-    task = alice.submit(code="import time\nprint('up', flush=True)\ntime.sleep(60)",
-                        timeoutSeconds=120)
-    wait_for(lambda: alice.http.get(f"/api/tasks/{task['id']}").json()["status"] == "running",
-             30, message="the task to run")
+    task = alice.submit(
+        code="import time\nprint('up', flush=True)\ntime.sleep(60)", timeoutSeconds=120
+    )
+    wait_for(
+        lambda: alice.http.get(f"/api/tasks/{task['id']}").json()["status"] == "running",
+        30,
+        message="the task to run",
+    )
     reply = alice.http.post(f"/api/tasks/{task['id']}/cancel")
     assert reply.status_code == 200
     assert reply.json()["status"] == "cancelled"
     final = alice.wait(task["id"], 5)
     assert final["status"] == "cancelled"
     # Nothing of the task survives: no runner process, no sandbox, still cancelled.
-    wait_for(lambda: not _processes_mentioning(task["id"]), 15,
-             message="the runner process tree to be gone")
+    wait_for(
+        lambda: not _processes_mentioning(task["id"]),
+        15,
+        message="the runner process tree to be gone",
+    )
     assert alice.wait(task["id"], 1)["status"] == "cancelled"
 
 
 def test_runner_killed_mid_task_ends_failed_runner_lost(alice):
-    task = alice.submit(code="import time\nprint('up', flush=True)\ntime.sleep(60)",
-                        timeoutSeconds=120)
-    wait_for(lambda: alice.http.get(f"/api/tasks/{task['id']}").json()["status"] == "running",
-             30, message="the task to run")
+    task = alice.submit(
+        code="import time\nprint('up', flush=True)\ntime.sleep(60)", timeoutSeconds=120
+    )
+    wait_for(
+        lambda: alice.http.get(f"/api/tasks/{task['id']}").json()["status"] == "running",
+        30,
+        message="the task to run",
+    )
     pids = _processes_mentioning(task["id"])
     assert pids, "the runner process should be visible"
     for pid in pids:
@@ -170,9 +182,11 @@ def test_events_follow_the_task_as_json_and_sse(alice):
     after = alice.http.get(f"/api/tasks/{task['id']}/events", params={"after": events[1]["seq"]})
     assert after.json()["events"] == events[2:]
 
-    with alice.http.stream("GET", f"/api/tasks/{task['id']}/events",
-                           headers={"Accept": "text/event-stream",
-                                    "Last-Event-ID": str(events[0]["seq"])}) as stream:
+    with alice.http.stream(
+        "GET",
+        f"/api/tasks/{task['id']}/events",
+        headers={"Accept": "text/event-stream", "Last-Event-ID": str(events[0]["seq"])},
+    ) as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
         body = stream.read().decode()
     ids = [int(line[4:]) for line in body.splitlines() if line.startswith("id: ")]
@@ -183,8 +197,9 @@ def test_list_is_newest_first_and_paginated(alice):
     ids = [alice.submit(code=f"print({i})")["id"] for i in range(3)]
     first = alice.http.get("/api/tasks", params={"limit": 2}).json()
     assert [t["id"] for t in first["tasks"]] == ids[::-1][:2]
-    second = alice.http.get("/api/tasks", params={"limit": 2,
-                                                 "pageToken": first["nextPageToken"]}).json()
+    second = alice.http.get(
+        "/api/tasks", params={"limit": 2, "pageToken": first["nextPageToken"]}
+    ).json()
     assert [t["id"] for t in second["tasks"]] == ids[:1]
     assert second["nextPageToken"] is None
     for task_id in ids:

@@ -1,0 +1,126 @@
+"""Submit->terminal latency of `print(1)` through the API, against the bare sandbox floor.
+
+Starts its own Firestore emulator and API server (gunicorn, local executor, real
+bubblewrap), then prints:
+  - p50 / p95 of POST /api/tasks -> GET ?wait=30 returning the finished task;
+  - p50 of the bare sandbox floor: bubblewrap + a python that does nothing;
+  - their ratio.
+Run with `make bench` (or `.venv/bin/python bench/task_latency.py --runs 50`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "job-runner"))
+
+from job_runner.sandbox import BubblewrapSandbox, Limits, prepare_workspace  # noqa: E402
+
+from devtools.emulator import FirestoreEmulator, free_port  # noqa: E402
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def sandbox_floor(runs: int) -> list[float]:
+    sandbox = BubblewrapSandbox()
+    times = []
+    with tempfile.TemporaryDirectory() as root:
+        Path(root).chmod(0o755)  # the sandbox's own uid must reach its workspace
+        for i in range(runs + 3):
+            workspace, _ = prepare_workspace(Path(root) / str(i))
+            started = time.perf_counter()
+            outcome = sandbox.run(
+                ["python3", "-c", "pass"], Limits(wall_seconds=10), workspace=workspace
+            )
+            elapsed = time.perf_counter() - started
+            assert outcome.exit_code == 0, outcome
+            if i >= 3:  # warm-up
+                times.append(elapsed)
+    return times
+
+
+def api_latency(url: str, runs: int) -> list[float]:
+    times = []
+    with httpx.Client(base_url=url, headers={"X-User-Id": "bench"}, timeout=60) as http:
+        for i in range(runs + 3):
+            started = time.perf_counter()
+            task = http.post(
+                "/api/tasks", json={"kind": "code", "language": "python", "code": "print(1)"}
+            ).json()
+            done = http.get(f"/api/tasks/{task['id']}", params={"wait": 30}).json()
+            elapsed = time.perf_counter() - started
+            assert done["status"] == "completed" and done["result"]["stdout"] == "1\n", done
+            if i >= 3:  # warm-up: first Firestore connections, first imports
+                times.append(elapsed)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+
+    floor = sandbox_floor(args.runs)
+    logs = Path(tempfile.mkdtemp(prefix="bench-"))
+    emulator = FirestoreEmulator(logs / "firestore.log").start()
+    port = free_port()
+    env = dict(
+        os.environ,
+        PORT=str(port),
+        HOST="127.0.0.1",
+        EXECUTOR="local",
+        AUTH_MODE="dev",
+        FIRESTORE_EMULATOR_HOST=emulator.host,
+        GOOGLE_CLOUD_PROJECT="demo-bench",
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "api.wsgi:app"],
+        env=env,
+        cwd=ROOT,
+        stdout=open(logs / "api.log", "wb"),  # noqa: SIM115 (lives as long as the server)
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{url}/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        api = api_latency(url, args.runs)
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+        emulator.stop()
+
+    floor_p50 = statistics.median(floor)
+    api_p50 = statistics.median(api)
+    print(f"runs: {args.runs} each (after 3 warm-up runs)")
+    print(
+        f"submit->terminal print(1) via API: p50 {api_p50 * 1000:.0f} ms, "
+        f"p95 {percentile(api, 0.95) * 1000:.0f} ms"
+    )
+    print(f"bare sandbox floor (bwrap + python -c pass): p50 {floor_p50 * 1000:.0f} ms")
+    print(f"ratio p50 / floor: {api_p50 / floor_p50:.1f}x (target <= 8x)")
+
+
+if __name__ == "__main__":
+    main()

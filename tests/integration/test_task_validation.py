@@ -1,0 +1,399 @@
+"""What `POST /api/tasks` and the task reads refuse, and how: every refusal is
+`{"error": {"code", "message"}}` with the status DESIGN section 6 names, and nothing a
+client sends gives a 5xx. Against the real Firestore emulator; the app has no
+background dispatcher, so accepted tasks stay `queued`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+VALID = {"kind": "code", "language": "python", "code": "print(input())", "stdin": "hi"}
+KIB = 1024
+
+
+def post(client, body, *, user: str | None = "alice", headers: dict | None = None):
+    """POST `body` (a dict, or raw text/bytes sent as-is) to /api/tasks as JSON."""
+    data = body if isinstance(body, str | bytes) else json.dumps(body)
+    all_headers = {"Content-Type": "application/json", **(headers or {})}
+    if user is not None:
+        all_headers["X-User-Id"] = user
+    return client.post("/api/tasks", data=data, headers=all_headers)
+
+
+def task(**changes) -> dict:
+    """The valid example body with `changes` applied (a value of ... removes the field)."""
+    body = dict(VALID, **changes)
+    return {key: value for key, value in body.items() if value is not ...}
+
+
+def assert_error(reply, status: int, code: str) -> None:
+    assert reply.status_code == status, reply.get_data(as_text=True)
+    body = reply.get_json()
+    assert body is not None, reply.get_data(as_text=True)
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+
+
+# -- service endpoints ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/", "/health"])
+def test_health_answers_exactly_ok_api_server_without_credentials(client, path):
+    reply = client.get(path)
+    assert reply.status_code == 200
+    assert reply.get_json() == {"status": "ok", "service": "api-server"}
+
+
+def test_unknown_route_is_404_in_the_error_shape(client):
+    assert_error(client.get("/api/nothing-here", headers={"X-User-Id": "alice"}), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("DELETE", "/api/tasks"), ("PUT", "/health"), ("GET", "/api/tasks/abc/cancel")],
+)
+def test_wrong_method_is_405_in_the_error_shape(client, method, path):
+    reply = client.open(path, method=method, headers={"X-User-Id": "alice"})
+    assert_error(reply, 405, "method_not_allowed")
+
+
+# -- accepted tasks -----------------------------------------------------------------
+
+
+def test_valid_task_is_accepted_202_queued_with_location(client):
+    reply = post(client, VALID)
+    assert reply.status_code == 202, reply.get_data(as_text=True)
+    body = reply.get_json()
+    assert body["status"] == "queued"
+    assert body["kind"] == "code"
+    assert reply.headers["Location"] == f"/api/tasks/{body['id']}"
+
+
+def test_accepted_task_has_the_documented_defaults(client):
+    body = post(client, {"kind": "code", "language": "bash", "code": "true"}).get_json()
+    assert body["input"] == {
+        "kind": "code",
+        "language": "bash",
+        "code": "true",
+        "stdin": "",
+        "files": {},
+        "timeoutSeconds": 60,
+        "memoryMb": 512,
+        "network": False,
+    }
+    assert body["result"] is None and body["error"] is None and body["execution"] is None
+
+
+def test_owner_reads_the_task_at_its_location(client):
+    reply = post(client, VALID)
+    read = client.get(reply.headers["Location"], headers={"X-User-Id": "alice"})
+    assert read.status_code == 200
+    assert read.get_json() == reply.get_json()
+
+
+def test_another_user_gets_404_for_the_task(client):
+    location = post(client, VALID).headers["Location"]
+    assert_error(client.get(location, headers={"X-User-Id": "bob"}), 404, "not_found")
+
+
+@pytest.mark.parametrize(("field", "value"), [("timeoutSeconds", 1), ("timeoutSeconds", 3600),
+                                              ("memoryMb", 64), ("memoryMb", 4096)])
+def test_bounds_themselves_are_accepted(client, field, value):
+    reply = post(client, task(**{field: value}))
+    assert reply.status_code == 202, reply.get_data(as_text=True)
+    assert reply.get_json()["input"][field] == value
+
+
+def test_code_of_exactly_100_kib_is_accepted(client):
+    assert post(client, task(code="#" * (100 * KIB))).status_code == 202
+
+
+# -- identity -------------------------------------------------------------------------
+
+
+def test_submit_without_x_user_id_is_401(client):
+    assert_error(post(client, VALID, user=None), 401, "unauthenticated")
+
+
+@pytest.mark.parametrize("user", ["has space", "a/b", "x" * 129, "semi;colon"])
+def test_submit_with_malformed_x_user_id_is_401(client, user):
+    assert_error(post(client, VALID, user=user), 401, "unauthenticated")
+
+
+# -- the body as a whole --------------------------------------------------------------
+
+
+def test_body_that_is_not_json_content_type_is_415(client):
+    reply = client.post(
+        "/api/tasks",
+        data=json.dumps(VALID),
+        headers={"X-User-Id": "alice", "Content-Type": "text/plain"},
+    )
+    assert_error(reply, 415, "unsupported_media_type")
+
+
+def test_invalid_json_is_400(client):
+    assert_error(post(client, '{"kind": "code",'), 400, "invalid_json")
+
+
+def test_json_array_body_is_400(client):
+    assert_error(post(client, [VALID]), 400, "invalid_request")
+
+
+def test_body_over_1_mib_is_413_in_the_error_shape(client):
+    assert_error(post(client, task(code="#" * (1024 * KIB + 1))), 413, "too_large")
+
+
+def test_unknown_extra_field_is_400(client):
+    assert_error(post(client, task(priority="high")), 400, "invalid_request")
+
+
+# -- fields -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["agent", "Code", "", None])
+def test_unknown_kind_is_400(client, kind):
+    assert_error(post(client, task(kind=kind)), 400, "invalid_request")
+
+
+@pytest.mark.parametrize("language", ["ruby", "Python", "", None])
+def test_unknown_language_is_400(client, language):
+    assert_error(post(client, task(language=language)), 400, "invalid_request")
+
+
+def test_missing_code_is_400(client):
+    assert_error(post(client, task(code=...)), 400, "invalid_request")
+
+
+def test_empty_code_is_400(client):
+    assert_error(post(client, task(code="")), 400, "invalid_request")
+
+
+@pytest.mark.parametrize("value", [0, 3601, "10", 10.5, True])
+def test_timeout_seconds_outside_1_to_3600_or_not_an_integer_is_400(client, value):
+    assert_error(post(client, task(timeoutSeconds=value)), 400, "invalid_request")
+
+
+@pytest.mark.parametrize("value", [63, 4097, "512"])
+def test_memory_mb_outside_64_to_4096_or_not_an_integer_is_400(client, value):
+    assert_error(post(client, task(memoryMb=value)), 400, "invalid_request")
+
+
+def test_code_over_100_kib_is_413(client):
+    assert_error(post(client, task(code="#" * (100 * KIB + 1))), 413, "too_large")
+
+
+def test_code_limit_counts_utf8_bytes_not_characters(client):
+    # 60 Ki characters of "é" are 120 KiB of UTF-8.
+    assert_error(post(client, task(code="#" + "é" * (60 * KIB))), 413, "too_large")
+
+
+def test_stdin_over_100_kib_is_413(client):
+    assert_error(post(client, task(stdin="x" * (100 * KIB + 1))), 413, "too_large")
+
+
+def test_twenty_one_files_is_413(client):
+    files = {f"f{i}.txt": "" for i in range(21)}
+    assert_error(post(client, task(files=files)), 413, "too_large")
+
+
+def test_files_adding_up_to_over_200_kib_is_413(client):
+    files = {"a.txt": "x" * (100 * KIB), "b.txt": "x" * (100 * KIB + 1)}
+    assert_error(post(client, task(files=files)), 413, "too_large")
+
+
+def test_twenty_files_of_200_kib_in_all_are_accepted(client):
+    files = {f"d/f{i}.txt": "x" * (10 * KIB) for i in range(20)}
+    reply = post(client, task(files=files))
+    assert reply.status_code == 202, reply.get_data(as_text=True)
+    assert reply.get_json()["input"]["files"] == files
+
+
+@pytest.mark.parametrize(
+    "path", ["../x", "/etc/x", "a//b", "a/./b", "", "a/../../b", ".", "a/", "a\\b", "x" * 201]
+)
+def test_file_path_that_is_not_plainly_relative_is_400(client, path):
+    assert_error(post(client, task(files={path: "data"})), 400, "invalid_request")
+
+
+def test_network_true_is_422_network_not_allowed(client):
+    assert_error(post(client, task(network=True)), 422, "network_not_allowed")
+
+
+def test_network_as_a_string_is_400(client):
+    assert_error(post(client, task(network="false")), 400, "invalid_request")
+
+
+def test_idempotency_key_over_200_characters_is_400(client):
+    reply = post(client, VALID, headers={"Idempotency-Key": "k" * 201})
+    assert_error(reply, 400, "invalid_idempotency_key")
+
+
+# -- reading tasks ----------------------------------------------------------------------
+
+
+def get(client, path: str, user: str = "alice", **headers):
+    return client.get(path, headers={"X-User-Id": user, **headers})
+
+
+def test_get_of_a_nonexistent_task_is_404(client):
+    assert_error(get(client, "/api/tasks/0123456789abcdef01234567"), 404, "not_found")
+
+
+def test_get_without_x_user_id_is_401(client):
+    assert_error(client.get("/api/tasks/0123456789abcdef01234567"), 401, "unauthenticated")
+
+
+@pytest.mark.parametrize("task_id", ["..%2f..", "x" * 300, "%00", "a.b", "%C3%A9t%C3%A9", "__x__"])
+def test_get_of_an_odd_task_id_is_404_never_500(client, task_id):
+    assert_error(get(client, f"/api/tasks/{task_id}"), 404, "not_found")
+
+
+@pytest.mark.parametrize("wait", ["61", "abc", "-1", "1.5"])
+def test_get_with_wait_outside_0_to_60_or_not_an_integer_is_400(client, wait):
+    location = post(client, VALID).headers["Location"]
+    assert_error(get(client, f"{location}?wait={wait}"), 400, "invalid_request")
+
+
+@pytest.mark.parametrize("limit", ["0", "101", "abc"])
+def test_list_with_limit_outside_1_to_100_is_400(client, limit):
+    assert_error(get(client, f"/api/tasks?limit={limit}"), 400, "invalid_request")
+
+
+@pytest.mark.parametrize("token", ["not base64!", "Li4vLi4v", "x" * 201])
+def test_list_with_a_page_token_this_api_did_not_return_is_400(client, token):
+    reply = client.get("/api/tasks", query_string={"pageToken": token},
+                       headers={"X-User-Id": "alice"})
+    assert reply.status_code == 400, reply.get_data(as_text=True)
+    assert reply.get_json()["error"]["code"] in ("invalid_page_token", "invalid_request")
+
+
+@pytest.mark.parametrize("status", ["done", "COMPLETED", ""])
+def test_list_with_an_unknown_status_is_400(client, status):
+    assert_error(get(client, f"/api/tasks?status={status}"), 400, "invalid_request")
+
+
+def test_list_returns_only_the_callers_tasks(client):
+    mine = post(client, VALID).get_json()["id"]
+    post(client, VALID, user="bob")
+    body = get(client, "/api/tasks").get_json()
+    assert [t["id"] for t in body["tasks"]] == [mine]
+    assert body["nextPageToken"] is None
+
+
+def test_events_with_after_not_an_integer_is_400(client):
+    location = post(client, VALID).headers["Location"]
+    assert_error(get(client, f"{location}/events?after=abc"), 400, "invalid_request")
+
+
+def test_sse_with_last_event_id_not_an_integer_is_400(client):
+    location = post(client, VALID).headers["Location"]
+    reply = get(client, f"{location}/events", Accept="text/event-stream", **{"Last-Event-ID": "x"})
+    assert_error(reply, 400, "invalid_request")
+
+
+def test_events_of_a_queued_task_hold_its_queued_status_event(client):
+    location = post(client, VALID).headers["Location"]
+    body = get(client, f"{location}/events").get_json()
+    assert [(e["seq"], e["type"], e["data"]) for e in body["events"]] == [
+        (1, "status", {"status": "queued"})
+    ]
+    assert body["next"] == 1
+
+
+def test_cancel_of_another_users_task_is_404_and_leaves_it_queued(client):
+    location = post(client, VALID).headers["Location"]
+    reply = client.post(f"{location}/cancel", headers={"X-User-Id": "bob"})
+    assert_error(reply, 404, "not_found")
+    assert get(client, location).get_json()["status"] == "queued"
+
+
+# -- nothing a client sends is a 5xx -------------------------------------------------------
+
+ODD_BODIES = [
+    {},
+    {"kind": None},
+    {field: None for field in ("kind", "language", "code", "stdin", "files",
+                               "timeoutSeconds", "memoryMb", "network")},
+    dict(VALID, **{"timeoutSeconds": None, "memoryMb": None, "network": None}),
+    {"kind": {"$ne": None}},
+    {"kind": ["code"]},
+    task(code={"a": {"b": {"c": [1, {"d": None}]}}}),
+    task(code=["print(1)"]),
+    task(code=12345),
+    task(code=True),
+    task(language=True),
+    task(language=["python"]),
+    task(timeoutSeconds=10**30),
+    task(timeoutSeconds=-(10**30)),
+    task(timeoutSeconds=1e308),
+    task(memoryMb=3.5),
+    task(memoryMb=-0.0),
+    task(network=1),
+    task(stdin=5),
+    task(stdin={"a": 1}),
+    task(files=[]),
+    task(files="data.txt"),
+    task(files={"a": 1}),
+    task(files={"a": None}),
+    task(files={"a": {"b": "c"}}),
+    task(files={"x" * 10_000: "y"}),
+    task(files={"a\x00b": "c"}),
+    task(**{"": ""}),
+    task(**{"__proto__": {"admin": True}}),
+    task(code="print('\x00')", stdin="\x00"),
+    task(code="print('😀 ☃ ∑')", stdin="é" * 100),
+    "null",
+    "true",
+    "42",
+    '"code"',
+    '""',
+    "",
+    " ",
+    '{"kind": "code", "language": "python", "code": "x", "timeoutSeconds": NaN}',
+    '{"kind": "code", "language": "python", "code": "x", "memoryMb": -Infinity}',
+    '{"kind": "code", "language": "python", "code": "x", "timeoutSeconds": ' + "9" * 5000 + "}",
+    '{"kind": "code", "language": "python", "code": "x", "kind": "agent"}',
+    b"\xff\xfe\x00{",
+    b"\xef\xbb\xbf" + json.dumps(VALID).encode(),
+    b'{"kind": "code", "language": "python", "code": "\xc3\x28"}',
+]
+
+SURROGATE_BODIES = [
+    r'{"kind": "code", "language": "python", "code": "print(1) # \ud800"}',
+    r'{"kind": "code", "language": "python", "code": "x", "stdin": "\udfff"}',
+    r'{"kind": "code", "language": "python", "code": "x", "files": {"\ud83d.txt": "a"}}',
+    r'{"kind": "code", "language": "python", "code": "x", "files": {"a.txt": "\ud800\ud800"}}',
+    r'{"kind": "code", "language": "python", "code": "x", "\ud800": 1}',
+]
+
+DEEP_BODIES = [
+    "[" * 100_000 + "]" * 100_000,
+    '{"kind": "code", "language": "python", "code": ' + '{"a":' * 50_000 + "1" + "}" * 50_001,
+]
+
+
+@pytest.mark.parametrize("body", ODD_BODIES, ids=range(len(ODD_BODIES)))
+def test_odd_json_body_is_never_a_5xx(client, body):
+    reply = post(client, body)
+    assert reply.status_code < 500, reply.get_data(as_text=True)
+    if reply.status_code >= 400:
+        assert set(reply.get_json()["error"]) == {"code", "message"}
+
+
+@pytest.mark.parametrize("body", SURROGATE_BODIES, ids=range(len(SURROGATE_BODIES)))
+def test_lone_unicode_surrogates_are_refused_with_400_not_500(client, body):
+    reply = post(client, body)
+    assert reply.status_code == 400, reply.get_data(as_text=True)
+    assert set(reply.get_json()["error"]) == {"code", "message"}
+
+
+@pytest.mark.parametrize("body", DEEP_BODIES, ids=["array", "object-in-code"])
+def test_deeply_nested_json_is_refused_with_400_not_500(client, body):
+    reply = post(client, body)
+    assert reply.status_code == 400, reply.get_data(as_text=True)[:500]
+    assert set(reply.get_json()["error"]) == {"code", "message"}
