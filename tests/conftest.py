@@ -4,6 +4,7 @@ tests), the app with its test client, and a real API server process."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -102,6 +103,7 @@ class ApiServer:
             cwd=ROOT,
             stdout=open(self.log_path, "ab"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # kill() takes the master and its worker at once
         )
         wait_for(self._healthy, 30, message="the API server to answer /health")
         return self
@@ -116,6 +118,11 @@ class ApiServer:
 
     def logs(self) -> str:
         return self.log_path.read_text()
+
+    def kill(self) -> None:
+        """SIGKILL the server's master and worker together: no clean shutdown at all."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

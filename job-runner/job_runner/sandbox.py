@@ -8,9 +8,10 @@ own, rlimits, and the whole process tree killed on timeout or cancel.
 
 from __future__ import annotations
 
+import contextlib
 import errno
-import json
 import logging
+import math
 import os
 import random
 import resource
@@ -43,15 +44,9 @@ SANDBOX_ENV = {
 }
 MERGED_USR_DIRS = ("bin", "lib", "lib64", "sbin")
 ETC_FILES = ("/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime")
-NETWORK_ETC_FILES = (
-    "/etc/resolv.conf",
-    "/etc/hosts",
-    "/etc/nsswitch.conf",
-    "/etc/host.conf",
-    "/etc/gai.conf",
-    "/etc/services",
-    "/etc/ssl/certs",
-    "/etc/ssl/openssl.cnf",
+NETWORK_ETC_FILES = tuple(
+    "/etc/resolv.conf /etc/hosts /etc/nsswitch.conf /etc/host.conf /etc/gai.conf"
+    " /etc/services /etc/ssl/certs /etc/ssl/openssl.cnf".split()
 )
 RESERVED_MOUNTS = ("/", "/usr", "/etc", "/proc", "/dev", "/tmp", WORKSPACE_MOUNT)
 FIX_HINT = (
@@ -155,21 +150,29 @@ class BubblewrapSandbox:
         else:
             uid = self._uid if self._uid is not None else _random_uid()
         status_read, status_write = os.pipe()
-        try:
-            argv = self._argv(command, limits, uid, workspace, readonly_binds, status_write)
-            outcome = _execute(
-                argv, limits, stdin, on_output, cancel, pass_fds=[status_write], cwd="/", **popen
-            )
-            os.close(status_write)
-            status_write = -1
-            started = _program_started(status_read)
-        finally:
-            os.close(status_read)
-            if status_write >= 0:
+        with open(status_read, "rb") as status:
+            try:
+                argv = self._argv(command, limits, uid, workspace, readonly_binds, status_write)
+                outcome = _execute(
+                    argv,
+                    limits,
+                    stdin,
+                    on_output,
+                    cancel,
+                    pass_fds=[status_write],
+                    cwd="/",
+                    **popen,
+                )
+            finally:
                 os.close(status_write)
-        if not started and not (outcome.timed_out or outcome.cancelled):
-            message = outcome.stderr.decode("utf-8", "replace").strip()
-            raise SandboxError(f"the sandbox could not start the program ({message}): {FIX_HINT}")
+            if outcome.timed_out or outcome.cancelled:
+                return outcome
+            # bwrap exited by itself, so nothing holds the pipe's write end any more.
+            if b'"exit-code"' not in status.read():
+                message = outcome.stderr.decode("utf-8", "replace").strip()
+                raise SandboxError(
+                    f"the sandbox could not start the program ({message}): {FIX_HINT}"
+                )
         return outcome
 
     def _argv(
@@ -272,18 +275,14 @@ def write_input_files(workspace: Path, files: dict[str, str], owner_uid: int | N
         dir_fd = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         try:
             for part in parts[:-1]:
-                try:
+                with contextlib.suppress(FileExistsError):
                     os.mkdir(part, 0o755, dir_fd=dir_fd)
-                except FileExistsError:
-                    pass
-                else:
-                    _chown_at(part, dir_fd, owner_uid)
-                dir_fd = _replace_fd(dir_fd, _open_at(part, dir_fd, os.O_DIRECTORY, name))
-            flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY
-            fd = _open_at(parts[-1], dir_fd, flags, name)
+                parent_fd, dir_fd = dir_fd, _open_at(part, dir_fd, os.O_DIRECTORY, name)
+                os.close(parent_fd)
+                _give(dir_fd, owner_uid)
+            fd = _open_at(parts[-1], dir_fd, os.O_CREAT | os.O_EXCL | os.O_WRONLY, name)
+            _give(fd, owner_uid)
             with open(fd, "w", encoding="utf-8") as out:
-                if owner_uid is not None:
-                    os.fchown(fd, owner_uid, owner_uid)
                 out.write(files[name])
         finally:
             os.close(dir_fd)
@@ -302,58 +301,48 @@ def collect_output_files(
     non-regular files are skipped. Small UTF-8 files come back with their content.
     """
     items: list[dict] = []
-    budget = [max_total_inline]
-    root_fd = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    try:
-        _collect(root_fd, "", items, max_files, max_inline_bytes, budget)
-    finally:
-        os.close(root_fd)
-    return items
+    budget = max_total_inline
 
-
-def _collect(dir_fd, prefix, items, max_files, max_inline, budget) -> None:
-    with os.scandir(dir_fd) as scan:
-        entries = sorted(scan, key=lambda entry: entry.name)
-    for entry in entries:
-        if len(items) >= max_files:
-            return
-        path = prefix + entry.name
-        if entry.is_symlink():
-            items.append({"path": path, "size": 0, "content": None, "symlink": True})
-        elif entry.is_dir(follow_symlinks=False):
+    def visit(dir_fd: int, prefix: str) -> None:
+        with os.scandir(dir_fd) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+        for entry in entries:
+            path = prefix + entry.name
+            if len(items) >= max_files:
+                return
+            if entry.is_symlink():
+                items.append({"path": path, "size": 0, "content": None, "symlink": True})
+                continue
+            is_dir = entry.is_dir(follow_symlinks=False)
             try:
-                sub_fd = _open_at(entry.name, dir_fd, os.O_DIRECTORY, path)
+                fd = _open_at(entry.name, dir_fd, os.O_DIRECTORY if is_dir else os.O_NONBLOCK, path)
             except (ValueError, OSError):
                 continue  # gone, swapped or unreadable since the scan
             try:
-                _collect(sub_fd, path + "/", items, max_files, max_inline, budget)
+                visit(fd, path + "/") if is_dir else read(fd, path)
             finally:
-                os.close(sub_fd)
-        elif entry.is_file(follow_symlinks=False):
-            item = _read_regular(entry.name, dir_fd, path, max_inline, budget)
-            if item is not None:
-                items.append(item)
+                os.close(fd)
 
-
-def _read_regular(name, dir_fd, path, max_inline, budget) -> dict | None:
-    try:
-        fd = _open_at(name, dir_fd, os.O_NONBLOCK, path)
-    except (ValueError, OSError):
-        return None  # gone, swapped or unreadable since the scan
-    with open(fd, "rb") as source:
+    def read(fd: int, path: str) -> None:
+        nonlocal budget
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            return None
+            return  # fifos, sockets
         content = None
-        if info.st_size <= min(max_inline, budget[0]):
-            data = source.read(max_inline + 1)
-            try:
-                if len(data) <= min(max_inline, budget[0]):
+        if info.st_size <= min(max_inline_bytes, budget):
+            data = os.read(fd, max_inline_bytes + 1)
+            with contextlib.suppress(UnicodeDecodeError):
+                if len(data) <= min(max_inline_bytes, budget):
                     content = data.decode("utf-8")
-                    budget[0] -= len(data)
-            except UnicodeDecodeError:
-                pass
-        return {"path": path, "size": info.st_size, "content": content}
+                    budget -= len(data)
+        items.append({"path": path, "size": info.st_size, "content": content})
+
+    root_fd = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        visit(root_fd, "")
+    finally:
+        os.close(root_fd)
+    return items
 
 
 def _execute(argv, limits, stdin, on_output, cancel, **popen) -> Outcome:
@@ -380,10 +369,8 @@ def _execute(argv, limits, stdin, on_output, cancel, **popen) -> Outcome:
         threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
     stopped = _wait(proc, started + limits.wall_seconds, cancel)
     if stopped:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     returncode = proc.wait()
     duration_ms = int((time.monotonic() - started) * 1000)
     for reader in readers:
@@ -402,7 +389,7 @@ def _execute(argv, limits, stdin, on_output, cancel, **popen) -> Outcome:
 
 
 def _rlimit_setter(limits: Limits) -> Callable[[], None]:
-    cpu = limits.cpu_seconds or int(-(-limits.wall_seconds // 1)) + 1
+    cpu = limits.cpu_seconds or math.ceil(limits.wall_seconds) + 1
     settings = [
         (resource.RLIMIT_AS, (limits.memory_mb * MIB,) * 2),
         # SIGXCPU at the soft limit, SIGKILL a second later if the program ignores it.
@@ -479,28 +466,9 @@ class _Capture(threading.Thread):
 
 
 def _feed(pipe: IO[bytes], data: bytes) -> None:
-    try:
-        with pipe:
-            pipe.write(data)
-    except BrokenPipeError:
-        pass  # the program exited or closed stdin without reading it all
-
-
-def _program_started(status_fd: int) -> bool:
-    os.set_blocking(status_fd, False)
-    data = b""
-    try:
-        while chunk := os.read(status_fd, 4096):
-            data += chunk
-    except BlockingIOError:
-        pass
-    for line in data.decode("utf-8", "replace").splitlines():
-        try:
-            if "exit-code" in json.loads(line):
-                return True
-        except ValueError:
-            continue
-    return False
+    # BrokenPipeError: the program exited or closed stdin without reading it all.
+    with contextlib.suppress(BrokenPipeError), pipe:
+        pipe.write(data)
 
 
 def _random_uid() -> int:
@@ -523,12 +491,7 @@ def _chown_tree(workspace: Path, uid: int) -> None:
 
 def _relative_parts(name: str) -> list[str]:
     parts = name.split("/")
-    if (
-        not name
-        or "\0" in name
-        or name.startswith("/")
-        or any(part in ("", ".", "..") for part in parts)
-    ):
+    if "\0" in name or any(part in ("", ".", "..") for part in parts):  # "/a" starts with ""
         raise ValueError(f"input file path {name!r} must be relative, without '..' or '.'")
     return parts
 
@@ -542,14 +505,9 @@ def _open_at(name: str, dir_fd: int, flags: int, shown: str) -> int:
         raise
 
 
-def _replace_fd(old: int, new: int) -> int:
-    os.close(old)
-    return new
-
-
-def _chown_at(name: str, dir_fd: int, uid: int | None) -> None:
+def _give(fd: int, uid: int | None) -> None:
     if uid is not None:
-        os.chown(name, uid, uid, dir_fd=dir_fd, follow_symlinks=False)
+        os.fchown(fd, uid, uid)
 
 
 def _to_host_path(arg: str, mounts: dict[str, Path]) -> str:

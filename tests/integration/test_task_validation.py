@@ -397,3 +397,13 @@ def test_deeply_nested_json_is_refused_with_400_not_500(client, body):
     reply = post(client, body)
     assert reply.status_code == 400, reply.get_data(as_text=True)[:500]
     assert set(reply.get_json()["error"]) == {"code", "message"}
+
+
+def test_runner_endpoint_refuses_a_non_ascii_bearer_token_with_401_not_500(client):
+    task_id = post(client, VALID).get_json()["id"]
+    reply = client.post(
+        f"/internal/v1/tasks/{task_id}/claim",
+        json={"execution": "local-x", "attempt": 0},
+        headers={"Authorization": f"Bearer tt1.{task_id}.2000000000.\u00e9t\u00e9"},
+    )
+    assert_error(reply, 401, "invalid_task_token")
