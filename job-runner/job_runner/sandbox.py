@@ -44,10 +44,7 @@ SANDBOX_ENV = {
 }
 MERGED_USR_DIRS = ("bin", "lib", "lib64", "sbin")
 ETC_FILES = ("/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime")
-NETWORK_ETC_FILES = tuple(
-    "/etc/resolv.conf /etc/hosts /etc/nsswitch.conf /etc/host.conf /etc/gai.conf"
-    " /etc/services /etc/ssl/certs /etc/ssl/openssl.cnf".split()
-)
+NETWORK_ETC_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/ssl/certs")
 RESERVED_MOUNTS = ("/", "/usr", "/etc", "/proc", "/dev", "/tmp", WORKSPACE_MOUNT)
 FIX_HINT = (
     "install bubblewrap (apt-get install bubblewrap) on a host that allows unprivileged "
@@ -175,15 +172,7 @@ class BubblewrapSandbox:
                 )
         return outcome
 
-    def _argv(
-        self,
-        command: list[str],
-        limits: Limits,
-        uid: int,
-        workspace: Path,
-        readonly_binds: dict[str, Path] | None,
-        status_fd: int,
-    ) -> list[str]:
+    def _argv(self, command, limits, uid, workspace, readonly_binds, status_fd) -> list[str]:
         argv = [self._path or self._bwrap, "--unshare-all", "--unshare-user", "--disable-userns"]
         if limits.network:
             argv.append("--share-net")
