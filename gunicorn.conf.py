@@ -10,3 +10,26 @@ threads = int(os.environ.get("GUNICORN_THREADS", "16"))
 timeout = 0
 graceful_timeout = 10
 accesslog = None
+# No runtime control socket: one fixed path per user would clash between instances
+# (tests run several), and Cloud Run manages the process anyway.
+control_socket_disable = True
+
+# gunicorn's own messages as JSON lines too, like the app's (Cloud Logging reads
+# `severity` and `message`).
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "api.logging_setup.CloudLoggingFormatter"}},
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
+        "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
+    },
+    "root": {"level": "INFO", "handlers": []},
+}

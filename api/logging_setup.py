@@ -6,6 +6,7 @@ See https://cloud.google.com/logging/docs/structured-logging for the field names
 from __future__ import annotations
 
 import json
+import os
 import logging
 import sys
 from datetime import UTC, datetime
@@ -14,9 +15,9 @@ from flask import has_request_context, request
 
 
 class CloudLoggingFormatter(logging.Formatter):
-    def __init__(self, project: str) -> None:
+    def __init__(self, project: str | None = None) -> None:
         super().__init__()
-        self.project = project
+        self.project = project or os.environ.get("GOOGLE_CLOUD_PROJECT", "")
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict = {

@@ -136,41 +136,30 @@ class BubblewrapSandbox:
             self._path = shutil.which(self._bwrap)
             if self._path is None:
                 raise SandboxError(f"bubblewrap ({self._bwrap}) was not found: {FIX_HINT}")
-        workspace = Path(workspace)
-        popen: dict = {}
-        if os.geteuid() == 0:
-            uid = self._uid if self._uid is not None else _sandbox_owner(workspace)
-            _chown_tree(workspace, uid)
-            # bwrap must not run as root: unprivileged, it can only build a user namespace
-            # in which the program has no capability over anything on the host.
-            popen = {"user": uid, "group": uid, "extra_groups": []}
-        else:
-            uid = self._uid if self._uid is not None else _random_uid()
+        uid, popen = self._identity(Path(workspace))
         status_read, status_write = os.pipe()
         with open(status_read, "rb") as status:
             try:
                 argv = self._argv(command, limits, uid, workspace, readonly_binds, status_write)
-                outcome = _execute(
-                    argv,
-                    limits,
-                    stdin,
-                    on_output,
-                    cancel,
-                    pass_fds=[status_write],
-                    cwd="/",
-                    **popen,
-                )
+                popen.update(pass_fds=[status_write], cwd="/")
+                outcome = _execute(argv, limits, stdin, on_output, cancel, **popen)
             finally:
                 os.close(status_write)
-            if outcome.timed_out or outcome.cancelled:
+            # bwrap exited by itself unless we stopped it, so nothing holds the write end.
+            if outcome.timed_out or outcome.cancelled or b'"exit-code"' in status.read():
                 return outcome
-            # bwrap exited by itself, so nothing holds the pipe's write end any more.
-            if b'"exit-code"' not in status.read():
-                message = outcome.stderr.decode("utf-8", "replace").strip()
-                raise SandboxError(
-                    f"the sandbox could not start the program ({message}): {FIX_HINT}"
-                )
-        return outcome
+        message = outcome.stderr.decode("utf-8", "replace").strip()
+        raise SandboxError(f"bwrap could not start the program ({message}): {FIX_HINT}")
+
+    def _identity(self, workspace: Path) -> tuple[int, dict]:
+        """The sandbox uid, and how to start bwrap as it."""
+        if os.geteuid() != 0:
+            return (self._uid if self._uid is not None else _random_uid()), {}
+        uid = self._uid if self._uid is not None else _sandbox_owner(workspace)
+        _chown_tree(workspace, uid)
+        # Not as root: unprivileged, bwrap can only build a user namespace in which the
+        # program has no capability over anything on the host.
+        return uid, {"user": uid, "group": uid, "extra_groups": []}
 
     def _argv(self, command, limits, uid, workspace, readonly_binds, status_fd) -> list[str]:
         argv = [self._path or self._bwrap, "--unshare-all", "--unshare-user", "--disable-userns"]
@@ -183,8 +172,8 @@ class BubblewrapSandbox:
         # ignored, except SIGKILL, which is what the limits and --die-with-parent send.
         argv += ["--as-pid-1", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
         argv += ["--uid", str(uid), "--gid", str(uid), "--hostname", "sandbox"]
-        # bwrap writes {"exit-code": N} here only once the program was exec'd: that is
-        # how a setup failure is told apart from a program that prints "bwrap:" itself.
+        # bwrap writes {"exit-code": N} here only if it exec'd the program: that is how a
+        # setup failure is told apart from a program that prints "bwrap: ..." itself.
         argv += ["--json-status-fd", str(status_fd)]
         argv += ["--ro-bind", "/usr", "/usr", *self._usr_dirs]
         for path in ETC_FILES + (NETWORK_ETC_FILES if limits.network else ()):

@@ -1,0 +1,190 @@
+"""The README's "API by example" is true when copy-pasted: its shell blocks run, in
+order and unchanged but for the server's address, in one `bash -e -o pipefail`
+script against a real API server (local executor, real runner, real bubblewrap), and
+what they print is what the README says they print."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import httpx
+import pytest
+
+from tests.conftest import PROJECT, ROOT
+
+README = ROOT / "README.md"
+SECTION = "## The API by example"
+README_URL = "http://127.0.0.1:8080"
+MARK = "@@readme-command-done@@"
+
+
+def api_section() -> str:
+    """The README from the "API by example" heading up to the next `## ` heading."""
+    text = README.read_text()
+    start = text.index(SECTION)
+    end = text.find("\n## ", start + len(SECTION))
+    return text[start:] if end == -1 else text[start:end]
+
+
+def fenced(text: str, language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+
+
+def commands(block: str) -> list[str]:
+    """The block's commands: its lines, with backslash-continued lines joined."""
+    found, current = [], ""
+    for line in block.splitlines():
+        current += line + "\n"
+        if not line.endswith("\\") and current.strip():
+            found.append(current)
+            current = ""
+    assert not current.strip(), f"unfinished command in README block: {block}"
+    return found
+
+
+class ReadmeRun:
+    """The README's commands, each with what it printed."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.blocks = fenced(api_section(), "sh")
+        self.commands = [command for block in self.blocks for command in commands(block)]
+        script = "".join(
+            command.replace(README_URL, base_url) + f"printf '\\n{MARK}\\n'\n"
+            for command in self.commands
+        )
+        self.completed = subprocess.run(
+            ["bash", "-e", "-o", "pipefail", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        chunks = self.completed.stdout.split(f"\n{MARK}\n")
+        self.outputs = dict(zip(self.commands, chunks, strict=False))
+
+    def output_of(self, *fragments: str) -> str:
+        """What the one command containing every fragment printed."""
+        matching = [c for c in self.commands if all(f in c for f in fragments)]
+        assert len(matching) == 1, f"expected one README command with {fragments}: {matching}"
+        return self.outputs[matching[0]]
+
+    def json_of(self, *fragments: str):
+        return json.loads(self.output_of(*fragments))
+
+
+@pytest.fixture(scope="module")
+def readme(api_server, emulator) -> ReadmeRun:
+    emulator.clear(PROJECT)  # what the `firestore` fixture does, once for this module
+    run = ReadmeRun(api_server.url)
+    yield run
+    emulator.clear(PROJECT)
+
+
+def first_json(text: str):
+    """The JSON value at the start of `text`, and what follows it."""
+    value, end = json.JSONDecoder().raw_decode(text.lstrip())
+    return value, text.lstrip()[end:]
+
+
+def readme_task_example() -> dict:
+    """The README's finished task; its `…` elisions outside strings dropped."""
+    (example,) = fenced(api_section(), "json")
+    return json.loads(re.sub(r",\s*…\s*}", "}", example))
+
+
+def test_readme_has_the_examples_this_test_checks(readme):
+    assert len(readme.blocks) >= 4
+    assert any("?wait=30" in c for c in readme.commands)
+    assert all(README_URL in c for c in readme.commands if "curl" in c)
+
+
+def test_readme_script_exits_0(readme):
+    assert readme.completed.returncode == 0, readme.completed.stderr
+    assert len(readme.outputs) == len(readme.commands)
+
+
+def test_waiting_on_the_reversing_program_returns_it_completed_with_olleh(readme):
+    task = readme.json_of("?wait=30")
+    assert task["status"] == "completed", task
+    assert task["result"]["exitCode"] == 0
+    assert task["result"]["stdout"] == "olleh\n"
+
+
+def test_bash_example_with_a_file_prints_its_line_count(readme, api_server):
+    submitted = readme.json_of('"language": "bash"')
+    assert submitted["status"] == "queued"
+    assert submitted["input"]["timeoutSeconds"] == 10
+    assert submitted["input"]["memoryMb"] == 256
+    reply = httpx.get(
+        f"{api_server.url}/api/tasks/{submitted['id']}",
+        params={"wait": 30},
+        headers={"X-User-Id": "alice"},
+        timeout=60,
+    )
+    task = reply.json()
+    assert task["status"] == "completed", task
+    assert task["result"]["stdout"] == "2 data.txt\n"
+
+
+def test_events_example_returns_the_status_changes(readme):
+    body = readme.json_of("/events?after=0")
+    statuses = [e["data"]["status"] for e in body["events"] if e["type"] == "status"]
+    assert statuses == ["queued", "dispatched", "running", "completed"]
+    assert body["next"] == body["events"][-1]["seq"]
+
+
+def test_sse_example_streams_events_with_ids_until_the_task_ended(readme):
+    stream = readme.output_of("text/event-stream")
+    ids = [int(line[len("id:") :]) for line in stream.splitlines() if line.startswith("id:")]
+    assert ids and ids == sorted(ids)
+    assert "event: status" in stream
+    assert '"status": "completed"' in stream
+
+
+def test_list_example_returns_the_completed_task(readme):
+    task_id = readme.json_of("?wait=30")["id"]
+    body = readme.json_of("/api/tasks?limit=")
+    assert set(body) == {"tasks", "nextPageToken"}
+    assert task_id in [t["id"] for t in body["tasks"]]
+    assert {t["status"] for t in body["tasks"]} == {"completed"}
+
+
+def test_cancel_example_returns_the_task_and_a_finished_task_stays_completed(readme):
+    task_id = readme.json_of("?wait=30")["id"]
+    task = readme.json_of("/cancel")
+    assert task["id"] == task_id
+    assert task["status"] == "completed"
+
+
+def test_health_example_prints_exactly_what_the_readme_says(readme, api_server):
+    examples = re.findall(r"`(curl [^`]*/health)`\s*→\s*`([^`]+)`", api_section())
+    assert examples, "the README shows a health call and its answer"
+    for command, expected in examples:
+        completed = subprocess.run(
+            ["bash", "-e", "-o", "pipefail", "-c", command.replace(README_URL, api_server.url)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert completed.returncode == 0, completed.stderr
+        assert json.loads(completed.stdout) == json.loads(expected)
+        assert json.loads(expected) == {"status": "ok", "service": "api-server"}
+
+
+def test_readme_task_example_has_the_keys_of_a_real_finished_task(readme):
+    example, real = readme_task_example(), readme.json_of("?wait=30")
+    assert set(example) <= set(real)  # the README elides the rest with "…"
+    assert set(example["result"]) == set(real["result"])
+    assert set(example["execution"]) == set(real["execution"])
+
+
+def test_readme_task_example_shows_what_the_reversing_program_really_returns(readme):
+    example, real = readme_task_example(), readme.json_of("?wait=30")
+    for key in ("kind", "status", "error"):
+        assert example[key] == real[key], key
+    del example["result"]["durationMs"], real["result"]["durationMs"]
+    assert example["result"] == real["result"]
+    for key in ("backend", "attempt", "logUri"):
+        assert example["execution"][key] == real["execution"][key], key
