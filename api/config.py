@@ -13,6 +13,10 @@ MIN_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS = 1, 3600
 DEFAULT_MEMORY_MB = 512
 MIN_MEMORY_MB, MAX_MEMORY_MB = 64, 4096
 MAX_WAIT_SECONDS = 60
+# Requests that hold a server thread (?wait, SSE) at once; the rest get an immediate
+# answer (wait) or a 429 (SSE), so health checks and short calls always find a
+# thread. Keep it below gunicorn's threads (gunicorn.conf.py, GUNICORN_THREADS=16).
+MAX_HELD_REQUESTS = 12
 
 # Input limits keep a task document well under Firestore's 1 MiB document limit.
 MAX_BODY_BYTES = 1024 * 1024

@@ -6,8 +6,8 @@ See https://cloud.google.com/logging/docs/structured-logging for the field names
 from __future__ import annotations
 
 import json
-import os
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 

@@ -87,11 +87,22 @@ def events(task_id: str):
         except ValueError:
             raise ApiError(400, "invalid_request", "Last-Event-ID must be an integer.") from None
         services().tasks.get(user, task_id)  # 404 before the stream starts
-        return Response(
+        watch = services().watch
+        if not watch.try_hold():
+            raise ApiError(
+                429,
+                "too_many_streams",
+                "Too many open event streams on this server; retry shortly or poll with ?after=.",
+                retry_after=5,
+            )
+        response = Response(
             stream_with_context(_sse(user, task_id, max(0, after))),
             mimetype="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+        # Released when the response is closed, whether or not the stream ever started.
+        response.call_on_close(watch.release)
+        return response
     after = _int_arg("after", 0, 0, 10**9)
     _, events = services().tasks.events(user, task_id, after, EVENTS_PAGE)
     next_seq = events[-1]["seq"] if events else after

