@@ -38,7 +38,7 @@ def create_app(
     from api.logging_setup import configure_logging
     from api.routes import health, internal, tasks
     from api.services.dispatcher import Dispatcher
-    from api.services.state_machine import TaskStateMachine
+    from api.services.state_machine import IN_FLIGHT, TaskStateMachine
     from api.services.tasks import TaskService, TaskWatch
 
     settings = settings or Settings.from_env()
@@ -58,7 +58,9 @@ def create_app(
     watch = TaskWatch()
     holder: dict = {}
     executor = executor or make_executor(
-        settings, on_exit=lambda *args: holder["dispatcher"].runner_exited(*args)
+        settings,
+        on_exit=lambda *args: holder["dispatcher"].runner_exited(*args),
+        count_in_flight=lambda: store.count_tasks_with_status(IN_FLIGHT),
     )
     dispatcher = Dispatcher(
         machine,
@@ -70,7 +72,11 @@ def create_app(
     )
     holder["dispatcher"] = dispatcher
     task_service = TaskService(
-        machine, dispatcher, watch, allow_network=settings.allow_task_network
+        machine,
+        dispatcher,
+        watch,
+        allow_network=settings.allow_task_network,
+        max_pending=settings.max_pending_tasks,
     )
     app.extensions["agent_platform"] = Services(
         settings=settings,

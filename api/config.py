@@ -37,6 +37,10 @@ HEARTBEAT_GRACE_SECONDS = 30
 CLAIM_GRACE_SECONDS = 120
 RECONCILE_INTERVAL_SECONDS = 5
 LOCAL_MAX_CONCURRENT_TASKS = 4
+# Cloud Run runs at most 1,000 job executions per region at once; stay well below.
+MAX_TASKS_IN_FLIGHT = 200
+# Tasks not yet settled (queued included) beyond which submissions get 503.
+MAX_PENDING_TASKS = 1000
 LIST_PAGE_DEFAULT, LIST_PAGE_MAX = 20, 100
 MAX_EVENTS_PER_TASK = 2000
 MAX_EVENT_BATCH = 100
@@ -80,6 +84,10 @@ class Settings:
     allow_task_network: bool = False
     local_max_concurrent_tasks: int = LOCAL_MAX_CONCURRENT_TASKS
     runner_python: str | None = None
+    max_tasks_in_flight: int = MAX_TASKS_IN_FLIGHT
+    max_pending_tasks: int = MAX_PENDING_TASKS
+    reconcile_secret: str | None = field(default=None, repr=False)
+    reconcile_invoker: str | None = None
     max_output_bytes: int = MAX_OUTPUT_BYTES
     reconcile_interval_seconds: float = RECONCILE_INTERVAL_SECONDS
     heartbeat_grace_seconds: float = HEARTBEAT_GRACE_SECONDS
@@ -111,6 +119,10 @@ class Settings:
                 "LOCAL_MAX_CONCURRENT_TASKS", LOCAL_MAX_CONCURRENT_TASKS
             ),
             runner_python=_env("RUNNER_PYTHON"),
+            max_tasks_in_flight=_int_env("MAX_TASKS_IN_FLIGHT", MAX_TASKS_IN_FLIGHT),
+            max_pending_tasks=_int_env("MAX_PENDING_TASKS", MAX_PENDING_TASKS),
+            reconcile_secret=_env("RECONCILE_SECRET"),
+            reconcile_invoker=_env("RECONCILE_INVOKER"),
         )
         if key is not None:
             settings = replace(settings, task_token_key=key.encode())
@@ -120,6 +132,11 @@ class Settings:
     def validate(self) -> None:
         if self.executor not in ("local", "cloudrun"):
             raise ValueError(f"EXECUTOR must be 'local' or 'cloudrun', got {self.executor!r}")
+        if self.executor == "cloudrun" and not self.cloud_run_job:
+            raise ValueError(
+                "EXECUTOR=cloudrun needs CLOUD_RUN_JOB=projects/P/locations/L/jobs/J "
+                "(the job-runner job; see README, 'Running tasks on Cloud Run')."
+            )
         if self.sandbox not in ("bwrap", "none"):
             raise ValueError(f"SANDBOX must be 'bwrap' or 'none', got {self.sandbox!r}")
         if self.auth_mode != "dev":

@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "job-runner"))
 
-from job_runner.sandbox import BubblewrapSandbox, Limits, prepare_workspace  # noqa: E402
+from job_runner.sandbox import BubblewrapSandbox, Limits  # noqa: E402
+from job_runner.workspace import prepare_workspace  # noqa: E402
 
 from devtools.emulator import FirestoreEmulator, free_port  # noqa: E402
 

@@ -33,10 +33,39 @@ def json_body() -> object:
         raise ApiError(
             415, "unsupported_media_type", "Send a JSON body with Content-Type: application/json."
         )
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "The JSON body is nested too deeply.") from None
     if body is None:
         raise ApiError(400, "invalid_json", "The request body is not valid JSON.")
+    if not _encodable(body):
+        # JSON allows "\udfff"; Firestore (and UTF-8) do not.
+        raise ApiError(
+            400,
+            "invalid_json",
+            "The body has a lone UTF-16 surrogate (\\ud800-"
+            "\\udfff escape); send valid Unicode text.",
+        )
     return body
+
+
+def _encodable(value: object) -> bool:
+    """True if every string in the parsed JSON (keys included) is valid UTF-8 text."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def describe_errors(error: ValidationError) -> str:

@@ -10,10 +10,11 @@ from api import config
 from api.errors import ApiError
 from api.models import ClaimBody, EventsBody, ResultBody
 from api.routes.common import json_body, services, validate
+from api.services.reconcile_auth import authorize_reconcile
 from api.services.state_machine import ClaimRefused, TaskStatus
 from api.services.task_tokens import InvalidTaskToken, verify_task_token
 
-bp = Blueprint("internal", __name__, url_prefix="/internal/v1/tasks")
+bp = Blueprint("internal", __name__, url_prefix="/internal/v1")
 
 
 def _authorize(task_id: str) -> None:
@@ -32,7 +33,7 @@ def _task_or_404(task_id: str) -> dict:
     return task
 
 
-@bp.get("/<task_id>/spec")
+@bp.get("/tasks/<task_id>/spec")
 def spec(task_id: str):
     """What the runner needs to run the task: kind, input and sandbox limits."""
     _authorize(task_id)
@@ -51,7 +52,7 @@ def spec(task_id: str):
     }
 
 
-@bp.post("/<task_id>/claim")
+@bp.post("/tasks/<task_id>/claim")
 def claim(task_id: str):
     """200 when this execution attempt may run the task (idempotent); 409 otherwise."""
     _authorize(task_id)
@@ -64,7 +65,7 @@ def claim(task_id: str):
     return {"status": task["status"], "claim": task["claim"]}
 
 
-@bp.post("/<task_id>/events")
+@bp.post("/tasks/<task_id>/events")
 def events(task_id: str):
     """Store a batch of events; also the heartbeat. 409 tells the runner to stop."""
     _authorize(task_id)
@@ -80,7 +81,7 @@ def events(task_id: str):
     return {"next": task["eventSeq"]}
 
 
-@bp.post("/<task_id>/result")
+@bp.post("/tasks/<task_id>/result")
 def result(task_id: str):
     """Settle the task with the runner's outcome. A duplicate or late report is
     accepted and ignored (`accepted: false`): the first terminal status stands."""
@@ -106,3 +107,18 @@ def result(task_id: str):
 
 def _event_batch(body: EventsBody) -> list[tuple[str, object]]:
     return [(e.type, e.data) for e in body.events if e.type != "heartbeat"]
+
+
+@bp.post("/reconcile")
+def reconcile():
+    """Launch due queued tasks and settle overdue ones; Cloud Scheduler calls this.
+    Authorized by an OIDC token of RECONCILE_INVOKER, or by RECONCILE_SECRET."""
+    settings = services().settings
+    if not authorize_reconcile(settings, request.headers):
+        raise ApiError(
+            401,
+            "unauthenticated",
+            "Reconciliation needs the scheduler's OIDC token or the X-Reconcile-Secret header.",
+        )
+    dispatcher = services().dispatcher
+    return {"dispatched": dispatcher.dispatch_pending(), "settled": dispatcher.reconcile()}

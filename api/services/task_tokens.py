@@ -31,13 +31,15 @@ def issue_task_token(key: bytes, task_id: str, expires_at: float) -> str:
 
 def verify_task_token(key: bytes, token: str, task_id: str, now: float | None = None) -> None:
     """Raise InvalidTaskToken unless `token` is ours, for `task_id`, and unexpired."""
+    if not token.isascii():
+        raise InvalidTaskToken("malformed task token")
     parts = token.split(".")
     if len(parts) != 4 or parts[0] != PREFIX:
         raise InvalidTaskToken("malformed task token")
     payload = ".".join(parts[:3])
     if not hmac.compare_digest(_sign(key, payload), parts[3]):
         raise InvalidTaskToken("bad task token signature")
-    if not hmac.compare_digest(parts[1], task_id):
+    if parts[1] != task_id:  # task ids are not secret: a plain comparison is fine
         raise InvalidTaskToken("task token is for another task")
     try:
         expires_at = int(parts[2])

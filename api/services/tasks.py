@@ -15,8 +15,15 @@ from api import config
 from api.errors import ApiError, not_found
 from api.models import CodeTaskInput
 from api.services.dispatcher import Dispatcher
-from api.services.state_machine import TaskStateMachine, TaskStatus, is_terminal, utcnow
+from api.services.state_machine import (
+    IN_FLIGHT,
+    TaskStateMachine,
+    TaskStatus,
+    is_terminal,
+    utcnow,
+)
 
+NOT_SETTLED = [TaskStatus.QUEUED.value, *IN_FLIGHT]
 # How often a waiting request re-reads a task that another instance may settle.
 WAIT_POLL_SECONDS = 0.5
 
@@ -112,12 +119,14 @@ class TaskService:
         watch: TaskWatch,
         *,
         allow_network: bool,
+        max_pending: int = config.MAX_PENDING_TASKS,
     ) -> None:
         self.machine = machine
         self.store = machine.store
         self.dispatcher = dispatcher
         self.watch = watch
         self.allow_network = allow_network
+        self.max_pending = max_pending
 
     def submit(
         self, owner: str, spec: CodeTaskInput, idempotency_key: str | None
@@ -129,6 +138,13 @@ class TaskService:
                 "network_not_allowed",
                 "This deployment does not allow network access from tasks "
                 "(set ALLOW_TASK_NETWORK=true to allow it).",
+            )
+        if self.store.count_tasks_with_status(NOT_SETTLED) >= self.max_pending:
+            raise ApiError(
+                503,
+                "over_capacity",
+                f"The platform already holds {self.max_pending} unsettled tasks; retry later.",
+                retry_after=30,
             )
         now = utcnow()
         task_input = spec.public()
@@ -174,6 +190,11 @@ class TaskService:
         task = self.store.get_task(task_id) if _plausible_id(task_id) else None
         if task is None or task["owner"] != owner:
             raise not_found("task")
+        check_at = task.get("checkAt")
+        if check_at is not None and check_at <= utcnow() and not is_terminal(task):
+            # Overdue: let the dispatcher look at it (it asks the executor at most once
+            # per interval). A healthy task's poll costs this one read and nothing else.
+            self.dispatcher.kick()
         return task
 
     def wait(self, owner: str, task_id: str, seconds: float) -> dict:

@@ -7,13 +7,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from job_runner.sandbox import (
-    Limits,
-    Sandbox,
-    collect_output_files,
-    prepare_workspace,
-    write_input_files,
-)
+from job_runner.sandbox import Limits, Sandbox
+from job_runner.workspace import collect_output_files, prepare_workspace, write_input_files
 
 PROGRAMS = {
     "python": ("main.py", ["python3", "-I", "/task/main.py"]),

@@ -38,6 +38,7 @@ class EventSender:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._force = False
         self._thread = threading.Thread(target=self._run, name="events", daemon=True)
 
     def start(self) -> None:
@@ -55,6 +56,11 @@ class EventSender:
                 self._pending.append({"type": stream, "data": text})
             if len(self._pending) >= MAX_BATCH:
                 self._wake.set()
+
+    def heartbeat_now(self) -> None:
+        """Send a heartbeat at once (after a pause, e.g. a maintenance migration)."""
+        self._force = True
+        self._wake.set()
 
     def finish(self) -> list[dict]:
         """Stop the background flushing and return the events not yet sent, at most
@@ -82,7 +88,9 @@ class EventSender:
                 return
             with self._lock:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            if batch or time.monotonic() - last_post >= self.heartbeat_seconds:
+            due = time.monotonic() - last_post >= self.heartbeat_seconds
+            if batch or due or self._force:
+                self._force = False
                 self._post(batch)
                 last_post = time.monotonic()
 

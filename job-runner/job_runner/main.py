@@ -78,6 +78,7 @@ def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event) -> i
 
     sender = EventSender(api, spec["limits"]["heartbeatSeconds"], on_lost=cancel.set)
     sender.start()
+    _handle_migration(sender, log)
     try:
         sandbox = make_sandbox(os.environ.get("SANDBOX", "bwrap"))
         if spec["kind"] != "code":
@@ -103,6 +104,23 @@ def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event) -> i
         return EXIT_UNREPORTED
     log.info("reported %s (accepted: %s)", status, reply.get("accepted"))
     return EXIT_REPORTED
+
+
+def _handle_migration(sender: EventSender, log) -> None:
+    """Cloud Run sends SIGTSTP 10 s before it migrates a running task to another
+    machine and SIGCONT right after; the task keeps its state. We log both and send a
+    heartbeat on resume, so the API does not take the pause for a lost runner.
+    https://cloud.google.com/run/docs/configuring/task-timeout#maintenance-events"""
+
+    def paused(signum, _frame) -> None:
+        log.info("maintenance migration announced (SIGTSTP): the task will pause briefly")
+
+    def resumed(signum, _frame) -> None:
+        log.info("resumed after migration (SIGCONT)")
+        sender.heartbeat_now()
+
+    signal.signal(signal.SIGTSTP, paused)
+    signal.signal(signal.SIGCONT, resumed)
 
 
 if __name__ == "__main__":

@@ -318,13 +318,25 @@ def test_cancel_of_another_users_task_is_404_and_leaves_it_queued(client):
 # -- nothing a client sends is a 5xx -------------------------------------------------------
 
 ALL_FIELDS = ("kind", "language", "code", "stdin", "files", "timeoutSeconds", "memoryMb", "network")
-RAW = '{"kind": "code", "language": "python", "code": "x", '
+
+
+def raw(*members: str) -> str:
+    """A body written as JSON text: a valid task plus `members` (a repeated key wins)."""
+    return (
+        '{"kind": "code", "language": "python", "code": "x"'
+        + "".join(", " + member for member in members)
+        + "}"
+    )
+
 
 ODD_BODIES = [
     pytest.param({}, id="empty-object"),
     pytest.param({"kind": None}, id="kind-null-only"),
     pytest.param(dict.fromkeys(ALL_FIELDS), id="every-field-null"),
     pytest.param(task(timeoutSeconds=None, memoryMb=None, network=None), id="limits-null"),
+    pytest.param(task(code=None), id="code-null"),
+    pytest.param(task(stdin=None), id="stdin-null"),
+    pytest.param(task(files=None), id="files-null"),
     pytest.param({"kind": {"$ne": None}}, id="kind-object"),
     pytest.param({"kind": ["code"]}, id="kind-array"),
     pytest.param(task(code={"a": {"b": {"c": [1, {"d": None}]}}}), id="code-nested-object"),
@@ -358,28 +370,28 @@ ODD_BODIES = [
     pytest.param('"code"', id="string"),
     pytest.param("", id="empty-body"),
     pytest.param(" ", id="blank-body"),
-    pytest.param(RAW + '"timeoutSeconds": NaN}', id="timeout-nan"),
-    pytest.param(RAW + '"memoryMb": -Infinity}', id="memory-minus-infinity"),
-    pytest.param(RAW + '"timeoutSeconds": ' + "9" * 5000 + "}", id="timeout-5000-digits"),
-    pytest.param(RAW + '"kind": "agent"}', id="duplicate-kind"),
+    pytest.param(raw('"timeoutSeconds": NaN'), id="timeout-nan"),
+    pytest.param(raw('"memoryMb": -Infinity'), id="memory-minus-infinity"),
+    pytest.param(raw('"timeoutSeconds": ' + "9" * 5000), id="timeout-5000-digits"),
+    pytest.param(raw('"kind": "agent"'), id="duplicate-kind"),
     pytest.param(b"\xff\xfe\x00{", id="not-utf8"),
     pytest.param(b"\xef\xbb\xbf" + json.dumps(VALID).encode(), id="utf8-bom"),
-    pytest.param(RAW.encode() + b'"stdin": "\xc3\x28"}', id="invalid-utf8-in-string"),
+    pytest.param(raw('"stdin": "@"').encode().replace(b"@", b"\xc3\x28"), id="bad-utf8-in-stdin"),
 ]
 
 # JSON lets a string hold a lone UTF-16 surrogate ("\ud800"); UTF-8, and so
 # Firestore, cannot store one.
 SURROGATE_BODIES = [
-    pytest.param(RAW.replace('"x"', r'"print(1) # \ud800"') + "}", id="in-code"),
-    pytest.param(RAW + r'"stdin": "\udfff"}', id="in-stdin"),
-    pytest.param(RAW + r'"files": {"\ud83d.txt": "a"}}', id="in-file-path"),
-    pytest.param(RAW + r'"files": {"a.txt": "\ud800\ud800"}}', id="in-file-content"),
-    pytest.param(RAW + r'"\ud800": 1}', id="in-a-key"),
+    pytest.param(raw(r'"code": "print(1) # \ud800"'), id="in-code"),
+    pytest.param(raw(r'"stdin": "\udfff"'), id="in-stdin"),
+    pytest.param(raw(r'"files": {"\ud83d.txt": "a"}'), id="in-file-path"),
+    pytest.param(raw(r'"files": {"a.txt": "\ud800\ud800"}'), id="in-file-content"),
+    pytest.param(raw(r'"\ud800": 1'), id="in-a-key"),
 ]
 
 DEEP_BODIES = [
     pytest.param("[" * 100_000 + "]" * 100_000, id="array"),
-    pytest.param(RAW + '"stdin": ' + '{"a":' * 50_000 + "1" + "}" * 50_001, id="object"),
+    pytest.param(raw('"stdin": ' + '{"a":' * 50_000 + "1" + "}" * 50_000), id="object"),
 ]
 
 

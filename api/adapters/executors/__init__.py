@@ -8,7 +8,11 @@ from api.adapters.executors.base import Executor
 from api.config import Settings
 
 
-def make_executor(settings: Settings, on_exit: Callable[[str, str, int], None]) -> Executor:
+def make_executor(
+    settings: Settings,
+    on_exit: Callable[[str, str, int], None],
+    count_in_flight: Callable[[], int],
+) -> Executor:
     if settings.executor == "local":
         from api.adapters.executors.local import LocalExecutor
 
@@ -19,6 +23,12 @@ def make_executor(settings: Settings, on_exit: Callable[[str, str, int], None]) 
             python=settings.runner_python,
             on_exit=on_exit,
         )
-    raise ValueError(
-        "EXECUTOR=cloudrun is not implemented in this version yet; use EXECUTOR=local."
+    from api.adapters.executors.cloudrun import CloudRunJobsExecutor
+
+    return CloudRunJobsExecutor(
+        settings.cloud_run_job,
+        settings.public_url,
+        endpoint=settings.cloud_run_endpoint,
+        max_in_flight=settings.max_tasks_in_flight,
+        count_in_flight=count_in_flight,
     )
