@@ -58,7 +58,12 @@ def claim(task_id: str):
     _authorize(task_id)
     body = validate(ClaimBody, json_body())
     try:
-        task = services().machine.claim(task_id, body.execution, body.attempt)
+        task = services().machine.claim(
+            task_id,
+            body.execution,
+            body.attempt,
+            execution_name=services().dispatcher.executor.qualify_execution(body.execution),
+        )
     except ClaimRefused as refusal:
         raise ApiError(409, "claim_refused", str(refusal)) from None
     services().watch.changed(task_id)

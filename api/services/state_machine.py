@@ -122,7 +122,12 @@ class TaskStateMachine:
         def mutate(task: dict | None) -> Change | None:
             if task is None or task.get("dispatchId") != dispatch_id or is_terminal(task):
                 return None
-            merged = dict(task.get("execution") or {}, **execution)
+            current = task.get("execution") or {}
+            if task.get("claim") and current.get("name") != execution.get("name"):
+                # Another execution (an earlier launch whose RunJob timed out but ran)
+                # claimed the task first: its name, set by the claim, is the truth.
+                return None
+            merged = dict(current, **execution)
             return Change(updates={"execution": merged})
 
         self.store.update_task(task_id, mutate, now)
@@ -144,7 +149,9 @@ class TaskStateMachine:
 
         self.store.update_task(task_id, mutate, now)
 
-    def claim(self, task_id: str, execution: str, attempt: int) -> dict:
+    def claim(
+        self, task_id: str, execution: str, attempt: int, execution_name: str | None = None
+    ) -> dict:
         """A runner claims its task. Idempotent for the same (execution, attempt); a
         later attempt of the same execution takes over (Cloud Run retried it); any
         other execution is refused, so a duplicate launch cannot run twice."""
@@ -170,7 +177,9 @@ class TaskStateMachine:
             deadline = (
                 now + timedelta(seconds=task["input"]["timeoutSeconds"]) + self.runner_overhead
             )
-            execution_info = dict(task.get("execution") or {}, name=execution, attempt=attempt)
+            execution_info = dict(
+                task.get("execution") or {}, name=execution_name or execution, attempt=attempt
+            )
             updates = dict(
                 claim={"execution": execution, "attempt": attempt},
                 execution=execution_info,

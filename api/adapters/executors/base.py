@@ -51,5 +51,8 @@ class Executor(Protocol):
     def describe(self, execution_name: str | None) -> ExecutionState:
         """The execution's real state, for the reconciler."""
 
+    def qualify_execution(self, reported: str) -> str:
+        """The execution's full name from what its runner reports (CLOUD_RUN_EXECUTION)."""
+
     def shutdown(self) -> None:
         """Stop what this process started (local processes)."""

@@ -180,6 +180,10 @@ class CloudRunJobsExecutor:
             return ExecutionState.TIMED_OUT
         return ExecutionState.FAILED
 
+    def qualify_execution(self, reported: str) -> str:
+        # Cloud Run sets CLOUD_RUN_EXECUTION to the execution's short id.
+        return reported if "/" in reported else f"{self.job}/executions/{reported}"
+
     def shutdown(self) -> None:
         pass
 

@@ -135,6 +135,9 @@ class LocalExecutor:
             pass
         return ExecutionState.RUNNING
 
+    def qualify_execution(self, reported: str) -> str:
+        return reported  # local runners are given their full name
+
     def shutdown(self) -> None:
         with self._lock:
             names = list(self._running)
