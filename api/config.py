@@ -123,6 +123,12 @@ class Settings:
             max_pending_tasks=_int_env("MAX_PENDING_TASKS", MAX_PENDING_TASKS),
             reconcile_secret=_env("RECONCILE_SECRET"),
             reconcile_invoker=_env("RECONCILE_INVOKER"),
+            reconcile_interval_seconds=float(
+                _env("RECONCILE_INTERVAL_SECONDS", str(RECONCILE_INTERVAL_SECONDS))
+            ),
+            heartbeat_grace_seconds=float(
+                _env("HEARTBEAT_GRACE_SECONDS", str(HEARTBEAT_GRACE_SECONDS))
+            ),
         )
         if key is not None:
             settings = replace(settings, task_token_key=key.encode())
