@@ -61,6 +61,16 @@ def _int_env(name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _float_env(name: str, default: float) -> float:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
+
+
 def _bool_env(name: str, default: bool) -> bool:
     raw = _env(name)
     if raw is None:
@@ -123,12 +133,10 @@ class Settings:
             max_pending_tasks=_int_env("MAX_PENDING_TASKS", MAX_PENDING_TASKS),
             reconcile_secret=_env("RECONCILE_SECRET"),
             reconcile_invoker=_env("RECONCILE_INVOKER"),
-            reconcile_interval_seconds=float(
-                _env("RECONCILE_INTERVAL_SECONDS", str(RECONCILE_INTERVAL_SECONDS))
+            reconcile_interval_seconds=_float_env(
+                "RECONCILE_INTERVAL_SECONDS", RECONCILE_INTERVAL_SECONDS
             ),
-            heartbeat_grace_seconds=float(
-                _env("HEARTBEAT_GRACE_SECONDS", str(HEARTBEAT_GRACE_SECONDS))
-            ),
+            heartbeat_grace_seconds=_float_env("HEARTBEAT_GRACE_SECONDS", HEARTBEAT_GRACE_SECONDS),
         )
         if key is not None:
             settings = replace(settings, task_token_key=key.encode())
