@@ -39,7 +39,8 @@ def create_app(
     from api.routes import health, internal, tasks
     from api.services.dispatcher import Dispatcher
     from api.services.state_machine import IN_FLIGHT, TaskStateMachine
-    from api.services.tasks import TaskService, TaskWatch
+    from api.services.task_watch import TaskWatch
+    from api.services.tasks import TaskService
 
     settings = settings or Settings.from_env()
     configure_logging(settings.project)

@@ -26,23 +26,12 @@ def _authorize(task_id: str) -> None:
         raise ApiError(401, "invalid_task_token", str(error)) from None
 
 
-def _task_or_404(task_id: str) -> dict:
-    task = services().store.get_task(task_id)
-    if task is None:
-        raise ApiError(404, "not_found", "No such task.")
-    return task
-
-
-@bp.get("/tasks/<task_id>/spec")
-def spec(task_id: str):
+def _spec(task: dict) -> dict:
     """What the runner needs to run the task: kind, input and sandbox limits."""
-    _authorize(task_id)
-    task = _task_or_404(task_id)
     settings = services().settings
     return {
-        "id": task_id,
+        "id": task["id"],
         "kind": task["kind"],
-        "status": task["status"],
         "input": task["input"],
         "limits": {
             "maxOutputBytes": settings.max_output_bytes,
@@ -54,7 +43,8 @@ def spec(task_id: str):
 
 @bp.post("/tasks/<task_id>/claim")
 def claim(task_id: str):
-    """200 when this execution attempt may run the task (idempotent); 409 otherwise."""
+    """200 with the task's spec when this execution attempt may run it (idempotent);
+    409 otherwise. One round trip: the runner's start is on every task's critical path."""
     _authorize(task_id)
     body = validate(ClaimBody, json_body())
     try:
@@ -66,8 +56,8 @@ def claim(task_id: str):
         )
     except ClaimRefused as refusal:
         raise ApiError(409, "claim_refused", str(refusal)) from None
-    services().watch.changed(task_id)
-    return {"status": task["status"], "claim": task["claim"]}
+    services().watch.changed(task_id, task)
+    return {"status": task["status"], "claim": task["claim"], "spec": _spec(task)}
 
 
 @bp.post("/tasks/<task_id>/events")
@@ -82,7 +72,7 @@ def events(task_id: str):
     if task is None:
         raise ApiError(409, "not_running", "This execution no longer holds the task; stop.")
     if batch:
-        services().watch.changed(task_id)
+        services().watch.changed(task_id, task)
     return {"next": task["eventSeq"]}
 
 
@@ -106,7 +96,7 @@ def result(task_id: str):
     )
     if task is None:
         raise ApiError(404, "not_found", "No such task.")
-    services().watch.changed(task_id)
+    services().watch.changed(task_id, task)
     return {"accepted": accepted, "status": task["status"]}
 
 

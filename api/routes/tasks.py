@@ -110,6 +110,11 @@ def events(task_id: str):
 
 
 def _sse(user: str, task_id: str, after: int):
+    with services().watch.watching(task_id):
+        yield from _sse_events(user, task_id, after)
+
+
+def _sse_events(user: str, task_id: str, after: int):
     tasks = services().tasks
     started = last_sent = time.monotonic()
     while time.monotonic() - started < SSE_MAX_SECONDS:

@@ -159,7 +159,7 @@ class Dispatcher:
             how = (
                 f"exited with code {exit_code}"
                 if exit_code >= 0
-                else f"killed by signal {-exit_code}"
+                else f"was killed by signal {-exit_code}"
             )
             self.machine.settle(
                 task_id,

@@ -6,10 +6,7 @@ import base64
 import hashlib
 import json
 import secrets
-import threading
 import time
-from collections import defaultdict
-from contextlib import contextmanager
 
 from api import config
 from api.errors import ApiError, not_found
@@ -22,6 +19,7 @@ from api.services.state_machine import (
     is_terminal,
     utcnow,
 )
+from api.services.task_watch import TaskWatch
 
 NOT_SETTLED = [TaskStatus.QUEUED.value, *IN_FLIGHT]
 # How often a waiting request re-reads a task that another instance may settle.
@@ -69,46 +67,6 @@ def render_event(event: dict) -> dict:
         "data": event["data"],
         "at": _rfc3339(event["at"]),
     }
-
-
-class TaskWatch:
-    """Wakes waiting requests in this process as soon as a task changes here, and
-    bounds how many requests may wait at once."""
-
-    def __init__(self, max_held: int = config.MAX_HELD_REQUESTS) -> None:
-        self._cond = threading.Condition()
-        self._versions: dict[str, int] = defaultdict(int)
-        self._held = threading.BoundedSemaphore(max_held)
-
-    def try_hold(self) -> bool:
-        """True if this request may hold a thread to wait; then call `release()`."""
-        return self._held.acquire(blocking=False)
-
-    def release(self) -> None:
-        self._held.release()
-
-    @contextmanager
-    def hold(self):
-        """Yields True if this request may hold a thread to wait, else False."""
-        acquired = self.try_hold()
-        try:
-            yield acquired
-        finally:
-            if acquired:
-                self.release()
-
-    def changed(self, task_id: str) -> None:
-        with self._cond:
-            self._versions[task_id] += 1
-            self._cond.notify_all()
-
-    def version(self, task_id: str) -> int:
-        with self._cond:
-            return self._versions[task_id]
-
-    def wait(self, task_id: str, seen: int, timeout: float) -> None:
-        with self._cond:
-            self._cond.wait_for(lambda: self._versions[task_id] != seen, timeout=timeout)
 
 
 class TaskService:
@@ -201,14 +159,18 @@ class TaskService:
         """The task once it is terminal, or as it is after `seconds` (at once when too
         many requests are already waiting in this process)."""
         deadline = time.monotonic() + seconds
-        with self.watch.hold() as may_wait:
+        with self.watch.hold() as may_wait, self.watch.watching(task_id):
+            seen = self.watch.version(task_id)
+            task = self.get(owner, task_id)
             while True:
-                seen = self.watch.version(task_id)
-                task = self.get(owner, task_id)
                 remaining = deadline - time.monotonic()
                 if is_terminal(task) or remaining <= 0 or not may_wait:
                     return task
-                self.watch.wait(task_id, seen, min(remaining, WAIT_POLL_SECONDS))
+                latest = self.watch.wait(task_id, seen, min(remaining, WAIT_POLL_SECONDS))
+                seen = self.watch.version(task_id)
+                # A change made here carries the task; otherwise read it (another
+                # instance may have changed it).
+                task = latest if latest is not None else self.get(owner, task_id)
 
     def list(self, owner: str, *, limit: int, page_token: str | None, status: str | None):
         after_id = _decode_page_token(page_token) if page_token else None
@@ -231,7 +193,7 @@ class TaskService:
         execution = (settled or task).get("execution") or {}
         if changed and execution.get("name"):
             self.dispatcher.executor.cancel(execution["name"])
-        self.watch.changed(task_id)
+        self.watch.changed(task_id, settled)
         return settled or task
 
     def events(self, owner: str, task_id: str, after: int, limit: int) -> tuple[dict, list[dict]]:

@@ -3,11 +3,9 @@ the task token. Standard library only, so the runner starts fast."""
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
+
+from job_runner import http_json
 
 REQUEST_TIMEOUT_SECONDS = 30
 RETRIES = 5
@@ -26,33 +24,35 @@ class ApiUnreachable(Exception):
     pass
 
 
-@dataclass
 class TaskApi:
-    base_url: str
-    task_id: str
-    token: str
-    execution: str
-    attempt: int
+    """The internal endpoints of one task, as one execution attempt."""
+
+    def __init__(
+        self, base_url: str, task_id: str, token: str, execution: str, attempt: int
+    ) -> None:
+        self.base_url = base_url
+        self.task_id = task_id
+        self.token = token
+        self.execution = execution
+        self.attempt = attempt
 
     def _call(self, method: str, path: str, body: dict | None = None) -> dict:
         url = f"{self.base_url.rstrip('/')}/internal/v1/tasks/{self.task_id}/{path}"
-        data = json.dumps(body).encode() if body is not None else None
         headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
         delay = 0.2
         for attempt in range(RETRIES):
-            request = urllib.request.Request(url, data=data, headers=headers, method=method)
             try:
-                with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_SECONDS) as reply:
-                    return json.loads(reply.read() or b"{}")
-            except urllib.error.HTTPError as error:
-                payload = _json_or_text(error.read())
-                if error.code < 500 and error.code != 429:
-                    raise ApiRefused(error.code, payload) from None
-                problem: Exception = ApiUnreachable(f"{method} {path}: {error.code} {payload}")
-            except (urllib.error.URLError, OSError, TimeoutError) as error:
-                problem = ApiUnreachable(f"{method} {path}: {error}")
+                status, payload = http_json.request(
+                    method, url, body, headers, REQUEST_TIMEOUT_SECONDS
+                )
+            except (OSError, ValueError) as error:
+                problem: Exception = ApiUnreachable(f"{method} {path}: {error}")
+            else:
+                if status < 300:
+                    return payload
+                if status < 500 and status != 429:
+                    raise ApiRefused(status, payload)
+                problem = ApiUnreachable(f"{method} {path}: {status} {payload}")
             if attempt < RETRIES - 1:
                 time.sleep(delay)
                 delay = min(delay * 3, 10)
@@ -60,9 +60,6 @@ class TaskApi:
 
     def _who(self) -> dict:
         return {"execution": self.execution, "attempt": self.attempt}
-
-    def spec(self) -> dict:
-        return self._call("GET", "spec")
 
     def claim(self) -> dict:
         return self._call("POST", "claim", self._who())
@@ -75,11 +72,3 @@ class TaskApi:
     ) -> dict:
         body = {**self._who(), "status": status, "result": result, "error": error, "events": events}
         return self._call("POST", "result", body)
-
-
-def _json_or_text(raw: bytes) -> dict:
-    try:
-        value = json.loads(raw)
-        return value if isinstance(value, dict) else {"body": value}
-    except ValueError:
-        return {"body": raw[:500].decode("utf-8", "replace")}

@@ -11,13 +11,11 @@ and the runner stops its sandbox.
 from __future__ import annotations
 
 import codecs
-import logging
 import threading
 import time
 
 from job_runner.api_client import ApiRefused, ApiUnreachable, TaskApi
-
-log = logging.getLogger(__name__)
+from job_runner.logs import log
 
 FLUSH_SECONDS = 0.25
 MAX_BATCH = 100

@@ -1,35 +1,47 @@
 """JSON-line logs for Cloud Logging: severity, message, and the task id as a label.
-https://cloud.google.com/logging/docs/structured-logging"""
+https://cloud.google.com/logging/docs/structured-logging
+
+A few lines of our own rather than the `logging` module: the runner is one short
+process per task, and `logging` adds ~8 ms to every task's start (`make bench`)."""
 
 from __future__ import annotations
 
 import json
-import logging
 import sys
-from datetime import UTC, datetime
+import time
 
 
-class _Formatter(logging.Formatter):
-    def __init__(self, task_id: str) -> None:
-        super().__init__()
-        self.task_id = task_id
+class RunnerLog:
+    def __init__(self) -> None:
+        self.task_id = ""
 
-    def format(self, record: logging.LogRecord) -> str:
+    def _write(self, severity: str, message: str, args: tuple) -> None:
         entry = {
-            "severity": record.levelname,
-            "message": record.getMessage(),
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "severity": severity,
+            "message": message % args if args else message,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "logging.googleapis.com/labels": {"service": "job-runner", "taskId": self.task_id},
         }
-        if record.exc_info:
-            entry["stack_trace"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+        if severity == "ERROR" and sys.exc_info()[0] is not None:
+            import traceback
+
+            entry["stack_trace"] = traceback.format_exc()
+        sys.stderr.write(json.dumps(entry) + "\n")
+        sys.stderr.flush()
+
+    def info(self, message: str, *args) -> None:
+        self._write("INFO", message, args)
+
+    def warning(self, message: str, *args) -> None:
+        self._write("WARNING", message, args)
+
+    def error(self, message: str, *args) -> None:
+        self._write("ERROR", message, args)
 
 
-def configure(task_id: str) -> logging.Logger:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter(task_id))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    return logging.getLogger("job_runner")
+log = RunnerLog()
+
+
+def configure(task_id: str) -> RunnerLog:
+    log.task_id = task_id
+    return log

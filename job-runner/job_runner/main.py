@@ -69,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event) -> int:
     try:
-        spec = api.spec()
-        api.claim()
+        spec = api.claim()["spec"]
     except ApiRefused as refused:
         log.info("not running this task: %s", refused)
         return EXIT_REPORTED

@@ -9,7 +9,6 @@ own, rlimits, and the whole process tree killed on timeout or cancel.
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import os
 import resource
@@ -20,13 +19,11 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, NamedTuple, Protocol
 
+from job_runner.logs import log
 from job_runner.workspace import chown_tree, random_sandbox_uid, sandbox_owner
-
-log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 CANCEL_POLL_SECONDS = 0.05
@@ -49,8 +46,7 @@ FIX_HINT = (
 )
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(NamedTuple):
     wall_seconds: float
     memory_mb: int = 512
     cpu_seconds: int | None = None  # default: ceil(wall_seconds) + 1
@@ -60,8 +56,7 @@ class Limits:
     network: bool = False
 
 
-@dataclass
-class Outcome:
+class Outcome(NamedTuple):
     exit_code: int | None  # None when we killed it (timeout, cancel); 128+N for signal N
     stdout: bytes
     stderr: bytes
@@ -350,7 +345,7 @@ class _Capture(threading.Thread):
         try:
             self.on_output(self.stream, chunk)
         except Exception:  # a failing listener must not stop the draining
-            log.exception("on_output failed; no more output will be reported")
+            log.error("on_output failed; no more output will be reported")
             self.on_output = None
 
 

@@ -65,10 +65,10 @@ def status_events(client, task_id):
     return [e["data"]["status"] for e in events.get_json()["events"] if e["type"] == "status"]
 
 
-def test_spec_gives_the_runner_its_input_and_limits(client, services, task_id):
-    reply = client.get(f"/internal/v1/tasks/{task_id}/spec", headers=token_for(services, task_id))
+def test_claim_gives_the_runner_its_input_and_limits(client, services, task_id):
+    reply = claim(client, services, task_id)
     assert reply.status_code == 200
-    spec = reply.get_json()
+    spec = reply.get_json()["spec"]
     assert spec["input"]["code"] == "print(1)"
     assert spec["limits"]["network"] is False
     assert spec["limits"]["maxOutputBytes"] == 128 * 1024
@@ -149,17 +149,18 @@ def test_events_are_stored_in_order_with_increasing_seq(client, services, task_i
     assert [e["seq"] for e in stdout] == sorted(e["seq"] for e in stdout)
 
 
-@pytest.mark.parametrize("endpoint", ["spec", "claim", "events", "result"])
+@pytest.mark.parametrize("endpoint", ["claim", "events", "result"])
 def test_a_token_for_another_task_is_refused(client, services, task_id, endpoint):
     other = token_for(services, "0" * 24)
-    method = client.get if endpoint == "spec" else client.post
-    kwargs = {} if endpoint == "spec" else {"json": {"execution": EXECUTION, "attempt": 0}}
-    reply = method(f"/internal/v1/tasks/{task_id}/{endpoint}", headers=other, **kwargs)
+    body = {"execution": EXECUTION, "attempt": 0}
+    reply = client.post(f"/internal/v1/tasks/{task_id}/{endpoint}", headers=other, json=body)
     assert reply.status_code == 401
     assert reply.get_json()["error"]["code"] == "invalid_task_token"
 
 
 def test_an_expired_token_or_none_is_refused(client, services, task_id):
     expired = token_for(services, task_id, expires_in=-1)
-    assert client.get(f"/internal/v1/tasks/{task_id}/spec", headers=expired).status_code == 401
-    assert client.get(f"/internal/v1/tasks/{task_id}/spec").status_code == 401
+    body = {"execution": EXECUTION, "attempt": 0}
+    url = f"/internal/v1/tasks/{task_id}/claim"
+    assert client.post(url, headers=expired, json=body).status_code == 401
+    assert client.post(url, json=body).status_code == 401

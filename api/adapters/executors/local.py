@@ -9,9 +9,9 @@ job image would carry. Nothing of the API's own environment leaks into it.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,15 +24,13 @@ from api.adapters.executors.base import DispatchError, ExecutionState, Launched
 
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: if the API process dies, its runners
-    # die with it (and their sandboxes with them, through bwrap --die-with-parent),
-    # so no orphan keeps running user code; the restarted API settles their tasks.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+# If the API process dies, its runners die with it (and their sandboxes with them,
+# through bwrap --die-with-parent), so no orphan keeps running user code; the
+# restarted API settles their tasks. The parent-death signal is set by util-linux's
+# setpriv rather than a preexec_fn: a Python preexec_fn forces a real fork() of this
+# multi-threaded, gRPC-using process, whose fork handlers can abort the child
+# (seen here as SIGABRT); without one, subprocess uses vfork and runs no handlers.
+DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL", "--"]
 
 
 class LocalExecutor:
@@ -57,6 +55,9 @@ class LocalExecutor:
         self._counter = 0
         self._prefix = f"local-{socket.gethostname()}-{os.getpid()}"
         self._workdir = tempfile.mkdtemp(prefix="agent-platform-runners-")
+        self._wrapper = DIE_WITH_PARENT if shutil.which("setpriv") else []
+        if not self._wrapper:
+            log.warning("setpriv (util-linux) not found: runners may outlive the API process")
 
     def free_slots(self) -> int:
         with self._lock:
@@ -79,12 +80,11 @@ class LocalExecutor:
         }
         try:
             process = subprocess.Popen(
-                [self.python, "-m", "job_runner", task_id],
+                [*self._wrapper, self.python, "-m", "job_runner", task_id],
                 env=env,
                 cwd=self._workdir,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
             )
         except OSError as error:
             raise DispatchError(f"cannot start the job-runner: {error}", retryable=False) from error

@@ -1,0 +1,158 @@
+"""Dispatch throughput of the Cloud Run Jobs executor, and its Admin API calls per task.
+
+Starts its own Firestore emulator, a Cloud Run Admin API stand-in whose RunJob
+answers at once without starting a runner, and an API server (gunicorn,
+EXECUTOR=cloudrun, the real run_v2 REST client). Submits N tasks from a few threads
+as fast as it can, waits until the stand-in has had a RunJob for every task, then
+prints:
+  - dispatch throughput, tasks/s, from the first submit to the last RunJob;
+  - Admin API calls per task, by kind (run, get execution, cancel, operations).
+Run with `.venv/bin/python bench/dispatch_throughput.py --tasks 200`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from devtools.cloud_run_standin import CloudRunStandIn  # noqa: E402
+from devtools.emulator import FirestoreEmulator, free_port  # noqa: E402
+
+JOB = "projects/demo-bench/locations/us-central1/jobs/runner"
+
+
+def call_kind(method: str, path: str) -> str:
+    if "/operations" in path:
+        return "operations"
+    if path.endswith(":run"):
+        return "run"
+    if path.endswith(":cancel"):
+        return "cancel"
+    if method == "GET" and "/executions/" in path:
+        return "get execution"
+    return "other"
+
+
+def start_api(logs: Path, emulator: FirestoreEmulator, standin: CloudRunStandIn, tasks: int):
+    port = free_port()
+    env = dict(
+        os.environ,
+        PORT=str(port),
+        HOST="127.0.0.1",
+        AUTH_MODE="dev",
+        FIRESTORE_EMULATOR_HOST=emulator.host,
+        GOOGLE_CLOUD_PROJECT="demo-bench",
+        EXECUTOR="cloudrun",
+        CLOUD_RUN_JOB=JOB,
+        CLOUD_RUN_ENDPOINT=standin.url,
+        # No runner ever claims: every task stays in flight, so neither cap may bind.
+        MAX_TASKS_IN_FLIGHT=str(tasks + 100),
+        MAX_PENDING_TASKS=str(max(1000, tasks + 100)),
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "api.wsgi:app"],
+        env=env,
+        cwd=ROOT,
+        stdout=open(logs / "api.log", "wb"),  # noqa: SIM115 (lives as long as the server)
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"{url}/health", timeout=1)
+            return server, url
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit(f"the API server did not start (see {logs / 'api.log'})") from None
+            time.sleep(0.1)
+
+
+def submit_all(url: str, tasks: int, threads: int) -> list[str]:
+    def submit_share(share: int) -> list[str]:
+        with httpx.Client(base_url=url, headers={"X-User-Id": "bench"}, timeout=60) as http:
+            ids = []
+            for _ in range(share):
+                reply = http.post(
+                    "/api/tasks", json={"kind": "code", "language": "python", "code": "print(1)"}
+                )
+                assert reply.status_code == 202, reply.text
+                ids.append(reply.json()["id"])
+            return ids
+
+    shares = [tasks // threads + (i < tasks % threads) for i in range(threads)]
+    with ThreadPoolExecutor(threads) as pool:
+        return [task_id for ids in pool.map(submit_share, shares) for task_id in ids]
+
+
+def launched_ids(standin: CloudRunStandIn) -> dict[str, float]:
+    """Task id -> when its RunJob arrived (epoch seconds)."""
+    launched = {}
+    for record in list(standin.executions.values()):
+        (container,) = record.request.overrides.container_overrides
+        launched[container.args[0]] = record.created.timestamp()
+    return launched
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--deadline", type=float, default=120, help="seconds to wait for RunJobs")
+    args = parser.parse_args()
+
+    logs = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
+    emulator = FirestoreEmulator(logs / "firestore.log").start()
+    standin = CloudRunStandIn(launch_runners=False).start()
+    server = None
+    try:
+        server, url = start_api(logs, emulator, standin, args.tasks)
+        started = time.time()
+        ids = submit_all(url, args.tasks, args.threads)
+        submitted = time.time()
+        deadline = time.monotonic() + args.deadline
+        while not set(ids) <= launched_ids(standin).keys() and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling interval of a deadline-bounded wait
+        launched = launched_ids(standin)
+        calls = list(standin.calls)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=15)
+        standin.stop()
+        emulator.stop()
+
+    done = [launched[task_id] for task_id in ids if task_id in launched]
+    print(f"tasks: {len(ids)} submitted from {args.threads} threads; {len(done)} launched")
+    print(f"submit phase: {submitted - started:.2f} s ({len(ids) / (submitted - started):.0f}/s)")
+    if len(done) < len(ids):
+        print(f"NOT all launched within {args.deadline:.0f} s (see {logs / 'api.log'})")
+    if done:
+        elapsed = max(done) - started
+        print(
+            f"dispatch throughput: {len(done) / elapsed:.1f} tasks/s "
+            f"(first submit -> last RunJob: {elapsed:.2f} s)"
+        )
+    kinds = ["run", "get execution", "cancel", "operations", "other"]
+    counts = {kind: 0 for kind in kinds}
+    for method, path in calls:
+        counts[call_kind(method, path)] += 1
+    print(
+        "Admin API calls per task: "
+        + ", ".join(f"{kind} {counts[kind] / len(ids):.2f}" for kind in kinds)
+    )
+
+
+if __name__ == "__main__":
+    main()
