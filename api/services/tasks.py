@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import secrets
+import threading
 import time
 
 from api import config
@@ -22,6 +23,7 @@ from api.services.state_machine import (
 from api.services.task_watch import TaskWatch
 
 NOT_SETTLED = [TaskStatus.QUEUED.value, *IN_FLIGHT]
+PENDING_RECOUNT_SECONDS = 1.0
 # How often a waiting request re-reads a task that another instance may settle.
 WAIT_POLL_SECONDS = 0.5
 
@@ -85,6 +87,9 @@ class TaskService:
         self.watch = watch
         self.allow_network = allow_network
         self.max_pending = max_pending
+        self._pending_lock = threading.Lock()
+        self._pending_count = 0
+        self._pending_counted_at = float("-inf")
 
     def submit(
         self, owner: str, spec: CodeTaskInput, idempotency_key: str | None
@@ -97,7 +102,7 @@ class TaskService:
                 "This deployment does not allow network access from tasks "
                 "(set ALLOW_TASK_NETWORK=true to allow it).",
             )
-        if self.store.count_tasks_with_status(NOT_SETTLED) >= self.max_pending:
+        if self._pending_tasks() >= self.max_pending:
             raise ApiError(
                 503,
                 "over_capacity",
@@ -141,8 +146,22 @@ class TaskService:
                 "This Idempotency-Key was used with a different request body.",
             )
         if created:
+            with self._pending_lock:
+                self._pending_count += 1
             self.dispatcher.kick(stored["id"])
         return stored, created
+
+    def _pending_tasks(self) -> int:
+        """Unsettled tasks, counted in Firestore at most once per PENDING_RECOUNT_SECONDS
+        and kept up to date in between with this process's own submissions. The cap
+        is a guard against runaway load, not an exact quota: other instances'
+        submissions show up at the next recount."""
+        with self._pending_lock:
+            now = time.monotonic()
+            if now - self._pending_counted_at >= PENDING_RECOUNT_SECONDS:
+                self._pending_count = self.store.count_tasks_with_status(NOT_SETTLED)
+                self._pending_counted_at = now
+            return self._pending_count
 
     def get(self, owner: str, task_id: str) -> dict:
         task = self.store.get_task(task_id) if _plausible_id(task_id) else None

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import shutil
-import tempfile
-import threading
-from pathlib import Path
 
-from job_runner.sandbox import Limits, Sandbox
-from job_runner.workspace import collect_output_files, prepare_workspace, write_input_files
+from job_runner.sandbox import Limits
+from job_runner.workspace import (
+    collect_output_files,
+    make_private_dir,
+    prepare_workspace,
+    write_input_files,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import threading
+
+    from job_runner.sandbox import Sandbox
 
 PROGRAMS = {
     "python": ("main.py", ["python3", "-I", "/task/main.py"]),
@@ -23,14 +32,15 @@ def run_code_task(
     task_input = spec["input"]
     limits = spec["limits"]
     filename, command = PROGRAMS[task_input["language"]]
-    root = Path(tempfile.mkdtemp(prefix="task-"))
+    root = make_private_dir(os.environ.get("TMPDIR", "/tmp"), "task-")
     try:
-        program_dir = root / "program"
-        program_dir.mkdir()
-        (program_dir / filename).write_text(task_input["code"])
-        program_dir.chmod(0o755)
-        (program_dir / filename).chmod(0o644)
-        root.chmod(0o755)
+        # The program is read by the sandbox's own uid: readable, not writable.
+        os.chmod(root, 0o755)
+        program_dir = os.path.join(root, "program")
+        os.mkdir(program_dir, 0o755)
+        with open(os.path.join(program_dir, filename), "w", encoding="utf-8") as program:
+            program.write(task_input["code"])
+        os.chmod(os.path.join(program_dir, filename), 0o644)
         workspace, uid = prepare_workspace(root)
         write_input_files(workspace, task_input.get("files") or {}, uid)
         outcome = sandbox.run(

@@ -18,12 +18,19 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import IO, NamedTuple, Protocol
+from collections import namedtuple
 
 from job_runner.logs import log
 from job_runner.workspace import chown_tree, random_sandbox_uid, sandbox_owner
+
+# Types only: importing typing and pathlib would add ~10 ms to every task's start-up
+# (`make bench`); type checkers treat a module-level TYPE_CHECKING = False as theirs.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import IO, Protocol
+
+    OnOutput = Callable[[str, bytes], None]
 
 MIB = 1024 * 1024
 CANCEL_POLL_SECONDS = 0.05
@@ -46,54 +53,59 @@ FIX_HINT = (
 )
 
 
-class Limits(NamedTuple):
-    wall_seconds: float
-    memory_mb: int = 512
-    cpu_seconds: int | None = None  # default: ceil(wall_seconds) + 1
-    max_processes: int = 64
-    max_file_mb: int = 64
-    max_output_bytes: int = 131072  # kept per stream; the rest is read and discarded
-    network: bool = False
+class Limits(
+    namedtuple(
+        "Limits",
+        "wall_seconds memory_mb cpu_seconds max_processes max_file_mb max_output_bytes network",
+        defaults=(512, None, 64, 64, 131072, False),
+    )
+):
+    """What one run may use: wall_seconds (the whole tree is killed after it),
+    memory_mb (RLIMIT_AS), cpu_seconds (RLIMIT_CPU; default ceil(wall_seconds) + 1),
+    max_processes (RLIMIT_NPROC), max_file_mb (RLIMIT_FSIZE), max_output_bytes (kept
+    per stream; the rest is read and discarded) and network (share the host's)."""
+
+    __slots__ = ()
 
 
-class Outcome(NamedTuple):
-    exit_code: int | None  # None when we killed it (timeout, cancel); 128+N for signal N
-    stdout: bytes
-    stderr: bytes
-    stdout_truncated: bool
-    stderr_truncated: bool
-    timed_out: bool
-    cancelled: bool
-    duration_ms: int
+class Outcome(
+    namedtuple(
+        "Outcome",
+        "exit_code stdout stderr stdout_truncated stderr_truncated timed_out cancelled duration_ms",
+    )
+):
+    """How a run ended. exit_code is None when we killed it (timeout, cancel) and
+    128 + N when signal N ended it; stdout and stderr are the kept bytes."""
+
+    __slots__ = ()
 
 
 class SandboxError(Exception):
     """The sandbox itself could not start; the message says how to fix it."""
 
 
-OnOutput = Callable[[str, bytes], None]
+if TYPE_CHECKING:
 
+    class Sandbox(Protocol):
+        def run(
+            self,
+            command: list[str],
+            limits: Limits,
+            *,
+            workspace: str | os.PathLike,
+            stdin: bytes = b"",
+            readonly_binds: dict[str, str | os.PathLike] | None = None,
+            on_output: OnOutput | None = None,
+            cancel: threading.Event | None = None,
+        ) -> Outcome:
+            """Run command with cwd /workspace (the host's workspace, read-write).
 
-class Sandbox(Protocol):
-    def run(
-        self,
-        command: list[str],
-        limits: Limits,
-        *,
-        workspace: Path,
-        stdin: bytes = b"",
-        readonly_binds: dict[str, Path] | None = None,
-        on_output: OnOutput | None = None,
-        cancel: threading.Event | None = None,
-    ) -> Outcome:
-        """Run command with cwd /workspace (the host's workspace, read-write).
+            readonly_binds maps sandbox paths to host paths, e.g. {"/task": program_dir}.
+            on_output gets ("stdout" | "stderr", chunk) for the kept bytes as they arrive.
+            Setting cancel kills the program within CANCEL_POLL_SECONDS.
 
-        readonly_binds maps sandbox paths to host paths, e.g. {"/task": program_dir}.
-        on_output gets ("stdout" | "stderr", chunk) for the kept bytes as they arrive.
-        Setting cancel kills the program within CANCEL_POLL_SECONDS.
-
-        :raises SandboxError: the sandbox could not start the program at all.
-        """
+            :raises SandboxError: the sandbox could not start the program at all.
+            """
 
 
 class BubblewrapSandbox:
@@ -126,9 +138,9 @@ class BubblewrapSandbox:
         command: list[str],
         limits: Limits,
         *,
-        workspace: Path,
+        workspace: str | os.PathLike,
         stdin: bytes = b"",
-        readonly_binds: dict[str, Path] | None = None,
+        readonly_binds: dict[str, str | os.PathLike] | None = None,
         on_output: OnOutput | None = None,
         cancel: threading.Event | None = None,
     ) -> Outcome:
@@ -136,7 +148,7 @@ class BubblewrapSandbox:
             self._path = shutil.which(self._bwrap)
             if self._path is None:
                 raise SandboxError(f"bubblewrap ({self._bwrap}) was not found: {FIX_HINT}")
-        uid, popen = self._identity(Path(workspace))
+        uid, popen = self._identity(os.fspath(workspace))
         status_read, status_write = os.pipe()
         with open(status_read, "rb") as status:
             try:
@@ -151,7 +163,7 @@ class BubblewrapSandbox:
         message = outcome.stderr.decode("utf-8", "replace").strip()
         raise SandboxError(f"bwrap could not start the program ({message}): {FIX_HINT}")
 
-    def _identity(self, workspace: Path) -> tuple[int, dict]:
+    def _identity(self, workspace: str) -> tuple[int, dict]:
         """The sandbox uid, and how to start bwrap as it."""
         if os.geteuid() != 0:
             return (self._uid if self._uid is not None else random_sandbox_uid()), {}
@@ -208,13 +220,13 @@ class UnsandboxedRunner:
         command: list[str],
         limits: Limits,
         *,
-        workspace: Path,
+        workspace: str | os.PathLike,
         stdin: bytes = b"",
-        readonly_binds: dict[str, Path] | None = None,
+        readonly_binds: dict[str, str | os.PathLike] | None = None,
         on_output: OnOutput | None = None,
         cancel: threading.Event | None = None,
     ) -> Outcome:
-        mounts = {WORKSPACE_MOUNT: Path(workspace), **(readonly_binds or {})}
+        mounts = {WORKSPACE_MOUNT: os.fspath(workspace), **(readonly_binds or {})}
         argv = [_to_host_path(arg, mounts) for arg in command]
         env = {**SANDBOX_ENV, "HOME": str(workspace)}
         return _execute(argv, limits, stdin, on_output, cancel, cwd=workspace, env=env)
@@ -355,7 +367,7 @@ def _feed(pipe: IO[bytes], data: bytes) -> None:
         pipe.write(data)
 
 
-def _to_host_path(arg: str, mounts: dict[str, Path]) -> str:
+def _to_host_path(arg: str, mounts: dict[str, str | os.PathLike]) -> str:
     for inside, host in mounts.items():
         if arg == inside or arg.startswith(inside + "/"):
             return str(host) + arg[len(inside) :]

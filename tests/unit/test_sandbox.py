@@ -42,7 +42,7 @@ def root():
 
 @pytest.fixture
 def workspace(root):
-    return prepare_workspace(root)[0]
+    return Path(prepare_workspace(root)[0])
 
 
 @pytest.fixture
@@ -400,7 +400,8 @@ def test_write_input_files_refuses_to_write_through_a_symlink(workspace, root):
 
 
 def test_write_input_files_creates_parents_owned_by_the_sandbox_uid(root):
-    workspace, uid = prepare_workspace(root)
+    path, uid = prepare_workspace(root)
+    workspace = Path(path)
 
     write_input_files(workspace, {"data/in.csv": "a,b\n"}, uid)
 
