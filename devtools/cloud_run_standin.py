@@ -312,6 +312,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8090)
     args = parser.parse_args()
     standin = CloudRunStandIn(args.port).start()
+    # `kill` too must take the runners down with the server, through the finally below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"Cloud Run Admin API stand-in on {standin.url} (Ctrl-C stops it)", flush=True)
     try:
         threading.Event().wait()

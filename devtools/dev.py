@@ -24,7 +24,9 @@ def main() -> int:
     env.setdefault("AUTH_MODE", "dev")
     env.setdefault("GOOGLE_CLOUD_PROJECT", "demo-agent-platform")
     emulator = None
-    if not env.get("FIRESTORE_EMULATOR_HOST") and env["EXECUTOR"] == "local":
+    # An emulator unless the caller chose: FIRESTORE_EMULATOR_HOST=host:port for their
+    # own emulator, or set but empty for the real Firestore of GOOGLE_CLOUD_PROJECT.
+    if "FIRESTORE_EMULATOR_HOST" not in env:
         emulator = FirestoreEmulator(ROOT / ".dev" / "firestore-emulator.log").start()
         env["FIRESTORE_EMULATOR_HOST"] = emulator.host
         print(f"Firestore emulator on {emulator.host} (log: .dev/firestore-emulator.log)")

@@ -50,6 +50,11 @@ def status(alice: Caller, task_id: str) -> str:
     return alice.http.get(f"/api/tasks/{task_id}").json()["status"]
 
 
+def settled(alice: Caller, task_id: str) -> dict | None:
+    task = alice.http.get(f"/api/tasks/{task_id}").json()
+    return task if task["status"] not in ("queued", "dispatched", "running") else None
+
+
 def start_slow_task(alice: Caller, standin: CloudRunStandIn) -> tuple[str, ExecutionRecord]:
     task_id = alice.submit(code=SLOW, timeoutSeconds=120)["id"]
     wait_for(lambda: status(alice, task_id) == "running", 30, message="the task to run")
@@ -103,7 +108,12 @@ def test_a_runner_killed_mid_task_ends_failed_runner_lost(standin, alice):
     wait_for(lambda: record.exit_code is not None, 10, message="the runner to die")
     # Nothing reports the death: the reconciler finds the task overdue once its
     # heartbeats stop (HEARTBEAT_GRACE_SECONDS) and asks the Admin API.
-    final = alice.wait(task_id, config.HEARTBEAT_GRACE_SECONDS + 30)
+    final = wait_for(
+        lambda: settled(alice, task_id),
+        config.HEARTBEAT_GRACE_SECONDS + config.RECONCILE_INTERVAL_SECONDS + 20,
+        interval=0.5,
+        message="the reconciler to settle the task",
+    )
 
     assert final["status"] == "failed", final
     assert final["error"]["code"] == "runner_lost"
