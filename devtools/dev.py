@@ -14,6 +14,22 @@ from devtools.emulator import FirestoreEmulator
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def example_commands(port: str, executor: str = "local") -> str:
+    """What `make dev` prints: commands that work exactly as printed (a test runs them)."""
+    url = f"http://127.0.0.1:{port}"
+    return f"""
+API on {url} (EXECUTOR={executor}). Try it:
+
+  TASK=$(curl -s -X POST {url}/api/tasks -H 'X-User-Id: alice' \\
+    -H 'Content-Type: application/json' \\
+    -d '{{"kind": "code", "language": "python", "code": "print(6 * 7)"}}' \\
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  curl -s "{url}/api/tasks/$TASK?wait=30" -H 'X-User-Id: alice'
+
+Ctrl-C stops the API (and the emulator, if this started one).
+"""
+
+
 def main() -> int:
     (ROOT / ".dev").mkdir(exist_ok=True)
     env = dict(os.environ)
@@ -31,23 +47,7 @@ def main() -> int:
         env["FIRESTORE_EMULATOR_HOST"] = emulator.host
         print(f"Firestore emulator on {emulator.host} (log: .dev/firestore-emulator.log)")
     port = env["PORT"]
-    print(
-        f"""
-API on http://127.0.0.1:{port} (EXECUTOR={env["EXECUTOR"]}, AUTH_MODE={env["AUTH_MODE"]}).
-Try it:
-
-  curl -s -X POST http://127.0.0.1:{port}/api/tasks -H 'X-User-Id: alice' \\
-    -H 'Content-Type: application/json' \\
-    -d '{{"kind": "code", "language": "python", "code": "print(6 * 7)"}}'
-
-then read it back, waiting up to 30 s for it to finish (use the id it returned):
-
-  curl -s 'http://127.0.0.1:{port}/api/tasks/TASK_ID?wait=30' -H 'X-User-Id: alice'
-
-Ctrl-C stops the API and the emulator.
-""",
-        flush=True,
-    )
+    print(example_commands(port, env["EXECUTOR"]), flush=True)
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "api.wsgi:app"],
         env=env,

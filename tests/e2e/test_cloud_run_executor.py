@@ -15,6 +15,12 @@ from tests.conftest import ApiServer, Caller, wait_for
 
 JOB = "projects/demo-test/locations/us-central1/jobs/runner"
 SLOW = "import time\nprint('up', flush=True)\ntime.sleep(60)"
+# Overdue sooner: a grace above the runner's heartbeat interval, and a reconciler
+# that sweeps every second.
+QUICK_RECONCILE = {
+    "HEARTBEAT_GRACE_SECONDS": str(config.HEARTBEAT_INTERVAL_SECONDS + 3),
+    "RECONCILE_INTERVAL_SECONDS": "1",
+}
 
 
 @pytest.fixture
@@ -25,13 +31,19 @@ def standin(tmp_path):
 
 
 @pytest.fixture
-def server(emulator, firestore, standin, tmp_path):
+def server_env() -> dict[str, str]:
+    return {}
+
+
+@pytest.fixture
+def server(emulator, firestore, standin, tmp_path, server_env):
     server = ApiServer(
         emulator,
         tmp_path / "api.log",
         EXECUTOR="cloudrun",
         CLOUD_RUN_JOB=JOB,
         CLOUD_RUN_ENDPOINT=standin.url,
+        **server_env,
     ).start()
     yield server
     server.stop()
@@ -101,7 +113,8 @@ def test_polling_a_healthy_running_task_costs_no_admin_api_call(standin, alice):
     assert during == []
 
 
-def test_a_runner_killed_mid_task_ends_failed_runner_lost(standin, alice):
+@pytest.mark.parametrize("server_env", [QUICK_RECONCILE], ids=["quick-reconcile"])
+def test_a_runner_killed_mid_task_ends_failed_runner_lost(standin, alice, server_env):
     task_id, record = start_slow_task(alice, standin)
 
     standin.kill_runner(record.name)
@@ -110,7 +123,7 @@ def test_a_runner_killed_mid_task_ends_failed_runner_lost(standin, alice):
     # heartbeats stop (HEARTBEAT_GRACE_SECONDS) and asks the Admin API.
     final = wait_for(
         lambda: settled(alice, task_id),
-        config.HEARTBEAT_GRACE_SECONDS + config.RECONCILE_INTERVAL_SECONDS + 20,
+        float(server_env["HEARTBEAT_GRACE_SECONDS"]) + 20,
         interval=0.5,
         message="the reconciler to settle the task",
     )

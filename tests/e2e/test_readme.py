@@ -182,3 +182,22 @@ def test_readme_task_example_shows_what_the_reversing_program_really_returns(rea
     assert example["result"] == real["result"]
     for key in ("backend", "attempt", "logUri"):
         assert example["execution"][key] == real["execution"][key], key
+
+
+def test_the_commands_make_dev_prints_work_as_printed(api_server, firestore):
+    from devtools.dev import example_commands
+
+    printed = example_commands(str(api_server.port))
+    script = "\n".join(
+        line for line in printed.splitlines() if line.startswith("  ")
+    )  # the indented lines are the commands
+    done = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    task = json.loads(done.stdout)
+    assert task["status"] == "completed"
+    assert task["result"]["stdout"] == "42\n"
