@@ -7,6 +7,8 @@ as fast as it can, waits until the stand-in has had a RunJob for every task, the
 prints:
   - dispatch throughput, tasks/s, from the first submit to the last RunJob;
   - Admin API calls per task, by kind (run, get execution, cancel, operations).
+`--run-latency S` makes each RunJob take S seconds, to see what the real Admin API's
+latency does to a dispatcher that launches one task at a time.
 Run with `.venv/bin/python bench/dispatch_throughput.py --tasks 200`.
 """
 
@@ -110,11 +112,13 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--deadline", type=float, default=120, help="seconds to wait for RunJobs")
+    parser.add_argument("--run-latency", type=float, default=0.0, help="seconds per RunJob")
     args = parser.parse_args()
 
     logs = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
     emulator = FirestoreEmulator(logs / "firestore.log").start()
     standin = CloudRunStandIn(launch_runners=False).start()
+    standin.run_latency = args.run_latency
     server = None
     try:
         server, url = start_api(logs, emulator, standin, args.tasks)
@@ -134,7 +138,10 @@ def main() -> None:
         emulator.stop()
 
     done = [launched[task_id] for task_id in ids if task_id in launched]
-    print(f"tasks: {len(ids)} submitted from {args.threads} threads; {len(done)} launched")
+    print(
+        f"tasks: {len(ids)} submitted from {args.threads} threads; {len(done)} launched "
+        f"(RunJob latency {args.run_latency * 1000:.0f} ms)"
+    )
     print(f"submit phase: {submitted - started:.2f} s ({len(ids) / (submitted - started):.0f}/s)")
     if len(done) < len(ids):
         print(f"NOT all launched within {args.deadline:.0f} s (see {logs / 'api.log'})")

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -69,12 +70,14 @@ class ExecutionRecord:
 class CloudRunStandIn:
     """The server and its test knobs: `calls`, `fail_next_runs`, `executions`,
     `kill_runner()`, `stop()`. With `launch_runners=False`, RunJob starts nothing and
-    the execution runs until cancelled (for dispatch benchmarks)."""
+    the execution runs until cancelled; `run_latency` (seconds) delays each RunJob
+    answer, as the real API's latency would (both for dispatch benchmarks)."""
 
     def __init__(
         self, port: int = 0, *, launch_runners: bool = True, log_path: Path | None = None
     ) -> None:
         self.launch_runners = launch_runners
+        self.run_latency = 0.0
         self.log_path = log_path
         self.calls: list[tuple[str, str]] = []
         self.fail_next_runs: list[int] = []
@@ -123,6 +126,7 @@ class CloudRunStandIn:
             refusal = self.fail_next_runs.pop(0) if self.fail_next_runs else None
         if refusal is not None:
             raise gexc.from_http_status(refusal, "Refused by the stand-in's fail_next_runs.")
+        time.sleep(self.run_latency)
         request = run_v2.RunJobRequest.from_json(body or b"{}", ignore_unknown_fields=True)
         suffix = "".join(secrets.choice(SHORT_ID_ALPHABET) for _ in range(5))
         short = f"{job.rsplit('/', 1)[1]}-{suffix}"

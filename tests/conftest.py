@@ -166,12 +166,16 @@ def api_server(emulator, tmp_path_factory):
 
 @pytest.fixture
 def alice(api_server, firestore):
-    return Caller(api_server.url, "alice")
+    caller = Caller(api_server.url, "alice")
+    yield caller
+    caller.http.close()  # an idle keep-alive connection would slow the server's stop
 
 
 @pytest.fixture
 def bob(api_server, firestore):
-    return Caller(api_server.url, "bob")
+    caller = Caller(api_server.url, "bob")
+    yield caller
+    caller.http.close()
 
 
 def with_settings(settings, **changes):

@@ -51,11 +51,15 @@ def server(emulator, firestore, standin, tmp_path, server_env):
 
 @pytest.fixture
 def alice(server):
-    return Caller(server.url, "alice")
+    caller = Caller(server.url, "alice")
+    yield caller
+    caller.http.close()  # an open keep-alive connection holds gunicorn's graceful stop
 
 
 def run_calls(standin: CloudRunStandIn) -> list[str]:
-    return [path for method, path in list(standin.calls) if path == f"/v2/{JOB}:run"]
+    return [
+        path for method, path in list(standin.calls) if (method, path) == ("POST", f"/v2/{JOB}:run")
+    ]
 
 
 def status(alice: Caller, task_id: str) -> str:

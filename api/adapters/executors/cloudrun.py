@@ -151,8 +151,10 @@ class CloudRunJobsExecutor:
             self.executions.cancel_execution(
                 name=execution_name, timeout=REQUEST_TIMEOUT_SECONDS, retry=None
             )
-        except (gexc.NotFound, gexc.FailedPrecondition):
-            pass  # already gone, or already finished
+        except (gexc.NotFound, gexc.FailedPrecondition, gexc.BadRequest):
+            # Already gone, or already finished. Over REST, api_core maps an error by
+            # its HTTP status only, so FAILED_PRECONDITION (HTTP 400) is a BadRequest.
+            pass
         except gexc.GoogleAPICallError as error:
             log.warning("cancel_execution %s failed: %s", execution_name, error)
 
