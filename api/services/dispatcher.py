@@ -18,6 +18,7 @@ import queue
 import random
 import secrets
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from api.adapters.executors.base import DispatchError, ExecutionState, Executor
@@ -54,6 +55,16 @@ class Dispatcher:
         self._kicks: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        # RunJob takes a while (hundreds of ms on the real Admin API): executors that
+        # allow it launch several tasks at once. The local executor launches from this
+        # loop's own long-lived thread only (its runners die with the thread that
+        # started them, PR_SET_PDEATHSIG).
+        workers = executor.parallel_launches
+        self._pool = (
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="launch")
+            if workers > 1
+            else None
+        )
 
     # -- the loop --------------------------------------------------------------
 
@@ -66,6 +77,8 @@ class Dispatcher:
         self._kicks.put(None)
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def kick(self, task_id: str | None = None) -> None:
         """Wake the loop; with a task id, that task is tried first."""
@@ -110,13 +123,20 @@ class Dispatcher:
             )
             if not due:
                 break
-            for task in due:
-                launched += self.dispatch(task["id"])
+            ids = [task["id"] for task in due]
+            if self._pool is None:
+                launched += sum(self.dispatch(task_id) for task_id in ids)
+            else:
+                launched += sum(self._pool.map(self.dispatch, ids))
         return launched
 
     def dispatch_one_by_id(self, task_id: str) -> None:
-        if self.executor.free_slots() > 0:
+        if self.executor.free_slots() <= 0:
+            return
+        if self._pool is None:
             self.dispatch(task_id)
+        else:
+            self._pool.submit(self._guard, self.dispatch, task_id)
 
     def dispatch(self, task_id: str) -> int:
         """Launch one queued task; return 1 if it was launched."""

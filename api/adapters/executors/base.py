@@ -38,6 +38,7 @@ class DispatchError(Exception):
 
 class Executor(Protocol):
     backend: str
+    parallel_launches: int  # launches the dispatcher may run at once
 
     def free_slots(self) -> int:
         """How many more tasks may be launched now."""

@@ -45,6 +45,8 @@ def console_url(execution_name: str) -> str | None:
 
 class CloudRunJobsExecutor:
     backend = "cloudrun"
+    # RunJob calls in flight at once from one API instance (see Dispatcher).
+    parallel_launches = 8
 
     def __init__(
         self,

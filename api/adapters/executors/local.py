@@ -35,6 +35,7 @@ DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL", "--"]
 
 class LocalExecutor:
     backend = "local"
+    parallel_launches = 1  # from the dispatcher's own thread: see DIE_WITH_PARENT
 
     def __init__(
         self,
