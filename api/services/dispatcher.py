@@ -28,6 +28,7 @@ from api.services.task_tokens import issue_task_token
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 60
+MAX_DISPATCH_ATTEMPTS = 10
 
 
 def runner_lost(message: str) -> dict:
@@ -150,8 +151,8 @@ class Dispatcher:
         try:
             launched = self.executor.launch(task_id, token, timeout + self.runner_overhead)
         except DispatchError as error:
-            if error.retryable:
-                attempts = task.get("dispatchAttempts", 1)
+            attempts = task.get("dispatchAttempts", 1)
+            if error.retryable and attempts < MAX_DISPATCH_ATTEMPTS:
                 delay = min(MAX_BACKOFF_SECONDS, 2**attempts) * (0.5 + random.random())
                 retry_at = utcnow() + timedelta(seconds=delay)
                 log.warning(
@@ -159,9 +160,12 @@ class Dispatcher:
                 )
                 self.machine.requeue(task_id, dispatch_id, retry_at, str(error))
             else:
-                log.error("launch failed: %s", error, extra={"task_id": task_id})
+                # Not retryable (a configuration error), or retried long enough (~8 min):
+                # the task must still end, with the reason.
+                log.error("launch failed for good: %s", error, extra={"task_id": task_id})
+                message = f"The task could not be launched after {attempts} attempt(s): {error}"
                 self.machine.settle(
-                    task_id, TaskStatus.FAILED, {"code": "dispatch_failed", "message": str(error)}
+                    task_id, TaskStatus.FAILED, {"code": "dispatch_failed", "message": message}
                 )
             self.on_change(task_id)
             return 0

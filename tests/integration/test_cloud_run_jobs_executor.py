@@ -377,3 +377,26 @@ def test_reconcile_endpoint_needs_the_secret_or_an_oidc_token(rsps, api):
     reply = api.post("/internal/v1/reconcile", headers={"X-Reconcile-Secret": "s3"})
     assert reply.status_code == 200
     assert reply.get_json() == {"dispatched": 0, "settled": 0}
+
+
+def test_a_task_that_cannot_be_launched_for_good_fails_with_the_reason(rsps, api, platform):
+    rsps.post(RUN_URL, status=403, json={"error": {"code": 403, "message": "run.jobs.run"}})
+    task_id = submit(api)
+    platform.dispatcher.dispatch(task_id)
+    failed = task(api, task_id)
+    assert failed["status"] == "failed"
+    assert failed["error"]["code"] == "dispatch_failed"
+    assert "run.jobs.run" in failed["error"]["message"]
+
+
+def test_retryable_launch_failures_end_in_failed_after_the_last_attempt(rsps, api, platform):
+    from api.services.dispatcher import MAX_DISPATCH_ATTEMPTS
+
+    rsps.post(RUN_URL, status=503, json={"error": {"code": 503, "message": "unavailable"}})
+    task_id = submit(api)
+    for _ in range(MAX_DISPATCH_ATTEMPTS):
+        assert task(api, task_id)["status"] == "queued"
+        platform.dispatcher.dispatch(task_id)
+    assert task(api, task_id)["status"] == "failed"
+    assert task(api, task_id)["error"]["code"] == "dispatch_failed"
+    assert calls_to(rsps, "POST", ":run") == MAX_DISPATCH_ATTEMPTS
