@@ -42,12 +42,15 @@ def render_task(task: dict) -> dict:
     """The public task resource: no owner, claim or bookkeeping fields."""
     execution = task.get("execution")
     if execution is not None:
-        execution = {
+        rendered = {
             "backend": execution.get("backend"),
             "name": execution.get("name"),
             "attempt": execution.get("attempt", 0),
             "logUri": execution.get("logUri"),
         }
+        if execution.get("consoleUri"):  # Cloud Run: the execution's page in the Console
+            rendered["consoleUri"] = execution["consoleUri"]
+        execution = rendered
     return {
         "id": task["id"],
         "kind": task["kind"],

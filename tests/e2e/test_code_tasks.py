@@ -220,3 +220,45 @@ def _processes_mentioning(text: str) -> list[int]:
         except OSError:
             continue
     return pids
+
+
+def _wait_running(caller, task_id: str) -> None:
+    wait_for(
+        lambda: caller.http.get(f"/api/tasks/{task_id}").json()["status"] == "running",
+        30,
+        message="the task to run",
+    )
+
+
+def test_a_maintenance_pause_sigtstp_then_sigcont_does_not_disturb_the_task(alice, api_server):
+    task = alice.submit(code="import time\nprint('a', flush=True)\ntime.sleep(2)\nprint('b')")
+    _wait_running(alice, task["id"])
+    (runner,) = _processes_mentioning(task["id"])
+    os.kill(runner, signal.SIGTSTP)  # Cloud Run: "migrating in 10 s"
+    os.kill(runner, signal.SIGCONT)  # Cloud Run: "migrated"
+    done = alice.wait(task["id"])
+    assert done["status"] == "completed"
+    assert done["result"]["stdout"] == "a\nb\n"
+    wait_for(lambda: "resumed after migration" in api_server.logs(), 10, message="the log")
+
+
+def test_sigterm_stops_the_runner_which_still_reports(alice):
+    task = alice.submit(code="import time\nprint('up', flush=True)\ntime.sleep(60)")
+    _wait_running(alice, task["id"])
+    (runner,) = _processes_mentioning(task["id"])
+    os.kill(runner, signal.SIGTERM)
+    done = alice.wait(task["id"], 30)
+    assert done["status"] == "failed"
+    assert done["error"]["code"] == "runner_terminated"  # reported by the runner itself
+    assert done["result"]["stdout"] == "up\n"
+
+
+def test_api_and_runner_log_json_lines_that_name_the_task(alice, api_server):
+    task = alice.run(code="print(1)")
+    entries = [json.loads(line) for line in api_server.logs().splitlines() if line.strip()]
+    assert all("severity" in e and "message" in e for e in entries)
+    labelled = [
+        e for e in entries if e["logging.googleapis.com/labels"].get("taskId") == task["id"]
+    ]
+    services = {e["logging.googleapis.com/labels"]["service"] for e in labelled}
+    assert services == {"api-server", "job-runner"}

@@ -254,6 +254,9 @@ def test_a_task_is_launched_once_and_records_its_execution(rsps, api, platform):
     assert execution["backend"] == "cloudrun"
     assert execution["name"] == execution_name("runner-a1")
     assert execution["logUri"] == "https://console.cloud.google.com/logs?runner-a1"
+    assert execution["consoleUri"].startswith(
+        "https://console.cloud.google.com/run/jobs/executions/details/us-central1/runner-a1/"
+    )
 
 
 def test_runjob_429_leaves_the_task_queued_and_it_is_dispatched_later(rsps, api, platform):
