@@ -21,6 +21,9 @@ class Services:
     dispatcher: object
     tasks: object
     watch: object
+    agents: object
+    conversations: object
+    llm_proxy: object
 
 
 def create_app(
@@ -35,9 +38,15 @@ def create_app(
     from api import errors
     from api.adapters.executors import make_executor
     from api.adapters.firestore_store import FirestoreStore
+    from api.adapters.llm import AnthropicUpstream
     from api.logging_setup import configure_logging
+    from api.routes import agents as agent_routes
+    from api.routes import conversations as conversation_routes
     from api.routes import health, internal, tasks
+    from api.services.agents import AgentService
+    from api.services.conversations import ConversationService
     from api.services.dispatcher import Dispatcher
+    from api.services.llm_proxy import LlmProxy
     from api.services.state_machine import IN_FLIGHT, TaskStateMachine
     from api.services.task_watch import TaskWatch
     from api.services.tasks import TaskService
@@ -72,12 +81,28 @@ def create_app(
         on_change=watch.changed,
     )
     holder["dispatcher"] = dispatcher
+    upstream = AnthropicUpstream(
+        api_key=settings.anthropic_api_key,
+        api_key_secret=settings.anthropic_api_key_secret,
+        base_url=settings.anthropic_base_url,
+    )
     task_service = TaskService(
         machine,
         dispatcher,
         watch,
         allow_network=settings.allow_task_network,
         max_pending=settings.max_pending_tasks,
+        llm_configured=upstream.configured,
+    )
+    agents = AgentService(
+        store, default_model=settings.default_model, allowed_models=settings.allowed_models
+    )
+    llm_proxy = LlmProxy(
+        store,
+        upstream,
+        token_key=settings.task_token_key,
+        allowed_models=settings.allowed_models,
+        user_daily_token_budget=settings.user_daily_token_budget,
     )
     app.extensions["agent_platform"] = Services(
         settings=settings,
@@ -86,12 +111,17 @@ def create_app(
         dispatcher=dispatcher,
         tasks=task_service,
         watch=watch,
+        agents=agents,
+        conversations=ConversationService(store, task_service, agents),
+        llm_proxy=llm_proxy,
     )
 
     errors.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(tasks.bp)
     app.register_blueprint(internal.bp)
+    app.register_blueprint(agent_routes.bp)
+    app.register_blueprint(conversation_routes.bp)
 
     if start_background:
         dispatcher.start()

@@ -46,6 +46,28 @@ MAX_EVENTS_PER_TASK = 2000
 MAX_EVENT_BATCH = 100
 
 
+# Agents (DESIGN 6.3). The allow-list starts with current models that the installed
+# anthropic SDK knows and does not list as deprecated (a unit test checks this);
+# ALLOWED_MODELS and DEFAULT_MODEL override it.
+DEFAULT_MODEL = "claude-sonnet-4-6"
+ALLOWED_MODELS = ("claude-sonnet-4-6", "claude-opus-4-7", "claude-haiku-4-5")
+RUNNER_TOOLS = ("bash", "python", "read_file", "write_file", "edit_file", "list_files")
+DEFAULT_MAX_TURNS, MAX_MAX_TURNS = 10, 50
+DEFAULT_MAX_TOKENS, MIN_MAX_TOKENS, MAX_MAX_TOKENS = 100_000, 1_000, 2_000_000
+MAX_RESPONSE_TOKENS = 4096
+DEFAULT_AGENT_TIMEOUT_SECONDS = 300
+USER_DAILY_TOKEN_BUDGET = 2_000_000
+MAX_PROMPT_CHARS = 50_000
+MAX_SYSTEM_PROMPT_CHARS = 20_000
+MAX_HISTORY_MESSAGES = 100
+MAX_HISTORY_CHARS = 200_000
+# How long POST /api/conversation (the old clients' call) waits for the reply.
+COMPAT_REPLY_WAIT_SECONDS = 25
+LLM_UPSTREAM_TIMEOUT_SECONDS = 120
+LLM_UPSTREAM_RETRIES = 3
+LLM_MAX_RETRY_AFTER_SECONDS = 30
+
+
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return value if value not in (None, "") else default
@@ -101,6 +123,12 @@ class Settings:
     max_output_bytes: int = MAX_OUTPUT_BYTES
     reconcile_interval_seconds: float = RECONCILE_INTERVAL_SECONDS
     heartbeat_grace_seconds: float = HEARTBEAT_GRACE_SECONDS
+    anthropic_api_key: str | None = field(default=None, repr=False)
+    anthropic_api_key_secret: str | None = None
+    anthropic_base_url: str | None = None
+    default_model: str = DEFAULT_MODEL
+    allowed_models: tuple[str, ...] = ALLOWED_MODELS
+    user_daily_token_budget: int = USER_DAILY_TOKEN_BUDGET
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -112,6 +140,11 @@ class Settings:
                 "(K_SERVICE is set): set AUTH_MODE=firebase or AUTH_MODE=apikey."
             )
         key = _env("TASK_TOKEN_KEY")
+        key_secret = _env("TASK_TOKEN_KEY_SECRET")
+        if key is None and key_secret is not None:
+            from api.adapters.secrets import read_secret
+
+            key = read_secret(key_secret)
         port = _int_env("PORT", DEFAULT_PORT)
         settings = cls(
             port=port,
@@ -137,6 +170,16 @@ class Settings:
                 "RECONCILE_INTERVAL_SECONDS", RECONCILE_INTERVAL_SECONDS
             ),
             heartbeat_grace_seconds=_float_env("HEARTBEAT_GRACE_SECONDS", HEARTBEAT_GRACE_SECONDS),
+            anthropic_api_key=_env("ANTHROPIC_API_KEY"),
+            anthropic_api_key_secret=_env("ANTHROPIC_API_KEY_SECRET"),
+            anthropic_base_url=_env("ANTHROPIC_BASE_URL"),
+            default_model=_env("DEFAULT_MODEL", DEFAULT_MODEL),
+            allowed_models=tuple(
+                m.strip()
+                for m in _env("ALLOWED_MODELS", ",".join(ALLOWED_MODELS)).split(",")
+                if m.strip()
+            ),
+            user_daily_token_budget=_int_env("USER_DAILY_TOKEN_BUDGET", USER_DAILY_TOKEN_BUDGET),
         )
         if key is not None:
             settings = replace(settings, task_token_key=key.encode())
@@ -151,9 +194,14 @@ class Settings:
                 "EXECUTOR=cloudrun needs CLOUD_RUN_JOB=projects/P/locations/L/jobs/J "
                 "(the job-runner job; see README, 'Running tasks on Cloud Run')."
             )
+        if self.default_model not in self.allowed_models:
+            raise ValueError(
+                f"DEFAULT_MODEL={self.default_model!r} is not in ALLOWED_MODELS "
+                f"({', '.join(self.allowed_models)})."
+            )
         if self.sandbox not in ("bwrap", "none"):
             raise ValueError(f"SANDBOX must be 'bwrap' or 'none', got {self.sandbox!r}")
-        if self.auth_mode != "dev":
+        if self.auth_mode != "dev":  # firebase and apikey: the identity milestone
             raise ValueError(
                 f"AUTH_MODE={self.auth_mode!r} is not available yet; use AUTH_MODE=dev locally."
             )

@@ -26,16 +26,21 @@ USAGE = "usage"
 
 @dataclass
 class Change:
-    """What a transition writes: task field updates, new events, counter increments."""
+    """What a transition writes: task field updates, new events, counter increments,
+    and other documents written in the same transaction (path, data, merge)."""
 
     updates: dict[str, Any] = field(default_factory=dict)
     events: list[tuple[str, Any]] = field(default_factory=list)
     increments: list[tuple[str, str, dict[str, int]]] = field(default_factory=list)
+    writes: list[tuple[str, dict, bool]] = field(default_factory=list)
 
 
+# Reads another document ("collection/id[/sub/id...]") inside the same transaction.
+Reader = Callable[[str], dict | None]
 # A mutation sees the current task (a dict, or None when absent) and returns the Change
-# to apply, or None to write nothing. It runs inside a transaction and may be retried.
-Mutation = Callable[[dict | None], Change | None]
+# to apply, or None to write nothing. It runs inside a transaction and may be retried;
+# any other document it needs it reads through `read`, before anything is written.
+Mutation = Callable[[dict | None, Reader], Change | None]
 
 
 def event_doc_id(seq: int) -> str:
@@ -125,7 +130,12 @@ class FirestoreStore:
         def apply(transaction) -> tuple[dict | None, bool]:
             snapshot = task_ref.get(transaction=transaction)
             current = snapshot.to_dict() if snapshot.exists else None
-            change = mutate(current)
+
+            def read(path: str) -> dict | None:
+                other = client.document(path).get(transaction=transaction)
+                return other.to_dict() if other.exists else None
+
+            change = mutate(current, read)
             if current is None or change is None:
                 return current, False
             updated = dict(current, **change.updates)
@@ -138,6 +148,8 @@ class FirestoreStore:
                 )
             updated["eventSeq"] = seq
             transaction.update(task_ref, dict(change.updates, eventSeq=seq))
+            for path, data, merge in change.writes:
+                transaction.set(client.document(path), data, merge=merge)
             for collection, doc_id, counters in change.increments:
                 transaction.set(
                     client.collection(collection).document(doc_id),
@@ -204,6 +216,92 @@ class FirestoreStore:
             .limit(limit)
         )
         return [doc.to_dict() for doc in query.stream()]
+
+    # -- other documents (agents, conversations, usage) ----------------------------
+
+    def get_doc(self, path: str) -> dict | None:
+        snapshot = self.client.document(path).get()
+        return snapshot.to_dict() if snapshot.exists else None
+
+    def create_doc(self, path: str, data: dict) -> None:
+        self.client.document(path).create(data)
+
+    def update_doc(self, path: str, updates: dict) -> None:
+        self.client.document(path).update(updates)
+
+    def list_owned(self, collection: str, owner: str, *, limit: int, after_id: str | None):
+        """The owner's documents of `collection`, newest first."""
+        from google.cloud import firestore
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        ref = self.client.collection(collection)
+        query = (
+            ref.where(filter=FieldFilter("owner", "==", owner))
+            .order_by("createdAt", direction=firestore.Query.DESCENDING)
+            .order_by("__name__", direction=firestore.Query.DESCENDING)
+        )
+        if after_id is not None:
+            cursor = ref.document(after_id).get()
+            if not cursor.exists or cursor.get("owner") != owner:
+                return []
+            query = query.start_after(cursor)
+        return [doc.to_dict() for doc in query.limit(limit).stream()]
+
+    def list_children(
+        self,
+        path: str,
+        *,
+        limit: int,
+        after_id: str | None = None,
+        before_id: str | None = None,
+    ) -> list[dict]:
+        """A subcollection's documents in id order (our ids sort by time): the first
+        `limit` after `after_id`, or the last `limit` before `before_id`."""
+        from google.cloud import firestore
+
+        collection = self.client.collection(path)
+        if before_id is not None:
+            query = collection.order_by("__name__", direction=firestore.Query.DESCENDING)
+            query = query.start_after({"__name__": collection.document(before_id)})
+            return [doc.to_dict() for doc in query.limit(limit).stream()][::-1]
+        query = collection.order_by("__name__")
+        if after_id is not None:
+            query = query.start_after({"__name__": collection.document(after_id)})
+        return [doc.to_dict() for doc in query.limit(limit).stream()]
+
+    def delete_tree(self, path: str, subcollections: tuple[str, ...]) -> None:
+        """Delete a document and the named subcollections under it, in batches."""
+        doc = self.client.document(path)
+        for name in subcollections:
+            while True:
+                batch = self.client.batch()
+                docs = list(doc.collection(name).limit(400).stream())
+                for child in docs:
+                    batch.delete(child.reference)
+                if not docs:
+                    break
+                batch.commit()
+        doc.delete()
+
+    def run_transaction(self, work: Callable[[Reader, Callable], Any]) -> Any:
+        """Run `work(read, write)` in one transaction: `read(path)` returns a document
+        or None; `write(path, data, merge=False)` sets one. Reads come first."""
+        from google.cloud import firestore
+
+        client = self.client
+
+        @firestore.transactional
+        def run(transaction):
+            def read(path: str) -> dict | None:
+                snapshot = client.document(path).get(transaction=transaction)
+                return snapshot.to_dict() if snapshot.exists else None
+
+            def write(path: str, data: dict, merge: bool = False) -> None:
+                transaction.set(client.document(path), data, merge=merge)
+
+            return work(read, write)
+
+        return run(client.transaction())
 
     # -- idempotency -----------------------------------------------------------
 

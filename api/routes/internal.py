@@ -10,6 +10,7 @@ from api import config
 from api.errors import ApiError
 from api.models import ClaimBody, EventsBody, ResultBody
 from api.routes.common import json_body, services, validate
+from api.services.llm_proxy import ProxyRefusal, UpstreamError
 from api.services.reconcile_auth import authorize_reconcile
 from api.services.state_machine import ClaimRefused, TaskStatus
 from api.services.task_tokens import InvalidTaskToken, verify_task_token
@@ -27,9 +28,10 @@ def _authorize(task_id: str) -> None:
 
 
 def _spec(task: dict) -> dict:
-    """What the runner needs to run the task: kind, input and sandbox limits."""
+    """What the runner needs to run the task: kind, input and sandbox limits; for an
+    agent task also the agent's settings and the conversation so far."""
     settings = services().settings
-    return {
+    spec = {
         "id": task["id"],
         "kind": task["kind"],
         "input": task["input"],
@@ -39,6 +41,10 @@ def _spec(task: dict) -> dict:
             "heartbeatSeconds": config.HEARTBEAT_INTERVAL_SECONDS,
         },
     }
+    if task["kind"] == "agent":
+        spec["agent"] = task["agent"]
+        spec["history"] = services().conversations.history(task)
+    return spec
 
 
 @bp.post("/tasks/<task_id>/claim")
@@ -117,3 +123,20 @@ def reconcile():
         )
     dispatcher = services().dispatcher
     return {"dispatched": dispatcher.dispatch_pending(), "settled": dispatcher.reconcile()}
+
+
+@bp.post("/llm/v1/messages")
+def llm_messages():
+    """The LLM proxy (see api/services/llm_proxy.py). Answers in the Messages API's own
+    shape, errors included, so the runner's SDK behaves as with Anthropic itself."""
+    token = request.headers.get("X-Api-Key") or request.headers.get(
+        "Authorization", ""
+    ).removeprefix("Bearer ")
+    try:
+        body = request.get_json(silent=True)
+        return services().llm_proxy.messages(token.strip(), body)
+    except ProxyRefusal as refusal:
+        return refusal.body, refusal.status
+    except UpstreamError as error:
+        headers = {"retry-after": error.retry_after} if error.retry_after else {}
+        return error.body, error.status, headers

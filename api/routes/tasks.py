@@ -9,7 +9,7 @@ from flask import Blueprint, Response, request, stream_with_context
 
 from api import config
 from api.errors import ApiError
-from api.models import CodeTaskInput, ListTasksQuery
+from api.models import AgentTaskInput, CodeTaskInput, ListTasksQuery
 from api.routes.common import current_user, json_body, services, validate
 from api.services.state_machine import is_terminal
 from api.services.tasks import render_event, render_task
@@ -28,10 +28,14 @@ def submit():
     user = current_user()
     body = json_body()
     kind = body.get("kind") if isinstance(body, dict) else None
-    if kind != "code":
-        raise ApiError(400, "invalid_request", 'kind must be "code".')
-    spec = validate(CodeTaskInput, body)
-    task, _ = services().tasks.submit(user, spec, request.headers.get("Idempotency-Key"))
+    key = request.headers.get("Idempotency-Key")
+    if kind == "code":
+        spec = validate(CodeTaskInput, body)
+        task, _ = services().tasks.submit(user, "code", spec.public(), key)
+    elif kind == "agent":
+        task = services().conversations.submit_agent_task(user, validate(AgentTaskInput, body), key)
+    else:
+        raise ApiError(400, "invalid_request", 'kind must be "code" or "agent".')
     response = Response(json.dumps(render_task(task)), 202, mimetype="application/json")
     response.headers["Location"] = f"/api/tasks/{task['id']}"
     return response

@@ -19,7 +19,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from api.adapters.firestore_store import USAGE, Change, FirestoreStore
+from api.adapters.firestore_store import USAGE, Change, FirestoreStore, Reader
+from api.services.conversation_turns import conversation_turn_ended
 
 
 class TaskStatus(StrEnum):
@@ -72,7 +73,14 @@ class TaskStateMachine:
 
     # -- helpers ---------------------------------------------------------------
 
-    def _status_change(self, task: dict, status: TaskStatus, now: datetime, **updates) -> Change:
+    def _status_change(
+        self,
+        task: dict,
+        status: TaskStatus,
+        now: datetime,
+        read: Reader | None = None,
+        **updates,
+    ) -> Change:
         data: dict[str, Any] = {"status": status.value}
         if status.terminal:
             updates["finishedAt"] = now
@@ -89,6 +97,12 @@ class TaskStateMachine:
             if isinstance(duration, int):
                 counters["sandboxMs"] = duration
             change.increments.append((USAGE, f"{task['owner']}_{day}", counters))
+            if task.get("conversationId") and read is not None:
+                # The reply joins the conversation in the transaction that settles the
+                # turn's task, so a reply is never lost nor written twice.
+                change.writes += conversation_turn_ended(
+                    task, status.value, updates.get("result"), read, now
+                )
         return change
 
     # -- transitions -----------------------------------------------------------
@@ -98,7 +112,7 @@ class TaskStateMachine:
         task when this caller won the right to launch it, else None."""
         now = utcnow()
 
-        def mutate(task: dict | None) -> Change | None:
+        def mutate(task: dict | None, read: Reader) -> Change | None:
             if task is None or task["status"] != TaskStatus.QUEUED:
                 return None
             return self._status_change(
@@ -119,7 +133,7 @@ class TaskStateMachine:
         """Store what the executor said about the launch (name, log link)."""
         now = utcnow()
 
-        def mutate(task: dict | None) -> Change | None:
+        def mutate(task: dict | None, read: Reader) -> Change | None:
             if task is None or task.get("dispatchId") != dispatch_id or is_terminal(task):
                 return None
             current = task.get("execution") or {}
@@ -136,7 +150,7 @@ class TaskStateMachine:
         """dispatched -> queued after a retryable launch failure (429, 5xx, timeout)."""
         now = utcnow()
 
-        def mutate(task: dict | None) -> Change | None:
+        def mutate(task: dict | None, read: Reader) -> Change | None:
             if task is None or task["status"] != TaskStatus.DISPATCHED:
                 return None
             if task.get("dispatchId") != dispatch_id:
@@ -158,7 +172,7 @@ class TaskStateMachine:
         now = utcnow()
         refusal: list[str] = []
 
-        def mutate(task: dict | None) -> Change | None:
+        def mutate(task: dict | None, read: Reader) -> Change | None:
             refusal.clear()
             if task is None:
                 refusal.append("no such task")
@@ -219,7 +233,7 @@ class TaskStateMachine:
         when the caller no longer holds the task (settled, cancelled, taken over)."""
         now = utcnow()
 
-        def mutate(task: dict | None) -> Change | None:
+        def mutate(task: dict | None, read: Reader) -> Change | None:
             if task is None or not self._claim_matches(task, execution, attempt):
                 return None
             kept, truncated = _fit_events(task, events, max_events)
@@ -249,12 +263,12 @@ class TaskStateMachine:
         settle the task, and only once; a duplicate or late report changes nothing."""
         now = utcnow()
 
-        def mutate(task: dict | None) -> Change | None:
+        def mutate(task: dict | None, read: Reader) -> Change | None:
             if task is None or not self._claim_matches(task, execution, attempt):
                 return None
             kept, truncated = _fit_events(task, list(events), max_events)
             change = self._status_change(
-                task, status, now, result=result, error=error, checkAt=None
+                task, status, now, read, result=result, error=error, checkAt=None
             )
             change.events[:0] = kept
             if truncated:
@@ -275,12 +289,12 @@ class TaskStateMachine:
         assert status.terminal
         now = utcnow()
 
-        def mutate(task: dict | None) -> Change | None:
+        def mutate(task: dict | None, read: Reader) -> Change | None:
             if task is None or is_terminal(task):
                 return None
             if only_if is not None and TaskStatus(task["status"]) not in only_if:
                 return None
-            return self._status_change(task, status, now, error=error, checkAt=None)
+            return self._status_change(task, status, now, read, error=error, checkAt=None)
 
         return self.store.update_task(task_id, mutate, now)
 
@@ -288,7 +302,7 @@ class TaskStateMachine:
         """Nothing wrong yet: look at this in-flight task again at `until`."""
         now = utcnow()
 
-        def mutate(task: dict | None) -> Change | None:
+        def mutate(task: dict | None, read: Reader) -> Change | None:
             if task is None or is_terminal(task):
                 return None
             return Change(updates={"checkAt": until})

@@ -11,7 +11,6 @@ import time
 
 from api import config
 from api.errors import ApiError, not_found
-from api.models import CodeTaskInput
 from api.services.dispatcher import Dispatcher
 from api.services.state_machine import (
     IN_FLIGHT,
@@ -24,6 +23,11 @@ from api.services.task_watch import TaskWatch
 
 NOT_SETTLED = [TaskStatus.QUEUED.value, *IN_FLIGHT]
 PENDING_RECOUNT_SECONDS = 1.0
+LLM_NOT_CONFIGURED = {
+    "code": "llm_not_configured",
+    "message": "Agent tasks need an Anthropic API key: set ANTHROPIC_API_KEY (locally) or "
+    "ANTHROPIC_API_KEY_SECRET (a Secret Manager version) for the API and restart it.",
+}
 # How often a waiting request re-reads a task that another instance may settle.
 WAIT_POLL_SECONDS = 0.5
 
@@ -32,7 +36,7 @@ def new_task_id() -> str:
     return secrets.token_hex(12)
 
 
-def _rfc3339(value) -> str | None:
+def rfc3339(value) -> str | None:
     if value is None:
         return None
     return value.isoformat().replace("+00:00", "Z")
@@ -55,9 +59,9 @@ def render_task(task: dict) -> dict:
         "id": task["id"],
         "kind": task["kind"],
         "status": task["status"],
-        "createdAt": _rfc3339(task.get("createdAt")),
-        "startedAt": _rfc3339(task.get("startedAt")),
-        "finishedAt": _rfc3339(task.get("finishedAt")),
+        "createdAt": rfc3339(task.get("createdAt")),
+        "startedAt": rfc3339(task.get("startedAt")),
+        "finishedAt": rfc3339(task.get("finishedAt")),
         "input": task["input"],
         "result": task.get("result"),
         "error": task.get("error"),
@@ -70,7 +74,7 @@ def render_event(event: dict) -> dict:
         "seq": event["seq"],
         "type": event["type"],
         "data": event["data"],
-        "at": _rfc3339(event["at"]),
+        "at": rfc3339(event["at"]),
     }
 
 
@@ -83,6 +87,7 @@ class TaskService:
         *,
         allow_network: bool,
         max_pending: int = config.MAX_PENDING_TASKS,
+        llm_configured: bool = False,
     ) -> None:
         self.machine = machine
         self.store = machine.store
@@ -90,15 +95,14 @@ class TaskService:
         self.watch = watch
         self.allow_network = allow_network
         self.max_pending = max_pending
+        self.llm_configured = llm_configured
         self._pending_lock = threading.Lock()
         self._pending_count = 0
         self._pending_counted_at = float("-inf")
 
-    def submit(
-        self, owner: str, spec: CodeTaskInput, idempotency_key: str | None
-    ) -> tuple[dict, bool]:
-        """Store a queued task and wake the dispatcher. Returns (task, created)."""
-        if spec.network and not self.allow_network:
+    def admit(self, network: bool) -> None:
+        """Refuse a new task this deployment cannot take (network, capacity)."""
+        if network and not self.allow_network:
             raise ApiError(
                 422,
                 "network_not_allowed",
@@ -112,12 +116,14 @@ class TaskService:
                 f"The platform already holds {self.max_pending} unsettled tasks; retry later.",
                 retry_after=30,
             )
+
+    def new_task(self, owner: str, kind: str, task_input: dict, **extra) -> dict:
+        """A queued task document, not yet stored."""
         now = utcnow()
-        task_input = spec.public()
-        task = {
+        return {
             "id": new_task_id(),
             "owner": owner,
-            "kind": spec.kind,
+            "kind": kind,
             "status": TaskStatus.QUEUED.value,
             "createdAt": now,
             "startedAt": None,
@@ -128,7 +134,20 @@ class TaskService:
             "execution": None,
             "nextDispatchAt": now,
             "checkAt": None,
+            **extra,
         }
+
+    def submit(
+        self,
+        owner: str,
+        kind: str,
+        task_input: dict,
+        idempotency_key: str | None,
+        **extra,
+    ) -> tuple[dict, bool]:
+        """Store a queued task and start it. Returns (task, created)."""
+        self.admit(bool(task_input.get("network")))
+        task = self.new_task(owner, kind, task_input, **extra)
         idempotency = None
         if idempotency_key is not None:
             if not 1 <= len(idempotency_key) <= 200:
@@ -149,10 +168,19 @@ class TaskService:
                 "This Idempotency-Key was used with a different request body.",
             )
         if created:
-            with self._pending_lock:
-                self._pending_count += 1
-            self.dispatcher.kick(stored["id"])
+            stored = self.start(stored)
         return stored, created
+
+    def start(self, task: dict) -> dict:
+        """A task was just stored: hand it to the dispatcher, or fail it at once when it
+        can never run here (an agent task without an LLM key)."""
+        with self._pending_lock:
+            self._pending_count += 1
+        if task["kind"] == "agent" and not self.llm_configured:
+            settled, _ = self.machine.settle(task["id"], TaskStatus.FAILED, LLM_NOT_CONFIGURED)
+            return settled or task
+        self.dispatcher.kick(task["id"])
+        return task
 
     def _pending_tasks(self) -> int:
         """Unsettled tasks, counted in Firestore at most once per PENDING_RECOUNT_SECONDS

@@ -1,0 +1,129 @@
+"""Agents, conversations and agent tasks (DESIGN sections 6.2-6.5)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from api import config
+
+ToolName = Literal["bash", "python", "read_file", "write_file", "edit_file", "list_files"]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Prompt = Annotated[str, StringConstraints(min_length=1, max_length=config.MAX_PROMPT_CHARS)]
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+ResourceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,64}$")]
+
+
+def _unique_tools(tools: list[str] | None) -> list[str] | None:
+    if tools is not None and len(set(tools)) != len(tools):
+        raise ValueError("tools must not repeat")
+    return tools
+
+
+class AgentCreate(BaseModel):
+    """`POST /api/agents`. Old clients send only name and description."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: Name
+    description: str = Field("", max_length=2000)
+    system_prompt: str = Field("", alias="systemPrompt", max_length=config.MAX_SYSTEM_PROMPT_CHARS)
+    model: ModelName | None = None
+    tools: list[ToolName] = Field(default_factory=lambda: list(config.RUNNER_TOOLS))
+    max_turns: int = Field(
+        config.DEFAULT_MAX_TURNS, alias="maxTurns", ge=1, le=config.MAX_MAX_TURNS, strict=True
+    )
+    max_tokens: int = Field(
+        config.DEFAULT_MAX_TOKENS,
+        alias="maxTokens",
+        ge=config.MIN_MAX_TOKENS,
+        le=config.MAX_MAX_TOKENS,
+        strict=True,
+    )
+
+    _tools = field_validator("tools")(_unique_tools)
+
+
+class AgentPatch(BaseModel):
+    """`PATCH /api/agents/{id}`: only the fields given change."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: Name | None = None
+    description: str | None = Field(None, max_length=2000)
+    system_prompt: str | None = Field(
+        None, alias="systemPrompt", max_length=config.MAX_SYSTEM_PROMPT_CHARS
+    )
+    model: ModelName | None = None
+    tools: list[ToolName] | None = None
+    max_turns: int | None = Field(
+        None, alias="maxTurns", ge=1, le=config.MAX_MAX_TURNS, strict=True
+    )
+    max_tokens: int | None = Field(
+        None,
+        alias="maxTokens",
+        ge=config.MIN_MAX_TOKENS,
+        le=config.MAX_MAX_TOKENS,
+        strict=True,
+    )
+
+    _tools = field_validator("tools")(_unique_tools)
+
+
+class AgentTaskInput(BaseModel):
+    """`POST /api/tasks` with `kind: "agent"`: one prompt, answered by an agent (or by
+    the default agent settings when no agentId is given)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    kind: Literal["agent"]
+    prompt: Prompt
+    agent_id: ResourceId | None = Field(None, alias="agentId")
+    max_turns: int | None = Field(
+        None, alias="maxTurns", ge=1, le=config.MAX_MAX_TURNS, strict=True
+    )
+    max_tokens: int | None = Field(
+        None,
+        alias="maxTokens",
+        ge=config.MIN_MAX_TOKENS,
+        le=config.MAX_MAX_TOKENS,
+        strict=True,
+    )
+    timeout_seconds: int = Field(
+        config.DEFAULT_AGENT_TIMEOUT_SECONDS,
+        alias="timeoutSeconds",
+        ge=config.MIN_TIMEOUT_SECONDS,
+        le=config.MAX_TIMEOUT_SECONDS,
+        strict=True,
+    )
+    memory_mb: int = Field(
+        config.DEFAULT_MEMORY_MB,
+        alias="memoryMb",
+        ge=config.MIN_MEMORY_MB,
+        le=config.MAX_MEMORY_MB,
+        strict=True,
+    )
+    network: bool = Field(False, strict=True)
+
+
+class ConversationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    agent_id: ResourceId | None = Field(None, alias="agentId")
+    title: str = Field("", max_length=200)
+
+
+class MessageCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message: Prompt
+
+
+class CompatConversationBody(BaseModel):
+    """The old clients' `POST /api/conversation`; extra fields they send are ignored."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    message: Prompt
+    conversation_id: ResourceId | None = Field(None, alias="conversationId")

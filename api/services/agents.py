@@ -1,0 +1,97 @@
+"""Agents: a name, a system prompt, a model, the runner tools it may use, and limits.
+Each agent is visible only to its owner."""
+
+from __future__ import annotations
+
+import secrets
+
+from api.config import RUNNER_TOOLS
+from api.errors import ApiError, not_found
+from api.models import AgentCreate, AgentPatch
+from api.services.state_machine import utcnow
+from api.services.tasks import rfc3339
+
+AGENTS = "agents"
+PUBLIC_FIELDS = ("name", "description", "systemPrompt", "model", "tools", "maxTurns", "maxTokens")
+
+
+def render_agent(agent: dict) -> dict:
+    rendered = {"id": agent["id"], **{name: agent.get(name) for name in PUBLIC_FIELDS}}
+    rendered["createdAt"] = rfc3339(agent.get("createdAt"))
+    rendered["updatedAt"] = rfc3339(agent.get("updatedAt"))
+    return rendered
+
+
+class AgentService:
+    def __init__(self, store, *, default_model: str, allowed_models: tuple[str, ...]) -> None:
+        self.store = store
+        self.default_model = default_model
+        self.allowed_models = allowed_models
+
+    def _check_model(self, model: str | None) -> None:
+        if model is not None and model not in self.allowed_models:
+            raise ApiError(
+                422,
+                "model_not_allowed",
+                f"model {model!r} is not offered here; choose one of: "
+                f"{', '.join(self.allowed_models)}.",
+            )
+
+    def create(self, owner: str, spec: AgentCreate) -> dict:
+        self._check_model(spec.model)
+        now = utcnow()
+        agent = {
+            **spec.model_dump(by_alias=True),
+            "model": spec.model or self.default_model,
+            "id": secrets.token_hex(12),
+            "owner": owner,
+            "createdAt": now,
+            "updatedAt": now,
+        }
+        self.store.create_doc(f"{AGENTS}/{agent['id']}", agent)
+        return agent
+
+    def get(self, owner: str, agent_id: str) -> dict:
+        agent = self.store.get_doc(f"{AGENTS}/{agent_id}") if _plausible(agent_id) else None
+        if agent is None or agent.get("owner") != owner:
+            raise not_found("agent")
+        return agent
+
+    def list(self, owner: str, *, limit: int) -> list[dict]:
+        return self.store.list_owned(AGENTS, owner, limit=limit, after_id=None)
+
+    def update(self, owner: str, agent_id: str, patch: AgentPatch) -> dict:
+        agent = self.get(owner, agent_id)
+        changes = patch.model_dump(by_alias=True, exclude_unset=True)
+        if not changes:
+            raise ApiError(400, "invalid_request", "Send at least one field to change.")
+        nulls = [name for name, value in changes.items() if value is None and name != "model"]
+        if nulls:
+            raise ApiError(400, "invalid_request", f"{', '.join(nulls)} cannot be null.")
+        self._check_model(changes.get("model"))
+        if "model" in changes and changes["model"] is None:
+            changes["model"] = self.default_model  # null: back to the default model
+        changes["updatedAt"] = utcnow()
+        self.store.update_doc(f"{AGENTS}/{agent_id}", changes)
+        return {**agent, **changes}
+
+    def delete(self, owner: str, agent_id: str) -> None:
+        self.get(owner, agent_id)
+        self.store.delete_tree(f"{AGENTS}/{agent_id}", ())
+
+    def settings_for(self, owner: str, agent_id: str | None) -> dict:
+        """What an agent task runs with: the agent's settings, or the defaults."""
+        if agent_id is None:
+            return {
+                "systemPrompt": "",
+                "model": self.default_model,
+                "tools": list(RUNNER_TOOLS),
+                "maxTurns": None,
+                "maxTokens": None,
+            }
+        agent = self.get(owner, agent_id)
+        return {name: agent.get(name) for name in PUBLIC_FIELDS if name not in ("name",)}
+
+
+def _plausible(resource_id: str) -> bool:
+    return 0 < len(resource_id) <= 64 and resource_id.isalnum()

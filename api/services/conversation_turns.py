@@ -1,0 +1,57 @@
+"""How a conversation turn ends: the writes that go into the transaction settling the
+turn's agent task (see TaskStateMachine). Kept apart from the conversation routes'
+rules so the state machine needs nothing else of them."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from api.adapters.firestore_store import Reader
+
+CONVERSATIONS = "conversations"
+MESSAGES = "messages"
+
+
+def conversation_path(conversation_id: str) -> str:
+    return f"{CONVERSATIONS}/{conversation_id}"
+
+
+def message_path(conversation_id: str, message_id: str) -> str:
+    return f"{CONVERSATIONS}/{conversation_id}/{MESSAGES}/{message_id}"
+
+
+def new_message_id(now: datetime) -> str:
+    """Ids sort by creation time, so a conversation's messages list in order."""
+    return f"{int(now.timestamp() * 1_000_000):017d}-{secrets.token_hex(4)}"
+
+
+def message_doc(message_id: str, role: str, content: str, now: datetime, task_id: str | None):
+    return {"id": message_id, "role": role, "content": content, "taskId": task_id, "createdAt": now}
+
+
+def conversation_turn_ended(
+    task: dict, status: str, result: dict | None, read: Reader, now: datetime
+) -> list[tuple[str, dict, bool]]:
+    """Free the conversation for its next message and, when the agent answered,
+    append its reply (role "assistant", with the task id)."""
+    conversation_id = task["conversationId"]
+    conversation = read(conversation_path(conversation_id))
+    if conversation is None:
+        return []  # deleted meanwhile: nothing to append to
+    writes: list[tuple[str, dict, bool]] = []
+    if conversation.get("activeTaskId") == task["id"]:
+        writes.append(
+            (conversation_path(conversation_id), {"activeTaskId": None, "updatedAt": now}, True)
+        )
+    text = (result or {}).get("text")
+    if status == "completed" and isinstance(text, str):
+        message_id = new_message_id(now)
+        writes.append(
+            (
+                message_path(conversation_id, message_id),
+                message_doc(message_id, "assistant", text, now, task["id"]),
+                False,
+            )
+        )
+    return writes
