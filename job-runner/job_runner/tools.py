@@ -25,10 +25,12 @@ if TYPE_CHECKING:
 # One argv string may not exceed the kernel's MAX_ARG_STRLEN (128 KiB); say so in
 # words before execve fails with E2BIG.
 MAX_PROGRAM_BYTES = 100_000
-# What goes back to the model per call: ~7,500 tokens at most, head and tail kept.
-MAX_RESULT_CHARS = 30_000
-# What read_file and list_files return at most, below the sandbox's output cap.
-MAX_READ_BYTES = 64 * 1024
+# What goes back to the model per call: ~8,000 tokens at most. Program output keeps
+# its head and tail; read_file and list_files stop at MAX_READ_BYTES themselves.
+MAX_RESULT_CHARS = 32_000
+MAX_READ_BYTES = 32 * 1024
+# edit_file rewrites the whole file: it refuses larger ones rather than cut them.
+MAX_EDIT_BYTES = 8 * 1024 * 1024
 # The file helper's exit status for "refused": the message is its stdout.
 REFUSED = 3
 
@@ -126,7 +128,8 @@ class Toolbox:
             if name == "python":
                 # Not -I: the program's cwd (/workspace) stays on sys.path, so the model
                 # can import the modules it wrote. The environment is the sandbox's own.
-                return self._run_program(["python3", "-c", _program(tool_input, "code")], wall_seconds)
+                command = ["python3", "-c", _program(tool_input, "code")]
+                return self._run_program(command, wall_seconds)
             return self._run_file_tool(name, tool_input, wall_seconds)
         except _BadInput as problem:
             return ToolResult(str(problem), True)
@@ -156,16 +159,16 @@ class Toolbox:
 
     def _run_file_tool(self, name: str, tool_input: dict, wall_seconds: float) -> ToolResult:
         request = {"tool": name, "limit": min(MAX_READ_BYTES, self.limits.max_output_bytes - 1024)}
-        for key in ("path", "content", "old", "new"):
-            required = key in TOOL_SCHEMAS[name]["input_schema"]["required"]
-            if required or (key == "path" and tool_input.get("path") is not None):
+        schema = TOOL_SCHEMAS[name]["input_schema"]
+        for key in schema["properties"]:
+            if key in schema["required"] or tool_input.get(key) is not None:
                 request[key] = _string(tool_input, key)
         # The request goes in on stdin, so content of any size avoids argv's limit.
         command = ["python3", "-I", "-c", FILE_HELPER]
         outcome = self._sandboxed(command, wall_seconds, json.dumps(request).encode())
         output = outcome.stdout.decode("utf-8", "replace")
         if outcome.exit_code == 0:
-            return ToolResult(_clip(output) or "(empty file)", False)
+            return ToolResult(output or "(empty file)", False)
         if outcome.exit_code == REFUSED:
             return ToolResult(output, True)
         if outcome.timed_out or outcome.cancelled:
@@ -210,10 +213,15 @@ FILE_HELPER = f"""
 import json, os, stat, sys
 ROOT = {WORKSPACE_MOUNT!r}
 REFUSED = {REFUSED}
+MAX_EDIT_BYTES = {MAX_EDIT_BYTES}
+
+def answer(text, status=0):
+    # File names are bytes: show undecodable ones with U+FFFD rather than fail.
+    sys.stdout.buffer.write(text.encode("utf-8", "replace"))
+    sys.exit(status)
 
 def refuse(message):
-    sys.stdout.write(message)
-    sys.exit(REFUSED)
+    answer(message, REFUSED)
 
 def resolve(path):
     if not path or "\\0" in path:
@@ -252,7 +260,9 @@ def write_file(request):
 
 def edit_file(request):
     full = resolve(request["path"])
-    data, size = read_text(full, 16 * 1024 * 1024)
+    data, size = read_text(full, MAX_EDIT_BYTES)
+    if size > MAX_EDIT_BYTES:
+        refuse(f"{{show(full)!r}} is larger than {{MAX_EDIT_BYTES}} bytes; use bash to edit it.")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -282,7 +292,7 @@ def list_files(request):
                 line = name + "/"
             else:
                 line = f"{{name}}  ({{entry.stat(follow_symlinks=False).st_size}} bytes)"
-            used += len(line) + 1
+            used += len(line.encode("utf-8", "replace")) + 1
             if used > request["limit"]:
                 raise OverflowError
             lines.append(line)
@@ -297,7 +307,7 @@ def list_files(request):
 
 request = json.load(sys.stdin)
 try:
-    sys.stdout.write(globals()[request["tool"]](request))
+    answer(globals()[request["tool"]](request))
 except OSError as error:
-    refuse(f"{{error.strerror}}: {{request.get('path') or '.'}}")
+    refuse(f"{{error.strerror or error}}: {{request.get('path') or '.'}}")
 """
