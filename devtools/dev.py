@@ -14,6 +14,15 @@ from devtools.emulator import FirestoreEmulator
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def agents_hint(env: dict) -> str:
+    if env.get("ANTHROPIC_API_KEY") or env.get("ANTHROPIC_API_KEY_SECRET"):
+        return "Agents are on (an Anthropic key is set): see README, 'Agents and conversations'."
+    return (
+        "Agents are off: start with ANTHROPIC_API_KEY=sk-ant-... make dev to enable agent\n"
+        "tasks and conversations (see README, 'Agents and conversations')."
+    )
+
+
 def example_commands(port: str, executor: str = "local") -> str:
     """What `make dev` prints: commands that work exactly as printed (a test runs them)."""
     url = f"http://127.0.0.1:{port}"
@@ -48,6 +57,7 @@ def main() -> int:
         print(f"Firestore emulator on {emulator.host} (log: .dev/firestore-emulator.log)")
     port = env["PORT"]
     print(example_commands(port, env["EXECUTOR"]), flush=True)
+    print(agents_hint(env) + "\n", flush=True)
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "api.wsgi:app"],
         env=env,
