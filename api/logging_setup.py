@@ -48,5 +48,5 @@ def configure_logging(project: str, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("urllib3", "google", "grpc", "werkzeug"):
+    for noisy in ("urllib3", "google", "grpc", "werkzeug", "httpx", "httpx2", "anthropic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -11,6 +11,7 @@ and code tasks, whose start-up is measured (`make bench`), must not pay for it.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import shutil
@@ -77,7 +78,10 @@ def run_agent_task(
             max_output_bytes=spec["limits"]["maxOutputBytes"],
             network=spec["limits"]["network"],
         )
-        toolbox = Toolbox(sandbox, workspace, limits, spec["agent"]["tools"], cancel)
+        try:
+            toolbox = Toolbox(sandbox, workspace, limits, spec["agent"]["tools"], cancel)
+        except ValueError as problem:  # the API validates tools; a mismatch is a bug
+            return "failed", None, {"code": "invalid_task", "message": str(problem)}
         client = _make_client(api_url, token)
         try:
             loop = AgentLoop(spec, client, toolbox, emit, cancel, deadline)
@@ -135,7 +139,7 @@ class AgentLoop:
             while self._turn():
                 pass
         except _Stop as stop:
-            self.stop_reason = self.stop_reason or stop.code
+            self.stop_reason = stop.code
             error = {"code": stop.code, "message": stop.message[:2000]} if stop.message else None
             return stop.status, error
         return "completed", None
@@ -158,17 +162,18 @@ class AgentLoop:
         for text in texts:
             self.emit("assistant", {"text": _clip(text, MAX_TEXT_EVENT_CHARS)})
         self.text = "\n".join(texts)
-        go_on = self._after(response, max_tokens < self.max_response_tokens)
-        self.emit(
-            "usage",
-            {
-                "inputTokens": spent_in,
-                "outputTokens": usage.output_tokens,
-                "totalInputTokens": self.input_tokens,
-                "totalOutputTokens": self.output_tokens,
-            },
-        )
-        return go_on
+        try:
+            return self._after(response, max_tokens < self.max_response_tokens)
+        finally:  # last in the turn's events, however the turn ended
+            self.emit(
+                "usage",
+                {
+                    "inputTokens": spent_in,
+                    "outputTokens": usage.output_tokens,
+                    "totalInputTokens": self.input_tokens,
+                    "totalOutputTokens": self.output_tokens,
+                },
+            )
 
     def _after(self, response, clamped_by_budget: bool) -> bool:
         """Decide what the response means; run its tool calls if the loop goes on."""
@@ -218,7 +223,6 @@ class AgentLoop:
 
     def _check_time(self) -> None:
         if self.cancel.is_set():
-            self.stop_reason = "cancelled"
             raise _Stop("completed", "cancelled")
         if time.monotonic() >= self.deadline:
             message = f"The agent ran longer than {self.timeout_seconds} s."
@@ -241,10 +245,9 @@ class AgentLoop:
         for attempt in range(LLM_ATTEMPTS):
             self._check_time()
             timeout = min(LLM_CALL_TIMEOUT_SECONDS, self.deadline - time.monotonic())
+            call = functools.partial(self.client.messages.create, **request, timeout=timeout)
             try:
-                return self._interruptible(
-                    lambda: self.client.messages.create(**request, timeout=timeout)
-                )
+                return self._interruptible(call)
             except anthropic.APIStatusError as error:
                 kind, message = _error_of(error)
                 if kind in ("budget_exceeded", "llm_not_configured"):
@@ -284,8 +287,7 @@ class AgentLoop:
 
         threading.Thread(target=target, name="llm-call", daemon=True).start()
         while not done.wait(CANCEL_POLL_SECONDS):
-            if self.cancel.is_set():
-                self._check_time()
+            self._check_time()
         if "error" in outcome:
             raise outcome["error"]
         return outcome["value"]

@@ -55,6 +55,14 @@ class EventSender:
             if len(self._pending) >= MAX_BATCH:
                 self._wake.set()
 
+    def event(self, type: str, data: dict | str) -> None:
+        """Queue one structured event (an agent's `assistant`, `tool_call`,
+        `tool_result`, `usage`); it goes out with the next batch."""
+        with self._lock:
+            self._pending.append({"type": type, "data": data})
+            if len(self._pending) >= MAX_BATCH:
+                self._wake.set()
+
     def heartbeat_now(self) -> None:
         """Send a heartbeat at once (after a pause, e.g. a maintenance migration)."""
         self._force = True

@@ -80,9 +80,17 @@ def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event) -> i
     _handle_migration(sender, log)
     try:
         sandbox = make_sandbox(os.environ.get("SANDBOX", "bwrap"))
-        if spec["kind"] != "code":
+        if spec["kind"] == "code":
+            status, result, error = run_code_task(spec, sandbox, sender.output, cancel)
+        elif spec["kind"] == "agent":
+            # Imported here: code tasks, whose start-up is measured, never load it.
+            from job_runner.agent_task import run_agent_task
+
+            status, result, error = run_agent_task(
+                spec, sandbox, api.base_url, api.token, sender.event, cancel
+            )
+        else:
             raise SandboxError(f"this runner cannot run tasks of kind {spec['kind']!r}")
-        status, result, error = run_code_task(spec, sandbox, sender.output, cancel)
     except SandboxError as problem:
         log.error("sandbox error: %s", problem)
         status, result, error = "failed", None, {"code": "sandbox_error", "message": str(problem)}

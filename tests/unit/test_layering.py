@@ -109,11 +109,34 @@ def test_job_runner_never_imports_the_api_flask_or_google():
 
 
 def test_job_runner_imports_only_the_standard_library_and_itself():
+    """One exception: agent_task.py talks to Claude through the official `anthropic`
+    SDK, imported inside a function, so the code-task path (whose start-up is
+    measured) never pays the SDK's ~0.3 s import."""
+
     def outside(module: str) -> bool:
         top = module.split(".")[0]
         return top not in sys.stdlib_module_names and top != "job_runner"
 
-    assert violations(sources(RUNNER), outside) == []
+    agent_task = RUNNER / "agent_task.py"
+    others = [path for path in sources(RUNNER) if path != agent_task]
+    assert violations(others, outside) == []
+    sdk_allowed = violations([agent_task], lambda m: outside(m) and not is_within(m, "anthropic"))
+    assert sdk_allowed == []
+
+    def module_level_imports(node: ast.AST) -> list[str]:
+        found = []
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue  # lazy: runs only when the function is called
+            if isinstance(child, ast.Import):
+                found += [alias.name for alias in child.names]
+            elif isinstance(child, ast.ImportFrom):
+                found.append(child.module or "")
+            found += module_level_imports(child)
+        return found
+
+    tree = ast.parse(agent_task.read_text(), str(agent_task))
+    assert [m for m in module_level_imports(tree) if is_within(m, "anthropic")] == []
 
 
 def test_routes_never_touch_firestore_directly():

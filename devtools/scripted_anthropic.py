@@ -1,0 +1,277 @@
+"""A scripted stand-in for the Anthropic Messages API, on loopback.
+
+It answers `POST .../v1/messages` in the real wire format, so the real `anthropic`
+SDK can talk to it: point `base_url` (or ANTHROPIC_BASE_URL) at `url`. Any path
+ending in `/v1/messages` is served, so it can also stand where the API's LLM proxy
+would be (`{API_URL}/internal/v1/llm/v1/messages`). Bodies are built from the SDK's
+own types (`anthropic.types.Message`, `ErrorResponse`), so their shape cannot drift
+from what the SDK parses.
+
+A script is a list of steps, consumed one per request: a `Reply`, a `Failure`, or a
+callable that gets the request's JSON body and returns one of those (for answers
+that depend on what was sent). When the script runs out, `fallback` (a callable)
+answers, or the request is refused with a 400 that names the problem. Like the real
+API, it refuses (400/401, without consuming a step) a request with no credentials,
+without model/max_tokens/messages, or whose tool_use blocks are not answered by
+tool_result blocks in the next user turn. `requests` records everything received.
+
+    python -m devtools.scripted_anthropic --port 8091   # echoes the last user message
+    ANTHROPIC_BASE_URL=http://127.0.0.1:8091 ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+from anthropic import types
+
+# Error types the SDK models; others (our proxy's `budget_exceeded`,
+# `llm_not_configured`) are sent in the same shape as plain JSON.
+_ERROR_OBJECTS = {
+    "invalid_request_error": types.InvalidRequestErrorObject,
+    "authentication_error": types.AuthenticationErrorObject,
+    "permission_error": types.PermissionErrorObject,
+    "not_found_error": types.NotFoundErrorObject,
+    "rate_limit_error": types.RateLimitErrorObject,
+    "api_error": types.APIErrorObject,
+    "overloaded_error": types.OverloadedErrorObject,
+}
+_REASONS = {429: "Too Many Requests", 529: "Overloaded"}
+
+
+@dataclass
+class Reply:
+    """A message: `content` holds text and tool_use blocks (see `reply`)."""
+
+    content: list[dict]
+    stop_reason: str | None = None  # default: tool_use if any tool_use block, else end_turn
+    input_tokens: int = 10
+    output_tokens: int = 5
+
+
+@dataclass
+class Failure:
+    """An error answer, e.g. Failure(429, "rate_limit_error", retry_after=1)."""
+
+    status: int
+    type: str
+    message: str = "scripted error"
+    retry_after: float | None = None
+
+
+Step = Reply | Failure | Callable[[dict], Reply | Failure]
+
+
+def reply(*blocks: str | dict, stop_reason: str | None = None, usage: tuple = (10, 5)) -> Reply:
+    """reply("text", tool_use("bash", command="ls")): strings become text blocks."""
+    content = [{"type": "text", "text": b} if isinstance(b, str) else b for b in blocks]
+    return Reply(content, stop_reason, *usage)
+
+
+def tool_use(name: str, id: str | None = None, **tool_input) -> dict:
+    block_id = id or f"toolu_{uuid.uuid4().hex[:20]}"
+    return {"type": "tool_use", "id": block_id, "name": name, "input": tool_input}
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]  # names in lower case
+    body: dict | None
+    at: float = field(default_factory=time.monotonic)
+
+    def last_user_content(self) -> list[dict]:
+        """The last user turn's content, as blocks ("text" for a plain string)."""
+        content = [m for m in self.body["messages"] if m["role"] == "user"][-1]["content"]
+        return [{"type": "text", "text": content}] if isinstance(content, str) else content
+
+    def tool_results(self) -> list[dict]:
+        return [b for b in self.last_user_content() if b["type"] == "tool_result"]
+
+    def last_user_text(self) -> str:
+        return "\n".join(b["text"] for b in self.last_user_content() if b["type"] == "text")
+
+
+def echo(body: dict) -> Reply:
+    """The standalone default: repeat the last user message."""
+    request = RecordedRequest("POST", "/v1/messages", {}, body)
+    return reply(f"You said: {request.last_user_text() or '(tool results)'}")
+
+
+class ScriptedAnthropic:
+    def __init__(self, steps: list[Step] = (), *, fallback=None, port: int = 0) -> None:
+        self.fallback: Callable[[dict], Reply | Failure] | None = fallback
+        self._steps = list(steps)
+        self._requests: list[RecordedRequest] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self._server.daemon_threads = True
+        self._server.scripted = self
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> ScriptedAnthropic:
+        # shutdown() waits up to one poll interval: keep it short, tests stop it often.
+        serve = functools.partial(self._server.serve_forever, poll_interval=0.05)
+        threading.Thread(target=serve, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> ScriptedAnthropic:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def add(self, *steps: Step) -> None:
+        with self._lock:
+            self._steps.extend(steps)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def messages_requests(self) -> list[RecordedRequest]:
+        """The requests that reached the script (well-formed Messages API calls)."""
+        return [r for r in self.requests if r.path.endswith("/v1/messages")]
+
+    def handle(self, request: RecordedRequest) -> tuple[int, dict[str, str], dict]:
+        with self._lock:
+            self._requests.append(request)
+        refusal = _refusal(request)
+        if refusal:
+            return _failure(refusal)
+        with self._lock:
+            step = self._steps.pop(0) if self._steps else self.fallback
+        if step is None:
+            return _failure(Failure(400, "invalid_request_error", "the script has no more steps"))
+        if callable(step):
+            step = step(request.body)
+        if isinstance(step, Failure):
+            return _failure(step)
+        return 200, {}, _message(step, request.body["model"])
+
+
+def _refusal(request: RecordedRequest) -> Failure | None:
+    """What the real API would refuse before answering."""
+    if request.method != "POST" or not request.path.endswith("/v1/messages"):
+        return Failure(404, "not_found_error", f"no route {request.method} {request.path}")
+    if not (request.headers.get("x-api-key") or request.headers.get("authorization")):
+        return Failure(401, "authentication_error", "x-api-key header is required")
+    body = request.body
+    if not isinstance(body, dict) or not body.get("messages") or not body.get("model"):
+        return Failure(400, "invalid_request_error", "model and messages are required")
+    if not isinstance(body.get("max_tokens"), int) or body["max_tokens"] < 1:
+        return Failure(400, "invalid_request_error", "max_tokens: must be an integer >= 1")
+    messages = body["messages"]
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant" or isinstance(message["content"], str):
+            continue
+        asked = {b["id"] for b in message["content"] if b["type"] == "tool_use"}
+        following = messages[index + 1]["content"] if index + 1 < len(messages) else []
+        if isinstance(following, str):
+            following = []
+        answered = {b["tool_use_id"] for b in following if b["type"] == "tool_result"}
+        if asked - answered:
+            return Failure(
+                400,
+                "invalid_request_error",
+                f"messages.{index}: tool_use ids {sorted(asked - answered)} were found without "
+                "tool_result blocks immediately after",
+            )
+    return None
+
+
+def _message(step: Reply, model: str) -> dict:
+    has_tools = any(block["type"] == "tool_use" for block in step.content)
+    message = types.Message(
+        id=f"msg_{uuid.uuid4().hex[:24]}",
+        type="message",
+        role="assistant",
+        model=model,
+        content=step.content,
+        stop_reason=step.stop_reason or ("tool_use" if has_tools else "end_turn"),
+        stop_sequence=None,
+        usage=types.Usage(input_tokens=step.input_tokens, output_tokens=step.output_tokens),
+    )
+    # The real API leaves out optional fields it has nothing for, but always sends
+    # stop_sequence.
+    return {**message.model_dump(mode="json", exclude_none=True), "stop_sequence": None}
+
+
+def _failure(failure: Failure) -> tuple[int, dict[str, str], dict]:
+    request_id = f"req_{uuid.uuid4().hex[:24]}"
+    error = {"type": failure.type, "message": failure.message}
+    if failure.type in _ERROR_OBJECTS:
+        error = _ERROR_OBJECTS[failure.type](**error)
+        body = types.ErrorResponse(type="error", error=error, request_id=request_id)
+        payload = body.model_dump(mode="json", exclude_none=True)
+    else:
+        payload = {"type": "error", "error": error, "request_id": request_id}
+    headers = {"request-id": request_id}
+    if failure.retry_after is not None:
+        headers["retry-after"] = f"{failure.retry_after:g}"
+    return failure.status, headers, payload
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's connection pool expects
+    # Headers and body go out in two writes; with Nagle on, the second waits for the
+    # client's delayed ACK and every call costs ~40 ms on loopback.
+    disable_nagle_algorithm = True
+
+    def _serve(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        request = RecordedRequest(self.command, urlsplit(self.path).path, headers, body)
+        try:
+            status, extra, payload = self.server.scripted.handle(request)
+        except Exception as error:  # a bug in a step must reach the client, not hang it
+            status, extra, payload = _failure(Failure(500, "api_error", repr(error)))
+        data = json.dumps(payload).encode()
+        self.send_response(status, _REASONS.get(status))
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = _serve
+
+    def log_message(self, format: str, *args) -> None:
+        pass  # `requests` records every request
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: free)")
+    args = parser.parse_args(argv)
+    server = ScriptedAnthropic(fallback=echo, port=args.port).start()
+    print(f"Scripted Messages API at {server.url} (echoes the last user message)", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
