@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import sys
 import threading
 import time
 import uuid
@@ -114,7 +115,7 @@ class ScriptedAnthropic:
         self._steps = list(steps)
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.daemon_threads = True
         self._server.scripted = self
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -226,6 +227,13 @@ def _failure(failure: Failure) -> tuple[int, dict[str, str], dict]:
     if failure.retry_after is not None:
         headers["retry-after"] = f"{failure.retry_after:g}"
     return failure.status, headers, payload
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        # A client that hangs up mid-call (a cancelled runner) is normal here.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -136,7 +136,11 @@ class LlmProxy:
         return min(task_left, user_left)
 
     def _record_usage(self, task: dict, usage: dict) -> None:
-        input_tokens = int(usage.get("input_tokens") or 0)
+        # Cached prompt tokens are input too (and the runner counts them so).
+        input_tokens = sum(
+            int(usage.get(name) or 0)
+            for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+        )
         output_tokens = int(usage.get("output_tokens") or 0)
         now = utcnow()
 

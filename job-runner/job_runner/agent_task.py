@@ -5,8 +5,9 @@ proxy: base_url is `{API_URL}/internal/v1/llm` and the "API key" is the task tok
 The proxy checks the token, the model and the budgets, adds the real key and
 forwards; no real key ever reaches this process (DESIGN section 8).
 
-The SDK is imported inside `_make_client`, never at module level: it costs ~0.3 s,
-and code tasks, whose start-up is measured (`make bench`), must not pay for it.
+The SDK is imported inside the functions that use it, never at module level: it
+costs ~0.3 s, and code tasks, whose start-up is measured (`make bench`), must not
+pay for it (tests/unit/test_layering.py holds this).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 
 from job_runner.logs import log
 from job_runner.sandbox import Limits
-from job_runner.tools import Toolbox
+from job_runner.tools import Toolbox, clip
 from job_runner.workspace import collect_output_files, make_private_dir, prepare_workspace
 
 TYPE_CHECKING = False
@@ -98,8 +99,8 @@ def _make_client(api_url: str, token: str):
     import anthropic
 
     # max_retries=0: the SDK would retry every 429, and a 429 from our proxy may be
-    # `budget_exceeded`, which must never be retried. AgentLoop._create retries the
-    # rest itself, honouring retry-after and the task's deadline.
+    # `budget_exceeded`, which must never be retried. AgentLoop._call_model retries
+    # the rest itself, honouring retry-after and the task's deadline.
     return anthropic.Anthropic(
         api_key=token,
         base_url=f"{api_url.rstrip('/')}/internal/v1/llm",
@@ -160,20 +161,14 @@ class AgentLoop:
         self.output_tokens += usage.output_tokens
         texts = [block.text for block in response.content if block.type == "text"]
         for text in texts:
-            self.emit("assistant", {"text": _clip(text, MAX_TEXT_EVENT_CHARS)})
+            self.emit("assistant", {"text": clip(text, MAX_TEXT_EVENT_CHARS)})
         self.text = "\n".join(texts)
         try:
             return self._after(response, max_tokens < self.max_response_tokens)
         finally:  # last in the turn's events, however the turn ended
-            self.emit(
-                "usage",
-                {
-                    "inputTokens": spent_in,
-                    "outputTokens": usage.output_tokens,
-                    "totalInputTokens": self.input_tokens,
-                    "totalOutputTokens": self.output_tokens,
-                },
-            )
+            turn = {"inputTokens": spent_in, "outputTokens": usage.output_tokens}
+            total = {"totalInputTokens": self.input_tokens, "totalOutputTokens": self.output_tokens}
+            self.emit("usage", {**turn, **total})
 
     def _after(self, response, clamped_by_budget: bool) -> bool:
         """Decide what the response means; run its tool calls if the loop goes on."""
@@ -200,19 +195,16 @@ class AgentLoop:
     def _use_tool(self, block) -> dict:
         self._check_time()
         tool_input = block.input if isinstance(block.input, dict) else {}
-        shown = {k: _clip(v) if isinstance(v, str) else v for k, v in tool_input.items()}
-        self.emit("tool_call", {"id": block.id, "name": block.name, "input": shown})
+        # Tool inputs can be long (write_file's content): events show their start.
+        shown = {
+            k: clip(v, MAX_EVENT_CHARS) if isinstance(v, str) else v for k, v in tool_input.items()
+        }
+        call = {"id": block.id, "name": block.name}
+        self.emit("tool_call", {**call, "input": shown})
         wall = min(TOOL_TIMEOUT_SECONDS, self.deadline - time.monotonic())
         outcome = self.toolbox.run(block.name, tool_input, wall)
-        self.emit(
-            "tool_result",
-            {
-                "id": block.id,
-                "name": block.name,
-                "output": _clip(outcome.output),
-                "isError": outcome.is_error,
-            },
-        )
+        output = clip(outcome.output, MAX_EVENT_CHARS)
+        self.emit("tool_result", {**call, "output": output, "isError": outcome.is_error})
         self._check_time()
         return {
             "type": "tool_result",
@@ -325,9 +317,3 @@ def _retry_after(headers) -> float | None:
         except (TypeError, ValueError):
             continue
     return None
-
-
-def _clip(text: str, limit: int = MAX_EVENT_CHARS) -> str:
-    if len(text) <= limit:
-        return text
-    return text[:limit] + f"\n[... {len(text) - limit} more characters]"

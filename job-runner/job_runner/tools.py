@@ -155,7 +155,7 @@ class Toolbox:
             parts.append(f"[exit code {outcome.exit_code}]")
         output = "\n".join(part.rstrip("\n") for part in parts if part) or "(no output)"
         failed = outcome.exit_code != 0  # None when we stopped it
-        return ToolResult(_clip(output), failed, outcome.timed_out)
+        return ToolResult(clip(output), failed, outcome.timed_out)
 
     def _run_file_tool(self, name: str, tool_input: dict, wall_seconds: float) -> ToolResult:
         request = {"tool": name, "limit": min(MAX_READ_BYTES, self.limits.max_output_bytes - 1024)}
@@ -200,7 +200,7 @@ def _program(tool_input: dict, key: str) -> str:
     return value
 
 
-def _clip(text: str, limit: int = MAX_RESULT_CHARS) -> str:
+def clip(text: str, limit: int = MAX_RESULT_CHARS) -> str:
     """Keep the head and the tail: errors usually come last."""
     if len(text) <= limit:
         return text
