@@ -141,7 +141,8 @@ class Caller:
 
     def submit(self, **body) -> dict:
         body.setdefault("kind", "code")
-        body.setdefault("language", "python")
+        if body["kind"] == "code":
+            body.setdefault("language", "python")
         reply = self.http.post("/api/tasks", json=body)
         assert reply.status_code == 202, reply.text
         return reply.json()

@@ -247,27 +247,28 @@ class FirestoreStore:
             query = query.start_after(cursor)
         return [doc.to_dict() for doc in query.limit(limit).stream()]
 
-    def list_children(
-        self,
-        path: str,
-        *,
-        limit: int,
-        after_id: str | None = None,
-        before_id: str | None = None,
-    ) -> list[dict]:
-        """A subcollection's documents in id order (our ids sort by time): the first
-        `limit` after `after_id`, or the last `limit` before `before_id`."""
-        from google.cloud import firestore
-
+    def list_children(self, path: str, *, limit: int, after_id: str | None = None) -> list[dict]:
+        """A subcollection's first `limit` documents after `after_id`, in id order (our
+        ids sort by time)."""
         collection = self.client.collection(path)
-        if before_id is not None:
-            query = collection.order_by("__name__", direction=firestore.Query.DESCENDING)
-            query = query.start_after({"__name__": collection.document(before_id)})
-            return [doc.to_dict() for doc in query.limit(limit).stream()][::-1]
         query = collection.order_by("__name__")
         if after_id is not None:
             query = query.start_after({"__name__": collection.document(after_id)})
         return [doc.to_dict() for doc in query.limit(limit).stream()]
+
+    def list_children_before(self, path: str, *, before: datetime, limit: int) -> list[dict]:
+        """The last `limit` documents of a subcollection created before `before`, oldest
+        first. (By `createdAt`, not by id: Firestore scans keys in ascending order only.)"""
+        from google.cloud import firestore
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        query = (
+            self.client.collection(path)
+            .where(filter=FieldFilter("createdAt", "<", before))
+            .order_by("createdAt", direction=firestore.Query.DESCENDING)
+            .limit(limit)
+        )
+        return [doc.to_dict() for doc in query.stream()][::-1]
 
     def delete_tree(self, path: str, subcollections: tuple[str, ...]) -> None:
         """Delete a document and the named subcollections under it, in batches."""

@@ -165,6 +165,7 @@ class ConversationService:
             agent=agent,
             conversationId=conversation_id,
             conversationMessageId=message_id,
+            conversationMessageAt=now,
             eventSeq=1,
         )
         message["taskId"] = task["id"]
@@ -203,9 +204,9 @@ class ConversationService:
         conversation_id = task.get("conversationId")
         if not conversation_id:
             return []
-        earlier = self.store.list_children(
+        earlier = self.store.list_children_before(
             f"{conversation_path(conversation_id)}/{MESSAGES}",
-            before_id=task["conversationMessageId"],
+            before=task["conversationMessageAt"],
             limit=config.MAX_HISTORY_MESSAGES,
         )
         history, total = [], 0
