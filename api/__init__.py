@@ -47,6 +47,7 @@ def create_app(
     from api.services.conversations import ConversationService
     from api.services.dispatcher import Dispatcher
     from api.services.llm_proxy import LlmProxy
+    from api.services.quotas import TaskQuota
     from api.services.state_machine import IN_FLIGHT, TaskStateMachine
     from api.services.task_watch import TaskWatch
     from api.services.tasks import TaskService
@@ -93,6 +94,10 @@ def create_app(
         allow_network=settings.allow_task_network,
         max_pending=settings.max_pending_tasks,
         llm_configured=upstream.configured,
+        quota=TaskQuota(
+            max_active=settings.max_active_tasks_per_user,
+            max_per_day=settings.max_tasks_per_user_per_day,
+        ),
     )
     agents = AgentService(
         store, default_model=settings.default_model, allowed_models=settings.allowed_models

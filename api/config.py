@@ -57,6 +57,8 @@ DEFAULT_MAX_TOKENS, MIN_MAX_TOKENS, MAX_MAX_TOKENS = 100_000, 1_000, 2_000_000
 MAX_RESPONSE_TOKENS = 4096
 DEFAULT_AGENT_TIMEOUT_SECONDS = 300
 USER_DAILY_TOKEN_BUDGET = 2_000_000
+MAX_ACTIVE_TASKS_PER_USER = 20
+MAX_TASKS_PER_USER_PER_DAY = 2_000
 MAX_PROMPT_CHARS = 50_000
 MAX_SYSTEM_PROMPT_CHARS = 20_000
 MAX_HISTORY_MESSAGES = 100
@@ -66,6 +68,13 @@ COMPAT_REPLY_WAIT_SECONDS = 25
 LLM_UPSTREAM_TIMEOUT_SECONDS = 120
 LLM_UPSTREAM_RETRIES = 3
 LLM_MAX_RETRY_AFTER_SECONDS = 30
+
+# Identity (DESIGN 6.1): where Firebase ID tokens' signing certificates are published
+# (x509 PEM by key id), as Firebase documents:
+# https://firebase.google.com/docs/auth/admin/verify-id-tokens#verify_id_tokens_using_a_third-party_jwt_library
+FIREBASE_CERTS_URL = (
+    "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com"
+)
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -110,6 +119,7 @@ class Settings:
     cloud_run_endpoint: str = "https://run.googleapis.com"
     public_url: str | None = None
     auth_mode: str = "dev"
+    firebase_certs_url: str = FIREBASE_CERTS_URL
     on_cloud_run: bool = False
     task_token_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     sandbox: str = "bwrap"
@@ -129,16 +139,13 @@ class Settings:
     default_model: str = DEFAULT_MODEL
     allowed_models: tuple[str, ...] = ALLOWED_MODELS
     user_daily_token_budget: int = USER_DAILY_TOKEN_BUDGET
+    max_active_tasks_per_user: int = MAX_ACTIVE_TASKS_PER_USER
+    max_tasks_per_user_per_day: int = MAX_TASKS_PER_USER_PER_DAY
 
     @classmethod
     def from_env(cls) -> Settings:
         on_cloud_run = _env("K_SERVICE") is not None
         auth_mode = _env("AUTH_MODE", "dev")
-        if auth_mode == "dev" and on_cloud_run:
-            raise ValueError(
-                "AUTH_MODE=dev trusts the X-User-Id header and is refused on Cloud Run "
-                "(K_SERVICE is set): set AUTH_MODE=firebase or AUTH_MODE=apikey."
-            )
         key = _env("TASK_TOKEN_KEY")
         key_secret = _env("TASK_TOKEN_KEY_SECRET")
         if key is None and key_secret is not None:
@@ -155,6 +162,7 @@ class Settings:
             cloud_run_endpoint=_env("CLOUD_RUN_ENDPOINT", "https://run.googleapis.com"),
             public_url=_env("PUBLIC_URL", f"http://127.0.0.1:{port}"),
             auth_mode=auth_mode,
+            firebase_certs_url=_env("FIREBASE_CERTS_URL", FIREBASE_CERTS_URL),
             on_cloud_run=on_cloud_run,
             sandbox=_env("SANDBOX", "bwrap"),
             allow_task_network=_bool_env("ALLOW_TASK_NETWORK", False),
@@ -180,6 +188,12 @@ class Settings:
                 if m.strip()
             ),
             user_daily_token_budget=_int_env("USER_DAILY_TOKEN_BUDGET", USER_DAILY_TOKEN_BUDGET),
+            max_active_tasks_per_user=_int_env(
+                "MAX_ACTIVE_TASKS_PER_USER", MAX_ACTIVE_TASKS_PER_USER
+            ),
+            max_tasks_per_user_per_day=_int_env(
+                "MAX_TASKS_PER_USER_PER_DAY", MAX_TASKS_PER_USER_PER_DAY
+            ),
         )
         if key is not None:
             settings = replace(settings, task_token_key=key.encode())
@@ -201,7 +215,19 @@ class Settings:
             )
         if self.sandbox not in ("bwrap", "none"):
             raise ValueError(f"SANDBOX must be 'bwrap' or 'none', got {self.sandbox!r}")
-        if self.auth_mode != "dev":  # firebase and apikey: the identity milestone
+        modes = self.auth_modes
+        if not (modes == {"dev"} or (modes and modes <= {"firebase", "apikey"})):
             raise ValueError(
-                f"AUTH_MODE={self.auth_mode!r} is not available yet; use AUTH_MODE=dev locally."
+                f"AUTH_MODE must be 'dev', 'firebase', 'apikey' or 'firebase,apikey', "
+                f"got {self.auth_mode!r}."
             )
+        if "dev" in modes and self.on_cloud_run:
+            raise ValueError(
+                "AUTH_MODE=dev trusts the X-User-Id header and is refused on Cloud Run "
+                "(K_SERVICE is set): set AUTH_MODE=firebase, apikey or firebase,apikey."
+            )
+
+    @property
+    def auth_modes(self) -> frozenset[str]:
+        """AUTH_MODE as a set: `firebase,apikey` and `apikey,firebase` are the same."""
+        return frozenset(part.strip() for part in self.auth_mode.split(","))

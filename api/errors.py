@@ -70,6 +70,11 @@ def init_app(app: Flask) -> None:
         # retry, never a 500 with a stack trace.
         from google.api_core import exceptions as gexc
 
+        from api.adapters.firestore_store import Contended
+
+        if isinstance(error, Contended):
+            log.warning("transaction contention: %s", error)
+            return _response(503, "busy", "Too many concurrent changes; retry shortly.", 1)
         if isinstance(error, gexc.ServiceUnavailable | gexc.DeadlineExceeded):
             log.warning("backend unavailable: %s", error)
             return _response(503, "backend_unavailable", "A backend is unavailable.", 5)

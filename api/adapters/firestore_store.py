@@ -12,10 +12,12 @@ never to an in-memory fake.
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 TASKS = "tasks"
@@ -43,6 +45,28 @@ Reader = Callable[[str], dict | None]
 Mutation = Callable[[dict | None, Reader], Change | None]
 
 
+# Idempotency keys are kept this long (Firestore's TTL policy on `expireAt` deletes
+# them afterwards; see terraform/firestore.tf).
+IDEMPOTENCY_TTL = timedelta(hours=24)
+
+
+def idempotency_record(task_id: str, body_hash: str, now: datetime, **extra) -> dict:
+    return {
+        "taskId": task_id,
+        "bodyHash": body_hash,
+        "createdAt": now,
+        "expireAt": now + IDEMPOTENCY_TTL,
+        **extra,
+    }
+
+
+CONTENTION_BUDGET_SECONDS = 8.0
+
+
+class Contended(Exception):
+    """A transaction kept losing races for the same documents; try again later."""
+
+
 def event_doc_id(seq: int) -> str:
     return f"{seq:010d}"
 
@@ -65,6 +89,29 @@ class FirestoreStore:
                     self._client = firestore.Client(project=self.project)
         return self._client
 
+    def _contended(self, attempt: Callable[[], Any]) -> Any:
+        """Run a transaction, retrying with jittered backoff when it loses a race.
+
+        Transactions that read the same document (a user's quota, a busy task) can
+        abort one another; the client's own retries are immediate, so under a burst
+        they collide again. Spreading the retries out lets them through; past the
+        budget the caller gets a 503 with Retry-After (errors.py), never a 500.
+        """
+        from google.api_core import exceptions as gexc
+
+        deadline = time.monotonic() + CONTENTION_BUDGET_SECONDS
+        delay = 0.02
+        while True:
+            try:
+                return attempt()
+            except (gexc.Aborted, ValueError) as error:
+                if isinstance(error, ValueError) and "transaction" not in str(error).lower():
+                    raise
+                if time.monotonic() + delay > deadline:
+                    raise Contended(str(error)) from error
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.5)
+
     def _task_ref(self, task_id: str):
         return self.client.collection(TASKS).document(task_id)
 
@@ -75,10 +122,12 @@ class FirestoreStore:
         task: dict,
         events: Iterable[tuple[str, Any]] = (),
         idempotency: tuple[str, str] | None = None,
+        reserve: Callable[[Reader], list[tuple[str, dict, bool]]] | None = None,
     ) -> tuple[dict, bool]:
-        """Store a new task. With `idempotency` = (key id, body hash), a task already
-        stored under that key is returned instead (created=False), whatever the body;
-        the caller compares `idempotencyBodyHash`."""
+        """Store a new task, in one transaction with what `reserve` writes (quota
+        counters; it reads what it needs and raises to refuse). With `idempotency` =
+        (key id, body hash), a task already stored under that key is returned instead
+        (created=False), whatever the body; the caller compares `idempotencyBodyHash`."""
         from google.cloud import firestore
 
         client = self.client
@@ -87,21 +136,27 @@ class FirestoreStore:
 
         @firestore.transactional
         def create(transaction) -> tuple[dict, bool]:
+            def read(path: str) -> dict | None:
+                snapshot = client.document(path).get(transaction=transaction)
+                return snapshot.to_dict() if snapshot.exists else None
+
             if idempotency is not None:
-                key_ref = client.collection(IDEMPOTENCY).document(idempotency[0])
-                existing = key_ref.get(transaction=transaction)
-                if existing.exists:
-                    other = self._task_ref(existing.get("taskId")).get(transaction=transaction)
-                    if other.exists:
-                        return other.to_dict(), False
-                transaction.set(
-                    key_ref,
-                    {
-                        "taskId": task["id"],
-                        "bodyHash": idempotency[1],
-                        "createdAt": task["createdAt"],
-                    },
+                existing = read(f"{IDEMPOTENCY}/{idempotency[0]}")
+                if existing is not None:
+                    other = read(f"{TASKS}/{existing['taskId']}")
+                    if other is not None:
+                        return other, False
+            writes = reserve(read) if reserve is not None else []
+            if idempotency is not None:
+                writes.append(
+                    (
+                        f"{IDEMPOTENCY}/{idempotency[0]}",
+                        idempotency_record(task["id"], idempotency[1], task["createdAt"]),
+                        False,
+                    )
                 )
+            for path, data, merge in writes:
+                transaction.set(client.document(path), data, merge=merge)
             stored = dict(task, eventSeq=len(events))
             transaction.create(task_ref, stored)
             for seq, (kind, data) in enumerate(events, start=1):
@@ -111,7 +166,7 @@ class FirestoreStore:
                 )
             return stored, True
 
-        return create(client.transaction())
+        return self._contended(lambda: create(client.transaction(max_attempts=1)))
 
     def get_task(self, task_id: str) -> dict | None:
         snapshot = self._task_ref(task_id).get()
@@ -158,7 +213,7 @@ class FirestoreStore:
                 )
             return updated, True
 
-        return apply(client.transaction())
+        return self._contended(lambda: apply(client.transaction(max_attempts=1)))
 
     def list_tasks(
         self, owner: str, *, status: str | None, limit: int, after_id: str | None
@@ -302,7 +357,7 @@ class FirestoreStore:
 
             return work(read, write)
 
-        return run(client.transaction())
+        return self._contended(lambda: run(client.transaction(max_attempts=1)))
 
     # -- idempotency -----------------------------------------------------------
 

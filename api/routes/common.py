@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import re
 from typing import TypeVar
 
-from flask import current_app, request
+from flask import current_app, g, request
 from pydantic import BaseModel, ValidationError
 
 from api.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
 
-_USER_ID = re.compile(r"^[A-Za-z0-9_.@:-]{1,128}$")
-
 
 def current_user() -> str:
-    """The caller. In AUTH_MODE=dev the X-User-Id header names it (trusted only
-    locally; `Settings.from_env` refuses dev mode on Cloud Run)."""
-    user = request.headers.get("X-User-Id", "")
-    if not user:
-        raise ApiError(401, "unauthenticated", "Send the X-User-Id header (AUTH_MODE=dev).")
-    if not _USER_ID.match(user):
-        raise ApiError(
-            401, "unauthenticated", "X-User-Id must be 1-128 characters of A-Z a-z 0-9 _ . @ : -"
-        )
-    return user
+    """The caller, as AUTH_MODE says (api/services/auth.py): a verified Firebase ID
+    token or API key, or in dev mode the X-User-Id header. Checked once per request."""
+    if "user" not in g:
+        g.user = services().auth.authenticate(request.headers)
+    return g.user
 
 
 def json_body() -> object:

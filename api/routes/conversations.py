@@ -76,7 +76,7 @@ def post_message(conversation_id: str):
     """202 with the stored message and the turn's task; 409 while a turn is running."""
     body = validate(MessageCreate, json_body())
     message, task = services().conversations.post_message(
-        current_user(), conversation_id, body.message
+        current_user(), conversation_id, body.message, request.headers.get("Idempotency-Key")
     )
     payload = {"message": render_message(message), "task": render_task(task)}
     response = Response(json.dumps(payload), 202, mimetype="application/json")

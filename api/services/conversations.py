@@ -9,10 +9,17 @@ task ends), so replies never interleave and each turn sees the whole history.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 
 from api import config
-from api.adapters.firestore_store import EVENTS, TASKS, event_doc_id
+from api.adapters.firestore_store import (
+    EVENTS,
+    IDEMPOTENCY,
+    TASKS,
+    event_doc_id,
+    idempotency_record,
+)
 from api.errors import ApiError, not_found
 from api.models import AgentTaskInput, CompatConversationBody, ConversationCreate
 from api.services.agents import AgentService
@@ -28,6 +35,17 @@ from api.services.state_machine import TERMINAL, utcnow
 from api.services.tasks import TaskService, rfc3339
 
 MESSAGES_PAGE_DEFAULT, MESSAGES_PAGE_MAX = 50, 200
+
+
+def idempotency_ids(owner: str, key: str, conversation_id: str, text: str) -> tuple[str, str]:
+    """(document path, body hash) of a message's Idempotency-Key."""
+    if not 1 <= len(key) <= 200:
+        raise ApiError(
+            400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 200 characters."
+        )
+    key_id = hashlib.sha256(f"{owner}\x00message\x00{key}".encode()).hexdigest()
+    body_hash = hashlib.sha256(f"{conversation_id}\x00{text}".encode()).hexdigest()
+    return f"{IDEMPOTENCY}/{key_id}", body_hash
 
 
 def render_message(message: dict) -> dict:
@@ -142,8 +160,12 @@ class ConversationService:
             self.tasks.cancel(owner, conversation["activeTaskId"])
         self.store.delete_tree(conversation_path(conversation_id), (MESSAGES,))
 
-    def post_message(self, owner: str, conversation_id: str, text: str) -> tuple[dict, dict]:
+    def post_message(
+        self, owner: str, conversation_id: str, text: str, idempotency_key: str | None = None
+    ) -> tuple[dict, dict]:
         """Store the user's message and start the turn's agent task, in one transaction.
+        The same Idempotency-Key with the same message returns the same message and
+        task, even when the two requests race; with another message, 422.
 
         :raises ApiError: 404 no such conversation; 409 a turn is still running.
         """
@@ -169,8 +191,24 @@ class ConversationService:
             eventSeq=1,
         )
         message["taskId"] = task["id"]
+        key_path = body_hash = None
+        if idempotency_key is not None:
+            key_path, body_hash = idempotency_ids(owner, idempotency_key, conversation_id, text)
 
         def start_turn(read, write):
+            if key_path is not None:
+                earlier = read(key_path)
+                if earlier is not None:
+                    if earlier["bodyHash"] != body_hash:
+                        raise ApiError(
+                            422,
+                            "idempotency_key_reused",
+                            "This Idempotency-Key was used with a different message.",
+                        )
+                    earlier_message = read(message_path(conversation_id, earlier["messageId"]))
+                    earlier_task = read(f"{TASKS}/{earlier['taskId']}")
+                    if earlier_message is not None and earlier_task is not None:
+                        return earlier_message, earlier_task
             current = read(conversation_path(conversation_id))
             if current is None or current.get("owner") != owner:
                 raise not_found("conversation")
@@ -184,6 +222,8 @@ class ConversationService:
                         f"The agent is still answering (task {active}); send the next "
                         "message when that task has ended.",
                     )
+            for path, data, merge in self.tasks.quota.reserve(owner, now, read):
+                write(path, data, merge)
             write(message_path(conversation_id, message_id), message)
             write(f"{TASKS}/{task['id']}", task)
             write(
@@ -195,8 +235,14 @@ class ConversationService:
                 {"activeTaskId": task["id"], "updatedAt": now},
                 merge=True,
             )
+            if key_path is not None:
+                record = idempotency_record(task["id"], body_hash, now, messageId=message_id)
+                write(key_path, record)
+            return None
 
-        self.store.run_transaction(start_turn)
+        repeated = self.store.run_transaction(start_turn)
+        if repeated is not None:
+            return repeated
         return message, self.tasks.start(task)
 
     def history(self, task: dict) -> list[dict]:

@@ -12,6 +12,7 @@ import time
 from api import config
 from api.errors import ApiError, not_found
 from api.services.dispatcher import Dispatcher
+from api.services.quotas import TaskQuota
 from api.services.state_machine import (
     IN_FLIGHT,
     TaskStateMachine,
@@ -88,6 +89,7 @@ class TaskService:
         allow_network: bool,
         max_pending: int = config.MAX_PENDING_TASKS,
         llm_configured: bool = False,
+        quota: TaskQuota | None = None,
     ) -> None:
         self.machine = machine
         self.store = machine.store
@@ -96,6 +98,10 @@ class TaskService:
         self.allow_network = allow_network
         self.max_pending = max_pending
         self.llm_configured = llm_configured
+        self.quota = quota or TaskQuota(
+            max_active=config.MAX_ACTIVE_TASKS_PER_USER,
+            max_per_day=config.MAX_TASKS_PER_USER_PER_DAY,
+        )
         self._pending_lock = threading.Lock()
         self._pending_count = 0
         self._pending_counted_at = float("-inf")
@@ -159,7 +165,10 @@ class TaskService:
             task["idempotencyBodyHash"] = body_hash
             idempotency = (key_id, body_hash)
         stored, created = self.store.create_task(
-            task, events=[("status", {"status": "queued"})], idempotency=idempotency
+            task,
+            events=[("status", {"status": "queued"})],
+            idempotency=idempotency,
+            reserve=lambda read: self.quota.reserve(owner, task["createdAt"], read),
         )
         if not created and stored.get("idempotencyBodyHash") != task.get("idempotencyBodyHash"):
             raise ApiError(
