@@ -24,6 +24,8 @@ class Services:
     agents: object
     conversations: object
     llm_proxy: object
+    auth: object
+    api_keys: object
 
 
 def create_app(
@@ -31,19 +33,23 @@ def create_app(
     *,
     store=None,
     executor=None,
-    start_background: bool = True,
+    start_background: bool | None = None,
 ) -> Flask:
     """Build the app. Tests pass `settings`, `store` or `executor` to override the
-    ones the environment would choose."""
-    from api import errors
+    ones the environment would choose. The background dispatcher starts unless
+    `start_background` is False, or the app is built for a `flask` CLI command
+    (`flask --app api keys ...`; see api/cli.py)."""
+    from api import cli, errors
     from api.adapters.executors import make_executor
+    from api.adapters.firebase_certs import FirebaseCerts
     from api.adapters.firestore_store import FirestoreStore
     from api.adapters.llm import AnthropicUpstream
     from api.logging_setup import configure_logging
     from api.routes import agents as agent_routes
     from api.routes import conversations as conversation_routes
-    from api.routes import health, internal, tasks
+    from api.routes import health, internal, openapi, tasks
     from api.services.agents import AgentService
+    from api.services.auth import ApiKeyService, Authenticator, FirebaseTokenVerifier
     from api.services.conversations import ConversationService
     from api.services.dispatcher import Dispatcher
     from api.services.llm_proxy import LlmProxy
@@ -80,6 +86,11 @@ def create_app(
         runner_overhead_seconds=config.RUNNER_OVERHEAD_SECONDS,
         interval_seconds=settings.reconcile_interval_seconds,
         on_change=watch.changed,
+        launch_in_request=(
+            settings.dispatch_inline
+            if settings.dispatch_inline is not None
+            else executor.backend == "cloudrun"
+        ),
     )
     holder["dispatcher"] = dispatcher
     upstream = AnthropicUpstream(
@@ -109,6 +120,9 @@ def create_app(
         allowed_models=settings.allowed_models,
         user_daily_token_budget=settings.user_daily_token_budget,
     )
+    api_keys = ApiKeyService(store)
+    firebase = FirebaseTokenVerifier(settings.project, FirebaseCerts(settings.firebase_certs_url))
+    auth = Authenticator(settings.auth_modes, firebase=firebase, api_keys=api_keys)
     app.extensions["agent_platform"] = Services(
         settings=settings,
         store=store,
@@ -119,15 +133,21 @@ def create_app(
         agents=agents,
         conversations=ConversationService(store, task_service, agents),
         llm_proxy=llm_proxy,
+        auth=auth,
+        api_keys=api_keys,
     )
 
     errors.init_app(app)
+    cli.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(tasks.bp)
     app.register_blueprint(internal.bp)
     app.register_blueprint(agent_routes.bp)
     app.register_blueprint(conversation_routes.bp)
+    app.register_blueprint(openapi.bp)
 
+    if start_background is None:
+        start_background = not cli.loading_for_a_command()
     if start_background:
         dispatcher.start()
 

@@ -127,6 +127,7 @@ class Settings:
     local_max_concurrent_tasks: int = LOCAL_MAX_CONCURRENT_TASKS
     runner_python: str | None = None
     max_tasks_in_flight: int = MAX_TASKS_IN_FLIGHT
+    dispatch_inline: bool | None = None  # None: inline for cloudrun, background for local
     max_pending_tasks: int = MAX_PENDING_TASKS
     reconcile_secret: str | None = field(default=None, repr=False)
     reconcile_invoker: str | None = None
@@ -171,6 +172,9 @@ class Settings:
             ),
             runner_python=_env("RUNNER_PYTHON"),
             max_tasks_in_flight=_int_env("MAX_TASKS_IN_FLIGHT", MAX_TASKS_IN_FLIGHT),
+            dispatch_inline=(
+                None if _env("DISPATCH_INLINE") is None else _bool_env("DISPATCH_INLINE", False)
+            ),
             max_pending_tasks=_int_env("MAX_PENDING_TASKS", MAX_PENDING_TASKS),
             reconcile_secret=_env("RECONCILE_SECRET"),
             reconcile_invoker=_env("RECONCILE_INVOKER"),

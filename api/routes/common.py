@@ -4,20 +4,24 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from flask import current_app, g, request
+from flask import current_app, request
 from pydantic import BaseModel, ValidationError
 
 from api.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
 
+_USER = "agent_platform.user"
+
 
 def current_user() -> str:
     """The caller, as AUTH_MODE says (api/services/auth.py): a verified Firebase ID
     token or API key, or in dev mode the X-User-Id header. Checked once per request."""
-    if "user" not in g:
-        g.user = services().auth.authenticate(request.headers)
-    return g.user
+    # Kept on the request itself: `g` can outlive a request (an app context that a
+    # test or a CLI command holds open is shared by the requests made inside it).
+    if _USER not in request.environ:
+        request.environ[_USER] = services().auth.authenticate(request.headers)
+    return request.environ[_USER]
 
 
 def json_body() -> object:

@@ -46,6 +46,7 @@ API_KEY_BYTES = 32  # secrets.token_urlsafe(32): 43 characters, 256 bits
 API_KEY_SHAPE = re.compile(r"^ak_[A-Za-z0-9_-]{32,128}$")
 DISPLAY_PREFIX_CHARS = 12  # "ak_" and 9 characters: enough to tell keys apart
 MAX_KEY_NAME_CHARS = 100
+KEYS_PAGE = 100
 # lastUsedAt is rewritten at most this often per key, not on every request.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
@@ -169,17 +170,15 @@ class ApiKeyService:
         keys: list[dict] = []
         while True:
             after = keys[-1]["id"] if keys else None
-            page = self.store.list_owned(API_KEYS, owner, limit=100, after_id=after)
+            page = self.store.list_owned(API_KEYS, owner, limit=KEYS_PAGE, after_id=after)
             keys += page
-            if len(page) < 100:
+            if len(page) < KEYS_PAGE:
                 return keys
 
     def revoke(self, owner: str, ref: str) -> dict:
         """Revoke one of `owner`'s keys, named by its id, a unique start of its id (8+
-        characters), its display prefix, or the key itself. Revoking twice is a no-op."""
+        characters) or its display prefix. Revoking twice is a no-op."""
         ref = ref.strip()
-        if API_KEY_SHAPE.match(ref) and len(ref) > DISPLAY_PREFIX_CHARS:
-            ref = hash_api_key(ref)
         matches = [
             key
             for key in self.list(owner)
@@ -188,9 +187,7 @@ class ApiKeyService:
         if not matches:
             raise ApiError(404, "not_found", f"User {owner} has no API key {ref!r}.")
         if len(matches) > 1:
-            raise ApiError(
-                409, "ambiguous", f"{ref!r} matches {len(matches)} keys; give their id."
-            )
+            raise ApiError(409, "ambiguous", f"{ref!r} matches {len(matches)} keys; give their id.")
         key = matches[0]
         if key.get("revokedAt") is None:
             key["revokedAt"] = utcnow()
@@ -200,11 +197,13 @@ class ApiKeyService:
     def authenticate(self, key: str) -> str:
         """The owner of a live key; raises 401 for any other."""
         if not API_KEY_SHAPE.match(key):
-            raise unauthenticated("The API key is malformed: send Authorization: Bearer ak_....")
+            raise unauthenticated("The API key is malformed. Send Authorization: Bearer ak_<key>.")
         # Found by its hash, the document id: no comparison of secrets in this process.
         record = self.store.get_doc(f"{API_KEYS}/{hash_api_key(key)}")
         if record is None or record.get("revokedAt") is not None:
-            raise unauthenticated("The API key is unknown or revoked.")
+            raise unauthenticated(
+                "The API key is unknown or revoked. Send Authorization: Bearer <a live API key>."
+            )
         self._record_use(record)
         return record["owner"]
 
@@ -217,7 +216,7 @@ class ApiKeyService:
             self.store.update_doc(f"{API_KEYS}/{record['id']}", {"lastUsedAt": now})
         except Exception:
             # Bookkeeping: the caller is authenticated whether or not this lands.
-            log.warning("could not record the use of API key %s", record["id"][:12])
+            log.warning("could not record the use of API key %s", record["id"][:16])
 
 
 class Authenticator:

@@ -45,6 +45,7 @@ class Dispatcher:
         runner_overhead_seconds: int,
         interval_seconds: float,
         on_change=None,
+        launch_in_request: bool = False,
     ) -> None:
         self.machine = machine
         self.store = machine.store
@@ -52,6 +53,7 @@ class Dispatcher:
         self.token_key = token_key
         self.runner_overhead = runner_overhead_seconds
         self.interval = interval_seconds
+        self.launch_in_request = launch_in_request
         self.on_change = on_change or (lambda task_id: None)
         self._kicks: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
@@ -80,6 +82,16 @@ class Dispatcher:
             self._thread.join(timeout=10)
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def submitted(self, task_id: str) -> None:
+        """A new task was stored. With `launch_in_request` (Cloud Run) it is launched
+        now, inside the request: Cloud Run throttles an instance's CPU between requests
+        (https://cloud.google.com/run/docs/configuring/cpu-allocation), so a background
+        thread cannot be relied on to launch it soon. Otherwise the loop launches it."""
+        if self.launch_in_request and self.executor.free_slots() > 0:
+            self._guard(self.dispatch, task_id)
+        else:
+            self.kick(task_id)
 
     def kick(self, task_id: str | None = None) -> None:
         """Wake the loop; with a task id, that task is tried first."""

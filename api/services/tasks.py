@@ -188,7 +188,7 @@ class TaskService:
         if task["kind"] == "agent" and not self.llm_configured:
             settled, _ = self.machine.settle(task["id"], TaskStatus.FAILED, LLM_NOT_CONFIGURED)
             return settled or task
-        self.dispatcher.kick(task["id"])
+        self.dispatcher.submitted(task["id"])
         return task
 
     def _pending_tasks(self) -> int:

@@ -207,6 +207,7 @@ def cloud_app(firestore, settings):
             cloud_run_job=JOB,
             reconcile_secret="s3",
             reconcile_interval_seconds=60,  # "once per interval" must not depend on speed
+            dispatch_inline=False,  # these tests launch explicitly, to count calls
         ),
         store=store,
         executor=executor,
@@ -403,3 +404,28 @@ def test_retryable_launch_failures_end_in_failed_after_the_last_attempt(rsps, ap
     assert task(api, task_id)["status"] == "failed"
     assert task(api, task_id)["error"]["code"] == "dispatch_failed"
     assert calls_to(rsps, "POST", ":run") == MAX_DISPATCH_ATTEMPTS
+
+
+def test_on_cloud_run_a_task_is_launched_within_its_submission(rsps, firestore, settings):
+    """Cloud Run throttles CPU between requests: the launch cannot wait for a
+    background thread."""
+    from api.adapters.firestore_store import FirestoreStore
+
+    store = FirestoreStore(settings.project)
+    executor = CloudRunJobsExecutor(
+        JOB,
+        "http://127.0.0.1:9",
+        endpoint=ENDPOINT,
+        max_in_flight=10,
+        count_in_flight=lambda: store.count_tasks_with_status(IN_FLIGHT),
+    )
+    app = create_app(
+        with_settings(settings, executor="cloudrun", cloud_run_job=JOB),
+        store=store,
+        executor=executor,
+        start_background=False,
+    )
+    rsps.post(RUN_URL, body=operation_json("runner-now"))
+    task_id = submit(app.test_client())
+    assert calls_to(rsps, "POST", ":run") == 1
+    assert task(app.test_client(), task_id)["execution"]["name"] == execution_name("runner-now")

@@ -55,7 +55,8 @@ class LocalExecutor:
         self._running: dict[str, subprocess.Popen] = {}
         self._counter = 0
         self._prefix = f"local-{socket.gethostname()}-{os.getpid()}"
-        self._workdir = tempfile.mkdtemp(prefix="agent-platform-runners-")
+        # Runners make their own private task directories; they only need a cwd.
+        self._workdir = tempfile.gettempdir()
         self._wrapper = DIE_WITH_PARENT if shutil.which("setpriv") else []
         if not self._wrapper:
             log.warning("setpriv (util-linux) not found: runners may outlive the API process")

@@ -1,0 +1,35 @@
+# Where the builds go: the images (Artifact Registry; Container Registry is shut
+# down) and the sources Cloud Build uploads.
+
+resource "google_artifact_registry_repository" "images" {
+  #checkov:skip=CKV_GCP_84:The images hold the repository's own code and no secret; Google-managed encryption, without a Cloud KMS key to run and pay for.
+  location      = var.region
+  repository_id = var.repository_id
+  format        = "DOCKER"
+  description   = "Agent platform images (api, runner)"
+
+  depends_on = [google_project_service.enabled]
+}
+
+# Cloud Build's source uploads, in a bucket of their own: the builder account reads
+# only this one. Uploads are deleted after a week.
+resource "google_storage_bucket" "builds" {
+  #checkov:skip=CKV_GCP_62:Access logs of week-old build uploads would outlive what they log; Cloud Audit Logs record access.
+  #checkov:skip=CKV_GCP_78:Uploads are deleted after 7 days; versions would keep them.
+  name                        = "${var.project_id}-agent-builds"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = true
+
+  lifecycle_rule {
+    condition {
+      age = 7
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_project_service.enabled]
+}

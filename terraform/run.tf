@@ -1,0 +1,156 @@
+# The runner job (one execution per task) and the API service.
+
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
+locals {
+  # Cloud Run's deterministic URL for the service, known before it exists: the API's
+  # PUBLIC_URL and the audience of the scheduler's tokens both need it, and the
+  # service cannot refer to its own uri attribute.
+  # https://cloud.google.com/run/docs/triggering/https-request#deterministic
+  service_url = "https://${var.service_name}-${data.google_project.this.number}.${var.region}.run.app"
+
+  # = gunicorn's threads (gunicorn.conf.py): Cloud Run sends an instance no more
+  # requests than it has threads, so none waits inside gunicorn behind held ones
+  # (?wait, SSE; at most MAX_HELD_REQUESTS = 12), and the autoscaler adds instances.
+  api_concurrency = 16
+
+  # The longest task (MAX_TIMEOUT_SECONDS 3600) plus the runner's overhead
+  # (RUNNER_OVERHEAD_SECONDS 30); each execution is started with its own timeout.
+  job_task_timeout = "3630s"
+  job_max_retries  = 1
+}
+
+resource "google_cloud_run_v2_job" "runner" {
+  name                = var.job_name
+  location            = var.region
+  deletion_protection = var.deletion_protection
+
+  template {
+    task_count  = 1
+    parallelism = 1
+
+    template {
+      service_account = google_service_account.runner.email
+      # bubblewrap needs user namespaces: the second generation environment (jobs
+      # run in no other).
+      execution_environment = "EXECUTION_ENVIRONMENT_GEN2"
+      max_retries           = local.job_max_retries
+      timeout               = local.job_task_timeout
+
+      # No env and no secrets: the API passes TASK_ID, TASK_TOKEN and API_URL to each
+      # execution as overrides, and the runner holds nothing else.
+      containers {
+        image = var.runner_image
+        resources {
+          limits = {
+            cpu    = var.job_cpu
+            memory = var.job_memory
+          }
+        }
+      }
+    }
+  }
+
+  lifecycle {
+    # cloudbuild.yaml rolls out new images.
+    ignore_changes = [template[0].template[0].containers[0].image, client, client_version]
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_cloud_run_v2_service" "api" {
+  name                = var.service_name
+  location            = var.region
+  ingress             = "INGRESS_TRAFFIC_ALL"
+  deletion_protection = var.deletion_protection
+
+  template {
+    service_account                  = google_service_account.api.email
+    max_instance_request_concurrency = local.api_concurrency
+    # ?wait holds a request for 60 s at most; an SSE stream lasts as long as its task.
+    timeout = "3600s"
+
+    scaling {
+      min_instance_count = 0
+      max_instance_count = var.api_max_instances
+    }
+
+    containers {
+      image = var.api_image
+      ports {
+        container_port = 8080
+      }
+
+      resources {
+        limits = {
+          cpu    = "1"
+          memory = "1Gi"
+        }
+        # CPU during requests only: an idle service costs nothing (README, "Deploy").
+        cpu_idle          = true
+        startup_cpu_boost = true
+      }
+
+      env {
+        name  = "EXECUTOR"
+        value = "cloudrun"
+      }
+      env {
+        name  = "CLOUD_RUN_JOB"
+        value = google_cloud_run_v2_job.runner.id
+      }
+      env {
+        name  = "GOOGLE_CLOUD_PROJECT"
+        value = var.project_id
+      }
+      env {
+        name  = "AUTH_MODE"
+        value = var.auth_mode
+      }
+      env {
+        name  = "RECONCILE_INVOKER"
+        value = google_service_account.scheduler.email
+      }
+      env {
+        name  = "GUNICORN_THREADS"
+        value = tostring(local.api_concurrency)
+      }
+      env {
+        name  = "PUBLIC_URL"
+        value = local.service_url
+      }
+      # Secrets by reference: Cloud Run reads them when an instance starts.
+      env {
+        name = "TASK_TOKEN_KEY"
+        value_source {
+          secret_key_ref {
+            secret  = google_secret_manager_secret.task_token_key.secret_id
+            version = "latest"
+          }
+        }
+      }
+      env {
+        name = "ANTHROPIC_API_KEY"
+        value_source {
+          secret_key_ref {
+            secret  = google_secret_manager_secret.anthropic_api_key.secret_id
+            version = "latest"
+          }
+        }
+      }
+    }
+  }
+
+  lifecycle {
+    # cloudbuild.yaml rolls out new images and moves the traffic.
+    ignore_changes = [template[0].containers[0].image, traffic, client, client_version]
+  }
+
+  depends_on = [
+    google_secret_manager_secret_iam_member.api_reads_anthropic_key,
+    google_secret_manager_secret_iam_member.api_reads_token_key,
+  ]
+}

@@ -1,0 +1,89 @@
+# Inputs. The names and defaults match deploy-gcp.sh's settings (tests/deploy checks it).
+
+variable "project_id" {
+  description = "The Google Cloud project to deploy into."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the Cloud Run service and job, the Artifact Registry repository, the build bucket and the Cloud Scheduler job."
+  type        = string
+  default     = "us-central1"
+}
+
+variable "firestore_location" {
+  description = "Location of the Firestore database (a region or a multi-region such as nam5). Empty means the region. Fixed once the database exists."
+  type        = string
+  default     = ""
+}
+
+variable "service_name" {
+  description = "Name of the Cloud Run service that runs the API."
+  type        = string
+  default     = "agent-api"
+}
+
+variable "job_name" {
+  description = "Name of the Cloud Run job whose executions run the tasks (one execution per task)."
+  type        = string
+  default     = "agent-runner"
+}
+
+variable "repository_id" {
+  description = "Artifact Registry (Docker) repository for the api and runner images."
+  type        = string
+  default     = "agent-platform"
+}
+
+variable "scheduler_job_name" {
+  description = "Name of the Cloud Scheduler job that calls the reconcile endpoint every minute."
+  type        = string
+  default     = "agent-reconcile"
+}
+
+variable "auth_mode" {
+  description = "AUTH_MODE of the API: firebase, apikey or firebase,apikey. dev is refused on Cloud Run."
+  type        = string
+  default     = "firebase,apikey"
+
+  validation {
+    condition     = contains(["firebase", "apikey", "firebase,apikey", "apikey,firebase"], var.auth_mode)
+    error_message = "auth_mode must be firebase, apikey or firebase,apikey (dev trusts X-User-Id and is refused on Cloud Run)."
+  }
+}
+
+variable "api_image" {
+  description = "Image of the service when Terraform creates it. The default is Google's placeholder; cloudbuild.yaml rolls out the real image, and Terraform leaves the image alone after creation."
+  type        = string
+  default     = "us-docker.pkg.dev/cloudrun/container/hello"
+}
+
+variable "runner_image" {
+  description = "Image of the job when Terraform creates it. The default is Google's placeholder job; cloudbuild.yaml rolls out the real image, and Terraform leaves the image alone after creation."
+  type        = string
+  default     = "us-docker.pkg.dev/cloudrun/container/job:latest"
+}
+
+variable "api_max_instances" {
+  description = "Most instances the API service scales out to (it scales to zero when idle)."
+  type        = number
+  default     = 10
+}
+
+variable "job_cpu" {
+  description = "CPU of each task execution (a Cloud Run CPU limit, e.g. \"1\" or \"2\")."
+  type        = string
+  default     = "1"
+}
+
+variable "job_memory" {
+  description = "Memory of each task execution; the API accepts tasks of up to 4096 MB (memoryMb)."
+  type        = string
+  default     = "4Gi"
+}
+
+variable "deletion_protection" {
+  description = "Refuse to delete the Cloud Run service and job on terraform destroy."
+  type        = bool
+  default     = false
+}

