@@ -59,15 +59,16 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _terminate)
+    senders = _handle_migration(log)
 
     try:
-        return _run(api, log, stop, cancel)
+        return _run(api, log, stop, cancel, senders)
     except ApiUnreachable as error:
         log.error("cannot reach the API: %s", error)
         return EXIT_UNREPORTED
 
 
-def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event) -> int:
+def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event, senders: list) -> int:
     try:
         spec = api.claim()["spec"]
     except ApiRefused as refused:
@@ -77,7 +78,7 @@ def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event) -> i
 
     sender = EventSender(api, spec["limits"]["heartbeatSeconds"], on_lost=cancel.set)
     sender.start()
-    _handle_migration(sender, log)
+    senders.append(sender)
     try:
         sandbox = make_sandbox(os.environ.get("SANDBOX", "bwrap"))
         if spec["kind"] == "code":
@@ -113,21 +114,26 @@ def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event) -> i
     return EXIT_REPORTED
 
 
-def _handle_migration(sender: EventSender, log) -> None:
+def _handle_migration(log) -> list:
     """Cloud Run sends SIGTSTP 10 s before it migrates a running task to another
     machine and SIGCONT right after; the task keeps its state. We log both and send a
     heartbeat on resume, so the API does not take the pause for a lost runner.
+    Installed first thing, so no signal can arrive before its handler (SIGTSTP's
+    default action would stop the process). Returns the slot for the event sender.
     https://cloud.google.com/run/docs/configuring/task-timeout#maintenance-events"""
+    senders: list[EventSender] = []
 
     def paused(signum, _frame) -> None:
         log.info("maintenance migration announced (SIGTSTP): the task will pause briefly")
 
     def resumed(signum, _frame) -> None:
         log.info("resumed after migration (SIGCONT)")
-        sender.heartbeat_now()
+        for sender in senders:
+            sender.heartbeat_now()
 
     signal.signal(signal.SIGTSTP, paused)
     signal.signal(signal.SIGCONT, resumed)
+    return senders
 
 
 if __name__ == "__main__":
