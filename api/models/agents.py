@@ -7,12 +7,15 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from api import config
+from api.models.tasks import MemoryMb, TimeoutSeconds
 
 ToolName = Literal["bash", "python", "read_file", "write_file", "edit_file", "list_files"]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Prompt = Annotated[str, StringConstraints(min_length=1, max_length=config.MAX_PROMPT_CHARS)]
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 ResourceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,64}$")]
+MaxTurns = Annotated[int, Field(ge=1, le=config.MAX_MAX_TURNS, strict=True)]
+MaxTokens = Annotated[int, Field(ge=config.MIN_MAX_TOKENS, le=config.MAX_MAX_TOKENS, strict=True)]
 
 
 def _unique_tools(tools: list[str] | None) -> list[str] | None:
@@ -31,16 +34,8 @@ class AgentCreate(BaseModel):
     system_prompt: str = Field("", alias="systemPrompt", max_length=config.MAX_SYSTEM_PROMPT_CHARS)
     model: ModelName | None = None
     tools: list[ToolName] = Field(default_factory=lambda: list(config.RUNNER_TOOLS))
-    max_turns: int = Field(
-        config.DEFAULT_MAX_TURNS, alias="maxTurns", ge=1, le=config.MAX_MAX_TURNS, strict=True
-    )
-    max_tokens: int = Field(
-        config.DEFAULT_MAX_TOKENS,
-        alias="maxTokens",
-        ge=config.MIN_MAX_TOKENS,
-        le=config.MAX_MAX_TOKENS,
-        strict=True,
-    )
+    max_turns: MaxTurns = Field(config.DEFAULT_MAX_TURNS, alias="maxTurns")
+    max_tokens: MaxTokens = Field(config.DEFAULT_MAX_TOKENS, alias="maxTokens")
 
     _tools = field_validator("tools")(_unique_tools)
 
@@ -57,16 +52,8 @@ class AgentPatch(BaseModel):
     )
     model: ModelName | None = None
     tools: list[ToolName] | None = None
-    max_turns: int | None = Field(
-        None, alias="maxTurns", ge=1, le=config.MAX_MAX_TURNS, strict=True
-    )
-    max_tokens: int | None = Field(
-        None,
-        alias="maxTokens",
-        ge=config.MIN_MAX_TOKENS,
-        le=config.MAX_MAX_TOKENS,
-        strict=True,
-    )
+    max_turns: MaxTurns | None = Field(None, alias="maxTurns")
+    max_tokens: MaxTokens | None = Field(None, alias="maxTokens")
 
     _tools = field_validator("tools")(_unique_tools)
 
@@ -80,30 +67,12 @@ class AgentTaskInput(BaseModel):
     kind: Literal["agent"]
     prompt: Prompt
     agent_id: ResourceId | None = Field(None, alias="agentId")
-    max_turns: int | None = Field(
-        None, alias="maxTurns", ge=1, le=config.MAX_MAX_TURNS, strict=True
+    max_turns: MaxTurns | None = Field(None, alias="maxTurns")
+    max_tokens: MaxTokens | None = Field(None, alias="maxTokens")
+    timeout_seconds: TimeoutSeconds = Field(
+        config.DEFAULT_AGENT_TIMEOUT_SECONDS, alias="timeoutSeconds"
     )
-    max_tokens: int | None = Field(
-        None,
-        alias="maxTokens",
-        ge=config.MIN_MAX_TOKENS,
-        le=config.MAX_MAX_TOKENS,
-        strict=True,
-    )
-    timeout_seconds: int = Field(
-        config.DEFAULT_AGENT_TIMEOUT_SECONDS,
-        alias="timeoutSeconds",
-        ge=config.MIN_TIMEOUT_SECONDS,
-        le=config.MAX_TIMEOUT_SECONDS,
-        strict=True,
-    )
-    memory_mb: int = Field(
-        config.DEFAULT_MEMORY_MB,
-        alias="memoryMb",
-        ge=config.MIN_MEMORY_MB,
-        le=config.MAX_MEMORY_MB,
-        strict=True,
-    )
+    memory_mb: MemoryMb = Field(config.DEFAULT_MEMORY_MB, alias="memoryMb")
     network: bool = Field(False, strict=True)
 
 

@@ -11,6 +11,11 @@ from pydantic_core import PydanticCustomError
 from api import config
 
 Language = Literal["python", "bash"]
+# Bounds shared by every kind of task (and the agents' limits in models/agents.py).
+TimeoutSeconds = Annotated[
+    int, Field(ge=config.MIN_TIMEOUT_SECONDS, le=config.MAX_TIMEOUT_SECONDS, strict=True)
+]
+MemoryMb = Annotated[int, Field(ge=config.MIN_MEMORY_MB, le=config.MAX_MEMORY_MB, strict=True)]
 
 
 def _utf8_len(text: str) -> int:
@@ -32,20 +37,8 @@ class CodeTaskInput(BaseModel):
     code: Annotated[str, StringConstraints(min_length=1)]
     stdin: str = ""
     files: dict[str, str] = Field(default_factory=dict)
-    timeout_seconds: int = Field(
-        config.DEFAULT_TIMEOUT_SECONDS,
-        alias="timeoutSeconds",
-        ge=config.MIN_TIMEOUT_SECONDS,
-        le=config.MAX_TIMEOUT_SECONDS,
-        strict=True,
-    )
-    memory_mb: int = Field(
-        config.DEFAULT_MEMORY_MB,
-        alias="memoryMb",
-        ge=config.MIN_MEMORY_MB,
-        le=config.MAX_MEMORY_MB,
-        strict=True,
-    )
+    timeout_seconds: TimeoutSeconds = Field(config.DEFAULT_TIMEOUT_SECONDS, alias="timeoutSeconds")
+    memory_mb: MemoryMb = Field(config.DEFAULT_MEMORY_MB, alias="memoryMb")
     network: bool = Field(False, strict=True)
 
     @field_validator("code")
