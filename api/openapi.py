@@ -5,7 +5,7 @@ routes validate with (api/models) and the response models of
 api/models/responses.py, so the published contract cannot drift from validation.
 What pydantic cannot know (paths, methods, statuses, headers, query strings the
 routes parse by hand) is the route table below, kept next to the bounds it shares
-with the routes. tests/unit/test_openapi.py checks that the table covers every
+with the routes. tests/contract/test_openapi_document.py checks that it covers every
 public Flask route and no internal one; tests/contract fuzzes a live server with it.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
@@ -46,12 +46,19 @@ ERRORS = {
     404: ("NotFound", "Not found (also another user's resource)."),
     409: ("Conflict", "Conflict with the resource's current state."),
     413: ("TooLarge", "The body, or one of its fields, is too large."),
+    414: (
+        "UriTooLong",
+        "The request line is longer than gunicorn reads (4094 bytes); "
+        "answered by the HTTP server itself, as HTML.",
+    ),
     415: ("NotJson", "The body is not JSON."),
     422: ("NotAllowed", "Well-formed, but not allowed here."),
     429: ("OverLimit", "Over a limit; retry after `Retry-After` seconds."),
     503: ("Unavailable", "A backend is down or over capacity; retry after `Retry-After` seconds."),
 }
 RETRY_AFTER_STATUSES = {429, 503}
+# Any URL can be too long, whatever the route.
+EVERY_ROUTE_ERRORS = (414,)
 # Every body route: 400 bad fields, 413 too large, 415 not JSON.
 BODY_ERRORS = (400, 413, 415)
 
@@ -104,9 +111,9 @@ class Param:
 class Reply:
     status: int
     description: str
-    model: type[BaseModel] | None = None
+    model: type[BaseModel] | dict[str, Any] | None = None  # a model, or a plain schema
     headers: tuple[str, ...] = ()
-    stream: bool = False  # also answers text/event-stream with events of `model`'s items
+    stream: bool = False  # with Accept: text/event-stream, the events as SSE
 
 
 @dataclass(frozen=True)
@@ -168,7 +175,8 @@ ROUTES: tuple[Route, ...] = (
     Route("get", "/health", "health", "Health (no credentials, no I/O)", "service",
           Reply(200, "The service is up.", r.Health), public=True),
     Route("get", "/openapi.json", "openapi", "This document", "service",
-          Reply(200, "The OpenAPI 3.1 document of the public API."), public=True),
+          Reply(200, "The OpenAPI 3.1 document of the public API.", {"type": "object"}),
+          public=True),
     # -- tasks (6.2) ---------------------------------------------------------------
     Route("post", "/api/tasks", "submitTask", "Queue a code or agent task", TASK,
           Reply(202, "The queued task.", r.Task, ("Location",)),
@@ -291,9 +299,8 @@ def _operation(route: Route, refs: dict[type[BaseModel], dict]) -> dict[str, Any
     reply = route.reply
     success: dict[str, Any] = {"description": reply.description}
     if reply.model is not None:
-        success["content"] = {JSON: {"schema": refs[reply.model]}}
-    elif route.operation_id == "openapi":
-        success["content"] = {JSON: {"schema": {"type": "object"}}}
+        schema = reply.model if isinstance(reply.model, dict) else refs[reply.model]
+        success["content"] = {JSON: {"schema": schema}}
     if reply.stream:
         success["content"]["text/event-stream"] = {"schema": _sse_event(refs[r.TaskEvent])}
     if reply.headers:
@@ -301,7 +308,7 @@ def _operation(route: Route, refs: dict[type[BaseModel], dict]) -> dict[str, Any
     if route.operation_id in LINKS:
         success["links"] = _links(route.operation_id)
     responses: dict[str, Any] = {str(reply.status): success}
-    for status in sorted(route.errors):
+    for status in sorted({*route.errors, *EVERY_ROUTE_ERRORS}):
         responses[str(status)] = {"$ref": f"#/components/responses/{ERRORS[status][0]}"}
 
     operation: dict[str, Any] = {
@@ -335,7 +342,7 @@ def _body(route: Route, refs: dict[type[BaseModel], dict]) -> dict[str, Any]:
         "discriminator": {
             "propertyName": "kind",
             "mapping": {
-                model.model_fields["kind"].annotation.__args__[0]: refs[model]["$ref"]
+                get_args(model.model_fields["kind"].annotation)[0]: refs[model]["$ref"]
                 for model in route.body
             },
         },
@@ -349,10 +356,9 @@ def _header_ref(name: str) -> dict[str, str]:
 def _error_responses(refs: dict[type[BaseModel], dict]) -> dict[str, Any]:
     responses = {}
     for status, (name, description) in ERRORS.items():
-        response = {
-            "description": description,
-            "content": {JSON: {"schema": refs[r.ErrorResponse]}},
-        }
+        schema = {"type": "string"} if status == 414 else refs[r.ErrorResponse]
+        media_type = "text/html" if status == 414 else JSON
+        response = {"description": description, "content": {media_type: {"schema": schema}}}
         if status in RETRY_AFTER_STATUSES:
             response["headers"] = {"Retry-After": _header_ref("Retry-After")}
         responses[name] = response

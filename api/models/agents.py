@@ -41,19 +41,22 @@ class AgentCreate(BaseModel):
 
 
 class AgentPatch(BaseModel):
-    """`PATCH /api/agents/{id}`: only the fields given change."""
+    """`PATCH /api/agents/{id}`: only the fields given change; at least one must be.
+    Only `model` may be null (back to the default model)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, json_schema_extra={"minProperties": 1}
+    )
 
-    name: Name | None = None
-    description: str | None = Field(None, max_length=2000)
-    system_prompt: str | None = Field(
+    name: Name = None
+    description: str = Field(None, max_length=2000)
+    system_prompt: str = Field(
         None, alias="systemPrompt", max_length=config.MAX_SYSTEM_PROMPT_CHARS
     )
     model: ModelName | None = None
-    tools: list[ToolName] | None = None
-    max_turns: MaxTurns | None = Field(None, alias="maxTurns")
-    max_tokens: MaxTokens | None = Field(None, alias="maxTokens")
+    tools: list[ToolName] = None
+    max_turns: MaxTurns = Field(None, alias="maxTurns")
+    max_tokens: MaxTokens = Field(None, alias="maxTokens")
 
     _tools = field_validator("tools")(_unique_tools)
 

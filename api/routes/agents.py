@@ -24,10 +24,11 @@ def create():
 
 @bp.get("")
 def list_agents():
+    user = current_user()
     raw = request.args.get("limit", str(LIST_DEFAULT))
-    if not raw.isdigit() or not 1 <= int(raw) <= LIST_MAX:
+    if not raw.isdecimal() or not 1 <= int(raw) <= LIST_MAX:
         raise ApiError(400, "invalid_request", f"limit must be between 1 and {LIST_MAX}.")
-    agents = services().agents.list(current_user(), limit=int(raw))
+    agents = services().agents.list(user, limit=int(raw))
     return {"agents": [render_agent(a) for a in agents]}
 
 

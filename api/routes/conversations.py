@@ -25,7 +25,7 @@ LIST_DEFAULT, LIST_MAX = 50, 100
 
 def _limit(default: int, maximum: int) -> int:
     raw = request.args.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    if not raw.isdecimal() or not 1 <= int(raw) <= maximum:
         raise ApiError(400, "invalid_request", f"limit must be between 1 and {maximum}.")
     return int(raw)
 
