@@ -40,12 +40,20 @@ class AgentCreate(BaseModel):
     _tools = field_validator("tools")(_unique_tools)
 
 
+def _patch_schema(schema: dict) -> None:
+    """A PATCH field has no default (absent means unchanged), and a PATCH changes
+    something."""
+    for field_schema in schema.get("properties", {}).values():
+        field_schema.pop("default", None)
+    schema["minProperties"] = 1
+
+
 class AgentPatch(BaseModel):
     """`PATCH /api/agents/{id}`: only the fields given change; at least one must be.
     Only `model` may be null (back to the default model)."""
 
     model_config = ConfigDict(
-        extra="forbid", populate_by_name=True, json_schema_extra={"minProperties": 1}
+        extra="forbid", populate_by_name=True, json_schema_extra=_patch_schema
     )
 
     name: Name = None

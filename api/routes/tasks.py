@@ -82,14 +82,11 @@ def cancel(task_id: str):
 
 @bp.get("/<task_id>/events")
 def events(task_id: str):
-    """Events after `after` as JSON, or as Server-Sent Events until the task ends."""
+    """Events after `after` (or the `Last-Event-ID` header, as SSE clients resume) as
+    JSON, or as Server-Sent Events until the task ends."""
     user = current_user()
+    after = _resume_point()
     if request.accept_mimetypes.best == "text/event-stream":
-        resume = request.headers.get("Last-Event-ID", request.args.get("after", "0"))
-        try:
-            after = int(resume)
-        except ValueError:
-            raise ApiError(400, "invalid_request", "Last-Event-ID must be an integer.") from None
         services().tasks.get(user, task_id)  # 404 before the stream starts
         watch = services().watch
         if not watch.try_hold():
@@ -100,17 +97,25 @@ def events(task_id: str):
                 retry_after=5,
             )
         response = Response(
-            stream_with_context(_sse(user, task_id, max(0, after))),
+            stream_with_context(_sse(user, task_id, after)),
             mimetype="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
         # Released when the response is closed, whether or not the stream ever started.
         response.call_on_close(watch.release)
         return response
-    after = _int_arg("after", 0, 0, 10**9)
     _, events = services().tasks.events(user, task_id, after, EVENTS_PAGE)
     next_seq = events[-1]["seq"] if events else after
     return {"events": [render_event(e) for e in events], "next": next_seq}
+
+
+def _resume_point() -> int:
+    header = request.headers.get("Last-Event-ID")
+    if header is None:
+        return _int_arg("after", 0, 0, 10**9)
+    if not header.isdecimal() or int(header) > 10**9:
+        raise ApiError(400, "invalid_request", "Last-Event-ID must be an event's seq number.")
+    return int(header)
 
 
 def _sse(user: str, task_id: str, after: int):
