@@ -271,8 +271,9 @@ def test_the_sandbox_works_as_the_runner_images_non_root_user(tmp_path):
     """The image runs the runner as uid 10001, not root: bubblewrap must still build
     its namespaces from there (unprivileged user namespaces, as on Cloud Run gen2)."""
     python = "/usr/bin/python3"
-    if os.geteuid() != 0 or not shutil.which("bwrap") or not os.access(python, os.X_OK):
-        pytest.skip("needs root (to become the image's uid), bubblewrap and /usr/bin/python3")
+    # `make test` runs as root here and installs bubblewrap and python3 (system-deps).
+    assert os.geteuid() == 0, "this test becomes the image's uid: run it as root"
+    assert shutil.which("bwrap") and os.access(python, os.X_OK), "run `make system-deps`"
     users = [args for op, args in final_stage(RUNNER_DOCKERFILE) if op == "USER"]
     uid = int(users[-1].split(":")[0])
     done = subprocess.run(

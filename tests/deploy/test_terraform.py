@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 
 import hcl2
-import pytest
 
 from tests.deploy.harness import ROOT, SCRIPT, venv_tool
 
@@ -312,18 +310,6 @@ def test_the_same_apis_and_defaults_as_the_script():
         ("api_max_instances", "MAX_INSTANCES"),
     ):
         assert str(unwrap(variables[variable]["default"])) == script_setting(setting), variable
-
-
-@pytest.mark.skipif(not shutil.which("terraform"), reason="terraform is not installed")
-def test_terraform_fmt_finds_nothing_to_change():
-    done = subprocess.run(
-        ["terraform", "fmt", "-check", "-diff", "-recursive"],
-        cwd=TERRAFORM,
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "TF_CLI_CONFIG_FILE": "/dev/null"},
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_checkov_fails_nothing_and_every_skip_says_why():
