@@ -32,6 +32,21 @@ def wait_for(condition, timeout: float, interval: float = 0.05, message: str = "
         time.sleep(interval)  # polling interval of a deadline-bounded wait
 
 
+def processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line contains `text` (a runner's holds its task id)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    pids.append(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory):
     log = tmp_path_factory.mktemp("emulator") / "firestore.log"

@@ -4,14 +4,13 @@ job-runner (with real bubblewrap) for each RunJob, as a Cloud Run execution woul
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import pytest
 
 from api import config
 from devtools.cloud_run_standin import CloudRunStandIn, ExecutionRecord
-from tests.conftest import ApiServer, Caller, wait_for
+from tests.conftest import ApiServer, Caller, processes_mentioning, wait_for
 
 JOB = "projects/demo-test/locations/us-central1/jobs/runner"
 SLOW = "import time\nprint('up', flush=True)\ntime.sleep(60)"
@@ -146,7 +145,7 @@ def test_cancel_cancels_the_execution_and_its_runner(standin, alice):
     assert reply.json()["status"] == "cancelled"
     assert ("POST", f"/v2/{record.name}:cancel") in standin.calls
     wait_for(lambda: record.exit_code is not None, 15, message="the runner to be killed")
-    wait_for(lambda: not _processes_mentioning(task_id), 15, message="no process of the task")
+    wait_for(lambda: not processes_mentioning(task_id), 15, message="no process of the task")
     assert alice.wait(task_id, 1)["status"] == "cancelled"
 
 
@@ -168,17 +167,3 @@ def test_a_429_from_run_job_leaves_the_task_queued_and_it_runs_later(standin, al
         "queued", "dispatched", "queued", "dispatched", "running", "completed"
     ]  # fmt: skip
     assert "429" in changes[2]["reason"]
-
-
-def _processes_mentioning(text: str) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if text.encode() in f.read():
-                    pids.append(int(entry))
-        except OSError:
-            continue
-    return pids

@@ -8,7 +8,7 @@ import signal
 
 import httpx
 
-from tests.conftest import wait_for
+from tests.conftest import processes_mentioning, wait_for
 
 
 def test_print_input_completes_with_stdout(alice):
@@ -131,7 +131,7 @@ def test_cancel_stops_a_running_task(alice, api_server):
     assert final["status"] == "cancelled"
     # Nothing of the task survives: no runner process, no sandbox, still cancelled.
     wait_for(
-        lambda: not _processes_mentioning(task["id"]),
+        lambda: not processes_mentioning(task["id"]),
         15,
         message="the runner process tree to be gone",
     )
@@ -147,7 +147,7 @@ def test_runner_killed_mid_task_ends_failed_runner_lost(alice):
         30,
         message="the task to run",
     )
-    pids = _processes_mentioning(task["id"])
+    pids = processes_mentioning(task["id"])
     assert pids, "the runner process should be visible"
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
@@ -208,20 +208,6 @@ def test_list_is_newest_first_and_paginated(alice):
     assert {t["id"] for t in done["tasks"]} == set(ids)
 
 
-def _processes_mentioning(text: str) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if text.encode() in f.read():
-                    pids.append(int(entry))
-        except OSError:
-            continue
-    return pids
-
-
 def _wait_running(caller, task_id: str) -> None:
     wait_for(
         lambda: caller.http.get(f"/api/tasks/{task_id}").json()["status"] == "running",
@@ -233,7 +219,7 @@ def _wait_running(caller, task_id: str) -> None:
 def test_a_maintenance_pause_sigtstp_then_sigcont_does_not_disturb_the_task(alice, api_server):
     task = alice.submit(code="import time\nprint('a', flush=True)\ntime.sleep(2)\nprint('b')")
     _wait_running(alice, task["id"])
-    (runner,) = _processes_mentioning(task["id"])
+    (runner,) = processes_mentioning(task["id"])
     os.kill(runner, signal.SIGTSTP)  # Cloud Run: "migrating in 10 s"
     os.kill(runner, signal.SIGCONT)  # Cloud Run: "migrated"
     done = alice.wait(task["id"])
@@ -245,7 +231,7 @@ def test_a_maintenance_pause_sigtstp_then_sigcont_does_not_disturb_the_task(alic
 def test_sigterm_stops_the_runner_which_still_reports(alice):
     task = alice.submit(code="import time\nprint('up', flush=True)\ntime.sleep(60)")
     _wait_running(alice, task["id"])
-    (runner,) = _processes_mentioning(task["id"])
+    (runner,) = processes_mentioning(task["id"])
     os.kill(runner, signal.SIGTERM)
     done = alice.wait(task["id"], 30)
     assert done["status"] == "failed"
