@@ -15,8 +15,6 @@ Run with `.venv/bin/python bench/dispatch_throughput.py --tasks 200`.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,8 +26,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from devtools.api_server import ApiServer  # noqa: E402
 from devtools.cloud_run_standin import CloudRunStandIn  # noqa: E402
-from devtools.emulator import FirestoreEmulator, free_port  # noqa: E402
+from devtools.emulator import FirestoreEmulator  # noqa: E402
 
 JOB = "projects/demo-bench/locations/us-central1/jobs/runner"
 
@@ -46,42 +45,24 @@ def call_kind(method: str, path: str) -> str:
     return "other"
 
 
-def start_api(logs: Path, emulator: FirestoreEmulator, standin: CloudRunStandIn, tasks: int):
-    port = free_port()
-    env = dict(
-        os.environ,
-        PORT=str(port),
-        HOST="127.0.0.1",
-        AUTH_MODE="dev",
-        FIRESTORE_EMULATOR_HOST=emulator.host,
+def start_api(
+    logs: Path, emulator: FirestoreEmulator, standin: CloudRunStandIn, tasks: int
+) -> ApiServer:
+    server = ApiServer(
+        emulator,
+        logs / "api.log",
         GOOGLE_CLOUD_PROJECT="demo-bench",
         EXECUTOR="cloudrun",
         CLOUD_RUN_JOB=JOB,
         CLOUD_RUN_ENDPOINT=standin.url,
         # No runner ever claims: every task stays in flight, so neither cap may bind.
         MAX_TASKS_IN_FLIGHT=str(tasks + 100),
-        # One user submits them all: lift the per-user limits for this measurement.
+        # A few users submit them all: lift the per-user limits for this measurement.
         MAX_ACTIVE_TASKS_PER_USER=str(tasks + 10),
         MAX_TASKS_PER_USER_PER_DAY=str(tasks + 10),
         MAX_PENDING_TASKS=str(max(1000, tasks + 100)),
     )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "api.wsgi:app"],
-        env=env,
-        cwd=ROOT,
-        stdout=open(logs / "api.log", "wb"),  # noqa: SIM115 (lives as long as the server)
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"{url}/health", timeout=1)
-            return server, url
-        except httpx.HTTPError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit(f"the API server did not start (see {logs / 'api.log'})") from None
-            time.sleep(0.1)
+    return server.start()
 
 
 BUSY_RETRIES = []  # one entry per 503 "busy" answered (and retried as Retry-After says)
@@ -135,7 +116,8 @@ def main() -> None:
     standin.run_latency = args.run_latency
     server = None
     try:
-        server, url = start_api(logs, emulator, standin, args.tasks)
+        server = start_api(logs, emulator, standin, args.tasks)
+        url = server.url
         started = time.time()
         ids = submit_all(url, args.tasks, args.threads)
         submitted = time.time()
@@ -146,8 +128,7 @@ def main() -> None:
         calls = list(standin.calls)
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(timeout=15)
+            server.stop()
         standin.stop()
         emulator.stop()
 

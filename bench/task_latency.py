@@ -11,9 +11,7 @@ Run with `make bench` (or `.venv/bin/python bench/task_latency.py --runs 50`).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +26,8 @@ sys.path.insert(0, str(ROOT / "job-runner"))
 from job_runner.sandbox import BubblewrapSandbox, Limits  # noqa: E402
 from job_runner.workspace import prepare_workspace  # noqa: E402
 
-from devtools.emulator import FirestoreEmulator, free_port  # noqa: E402
+from devtools.api_server import ApiServer  # noqa: E402
+from devtools.emulator import FirestoreEmulator  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -78,38 +77,13 @@ def main() -> None:
     floor = sandbox_floor(args.runs)
     logs = Path(tempfile.mkdtemp(prefix="bench-"))
     emulator = FirestoreEmulator(logs / "firestore.log").start()
-    port = free_port()
-    env = dict(
-        os.environ,
-        PORT=str(port),
-        HOST="127.0.0.1",
-        EXECUTOR="local",
-        AUTH_MODE="dev",
-        FIRESTORE_EMULATOR_HOST=emulator.host,
-        GOOGLE_CLOUD_PROJECT="demo-bench",
-    )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "api.wsgi:app"],
-        env=env,
-        cwd=ROOT,
-        stdout=open(logs / "api.log", "wb"),  # noqa: SIM115 (lives as long as the server)
-        stderr=subprocess.STDOUT,
+    server = ApiServer(
+        emulator, logs / "api.log", EXECUTOR="local", GOOGLE_CLOUD_PROJECT="demo-bench"
     )
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/health", timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        api = api_latency(url, args.runs)
+        api = api_latency(server.start().url, args.runs)
     finally:
-        server.terminate()
-        server.wait(timeout=15)
+        server.stop()
         emulator.stop()
 
     floor_p50 = statistics.median(floor)

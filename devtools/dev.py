@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from devtools.api_server import gunicorn_command
 from devtools.emulator import FirestoreEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +60,7 @@ def main() -> int:
     print(example_commands(port, env["EXECUTOR"]), flush=True)
     print(agents_hint(env) + "\n", flush=True)
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "api.wsgi:app"],
+        gunicorn_command(),
         env=env,
         cwd=ROOT,
     )

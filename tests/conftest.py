@@ -4,9 +4,6 @@ tests), the app with its test client, and a real API server process."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devtools.emulator import FirestoreEmulator, free_port
+from devtools.api_server import ApiServer as DevApiServer
+from devtools.emulator import FirestoreEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "demo-test"
@@ -85,67 +83,11 @@ def client(app):
     return app.test_client()
 
 
-class ApiServer:
-    """A real `gunicorn api.wsgi:app` process with the local executor."""
+class ApiServer(DevApiServer):
+    """A real API server process with the local executor, on the test project."""
 
     def __init__(self, emulator: FirestoreEmulator, log_path: Path, **env: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.env = {
-            **os.environ,
-            "PORT": str(self.port),
-            "HOST": "127.0.0.1",
-            "FIRESTORE_EMULATOR_HOST": emulator.host,
-            "GOOGLE_CLOUD_PROJECT": PROJECT,
-            "EXECUTOR": "local",
-            "AUTH_MODE": "dev",
-            **env,
-        }
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> ApiServer:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                str(ROOT / "gunicorn.conf.py"),
-                "api.wsgi:app",
-            ],
-            env=self.env,
-            cwd=ROOT,
-            stdout=open(self.log_path, "ab"),  # noqa: SIM115
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # kill() takes the master and its worker at once
-        )
-        wait_for(self._healthy, 30, message="the API server to answer /health")
-        return self
-
-    def _healthy(self) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError(f"API server exited: {self.log_path.read_text()[-3000:]}")
-        try:
-            return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def logs(self) -> str:
-        return self.log_path.read_text()
-
-    def kill(self) -> None:
-        """SIGKILL the server's master and worker together: no clean shutdown at all."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        super().__init__(emulator, log_path, **{"GOOGLE_CLOUD_PROJECT": PROJECT, **env})
 
 
 class Caller:
