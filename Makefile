@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 UV_VERSION := 0.13.9
 
-.PHONY: dev test lint format bench system-deps
+.PHONY: dev test lint format bench system-deps console-vendor
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -14,11 +14,14 @@ $(VENV)/.synced: pyproject.toml uv.lock
 	@$(VENV)/bin/uv sync --frozen --inexact --quiet
 	@touch $@
 
-# bubblewrap for the sandbox, and a system python3 for the code it runs.
+# bubblewrap for the sandbox, a system python3 for the code it runs, npm for the
+# console's vendored Firebase SDK, and Chromium for the console's browser tests.
 system-deps:
 	@missing=""; \
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	test -x /usr/bin/python3 || missing="$$missing python3"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing"; \
@@ -28,10 +31,21 @@ system-deps:
 	  fi; \
 	fi
 
-dev: $(VENV)/.synced system-deps
+# The console's Firebase JS SDK (sign-in in AUTH_MODE=firebase), bundled from the
+# versions locked in console/package-lock.json; the API image builds it the same way.
+CONSOLE_VENDOR := api/console/vendor/firebase.js
+
+$(CONSOLE_VENDOR): console/package.json console/package-lock.json console/src/firebase.js | system-deps
+	@npm ci --prefix console --ignore-scripts --no-audit --no-fund --loglevel=error
+	@console/node_modules/.bin/esbuild console/src/firebase.js --bundle --format=esm --minify \
+	  --legal-comments=eof --log-level=warning --outfile=$@
+
+console-vendor: $(CONSOLE_VENDOR)
+
+dev: $(VENV)/.synced system-deps $(CONSOLE_VENDOR)
 	@$(VENV)/bin/python -m devtools.dev
 
-test: $(VENV)/.synced system-deps
+test: $(VENV)/.synced system-deps $(CONSOLE_VENDOR)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/pytest

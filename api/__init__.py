@@ -26,6 +26,7 @@ class Services:
     llm_proxy: object
     auth: object
     api_keys: object
+    usage: object
 
 
 def create_app(
@@ -46,8 +47,8 @@ def create_app(
     from api.adapters.llm import AnthropicUpstream
     from api.logging_setup import configure_logging
     from api.routes import agents as agent_routes
+    from api.routes import console, deployment, health, internal, openapi, tasks, usage
     from api.routes import conversations as conversation_routes
-    from api.routes import health, internal, openapi, tasks
     from api.services.agents import AgentService
     from api.services.auth import ApiKeyService, Authenticator, FirebaseTokenVerifier
     from api.services.conversations import ConversationService
@@ -57,6 +58,7 @@ def create_app(
     from api.services.state_machine import IN_FLIGHT, TaskStateMachine
     from api.services.task_watch import TaskWatch
     from api.services.tasks import TaskService
+    from api.services.usage import UsageService
 
     settings = settings or Settings.from_env()
     configure_logging(settings.project)
@@ -135,6 +137,12 @@ def create_app(
         llm_proxy=llm_proxy,
         auth=auth,
         api_keys=api_keys,
+        usage=UsageService(
+            store,
+            max_active=settings.max_active_tasks_per_user,
+            max_per_day=settings.max_tasks_per_user_per_day,
+            daily_token_budget=settings.user_daily_token_budget,
+        ),
     )
 
     errors.init_app(app)
@@ -145,6 +153,9 @@ def create_app(
     app.register_blueprint(agent_routes.bp)
     app.register_blueprint(conversation_routes.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(usage.bp)
+    app.register_blueprint(deployment.bp)
+    app.register_blueprint(console.bp)
 
     if start_background is None:
         start_background = not cli.loading_for_a_command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from dataclasses import dataclass, field, replace
@@ -109,6 +110,26 @@ def _bool_env(name: str, default: bool) -> bool:
     return raw.lower() in ("1", "true", "yes", "on")
 
 
+FIREBASE_WEB_CONFIG_FIELDS = ("apiKey", "authDomain", "projectId")
+
+
+def _firebase_web_config(raw: str | None) -> dict | None:
+    """FIREBASE_WEB_CONFIG: the `firebaseConfig` object of the Firebase console's web
+    app, as JSON. Only string fields are kept; three of them are required."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ValueError("FIREBASE_WEB_CONFIG must be a JSON object") from None
+    if not isinstance(value, dict):
+        raise ValueError("FIREBASE_WEB_CONFIG must be a JSON object")
+    missing = [name for name in FIREBASE_WEB_CONFIG_FIELDS if not isinstance(value.get(name), str)]
+    if missing:
+        raise ValueError(f"FIREBASE_WEB_CONFIG lacks {', '.join(missing)}")
+    return {name: text for name, text in value.items() if isinstance(text, str)}
+
+
 @dataclass(frozen=True)
 class Settings:
     port: int = DEFAULT_PORT
@@ -142,6 +163,9 @@ class Settings:
     user_daily_token_budget: int = USER_DAILY_TOKEN_BUDGET
     max_active_tasks_per_user: int = MAX_ACTIVE_TASKS_PER_USER
     max_tasks_per_user_per_day: int = MAX_TASKS_PER_USER_PER_DAY
+    # The Firebase web app's config (public by design: it names the project, it grants
+    # nothing), for the console's Google sign-in.
+    firebase_web_config: dict | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -198,6 +222,7 @@ class Settings:
             max_tasks_per_user_per_day=_int_env(
                 "MAX_TASKS_PER_USER_PER_DAY", MAX_TASKS_PER_USER_PER_DAY
             ),
+            firebase_web_config=_firebase_web_config(_env("FIREBASE_WEB_CONFIG")),
         )
         if key is not None:
             settings = replace(settings, task_token_key=key.encode())

@@ -166,7 +166,7 @@ IDEMPOTENCY_KEY = Param(
     "The same key with the same body returns the first response's resource; with "
     "another body, 422.",
 )
-TASK, AGENT, CONVERSATION = "tasks", "agents", "conversations"
+TASK, AGENT, CONVERSATION, ACCOUNT = "tasks", "agents", "conversations", "account"
 AUTHED = (401, 503)  # every route with credentials reads Firestore
 
 ROUTES: tuple[Route, ...] = (
@@ -177,6 +177,13 @@ ROUTES: tuple[Route, ...] = (
     Route("get", "/openapi.json", "openapi", "This document", "service",
           Reply(200, "The OpenAPI 3.1 document of the public API.", {"type": "object"}),
           public=True),
+    Route("get", "/api/config", "getConfig",
+          "How to sign in here, and the languages, models, tools and engines on offer",
+          "service", Reply(200, "This deployment's public settings.", r.DeploymentConfig),
+          public=True),
+    # -- usage ---------------------------------------------------------------------
+    Route("get", "/api/usage", "getUsage", "Your usage today against your limits", ACCOUNT,
+          Reply(200, "Your counters and their limits.", r.Usage), AUTHED),
     # -- tasks (6.2) ---------------------------------------------------------------
     Route("post", "/api/tasks", "submitTask", "Queue a code or agent task", TASK,
           Reply(202, "The queued task.", r.Task, ("Location",)),
@@ -388,7 +395,7 @@ def build_spec() -> dict[str, Any]:
             "camelCase fields, RFC 3339 UTC times. Every error is "
             '`{"error": {"code", "message"}}`.',
         },
-        "tags": [{"name": name} for name in ("service", TASK, AGENT, CONVERSATION)],
+        "tags": [{"name": name} for name in ("service", TASK, AGENT, CONVERSATION, ACCOUNT)],
         "paths": paths,
         "components": {
             "schemas": definitions["$defs"],

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.models.agents import AgentTaskInput, ToolName
+from api.models.deployment import DeploymentConfig, Usage
 from api.models.runner import AgentResult, RunnerResult
 from api.models.tasks import CodeTaskInput
 
@@ -182,4 +183,6 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     ConversationWithMessages,
     MessageAccepted,
     CompatConversationReply,
+    Usage,
+    DeploymentConfig,
 )

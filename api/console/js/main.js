@@ -1,0 +1,68 @@
+// The console's entry: read the deployment's public config, sign in, then route
+// by the URL's fragment (#/tasks, #/tasks/ID, #/run, #/agents, #/conversations/ID…).
+import { api } from "./api.js";
+import { agentForm, agentList } from "./agents.js";
+import { describe, restore, signInView, signOut } from "./auth.js";
+import { conversationList, conversationPage } from "./conversations.js";
+import { runForm, taskList, taskPage } from "./tasks.js";
+import { errorBox, view } from "./ui.js";
+import { refreshUsage } from "./usage.js";
+
+let config;
+let current = new AbortController(); // ends the previous page's streams
+
+const ROUTES = [
+  [/^#\/tasks\/(\w+)$/, (m, signal) => taskPage(m[1], signal)],
+  [/^#\/tasks(?:\?(.*))?$/, (m) => taskList(new URLSearchParams(m[1] || ""))],
+  [/^#\/run$/, () => runForm(config)],
+  [/^#\/agents\/new$/, () => agentForm(config, null)],
+  [/^#\/agents\/(\w+)$/, (m) => agentForm(config, m[1])],
+  [/^#\/agents$/, () => agentList()],
+  [/^#\/conversations\/(\w+)$/, (m, signal) => conversationPage(m[1], signal)],
+  [/^#\/conversations$/, () => conversationList()],
+];
+
+async function route() {
+  current.abort();
+  current = new AbortController();
+  const hash = location.hash || "#/tasks";
+  for (const link of document.querySelectorAll("nav a")) {
+    link.classList.toggle("active", hash.startsWith(link.getAttribute("href")));
+  }
+  for (const [pattern, render] of ROUTES) {
+    const match = hash.match(pattern);
+    if (match) {
+      await render(match, current.signal);
+      refreshUsage();
+      return;
+    }
+  }
+  location.hash = "#/tasks";
+}
+
+function signedIn(credential) {
+  document.getElementById("nav").hidden = false;
+  document.getElementById("who").hidden = false;
+  document.getElementById("who-name").textContent = describe(credential);
+  window.addEventListener("hashchange", route);
+  route();
+}
+
+async function start() {
+  try {
+    config = await api("/api/config");
+  } catch (error) {
+    view(errorBox(error));
+    return;
+  }
+  document.body.dataset.authModes = config.authModes.join(",");
+  document.getElementById("sign-out").addEventListener("click", async () => {
+    await signOut();
+    location.hash = "";
+    location.reload();
+  });
+  const credential = (await restore(config)) || (await signInView(config));
+  signedIn(credential);
+}
+
+start();

@@ -1,0 +1,324 @@
+"""The web console (`GET /console`) in a real headless Chromium (Debian's, driven by
+Playwright), against real API servers with the emulator, real runners and real
+bubblewrap, and the scripted Messages API as Anthropic.
+
+One browser for the whole module; each test has its own page. Screenshots of the
+main pages go to a temporary directory, or to docs/console/ (the README shows them)
+with UPDATE_SCREENSHOTS=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from devtools.scripted_anthropic import ScriptedAnthropic, reply, tool_use
+from tests.conftest import PROJECT, ROOT, ApiServer
+from tests.integration.test_identity import CertsServer, SigningKey
+
+CHROMIUM = "/usr/bin/chromium"
+# Without the background-networking flags Chromium calls Google hosts, which fail here.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SECONDS = 1000  # Playwright's timeouts are in milliseconds
+FIREBASE_WEB_CONFIG = {
+    "apiKey": "AIzaSy-test-web-key",
+    "authDomain": f"{PROJECT}.firebaseapp.com",
+    "projectId": PROJECT,
+    "appId": "1:1234:web:abcd",
+}
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        return ROOT / "docs" / "console"
+    return tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def anthropic_api():
+    with ScriptedAnthropic() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def dev_server(emulator, tmp_path_factory, anthropic_api):
+    server = ApiServer(
+        emulator,
+        tmp_path_factory.mktemp("console") / "api.log",
+        ANTHROPIC_API_KEY="sk-ant-console-test",
+        ANTHROPIC_BASE_URL=anthropic_api.url,
+        MAX_ACTIVE_TASKS_PER_USER="2",
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def signing_key():
+    return SigningKey("console-test-key")
+
+
+@pytest.fixture(scope="module")
+def signed_in_server(emulator, tmp_path_factory, signing_key):
+    """AUTH_MODE=firebase,apikey, with the web app's config for Google sign-in."""
+    certs = CertsServer({signing_key.kid: signing_key.cert_pem})
+    server = ApiServer(
+        emulator,
+        tmp_path_factory.mktemp("console-keys") / "api.log",
+        AUTH_MODE="firebase,apikey",
+        FIREBASE_CERTS_URL=certs.url,
+        FIREBASE_WEB_CONFIG=json.dumps(FIREBASE_WEB_CONFIG),
+    ).start()
+    yield server
+    server.stop()
+    certs.server.shutdown()
+    certs.server.server_close()
+
+
+@pytest.fixture
+def page(browser, firestore):
+    context = browser.new_context(viewport={"width": 1200, "height": 860}, accept_downloads=True)
+    context.set_default_timeout(30 * SECONDS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    yield page
+    context.close()
+    # A CSP violation or a script error shows up here; 4xx answers the test caused
+    # are logged by Chromium as "Failed to load resource" and are expected.
+    assert [e for e in errors if "Failed to load resource" not in e] == []
+
+
+def sign_in_dev(page: Page, server: ApiServer, user: str) -> None:
+    page.goto(f"{server.url}/console")
+    page.fill("#dev-user", user)
+    page.click("#dev-sign-in button[type=submit]")
+    expect(page.locator("#who-name")).to_have_text(f"{user} (dev)")
+
+
+def run_code(page: Page, code: str, **fields: str) -> None:
+    page.goto(page.url.split("#")[0] + "#/run")
+    page.fill("#code", code)
+    for field, value in fields.items():
+        page.fill(f"#{field}", value)
+    page.click("#run")
+
+
+def test_the_page_is_served_with_a_strict_policy_and_cacheable_assets(dev_server):
+    page = httpx.get(f"{dev_server.url}/console")
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-cache"
+    policy = page.headers["Content-Security-Policy"]
+    assert "script-src 'self';" in policy and "default-src 'none'" in policy
+    assert "unsafe-inline" not in policy and "http" not in policy
+    script = re.search(r'src="(/console/assets/[0-9a-f]+/js/main.js)"', page.text).group(1)
+    asset = httpx.get(dev_server.url + script)
+    assert asset.status_code == 200 and asset.headers["Content-Type"].startswith("text/javascript")
+    assert "immutable" in asset.headers["Cache-Control"]
+    stale = httpx.get(dev_server.url + re.sub(r"assets/\w+/", "assets/0000/", script))
+    assert stale.status_code == 404
+
+
+def test_sign_in_run_print_6_times_7_and_see_42(page, dev_server, shots):
+    page.goto(f"{dev_server.url}/console")
+    page.screenshot(path=shots / "sign-in.png")
+    sign_in_dev(page, dev_server, "alice")
+    run_code(page, "print(6 * 7)")
+    expect(page.locator("#task-status")).to_have_text("completed", timeout=60 * SECONDS)
+    expect(page.locator("#stdout")).to_have_text("42\n")
+    expect(page.locator("#exit-code")).to_contain_text("Exit code 0")
+    page.screenshot(path=shots / "task.png", full_page=True)
+    page.goto(f"{dev_server.url}/console#/tasks")
+    expect(page.locator("#tasks tbody tr")).to_have_count(1)
+    expect(page.locator("#usage [data-counter=tasksToday]")).to_contain_text("1 / 2,000")
+    page.screenshot(path=shots / "tasks.png")
+
+
+def test_a_long_tasks_output_arrives_live_resumes_after_a_drop_and_cancels(page, dev_server, shots):
+    sign_in_dev(page, dev_server, "bob")
+    streams: list[dict] = []
+    page.on(
+        "request",
+        lambda r: "/events" in r.url and streams.append(r.headers),
+    )
+
+    # The first stream is cut short after the events so far, as a dropped connection
+    # would: the console must reconnect with Last-Event-ID and lose nothing.
+    def first_stream_drops(route):
+        if len(streams) > 1:
+            return route.continue_()
+        task_id = route.request.url.split("/api/tasks/")[1].split("/")[0]
+        events = httpx.get(
+            f"{dev_server.url}/api/tasks/{task_id}/events", headers={"X-User-Id": "bob"}
+        ).json()["events"]
+        body = "".join(f"id: {e['seq']}\ndata: {json.dumps(e)}\n\n" for e in events)
+        route.fulfill(status=200, content_type="text/event-stream", body=body)
+        served.append(events[-1]["seq"])
+
+    served: list[int] = []
+    page.route(re.compile(r"/api/tasks/\w+/events$"), first_stream_drops)
+    run_code(
+        page,
+        "import time\nfor i in range(600):\n    print('tick', i, flush=True)\n    time.sleep(0.1)",
+    )
+    expect(page.locator("#stdout")).to_contain_text("tick 5", timeout=60 * SECONDS)
+    expect(page.locator("#task-status")).to_have_text("running")
+    assert streams[1]["last-event-id"] == str(served[0])
+    text = page.locator("#stdout").text_content()
+    ticks = [int(line.split()[1]) for line in text.splitlines()]
+    assert ticks == list(range(len(ticks)))  # in order, none twice, none missing
+    page.screenshot(path=shots / "live-task.png", full_page=True)
+    page.click("#cancel")
+    expect(page.locator("#task-status")).to_have_text("cancelled")
+    expect(page.locator("#cancel")).to_be_hidden()
+
+
+def test_a_bad_input_shows_the_apis_message(page, dev_server):
+    sign_in_dev(page, dev_server, "carol")
+    run_code(page, "print(1)", timeout="0")
+    expect(page.locator("#run-form .error")).to_contain_text("timeoutSeconds")
+    expect(page.locator("#run-form .error code")).to_have_text("(invalid_request)")
+
+
+def test_over_a_limit_the_console_says_when_to_retry(page, dev_server):
+    dave = httpx.Client(base_url=dev_server.url, headers={"X-User-Id": "dave"}, timeout=30)
+    body = {"kind": "code", "language": "bash", "code": "sleep 60"}
+    busy = [dave.post("/api/tasks", json=body).json()["id"] for _ in range(2)]
+    try:
+        sign_in_dev(page, dev_server, "dave")
+        run_code(page, "print(1)")
+        error = page.locator("#run-form .error")
+        expect(error).to_contain_text("too_many_active_tasks")
+        expect(error.locator(".retry")).to_contain_text("Retry in 10 s")
+    finally:
+        for task_id in busy:
+            dave.post(f"/api/tasks/{task_id}/cancel")
+        dave.close()
+
+
+def test_an_output_file_downloads(page, dev_server, shots):
+    sign_in_dev(page, dev_server, "erin")
+    run_code(page, "open('report.txt', 'w').write('forty-two\\n')")
+    expect(page.locator("#task-status")).to_have_text("completed", timeout=60 * SECONDS)
+    with page.expect_download() as download:
+        page.click("#files button.download[data-path='report.txt']")
+    assert download.value.suggested_filename == "report.txt"
+    assert Path(download.value.path()).read_text() == "forty-two\n"
+
+
+def test_create_an_agent_and_chat_one_turn_with_its_tool_call(
+    page, dev_server, anthropic_api, shots
+):
+    anthropic_api.add(
+        reply("Let me compute it.", tool_use("python", code="print(6 * 7)")),
+        lambda body: reply(f"The answer is {body['messages'][-1]['content'][0]['content']}"),
+    )
+    sign_in_dev(page, dev_server, "frank")
+    page.goto(f"{dev_server.url}/console#/agents/new")
+    page.fill("#agent-name", "calculator")
+    page.fill("#agent-description", "Does sums in Python")
+    page.fill("#agent-system-prompt", "Use python for arithmetic.")
+    page.select_option("#agent-model", "claude-haiku-4-5")
+    page.uncheck("input[name=tools][value=bash]")
+    page.screenshot(path=shots / "agent.png", full_page=True)
+    page.click("#save-agent")
+    expect(page.locator("#chat-with-agent")).to_be_visible()
+    page.click("#chat-with-agent")
+    page.fill("#message", "What is 6 * 7?")
+    page.click("#send")
+    expect(page.locator("#send")).to_be_disabled()
+    expect(page.locator("#send-reason")).to_contain_text("The agent is answering")
+    assistant = page.locator("#chat .message.assistant")
+    expect(assistant.last).to_have_text(re.compile(r"The answer is 42"), timeout=60 * SECONDS)
+    fold = page.locator("#chat details.tool[data-tool=python]")
+    expect(fold).to_have_count(1)
+    fold.locator("summary").click()
+    expect(fold.locator(".tool-input")).to_contain_text("print(6 * 7)")
+    expect(fold.locator(".tool-result")).to_contain_text("42")
+    expect(page.locator("#send")).to_be_enabled()
+    page.screenshot(path=shots / "conversation.png", full_page=True)
+    sent = anthropic_api.messages_requests[-1].body
+    assert sent["model"] == "claude-haiku-4-5"
+    assert [t["name"] for t in sent["tools"]].count("bash") == 0
+    agents = httpx.get(f"{dev_server.url}/api/agents", headers={"X-User-Id": "frank"}).json()
+    (agent,) = agents["agents"]
+    assert agent["description"] == "Does sums in Python"
+
+
+def test_sign_in_with_an_api_key(page, signed_in_server):
+    from api.adapters.firestore_store import FirestoreStore
+    from api.services.auth import ApiKeyService
+
+    key, _ = ApiKeyService(FirestoreStore(PROJECT)).create("grace", "console test")
+    page.goto(f"{signed_in_server.url}/console")
+    page.fill("#api-key", "ak_" + "x" * 40)
+    page.click("#api-key-sign-in button[type=submit]")
+    expect(page.locator("#api-key-sign-in .error")).to_contain_text("unauthenticated")
+    page.fill("#api-key", key)
+    page.click("#api-key-sign-in button[type=submit]")
+    expect(page.locator("#who-name")).to_have_text(f"API key {key[:12]}…")
+    expect(page.locator("#tasks")).to_be_visible()
+    stored = page.evaluate("JSON.parse(sessionStorage.getItem('console.credentials'))")
+    assert stored == {"mode": "apikey", "key": key}
+    assert page.evaluate("localStorage.length") == 0
+
+
+def test_firebase_sign_in_is_offered_and_its_id_token_is_sent(page, signed_in_server, signing_key):
+    """Google's sign-in cannot run offline: the user the Firebase SDK would have
+    stored after it is put in the tab's session, and the console must send that
+    user's ID token, which the API verifies."""
+    page.goto(f"{signed_in_server.url}/console")
+    expect(page.locator("#google-sign-in")).to_be_enabled()
+    policy = page.evaluate("document.body.dataset.authModes")
+    assert policy == "apikey,firebase"
+    token = signing_key.token(uid="hedy", email="hedy@example.com")
+    user = {
+        "uid": "hedy",
+        "email": "hedy@example.com",
+        "emailVerified": True,
+        "isAnonymous": False,
+        "providerData": [],
+        "stsTokenManager": {
+            "refreshToken": "refresh-token",
+            "accessToken": token,
+            "expirationTime": 4102444800000,
+        },
+        "createdAt": "1700000000000",
+        "lastLoginAt": "1700000000000",
+        "apiKey": FIREBASE_WEB_CONFIG["apiKey"],
+        "appName": "[DEFAULT]",
+    }
+    storage_key = f"firebase:authUser:{FIREBASE_WEB_CONFIG['apiKey']}:[DEFAULT]"
+    page.evaluate("([k, v]) => sessionStorage.setItem(k, v)", [storage_key, json.dumps(user)])
+    # The SDK checks the stored user with Google; offline, that check fails as a
+    # network error, after which the SDK keeps the user.
+    page.route("https://identitytoolkit.googleapis.com/**", lambda route: route.abort())
+    sent: list[str] = []
+    page.on("request", lambda r: "/api/" in r.url and sent.append(r.headers.get("authorization")))
+    page.reload()
+    expect(page.locator("#who-name")).to_have_text("hedy@example.com")
+    expect(page.locator("#tasks")).to_be_visible()
+    assert f"Bearer {token}" in sent
