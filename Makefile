@@ -36,9 +36,8 @@ system-deps:
 CONSOLE_VENDOR := api/console/vendor/firebase.js
 
 $(CONSOLE_VENDOR): console/package.json console/package-lock.json console/src/firebase.js | system-deps
-	@npm ci --prefix console --ignore-scripts --no-audit --no-fund --loglevel=error
-	@console/node_modules/.bin/esbuild console/src/firebase.js --bundle --format=esm --minify \
-	  --legal-comments=eof --log-level=warning --outfile=$@
+	@npm ci --prefix console --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
+	@npm run --prefix console --silent build
 
 console-vendor: $(CONSOLE_VENDOR)
 
