@@ -259,6 +259,8 @@ def test_create_an_agent_and_chat_one_turn_with_its_tool_call(
     expect(fold.locator(".tool-input")).to_contain_text("print(6 * 7)")
     expect(fold.locator(".tool-result")).to_contain_text("42")
     expect(page.locator("#send")).to_be_enabled()
+    # Two model calls of 10 input and 5 output tokens each, metered by the LLM proxy.
+    expect(page.locator("#usage [data-counter=llmTokensToday]")).to_contain_text("30 / 2,000,000")
     page.screenshot(path=shots / "conversation.png", full_page=True)
     sent = anthropic_api.messages_requests[-1].body
     assert sent["model"] == "claude-haiku-4-5"

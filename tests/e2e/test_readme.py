@@ -201,3 +201,10 @@ def test_the_commands_make_dev_prints_work_as_printed(api_server, firestore):
     task = json.loads(done.stdout)
     assert task["status"] == "completed"
     assert task["result"]["stdout"] == "42\n"
+
+
+def test_usage_example_counts_the_readmes_two_tasks(readme):
+    usage = readme.json_of("/api/usage")
+    assert usage["tasksToday"] == {"used": 2, "limit": 2000}
+    assert usage["activeTasks"]["limit"] == 20
+    assert usage["llmTokensToday"] == {"used": 0, "limit": 2000000}

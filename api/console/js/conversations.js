@@ -4,6 +4,7 @@
 import { ApiError, api, followEvents } from "./api.js";
 import { fileList } from "./files.js";
 import { TERMINAL, action, errorSlot, h, showError, statusBadge, view, when } from "./ui.js";
+import { refreshUsage } from "./usage.js";
 
 export async function conversationList() {
   const slot = errorSlot();
@@ -158,6 +159,7 @@ export async function conversationPage(id, signal) {
     conversation.activeTaskId = null;
     busy(null);
     refreshFiles(id, files);
+    refreshUsage();
   }
 
   form.addEventListener("submit", async (event) => {

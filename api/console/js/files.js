@@ -46,7 +46,11 @@ function fileItem(base, file) {
   if ((file.contentType || "").startsWith("image/") && !skipped) {
     blobUrl(url).then(
       (src) => item.append(h("img", { src, alt: file.path })),
-      (error) => showError(slot, error),
+      (error) => {
+        if (error instanceof ApiError && error.status === 404) {
+          item.append(h("p", { class: "note" }, "This deployment does not keep the file's bytes."));
+        } else showError(slot, error);
+      },
     );
   }
   return item;

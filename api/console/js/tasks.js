@@ -3,6 +3,7 @@
 import { api, followEvents } from "./api.js";
 import { fileList } from "./files.js";
 import { TERMINAL, action, errorSlot, h, showError, statusBadge, view, when } from "./ui.js";
+import { refreshUsage } from "./usage.js";
 
 const STATUSES = ["queued", "dispatched", "running", "completed", "failed", "timed_out", "cancelled"];
 const PAGE = 20;
@@ -143,7 +144,8 @@ export async function taskPage(id, signal) {
     return;
   }
   await followEvents(id, {
-    signal, onEvent,
+    signal,
+    onEvent,
     onError: (error) => showError(slot, error),
     isDone: async () => {
       update(await api(`/api/tasks/${id}`, { signal }));
@@ -151,6 +153,7 @@ export async function taskPage(id, signal) {
       return TERMINAL.has(task.status);
     },
   });
+  refreshUsage();
 }
 
 function inputSummary(input) {
