@@ -187,7 +187,7 @@ export async function conversationPage(id, signal) {
 async function refreshFiles(id, slot) {
   try {
     const listing = await api(`/api/conversations/${id}/files`);
-    slot.replaceChildren(fileList(`/api/conversations/${id}/files`, listing.files));
+    slot.replaceChildren(fileList(`/api/conversations/${id}/files`, listing.files, listing.skipped));
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) {
       slot.replaceChildren(h("p", { class: "muted" }, "This deployment keeps no workspace files for conversations."));

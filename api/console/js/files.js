@@ -19,17 +19,38 @@ function saveInline(file) {
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
-/** A list of files under `base` (e.g. /api/tasks/ID/files), each downloadable. */
-export function fileList(base, files) {
-  if (!files || !files.length) return h("p", { class: "muted" }, "No files.");
-  return h("ul", { class: "files" }, files.map((file) => fileItem(base, file)));
+/**
+ * The files under `base` (e.g. /api/tasks/ID/files), each downloadable, all of them
+ * as one zip, and those that were not kept with the reason.
+ */
+export function fileList(base, files, skipped = []) {
+  if (!files || !files.length) {
+    return h("div", {}, h("p", { class: "muted" }, "No files."), skippedList(skipped));
+  }
+  const slot = errorSlot();
+  const all = h("button", { type: "button", class: "secondary", id: "download-all" }, "Download all (zip)");
+  all.addEventListener("click", async () => {
+    showError(slot, null);
+    try {
+      await download(`${base}?archive=zip`, "files.zip");
+    } catch (error) {
+      showError(slot, error);
+    }
+  });
+  return h("div", {}, h("ul", { class: "files" }, files.map((file) => fileItem(base, file))), skippedList(skipped), all, slot);
+}
+
+function skippedList(skipped) {
+  if (!skipped || !skipped.length) return null;
+  return h("ul", { class: "files skipped" }, skipped.map((entry) =>
+    h("li", { class: "note" }, `${entry.path}: not kept (${entry.reason || "skipped"})`)));
 }
 
 function fileItem(base, file) {
   const slot = errorSlot();
   const url = `${base}/${filePath(file.path)}`;
   const name = file.path.split("/").pop();
-  const skipped = file.skipped || file.reason;
+  const skipped = Boolean(file.skipped);
   const button = h("button", { type: "button", class: "link download", dataset: { path: file.path } }, file.path);
   button.addEventListener("click", async () => {
     showError(slot, null);
@@ -42,7 +63,7 @@ function fileItem(base, file) {
   });
   const size = file.size === undefined ? "" : ` ${file.size} bytes`;
   const item = h("li", {}, button, h("span", { class: "muted" }, `${size}${file.contentType ? `, ${file.contentType}` : ""}`),
-    skipped ? h("span", { class: "note" }, ` skipped: ${file.reason || "not kept"}`) : null, slot);
+    skipped ? h("span", { class: "note" }, ` not kept: ${file.reason || "skipped"}`) : null, slot);
   if ((file.contentType || "").startsWith("image/") && !skipped) {
     blobUrl(url).then(
       (src) => item.append(h("img", { src, alt: file.path })),

@@ -125,7 +125,7 @@ export async function taskPage(id, signal) {
     if (typeof result.stdout === "string") stdout.textContent = result.stdout + (result.stdoutTruncated ? "\n[truncated]" : "");
     if (typeof result.stderr === "string") stderr.textContent = result.stderr + (result.stderrTruncated ? "\n[truncated]" : "");
     outcome.replaceChildren(...describeOutcome(task));
-    files.replaceChildren(fileList(`/api/tasks/${id}/files`, result.files));
+    files.replaceChildren(fileList(`/api/tasks/${id}/files`, result.files, result.skipped));
   }
 
   const onEvent = (event) => {
