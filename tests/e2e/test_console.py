@@ -157,6 +157,32 @@ def test_sign_in_run_print_6_times_7_and_see_42(page, dev_server, shots):
     page.screenshot(path=shots / "tasks.png")
 
 
+def test_the_task_list_filters_by_status_and_pages(page, dev_server):
+    ivan = httpx.Client(base_url=dev_server.url, headers={"X-User-Id": "ivan"}, timeout=90)
+    done = []
+    for _ in range(3):
+        task = ivan.post("/api/tasks", json={"kind": "code", "language": "bash", "code": "true"})
+        done.append(ivan.get(f"/api/tasks/{task.json()['id']}", params={"wait": 60}).json())
+    body = {"kind": "code", "language": "bash", "code": "sleep 60"}
+    cancelled = ivan.post("/api/tasks", json=body).json()
+    ivan.post(f"/api/tasks/{cancelled['id']}/cancel")
+    ivan.close()
+    assert {t["status"] for t in done} == {"completed"}
+    sign_in_dev(page, dev_server, "ivan")
+    page.goto(f"{dev_server.url}/console#/tasks?limit=2")
+    expect(page.locator("#tasks tbody tr")).to_have_count(2)
+    page.select_option("#status-filter", "completed")
+    rows = page.locator("#tasks tbody tr")
+    expect(rows).to_have_count(2)
+    newest = [done[2]["id"], done[1]["id"]]
+    expect(rows.locator("td:first-child")).to_have_text(newest)
+    page.click("#next-page")
+    expect(rows.locator("td:first-child")).to_have_text([done[0]["id"]])
+    expect(page.locator("#next-page")).to_have_count(0)
+    page.select_option("#status-filter", "cancelled")
+    expect(rows.locator("td:first-child")).to_have_text([cancelled["id"]])
+
+
 def test_a_long_tasks_output_arrives_live_resumes_after_a_drop_and_cancels(page, dev_server, shots):
     sign_in_dev(page, dev_server, "bob")
     streams: list[dict] = []
@@ -272,6 +298,35 @@ def test_create_an_agent_and_chat_one_turn_with_its_tool_call(
     agents = httpx.get(f"{dev_server.url}/api/agents", headers={"X-User-Id": "frank"}).json()
     (agent,) = agents["agents"]
     assert agent["description"] == "Does sums in Python"
+    page.goto(f"{dev_server.url}/console#/conversations")
+    expect(page.locator("#conversations tbody tr")).to_contain_text(["calculator"])
+
+
+def test_edit_and_delete_an_agent(page, dev_server):
+    judy = {"X-User-Id": "judy"}
+    agent = httpx.post(
+        f"{dev_server.url}/api/agents", json={"name": "scribe", "maxTurns": 3}, headers=judy
+    ).json()
+    sign_in_dev(page, dev_server, "judy")
+    page.goto(f"{dev_server.url}/console#/agents/{agent['id']}")
+    expect(page.locator("#agent-max-turns")).to_have_value("3")
+    page.fill("#agent-description", "Writes things down")
+    page.fill("#agent-max-tokens", "5000")
+    page.click("#save-agent")
+    expect(page.locator("#saved")).to_have_text("Saved.")
+    changed = httpx.get(f"{dev_server.url}/api/agents/{agent['id']}", headers=judy).json()
+    assert (changed["description"], changed["maxTokens"]) == ("Writes things down", 5000)
+    page.fill("#agent-max-turns", "0")
+    page.click("#save-agent")
+    expect(page.locator("#agent-form .error")).to_contain_text("maxTurns")
+    page.goto(f"{dev_server.url}/console#/agents")
+    row = page.locator(f"#agents tr[data-id='{agent['id']}']")
+    expect(row).to_contain_text("Writes things down")
+    page.on("dialog", lambda dialog: dialog.accept())
+    row.locator("button.delete").click()
+    expect(row).to_have_count(0)
+    gone = httpx.get(f"{dev_server.url}/api/agents/{agent['id']}", headers=judy)
+    assert gone.status_code == 404
 
 
 def test_sign_in_with_an_api_key(page, signed_in_server):

@@ -11,9 +11,10 @@ const PAGE = 20;
 export async function taskList(params) {
   const status = params.get("status") || "";
   const token = params.get("page") || "";
+  const limit = params.get("limit") || String(PAGE);
   const filter = h("select", { id: "status-filter" }, h("option", { value: "" }, "any status"),
     STATUSES.map((s) => h("option", { value: s, selected: s === status }, s.replace("_", " "))));
-  filter.addEventListener("change", () => { location.hash = `#/tasks?status=${filter.value}`; });
+  filter.addEventListener("change", () => { location.hash = `#/tasks?${new URLSearchParams({ status: filter.value, limit })}`; });
   const slot = errorSlot();
   const body = h("tbody");
   const pager = h("div", { class: "pager" });
@@ -22,7 +23,7 @@ export async function taskList(params) {
     slot,
     h("table", { id: "tasks" }, h("thead", {}, h("tr", {}, ["Task", "Kind", "Status", "Created", "Exit"].map((t) => h("th", {}, t)))), body),
     pager);
-  const query = new URLSearchParams({ limit: String(PAGE) });
+  const query = new URLSearchParams({ limit });
   if (status) query.set("status", status);
   if (token) query.set("pageToken", token);
   try {
@@ -34,7 +35,7 @@ export async function taskList(params) {
     if (!page.tasks.length) body.append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No tasks.")));
     if (token) pager.append(h("button", { type: "button", class: "secondary", onclick: () => history.back() }, "Back"));
     if (page.nextPageToken) {
-      const next = new URLSearchParams({ page: page.nextPageToken, ...(status ? { status } : {}) });
+      const next = new URLSearchParams({ page: page.nextPageToken, limit, ...(status ? { status } : {}) });
       pager.append(h("button", { type: "button", class: "secondary", id: "next-page", onclick: () => { location.hash = `#/tasks?${next}`; } }, "Next page"));
     }
   } catch (error) {
