@@ -276,6 +276,7 @@ def test_create_an_agent_and_chat_one_turn_with_its_tool_call(
     page.screenshot(path=shots / "agent.png", full_page=True)
     page.click("#save-agent")
     expect(page.locator("#chat-with-agent")).to_be_visible()
+    expect(page.locator("main")).not_to_contain_text("null")
     page.click("#chat-with-agent")
     page.fill("#message", "What is 6 * 7?")
     page.click("#send")
@@ -347,12 +348,15 @@ def test_sign_in_with_an_api_key(page, signed_in_server):
     assert page.evaluate("localStorage.length") == 0
 
 
-def test_firebase_sign_in_is_offered_and_its_id_token_is_sent(page, signed_in_server, signing_key):
+def test_firebase_sign_in_is_offered_and_its_id_token_is_sent(
+    page, signed_in_server, signing_key, shots
+):
     """Google's sign-in cannot run offline: the user the Firebase SDK would have
     stored after it is put in the tab's session, and the console must send that
     user's ID token, which the API verifies."""
     page.goto(f"{signed_in_server.url}/console")
     expect(page.locator("#google-sign-in")).to_be_enabled()
+    page.screenshot(path=shots / "sign-in-google-or-key.png")
     policy = page.evaluate("document.body.dataset.authModes")
     assert policy == "apikey,firebase"
     token = signing_key.token(uid="hedy", email="hedy@example.com")

@@ -32,8 +32,9 @@ async function route() {
   for (const [pattern, render] of ROUTES) {
     const match = hash.match(pattern);
     if (match) {
-      await render(match, current.signal);
       refreshUsage();
+      // A task's or a conversation's page resolves only when its stream ends.
+      await render(match, current.signal);
       return;
     }
   }

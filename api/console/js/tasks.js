@@ -121,7 +121,10 @@ export async function taskPage(id, signal) {
     task = latest;
     badge.replaceChildren(statusBadge(task.status));
     cancel.hidden = TERMINAL.has(task.status);
-    if (!TERMINAL.has(task.status)) return;
+    if (!TERMINAL.has(task.status)) {
+      files.replaceChildren(h("p", { class: "muted" }, "Its files are listed when the task has ended."));
+      return;
+    }
     const result = task.result || {};
     if (typeof result.stdout === "string") stdout.textContent = result.stdout + (result.stdoutTruncated ? "\n[truncated]" : "");
     if (typeof result.stderr === "string") stderr.textContent = result.stderr + (result.stderrTruncated ? "\n[truncated]" : "");

@@ -17,7 +17,7 @@ export function h(tag, attrs = {}, ...children) {
 
 export function view(...children) {
   const main = document.getElementById("view");
-  main.replaceChildren(...children);
+  main.replaceChildren(...children.filter((c) => c !== null && c !== undefined));
   return main;
 }
 
