@@ -121,7 +121,8 @@ def sign_in_dev(page: Page, server: ApiServer, user: str) -> None:
 
 
 def run_code(page: Page, code: str, **fields: str) -> None:
-    page.goto(page.url.split("#")[0] + "#/run")
+    if not page.url.endswith("#/run"):
+        page.goto(page.url.split("#")[0] + "#/run")
     page.fill("#code", code)
     for field, value in fields.items():
         page.fill(f"#{field}", value)
@@ -245,9 +246,13 @@ def test_over_a_limit_the_console_says_when_to_retry(page, dev_server):
         dave.close()
 
 
-def test_an_output_file_downloads(page, dev_server, shots):
+def test_an_input_file_goes_in_and_an_output_file_downloads(page, dev_server, shots):
     sign_in_dev(page, dev_server, "erin")
-    run_code(page, "open('report.txt', 'w').write('forty-two\\n')")
+    page.goto(page.url.split("#")[0] + "#/run")
+    page.set_input_files(
+        "#files", files=[{"name": "words.txt", "mimeType": "text/plain", "buffer": b"forty-two"}]
+    )
+    run_code(page, "open('report.txt', 'w').write(open('words.txt').read() + '\\n')")
     expect(page.locator("#task-status")).to_have_text("completed", timeout=60 * SECONDS)
     with page.expect_download() as download:
         page.click("#files button.download[data-path='report.txt']")

@@ -31,10 +31,13 @@ async function failure(response) {
   return new ApiError(response.status, code, message, retry === null ? null : Number(retry));
 }
 
-/** fetch() with the caller's credentials; throws ApiError unless 2xx. */
-export async function request(path, { method = "GET", body, headers = {}, signal } = {}) {
+/** fetch() with the caller's credentials, a JSON `body` or `raw` bytes; throws ApiError unless 2xx. */
+export async function request(path, { method = "GET", body, raw, headers = {}, signal } = {}) {
   const init = { method, headers: { ...(await credentials()), ...headers }, signal };
-  if (body !== undefined) {
+  if (raw !== undefined) {
+    init.headers["Content-Type"] = "application/octet-stream";
+    init.body = raw;
+  } else if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }

@@ -1,6 +1,6 @@
 // Tasks: the list (status filter, paging), the run-code form, and a task's page with
 // its output arriving live over SSE.
-import { api, followEvents } from "./api.js";
+import { ApiError, api, followEvents } from "./api.js";
 import { fileList } from "./files.js";
 import { TERMINAL, action, errorSlot, h, showError, statusBadge, view, when } from "./ui.js";
 import { refreshUsage } from "./usage.js";
@@ -43,8 +43,23 @@ export async function taskList(params) {
   }
 }
 
-/** A File as the API's `files` value: text as a string, anything else as base64. */
+// Files up to this size go inline in the task (text, or base64); larger ones are
+// uploaded first (POST /api/uploads) and named by their upload id.
+const INLINE_FILE_BYTES = 64 * 1024;
+
+/** A File as the API's `files` value: text as a string, other bytes as base64, a
+ * large file as an upload. */
 async function fileValue(file) {
+  if (file.size > INLINE_FILE_BYTES) {
+    try {
+      const upload = await api("/api/uploads", { method: "POST", raw: file });
+      return { upload: upload.id };
+    } catch (error) {
+      if (error.status !== 404) throw error;
+      throw new ApiError(404, "uploads_unavailable",
+        `${file.name} is larger than ${INLINE_FILE_BYTES / 1024} KiB, and this deployment takes no uploads (POST /api/uploads): send a smaller file.`, null);
+    }
+  }
   const bytes = new Uint8Array(await file.arrayBuffer());
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
@@ -72,7 +87,7 @@ export function runForm(config) {
     h("label", { for: "code" }, "Code"), code,
     h("label", { for: "stdin" }, "Standard input"), stdin,
     h("label", { for: "files" }, "Files for /workspace"), files,
-    h("p", { class: "note" }, "Text files are sent as text, others as base64."),
+    h("p", { class: "note" }, "Small text files are sent as text, other small files as base64, larger ones as uploads."),
     h("label", { class: "inline" }, network, "Network access"),
     slot, button);
   form.addEventListener("submit", action(button, slot, async () => {
