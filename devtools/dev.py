@@ -28,7 +28,7 @@ def example_commands(port: str, executor: str = "local") -> str:
     """What `make dev` prints: commands that work exactly as printed (a test runs them)."""
     url = f"http://127.0.0.1:{port}"
     return f"""
-API on {url} (EXECUTOR={executor}). Try it:
+API on {url} (EXECUTOR={executor}), the web console on {url}/console. Try it:
 
   TASK=$(curl -s -X POST {url}/api/tasks -H 'X-User-Id: alice' \\
     -H 'Content-Type: application/json' \\
