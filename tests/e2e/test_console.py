@@ -339,7 +339,8 @@ def test_sign_in_with_an_api_key(page, signed_in_server):
     from api.adapters.firestore_store import FirestoreStore
     from api.services.auth import ApiKeyService
 
-    key, _ = ApiKeyService(FirestoreStore(PROJECT)).create("grace", "console test")
+    keys = ApiKeyService(FirestoreStore(PROJECT))
+    key, _ = keys.create("grace", "console test")
     page.goto(f"{signed_in_server.url}/console")
     page.fill("#api-key", "ak_" + "x" * 40)
     page.click("#api-key-sign-in button[type=submit]")
@@ -351,6 +352,13 @@ def test_sign_in_with_an_api_key(page, signed_in_server):
     stored = page.evaluate("JSON.parse(sessionStorage.getItem('console.credentials'))")
     assert stored == {"mode": "apikey", "key": key}
     assert page.evaluate("localStorage.length") == 0
+    # A key revoked while in use: the next call is refused and the console asks again.
+    keys.revoke("grace", key[:12])
+    page.goto(f"{signed_in_server.url}/console#/agents")
+    expect(page.locator(".signin .error")).to_contain_text("unauthenticated")
+    expect(page.locator("#api-key-sign-in")).to_be_visible()
+    expect(page.locator("#nav")).to_be_hidden()
+    assert page.evaluate("sessionStorage.getItem('console.credentials')") is None
 
 
 def test_firebase_sign_in_is_offered_and_its_id_token_is_sent(

@@ -9,6 +9,13 @@ export function useCredentials(headersFn) {
   credentials = headersFn;
 }
 
+let unauthenticated = null;
+
+/** Called once a signed-in caller's credential is refused (401): main.js signs in again. */
+export function onUnauthenticated(handler) {
+  unauthenticated = handler;
+}
+
 export class ApiError extends Error {
   constructor(status, code, message, retryAfter) {
     super(message);
@@ -48,7 +55,11 @@ export async function request(path, { method = "GET", body, raw, headers = {}, s
     if (error.name === "AbortError") throw error;
     throw new ApiError(0, "network_error", `The API could not be reached (${error.message}).`, null);
   }
-  if (!response.ok) throw await failure(response);
+  if (!response.ok) {
+    const error = await failure(response);
+    if (error.status === 401 && unauthenticated) unauthenticated(error);
+    throw error;
+  }
   return response;
 }
 

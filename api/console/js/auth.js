@@ -5,7 +5,7 @@
 // - firebase: Google sign-in through the Firebase JS SDK (vendored, loaded only in this
 //   mode), whose current ID token is sent as a Bearer credential.
 import { api, useCredentials } from "./api.js";
-import { action, errorSlot, h, showError, view } from "./ui.js";
+import { action, errorBox, errorSlot, h, showError, view } from "./ui.js";
 
 const STORED = "console.credentials";
 let firebase = null; // {sdk, auth} once loaded
@@ -81,15 +81,16 @@ export async function signOut() {
   useCredentials(async () => ({}));
 }
 
-/** The sign-in page: one form per mode the API accepts. Resolves when signed in. */
-export function signInView(config) {
+/** The sign-in page: one form per mode the API accepts, under `why` (an error that
+ * ended the last session), if any. Resolves when signed in. */
+export function signInView(config, why = null) {
   return new Promise((resolve) => {
     const forms = [];
     const done = (credential) => resolve(credential);
     if (config.authModes.includes("dev")) forms.push(devForm(done));
     if (config.authModes.includes("firebase")) forms.push(firebaseForm(config, done));
     if (config.authModes.includes("apikey")) forms.push(apiKeyForm(done));
-    view(h("div", { class: "signin" }, h("h1", {}, "Sign in"), ...forms));
+    view(h("div", { class: "signin" }, h("h1", {}, "Sign in"), why ? errorBox(why) : null, ...forms));
   });
 }
 

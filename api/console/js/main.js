@@ -1,6 +1,6 @@
 // The console's entry: read the deployment's public config, sign in, then route
 // by the URL's fragment (#/tasks, #/tasks/ID, #/run, #/agents, #/conversations/ID…).
-import { api } from "./api.js";
+import { api, onUnauthenticated } from "./api.js";
 import { agentForm, agentList } from "./agents.js";
 import { describe, restore, signInView, signOut } from "./auth.js";
 import { conversationList, conversationPage } from "./conversations.js";
@@ -42,11 +42,23 @@ async function route() {
 }
 
 function signedIn(credential) {
-  document.getElementById("nav").hidden = false;
-  document.getElementById("who").hidden = false;
+  setSignedIn(true);
   document.getElementById("who-name").textContent = describe(credential);
   window.addEventListener("hashchange", route);
+  // A credential refused later (a revoked key, an expired session): sign in again.
+  onUnauthenticated(async (error) => {
+    onUnauthenticated(null);
+    current.abort();
+    window.removeEventListener("hashchange", route);
+    await signOut();
+    setSignedIn(false);
+    signedIn(await signInView(config, error));
+  });
   route();
+}
+
+function setSignedIn(shown) {
+  for (const id of ["nav", "who", "usage"]) document.getElementById(id).hidden = !shown;
 }
 
 async function start() {
