@@ -2,7 +2,7 @@
 Playwright), against real API servers with the emulator, real runners and real
 bubblewrap, and the scripted Messages API as Anthropic.
 
-One browser for the whole module; each test has its own page. Screenshots of the
+One browser for the whole session; each test has its own page (a fresh context). Screenshots of the
 main pages go to a temporary directory, or to docs/console/ (the README shows them)
 with UPDATE_SCREENSHOTS=1.
 """
@@ -49,7 +49,7 @@ def shots(tmp_path_factory):
     return tmp_path_factory.mktemp("screenshots")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser():
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
