@@ -19,7 +19,17 @@ MAX_WAIT_SECONDS = 60
 MAX_HELD_REQUESTS = 12
 
 # Input limits keep a task document well under Firestore's 1 MiB document limit.
+# MAX_BODY_BYTES is every route's body limit unless the route sets its own
+# (api/routes/common.py body_limit).
 MAX_BODY_BYTES = 1024 * 1024
+# The runner's reports have limits of their own, sized by what a runner sends at most:
+# a claim is a few ids; an events batch is <= 100 events of <= 8 KiB of output each,
+# which JSON escaping can grow ~6x; a result carries both streams (128 KiB each, also
+# escaped), inline file contents and its last events batch. All under Cloud Run's
+# 32 MiB HTTP/1 request cap.
+MAX_RUNNER_CLAIM_BYTES = 64 * 1024
+MAX_RUNNER_EVENTS_BYTES = 8 * 1024 * 1024
+MAX_RUNNER_RESULT_BYTES = 16 * 1024 * 1024
 MAX_CODE_BYTES = 100 * 1024
 MAX_STDIN_BYTES = 100 * 1024
 MAX_FILES = 20

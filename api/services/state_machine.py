@@ -21,7 +21,7 @@ from typing import Any
 
 from api.adapters.firestore_store import USAGE, Change, FirestoreStore, Reader
 from api.services.conversation_turns import conversation_turn_ended
-from api.services.quotas import QUOTAS
+from api.services.quotas import QUOTAS, quota_doc_id
 
 
 class TaskStatus(StrEnum):
@@ -99,7 +99,7 @@ class TaskStateMachine:
                 counters["sandboxMs"] = duration
             change.increments.append((USAGE, f"{task['owner']}_{day}", counters))
             # The task's share of its owner's active-task quota is given back.
-            change.increments.append((QUOTAS, task["owner"], {"activeTasks": -1}))
+            change.increments.append((QUOTAS, quota_doc_id(task["owner"]), {"activeTasks": -1}))
             if task.get("conversationId") and read is not None:
                 # The reply joins the conversation in the transaction that settles the
                 # turn's task, so a reply is never lost nor written twice.
