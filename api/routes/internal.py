@@ -37,6 +37,7 @@ def _spec(task: dict) -> dict:
         "input": task["input"],
         "limits": {
             "maxOutputBytes": settings.max_output_bytes,
+            "diskMb": settings.task_disk_mb,
             "network": bool(task["input"].get("network")) and settings.allow_task_network,
             "heartbeatSeconds": config.HEARTBEAT_INTERVAL_SECONDS,
         },
