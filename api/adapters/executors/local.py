@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 from api.adapters.executors.base import DispatchError, ExecutionState, Launched
@@ -60,6 +61,7 @@ class LocalExecutor:
         self.on_exit = on_exit
         self._lock = threading.Lock()
         self._running: dict[str, subprocess.Popen] = {}
+        self._watchers: dict[str, threading.Thread] = {}
         self._counter = 0
         self._prefix = f"local-{socket.gethostname()}-{os.getpid()}"
         remove_orphaned_runner_dirs()
@@ -102,12 +104,15 @@ class LocalExecutor:
             raise DispatchError(f"cannot start the job-runner: {error}", retryable=False) from error
         with self._lock:
             self._running[name] = process
-        threading.Thread(
+        watcher = threading.Thread(
             target=self._watch,
             args=(task_id, name, process, runner_dir),
             name=f"watch-{name}",
             daemon=True,
-        ).start()
+        )
+        with self._lock:
+            self._watchers[name] = watcher
+        watcher.start()
         log.info("launched local runner %s (pid %d)", name, process.pid, extra={"task_id": task_id})
         return Launched(name=name, details={"pid": process.pid})
 
@@ -118,6 +123,7 @@ class LocalExecutor:
         remove_runner_leftovers(task_id, runner_dir)
         with self._lock:
             self._running.pop(name, None)
+            self._watchers.pop(name, None)
         log.info("local runner %s exited with %d", name, code, extra={"task_id": task_id})
         if self.on_exit is not None:
             self.on_exit(task_id, name, code)
@@ -156,8 +162,13 @@ class LocalExecutor:
     def qualify_execution(self, reported: str) -> str:
         return reported  # local runners are given their full name
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait_seconds: float = 5.0) -> None:
+        """Kill the runners, and give their watchers a moment to remove what they left."""
         with self._lock:
             names = list(self._running)
+            watchers = list(self._watchers.values())
         for name in names:
             self.cancel(name)
+        deadline = time.monotonic() + wait_seconds
+        for watcher in watchers:
+            watcher.join(max(0.0, deadline - time.monotonic()))
