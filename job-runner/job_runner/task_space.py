@@ -37,6 +37,10 @@ def enter_private_mounts() -> bool:
     """As root, before any thread starts: a mount namespace of the runner's own, whose
     mounts do not propagate to the host. False (and one log line) where not allowed."""
     if os.geteuid() != 0:
+        log.warning(
+            "the runner is not root: task files go to the host's disk, bounded per file "
+            "(RLIMIT_FSIZE), not per task"
+        )
         return False
     ctypes, libc = _libc()
     if libc.unshare(CLONE_NEWNS) != 0 or libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None):
