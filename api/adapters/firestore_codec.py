@@ -15,6 +15,7 @@ Documents written before this change hold the maps as maps; they still read.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 TASKS = "tasks"
@@ -35,15 +36,57 @@ def _kind(path: str) -> str | None:
     return None
 
 
+# Inside strings only `"` and `\` are escaped, and lone surrogates (JSON allows them,
+# UTF-8 and so Firestore do not). The standard encoder also writes each control
+# character as a 6-byte `\u00XX`: a program printing 128 KiB of them would have made
+# its result 6 times larger than its output, past Firestore's 1 MiB document limit.
+# `json.loads(strict=False)` reads raw control characters back.
+_ESCAPED = re.compile(r'["\\\ud800-\udfff]')
+
+
+def _escape(match: re.Match) -> str:
+    char = match.group()
+    return "\\" + char if char in '"\\' else f"\\u{ord(char):04x}"
+
+
+def _string(text: str) -> str:
+    return '"' + _ESCAPED.sub(_escape, text) + '"'
+
+
+def _dump(value: Any, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(_string(value))
+    elif isinstance(value, dict):
+        out.append("{")
+        for n, (key, item) in enumerate(value.items()):
+            out.append("," if n else "")
+            out.append(_string(key if isinstance(key, str) else json.dumps(key)) + ":")
+            _dump(item, out)
+        out.append("}")
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for n, item in enumerate(value):
+            out.append("," if n else "")
+            _dump(item, out)
+        out.append("]")
+    else:
+        out.append(json.dumps(value))  # numbers, booleans, null
+
+
 def dump_json(value: Any) -> str:
-    """Compact JSON, UTF-8 text where it can be; lone surrogates (which JSON allows but
-    UTF-8, and so Firestore, does not) are kept as \\u escapes."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = json.dumps(value, separators=(",", ":"))
-    return text
+    """`value` as compact JSON text that Firestore can store (see _ESCAPED)."""
+    out: list[str] = []
+    _dump(value, out)
+    return "".join(out)
+
+
+def load_json(text: str) -> Any:
+    return json.loads(text, strict=False)
+
+
+def stored_size(value: Any) -> int:
+    """Bytes `value` takes stored as one of these strings."""
+    return len(dump_json(value).encode("utf-8"))
 
 
 def encode(path: str, data: dict) -> dict:
@@ -69,7 +112,7 @@ def decode(path: str, stored: dict | None) -> dict | None:
     for name, stored_name in fields.items():
         if stored_name in data:
             text = data.pop(stored_name)
-            data[name] = None if text is None else json.loads(text)
+            data[name] = None if text is None else load_json(text)
     return data
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from api.adapters.firestore_store import USAGE, Change, FirestoreStore, Reader
 from api.services.conversation_turns import conversation_turn_ended
 from api.services.quotas import QUOTAS, quota_doc_id
+from api.services.result_fit import fit_result
 
 
 class TaskStatus(StrEnum):
@@ -271,7 +272,7 @@ class TaskStateMachine:
                 return None
             kept, truncated = _fit_events(task, list(events), max_events)
             change = self._status_change(
-                task, status, now, read, result=result, error=error, checkAt=None
+                task, status, now, read, result=fit_result(task, result), error=error, checkAt=None
             )
             change.events[:0] = kept
             if truncated:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.adapters.firestore_codec import decode, document_id, encode
+from api.adapters.firestore_codec import decode, document_id, encode, stored_size
 
 
 def test_a_tasks_input_and_result_are_stored_as_json_strings():
@@ -39,8 +39,16 @@ def test_documents_written_before_the_codec_still_read():
 
 def test_a_lone_surrogate_is_kept_as_an_escape():
     stored = encode("tasks/t1/events/0000000001", {"data": {"\ud800": "é"}})
-    assert stored["dataJson"].isascii()
+    stored["dataJson"].encode("utf-8")  # storable: no lone surrogate left in it
     assert decode("tasks/t1/events/0000000001", stored)["data"] == {"\ud800": "é"}
+
+
+def test_control_characters_are_stored_as_they_are_not_six_times_larger():
+    text = "\x00\x01\x1f\n\t" * 1000 + '"\\'
+    assert stored_size(text) == len(text) + 2 + 2  # the quotes around it, two escapes
+    assert decode("tasks/t1", encode("tasks/t1", {"result": {"stdout": text}})) == {
+        "result": {"stdout": text}
+    }
 
 
 def test_reserved_document_ids_are_escaped_and_stay_distinct():
