@@ -63,7 +63,8 @@ def _v2_parent(own: str) -> str | None:
     mount = ROOT if os.path.exists(f"{ROOT}/cgroup.controllers") else f"{ROOT}/unified"
     here = mount + own.rstrip("/")
     try:
-        if "memory" not in _read(f"{here}/cgroup.controllers").split():
+        available = _read(f"{here}/cgroup.controllers").split()
+        if "memory" not in available:
             return None
         enabled = _read(f"{here}/cgroup.subtree_control").split()
         if "memory" not in enabled:
@@ -74,7 +75,7 @@ def _v2_parent(own: str) -> str | None:
             leaf = f"{here}/runner"
             os.makedirs(leaf, exist_ok=True)
             _write(f"{leaf}/cgroup.procs", "0")
-            wanted = [c for c in ("memory", "pids") if c in _read(f"{here}/cgroup.controllers")]
+            wanted = [c for c in ("memory", "pids") if c in available]
             _write(f"{here}/cgroup.subtree_control", " ".join(f"+{c}" for c in wanted))
     except OSError:
         return None
