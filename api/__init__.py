@@ -26,6 +26,7 @@ class Services:
     llm_proxy: object
     auth: object
     api_keys: object
+    files: object
 
 
 def create_app(
@@ -33,25 +34,29 @@ def create_app(
     *,
     store=None,
     executor=None,
+    file_store=None,
     start_background: bool | None = None,
 ) -> Flask:
-    """Build the app. Tests pass `settings`, `store` or `executor` to override the
+    """Build the app. Tests pass `settings`, `store`, `executor` or `file_store` to override the
     ones the environment would choose. The background dispatcher starts unless
     `start_background` is False, or the app is built for a `flask` CLI command
     (`flask --app api keys ...`; see api/cli.py)."""
     from api import cli, errors
     from api.adapters.executors import make_executor
+    from api.adapters.file_store import GcsFileStore
     from api.adapters.firebase_certs import FirebaseCerts
     from api.adapters.firestore_store import FirestoreStore
     from api.adapters.llm import AnthropicUpstream
     from api.logging_setup import configure_logging
     from api.routes import agents as agent_routes
     from api.routes import conversations as conversation_routes
-    from api.routes import health, internal, openapi, tasks
+    from api.routes import files as file_routes
+    from api.routes import health, internal, internal_files, openapi, tasks
     from api.services.agents import AgentService
     from api.services.auth import ApiKeyService, Authenticator, FirebaseTokenVerifier
     from api.services.conversations import ConversationService
     from api.services.dispatcher import Dispatcher
+    from api.services.files import FileService
     from api.services.llm_proxy import LlmProxy
     from api.services.quotas import TaskQuota
     from api.services.state_machine import IN_FLIGHT, TaskStateMachine
@@ -121,6 +126,11 @@ def create_app(
         user_daily_token_budget=settings.user_daily_token_budget,
     )
     api_keys = ApiKeyService(store)
+    files = FileService(
+        store,
+        file_store or GcsFileStore(settings.files_bucket, settings.project),
+        max_upload_bytes=settings.max_upload_bytes,
+    )
     firebase = FirebaseTokenVerifier(settings.project, FirebaseCerts(settings.firebase_certs_url))
     auth = Authenticator(settings.auth_modes, firebase=firebase, api_keys=api_keys)
     app.extensions["agent_platform"] = Services(
@@ -131,10 +141,11 @@ def create_app(
         tasks=task_service,
         watch=watch,
         agents=agents,
-        conversations=ConversationService(store, task_service, agents),
+        conversations=ConversationService(store, task_service, agents, files),
         llm_proxy=llm_proxy,
         auth=auth,
         api_keys=api_keys,
+        files=files,
     )
 
     errors.init_app(app)
@@ -142,6 +153,8 @@ def create_app(
     app.register_blueprint(health.bp)
     app.register_blueprint(tasks.bp)
     app.register_blueprint(internal.bp)
+    app.register_blueprint(internal_files.bp)
+    app.register_blueprint(file_routes.bp)
     app.register_blueprint(agent_routes.bp)
     app.register_blueprint(conversation_routes.bp)
     app.register_blueprint(openapi.bp)

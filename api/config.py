@@ -45,6 +45,23 @@ LIST_PAGE_DEFAULT, LIST_PAGE_MAX = 20, 100
 MAX_EVENTS_PER_TASK = 2000
 MAX_EVENT_BATCH = 100
 
+# Files and workspaces (DESIGN section 11).
+FILES_BUCKET = "agent-files"  # the local default: `make dev` creates it in the emulator
+MAX_UPLOAD_BYTES = 256 * 1024 * 1024
+UPLOAD_TTL_HOURS = 24
+MAX_INLINE_FILE_BYTES = 8192  # a small UTF-8 output file's content stays in the result
+MAX_INLINE_TOTAL_BYTES = 65536
+MAX_OUTPUT_FILES = 500
+MAX_OUTPUT_FILE_BYTES = 1024 * 1024 * 1024
+MAX_OUTPUT_TOTAL_BYTES = 2 * 1024 * 1024 * 1024
+MAX_OUTPUT_PATH_CHARS = 1000
+MAX_SKIPPED_LISTED = 100
+# What one runner request may carry: Cloud Run caps an HTTP/1 request at 32 MiB
+# (https://cloud.google.com/run/quotas#cloud_run_limits), so bigger files are chunked.
+MAX_RUNNER_CHUNK_BYTES = 32 * 1024 * 1024
+# A conversation's workspace, unpacked (its hidden engine directory included).
+MAX_WORKSPACE_BYTES = 1024 * 1024 * 1024
+
 
 # Agents (DESIGN 6.3). The allow-list starts with current models that the installed
 # anthropic SDK knows and does not list as deprecated (a unit test checks this);
@@ -142,6 +159,10 @@ class Settings:
     user_daily_token_budget: int = USER_DAILY_TOKEN_BUDGET
     max_active_tasks_per_user: int = MAX_ACTIVE_TASKS_PER_USER
     max_tasks_per_user_per_day: int = MAX_TASKS_PER_USER_PER_DAY
+    files_bucket: str = FILES_BUCKET
+    storage_emulator_host: str | None = None
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
+    max_workspace_bytes: int = MAX_WORKSPACE_BYTES
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -198,6 +219,8 @@ class Settings:
             max_tasks_per_user_per_day=_int_env(
                 "MAX_TASKS_PER_USER_PER_DAY", MAX_TASKS_PER_USER_PER_DAY
             ),
+            files_bucket=_env("FILES_BUCKET", FILES_BUCKET),
+            storage_emulator_host=_env("STORAGE_EMULATOR_HOST"),
         )
         if key is not None:
             settings = replace(settings, task_token_key=key.encode())

@@ -31,6 +31,7 @@ def submit():
     key = request.headers.get("Idempotency-Key")
     if kind == "code":
         spec = validate(CodeTaskInput, body)
+        services().files.check_uploads(user, spec.uploads())  # 404 before any task exists
         task, _ = services().tasks.submit(user, "code", spec.public(), key)
     elif kind == "agent":
         task = services().conversations.submit_agent_task(user, validate(AgentTaskInput, body), key)

@@ -31,6 +31,7 @@ from api.services.conversation_turns import (
     message_path,
     new_message_id,
 )
+from api.services.files import FileService
 from api.services.state_machine import TERMINAL, utcnow
 from api.services.tasks import TaskService, rfc3339
 
@@ -70,10 +71,11 @@ def render_conversation(conversation: dict) -> dict:
 
 
 class ConversationService:
-    def __init__(self, store, tasks: TaskService, agents: AgentService) -> None:
+    def __init__(self, store, tasks: TaskService, agents: AgentService, files: FileService) -> None:
         self.store = store
         self.tasks = tasks
         self.agents = agents
+        self.files = files
 
     # -- agent tasks -------------------------------------------------------------
 
@@ -159,6 +161,9 @@ class ConversationService:
         if conversation.get("activeTaskId"):
             self.tasks.cancel(owner, conversation["activeTaskId"])
         self.store.delete_tree(conversation_path(conversation_id), (MESSAGES,))
+        # Its workspace snapshots go with it (after the record: a snapshot nothing
+        # points to is harmless, a record pointing to nothing is not).
+        self.files.delete_conversation(conversation_id)
 
     def post_message(
         self, owner: str, conversation_id: str, text: str, idempotency_key: str | None = None

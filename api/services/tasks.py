@@ -64,10 +64,18 @@ def render_task(task: dict) -> dict:
         "startedAt": rfc3339(task.get("startedAt")),
         "finishedAt": rfc3339(task.get("finishedAt")),
         "input": task["input"],
-        "result": task.get("result"),
+        "result": _public_result(task.get("result")),
         "error": task.get("error"),
         "execution": execution,
     }
+
+
+def _public_result(result: dict | None) -> dict | None:
+    """The result without the runner's object indexes of its files."""
+    if not result or not result.get("files"):
+        return result
+    files = [{k: v for k, v in entry.items() if k != "stored"} for entry in result["files"]]
+    return {**result, "files": files}
 
 
 def render_event(event: dict) -> dict:

@@ -15,19 +15,28 @@ from __future__ import annotations
 import functools
 import os
 import random
-import shutil
 import threading
 import time
 
+from job_runner.file_channel import TransferFailed
 from job_runner.logs import log
+from job_runner.outputs import remove_tree
 from job_runner.sandbox import Limits
+from job_runner.task_files import (
+    InputsUnavailable,
+    WorkspaceTooLarge,
+    restore_workspace,
+    save_workspace,
+    store_outputs,
+)
 from job_runner.tools import Toolbox, clip
-from job_runner.workspace import collect_output_files, make_private_dir, prepare_workspace
+from job_runner.workspace import make_private_dir, prepare_workspace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from job_runner.file_channel import FileChannel
     from job_runner.sandbox import Sandbox
 
     Emit = Callable[[str, dict | str], None]
@@ -60,7 +69,13 @@ class _Stop(Exception):
 
 
 def run_agent_task(
-    spec: dict, sandbox: Sandbox, api_url: str, token: str, emit: Emit, cancel: threading.Event
+    spec: dict,
+    sandbox: Sandbox,
+    api_url: str,
+    token: str,
+    emit: Emit,
+    cancel: threading.Event,
+    channel: FileChannel | None = None,
 ) -> tuple[str, dict | None, dict | None]:
     """Returns (status, result, error) as the API's result endpoint takes them.
 
@@ -72,7 +87,13 @@ def run_agent_task(
     root = make_private_dir(os.environ.get("TMPDIR", "/tmp"), "agent-")
     try:
         os.chmod(root, 0o711)  # the sandbox uid must reach the workspace below it
-        workspace, _owner = prepare_workspace(root)
+        workspace, owner = prepare_workspace(root)
+        if channel is not None:
+            try:
+                restore_workspace(spec, channel, root, workspace, owner)
+            except (InputsUnavailable, OSError) as problem:
+                message = f"The conversation's workspace could not be restored: {problem}"
+                return "failed", None, {"code": "storage_unavailable", "message": message[:2000]}
         limits = Limits(
             wall_seconds=TOOL_TIMEOUT_SECONDS,
             memory_mb=task_input["memoryMb"],
@@ -89,10 +110,28 @@ def run_agent_task(
             status, error = loop.run()
         finally:
             client.close()
-        result = {**loop.result(), "files": collect_output_files(workspace)}
+        result = loop.result()
+        if status == "completed" and channel is not None and not cancel.is_set():
+            status, error = _save(spec, channel, root, workspace, result)
+        result.update(store_outputs(spec, channel, workspace))
         return status, result, error
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        remove_tree(root)
+
+
+def _save(spec, channel, root: str, workspace: str, result: dict):
+    """Snapshot the workspace for the conversation's next turn; a workspace over its
+    limit fails the turn (and the conversation keeps its previous snapshot)."""
+    try:
+        snapshot = save_workspace(spec, channel, root, workspace)
+    except WorkspaceTooLarge as problem:
+        return "failed", {"code": "workspace_too_large", "message": str(problem)}
+    except (TransferFailed, OSError) as problem:
+        message = f"The workspace could not be saved: {problem}"[:2000]
+        return "failed", {"code": "storage_unavailable", "message": message}
+    if snapshot is not None:
+        result["workspace"] = snapshot
+    return "completed", None
 
 
 def _make_client(api_url: str, token: str):

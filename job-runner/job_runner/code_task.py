@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import os
-import shutil
 
+from job_runner.outputs import remove_tree
 from job_runner.sandbox import Limits
-from job_runner.workspace import (
-    collect_output_files,
-    make_private_dir,
-    prepare_workspace,
-    write_input_files,
-)
+from job_runner.task_files import InputsUnavailable, store_outputs, write_inputs
+from job_runner.workspace import make_private_dir, prepare_workspace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import threading
 
+    from job_runner.file_channel import FileChannel
     from job_runner.sandbox import Sandbox
 
 PROGRAMS = {
@@ -25,8 +22,19 @@ PROGRAMS = {
 }
 
 
+def storage_unavailable(problem: Exception) -> dict:
+    return {
+        "code": "storage_unavailable",
+        "message": f"The task's input files could not be fetched: {problem}"[:2000],
+    }
+
+
 def run_code_task(
-    spec: dict, sandbox: Sandbox, on_output, cancel: threading.Event
+    spec: dict,
+    sandbox: Sandbox,
+    on_output,
+    cancel: threading.Event,
+    channel: FileChannel | None = None,
 ) -> tuple[str, dict | None, dict | None]:
     """Returns (status, result, error) as the API's result endpoint takes them."""
     task_input = spec["input"]
@@ -42,7 +50,10 @@ def run_code_task(
             program.write(task_input["code"])
         os.chmod(os.path.join(program_dir, filename), 0o644)
         workspace, uid = prepare_workspace(root)
-        write_input_files(workspace, task_input.get("files") or {}, uid)
+        try:
+            write_inputs(spec, channel, workspace, uid)
+        except InputsUnavailable as problem:
+            return "failed", None, storage_unavailable(problem)
         outcome = sandbox.run(
             command,
             Limits(
@@ -64,7 +75,7 @@ def run_code_task(
             "stdoutTruncated": outcome.stdout_truncated,
             "stderrTruncated": outcome.stderr_truncated,
             "durationMs": outcome.duration_ms,
-            "files": collect_output_files(workspace),
+            **store_outputs(spec, channel, workspace),
         }
         if outcome.timed_out:
             return (
@@ -77,4 +88,4 @@ def run_code_task(
             )
         return "completed", result, None
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        remove_tree(root)
