@@ -61,7 +61,10 @@ def init_app(app: Flask) -> None:
         code = _HTTP_CODES.get(status, "error")
         message = error.description or error.name
         if status == 413:
-            message = f"Request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes."
+            from flask import request
+
+            limit = request.max_content_length or app.config["MAX_CONTENT_LENGTH"]
+            message = f"Request body is larger than {limit} bytes."
         return _response(status, code, message)
 
     @app.errorhandler(Exception)

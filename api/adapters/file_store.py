@@ -130,25 +130,33 @@ class GcsFileStore:
         :raises StorageUnavailable: the bucket cannot be reached.
         """
         reader = _HashingReader(stream, limit)
-        first = reader.read(UPLOAD_CHUNK_BYTES)
+        # Read in small pieces: a WSGI server's input stream copies what one read
+        # asks for a few times over (gunicorn's Body buffers it in a BytesIO).
+        head: list[bytes] = []
+        while sum(map(len, head)) < UPLOAD_CHUNK_BYTES and (piece := reader.read(READ_CHUNK_BYTES)):
+            head.append(piece)
+        small = sum(map(len, head)) < UPLOAD_CHUNK_BYTES
         blob = self.bucket.blob(name)
         if temporary:
             # The lifecycle backstop deletes it a day after this if nobody does first.
             blob.custom_time = datetime.now(UTC)
 
         def upload() -> None:
-            if len(first) < UPLOAD_CHUNK_BYTES:
-                # Small: one multipart request.
+            if small:  # one multipart request
                 blob.upload_from_string(
-                    first, content_type=content_type, retry=self._retry(), timeout=REQUEST_TIMEOUT
+                    b"".join(head),
+                    content_type=content_type,
+                    retry=self._retry(),
+                    timeout=REQUEST_TIMEOUT,
                 )
                 return
             with blob.open(
                 "wb", chunk_size=UPLOAD_CHUNK_BYTES, content_type=content_type, retry=self._retry()
             ) as out:
-                out.write(first)
-                while chunk := reader.read(UPLOAD_CHUNK_BYTES):
-                    out.write(chunk)
+                while head:
+                    out.write(head.pop(0))
+                while piece := reader.read(READ_CHUNK_BYTES):
+                    out.write(piece)
 
         self._call(upload)
         return StoredObject(name, reader.size, reader.digest.hexdigest())

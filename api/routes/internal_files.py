@@ -34,7 +34,9 @@ def _piece_args() -> tuple[int, int]:
 
 
 def _receive(task: dict, target: str, max_parts: int, always_join: bool = False):
-    request.max_content_length = config.MAX_RUNNER_CHUNK_BYTES
+    # One byte more than a piece may hold: werkzeug refuses a stream that reaches its
+    # limit, and a piece of exactly the limit is fine (the store enforces the limit).
+    request.max_content_length = config.MAX_RUNNER_CHUNK_BYTES + 1
     length = request.content_length
     if length is not None and length > config.MAX_RUNNER_CHUNK_BYTES:
         raise ApiError(

@@ -129,3 +129,121 @@ def test_another_user_gets_404_on_every_file_route(alice, bob):
         f"/api/conversations/{conversation['id']}/files/f.txt",
     ):
         assert bob.http.get(path).status_code == 404, path
+
+
+def test_a_non_utf8_file_name_is_skipped_and_the_result_kept(alice):
+    task = alice.run(code='open(b"/workspace/bad\\xff", "w").write("x")\nprint("done")')
+    assert task["status"] == "completed", task
+    assert task["result"]["exitCode"] == 0
+    assert task["result"]["stdout"] == "done\n"
+    assert task["result"]["skipped"] == [{"path": "bad\\xff", "reason": "name_not_utf8"}]
+
+
+def test_1100_nested_directories_are_skipped_below_the_depth_limit(alice, tmp_path):
+    code = (
+        "import os\n"
+        "for _ in range(1100):\n"
+        "    os.mkdir('d'); os.chdir('d')\n"
+        "open('deep.txt', 'w').write('deep')\n"
+        "print('nested')\n"
+    )
+    task = alice.run(code=code)
+    assert task["status"] == "completed", task
+    assert task["result"]["stdout"] == "nested\n"
+    (skipped,) = task["result"]["skipped"]
+    assert skipped["reason"].startswith("too_deep")
+
+
+def test_a_path_over_1000_characters_is_skipped(alice):
+    code = (
+        "import os\n"
+        "path = '/'.join(['x' * 200] * 6)\n"
+        "os.makedirs(path)\n"
+        "open(path + '/f.txt', 'w').write('long')\n"
+        "open('short.txt', 'w').write('kept')\n"
+    )
+    task = alice.run(code=code)
+    assert task["status"] == "completed", task
+    assert [f["path"] for f in task["result"]["files"]] == ["short.txt"]
+    (skipped,) = task["result"]["skipped"]
+    assert skipped["reason"].startswith("path_too_long")
+
+
+def test_fifos_sockets_and_unreadable_files_are_skipped_or_kept(alice):
+    code = (
+        "import os, socket\n"
+        "os.mkfifo('fifo')\n"
+        "socket.socket(socket.AF_UNIX).bind('sock')\n"
+        "open('secret.txt', 'w').write('s'); os.chmod('secret.txt', 0)\n"
+        "os.symlink('/nowhere', 'dangling')\n"
+    )
+    task = alice.run(code=code)
+    assert task["status"] == "completed", task
+    reasons = {s["path"]: s["reason"] for s in task["result"]["skipped"]}
+    assert reasons == {
+        "fifo": "not_a_regular_file: fifo",
+        "sock": "not_a_regular_file: socket",
+    }
+    kept = {f["path"]: f for f in task["result"]["files"]}
+    assert kept["dangling"]["symlink"] is True
+    assert kept["secret.txt"]["content"] == "s"  # the runner reads what the program hid
+
+
+def _server_peak_rss_kib(server) -> int:
+    """The peak resident memory (VmHWM) of the API server's worker process."""
+    with open(f"/proc/{server.process.pid}/task/{server.process.pid}/children") as f:
+        (worker,) = f.read().split()
+    with open(f"/proc/{worker}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+FIFTY_MIB = 50 * 1024 * 1024
+# What streaming may cost beside the bytes: a resumable upload's 8 MiB chunk, a few
+# 1 MiB read pieces and the allocator's slack. Buffering the file would cost 50 MiB+.
+RSS_BOUND_KIB = 24 * 1024
+
+
+def test_50_mib_upload_and_output_leave_the_api_memory_nearly_flat(api_server, alice):
+    warm = alice.run(code="open('w.bin', 'wb').write(b'w' * 4096)")
+    alice.http.get(f"/api/tasks/{warm['id']}/files/w.bin")
+    alice.http.post(
+        "/api/uploads", content=b"w" * 4096, headers={"Content-Type": "application/octet-stream"}
+    )
+    before = _server_peak_rss_kib(api_server)
+
+    def chunks():
+        block = bytes(range(256)) * 4096  # 1 MiB
+        for _ in range(50):
+            yield block
+
+    upload = alice.http.post(
+        "/api/uploads", content=chunks(), headers={"Content-Type": "application/octet-stream"}
+    )
+    assert upload.status_code == 201, upload.text
+    assert upload.json()["size"] == FIFTY_MIB
+    code = (
+        "import hashlib\n"
+        "data = open('in.bin', 'rb').read()\n"
+        "print(hashlib.sha256(data).hexdigest())\n"
+        "open('out.bin', 'wb').write(data[::-1])\n"
+    )
+    task = alice.run(code=code, files={"in.bin": {"upload": upload.json()["id"]}}, memoryMb=1024)
+    assert task["status"] == "completed", task
+    assert task["result"]["stdout"].strip() == upload.json()["sha256"]
+    files = {f["path"]: f for f in task["result"]["files"]}
+    assert "out.bin" in files, task["result"]
+    entry = files["out.bin"]
+    assert entry["size"] == FIFTY_MIB
+    digest, size = hashlib.sha256(), 0
+    with alice.http.stream("GET", f"/api/tasks/{task['id']}/files/out.bin") as reply:
+        assert reply.status_code == 200
+        for piece in reply.iter_bytes():
+            digest.update(piece)
+            size += len(piece)
+    assert size == FIFTY_MIB and digest.hexdigest() == entry["sha256"]
+    grown = _server_peak_rss_kib(api_server) - before
+    print(f"API peak RSS grew by {grown} KiB for a 50 MiB upload, input, output and download")
+    assert grown < RSS_BOUND_KIB
