@@ -46,6 +46,7 @@ MAX_EVENTS_PER_TASK = 2000
 MAX_EVENT_BATCH = 100
 
 # Files and workspaces (DESIGN section 11).
+MIB = 1024 * 1024
 FILES_BUCKET = "agent-files"  # the local default: `make dev` creates it in the emulator
 MAX_UPLOAD_BYTES = 256 * 1024 * 1024
 UPLOAD_TTL_HOURS = 24
@@ -221,6 +222,8 @@ class Settings:
             ),
             files_bucket=_env("FILES_BUCKET", FILES_BUCKET),
             storage_emulator_host=_env("STORAGE_EMULATOR_HOST"),
+            max_upload_bytes=_int_env("MAX_UPLOAD_MB", MAX_UPLOAD_BYTES // MIB) * MIB,
+            max_workspace_bytes=_int_env("MAX_WORKSPACE_MB", MAX_WORKSPACE_BYTES // MIB) * MIB,
         )
         if key is not None:
             settings = replace(settings, task_token_key=key.encode())
