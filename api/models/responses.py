@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.models.agents import AgentTaskInput, ToolName
-from api.models.runner import AgentResult, RunnerResult
+from api.models.runner import AgentResult, OutputFile, RunnerResult, SkippedFile
 from api.models.tasks import CodeTaskInput
 
 TaskStatusName = Literal[
@@ -168,6 +168,22 @@ class CompatConversationReply(Contract):
     error: ErrorDetail | None
 
 
+class Upload(Contract):
+    """Bytes stored by `POST /api/uploads`, for a task's `files` as `{"upload": id}`."""
+
+    id: str
+    size: int
+    sha256: str
+    expires_at: datetime = Field(alias="expiresAt")
+
+
+class FileListing(Contract):
+    """A task's (or a conversation's current workspace's) files, and what was skipped."""
+
+    files: list[OutputFile]
+    skipped: list[SkippedFile]
+
+
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     ErrorResponse,
     Health,
@@ -182,4 +198,6 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     ConversationWithMessages,
     MessageAccepted,
     CompatConversationReply,
+    Upload,
+    FileListing,
 )
