@@ -128,7 +128,12 @@ def create_app(
     api_keys = ApiKeyService(store)
     files = FileService(
         store,
-        file_store or GcsFileStore(settings.files_bucket, settings.project),
+        file_store
+        or GcsFileStore(
+            settings.files_bucket,
+            settings.project,
+            retry_seconds=settings.storage_retry_seconds,
+        ),
         max_upload_bytes=settings.max_upload_bytes,
     )
     firebase = FirebaseTokenVerifier(settings.project, FirebaseCerts(settings.firebase_certs_url))

@@ -60,6 +60,8 @@ MAX_SKIPPED_LISTED = 100
 # What one runner request may carry: Cloud Run caps an HTTP/1 request at 32 MiB
 # (https://cloud.google.com/run/quotas#cloud_run_limits), so bigger files are chunked.
 MAX_RUNNER_CHUNK_BYTES = 32 * 1024 * 1024
+# How long one Cloud Storage call retries transient errors before the API answers 503.
+STORAGE_RETRY_SECONDS = 10.0
 # A conversation's workspace, unpacked (its hidden engine directory included).
 MAX_WORKSPACE_BYTES = 1024 * 1024 * 1024
 
@@ -164,6 +166,7 @@ class Settings:
     storage_emulator_host: str | None = None
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     max_workspace_bytes: int = MAX_WORKSPACE_BYTES
+    storage_retry_seconds: float = STORAGE_RETRY_SECONDS
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -224,6 +227,7 @@ class Settings:
             storage_emulator_host=_env("STORAGE_EMULATOR_HOST"),
             max_upload_bytes=_int_env("MAX_UPLOAD_MB", MAX_UPLOAD_BYTES // MIB) * MIB,
             max_workspace_bytes=_int_env("MAX_WORKSPACE_MB", MAX_WORKSPACE_BYTES // MIB) * MIB,
+            storage_retry_seconds=_float_env("STORAGE_RETRY_SECONDS", STORAGE_RETRY_SECONDS),
         )
         if key is not None:
             settings = replace(settings, task_token_key=key.encode())

@@ -87,9 +87,16 @@ class _HashingReader:
 class GcsFileStore:
     """FileStore on one Cloud Storage bucket, with the official client built lazily."""
 
-    def __init__(self, bucket: str, project: str, client: Any = None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        project: str,
+        client: Any = None,
+        retry_seconds: float = RETRY_DEADLINE_SECONDS,
+    ) -> None:
         self.bucket_name = bucket
         self.project = project
+        self.retry_seconds = retry_seconds
         self._client = client
         self._lock = threading.Lock()
 
@@ -106,7 +113,7 @@ class GcsFileStore:
     def _retry(self):
         from google.cloud.storage.retry import DEFAULT_RETRY
 
-        return DEFAULT_RETRY.with_deadline(RETRY_DEADLINE_SECONDS)
+        return DEFAULT_RETRY.with_deadline(self.retry_seconds)
 
     def _call(self, work):
         """Run one storage call; unreachable or 5xx becomes StorageUnavailable."""

@@ -247,3 +247,39 @@ def test_50_mib_upload_and_output_leave_the_api_memory_nearly_flat(api_server, a
     grown = _server_peak_rss_kib(api_server) - before
     print(f"API peak RSS grew by {grown} KiB for a 50 MiB upload, input, output and download")
     assert grown < RSS_BOUND_KIB
+
+
+def test_with_storage_down_files_answer_503_and_a_task_fails_storage_unavailable(
+    api_server, alice, emulator, tmp_path
+):
+    from devtools.emulator import free_port
+    from tests.conftest import ApiServer, Caller
+
+    upload = alice.http.post(
+        "/api/uploads", content=b"needed", headers={"Content-Type": "application/octet-stream"}
+    ).json()
+    earlier = alice.run(code="open('out.txt', 'w').write('x')")
+    down = ApiServer(
+        emulator,
+        tmp_path / "api.log",
+        STORAGE_EMULATOR_HOST=f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        STORAGE_RETRY_SECONDS="0.5",
+    ).start()
+    try:
+        caller = Caller(down.url, "alice")
+        refused = caller.http.post(
+            "/api/uploads", content=b"x", headers={"Content-Type": "application/octet-stream"}
+        )
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"].isdigit()
+        assert refused.json()["error"]["code"] == "storage_unavailable"
+        download = caller.http.get(f"/api/tasks/{earlier['id']}/files/out.txt")
+        assert download.status_code == 503 and download.headers["Retry-After"].isdigit()
+        task = caller.run(
+            code="print(open('in.txt').read())", files={"in.txt": {"upload": upload["id"]}}
+        )
+        assert task["status"] == "failed", task
+        assert task["error"]["code"] == "storage_unavailable"
+        caller.http.close()
+    finally:
+        down.stop()
