@@ -142,9 +142,8 @@ def main() -> None:
         )
         firestore = FirestoreEmulator(Path(logs) / "firestore.log").start()
         os.environ["FIRESTORE_EMULATOR_HOST"] = firestore.host
-        server = ApiServer(
-            firestore, Path(logs) / "api.log", GOOGLE_CLOUD_PROJECT=PROJECT, TASK_TOKEN_KEY=TOKEN_KEY
-        ).start()
+        env = {"GOOGLE_CLOUD_PROJECT": PROJECT, "TASK_TOKEN_KEY": TOKEN_KEY}
+        server = ApiServer(firestore, Path(logs) / "api.log", **env).start()
         try:
             api_up, api_down = through_api(server.url, data)
             direct_up, direct_down = direct(data)

@@ -209,6 +209,6 @@ def test_readme_files_example_uploads_runs_and_downloads(readme):
     assert task["result"]["stdout"] == "hi 300000\n"
     (chart,) = task["result"]["files"]
     assert (chart["path"], chart["size"], chart["contentType"]) == ("chart.png", 1000, "image/png")
-    listing = readme.json_of("$CHART/files\"")
+    listing = readme.json_of('$CHART/files"')
     assert [f["path"] for f in listing["files"]] == ["chart.png"]
     assert readme.output_of("Range: bytes=0-7").strip() != ""
