@@ -56,7 +56,9 @@ def serve_task_files(task: dict, label: str):
     if kind not in MEDIA_TYPES:
         raise ApiError(400, "invalid_request", "archive must be zip or tar.gz.")
     files = services().files
-    pieces = stream_archive(kind, files.stored_outputs(task), lambda name: files.files.read(name))
+    stored = files.stored_outputs(task)
+    files.check_available([name for _, name in stored])
+    pieces = stream_archive(kind, stored, lambda name: files.files.read(name))
     response = Response(stream_with_context(pieces), mimetype=MEDIA_TYPES[kind])
     response.headers["Content-Disposition"] = f'attachment; filename="{label}.{kind}"'
     return response
@@ -77,7 +79,7 @@ def serve_file(task: dict, path: str):
             error = ApiError(416, "range_not_satisfiable", f"The file has {size} bytes.")
             raise error
         status, (start, stop) = 206, bounds
-    pieces = files.files.read(name, start, stop)
+    pieces = files.open_object(name, start, stop)
     response = Response(
         stream_with_context(pieces),
         status=status,

@@ -20,7 +20,7 @@ bp = Blueprint("internal_files", __name__, url_prefix="/internal/v1/tasks/<task_
 
 def _task(task_id: str) -> dict:
     authorize_task(task_id)
-    task = services().store.get_task(task_id) if task_id.isalnum() else None
+    task = services().files.task(task_id)
     if task is None:
         raise ApiError(404, "not_found", "No such task.")
     return task
@@ -79,7 +79,7 @@ def _send(name: str, size: int) -> Response:
         raise ApiError(
             416, "range_too_large", f"Ask for at most {config.MAX_RUNNER_CHUNK_BYTES} bytes."
         )
-    pieces = services().files.files.read(name, start, stop)
+    pieces = services().files.open_object(name, start, stop)
     response = Response(
         pieces, status=status, mimetype="application/octet-stream", direct_passthrough=True
     )

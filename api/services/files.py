@@ -12,8 +12,10 @@ characters and hold anything, an object name is at most 1,024 bytes.
 
 from __future__ import annotations
 
+import itertools
 import mimetypes
 import secrets
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import BinaryIO
 
@@ -107,6 +109,10 @@ class FileService:
 
     # -- a task's inputs, as the runner sees them -------------------------------------
 
+    def task(self, task_id: str) -> dict | None:
+        """The task a runner's file call names (its token was checked)."""
+        return self.store.get_task(task_id) if task_id.isalnum() else None
+
     def input_listing(self, task: dict) -> list[dict]:
         """The runner's list of input files, in path order (the index is the place)."""
         listing = []
@@ -186,6 +192,18 @@ class FileService:
         return result
 
     # -- reading a task's files ----------------------------------------------------------
+
+    def open_object(self, name: str, start: int, stop: int) -> Iterator[bytes]:
+        """The bytes [start, stop) of an object, its first piece already read: an
+        unreachable bucket is a 503 now, before the response's status is sent."""
+        pieces = self.files.read(name, start, stop)
+        first = next(pieces, b"")
+        return itertools.chain((first,), pieces)
+
+    def check_available(self, names: list[str]) -> None:
+        """503 now (StorageUnavailable) rather than a broken archive later."""
+        if names:
+            self.files.stat(names[0])
 
     def output_entry(self, task: dict, path: str) -> dict:
         for entry in (task.get("result") or {}).get("files") or []:

@@ -283,3 +283,24 @@ def test_with_storage_down_files_answer_503_and_a_task_fails_storage_unavailable
         caller.http.close()
     finally:
         down.stop()
+
+
+def test_a_streamed_upload_over_the_limit_is_413(emulator, firestore, tmp_path):
+    from tests.conftest import ApiServer, Caller
+
+    server = ApiServer(emulator, tmp_path / "api.log", MAX_UPLOAD_MB="1").start()
+    try:
+        caller = Caller(server.url, "alice")
+
+        def pieces():  # no Content-Length: the limit is found while reading
+            for _ in range(3):
+                yield b"x" * (512 * 1024)
+
+        reply = caller.http.post(
+            "/api/uploads", content=pieces(), headers={"Content-Type": "application/octet-stream"}
+        )
+        assert reply.status_code == 413, reply.text
+        assert "1048576 bytes" in reply.json()["error"]["message"]
+        caller.http.close()
+    finally:
+        server.stop()
