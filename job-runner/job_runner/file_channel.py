@@ -11,7 +11,6 @@ here, not at start-up: only tasks that move files pay for it (see http_json.py).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 
@@ -112,6 +111,8 @@ class FileChannel:
     def send_file(self, path: str, fd: int, size: int) -> str:
         """Send `size` bytes of fd to `path` (an internal upload endpoint) in pieces of
         CHUNK_BYTES; returns the sha256 of what was sent."""
+        import hashlib
+
         parts = max(1, -(-size // CHUNK_BYTES))
         digest = hashlib.sha256()
         for part in range(parts):

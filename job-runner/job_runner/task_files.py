@@ -5,7 +5,6 @@ The bytes go through the API (file_channel.py); this module decides what goes wh
 
 from __future__ import annotations
 
-import base64
 import os
 
 from job_runner.file_channel import ChangedWhileRead, FileChannel, TransferFailed
@@ -31,6 +30,8 @@ def input_writers(spec: dict, channel: FileChannel | None) -> dict:
         if "text" in item:
             writers[item["path"]] = item["text"]
         elif "base64" in item:
+            import base64
+
             writers[item["path"]] = base64.b64decode(item["base64"])
         else:
             if channel is None:
