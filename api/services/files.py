@@ -179,6 +179,12 @@ class FileService:
         if joined_later and part == parts - 1:
             pieces = [f"{target}.part{k}" for k in range(parts)]
             joined = self.files.compose(target, pieces, "application/octet-stream")
+            latest = self.task(task["id"]) or {}
+            if latest.get("status") != TaskStatus.RUNNING:
+                # Settled (cancelled, timed out) while the pieces were joined: nothing
+                # will ever point to this object.
+                self.files.retire(target, utcnow())
+                raise ApiError(409, "not_running", "This task is not running; stop.")
             return {"size": joined.size}
         return {"size": stored.size, "sha256": stored.sha256}
 
