@@ -123,12 +123,13 @@ class FileService:
             elif "base64" in value:
                 listing.append({"path": path, "base64": value["base64"]})
             else:
+                # None once the upload has expired (its record is gone).
                 record = self.store.get_doc(f"{UPLOADS}/{value['upload']}") or {}
                 listing.append(
                     {
                         "path": path,
                         "upload": value["upload"],
-                        "size": record.get("size", 0),
+                        "size": record.get("size"),
                         "index": index,
                     }
                 )
@@ -137,7 +138,7 @@ class FileService:
     def input_object(self, task: dict, index: int) -> tuple[str, int]:
         """(object name, size) of the task's index-th input file, an upload."""
         listing = self.input_listing(task)
-        if not 0 <= index < len(listing) or "upload" not in listing[index]:
+        if not 0 <= index < len(listing) or listing[index].get("size") is None:
             raise not_found("input file")
         return upload_object(listing[index]["upload"]), listing[index]["size"]
 

@@ -22,9 +22,9 @@ PROGRAMS = {
 }
 
 
-def storage_unavailable(problem: Exception) -> dict:
+def inputs_unavailable(problem: InputsUnavailable) -> dict:
     return {
-        "code": "storage_unavailable",
+        "code": problem.code,
         "message": f"The task's input files could not be fetched: {problem}"[:2000],
     }
 
@@ -53,7 +53,7 @@ def run_code_task(
         try:
             write_inputs(spec, channel, workspace, uid)
         except InputsUnavailable as problem:
-            return "failed", None, storage_unavailable(problem)
+            return "failed", None, inputs_unavailable(problem)
         outcome = sandbox.run(
             command,
             Limits(

@@ -14,7 +14,11 @@ from job_runner.workspace import write_input_files
 
 
 class InputsUnavailable(Exception):
-    """An input file could not be fetched (storage down, upload expired)."""
+    """An input file could not be fetched: `code` says why."""
+
+    def __init__(self, message: str, code: str = "storage_unavailable") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def input_writers(spec: dict, channel: FileChannel | None) -> dict:
@@ -36,6 +40,12 @@ def input_writers(spec: dict, channel: FileChannel | None) -> dict:
         else:
             if channel is None:
                 raise InputsUnavailable("this runner has no channel to fetch uploads")
+            if item.get("size") is None:
+                raise InputsUnavailable(
+                    f"the upload {item['upload']} for {item['path']!r} has expired "
+                    "(uploads are kept 24 h): upload it again",
+                    "input_expired",
+                )
             writers[item["path"]] = _fetcher(channel, item["index"], item["size"])
     return writers
 
