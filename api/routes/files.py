@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request, stream_with_context
 
+from api import config
 from api.errors import ApiError
 from api.routes.common import current_user, services
 from api.services.archives import MEDIA_TYPES, stream_archive
@@ -13,6 +14,7 @@ from api.services.files import output_object, public_file
 from api.services.tasks import rfc3339
 
 bp = Blueprint("files", __name__)
+CLOUD_RUN_FRAMED_LIMIT = config.MAX_RUNNER_CHUNK_BYTES
 
 
 @bp.post("/api/uploads")
@@ -86,7 +88,10 @@ def serve_file(task: dict, path: str):
         mimetype=entry.get("contentType") or "application/octet-stream",
         direct_passthrough=True,
     )
-    response.headers["Content-Length"] = str(stop - start)
+    if stop - start <= CLOUD_RUN_FRAMED_LIMIT or not services().settings.on_cloud_run:
+        response.headers["Content-Length"] = str(stop - start)
+    # else: Cloud Run refuses an HTTP/1 response with a Content-Length over 32 MiB;
+    # sent chunked it has no limit (https://cloud.google.com/run/quotas).
     response.headers["Accept-Ranges"] = "bytes"
     if status == 206:
         response.headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
