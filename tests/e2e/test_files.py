@@ -4,9 +4,13 @@ Firestore and Cloud Storage emulators (fake-gcs-server)."""
 from __future__ import annotations
 
 import base64
+import glob
 import hashlib
 import io
+import os
+import secrets
 import tarfile
+import tempfile
 import zipfile
 
 PNG_PROGRAM = r"""
@@ -139,11 +143,12 @@ def test_a_non_utf8_file_name_is_skipped_and_the_result_kept(alice):
     assert task["result"]["skipped"] == [{"path": "bad\\xff", "reason": "name_not_utf8"}]
 
 
-def test_1100_nested_directories_are_skipped_below_the_depth_limit(alice, tmp_path):
+def test_1100_nested_directories_are_skipped_and_removed_from_the_host(alice):
+    name = f"nest{secrets.token_hex(6)}"  # this test's own: other tests run beside it
     code = (
         "import os\n"
         "for _ in range(1100):\n"
-        "    os.mkdir('d'); os.chdir('d')\n"
+        f"    os.mkdir('{name}'); os.chdir('{name}')\n"
         "open('deep.txt', 'w').write('deep')\n"
         "print('nested')\n"
     )
@@ -151,7 +156,12 @@ def test_1100_nested_directories_are_skipped_below_the_depth_limit(alice, tmp_pa
     assert task["status"] == "completed", task
     assert task["result"]["stdout"] == "nested\n"
     (skipped,) = task["result"]["skipped"]
-    assert skipped["reason"].startswith("too_deep")
+    assert skipped["path"].startswith(f"{name}/{name}/")
+    # 1,000 characters come before 128 levels with this name.
+    assert skipped["reason"].startswith("path_too_long")
+    # The runner removed the whole tree from the host (shutil.rmtree could not).
+    left = glob.glob(os.path.join(tempfile.gettempdir(), "*", "workspace-*", name))
+    assert left == []
 
 
 def test_a_path_over_1000_characters_is_skipped(alice):
