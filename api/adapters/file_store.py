@@ -17,9 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, Protocol
 
-# A resumable upload buffers one chunk; it must be a multiple of 256 KiB
+# A resumable upload buffers one chunk (and copies it once as it sends it); it must be
+# a multiple of 256 KiB
 # (https://cloud.google.com/storage/docs/performing-resumable-uploads#chunked-upload).
-UPLOAD_CHUNK_BYTES = 8 * 1024 * 1024
+# 4 MiB keeps a transfer's memory near 12 MiB; 8 MiB gained no measurable throughput
+# against the emulator (`make bench`) and cost twice the memory per transfer.
+UPLOAD_CHUNK_BYTES = 4 * 1024 * 1024
 READ_CHUNK_BYTES = 1024 * 1024
 # GCS composes at most 32 source objects per call.
 MAX_COMPOSE_SOURCES = 32
@@ -53,7 +56,14 @@ class ObjectInfo:
 
 class FileStore(Protocol):
     def write(
-        self, name: str, stream: BinaryIO, *, limit: int, content_type: str, temporary: bool = False
+        self,
+        name: str,
+        stream: BinaryIO,
+        *,
+        limit: int,
+        content_type: str,
+        temporary: bool = False,
+        size: int | None = None,
     ) -> StoredObject: ...
 
     def read(self, name: str, start: int = 0, stop: int | None = None) -> Iterator[bytes]: ...
@@ -128,21 +138,34 @@ class GcsFileStore:
             raise StorageUnavailable(str(error)) from error
 
     def write(
-        self, name: str, stream: BinaryIO, *, limit: int, content_type: str, temporary: bool = False
+        self,
+        name: str,
+        stream: BinaryIO,
+        *,
+        limit: int,
+        content_type: str,
+        temporary: bool = False,
+        size: int | None = None,
     ) -> StoredObject:
         """Store `stream` as object `name`, completely or not at all: GCS makes an
-        object visible only when its upload is finalized.
+        object visible only when its upload is finalized. `size`, when the caller
+        knows it (a request's Content-Length), saves buffering the first chunk.
 
         :raises TooLarge: the stream is longer than `limit` (nothing is stored).
         :raises StorageUnavailable: the bucket cannot be reached.
         """
         reader = _HashingReader(stream, limit)
         # Read in small pieces: a WSGI server's input stream copies what one read
-        # asks for a few times over (gunicorn's Body buffers it in a BytesIO).
+        # asks for a few times over (gunicorn's Body buffers it in a BytesIO). When the
+        # size is not known, read up to one chunk first to see if one request will do.
         head: list[bytes] = []
-        while sum(map(len, head)) < UPLOAD_CHUNK_BYTES and (piece := reader.read(READ_CHUNK_BYTES)):
-            head.append(piece)
-        small = sum(map(len, head)) < UPLOAD_CHUNK_BYTES
+        if size is None or size < UPLOAD_CHUNK_BYTES:
+            while sum(map(len, head)) < UPLOAD_CHUNK_BYTES and (
+                piece := reader.read(READ_CHUNK_BYTES)
+            ):
+                head.append(piece)
+        small = size is None and sum(map(len, head)) < UPLOAD_CHUNK_BYTES
+        small = small or (size is not None and size < UPLOAD_CHUNK_BYTES)
         blob = self.bucket.blob(name)
         if temporary:
             # The lifecycle backstop deletes it a day after this if nobody does first.

@@ -32,7 +32,7 @@ def create_upload():
     request.max_content_length = files.max_upload_bytes + 1  # see internal_files.py
     if request.content_length is not None and request.content_length > files.max_upload_bytes:
         raise files.upload_too_large()
-    record = files.create_upload(user, request.stream)
+    record = files.create_upload(user, request.stream, request.content_length)
     body = {
         "id": record["id"],
         "size": record["size"],

@@ -44,7 +44,7 @@ def _receive(task: dict, target: str, max_parts: int, always_join: bool = False)
         )
     part, parts = _piece_args()
     return services().files.store_piece(
-        task, target, part, parts, request.stream, max_parts, always_join
+        task, target, part, parts, request.stream, max_parts, always_join, length
     )
 
 

@@ -58,7 +58,7 @@ class FileService:
 
     # -- uploads ------------------------------------------------------------------
 
-    def create_upload(self, owner: str, stream: BinaryIO) -> dict:
+    def create_upload(self, owner: str, stream: BinaryIO, size: int | None = None) -> dict:
         """Store the bytes, then the record that makes them usable: an upload whose
         bytes did not arrive whole never exists."""
         upload_id = secrets.token_hex(12)
@@ -68,6 +68,7 @@ class FileService:
                 stream,
                 limit=self.max_upload_bytes,
                 content_type="application/octet-stream",
+                size=size,
             )
         except TooLarge:
             raise self.upload_too_large() from None
@@ -153,6 +154,7 @@ class FileService:
         stream: BinaryIO,
         max_parts: int,
         always_join: bool = False,
+        size: int | None = None,
     ) -> dict:
         """One piece of a runner's file. A file in several pieces is joined when its
         last piece arrives; only then does the object exist under its name. With
@@ -172,6 +174,7 @@ class FileService:
                 limit=config.MAX_RUNNER_CHUNK_BYTES,
                 content_type="application/octet-stream",
                 temporary=joined_later,
+                size=size,
             )
         except TooLarge:
             raise ApiError(

@@ -211,7 +211,7 @@ def _server_peak_rss_kib(server) -> int:
 
 
 FIFTY_MIB = 50 * 1024 * 1024
-# What streaming may cost beside the bytes: a resumable upload's 8 MiB chunk, a few
+# What streaming may cost beside the bytes: a resumable upload's 4 MiB chunk (twice), a few
 # 1 MiB read pieces and the allocator's slack. Buffering the file would cost 50 MiB+.
 RSS_BOUND_KIB = 24 * 1024
 
