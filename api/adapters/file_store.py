@@ -20,8 +20,9 @@ from typing import Any, BinaryIO, Protocol
 # A resumable upload buffers one chunk (and copies it once as it sends it); it must be
 # a multiple of 256 KiB
 # (https://cloud.google.com/storage/docs/performing-resumable-uploads#chunked-upload).
-# 4 MiB keeps a transfer's memory near 12 MiB; 8 MiB gained no measurable throughput
-# against the emulator (`make bench`) and cost twice the memory per transfer.
+# 4 MiB keeps a transfer's memory near 12 MiB (tests/e2e/test_files.py measures it);
+# 8 MiB doubled that, for a throughput difference within run-to-run noise against the
+# emulator here (`make bench`).
 UPLOAD_CHUNK_BYTES = 4 * 1024 * 1024
 READ_CHUNK_BYTES = 1024 * 1024
 # GCS composes at most 32 source objects per call.
