@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import stat
 
 import pytest
 from job_runner.outputs import OutputLimits, SkipFile, collect_outputs, remove_tree
@@ -52,6 +53,7 @@ def test_whatever_cannot_be_kept_is_skipped_with_a_reason(workspace):
     os.mkfifo(workspace / "fifo")
     with socket.socket(socket.AF_UNIX) as sock:
         sock.bind(str(workspace / "sock"))
+    os.mknod(workspace / "null", stat.S_IFCHR | 0o600, os.makedev(1, 3))  # tests run as root
     nest(workspace, 1100)
     long_dir = workspace.joinpath(*["x" * 200] * 6)
     long_dir.mkdir(parents=True)
@@ -66,10 +68,12 @@ def test_whatever_cannot_be_kept_is_skipped_with_a_reason(workspace):
         ("bad\\xff", "name_not_utf8"),
         ("d/d/d/d/", "too_deep"),
         ("fifo", "not_a_regular_file"),
+        ("null", "not_a_regular_file"),
         ("sock", "not_a_regular_file"),
         ("x" * 8, "path_too_long"),
     ]
-    assert collected["skippedCount"] == 5
+    assert collected["skipped"][3]["reason"] == "not_a_regular_file: character device"
+    assert collected["skippedCount"] == 6
 
 
 def test_limits_on_count_and_size_skip_the_rest(workspace):
