@@ -8,7 +8,7 @@ from flask import Blueprint, Response, request, stream_with_context
 
 from api import config
 from api.errors import ApiError
-from api.routes.common import current_user, services
+from api.routes.common import current_user, limit_body, services
 from api.services.archives import MEDIA_TYPES, stream_archive
 from api.services.files import output_object, public_file
 from api.services.tasks import rfc3339
@@ -29,7 +29,7 @@ def create_upload():
             "unsupported_media_type",
             "Send the file's raw bytes with Content-Type: application/octet-stream.",
         )
-    request.max_content_length = files.max_upload_bytes + 1  # see internal_files.py
+    limit_body(files.max_upload_bytes + 1)  # see internal_files.py
     if request.content_length is not None and request.content_length > files.max_upload_bytes:
         raise files.upload_too_large()
     record = files.create_upload(user, request.stream, request.content_length)

@@ -29,8 +29,9 @@ from job_runner.task_files import (
     save_workspace,
     store_outputs,
 )
+from job_runner.task_space import DEFAULT_DISK_MB, TaskSpace
 from job_runner.tools import Toolbox, clip
-from job_runner.workspace import make_private_dir, prepare_workspace
+from job_runner.workspace import make_private_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -84,39 +85,57 @@ def run_agent_task(
     """
     task_input = spec["input"]
     deadline = time.monotonic() + task_input["timeoutSeconds"]
-    root = make_private_dir(os.environ.get("TMPDIR", "/tmp"), "agent-")
+    limits = Limits(
+        wall_seconds=TOOL_TIMEOUT_SECONDS,
+        memory_mb=task_input["memoryMb"],
+        max_output_bytes=spec["limits"]["maxOutputBytes"],
+        network=spec["limits"]["network"],
+    )
+    disk_mb = spec["limits"].get("diskMb", DEFAULT_DISK_MB)
+    # The workspace archive lives beside the task's space, not in it: it must not take
+    # the task's own disk (a tmpfs of diskMb).
+    archives = make_private_dir(os.environ.get("TMPDIR", "/tmp"), "snapshot-")
+    os.chmod(archives, 0o711)  # the sandbox uid reads the archive it restores
     try:
-        os.chmod(root, 0o711)  # the sandbox uid must reach the workspace below it
-        workspace, owner = prepare_workspace(root)
-        if channel is not None:
+        with TaskSpace.create(
+            spec["id"],
+            "agent-",
+            memory_mb=limits.memory_mb,
+            disk_mb=disk_mb,
+            max_processes=limits.max_processes,
+        ) as space:
+            if space.disk_bounded:
+                limits = limits._replace(max_file_mb=disk_mb)
+            workspace = space.workspace
+            if channel is not None:
+                try:
+                    restore_workspace(spec, channel, archives, workspace, space.uid)
+                except (InputsUnavailable, OSError) as problem:
+                    message = f"The conversation's workspace could not be restored: {problem}"
+                    return (
+                        "failed",
+                        None,
+                        {"code": "storage_unavailable", "message": message[:2000]},
+                    )
             try:
-                restore_workspace(spec, channel, root, workspace, owner)
-            except (InputsUnavailable, OSError) as problem:
-                message = f"The conversation's workspace could not be restored: {problem}"
-                return "failed", None, {"code": "storage_unavailable", "message": message[:2000]}
-        limits = Limits(
-            wall_seconds=TOOL_TIMEOUT_SECONDS,
-            memory_mb=task_input["memoryMb"],
-            max_output_bytes=spec["limits"]["maxOutputBytes"],
-            network=spec["limits"]["network"],
-        )
-        try:
-            toolbox = Toolbox(sandbox, workspace, limits, spec["agent"]["tools"], cancel)
-        except ValueError as problem:  # the API validates tools; a mismatch is a bug
-            return "failed", None, {"code": "invalid_task", "message": str(problem)}
-        client = _make_client(api_url, token)
-        try:
-            loop = AgentLoop(spec, client, toolbox, emit, cancel, deadline)
-            status, error = loop.run()
-        finally:
-            client.close()
-        result = loop.result()
-        if status == "completed" and channel is not None and not cancel.is_set():
-            status, error = _save(spec, channel, root, workspace, result)
-        result.update(store_outputs(spec, channel, workspace))
-        return status, result, error
+                toolbox = Toolbox(
+                    sandbox, workspace, limits, spec["agent"]["tools"], cancel, space=space
+                )
+            except ValueError as problem:  # the API validates tools; a mismatch is a bug
+                return "failed", None, {"code": "invalid_task", "message": str(problem)}
+            client = _make_client(api_url, token)
+            try:
+                loop = AgentLoop(spec, client, toolbox, emit, cancel, deadline)
+                status, error = loop.run()
+            finally:
+                client.close()
+            result = loop.result()
+            if status == "completed" and channel is not None and not cancel.is_set():
+                status, error = _save(spec, channel, archives, workspace, result)
+            result.update(store_outputs(spec, channel, workspace))
+            return status, result, error
     finally:
-        remove_tree(root)
+        remove_tree(archives)
 
 
 def _save(spec, channel, root: str, workspace: str, result: dict):
