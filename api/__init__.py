@@ -53,7 +53,7 @@ def create_app(
     from api.services.conversations import ConversationService
     from api.services.dispatcher import Dispatcher
     from api.services.llm_proxy import LlmProxy
-    from api.services.quotas import TaskQuota
+    from api.services.admission import TaskAdmission
     from api.services.state_machine import IN_FLIGHT, TaskStateMachine
     from api.services.task_watch import TaskWatch
     from api.services.tasks import TaskService
@@ -91,6 +91,7 @@ def create_app(
             if settings.dispatch_inline is not None
             else executor.backend == "cloudrun"
         ),
+        max_running_per_owner=settings.max_active_tasks_per_user,
     )
     holder["dispatcher"] = dispatcher
     upstream = AnthropicUpstream(
@@ -105,9 +106,11 @@ def create_app(
         allow_network=settings.allow_task_network,
         max_pending=settings.max_pending_tasks,
         llm_configured=upstream.configured,
-        quota=TaskQuota(
-            max_active=settings.max_active_tasks_per_user,
+        admission=TaskAdmission(
+            store,
+            max_unsettled=settings.max_unsettled_tasks_per_user,
             max_per_day=settings.max_tasks_per_user_per_day,
+            max_active=settings.max_active_tasks_per_user,
         ),
     )
     agents = AgentService(

@@ -61,7 +61,7 @@ def get(task_id: str):
     wait = _int_arg("wait", 0, 0, config.MAX_WAIT_SECONDS)
     tasks = services().tasks
     task = tasks.wait(user, task_id, wait) if wait else tasks.get(user, task_id)
-    return render_task(task)
+    return render_task(task, tasks.queue_position(task))
 
 
 @bp.get("")

@@ -55,7 +55,7 @@ def running_agent_task(api, platform, **fields) -> tuple[str, str]:
     """An agent task claimed by a (pretend) runner; returns (task id, its token)."""
     body = {"kind": "agent", "prompt": "hi", **fields}
     task_id = api.post("/api/tasks", json=body, headers=ALICE).get_json()["id"]
-    platform.machine.mark_dispatched(task_id, "local", "d1")
+    platform.machine.mark_dispatched(task_id, "local", "d1", max_running=10)
     platform.machine.claim(task_id, "exec-1", 0)
     token = issue_task_token(platform.settings.task_token_key, task_id, time.time() + 600)
     return task_id, token
