@@ -26,6 +26,7 @@ class Services:
     llm_proxy: object
     auth: object
     api_keys: object
+    request_rate: object
 
 
 def create_app(
@@ -48,12 +49,13 @@ def create_app(
     from api.routes import agents as agent_routes
     from api.routes import conversations as conversation_routes
     from api.routes import health, internal, openapi, tasks
+    from api.services.admission import TaskAdmission
     from api.services.agents import AgentService
     from api.services.auth import ApiKeyService, Authenticator, FirebaseTokenVerifier
     from api.services.conversations import ConversationService
     from api.services.dispatcher import Dispatcher
     from api.services.llm_proxy import LlmProxy
-    from api.services.admission import TaskAdmission
+    from api.services.request_rate import RequestRate
     from api.services.state_machine import IN_FLIGHT, TaskStateMachine
     from api.services.task_watch import TaskWatch
     from api.services.tasks import TaskService
@@ -138,6 +140,7 @@ def create_app(
         llm_proxy=llm_proxy,
         auth=auth,
         api_keys=api_keys,
+        request_rate=RequestRate(settings.user_requests_per_second, settings.user_request_burst),
     )
 
     errors.init_app(app)

@@ -70,9 +70,10 @@ def init_app(app: Flask) -> None:
         # retry, never a 500 with a stack trace.
         from google.api_core import exceptions as gexc
 
+        from api.adapters.firestore_admission import CounterBusy
         from api.adapters.firestore_store import Contended
 
-        if isinstance(error, Contended):
+        if isinstance(error, Contended | CounterBusy):
             log.warning("transaction contention: %s", error)
             return _response(503, "busy", "Too many concurrent changes; retry shortly.", 1)
         if isinstance(error, gexc.ServiceUnavailable | gexc.DeadlineExceeded):

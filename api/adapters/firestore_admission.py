@@ -15,6 +15,10 @@ UNSETTLED_FIELDS = ("queued", "unsettled")  # a submission adds to both
 DAILY_FIELDS = ("created",)
 
 
+class CounterBusy(Exception):
+    """A counter commit was refused for contention; none of it was applied."""
+
+
 class AdmissionStore:
     client: Any
 
@@ -26,6 +30,7 @@ class AdmissionStore:
         commit's transform results, in field-path order). `writes` are
         (kind "u" or "d", path, increment, fields set alongside); returns, by kind and
         shard, the value after the commit (`unsettled` for "u", `created` for "d")."""
+        from google.api_core import exceptions as gexc
         from google.cloud import firestore
 
         batch = self.client.batch()
@@ -33,7 +38,11 @@ class AdmissionStore:
             fields = UNSETTLED_FIELDS if kind == "u" else DAILY_FIELDS
             data = {name: firestore.Increment(delta) for name in fields}
             batch.set(self.client.document(path), {**extra, **data}, merge=True)
-        results = batch.commit()
+        try:
+            results = batch.commit()
+        except gexc.Aborted as error:
+            # Nothing of the commit was applied (the emulator's lock timeout under load).
+            raise CounterBusy(str(error)) from error
         after: dict[str, dict[int, int]] = {"u": {}, "d": {}}
         for (kind, _path, _delta, extra), result in zip(writes, results, strict=True):
             values = [value.integer_value for value in result.transform_results]

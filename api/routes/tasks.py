@@ -89,11 +89,12 @@ def events(task_id: str):
     if request.accept_mimetypes.best == "text/event-stream":
         services().tasks.get(user, task_id)  # 404 before the stream starts
         watch = services().watch
-        if not watch.try_hold():
+        if not watch.try_hold(user):
             raise ApiError(
                 429,
                 "too_many_streams",
-                "Too many open event streams on this server; retry shortly or poll with ?after=.",
+                "Too many open event streams (yours, or on this server); retry shortly or "
+                "poll with ?after=.",
                 retry_after=5,
             )
         response = Response(
@@ -102,7 +103,7 @@ def events(task_id: str):
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
         # Released when the response is closed, whether or not the stream ever started.
-        response.call_on_close(watch.release)
+        response.call_on_close(lambda: watch.release(user))
         return response
     _, events = services().tasks.events(user, task_id, after, EVENTS_PAGE)
     next_seq = events[-1]["seq"] if events else after

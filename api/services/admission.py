@@ -26,11 +26,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from api import config
+from api.adapters.firestore_admission import CounterBusy
 from api.errors import ApiError
 
 # Unsettled tasks free up within seconds; a shard seen full is skipped this long.
 FULL_SHARD_MEMORY_SECONDS = 1.0
 UNSETTLED_RETRY_AFTER_SECONDS = 10
+# Shards tried when commits are refused for contention, and tries to give one back.
+BUSY_TRIES = 2 * config.ADMISSION_SHARDS
+GIVE_BACK_TRIES = 8
 MAX_REMEMBERED = 10_000
 
 
@@ -104,15 +108,26 @@ class TaskAdmission:
         unsettled_left = fresh + seen_full
         daily_left = self._candidates(owner, f"d{day}", self.max_per_day)
         random.shuffle(daily_left)
+        busy = 0
         while unsettled_left and daily_left:
             shard = unsettled_left.pop(0)
             day_shard = daily_left.pop(0)
-            unsettled, created = self._increment(owner, shard, day, day_shard, 1, now)
+            try:
+                unsettled, created = self._increment(owner, shard, day, day_shard, 1, now)
+            except CounterBusy:
+                # Another writer holds one of these documents: try other shards (this
+                # one again last), a bounded number of times.
+                busy += 1
+                if busy > BUSY_TRIES:
+                    raise
+                unsettled_left.append(shard)
+                daily_left.append(day_shard)
+                continue
             unsettled_full = unsettled > shard_share(self.max_unsettled, shard)
             daily_full = created > shard_share(self.max_per_day, day_shard)
             if not (unsettled_full or daily_full):
                 return Reservation(shard, day, day_shard)
-            self._increment(owner, shard, day, day_shard, -1, now)
+            self._give_back_one(owner, shard, day, day_shard, now)
             if unsettled_full:
                 self._remember_full(owner, "u", shard, FULL_SHARD_MEMORY_SECONDS)
             else:
@@ -135,8 +150,12 @@ class TaskAdmission:
                 [unsettled_shard_path(owner, k) for k in range(u_shards)],
                 [daily_shard_path(owner, day, k) for k in range(d_shards)],
             )
-            u_room = [max(0, shard_share(self.max_unsettled, k) - unsettled[k]) for k in range(u_shards)]
-            d_room = [max(0, shard_share(self.max_per_day, k) - created[k]) for k in range(d_shards)]
+            u_room = [
+                max(0, shard_share(self.max_unsettled, k) - unsettled[k]) for k in range(u_shards)
+            ]
+            d_room = [
+                max(0, shard_share(self.max_per_day, k) - created[k]) for k in range(d_shards)
+            ]
             if sum(u_room) < count:
                 raise self._unsettled_refusal(count)
             if sum(d_room) < count:
@@ -144,14 +163,13 @@ class TaskAdmission:
             u_take, d_take = _spread(u_room, count), _spread(d_room, count)
             after = self.store.add_to_counters(self._writes(owner, day, u_take, d_take, 1, now))
             over = any(
-                value > shard_share(self.max_unsettled, k)
-                for k, value in after["u"].items()
+                value > shard_share(self.max_unsettled, k) for k, value in after["u"].items()
             ) or any(value > shard_share(self.max_per_day, k) for k, value in after["d"].items())
             if not over:
                 u_list = [k for k, n in u_take.items() for _ in range(n)]
                 d_list = [k for k, n in d_take.items() for _ in range(n)]
                 return [Reservation(u, day, d) for u, d in zip(u_list, d_list, strict=True)]
-            self.store.add_to_counters(self._writes(owner, day, u_take, d_take, -1, now))
+            self._must_add(self._writes(owner, day, u_take, d_take, -1, now))
         raise self._unsettled_refusal(count)
 
     def give_back(self, owner: str, reservations: list[Reservation], now: datetime) -> None:
@@ -163,7 +181,7 @@ class TaskAdmission:
             d_take[r.day_shard] = d_take.get(r.day_shard, 0) + 1
         if reservations:
             day = reservations[0].day
-            self.store.add_to_counters(self._writes(owner, day, u_take, d_take, -1, now))
+            self._must_add(self._writes(owner, day, u_take, d_take, -1, now))
 
     # -- what GET /api/usage shows ----------------------------------------------------
 
@@ -190,6 +208,20 @@ class TaskAdmission:
             self._writes(owner, day, {shard: 1}, {day_shard: 1}, delta, now)
         )
         return after["u"][shard], after["d"][day_shard]
+
+    def _give_back_one(self, owner, shard, day, day_shard, now) -> None:
+        self._must_add(self._writes(owner, day, {shard: 1}, {day_shard: 1}, -1, now))
+
+    def _must_add(self, writes) -> None:
+        """A give-back must happen: retried with backoff when contended."""
+        for attempt in range(GIVE_BACK_TRIES):
+            try:
+                self.store.add_to_counters(writes)
+                return
+            except CounterBusy:
+                if attempt == GIVE_BACK_TRIES - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1) * (0.5 + random.random()))
 
     def _writes(self, owner, day, u_take, d_take, sign, now) -> list[tuple[str, str, int, dict]]:
         """(kind, path, increment, fields set alongside) for `add_to_counters`."""

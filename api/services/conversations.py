@@ -52,8 +52,7 @@ def _turn_in_progress(active: str | None) -> ApiError:
     return ApiError(
         409,
         "turn_in_progress",
-        f"The agent is still answering{which}; send the next message when that task "
-        "has ended.",
+        f"The agent is still answering{which}; send the next message when that task has ended.",
     )
 
 

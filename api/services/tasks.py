@@ -194,7 +194,8 @@ class TaskService:
         record = None
         if key is not None:
             ids = [task["id"] for task in tasks]
-            record = (key[0], idempotency_record(ids[0], key[1], tasks[0]["createdAt"], taskIds=ids))
+            now = tasks[0]["createdAt"]
+            record = (key[0], idempotency_record(ids[0], key[1], now, taskIds=ids))
         try:
             earlier = self.store.create_tasks(tasks, ("status", {"status": "queued"}), record)
         except BaseException:
@@ -279,7 +280,7 @@ class TaskService:
         """The task once it is terminal, or as it is after `seconds` (at once when too
         many requests are already waiting in this process)."""
         deadline = time.monotonic() + seconds
-        with self.watch.hold() as may_wait, self.watch.watching(task_id):
+        with self.watch.hold(owner) as may_wait, self.watch.watching(task_id):
             seen = self.watch.version(task_id)
             task = self.get(owner, task_id)
             while True:
