@@ -27,6 +27,7 @@ class Services:
     auth: object
     api_keys: object
     request_rate: object
+    webhooks: object
 
 
 def create_app(
@@ -48,7 +49,7 @@ def create_app(
     from api.logging_setup import configure_logging
     from api.routes import agents as agent_routes
     from api.routes import conversations as conversation_routes
-    from api.routes import health, internal, openapi, tasks
+    from api.routes import health, internal, openapi, tasks, webhooks
     from api.services.admission import TaskAdmission
     from api.services.agents import AgentService
     from api.services.auth import ApiKeyService, Authenticator, FirebaseTokenVerifier
@@ -58,7 +59,8 @@ def create_app(
     from api.services.request_rate import RequestRate
     from api.services.state_machine import IN_FLIGHT, TaskStateMachine
     from api.services.task_watch import TaskWatch
-    from api.services.tasks import TaskService
+    from api.services.tasks import TaskService, render_task
+    from api.services.webhooks import WebhookService
 
     settings = settings or Settings.from_env()
     configure_logging(settings.project)
@@ -101,6 +103,13 @@ def create_app(
         api_key_secret=settings.anthropic_api_key_secret,
         base_url=settings.anthropic_base_url,
     )
+    webhook_service = WebhookService(
+        store,
+        render_task=render_task,
+        allow_loopback=settings.webhook_allow_loopback,
+        retry_hours=settings.webhook_retry_hours,
+        first_retry_seconds=settings.webhook_first_retry_seconds,
+    )
     task_service = TaskService(
         machine,
         dispatcher,
@@ -114,6 +123,7 @@ def create_app(
             max_per_day=settings.max_tasks_per_user_per_day,
             max_active=settings.max_active_tasks_per_user,
         ),
+        check_webhook_url=webhook_service.check_url,
     )
     agents = AgentService(
         store, default_model=settings.default_model, allowed_models=settings.allowed_models
@@ -141,6 +151,7 @@ def create_app(
         auth=auth,
         api_keys=api_keys,
         request_rate=RequestRate(settings.user_requests_per_second, settings.user_request_burst),
+        webhooks=webhook_service,
     )
 
     errors.init_app(app)
@@ -151,13 +162,16 @@ def create_app(
     app.register_blueprint(agent_routes.bp)
     app.register_blueprint(conversation_routes.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(webhooks.bp)
 
     if start_background is None:
         start_background = not cli.loading_for_a_command()
     if start_background:
         dispatcher.start()
+        webhook_service.start(interval=min(settings.reconcile_interval_seconds, 2.0))
 
         def _shutdown() -> None:
+            webhook_service.stop()
             dispatcher.stop()
             executor.shutdown()
 

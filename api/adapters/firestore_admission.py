@@ -21,6 +21,7 @@ class CounterBusy(Exception):
 
 class AdmissionStore:
     client: Any
+    update_task: Any  # FirestoreStore's
 
     def add_to_counters(
         self, writes: list[tuple[str, str, int, dict]]
@@ -141,3 +142,24 @@ class AdmissionStore:
             .where(filter=FieldFilter("createdAt", "<", created_at))
         )
         return int(query.count().get()[0][0].value)
+
+    # -- webhook deliveries (api/services/webhooks.py) -------------------------------
+
+    def due_deliveries(self, now: datetime, limit: int) -> list[dict]:
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        query = (
+            self.client.collection("webhookDeliveries")
+            .where(filter=FieldFilter("status", "==", "pending"))
+            .where(filter=FieldFilter("nextAttemptAt", "<=", now))
+            .order_by("nextAttemptAt")
+            .limit(limit)
+        )
+        return [doc.to_dict() for doc in query.stream()]
+
+    def append_task_event(self, task_id: str, kind: str, data: dict, now: datetime) -> None:
+        """One more event on a task, whatever its status (a webhook attempt is recorded
+        on a finished task)."""
+        from api.adapters.firestore_store import Change
+
+        self.update_task(task_id, lambda task, read: Change(events=[(kind, data)]), now)

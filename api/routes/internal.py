@@ -122,7 +122,11 @@ def reconcile():
             "Reconciliation needs the scheduler's OIDC token or the X-Reconcile-Secret header.",
         )
     dispatcher = services().dispatcher
-    return {"dispatched": dispatcher.dispatch_pending(), "settled": dispatcher.reconcile()}
+    return {
+        "dispatched": dispatcher.dispatch_pending(),
+        "settled": dispatcher.reconcile(),
+        "webhooksSent": services().webhooks.deliver_due(),
+    }
 
 
 @bp.post("/llm/v1/messages")

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, request, stream_with_context
 
 from api import config
 from api.errors import ApiError
-from api.models import AgentTaskInput, CodeTaskInput, ListTasksQuery
+from api.models import AgentTaskInput, CodeTaskInput, ListTasksQuery, TaskBatch
 from api.routes.common import current_user, json_body, services, validate
 from api.services.state_machine import is_terminal
 from api.services.tasks import render_event, render_task
@@ -31,7 +31,9 @@ def submit():
     key = request.headers.get("Idempotency-Key")
     if kind == "code":
         spec = validate(CodeTaskInput, body)
-        task, _ = services().tasks.submit(user, "code", spec.public(), key)
+        task, _ = services().tasks.submit(
+            user, "code", spec.public(), key, webhook_url=spec.webhook_url
+        )
     elif kind == "agent":
         task = services().conversations.submit_agent_task(user, validate(AgentTaskInput, body), key)
     else:
@@ -39,6 +41,28 @@ def submit():
     response = Response(json.dumps(render_task(task)), 202, mimetype="application/json")
     response.headers["Location"] = f"/api/tasks/{task['id']}"
     return response
+
+
+@bp.post("/batch")
+def submit_batch():
+    """Queue up to 100 tasks at once, all or none. 202 with the tasks in the order
+    given; 400 naming the index of an invalid one; 429 if they do not all fit."""
+    user = current_user()
+    body = json_body()
+    batch = validate(TaskBatch, body)
+    items = []
+    for spec in batch.tasks:
+        webhook = spec.webhook_url or batch.webhook_url
+        extra = {"webhookUrl": webhook} if webhook else {}
+        if isinstance(spec, CodeTaskInput):
+            items.append(("code", spec.public(), extra))
+        else:
+            task_input, more = services().conversations.agent_task_parts(user, spec)
+            items.append(("agent", task_input, {**extra, **more}))
+    key = request.headers.get("Idempotency-Key")
+    tasks = services().tasks.submit_batch(user, items, key, body)
+    payload = {"tasks": [render_task(task) for task in tasks]}
+    return Response(json.dumps(payload), 202, mimetype="application/json")
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:

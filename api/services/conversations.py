@@ -141,8 +141,24 @@ class ConversationService:
             memory_mb=spec.memory_mb,
             network=spec.network,
         )
-        task, _ = self.tasks.submit(owner, "agent", task_input, key, agent=agent)
+        task, _ = self.tasks.submit(
+            owner, "agent", task_input, key, webhook_url=spec.webhook_url, agent=agent
+        )
         return task
+
+    def agent_task_parts(self, owner: str, spec: AgentTaskInput) -> tuple[dict, dict]:
+        """(input, extra task fields) of an agent task, for a batch."""
+        task_input, agent = self._agent_task(
+            owner,
+            spec.prompt,
+            spec.agent_id,
+            max_turns=spec.max_turns,
+            max_tokens=spec.max_tokens,
+            timeout_seconds=spec.timeout_seconds,
+            memory_mb=spec.memory_mb,
+            network=spec.network,
+        )
+        return task_input, {"agent": agent}
 
     # -- conversations -------------------------------------------------------------
 

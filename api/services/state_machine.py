@@ -22,6 +22,7 @@ from typing import Any
 from api.adapters.firestore_store import USAGE, Change, FirestoreStore, Reader
 from api.services.admission import admission_path, running_path
 from api.services.conversation_turns import conversation_turn_ended
+from api.services.webhooks import DELIVERIES, delivery_record
 
 
 class TaskStatus(StrEnum):
@@ -99,6 +100,12 @@ class TaskStateMachine:
             if isinstance(duration, int):
                 counters["sandboxMs"] = duration
             change.increments.append((USAGE, f"{task['owner']}_{day}", counters))
+            if task.get("webhookUrl"):
+                # Queued for delivery in the transaction that settles the task: it
+                # cannot be lost, whatever happens to this instance next.
+                change.writes.append(
+                    (f"{DELIVERIES}/{task['id']}", delivery_record(task, now), False)
+                )
             if task.get("conversationId") and read is not None:
                 # The reply joins the conversation in the transaction that settles the
                 # turn's task, so a reply is never lost nor written twice.

@@ -96,6 +96,7 @@ class TaskService:
         max_pending: int = config.MAX_PENDING_TASKS,
         llm_configured: bool = False,
         admission: TaskAdmission | None = None,
+        check_webhook_url=None,
     ) -> None:
         self.machine = machine
         self.store = machine.store
@@ -110,6 +111,7 @@ class TaskService:
             max_per_day=config.MAX_TASKS_PER_USER_PER_DAY,
             max_active=config.MAX_ACTIVE_TASKS_PER_USER,
         )
+        self.check_webhook_url = check_webhook_url or (lambda url: None)
         self._owners_lock = threading.Lock()
         self._owners: tuple[float, dict[str, int]] = (float("-inf"), {})
         self._pending_lock = threading.Lock()
@@ -159,6 +161,7 @@ class TaskService:
         kind: str,
         task_input: dict,
         idempotency_key: str | None,
+        webhook_url: str | None = None,
         **extra,
     ) -> tuple[dict, bool]:
         """Store a queued task and start it. Returns (task, created).
@@ -168,8 +171,12 @@ class TaskService:
         are created in one commit, so a burst of one user's submissions shares no
         document (ADR 0005)."""
         self.admit(bool(task_input.get("network")))
+        if webhook_url is not None:
+            self.check_webhook_url(webhook_url)
+            extra["webhookUrl"] = webhook_url
         task = self.new_task(owner, kind, task_input, **extra)
-        key = idempotency_ids(owner, idempotency_key, task_input) if idempotency_key else None
+        hashed = dict(task_input, webhookUrl=webhook_url) if webhook_url else task_input
+        key = idempotency_ids(owner, idempotency_key, hashed) if idempotency_key else None
         if key is not None:
             earlier = self.store.get_doc(key[0])
             if earlier is not None:
@@ -179,6 +186,34 @@ class TaskService:
         if stored is not None:
             return self.repeated(owner, stored, key[1])[0], False
         return self.start(task), True
+
+    def submit_batch(
+        self,
+        owner: str,
+        items: list[tuple[str, dict, dict]],
+        idempotency_key: str | None,
+        body: object,
+    ) -> list[dict]:
+        """Store (kind, input, extra fields) tasks all at once, or none: admission for
+        the whole batch (429 if it does not fit), then one commit for every task. A
+        few Firestore calls whatever the batch's size, none of them a transaction."""
+        self.admit(any(task_input.get("network") for _, task_input, _ in items))
+        for _, _, extra in items:
+            if extra.get("webhookUrl"):
+                self.check_webhook_url(extra["webhookUrl"])
+        tasks = [self.new_task(owner, kind, spec, **extra) for kind, spec, extra in items]
+        key = idempotency_ids(owner, idempotency_key, body, "batch") if idempotency_key else None
+        if key is not None:
+            earlier = self.store.get_doc(key[0])
+            if earlier is not None:
+                return self.repeated(owner, earlier, key[1])
+        reservations = self.admission.reserve_many(owner, len(tasks), tasks[0]["createdAt"])
+        stored = self.store_new(owner, tasks, reservations, key)
+        if stored is not None:
+            return self.repeated(owner, stored, key[1])
+        started = [self.start(task, launch=False) for task in tasks]
+        self.dispatcher.kick()
+        return started
 
     def store_new(
         self,
@@ -219,15 +254,17 @@ class TaskService:
             raise not_found("task")
         return tasks
 
-    def start(self, task: dict) -> dict:
-        """A task was just stored: hand it to the dispatcher, or fail it at once when it
-        can never run here (an agent task without an LLM key)."""
+    def start(self, task: dict, launch: bool = True) -> dict:
+        """A task was just stored: hand it to the dispatcher (`launch=False`: the
+        caller kicks it once for many), or fail it at once when it can never run here
+        (an agent task without an LLM key)."""
         with self._pending_lock:
             self._pending_count += 1
         if task["kind"] == "agent" and not self.llm_configured:
             settled, _ = self.machine.settle(task["id"], TaskStatus.FAILED, LLM_NOT_CONFIGURED)
             return settled or task
-        self.dispatcher.submitted(task["id"])
+        if launch:
+            self.dispatcher.submitted(task["id"])
         return task
 
     def queue_position(self, task: dict) -> int | None:

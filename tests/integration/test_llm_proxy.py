@@ -188,7 +188,7 @@ def test_without_a_key_the_proxy_answers_llm_not_configured(firestore, settings)
     app = create_app(settings, start_background=False)
     platform = app.extensions["agent_platform"]
     task_id = platform.tasks.new_task("alice", "agent", {"maxTokens": 1000})
-    platform.store.create_task(dict(task_id, status="running"))
+    platform.store.create_tasks([dict(task_id, status="running")], ("status", {}))
     token = issue_task_token(settings.task_token_key, task_id["id"], time.time() + 600)
     refused = call(app.test_client(), token)
     assert refused.status_code == 503
