@@ -176,7 +176,9 @@ class TaskService:
             extra["webhookUrl"] = webhook_url
         task = self.new_task(owner, kind, task_input, **extra)
         hashed = dict(task_input, webhookUrl=webhook_url) if webhook_url else task_input
-        key = idempotency_ids(owner, idempotency_key, hashed) if idempotency_key else None
+        key = (
+            idempotency_ids(owner, idempotency_key, hashed) if idempotency_key is not None else None
+        )
         if key is not None:
             earlier = self.store.get_doc(key[0])
             if earlier is not None:
@@ -202,7 +204,11 @@ class TaskService:
             if extra.get("webhookUrl"):
                 self.check_webhook_url(extra["webhookUrl"])
         tasks = [self.new_task(owner, kind, spec, **extra) for kind, spec, extra in items]
-        key = idempotency_ids(owner, idempotency_key, body, "batch") if idempotency_key else None
+        key = (
+            idempotency_ids(owner, idempotency_key, body, "batch")
+            if idempotency_key is not None
+            else None
+        )
         if key is not None:
             earlier = self.store.get_doc(key[0])
             if earlier is not None:
