@@ -106,7 +106,7 @@ class AdmissionStore:
         from google.cloud.firestore_v1.base_query import FieldFilter
 
         query = (
-            self.client.collection_group("admission")
+            self.client.collection("admissionShards")
             .where(filter=FieldFilter("queued", ">", 0))
             .limit(limit)
         )

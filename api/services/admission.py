@@ -4,15 +4,15 @@ Firestore sustains about one write per second per document, so nothing a
 submission writes is shared by all of one user's submissions (ADR 0005):
 
 - unsettled tasks (queued + dispatched + running): sharded counters
-  `users/{owner}/admission/u{k}` (`unsettled`, `queued`). A submission adds one to a
+  `admissionShards/{owner}:u{k}` (`unsettled`, `queued`). A submission adds one to a
   random shard with an atomic increment (no transaction, no read) and reads the new
   value from the commit's transform result. Each shard holds a fixed share of the
   limit, so the shares add up to exactly MAX_UNSETTLED_TASKS_PER_USER whatever the
   number of API instances; a full shard is given back at once and another tried.
-- tasks per UTC day: the same on `users/{owner}/admission/d{yyyymmdd}s{k}` (these
+- tasks per UTC day: the same on `admissionDaily/{owner}:d{yyyymmdd}s{k}` (these
   documents carry `expireAt` for a Firestore TTL policy).
 - tasks running at once (MAX_ACTIVE_TASKS_PER_USER): enforced at dispatch, in the
-  transaction that moves a task to `dispatched` (`users/{owner}/admission/running`);
+  transaction that moves a task to `dispatched` (`admissionRunning/{owner}`);
   tasks over it wait `queued`. That document changes at the pace tasks start and
   end, not at the pace they are submitted.
 """
@@ -38,20 +38,28 @@ GIVE_BACK_TRIES = 8
 MAX_REMEMBERED = 10_000
 
 
-def admission_path(owner: str) -> str:
-    return f"users/{owner}/admission"
+# Top-level collections, so the dispatcher's query for owners with queued tasks needs
+# only Firestore's automatic single-field index. The ids end with a fixed-form suffix
+# after the owner, so no two (owner, shard) pairs share one.
+UNSETTLED_SHARDS = "admissionShards"
+DAILY_SHARDS = "admissionDaily"
+RUNNING = "admissionRunning"
+
+
+def unsettled_shard_id(owner: str, shard: int) -> str:
+    return f"{owner}:u{shard}"
 
 
 def unsettled_shard_path(owner: str, shard: int) -> str:
-    return f"{admission_path(owner)}/u{shard}"
+    return f"{UNSETTLED_SHARDS}/{unsettled_shard_id(owner, shard)}"
 
 
 def daily_shard_path(owner: str, day: str, shard: int) -> str:
-    return f"{admission_path(owner)}/d{day}s{shard}"
+    return f"{DAILY_SHARDS}/{owner}:d{day}s{shard}"
 
 
 def running_path(owner: str) -> str:
-    return f"{admission_path(owner)}/running"
+    return f"{RUNNING}/{owner}"
 
 
 def utc_day(now: datetime) -> str:

@@ -106,13 +106,14 @@ class Dispatcher:
         now, inside the request: Cloud Run throttles an instance's CPU between requests
         (https://cloud.google.com/run/docs/configuring/cpu-allocation), so a background
         thread cannot be relied on to launch it soon. Otherwise the loop launches it."""
-        inline = self.launch_in_request and self.executor.free_slots() > 0
-        if inline and self._inline.acquire(blocking=False):
+        # The semaphore first: only the requests that will launch count the slots.
+        if self.launch_in_request and self._inline.acquire(blocking=False):
             try:
-                self._guard(self.dispatch, task_id)
+                if self.executor.free_slots() > 0:
+                    self._guard(self.dispatch, task_id)
+                    return
             finally:
                 self._inline.release()
-            return
         self.kick(task_id)
 
     def kick(self, task_id: str | None = None) -> None:

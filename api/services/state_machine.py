@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from api.adapters.firestore_store import USAGE, Change, FirestoreStore, Reader
-from api.services.admission import admission_path, running_path
+from api.services.admission import RUNNING, UNSETTLED_SHARDS, running_path, unsettled_shard_id
 from api.services.conversation_turns import conversation_turn_ended
 from api.services.webhooks import DELIVERIES, delivery_record
 
@@ -336,21 +336,22 @@ def _admission_counts(task: dict, status: TaskStatus) -> list[tuple[str, str, di
     holding a dispatch slot (`running`)."""
     if "admissionShard" not in task:
         return []
-    shard = f"u{task['admissionShard']}"
-    where = admission_path(task["owner"])
+    owner = task["owner"]
+    shard = (UNSETTLED_SHARDS, unsettled_shard_id(owner, task["admissionShard"]))
+    running = (RUNNING, owner)
     before = TaskStatus(task["status"])
     counts: list[tuple[str, str, dict[str, int]]] = []
     if status == TaskStatus.DISPATCHED and before == TaskStatus.QUEUED:
-        counts += [(where, shard, {"queued": -1}), (where, "running", {"running": 1})]
+        counts += [(*shard, {"queued": -1}), (*running, {"running": 1})]
     elif status == TaskStatus.QUEUED and before == TaskStatus.DISPATCHED:
-        counts += [(where, shard, {"queued": 1}), (where, "running", {"running": -1})]
+        counts += [(*shard, {"queued": 1}), (*running, {"running": -1})]
     elif status.terminal:
         shard_counts = {"unsettled": -1}
         if before == TaskStatus.QUEUED:
             shard_counts["queued"] = -1
-        counts.append((where, shard, shard_counts))
+        counts.append((*shard, shard_counts))
         if before.value in IN_FLIGHT:
-            counts.append((where, "running", {"running": -1}))
+            counts.append((*running, {"running": -1}))
     return counts
 
 
