@@ -122,6 +122,7 @@ def create_app(
             max_unsettled=settings.max_unsettled_tasks_per_user,
             max_per_day=settings.max_tasks_per_user_per_day,
             max_active=settings.max_active_tasks_per_user,
+            daily_token_budget=settings.user_daily_token_budget,
         ),
         check_webhook_url=webhook_service.check_url,
     )

@@ -94,8 +94,17 @@ class Reservation:
 
 
 class TaskAdmission:
-    def __init__(self, store, *, max_unsettled: int, max_per_day: int, max_active: int) -> None:
+    def __init__(
+        self,
+        store,
+        *,
+        max_unsettled: int,
+        max_per_day: int,
+        max_active: int,
+        daily_token_budget: int = config.USER_DAILY_TOKEN_BUDGET,
+    ) -> None:
         self.store = store
+        self.daily_token_budget = daily_token_budget
         self.max_unsettled = max_unsettled
         self.max_per_day = max_per_day
         self.max_active = max_active
@@ -194,17 +203,22 @@ class TaskAdmission:
     # -- what GET /api/usage shows ----------------------------------------------------
 
     def usage(self, owner: str, now: datetime) -> dict:
-        """The caller's tasks today and unsettled tasks, running tasks, with limits."""
+        """What `GET /api/usage` shows: the caller's tasks today, tasks queued or
+        running, tasks running, and LLM tokens today, each with its limit. A few reads:
+        the shards in one round trip, the running count, the day's usage record."""
         day = utc_day(now)
         unsettled, created = self.store.read_counters(
             [unsettled_shard_path(owner, k) for k in range(shard_count(self.max_unsettled))],
             [daily_shard_path(owner, day, k) for k in range(shard_count(self.max_per_day))],
         )
         running = (self.store.get_doc(running_path(owner)) or {}).get("running", 0)
+        # The LLM proxy meters tokens on the day's usage record (api/services/llm_proxy.py).
+        tokens = (self.store.get_doc(f"usage/{owner}_{day}") or {}).get("llmTokens", 0)
         return {
             "tasksToday": {"used": sum(created), "limit": self.max_per_day},
             "unsettledTasks": {"used": sum(unsettled), "limit": self.max_unsettled},
             "activeTasks": {"used": max(0, running), "limit": self.max_active},
+            "llmTokensToday": {"used": tokens, "limit": self.daily_token_budget},
         }
 
     # -- helpers -----------------------------------------------------------------
