@@ -117,6 +117,7 @@ class TaskService:
         self._pending_lock = threading.Lock()
         self._pending_count = 0
         self._pending_counted_at = float("-inf")
+        self._recounting = False
 
     def admit(self, network: bool) -> None:
         """Refuse a new task this deployment cannot take (network, capacity)."""
@@ -300,13 +301,25 @@ class TaskService:
         """Unsettled tasks, counted in Firestore at most once per PENDING_RECOUNT_SECONDS
         and kept up to date in between with this process's own submissions. The cap
         is a guard against runaway load, not an exact quota: other instances'
-        submissions show up at the next recount."""
+        submissions show up at the next recount. One request recounts; the others go
+        on with the last count meanwhile (a count over many tasks takes a while, and no
+        submission should wait for it)."""
         with self._pending_lock:
             now = time.monotonic()
-            if now - self._pending_counted_at >= PENDING_RECOUNT_SECONDS:
-                self._pending_count = self.store.count_tasks_with_status(NOT_SETTLED)
-                self._pending_counted_at = now
-            return self._pending_count
+            stale = now - self._pending_counted_at >= PENDING_RECOUNT_SECONDS
+            first = self._pending_counted_at == float("-inf")
+            if not stale or (self._recounting and not first):
+                return self._pending_count
+            self._recounting = True
+        try:
+            counted = self.store.count_tasks_with_status(NOT_SETTLED)
+        finally:
+            with self._pending_lock:
+                self._recounting = False
+        with self._pending_lock:
+            self._pending_count = counted
+            self._pending_counted_at = time.monotonic()
+            return counted
 
     def get(self, owner: str, task_id: str) -> dict:
         task = self.store.get_task(task_id) if _plausible_id(task_id) else None
