@@ -102,7 +102,8 @@ class AdmissionStore:
     # -- fair dispatch --------------------------------------------------------------
 
     def owners_with_queued(self, limit: int) -> dict[str, int]:
-        """Owners whose admission shards count queued tasks, with how many."""
+        """Owners whose admission shards count queued tasks, with how many (reading at
+        most `limit` shard documents)."""
         from google.cloud.firestore_v1.base_query import FieldFilter
 
         query = (

@@ -35,8 +35,10 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 60
 MAX_DISPATCH_ATTEMPTS = 10
-# Owners with queued tasks looked at per pass, and each one's queued tasks read.
-OWNERS_PER_PASS = 500
+# Admission shards with queued tasks read per pass (an owner has up to 16), and each
+# owner's queued tasks read. Past that many shards, owners beyond the first are not
+# seen in that pass (ADR 0005: a per-owner queue index is the next step).
+QUEUED_SHARDS_PER_PASS = 2000
 HEADS_PER_OWNER = 20
 # Launches a request may do itself at once (Cloud Run); past that the loop does them,
 # so a burst of submissions does not queue on one another's launches.
@@ -153,7 +155,7 @@ class Dispatcher:
         slots = self.executor.free_slots()
         if slots <= 0:
             return 0
-        owners = self.store.owners_with_queued(OWNERS_PER_PASS)
+        owners = self.store.owners_with_queued(QUEUED_SHARDS_PER_PASS)
         order = sorted(owners, key=lambda owner: self._served.get(owner, 0))
         heads: dict[str, deque] = {}
         claimed: list[tuple[dict, str]] = []
@@ -174,7 +176,7 @@ class Dispatcher:
                 if heads[owner]:
                     still_queued.append(owner)
             order = still_queued
-        if len(self._served) > 4 * OWNERS_PER_PASS:
+        if len(self._served) > QUEUED_SHARDS_PER_PASS:
             self._served = {o: t for o, t in self._served.items() if o in owners}
         if self._pool is None:
             return sum(self._launch(task, dispatch_id) for task, dispatch_id in claimed)
