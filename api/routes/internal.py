@@ -103,6 +103,8 @@ def result(task_id: str):
     if task is None:
         raise ApiError(404, "not_found", "No such task.")
     services().watch.changed(task_id, task)
+    if accepted:
+        services().dispatcher.kick()  # its slot is free: the next queued task may start
     return {"accepted": accepted, "status": task["status"]}
 
 

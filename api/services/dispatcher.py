@@ -206,6 +206,7 @@ class Dispatcher:
         )
         if task is None:
             return 0  # no longer queued (another instance took it, or it was cancelled)
+        self._served[task["owner"]] = next(self._turns)  # its turn, for round-robin
         return self._launch(task, dispatch_id)
 
     def _launch(self, task: dict, dispatch_id: str) -> int:

@@ -370,6 +370,8 @@ class TaskService:
         execution = (settled or task).get("execution") or {}
         if changed and execution.get("name"):
             self.dispatcher.executor.cancel(execution["name"])
+        if changed and task["status"] != "queued":
+            self.dispatcher.kick()  # its slot is free: the next queued task may start
         self.watch.changed(task_id, settled)
         return settled or task
 
