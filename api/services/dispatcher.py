@@ -71,6 +71,10 @@ class Dispatcher:
         self.launch_in_request = launch_in_request
         self.max_running_per_owner = max_running_per_owner
         self._inline = threading.BoundedSemaphore(INLINE_LAUNCHES)
+        # One claim (queued -> dispatched) at a time in this process: claims of one
+        # owner's tasks read the same `admissionRunning` document, and on Firestore two
+        # transactions on one document wait on each other's locks.
+        self._claiming = threading.Lock()
         # Owner -> the turn it was last served in (this process's view of round-robin).
         self._served: dict[str, int] = {}
         self._turns = itertools.count(1)
@@ -108,11 +112,12 @@ class Dispatcher:
         now, inside the request: Cloud Run throttles an instance's CPU between requests
         (https://cloud.google.com/run/docs/configuring/cpu-allocation), so a background
         thread cannot be relied on to launch it soon. Otherwise the loop launches it."""
-        # The semaphore first: only the requests that will launch count the slots.
+        # The semaphore first: only the requests that will launch count the slots. A
+        # request never waits for another claim: then the loop launches its task.
         if self.launch_in_request and self._inline.acquire(blocking=False):
             try:
                 if self.executor.free_slots() > 0:
-                    self._guard(self.dispatch, task_id)
+                    self._guard(self.dispatch, task_id, wait_for_claim=False)
                     return
             finally:
                 self._inline.release()
@@ -188,9 +193,10 @@ class Dispatcher:
         while queued:
             task_id = queued.popleft()["id"]
             dispatch_id = secrets.token_hex(8)
-            task, at_cap = self.machine.mark_dispatched(
-                task_id, self.executor.backend, dispatch_id, self.max_running_per_owner
-            )
+            with self._claiming:
+                task, at_cap = self.machine.mark_dispatched(
+                    task_id, self.executor.backend, dispatch_id, self.max_running_per_owner
+                )
             if at_cap:
                 queued.clear()
                 return None
@@ -198,12 +204,19 @@ class Dispatcher:
                 return task, dispatch_id
         return None
 
-    def dispatch(self, task_id: str) -> int:
-        """Launch one queued task (unless its owner is at the cap); 1 if launched."""
+    def dispatch(self, task_id: str, wait_for_claim: bool = True) -> int:
+        """Launch one queued task (unless its owner is at the cap); 1 if launched.
+        With `wait_for_claim=False`, leave it to the loop if another claim is going on."""
         dispatch_id = secrets.token_hex(8)
-        task, _ = self.machine.mark_dispatched(
-            task_id, self.executor.backend, dispatch_id, self.max_running_per_owner
-        )
+        if not self._claiming.acquire(blocking=wait_for_claim):
+            self.kick()
+            return 0
+        try:
+            task, _ = self.machine.mark_dispatched(
+                task_id, self.executor.backend, dispatch_id, self.max_running_per_owner
+            )
+        finally:
+            self._claiming.release()
         if task is None:
             return 0  # no longer queued (another instance took it, or it was cancelled)
         self._served[task["owner"]] = next(self._turns)  # its turn, for round-robin
