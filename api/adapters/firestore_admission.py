@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from api.adapters.firestore_codec import decode, encode
+
 # The counter each kind of shard document holds (api/services/admission.py).
 UNSETTLED_FIELDS = ("queued", "unsettled")  # a submission adds to both
 DAILY_FIELDS = ("created",)
@@ -75,12 +77,11 @@ class AdmissionStore:
         batch = self.client.batch()
         for task in tasks:
             ref = self.client.collection("tasks").document(task["id"])
-            batch.create(ref, dict(task, eventSeq=1))
+            batch.create(ref, encode(ref.path, dict(task, eventSeq=1)))
             kind, data = first_event
-            batch.create(
-                ref.collection("events").document(f"{1:010d}"),
-                {"seq": 1, "type": kind, "data": data, "at": task["createdAt"]},
-            )
+            event_ref = ref.collection("events").document(f"{1:010d}")
+            event = {"seq": 1, "type": kind, "data": data, "at": task["createdAt"]}
+            batch.create(event_ref, encode(event_ref.path, event))
         if idempotency is not None:
             batch.create(self.client.document(idempotency[0]), idempotency[1])
         try:
@@ -96,7 +97,11 @@ class AdmissionStore:
 
     def get_tasks(self, task_ids: list[str]) -> list[dict | None]:
         refs = [self.client.collection("tasks").document(task_id) for task_id in task_ids]
-        found = {snap.id: snap.to_dict() for snap in self.client.get_all(refs) if snap.exists}
+        found = {
+            snap.id: decode(snap.reference.path, snap.to_dict())
+            for snap in self.client.get_all(refs)
+            if snap.exists
+        }
         return [found.get(task_id) for task_id in task_ids]
 
     # -- fair dispatch --------------------------------------------------------------
@@ -130,7 +135,7 @@ class AdmissionStore:
             .order_by("__name__")
             .limit(limit)
         )
-        return [doc.to_dict() for doc in query.stream()]
+        return [decode(doc.reference.path, doc.to_dict()) for doc in query.stream()]
 
     def count_queued_before(self, owner: str, created_at: datetime) -> int:
         """How many of the owner's queued tasks were created before `created_at`."""

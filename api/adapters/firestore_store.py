@@ -7,8 +7,9 @@ Collections:
   usage/{owner}_{yyyymmdd}        per-user daily counters, incremented at settle time
   users/{owner}/admission/...     admission counters, sharded (firestore_admission.py)
 
-Locally and in tests the client talks to the emulator (FIRESTORE_EMULATOR_HOST),
-never to an in-memory fake.
+Maps keyed by callers, programs or models (a task's input and result, an event's
+data) are stored as JSON strings: see firestore_codec.py. Locally and in tests the
+client talks to the emulator (FIRESTORE_EMULATOR_HOST), never to an in-memory fake.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from api.adapters.firestore_admission import AdmissionStore
+from api.adapters.firestore_codec import EVENTS, TASKS, decode, encode
 
-TASKS = "tasks"
-EVENTS = "events"
 IDEMPOTENCY = "idempotency"
 USAGE = "usage"
 
@@ -74,6 +74,11 @@ def event_doc_id(seq: int) -> str:
     return f"{seq:010d}"
 
 
+def _read(snapshot) -> dict | None:
+    """A document as the services know it, or None when it does not exist."""
+    return decode(snapshot.reference.path, snapshot.to_dict()) if snapshot.exists else None
+
+
 class FirestoreStore(AdmissionStore):
     def __init__(self, project: str, client: Any = None) -> None:
         self.project = project
@@ -121,8 +126,12 @@ class FirestoreStore(AdmissionStore):
     # -- tasks -----------------------------------------------------------------
 
     def get_task(self, task_id: str) -> dict | None:
-        snapshot = self._task_ref(task_id).get()
-        return snapshot.to_dict() if snapshot.exists else None
+        return _read(self._task_ref(task_id).get())
+
+    @staticmethod
+    def _set_event(transaction, task_ref, event: dict) -> None:
+        ref = task_ref.collection(EVENTS).document(event_doc_id(event["seq"]))
+        transaction.set(ref, encode(ref.path, event))
 
     def update_task(
         self, task_id: str, mutate: Mutation, now: datetime
@@ -135,12 +144,10 @@ class FirestoreStore(AdmissionStore):
 
         @firestore.transactional
         def apply(transaction) -> tuple[dict | None, bool]:
-            snapshot = task_ref.get(transaction=transaction)
-            current = snapshot.to_dict() if snapshot.exists else None
+            current = _read(task_ref.get(transaction=transaction))
 
             def read(path: str) -> dict | None:
-                other = client.document(path).get(transaction=transaction)
-                return other.to_dict() if other.exists else None
+                return _read(client.document(path).get(transaction=transaction))
 
             change = mutate(current, read)
             if current is None or change is None:
@@ -149,14 +156,13 @@ class FirestoreStore(AdmissionStore):
             seq = current.get("eventSeq", 0)
             for kind, data in change.events:
                 seq += 1
-                transaction.set(
-                    task_ref.collection(EVENTS).document(event_doc_id(seq)),
-                    {"seq": seq, "type": kind, "data": data, "at": now},
+                self._set_event(
+                    transaction, task_ref, {"seq": seq, "type": kind, "data": data, "at": now}
                 )
             updated["eventSeq"] = seq
-            transaction.update(task_ref, dict(change.updates, eventSeq=seq))
+            transaction.update(task_ref, encode(task_ref.path, dict(change.updates, eventSeq=seq)))
             for path, data, merge in change.writes:
-                transaction.set(client.document(path), data, merge=merge)
+                transaction.set(client.document(path), encode(path, data), merge=merge)
             for collection, doc_id, counters in change.increments:
                 transaction.set(
                     client.collection(collection).document(doc_id),
@@ -185,7 +191,7 @@ class FirestoreStore(AdmissionStore):
             if not cursor.exists or cursor.get("owner") != owner:
                 return []
             query = query.start_after(cursor)
-        return [doc.to_dict() for doc in query.limit(limit).stream()]
+        return [_read(doc) for doc in query.limit(limit).stream()]
 
     def tasks_with_status(
         self, statuses: list[str], *, due_field: str, due_before: datetime, limit: int
@@ -201,7 +207,7 @@ class FirestoreStore(AdmissionStore):
             .order_by(due_field)
             .limit(limit)
         )
-        return [doc.to_dict() for doc in query.stream()]
+        return [_read(doc) for doc in query.stream()]
 
     def count_tasks_with_status(self, statuses: list[str]) -> int:
         from google.cloud.firestore_v1.base_query import FieldFilter
@@ -222,16 +228,15 @@ class FirestoreStore(AdmissionStore):
             .order_by("seq")
             .limit(limit)
         )
-        return [doc.to_dict() for doc in query.stream()]
+        return [_read(doc) for doc in query.stream()]
 
     # -- other documents (agents, conversations, usage) ----------------------------
 
     def get_doc(self, path: str) -> dict | None:
-        snapshot = self.client.document(path).get()
-        return snapshot.to_dict() if snapshot.exists else None
+        return _read(self.client.document(path).get())
 
     def create_doc(self, path: str, data: dict) -> None:
-        self.client.document(path).create(data)
+        self.client.document(path).create(encode(path, data))
 
     def create_doc_if_absent(self, path: str, data: dict) -> bool:
         """Create a document unless it exists: one commit with a precondition, so of
@@ -248,7 +253,7 @@ class FirestoreStore(AdmissionStore):
         self.client.document(path).delete()
 
     def update_doc(self, path: str, updates: dict) -> None:
-        self.client.document(path).update(updates)
+        self.client.document(path).update(encode(path, updates))
 
     def list_owned(self, collection: str, owner: str, *, limit: int, after_id: str | None):
         """The owner's documents of `collection`, newest first."""
@@ -266,7 +271,7 @@ class FirestoreStore(AdmissionStore):
             if not cursor.exists or cursor.get("owner") != owner:
                 return []
             query = query.start_after(cursor)
-        return [doc.to_dict() for doc in query.limit(limit).stream()]
+        return [_read(doc) for doc in query.limit(limit).stream()]
 
     def list_children(self, path: str, *, limit: int, after_id: str | None = None) -> list[dict]:
         """A subcollection's first `limit` documents after `after_id`, in id order (our
@@ -275,7 +280,7 @@ class FirestoreStore(AdmissionStore):
         query = collection.order_by("__name__")
         if after_id is not None:
             query = query.start_after({"__name__": collection.document(after_id)})
-        return [doc.to_dict() for doc in query.limit(limit).stream()]
+        return [_read(doc) for doc in query.limit(limit).stream()]
 
     def list_children_before(self, path: str, *, before: datetime, limit: int) -> list[dict]:
         """The last `limit` documents of a subcollection created before `before`, oldest
@@ -289,7 +294,7 @@ class FirestoreStore(AdmissionStore):
             .order_by("createdAt", direction=firestore.Query.DESCENDING)
             .limit(limit)
         )
-        return [doc.to_dict() for doc in query.stream()][::-1]
+        return [_read(doc) for doc in query.stream()][::-1]
 
     def delete_tree(self, path: str, subcollections: tuple[str, ...]) -> None:
         """Delete a document and the named subcollections under it, in batches."""
@@ -315,11 +320,10 @@ class FirestoreStore(AdmissionStore):
         @firestore.transactional
         def run(transaction):
             def read(path: str) -> dict | None:
-                snapshot = client.document(path).get(transaction=transaction)
-                return snapshot.to_dict() if snapshot.exists else None
+                return _read(client.document(path).get(transaction=transaction))
 
             def write(path: str, data: dict, merge: bool = False) -> None:
-                transaction.set(client.document(path), data, merge=merge)
+                transaction.set(client.document(path), encode(path, data), merge=merge)
 
             return work(read, write)
 
@@ -328,5 +332,4 @@ class FirestoreStore(AdmissionStore):
     # -- idempotency -----------------------------------------------------------
 
     def get_idempotency(self, key_id: str) -> dict | None:
-        snapshot = self.client.collection(IDEMPOTENCY).document(key_id).get()
-        return snapshot.to_dict() if snapshot.exists else None
+        return _read(self.client.collection(IDEMPOTENCY).document(key_id).get())

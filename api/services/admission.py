@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 
 from api import config
 from api.adapters.firestore_admission import CounterBusy
+from api.adapters.firestore_codec import document_id
 from api.errors import ApiError
 
 # Unsettled tasks free up within seconds; a shard seen full is skipped this long.
@@ -59,7 +60,11 @@ def daily_shard_path(owner: str, day: str, shard: int) -> str:
 
 
 def running_path(owner: str) -> str:
-    return f"{RUNNING}/{owner}"
+    return f"{RUNNING}/{running_doc_id(owner)}"
+
+
+def running_doc_id(owner: str) -> str:
+    return document_id(owner)  # an owner such as `__x__` is not a valid document id
 
 
 def utc_day(now: datetime) -> str:

@@ -19,9 +19,17 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from api import config
 from api.adapters.firestore_store import USAGE, Change, FirestoreStore, Reader
-from api.services.admission import RUNNING, UNSETTLED_SHARDS, running_path, unsettled_shard_id
+from api.services.admission import (
+    RUNNING,
+    UNSETTLED_SHARDS,
+    running_doc_id,
+    running_path,
+    unsettled_shard_id,
+)
 from api.services.conversation_turns import conversation_turn_ended
+from api.services.result_fit import fit_result
 from api.services.webhooks import DELIVERIES, delivery_record
 
 
@@ -117,7 +125,11 @@ class TaskStateMachine:
     # -- transitions -----------------------------------------------------------
 
     def mark_dispatched(
-        self, task_id: str, backend: str, dispatch_id: str, max_running: int
+        self,
+        task_id: str,
+        backend: str,
+        dispatch_id: str,
+        max_running: int = config.MAX_ACTIVE_TASKS_PER_USER,
     ) -> tuple[dict | None, bool]:
         """queued -> dispatched, before the executor is asked to launch, if its owner
         has fewer than `max_running` tasks dispatched or running (read in this same
@@ -288,7 +300,7 @@ class TaskStateMachine:
                 return None
             kept, truncated = _fit_events(task, list(events), max_events)
             change = self._status_change(
-                task, status, now, read, result=result, error=error, checkAt=None
+                task, status, now, read, result=fit_result(task, result), error=error, checkAt=None
             )
             change.events[:0] = kept
             if truncated:
@@ -338,7 +350,7 @@ def _admission_counts(task: dict, status: TaskStatus) -> list[tuple[str, str, di
         return []
     owner = task["owner"]
     shard = (UNSETTLED_SHARDS, unsettled_shard_id(owner, task["admissionShard"]))
-    running = (RUNNING, owner)
+    running = (RUNNING, running_doc_id(owner))
     before = TaskStatus(task["status"])
     counts: list[tuple[str, str, dict[str, int]]] = []
     if status == TaskStatus.DISPATCHED and before == TaskStatus.QUEUED:

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from api.adapters import webhook_http
+from api.adapters.firestore_codec import document_id
 from api.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class WebhookService:
 
     def secret(self, owner: str) -> dict:
         """The owner's signing secret, made on first use."""
-        path = f"{SECRETS}/{owner}"
+        path = f"{SECRETS}/{document_id(owner)}"
         record = self.store.get_doc(path)
         if record is None:
             self.store.create_doc_if_absent(path, {"secret": new_secret(), "createdAt": utcnow()})
@@ -102,14 +103,14 @@ class WebhookService:
         now = utcnow()
 
         def swap(read, write):
-            current = read(f"{SECRETS}/{owner}") or old
+            current = read(f"{SECRETS}/{document_id(owner)}") or old
             record = {
                 "secret": new_secret(),
                 "createdAt": now,
                 "previous": current["secret"],
                 "previousUntil": now + ROTATION_GRACE,
             }
-            write(f"{SECRETS}/{owner}", record)
+            write(f"{SECRETS}/{document_id(owner)}", record)
             return record
 
         return self.store.run_transaction(swap)
