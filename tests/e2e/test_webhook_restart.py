@@ -9,7 +9,15 @@ from standardwebhooks import Webhook
 from tests.conftest import ApiServer, Caller, wait_for
 from tests.webhook_receiver import WebhookReceiver
 
-ENV = {"WEBHOOK_ALLOW_LOOPBACK": "true", "WEBHOOK_FIRST_RETRY_SECONDS": "1"}
+# The first retry is due 4-6 s after the first attempt: the first process is killed
+# before it, so the retry is the next process's (an attempt cut off midway would hold
+# its lease, LEASE_SECONDS, first).
+ENV = {"WEBHOOK_ALLOW_LOOPBACK": "true", "WEBHOOK_FIRST_RETRY_SECONDS": "5"}
+
+
+def webhook_events(caller: Caller, task_id: str) -> list[dict]:
+    events = caller.http.get(f"/api/tasks/{task_id}/events").json()["events"]
+    return [e["data"] for e in events if e["type"] == "webhook"]
 
 
 @pytest.fixture
@@ -29,9 +37,7 @@ def test_a_delivery_is_retried_by_the_next_api_process_after_a_crash(
         secret = alice.http.get("/api/webhooks/secret").json()["secret"]
         task = alice.submit(code="print(1)", webhookUrl=receiver.url)
         alice.http.post(f"/api/tasks/{task['id']}/cancel")
-        # Killed right after the first attempt (one killed mid-attempt would hold its
-        # lease, LEASE_SECONDS, before the next process may retry).
-        wait_for(lambda: receiver.received, timeout=30, message="the first attempt")
+        wait_for(lambda: webhook_events(alice, task["id"]), timeout=30, message="attempt 1")
         alice.http.close()
     finally:
         first.kill()  # SIGKILL: no clean shutdown, nothing flushed
@@ -45,8 +51,7 @@ def test_a_delivery_is_retried_by_the_next_api_process_after_a_crash(
         alice = Caller(second.url, "alice")
 
         def delivered():
-            events = alice.http.get(f"/api/tasks/{task['id']}/events").json()["events"]
-            hooks = [e["data"] for e in events if e["type"] == "webhook"]
+            hooks = webhook_events(alice, task["id"])
             return hooks if hooks and hooks[-1]["delivered"] else None
 
         hooks = wait_for(delivered, timeout=30, message="the delivered event")
