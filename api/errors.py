@@ -72,9 +72,10 @@ def init_app(app: Flask) -> None:
         from google.api_core import exceptions as gexc
 
         from api.adapters.file_store import StorageUnavailable
+        from api.adapters.firestore_admission import CounterBusy
         from api.adapters.firestore_store import Contended
 
-        if isinstance(error, Contended):
+        if isinstance(error, Contended | CounterBusy):
             log.warning("transaction contention: %s", error)
             return _response(503, "busy", "Too many concurrent changes; retry shortly.", 1)
         if isinstance(error, StorageUnavailable):

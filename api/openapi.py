@@ -28,6 +28,7 @@ from api.models import (
     ConversationCreate,
     ListTasksQuery,
     MessageCreate,
+    TaskBatch,
 )
 from api.models import responses as r
 from api.routes import agents as agent_routes
@@ -182,7 +183,9 @@ LISTING = Reply(200, "The files (`content` inline for small UTF-8 text), and wha
                 r.FileListing, binary=("application/zip", "application/gzip"))  # fmt: skip
 ONE_FILE = Reply(200, "The file's bytes, with its Content-Type; 206 for a Range.",
                  binary=("*/*",), also=(206,))  # fmt: skip
-AUTHED = (401, 503)  # every route with credentials reads Firestore
+# Every route with credentials reads Firestore (503) and takes from the caller's
+# request rate (429, api/services/request_rate.py).
+AUTHED = (401, 429, 503)
 
 ROUTES: tuple[Route, ...] = (
     Route("get", "/", "root", "Health (no credentials, no I/O)", "service",
@@ -196,6 +199,11 @@ ROUTES: tuple[Route, ...] = (
     Route("post", "/api/tasks", "submitTask", "Queue a code or agent task", TASK,
           Reply(202, "The queued task.", r.Task, ("Location",)),
           (*BODY_ERRORS, 404, 422, 429, *AUTHED), body=(CodeTaskInput, AgentTaskInput),
+          params=(IDEMPOTENCY_KEY,)),
+    Route("post", "/api/tasks/batch", "submitTaskBatch",
+          "Queue up to 100 tasks at once: all are admitted, or none", TASK,
+          Reply(202, "The queued tasks, in the order given.", r.TaskBatchAccepted),
+          (*BODY_ERRORS, 404, 422, 429, *AUTHED), body=(TaskBatch,),
           params=(IDEMPOTENCY_KEY,)),
     Route("get", "/api/tasks", "listTasks", "Your tasks, newest first", TASK,
           Reply(200, "A page of tasks.", r.TaskList), (400, *AUTHED),
@@ -216,6 +224,13 @@ ROUTES: tuple[Route, ...] = (
           params=(Param("after", "query", _int(0, 10**9, 0), "Only events with a larger seq."),
                   Param("Last-Event-ID", "header", {"type": "integer", "minimum": 0},
                         "Resume a stream after this seq (text/event-stream only)."))),
+    # -- webhooks (13) -------------------------------------------------------------
+    Route("get", "/api/webhooks/secret", "getWebhookSecret",
+          "The secret that signs your webhooks", "webhooks",
+          Reply(200, "Your signing secret (made on first use).", r.WebhookSecret), AUTHED),
+    Route("post", "/api/webhooks/secret:rotate", "rotateWebhookSecret",
+          "Replace your webhook secret (the old one signs too for 24 hours)", "webhooks",
+          Reply(200, "The new secret.", r.WebhookSecret), AUTHED),
     # -- agents (6.3) --------------------------------------------------------------
     Route("post", "/api/agents", "createAgent", "Create an agent", AGENT,
           Reply(201, "The agent.", r.Agent, ("Location",)), (*BODY_ERRORS, 422, *AUTHED),

@@ -16,6 +16,15 @@ TimeoutSeconds = Annotated[
     int, Field(ge=config.MIN_TIMEOUT_SECONDS, le=config.MAX_TIMEOUT_SECONDS, strict=True)
 ]
 MemoryMb = Annotated[int, Field(ge=config.MIN_MEMORY_MB, le=config.MAX_MEMORY_MB, strict=True)]
+# Where the finished task is POSTed (api/services/webhooks.py checks it against SSRF).
+WebhookUrl = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=config.MAX_WEBHOOK_URL_CHARS),
+    Field(
+        description="https URL the finished task is POSTed to, signed per Standard Webhooks "
+        "(see GET /api/webhooks/secret)."
+    ),
+]
 
 
 def _utf8_len(text: str) -> int:
@@ -80,6 +89,7 @@ class CodeTaskInput(BaseModel):
     timeout_seconds: TimeoutSeconds = Field(config.DEFAULT_TIMEOUT_SECONDS, alias="timeoutSeconds")
     memory_mb: MemoryMb = Field(config.DEFAULT_MEMORY_MB, alias="memoryMb")
     network: bool = Field(False, strict=True)
+    webhook_url: WebhookUrl | None = Field(None, alias="webhookUrl")
 
     @field_validator("code")
     @classmethod
@@ -119,7 +129,8 @@ class CodeTaskInput(BaseModel):
         return [v.upload for v in self.files.values() if isinstance(v, UploadRef)]
 
     def public(self) -> dict:
-        return self.model_dump(by_alias=True)
+        """The task's `input`: what the runner needs (the webhook is the API's)."""
+        return self.model_dump(by_alias=True, exclude={"webhook_url"})
 
 
 def check_relative_path(path: str) -> None:

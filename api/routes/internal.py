@@ -121,6 +121,8 @@ def result(task_id: str):
     services().watch.changed(task_id, task)
     if task.get("conversationId"):
         services().files.turn_settled(task)
+    if accepted:
+        services().dispatcher.kick()  # its slot is free: the next queued task may start
     return {"accepted": accepted, "status": task["status"]}
 
 
@@ -140,7 +142,11 @@ def reconcile():
             "Reconciliation needs the scheduler's OIDC token or the X-Reconcile-Secret header.",
         )
     dispatcher = services().dispatcher
-    return {"dispatched": dispatcher.dispatch_pending(), "settled": dispatcher.reconcile()}
+    return {
+        "dispatched": dispatcher.dispatch_pending(),
+        "settled": dispatcher.reconcile(),
+        "webhooksSent": services().webhooks.deliver_due(),
+    }
 
 
 @bp.post("/llm/v1/messages")

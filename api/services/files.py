@@ -126,6 +126,8 @@ class FileService:
             else:
                 # None once the upload has expired (its record is gone).
                 record = self.store.get_doc(f"{UPLOADS}/{value['upload']}") or {}
+                if record.get("owner") != task.get("owner"):
+                    record = {}  # checked at submission too: only the owner's own uploads
                 listing.append(
                     {
                         "path": path,
