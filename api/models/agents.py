@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from api import config
-from api.models.tasks import MemoryMb, TimeoutSeconds
+from api.models.tasks import MemoryMb, TimeoutSeconds, WebhookUrl
 
 ToolName = Literal["bash", "python", "read_file", "write_file", "edit_file", "list_files"]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -85,6 +85,7 @@ class AgentTaskInput(BaseModel):
     )
     memory_mb: MemoryMb = Field(config.DEFAULT_MEMORY_MB, alias="memoryMb")
     network: bool = Field(False, strict=True)
+    webhook_url: WebhookUrl | None = Field(None, alias="webhookUrl")
 
 
 class ConversationCreate(BaseModel):

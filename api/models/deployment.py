@@ -25,8 +25,14 @@ class Usage(_Contract):
     tasks_today: UsageCounter = Field(
         alias="tasksToday", description="Tasks created today (MAX_TASKS_PER_USER_PER_DAY)."
     )
+    unsettled_tasks: UsageCounter = Field(
+        alias="unsettledTasks",
+        description="Tasks queued or running now (MAX_UNSETTLED_TASKS_PER_USER; past it, 429).",
+    )
     active_tasks: UsageCounter = Field(
-        alias="activeTasks", description="Unfinished tasks now (MAX_ACTIVE_TASKS_PER_USER)."
+        alias="activeTasks",
+        description="Tasks dispatched or running now (MAX_ACTIVE_TASKS_PER_USER; more wait "
+        "queued).",
     )
     llm_tokens_today: UsageCounter = Field(
         alias="llmTokensToday",

@@ -70,7 +70,7 @@ def dev_server(emulator, tmp_path_factory, anthropic_api):
         tmp_path_factory.mktemp("console") / "api.log",
         ANTHROPIC_API_KEY="sk-ant-console-test",
         ANTHROPIC_BASE_URL=anthropic_api.url,
-        MAX_ACTIVE_TASKS_PER_USER="2",
+        MAX_UNSETTLED_TASKS_PER_USER="2",
     ).start()
     yield server
     server.stop()
@@ -238,8 +238,8 @@ def test_over_a_limit_the_console_says_when_to_retry(page, dev_server):
         sign_in_dev(page, dev_server, "dave")
         run_code(page, "print(1)")
         error = page.locator("#run-form .error")
-        expect(error).to_contain_text("too_many_active_tasks")
-        expect(error.locator(".retry")).to_contain_text("Retry in 10 s")
+        expect(error).to_contain_text("too_many_unsettled_tasks")
+        expect(error.locator(".retry")).to_contain_text(re.compile(r"Retry in \d+ s \(at "))
     finally:
         for task_id in busy:
             dave.post(f"/api/tasks/{task_id}/cancel")

@@ -24,6 +24,7 @@ def limited(firestore, settings):
     changed = with_settings(
         settings,
         max_active_tasks_per_user=3,
+        max_unsettled_tasks_per_user=7,
         max_tasks_per_user_per_day=50,
         user_daily_token_budget=9000,
     )
@@ -33,29 +34,30 @@ def limited(firestore, settings):
 def test_a_new_caller_has_used_nothing_and_sees_each_limit(limited):
     usage = limited.get("/api/usage", headers=ALICE).get_json()
     assert usage["tasksToday"] == {"used": 0, "limit": 50}
+    assert usage["unsettledTasks"] == {"used": 0, "limit": 7}
     assert usage["activeTasks"] == {"used": 0, "limit": 3}
     assert usage["llmTokensToday"] == {"used": 0, "limit": 9000}
     assert usage["day"] == datetime.now(UTC).strftime("%Y-%m-%d")
     assert usage["resetsAt"].endswith("T00:00:00Z")
 
 
-def test_tasks_count_for_their_owner_only_and_a_settled_one_stops_being_active(limited):
+def test_tasks_count_for_their_owner_only_and_a_settled_one_stops_being_unsettled(limited):
     first = limited.post("/api/tasks", json=CODE, headers=ALICE).get_json()
     limited.post("/api/tasks", json=CODE, headers=ALICE)
     limited.post(f"/api/tasks/{first['id']}/cancel", headers=ALICE)
     usage = limited.get("/api/usage", headers=ALICE).get_json()
     assert usage["tasksToday"]["used"] == 2
-    assert usage["activeTasks"]["used"] == 1
+    assert usage["unsettledTasks"]["used"] == 1
+    assert usage["activeTasks"]["used"] == 0  # no dispatcher here: nothing runs
     assert limited.get("/api/usage", headers=BOB).get_json()["tasksToday"]["used"] == 0
 
 
 def test_llm_tokens_are_the_daily_counter_the_llm_proxy_keeps(limited):
     store = limited.application.extensions["agent_platform"].store
     day = datetime.now(UTC).strftime("%Y%m%d")
-    store.create_doc(f"usage/alice_{day}", {"llmTokens": 1234, "tasksCreated": 4})
+    store.create_doc(f"usage/alice_{day}", {"llmTokens": 1234})
     usage = limited.get("/api/usage", headers=ALICE).get_json()
     assert usage["llmTokensToday"] == {"used": 1234, "limit": 9000}
-    assert usage["tasksToday"]["used"] == 4
 
 
 def test_usage_needs_credentials(limited):

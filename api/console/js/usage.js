@@ -4,7 +4,8 @@ import { h } from "./ui.js";
 
 const SHOWN = [
   ["tasksToday", "tasks today"],
-  ["activeTasks", "active"],
+  ["unsettledTasks", "queued or running"],
+  ["activeTasks", "running"],
   ["llmTokensToday", "LLM tokens today"],
 ];
 
@@ -12,7 +13,7 @@ export async function refreshUsage() {
   const bar = document.getElementById("usage");
   try {
     const usage = await api("/api/usage");
-    bar.replaceChildren(...SHOWN.map(([key, label]) => {
+    bar.replaceChildren(...SHOWN.filter(([key]) => usage[key]).map(([key, label]) => {
       const { used, limit } = usage[key];
       return h("span", { dataset: { counter: key }, title: `resets ${new Date(usage.resetsAt).toLocaleString()}` },
         h("meter", { min: 0, max: limit, value: used, high: limit * 0.8 }), ` ${used.toLocaleString()} / ${limit.toLocaleString()} ${label}`);
