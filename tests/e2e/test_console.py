@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -260,11 +261,14 @@ def test_an_input_file_goes_in_and_an_output_file_downloads(page, dev_server, sh
     assert Path(download.value.path()).read_text() == "forty-two\n"
 
 
+CALCULATION = "print(6 * 7)\nopen('answer.txt', 'w').write('42')"
+
+
 def test_create_an_agent_and_chat_one_turn_with_its_tool_call(
     page, dev_server, anthropic_api, shots
 ):
     anthropic_api.add(
-        reply("Let me compute it.", tool_use("python", code="print(6 * 7)")),
+        reply("Let me compute it.", tool_use("python", code=CALCULATION)),
         lambda body: reply(f"The answer is {body['messages'][-1]['content'][0]['content']}"),
     )
     sign_in_dev(page, dev_server, "frank")
@@ -297,6 +301,9 @@ def test_create_an_agent_and_chat_one_turn_with_its_tool_call(
     expect(page.locator("#send")).to_be_enabled()
     # Two model calls of 10 input and 5 output tokens each, metered by the LLM proxy.
     expect(page.locator("#usage [data-counter=llmTokensToday]")).to_contain_text("30 / 2,000,000")
+    with page.expect_download() as download:
+        page.click("#workspace-files button.download[data-path='answer.txt']")
+    assert Path(download.value.path()).read_text() == "42"
     page.screenshot(path=shots / "conversation.png", full_page=True)
     sent = anthropic_api.messages_requests[-1].body
     assert sent["model"] == "claude-haiku-4-5"
@@ -400,3 +407,32 @@ def test_firebase_sign_in_is_offered_and_its_id_token_is_sent(
     expect(page.locator("#who-name")).to_have_text("hedy@example.com")
     expect(page.locator("#tasks")).to_be_visible()
     assert f"Bearer {token}" in sent
+
+
+PNG_PROGRAM = """
+import struct, zlib
+def chunk(kind, data):
+    crc = struct.pack('>I', zlib.crc32(kind + data))
+    return struct.pack('>I', len(data)) + kind + data + crc
+rows = (bytes(1) + bytes([255, 0, 0]) * 8) * 8
+header = struct.pack('>IIBBBBB', 8, 8, 8, 2, 0, 0, 0)
+png = bytes.fromhex('89504e470d0a1a0a') + chunk(b'IHDR', header)
+png += chunk(b'IDAT', zlib.compress(rows)) + chunk(b'IEND', b'')
+open('red.png', 'wb').write(png)
+open('notes.txt', 'w').write('a red square')
+"""
+
+
+def test_an_image_is_shown_inline_and_all_files_download_as_a_zip(page, dev_server, shots):
+    sign_in_dev(page, dev_server, "kim")
+    run_code(page, PNG_PROGRAM)
+    expect(page.locator("#task-status")).to_have_text("completed", timeout=60 * SECONDS)
+    image = page.locator("#files img[alt='red.png']")
+    expect(image).to_be_visible()
+    assert image.evaluate("img => img.naturalWidth") == 8
+    with page.expect_download() as download:
+        page.click("#download-all")
+    with zipfile.ZipFile(download.value.path()) as archive:
+        assert sorted(archive.namelist()) == ["notes.txt", "red.png"]
+        assert archive.read("notes.txt") == b"a red square"
+    page.screenshot(path=shots / "task-files.png", full_page=True)
