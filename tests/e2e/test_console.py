@@ -414,8 +414,8 @@ import struct, zlib
 def chunk(kind, data):
     crc = struct.pack('>I', zlib.crc32(kind + data))
     return struct.pack('>I', len(data)) + kind + data + crc
-rows = (bytes(1) + bytes([255, 0, 0]) * 8) * 8
-header = struct.pack('>IIBBBBB', 8, 8, 8, 2, 0, 0, 0)
+rows = (bytes(1) + bytes([200, 30, 30]) * 48) * 48
+header = struct.pack('>IIBBBBB', 48, 48, 8, 2, 0, 0, 0)
 png = bytes.fromhex('89504e470d0a1a0a') + chunk(b'IHDR', header)
 png += chunk(b'IDAT', zlib.compress(rows)) + chunk(b'IEND', b'')
 open('red.png', 'wb').write(png)
@@ -429,7 +429,7 @@ def test_an_image_is_shown_inline_and_all_files_download_as_a_zip(page, dev_serv
     expect(page.locator("#task-status")).to_have_text("completed", timeout=60 * SECONDS)
     image = page.locator("#files img[alt='red.png']")
     expect(image).to_be_visible()
-    assert image.evaluate("img => img.naturalWidth") == 8
+    assert image.evaluate("img => img.naturalWidth") == 48
     with page.expect_download() as download:
         page.click("#download-all")
     with zipfile.ZipFile(download.value.path()) as archive:
