@@ -275,10 +275,12 @@ check_tools() {
 
 check_auth_and_project() {
 	local account number
-	account=$(query gcloud auth list --filter=status:ACTIVE --format='value(account)')
-	if [[ $DRY_RUN == false && -z $account ]]; then
-		die "gcloud has no active account: run 'gcloud auth login' first"
+	# Any credential gcloud can use: a login, a service account, or an access token
+	# (auth/access_token_file, as CI gives one). The token itself goes nowhere.
+	if [[ $DRY_RUN == false ]] && ! gcloud auth print-access-token >/dev/null 2>&1; then
+		die "gcloud has no credentials: run 'gcloud auth login' first"
 	fi
+	account=$(query gcloud config get account 2>/dev/null || true)
 	if ! number=$(gcloud_query projects describe "$PROJECT" --format='value(projectNumber)'); then
 		die "project $PROJECT was not found, or $account cannot see it"
 	fi

@@ -12,6 +12,11 @@ DEFAULT_TIMEOUT_SECONDS = 60
 MIN_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS = 1, 3600
 DEFAULT_MEMORY_MB = 512
 MIN_MEMORY_MB, MAX_MEMORY_MB = 64, 4096
+# A task's /workspace + /tmp + /dev/shm together (tmpfs: memory on Cloud Run), and the
+# runner's own memory beside its task. The runner job's memory holds all three
+# (deploy-gcp.sh derives it from these; tests/deploy checks Terraform's).
+TASK_DISK_MB = 2048
+RUNNER_RESERVE_MB = 512
 MAX_WAIT_SECONDS = 60
 # Requests that hold a server thread (?wait, SSE) at once; the rest get an immediate
 # answer (wait) or a 429 (SSE), so health checks and short calls always find a
