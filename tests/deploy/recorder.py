@@ -174,10 +174,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_CONNECT(self) -> None:
         # curl's https through the proxy: terminate TLS with the recorder's own
         # certificate (curl trusts it through CURL_CA_BUNDLE), then serve inside.
+        self.tunnel_host = self.path.split(":")[0]
+        if not self.tunnel_host.endswith(".run.app"):
+            # gcloud beta builds submit tails the log over gRPC (Cloud Logging): there is
+            # no such thing here, and gcloud then polls the build instead.
+            self.send_error(403, "the recorder tunnels only to run.app")
+            return
         self.send_response(200, "Connection established")
         self.end_headers()
-        self.tunnel_host = self.path.split(":")[0]
-        self.connection = self.server.tls.wrap_socket(self.connection, server_side=True)
+        try:
+            self.connection = self.server.tls.wrap_socket(self.connection, server_side=True)
+        except ssl.SSLError:
+            self.close_connection = True
+            return
         self.rfile = self.connection.makefile("rb")
         self.wfile = self.connection.makefile("wb")
         self.close_connection = False

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import time
 
 import google_crc32c
@@ -206,7 +207,8 @@ def create_database(cloud, request, project):
 
 @route("GET", DB + r"/collectionGroups/-/indexes")
 def list_indexes(cloud, request, project, database):
-    found = cloud.of_kind(rf"projects/{project}/databases/{database}/collectionGroups/[^/]+/indexes/.+")
+    parent = re.escape(f"projects/{project}/databases/{database}")
+    found = cloud.of_kind(parent + r"/collectionGroups/[^/]+/indexes/.+")
     return {"indexes": list(found.values())}
 
 
@@ -225,7 +227,7 @@ def create_index(cloud, request, project, database, group):
 
 @route("GET", DB + r"/collectionGroups/" + NAME + r"/fields")
 def list_fields(cloud, request, project, database, group):
-    prefix = rf"projects/{project}/databases/{database}/collectionGroups/"
+    prefix = re.escape(f"projects/{project}/databases/{database}/collectionGroups/")
     pattern = prefix + ("[^/]+" if group == "-" else group) + "/fields/.+"
     return {"fields": [f for f in cloud.of_kind(pattern).values() if f.get("ttlConfig")]}
 
@@ -252,6 +254,12 @@ def _account(cloud: Cloud, email: str) -> str:
 @route("GET", r"/v1/projects/" + NAME + r"/serviceAccounts/" + NAME)
 def get_account(cloud, request, project, email):
     return cloud.get(_account(cloud, email))
+
+
+@route("GET", P + r"/serviceAccounts")
+def list_accounts(cloud, request, project):
+    _project(cloud, project)
+    return {"accounts": list(cloud.of_kind(rf"projects/{cloud.project}/serviceAccounts/[^/]+").values())}
 
 
 @route("POST", P + r"/serviceAccounts")

@@ -51,6 +51,7 @@ def create_service(cloud, request, namespace):
     if _key("services", name) in cloud.resources:
         raise Reply(409, f"Resource '{name}' already exists.", "ALREADY_EXISTS")
     body["metadata"].update(generation=0, uid=f"uid-{name}", namespace=PROJECT_NUMBER)
+    body["metadata"].setdefault("labels", {})["cloud.googleapis.com/location"] = REGION
     return _roll(cloud, name, body)
 
 
@@ -182,6 +183,7 @@ def create_job(cloud, request, namespace):
     if _key("jobs", name) in cloud.resources:
         raise Reply(409, f"Resource '{name}' already exists.", "ALREADY_EXISTS")
     body["metadata"].update(generation=0, namespace=PROJECT_NUMBER, uid=f"uid-{name}")
+    body["metadata"].setdefault("labels", {})["cloud.googleapis.com/location"] = REGION
     return _store_job(cloud, name, body)
 
 
@@ -218,7 +220,8 @@ def run_job(cloud, request, namespace, name):
     body = {
         "apiVersion": "run.googleapis.com/v1", "kind": "Execution",
         "metadata": {"name": execution, "namespace": PROJECT_NUMBER, "generation": 1,
-                     "labels": {"run.googleapis.com/job": name}, "creationTimestamp": _now()},
+                     "labels": {"run.googleapis.com/job": name, "cloud.googleapis.com/location": REGION},
+                     "creationTimestamp": _now()},
         "spec": {**spec, "overrides": overrides},
         "status": {
             "observedGeneration": 1, "startTime": _now(), "completionTime": _now(),
