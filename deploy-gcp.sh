@@ -646,7 +646,8 @@ self_check_job() {
 # TRAFFIC_OK is "yes" when all traffic goes to the latest revision.
 TRAFFIC_PY='
 import json, sys
-status = json.load(sys.stdin).get("status", {})
+text = sys.stdin.read().strip()  # nothing in a dry run
+status = json.loads(text).get("status", {}) if text else {}
 latest = status.get("latestReadyRevisionName", "")
 served = [t for t in status.get("traffic", []) if t.get("percent")]
 ok = len(served) == 1 and served[0].get("revisionName") == latest and served[0].get("latestRevision")

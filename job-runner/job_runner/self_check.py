@@ -39,8 +39,8 @@ FIXES = {
         "and install bubblewrap)"
     ),
     "program": "the sandbox started but a trivial program failed in it: see stderr in the verdict",
-    "network": "the program reached the network: the sandbox must unshare the network (--unshare-net)",
-    "environment": "the program saw the runner's environment: the sandbox must start it with --clearenv",
+    "network": "the program reached the network: the sandbox must unshare it (--unshare-net)",
+    "environment": "the program saw the runner's environment: the sandbox must use --clearenv",
 }
 
 
@@ -65,8 +65,13 @@ def self_check() -> dict:
     checks["program"] = outcome.exit_code == 0 and isinstance(seen, dict)
     if not checks["program"]:
         stderr = outcome.stderr.decode("utf-8", "replace")[-2000:]
-        return {**verdict, "failed": "program", "exitCode": outcome.exit_code,
-                "stderr": stderr, "fix": FIXES["program"]}
+        return {
+            **verdict,
+            "failed": "program",
+            "exitCode": outcome.exit_code,
+            "stderr": stderr,
+            "fix": FIXES["program"],
+        }
     checks["network"] = seen["network"] == "closed" and set(seen["interfaces"]) <= {"lo"}
     checks["environment"] = CANARY not in seen["env"] and "TASK_TOKEN" not in seen["env"]
     verdict["sandboxUid"] = seen["uid"]

@@ -22,7 +22,7 @@ def deployed(tmp_path_factory) -> tuple[Project, Run, Run]:
     key = str(project.key_file())
     first = project.run("--anthropic-key-file", key)
     assert_ok(first)
-    project.after_first = project.cloud.copy()
+    project.after_first = project.cloud.copy()  # what the first run left
     second = project.run("--anthropic-key-file", key)
     assert_ok(second)
     yield project, first, second

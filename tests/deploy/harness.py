@@ -85,14 +85,21 @@ class Project:
     def run(self, *args: str, stdin: str = "", timeout: int = 300, **env: str) -> Run:
         return self.command(
             ["bash", str(SCRIPT), "--project", PROJECT, "--tag", "t1", *args],
-            stdin=stdin, timeout=timeout, **env,
+            stdin=stdin,
+            timeout=timeout,
+            **env,
         )
 
     def command(self, argv: list[str], stdin: str = "", timeout: int = 300, **env: str) -> Run:
         before = len(self.cloud.requests)
         done = subprocess.run(
-            argv, input=stdin, capture_output=True, text=True, env=self.env(**env),
-            cwd=self.tmp, timeout=timeout,
+            argv,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env(**env),
+            cwd=self.tmp,
+            timeout=timeout,
         )
         return Run(done.returncode, done.stdout, done.stderr, self.cloud.requests[before:])
 

@@ -73,7 +73,9 @@ class Cloud:
 
     # -- IAM ----------------------------------------------------------------------
     def policy(self, resource: str) -> dict:
-        return self.policies.setdefault(resource, {"version": 1, "etag": "BwAAAA==", "bindings": []})
+        return self.policies.setdefault(
+            resource, {"version": 1, "etag": "BwAAAA==", "bindings": []}
+        )
 
     def set_policy(self, resource: str, policy: dict) -> dict:
         current = self.policy(resource)
@@ -111,7 +113,11 @@ class Cloud:
 
     def children(self, parent: str, kind: str) -> list[dict]:
         prefix = f"{parent}/{kind}/"
-        return [v for k, v in self.resources.items() if k.startswith(prefix) and "/" not in k[len(prefix) :]]
+        return [
+            v
+            for k, v in self.resources.items()
+            if k.startswith(prefix) and "/" not in k[len(prefix) :]
+        ]
 
     def of_kind(self, pattern: str) -> dict[str, dict]:
         return {k: v for k, v in self.resources.items() if re.fullmatch(pattern, k)}
@@ -120,12 +126,18 @@ class Cloud:
 def done_operation(name: str, response: dict, response_type: str) -> dict:
     """A long-running operation that is already done, with its typed response."""
     typed = {"@type": f"type.googleapis.com/{response_type}", **response}
-    return {"name": name, "done": True, "response": typed,
-            "metadata": {"@type": "type.googleapis.com/google.protobuf.Empty"}}
+    return {
+        "name": name,
+        "done": True,
+        "response": typed,
+        "metadata": {"@type": "type.googleapis.com/google.protobuf.Empty"},
+    }
 
 
 class Request:
-    def __init__(self, method: str, host: str, path: str, query: dict, body: bytes, headers) -> None:
+    def __init__(
+        self, method: str, host: str, path: str, query: dict, body: bytes, headers
+    ) -> None:
         self.method, self.host, self.path, self.query, self.raw = method, host, path, query, body
         self.headers = headers
         try:
@@ -159,7 +171,6 @@ def dispatch(cloud: Cloud, request: Request) -> tuple[int, object]:
 
 # The service modules register their routes on import.
 from tests.deploy import recorder_apis, recorder_run  # noqa: E402,F401
-
 
 # -- The HTTP side ---------------------------------------------------------------------
 
@@ -205,18 +216,32 @@ class Handler(http.server.BaseHTTPRequestHandler):
         )
         cloud = self.server.cloud
         with cloud.lock:
-            entry = {"time": time.monotonic(), "method": self.command, "host": request.host, "path": url.path,
-                     "query": url.query, "body": request.body or body.decode("latin-1")[:2000],
-                     "headers": dict(self.headers)}
+            entry = {
+                "time": time.monotonic(),
+                "method": self.command,
+                "host": request.host,
+                "path": url.path,
+                "query": url.query,
+                "body": request.body or body.decode("latin-1")[:2000],
+                "headers": dict(self.headers),
+            }
             cloud.requests.append(entry)
             try:
                 status, answer = dispatch(cloud, request)
             except Reply as reply:
                 status = reply.status
-                answer = {"error": {"code": reply.status, "message": str(reply), "status": reply.reason}}
+                answer = {
+                    "error": {"code": reply.status, "message": str(reply), "status": reply.reason}
+                }
             except Exception:  # a bug in the recorder: say so, as a 4xx (no retries)
                 status = 400
-                answer = {"error": {"code": 400, "message": traceback.format_exc(), "status": "RECORDER_BUG"}}
+                answer = {
+                    "error": {
+                        "code": 400,
+                        "message": traceback.format_exc(),
+                        "status": "RECORDER_BUG",
+                    }
+                }
             entry["status"] = status
         data = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
         self.send_response(status)
@@ -253,10 +278,26 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
     if not cert.exists():
         san = ",".join(f"DNS:{h}" for h in CERT_HOSTS)
         subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-             "-subj", "/CN=run.app", "-addext", f"subjectAltName={san}",
-             "-keyout", str(key), "-out", str(cert)],
-            check=True, capture_output=True,
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=run.app",
+                "-addext",
+                f"subjectAltName={san}",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
         )
     return cert, key
 
@@ -265,8 +306,19 @@ class Recorder:
     """The recorder running in a thread, with the environment that points gcloud and
     curl at it."""
 
-    APIS = ("run", "iam", "cloudresourcemanager", "serviceusage", "artifactregistry",
-            "secretmanager", "firestore", "cloudbuild", "cloudscheduler", "storage", "logging")
+    APIS = (
+        "run",
+        "iam",
+        "cloudresourcemanager",
+        "serviceusage",
+        "artifactregistry",
+        "secretmanager",
+        "firestore",
+        "cloudbuild",
+        "cloudscheduler",
+        "storage",
+        "logging",
+    )
 
     def __init__(self, cloud: Cloud, directory: Path) -> None:
         self.cloud, self.directory = cloud, directory

@@ -27,7 +27,9 @@ P = r"/v1/projects/" + NAME
 
 def _project(cloud: Cloud, project: str) -> None:
     if project not in (cloud.project, PROJECT_NUMBER, "-"):
-        raise Reply(403, f"The caller does not have permission on project {project}", "PERMISSION_DENIED")
+        raise Reply(
+            403, f"The caller does not have permission on project {project}", "PERMISSION_DENIED"
+        )
 
 
 def _iam_routes(prefix: str, name_of) -> None:
@@ -54,8 +56,12 @@ def _iam_routes(prefix: str, name_of) -> None:
 def get_project(cloud: Cloud, request: Request, project: str) -> dict:
     if project != cloud.project:
         raise Reply(403, f"Project {project} not found or permission denied", "PERMISSION_DENIED")
-    return {"projectId": project, "projectNumber": PROJECT_NUMBER, "lifecycleState": "ACTIVE",
-            "name": project}
+    return {
+        "projectId": project,
+        "projectNumber": PROJECT_NUMBER,
+        "lifecycleState": "ACTIVE",
+        "name": project,
+    }
 
 
 @route("POST", P + ":getIamPolicy")
@@ -76,27 +82,39 @@ def set_project_policy(cloud, request, project):
 @route("GET", P + "/services")
 def list_services(cloud, request, project):
     _project(cloud, project)
-    return {"services": [
-        {"name": f"projects/{PROJECT_NUMBER}/services/{api}", "config": {"name": api},
-         "state": "ENABLED", "parent": f"projects/{PROJECT_NUMBER}"}
-        for api in sorted(cloud.enabled)
-    ]}
+    return {
+        "services": [
+            {
+                "name": f"projects/{PROJECT_NUMBER}/services/{api}",
+                "config": {"name": api},
+                "state": "ENABLED",
+                "parent": f"projects/{PROJECT_NUMBER}",
+            }
+            for api in sorted(cloud.enabled)
+        ]
+    }
 
 
 @route("GET", P + "/services/" + NAME)
 def get_service_state(cloud, request, project, api):
     _project(cloud, project)
     state = "ENABLED" if api in cloud.enabled else "DISABLED"
-    return {"name": f"projects/{PROJECT_NUMBER}/services/{api}", "config": {"name": api},
-            "state": state}
+    return {
+        "name": f"projects/{PROJECT_NUMBER}/services/{api}",
+        "config": {"name": api},
+        "state": state,
+    }
 
 
 @route("POST", P + "/services:batchEnable")
 def enable_services(cloud, request, project):
     _project(cloud, project)
     cloud.enabled |= set(request.body["serviceIds"])
-    return done_operation(f"operations/acf.{cloud.next_id()}", {"services": []},
-                          "google.api.serviceusage.v1.BatchEnableServicesResponse")
+    return done_operation(
+        f"operations/acf.{cloud.next_id()}",
+        {"services": []},
+        "google.api.serviceusage.v1.BatchEnableServicesResponse",
+    )
 
 
 # -- Artifact Registry ---------------------------------------------------------------
@@ -113,8 +131,11 @@ def get_repository(cloud, request, project, location, repo):
 def create_repository(cloud, request, project, location):
     name = f"projects/{project}/locations/{location}/repositories/{request.arg('repositoryId')}"
     repository = cloud.create(name, {**request.body, "name": name})
-    return done_operation(f"projects/{project}/locations/{location}/operations/op{cloud.next_id()}",
-                          repository, "google.devtools.artifactregistry.v1.Repository")
+    return done_operation(
+        f"projects/{project}/locations/{location}/operations/op{cloud.next_id()}",
+        repository,
+        "google.devtools.artifactregistry.v1.Repository",
+    )
 
 
 _iam_routes(REPO, lambda p, loc, r: f"projects/{p}/locations/{loc}/repositories/{r}")
@@ -136,9 +157,14 @@ def get_bucket(cloud, request, bucket):
 
 @route("POST", r"/storage/v1/b")
 def create_bucket(cloud, request):
-    body = {**request.body, "kind": "storage#bucket", "id": request.body["name"],
-            "projectNumber": PROJECT_NUMBER, "metageneration": "1",
-            "timeCreated": "2026-01-01T00:00:00.000Z"}
+    body = {
+        **request.body,
+        "kind": "storage#bucket",
+        "id": request.body["name"],
+        "projectNumber": PROJECT_NUMBER,
+        "metageneration": "1",
+        "timeCreated": "2026-01-01T00:00:00.000Z",
+    }
     return cloud.create(f"b/{request.body['name']}", body)
 
 
@@ -153,8 +179,11 @@ def update_bucket(cloud, request, bucket):
 @route("GET", r"/storage/v1/b/" + NAME + r"/iam")
 def get_bucket_policy(cloud, request, bucket):
     _bucket(cloud, bucket)
-    return {"kind": "storage#policy", "resourceId": f"projects/_/buckets/{bucket}",
-            **cloud.policy(f"b/{bucket}")}
+    return {
+        "kind": "storage#policy",
+        "resourceId": f"projects/_/buckets/{bucket}",
+        **cloud.policy(f"b/{bucket}"),
+    }
 
 
 @route("PUT", r"/storage/v1/b/" + NAME + r"/iam")
@@ -174,10 +203,15 @@ def upload_object(cloud, request, bucket):
         parts = data.split(b"--" + boundary.encode())
         data = parts[-2].split(b"\n\n", 1)[1].removesuffix(b"\n")
     crc = google_crc32c.value(data).to_bytes(4, "big")
-    item = {"kind": "storage#object", "bucket": bucket, "name": request.arg("name"),
-            "generation": str(cloud.next_id()), "size": str(len(data)),
-            "md5Hash": base64.b64encode(hashlib.md5(data).digest()).decode(),
-            "crc32c": base64.b64encode(crc).decode()}
+    item = {
+        "kind": "storage#object",
+        "bucket": bucket,
+        "name": request.arg("name"),
+        "generation": str(cloud.next_id()),
+        "size": str(len(data)),
+        "md5Hash": base64.b64encode(hashlib.md5(data).digest()).decode(),
+        "crc32c": base64.b64encode(crc).decode(),
+    }
     cloud.resources[f"b/{bucket}/o/{item['name']}"] = item
     return item
 
@@ -201,8 +235,11 @@ def get_database(cloud, request, project, database):
 def create_database(cloud, request, project):
     name = f"projects/{project}/databases/{request.arg('databaseId')}"
     database = cloud.create(name, {**request.body, "name": name})
-    return done_operation(f"projects/{project}/databases/-/operations/op{cloud.next_id()}", database,
-                          "google.firestore.admin.v1.Database")
+    return done_operation(
+        f"projects/{project}/databases/-/operations/op{cloud.next_id()}",
+        database,
+        "google.firestore.admin.v1.Database",
+    )
 
 
 @route("GET", DB + r"/collectionGroups/-/indexes")
@@ -215,14 +252,18 @@ def list_indexes(cloud, request, project, database):
 @route("POST", DB + r"/collectionGroups/" + NAME + r"/indexes")
 def create_index(cloud, request, project, database, group):
     cloud.get(f"projects/{project}/databases/{database}")
-    name = f"projects/{project}/databases/{database}/collectionGroups/{group}/indexes/i{cloud.next_id()}"
+    parent = f"projects/{project}/databases/{database}/collectionGroups/{group}"
+    name = f"{parent}/indexes/i{cloud.next_id()}"
     fields = list(request.body["fields"])
     # Firestore appends __name__ in the last field's direction, as a describe shows.
     if fields and fields[-1]["fieldPath"] != "__name__":
         fields.append({"fieldPath": "__name__", "order": fields[-1].get("order", "ASCENDING")})
     index = cloud.create(name, {**request.body, "fields": fields, "name": name, "state": "READY"})
-    return done_operation(f"projects/{project}/databases/{database}/operations/op{cloud.next_id()}", index,
-                          "google.firestore.admin.v1.Index")
+    return done_operation(
+        f"projects/{project}/databases/{database}/operations/op{cloud.next_id()}",
+        index,
+        "google.firestore.admin.v1.Index",
+    )
 
 
 @route("GET", DB + r"/collectionGroups/" + NAME + r"/fields")
@@ -240,8 +281,11 @@ def update_field(cloud, request, project, database, group, field):
     if "ttlConfig" in body:
         body["ttlConfig"] = {"state": "ACTIVE"}
     cloud.resources[name] = body
-    return done_operation(f"projects/{project}/databases/{database}/operations/op{cloud.next_id()}", body,
-                          "google.firestore.admin.v1.Field")
+    return done_operation(
+        f"projects/{project}/databases/{database}/operations/op{cloud.next_id()}",
+        body,
+        "google.firestore.admin.v1.Field",
+    )
 
 
 # -- IAM: service accounts and custom roles ------------------------------------------
@@ -259,21 +303,29 @@ def get_account(cloud, request, project, email):
 @route("GET", P + r"/serviceAccounts")
 def list_accounts(cloud, request, project):
     _project(cloud, project)
-    return {"accounts": list(cloud.of_kind(rf"projects/{cloud.project}/serviceAccounts/[^/]+").values())}
+    return {
+        "accounts": list(cloud.of_kind(rf"projects/{cloud.project}/serviceAccounts/[^/]+").values())
+    }
 
 
 @route("POST", P + r"/serviceAccounts")
 def create_account(cloud, request, project):
     _project(cloud, project)
     email = f"{request.body['accountId']}@{cloud.project}.iam.gserviceaccount.com"
-    account = {**request.body.get("serviceAccount", {}), "email": email,
-               "name": _account(cloud, email), "projectId": cloud.project,
-               "uniqueId": str(100000 + cloud.next_id())}
+    account = {
+        **request.body.get("serviceAccount", {}),
+        "email": email,
+        "name": _account(cloud, email),
+        "projectId": cloud.project,
+        "uniqueId": str(100000 + cloud.next_id()),
+    }
     return cloud.create(_account(cloud, email), account)
 
 
-_iam_routes(r"/v1/projects/" + NAME + r"/serviceAccounts/" + NAME,
-            lambda p, email: f"projects/{email.split('@')[1].split('.')[0]}/serviceAccounts/{email}")
+_iam_routes(
+    r"/v1/projects/" + NAME + r"/serviceAccounts/" + NAME,
+    lambda p, email: f"projects/{email.split('@')[1].split('.')[0]}/serviceAccounts/{email}",
+)
 
 
 @route("GET", P + r"/roles/" + NAME)
@@ -317,8 +369,11 @@ def add_version(cloud, request, project, secret):
     cloud.get(name)
     data = base64.b64decode(request.body["payload"]["data"]).decode()
     cloud.secret_data[name].append(data)
-    return {"name": f"{name}/versions/{len(cloud.secret_data[name])}", "state": "ENABLED",
-            "clientSpecifiedPayloadChecksum": "dataCrc32c" in request.body["payload"]}
+    return {
+        "name": f"{name}/versions/{len(cloud.secret_data[name])}",
+        "state": "ENABLED",
+        "clientSpecifiedPayloadChecksum": "dataCrc32c" in request.body["payload"],
+    }
 
 
 @route("GET", SECRET + r"/versions")
@@ -329,8 +384,10 @@ def list_versions(cloud, request, project, secret):
     if wanted and wanted != "state:ENABLED":
         # Secret Manager matches enum values exactly: state:enabled finds nothing.
         return {"versions": [], "totalSize": 0}
-    versions = [{"name": f"{name}/versions/{n}", "state": "ENABLED"}
-                for n in range(len(cloud.secret_data[name]), 0, -1)]
+    versions = [
+        {"name": f"{name}/versions/{n}", "state": "ENABLED"}
+        for n in range(len(cloud.secret_data[name]), 0, -1)
+    ]
     return {"versions": versions, "totalSize": len(versions)}
 
 
@@ -355,13 +412,25 @@ def create_build(cloud, request, project, location):
     build_id = f"build-{cloud.next_id()}"
     name = f"projects/{project}/locations/{location}/builds/{build_id}"
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    build = {**request.body, "id": build_id, "name": name, "projectId": project,
-             "status": "SUCCESS", "createTime": now, "startTime": now, "finishTime": now,
-             "logUrl": f"https://console.cloud.google.com/cloud-build/builds;region={location}/{build_id}"}
+    build = {
+        **request.body,
+        "id": build_id,
+        "name": name,
+        "projectId": project,
+        "status": "SUCCESS",
+        "createTime": now,
+        "startTime": now,
+        "finishTime": now,
+        "logUrl": f"https://console.cloud.google.com/cloud-build/builds;region={location}/{build_id}",
+    }
     cloud.resources[name] = build
-    return {"name": f"projects/{project}/locations/{location}/operations/op{cloud.next_id()}",
-            "metadata": {"@type": "type.googleapis.com/google.devtools.cloudbuild.v1.BuildOperationMetadata",
-                         "build": build}}
+    return {
+        "name": f"projects/{project}/locations/{location}/operations/op{cloud.next_id()}",
+        "metadata": {
+            "@type": "type.googleapis.com/google.devtools.cloudbuild.v1.BuildOperationMetadata",
+            "build": build,
+        },
+    }
 
 
 @route("GET", P + r"/locations/" + NAME + r"/builds/" + NAME)
@@ -372,8 +441,16 @@ def get_build(cloud, request, project, location, build_id):
 @route("POST", r"/v2/entries:list")
 def list_log_entries(cloud, request):
     # gcloud beta builds submit streams a CLOUD_LOGGING_ONLY build's log from here.
-    return {"entries": [{"textPayload": "the recorder's build log", "logName": "x",
-                         "insertId": "1", "timestamp": "2026-01-01T00:00:00Z"}]}
+    return {
+        "entries": [
+            {
+                "textPayload": "the recorder's build log",
+                "logName": "x",
+                "insertId": "1",
+                "timestamp": "2026-01-01T00:00:00Z",
+            }
+        ]
+    }
 
 
 # -- Cloud Scheduler -----------------------------------------------------------------

@@ -72,15 +72,26 @@ def _roll(cloud: Cloud, name: str, body: dict, current: dict | None = None) -> d
     revision = template.get("metadata", {}).get("name")
     old_template = (current or {}).get("spec", {}).get("template")
     if revision or old_template is None or _without_name(template) != _without_name(old_template):
-        revision = revision or f"{name}-{metadata['generation']:05d}-{'abcdefghij'[metadata['generation'] % 10] * 3}"
+        generation = metadata["generation"]
+        revision = revision or f"{name}-{generation:05d}-{'abcdefghij'[generation % 10] * 3}"
         cloud.resources[_key("revisions", revision)] = {
-            "apiVersion": "serving.knative.dev/v1", "kind": "Revision",
-            "metadata": {"name": revision, "namespace": PROJECT_NUMBER,
-                         "labels": {"serving.knative.dev/service": name},
-                         "generation": 1, "creationTimestamp": _now()},
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Revision",
+            "metadata": {
+                "name": revision,
+                "namespace": PROJECT_NUMBER,
+                "labels": {"serving.knative.dev/service": name},
+                "generation": 1,
+                "creationTimestamp": _now(),
+            },
             "spec": template["spec"],
-            "status": {"conditions": _conditions("Ready", "Active", "ContainerHealthy", "ResourcesAvailable"),
-                       "observedGeneration": 1, "logUrl": "https://console.cloud.google.com/logs"},
+            "status": {
+                "conditions": _conditions(
+                    "Ready", "Active", "ContainerHealthy", "ResourcesAvailable"
+                ),
+                "observedGeneration": 1,
+                "logUrl": "https://console.cloud.google.com/logs",
+            },
         }
         status["latestCreatedRevisionName"] = status["latestReadyRevisionName"] = revision
     latest = status["latestReadyRevisionName"]
@@ -100,7 +111,8 @@ def _roll(cloud: Cloud, name: str, body: dict, current: dict | None = None) -> d
     status.update(
         observedGeneration=metadata["generation"],
         conditions=_conditions("Ready", "ConfigurationsReady", "RoutesReady"),
-        url=url, address={"url": url},
+        url=url,
+        address={"url": url},
     )
     metadata.setdefault("annotations", {})["run.googleapis.com/urls"] = json.dumps([url])
     body["status"] = status
@@ -123,9 +135,12 @@ def get_revision(cloud, request, namespace, name):
 
 @route("GET", SERVING + r"/revisions")
 def list_revisions(cloud, request, namespace):
-    return {"apiVersion": "serving.knative.dev/v1", "kind": "RevisionList",
-            "items": [v for k, v in cloud.resources.items() if k.startswith("run/revisions/")],
-            "metadata": {}}
+    return {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "RevisionList",
+        "items": [v for k, v in cloud.resources.items() if k.startswith("run/revisions/")],
+        "metadata": {},
+    }
 
 
 @route("GET", SERVING + r"/routes/" + NAME)
@@ -137,11 +152,16 @@ def get_route(cloud, request, namespace, name):
 @route("GET", SERVING + r"/configurations/" + NAME)
 def get_configuration(cloud, request, namespace, name):
     service = cloud.get(_key("services", name))
-    return {"metadata": service["metadata"], "spec": {"template": service["spec"]["template"]},
-            "status": {"conditions": _conditions("Ready"),
-                       "latestCreatedRevisionName": service["status"]["latestCreatedRevisionName"],
-                       "latestReadyRevisionName": service["status"]["latestReadyRevisionName"],
-                       "observedGeneration": service["metadata"]["generation"]}}
+    return {
+        "metadata": service["metadata"],
+        "spec": {"template": service["spec"]["template"]},
+        "status": {
+            "conditions": _conditions("Ready"),
+            "latestCreatedRevisionName": service["status"]["latestCreatedRevisionName"],
+            "latestReadyRevisionName": service["status"]["latestReadyRevisionName"],
+            "observedGeneration": service["metadata"]["generation"],
+        },
+    }
 
 
 def serving_revision(cloud: Cloud, host: str) -> dict:
@@ -199,7 +219,9 @@ def replace_job(cloud, request, namespace, name):
 def _store_job(cloud: Cloud, name: str, body: dict) -> dict:
     body["metadata"]["generation"] += 1
     status = body.get("status") or {}
-    status.update(observedGeneration=body["metadata"]["generation"], conditions=_conditions("Ready"))
+    status.update(
+        observedGeneration=body["metadata"]["generation"], conditions=_conditions("Ready")
+    )
     body["status"] = status
     body.setdefault("apiVersion", "run.googleapis.com/v1")
     body.setdefault("kind", "Job")
@@ -215,19 +237,31 @@ def run_job(cloud, request, namespace, name):
     overrides = request.body.get("overrides", {})
     args = (overrides.get("containerOverrides") or [{}])[0].get("args", [])
     failed = cloud.self_check_fails and "--self-check" in args
-    verdict = ('{"ok": false, "check": "user_namespaces", "fix": "..."}' if failed else '{"ok": true}')
+    verdict = (
+        '{"ok": false, "check": "user_namespaces", "fix": "..."}' if failed else '{"ok": true}'
+    )
     spec = json.loads(json.dumps(job["spec"]["template"]["spec"]))
     body = {
-        "apiVersion": "run.googleapis.com/v1", "kind": "Execution",
-        "metadata": {"name": execution, "namespace": PROJECT_NUMBER, "generation": 1,
-                     "labels": {"run.googleapis.com/job": name, "cloud.googleapis.com/location": REGION},
-                     "creationTimestamp": _now()},
+        "apiVersion": "run.googleapis.com/v1",
+        "kind": "Execution",
+        "metadata": {
+            "name": execution,
+            "namespace": PROJECT_NUMBER,
+            "generation": 1,
+            "labels": {"run.googleapis.com/job": name, "cloud.googleapis.com/location": REGION},
+            "creationTimestamp": _now(),
+        },
         "spec": {**spec, "overrides": overrides},
         "status": {
-            "observedGeneration": 1, "startTime": _now(), "completionTime": _now(),
+            "observedGeneration": 1,
+            "startTime": _now(),
+            "completionTime": _now(),
             "conditions": (
-                _conditions("Completed", status="False", message=f"Task {execution}-0 failed: {verdict}")
-                if failed else _conditions("Completed", "ResourcesAvailable", "Started")
+                _conditions(
+                    "Completed", status="False", message=f"Task {execution}-0 failed: {verdict}"
+                )
+                if failed
+                else _conditions("Completed", "ResourcesAvailable", "Started")
             ),
             "succeededCount": 0 if failed else 1,
             **({"failedCount": 1} if failed else {}),
@@ -245,19 +279,21 @@ def get_execution(cloud, request, namespace, name):
 
 # -- IAM on services and jobs (the v1 REST surface) -------------------------------------
 
-for _kind in ("services", "jobs"):
-    _prefix = r"/v1/projects/" + NAME + r"/locations/" + NAME + rf"/{_kind}/" + NAME
 
-    def _make(kind: str) -> None:
-        @route("GET", _prefix + ":getIamPolicy")
-        @route("POST", _prefix + ":getIamPolicy")
-        def get_policy(cloud, request, project, location, name):
-            cloud.get(_key(kind, name))
-            return cloud.policy(_key(kind, name))
+def _iam(kind: str) -> None:
+    prefix = r"/v1/projects/" + NAME + r"/locations/" + NAME + rf"/{kind}/" + NAME
 
-        @route("POST", _prefix + ":setIamPolicy")
-        def set_policy(cloud, request, project, location, name):
-            cloud.get(_key(kind, name))
-            return cloud.set_policy(_key(kind, name), request.body["policy"])
+    @route("GET", prefix + ":getIamPolicy")
+    @route("POST", prefix + ":getIamPolicy")
+    def get_policy(cloud, request, project, location, name):
+        cloud.get(_key(kind, name))
+        return cloud.policy(_key(kind, name))
 
-    _make(_kind)
+    @route("POST", prefix + ":setIamPolicy")
+    def set_policy(cloud, request, project, location, name):
+        cloud.get(_key(kind, name))
+        return cloud.set_policy(_key(kind, name), request.body["policy"])
+
+
+_iam("services")
+_iam("jobs")
