@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.deploy.harness import Project, Run, assert_ok
+from tests.deploy.scenarios import run_all
 
 
 @pytest.fixture
@@ -29,9 +30,10 @@ def deployed(tmp_path_factory) -> tuple[Project, Run, Run]:
     project.close()
 
 
-@pytest.fixture
-def deployed_project(deployed, tmp_path) -> Project:
-    """Another project holding what `deployed` left: for one more run."""
-    project = deployed[0].copy(tmp_path)
-    yield project
-    project.close()
+@pytest.fixture(scope="session")
+def scenarios(deployed, tmp_path_factory) -> dict:
+    """scenarios.py's runs, each on a copy of what `deployed` left, all at once."""
+    results = run_all(deployed[0], tmp_path_factory.mktemp("scenarios"))
+    yield results
+    for project, _ in results.values():
+        project.close()

@@ -23,6 +23,7 @@ from tests.deploy.harness import (
     venv_tool,
 )
 from tests.deploy.recorder import PROJECT_NUMBER
+from tests.deploy.scenarios import CONDITIONAL
 
 # gcloud starts in about a second: the session's two deployments take a minute or two.
 pytestmark = pytest.mark.timeout(900)
@@ -250,73 +251,38 @@ def test_a_second_run_creates_nothing_and_only_rolls_out_the_code(deployed):
     assert project.cloud.grants() == project.after_first.grants()
 
 
-def test_a_project_policy_holding_a_conditional_binding_still_gets_its_grants(deployed_project):
-    project = deployed_project
-    policy = project.cloud.policies[f"projects/{PROJECT}"]
-    policy["version"] = 3
-    policy["bindings"] = [b for b in policy["bindings"] if b["role"] != "roles/logging.logWriter"]
-    conditional = {
-        "role": "roles/viewer",
-        "members": ["user:auditor@example.com"],
-        "condition": {
-            "title": "until-2030",
-            "expression": "request.time < timestamp('2030-01-01T00:00:00Z')",
-        },
-    }
-    policy["bindings"].append(conditional)
-    run = project.run()
-    assert_ok(run)
+def test_a_project_policy_holding_a_conditional_binding_still_gets_its_grants(scenarios):
+    project, runs = scenarios["conditional_binding"]
+    assert_ok(runs["run"])
     assert (f"projects/{PROJECT}", "roles/logging.logWriter", builder) in project.cloud.grants()
-    assert conditional in project.cloud.policies[f"projects/{PROJECT}"]["bindings"]
+    assert CONDITIONAL in project.cloud.policies[f"projects/{PROJECT}"]["bindings"]
 
 
-def test_after_a_failed_candidate_a_redeploy_serves_the_new_revision(deployed_project):
-    project = deployed_project
-    # cloudbuild.yaml's deploy-service step, then its smoke test failed: traffic stays
-    # pinned to the revision before the candidate.
-    candidate = project.command(
-        [
-            "gcloud",
-            "run",
-            "deploy",
-            "agent-api",
-            f"--region={REGION}",
-            f"--project={PROJECT}",
-            f"--image={IMAGES}/api:broken",
-            f"--service-account={API_SA}",
-            "--no-traffic",
-            "--tag=candidate",
-            "--quiet",
-        ]
-    )
-    assert_ok(candidate)
-    pinned = project.service()["status"]["traffic"]
-    assert not any(t.get("latestRevision") for t in pinned if t.get("percent"))
-    run = project.run()
-    assert_ok(run)
+def test_after_a_failed_candidate_a_redeploy_serves_the_new_revision(scenarios):
+    project, runs = scenarios["failed_candidate"]
+    assert_ok(runs["candidate"])
+    assert not any(t.get("latestRevision") for t in runs["pinned"] if t.get("percent"))
+    assert_ok(runs["run"])
     status = project.service()["status"]
     served = [t for t in status["traffic"] if t.get("percent")]
     assert served == [
         {"latestRevision": True, "percent": 100, "revisionName": status["latestReadyRevisionName"]}
     ]
     assert container(project.service()["spec"]["template"]["spec"])["image"] == f"{IMAGES}/api:t1"
-    assert f"answered by {status['latestReadyRevisionName']}" in run.stderr
+    assert f"answered by {status['latestReadyRevisionName']}" in runs["run"].stderr
 
 
-def test_a_failing_self_check_stops_the_deploy_before_the_service(deployed_project):
-    project = deployed_project
-    project.cloud.self_check_fails = True
-    run = project.run()
+def test_a_failing_self_check_stops_the_deploy_before_the_service(scenarios):
+    _, runs = scenarios["failing_self_check"]
+    run = runs["run"]
     assert run.returncode != 0
     assert "the runner's self-check failed in job agent-runner" in run.stderr
     assert not [c for c in run.changes() if "/services/agent-api" in c[1]]
 
 
-def test_a_new_key_and_a_rotated_token_key_become_new_versions(deployed_project):
-    project = deployed_project
-    key = project.key_file("sk-ant-rotated-key-2")
-    run = project.run("--anthropic-key-file", str(key), "--rotate-token-key")
-    assert_ok(run)
+def test_a_new_key_and_a_rotated_token_key_become_new_versions(scenarios):
+    project, runs = scenarios["rotation"]
+    assert_ok(runs["run"])
     secrets = project.cloud.secret_data
     assert secrets[f"projects/{PROJECT_NUMBER}/secrets/anthropic-api-key"] == [
         ANTHROPIC_KEY,
@@ -332,7 +298,7 @@ def test_the_keys_never_appear_on_a_command_line_or_in_the_output(deployed):
     logs = "".join(
         p.read_text(errors="replace") for p in (project.tmp / "gcloud-config").rglob("*.log")
     )
-    assert "secrets versions add" in logs
+    assert "Running [gcloud.secrets.versions.add] with arguments" in logs
     [token_key] = project.cloud.secret_data[f"projects/{PROJECT_NUMBER}/secrets/task-token-key"]
     for secret in (ANTHROPIC_KEY, token_key):
         assert secret not in logs

@@ -53,7 +53,9 @@ def test_health_on_cloud_run_names_the_revision_that_answered(client, monkeypatc
     monkeypatch.setenv("K_REVISION", "agent-api-00007-xyz")
     reply = client.get("/health")
     assert reply.get_json() == {
-        "status": "ok", "service": "api-server", "revision": "agent-api-00007-xyz",
+        "status": "ok",
+        "service": "api-server",
+        "revision": "agent-api-00007-xyz",
     }
 
 
