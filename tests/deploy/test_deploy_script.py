@@ -234,6 +234,9 @@ def test_images_are_built_by_cloud_build_for_amd64_as_the_builder(deployed):
     assert [s["args"][1] for s in build["steps"]] == ["--platform=linux/amd64"] * 2
     assert build["images"] == [f"{IMAGES}/api:t1", f"{IMAGES}/runner:t1"]
     assert build["source"]["storageSource"]["bucket"] == BUILD_BUCKET
+    # GA `builds submit` cannot show a CLOUD_LOGGING_ONLY build's log (it says so);
+    # beta tails it from Cloud Logging.
+    assert "only displays logs from Cloud Storage" not in first.stderr
 
 
 def test_every_run_checks_the_sandbox_in_one_execution_of_the_new_job(deployed):
