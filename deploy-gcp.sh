@@ -108,7 +108,7 @@ JOB_MAX_RETRIES=1
 RECONCILE_PATH=/internal/v1/reconcile
 RECONCILE_SCHEDULE='* * * * *'
 # Firestore deletes these records once their field has passed: "collection.field".
-TTLS=(idempotency.expireAt uploads.expireAt)
+TTLS=(idempotency.expireAt uploads.expireAt admissionDaily.expireAt)
 # The files bucket (DESIGN section 11): uploads live a day (their records too, by the
 # TTL above); a superseded conversation snapshot gets a Custom-Time from the API, which
 # deletes it, and this rule is the backstop a day later.

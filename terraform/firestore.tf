@@ -53,3 +53,12 @@ resource "google_firestore_field" "uploads_ttl" {
 
   ttl_config {}
 }
+
+# A user's per-day task counters (api/services/admission.py) expire after their day.
+resource "google_firestore_field" "admission_daily_ttl" {
+  database   = google_firestore_database.default.name
+  collection = "admissionDaily"
+  field      = "expireAt"
+
+  ttl_config {}
+}

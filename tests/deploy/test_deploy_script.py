@@ -111,7 +111,7 @@ def test_a_fresh_project_gets_every_resource(deployed):
         ),
         *(
             f"projects/{PROJECT}/databases/(default)/collectionGroups/{g}/fields/expireAt"
-            for g in ("idempotency", "uploads")
+            for g in ("idempotency", "uploads", "admissionDaily")
         ),
     ):
         assert name in names, name
