@@ -65,9 +65,12 @@ MAX_HISTORY_MESSAGES = 100
 MAX_HISTORY_CHARS = 200_000
 # How long POST /api/conversation (the old clients' call) waits for the reply.
 COMPAT_REPLY_WAIT_SECONDS = 25
-LLM_UPSTREAM_TIMEOUT_SECONDS = 120
-LLM_UPSTREAM_RETRIES = 3
-LLM_MAX_RETRY_AFTER_SECONDS = 30
+LLM_UPSTREAM_TIMEOUT_SECONDS = 600
+# The most output one model call may ask for (Claude Code asks 32000).
+LLM_MAX_RESPONSE_TOKENS = 64_000
+# Anthropic's own request limit: whole conversations with tool results travel.
+# https://docs.anthropic.com/en/api/overview#request-size-limits
+LLM_PROXY_MAX_BODY_BYTES = 32 * 1000 * 1000
 
 # Identity (DESIGN 6.1): where Firebase ID tokens' signing certificates are published
 # (x509 PEM by key id), as Firebase documents:
