@@ -52,6 +52,13 @@ MAX_EVENT_BATCH = 100
 DEFAULT_MODEL = "claude-sonnet-4-6"
 ALLOWED_MODELS = ("claude-sonnet-4-6", "claude-opus-4-7", "claude-haiku-4-5")
 RUNNER_TOOLS = ("bash", "python", "read_file", "write_file", "edit_file", "list_files")
+# Agent engines (DESIGN section 12): the real Claude Code CLI, or the built-in loop.
+AGENT_ENGINES = ("claude-code", "messages")
+DEFAULT_AGENT_ENGINE = "claude-code"
+# Agents created before engines existed ran the built-in loop, and still do.
+STORED_AGENT_ENGINE = "messages"
+# Claude Code's runtime needs room (it peaks near 250 MB, and its tools run beside it).
+DEFAULT_AGENT_MEMORY_MB = 2048
 DEFAULT_MAX_TURNS, MAX_MAX_TURNS = 10, 50
 DEFAULT_MAX_TOKENS, MIN_MAX_TOKENS, MAX_MAX_TOKENS = 100_000, 1_000, 2_000_000
 MAX_RESPONSE_TOKENS = 4096

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.models.agents import AgentTaskInput, ToolName
+from api.models.agents import AgentTaskInput, Engine, ToolName
 from api.models.runner import AgentResult, RunnerResult
 from api.models.tasks import CodeTaskInput
 
@@ -25,7 +25,15 @@ TaskStatusName = Literal[
 ]
 # `heartbeat` never reaches the API's event log: the events route drops it.
 EventType = Literal[
-    "status", "stdout", "stderr", "log", "assistant", "tool_call", "tool_result", "usage"
+    "status",
+    "stdout",
+    "stderr",
+    "log",
+    "assistant",
+    "assistant_delta",
+    "tool_call",
+    "tool_result",
+    "usage",
 ]
 # Times are RFC 3339 in UTC; a task's start and finish are null until they happen.
 Timestamp = datetime | None
@@ -109,6 +117,7 @@ class Agent(Contract):
     system_prompt: str = Field(alias="systemPrompt")
     model: str
     tools: list[ToolName]
+    engine: Engine
     max_turns: int = Field(alias="maxTurns")
     max_tokens: int = Field(alias="maxTokens")
     created_at: datetime = Field(alias="createdAt")

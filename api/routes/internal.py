@@ -43,6 +43,7 @@ def _spec(task: dict) -> dict:
     }
     if task["kind"] == "agent":
         spec["agent"] = task["agent"]
+        spec["conversationId"] = task.get("conversationId")
         spec["history"] = services().conversations.history(task)
     return spec
 

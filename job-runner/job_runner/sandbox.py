@@ -56,14 +56,19 @@ FIX_HINT = (
 class Limits(
     namedtuple(
         "Limits",
-        "wall_seconds memory_mb cpu_seconds max_processes max_file_mb max_output_bytes network",
-        defaults=(512, None, 64, 64, 131072, False),
+        "wall_seconds memory_mb cpu_seconds max_processes max_file_mb max_output_bytes network"
+        " address_space_limit report_all_output",
+        defaults=(512, None, 64, 64, 131072, False, True, False),
     )
 ):
     """What one run may use: wall_seconds (the whole tree is killed after it),
     memory_mb (RLIMIT_AS), cpu_seconds (RLIMIT_CPU; default ceil(wall_seconds) + 1),
     max_processes (RLIMIT_NPROC), max_file_mb (RLIMIT_FSIZE), max_output_bytes (kept
-    per stream; the rest is read and discarded) and network (share the host's)."""
+    per stream; the rest is read and discarded) and network (share the host's).
+    address_space_limit=False leaves RLIMIT_AS off: Claude Code's runtime (Bun)
+    reserves far more address space than it uses and crashes under 512 MiB.
+    report_all_output=True hands every chunk to on_output, also past the kept bytes
+    (a program whose output is a stream of events, read as it comes)."""
 
     __slots__ = ()
 
@@ -97,10 +102,12 @@ if TYPE_CHECKING:
             readonly_binds: dict[str, str | os.PathLike] | None = None,
             on_output: OnOutput | None = None,
             cancel: threading.Event | None = None,
+            env: dict[str, str] | None = None,
         ) -> Outcome:
             """Run command with cwd /workspace (the host's workspace, read-write).
 
             readonly_binds maps sandbox paths to host paths, e.g. {"/task": program_dir}.
+            env adds to (or overrides) the sandbox's minimal environment; never a secret.
             on_output gets ("stdout" | "stderr", chunk) for the kept bytes as they arrive.
             Setting cancel kills the program within CANCEL_POLL_SECONDS.
 
@@ -143,6 +150,7 @@ class BubblewrapSandbox:
         readonly_binds: dict[str, str | os.PathLike] | None = None,
         on_output: OnOutput | None = None,
         cancel: threading.Event | None = None,
+        env: dict[str, str] | None = None,
     ) -> Outcome:
         if self._path is None:
             self._path = shutil.which(self._bwrap)
@@ -153,6 +161,7 @@ class BubblewrapSandbox:
         with open(status_read, "rb") as status:
             try:
                 argv = self._argv(command, limits, uid, workspace, readonly_binds, status_write)
+                argv = _with_env(argv, env)
                 popen.update(pass_fds=[status_write], cwd="/")
                 outcome = _execute(argv, limits, stdin, on_output, cancel, **popen)
             finally:
@@ -225,10 +234,12 @@ class UnsandboxedRunner:
         readonly_binds: dict[str, str | os.PathLike] | None = None,
         on_output: OnOutput | None = None,
         cancel: threading.Event | None = None,
+        env: dict[str, str] | None = None,
     ) -> Outcome:
         mounts = {WORKSPACE_MOUNT: os.fspath(workspace), **(readonly_binds or {})}
         argv = [_to_host_path(arg, mounts) for arg in command]
-        env = {**SANDBOX_ENV, "HOME": str(workspace)}
+        extra = {name: _to_host_path(value, mounts) for name, value in (env or {}).items()}
+        env = {**SANDBOX_ENV, "HOME": str(workspace), **extra}
         return _execute(argv, limits, stdin, on_output, cancel, cwd=workspace, env=env)
 
 
@@ -239,6 +250,15 @@ def make_sandbox(kind: str) -> Sandbox:
     if kind == "none":
         return UnsandboxedRunner()
     raise ValueError(f"unknown sandbox {kind!r}: expected 'bwrap' or 'none'")
+
+
+def _with_env(argv: list[str], env: dict[str, str] | None) -> list[str]:
+    """bwrap's argv with more --setenv before the "--" that starts the command."""
+    if not env:
+        return argv
+    split = argv.index("--")
+    extra = [item for name, value in env.items() for item in ("--setenv", name, value)]
+    return [*argv[:split], *extra, *argv[split:]]
 
 
 def _execute(argv, limits, stdin, on_output, cancel, **popen) -> Outcome:
@@ -258,8 +278,12 @@ def _execute(argv, limits, stdin, on_output, cancel, **popen) -> Outcome:
     except OSError as error:
         raise SandboxError(f"could not start {argv[0]}: {error}") from error
     readers = [
-        _Capture("stdout", proc.stdout, limits.max_output_bytes, on_output),
-        _Capture("stderr", proc.stderr, limits.max_output_bytes, on_output),
+        _Capture(
+            "stdout", proc.stdout, limits.max_output_bytes, on_output, limits.report_all_output
+        ),
+        _Capture(
+            "stderr", proc.stderr, limits.max_output_bytes, on_output, limits.report_all_output
+        ),
     ]
     if stdin:
         threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
@@ -287,13 +311,14 @@ def _execute(argv, limits, stdin, on_output, cancel, **popen) -> Outcome:
 def _rlimit_setter(limits: Limits) -> Callable[[], None]:
     cpu = limits.cpu_seconds or math.ceil(limits.wall_seconds) + 1
     settings = [
-        (resource.RLIMIT_AS, (limits.memory_mb * MIB,) * 2),
         # SIGXCPU at the soft limit, SIGKILL a second later if the program ignores it.
         (resource.RLIMIT_CPU, (cpu, cpu + 1)),
         (resource.RLIMIT_NPROC, (limits.max_processes,) * 2),
         (resource.RLIMIT_FSIZE, (limits.max_file_mb * MIB,) * 2),
         (resource.RLIMIT_CORE, (0, 0)),
     ]
+    if limits.address_space_limit:
+        settings.append((resource.RLIMIT_AS, (limits.memory_mb * MIB,) * 2))
 
     # Runs in the forked child before exec (after the uid switch), so bwrap and the
     # program inherit the limits. Only setrlimit calls: nothing that takes a lock.
@@ -335,9 +360,12 @@ def _wait(proc: subprocess.Popen, deadline: float, cancel: threading.Event | Non
 class _Capture(threading.Thread):
     """Reads one stream to its end, keeping the first `limit` bytes."""
 
-    def __init__(self, name: str, pipe: IO[bytes], limit: int, on_output: OnOutput | None):
+    def __init__(
+        self, name: str, pipe: IO[bytes], limit: int, on_output: OnOutput | None, all_: bool
+    ):
         super().__init__(daemon=True, name=f"sandbox-{name}")
         self.stream, self.pipe, self.limit, self.on_output = name, pipe, limit, on_output
+        self.report_all = all_
         self.kept = bytearray()
         self.truncated = False
         self.start()
@@ -349,6 +377,9 @@ class _Capture(threading.Thread):
                 self.truncated = self.truncated or len(keep) < len(chunk)
                 if keep:
                     self.kept += keep
+                if self.report_all:
+                    self._report(chunk)
+                elif keep:
                     self._report(keep)
 
     def _report(self, chunk: bytes) -> None:
