@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import threading
 from dataclasses import dataclass
 
 from flask import Flask
@@ -150,6 +151,7 @@ def create_app(
         start_background = not cli.loading_for_a_command()
     if start_background:
         dispatcher.start()
+        threading.Thread(target=upstream.warm_up, name="llm-warm-up", daemon=True).start()
 
         def _shutdown() -> None:
             dispatcher.stop()

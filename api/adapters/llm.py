@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 SPEND_LIMIT_MARKERS = ("spend limit", "credit balance", "billing", "usage limit")
 # Upstream response headers a caller may see (rate-limit advice, request ids).
 PASSED_HEADERS = ("retry-after", "retry-after-ms", "request-id", "x-should-retry")
-STREAM_CHUNK_BYTES = 16 * 1024
 
 
 class UpstreamError(Exception):
@@ -73,6 +72,15 @@ class AnthropicUpstream:
     @property
     def configured(self) -> bool:
         return bool(self._api_key or self._api_key_secret)
+
+    def warm_up(self) -> None:
+        """Build the client ahead of the first call: importing the SDK takes seconds
+        on a busy instance, and the first agent task would wait for it."""
+        if self.configured:
+            try:
+                self._get_client()
+            except Exception:  # the first real call reports it properly
+                log.warning("could not prepare the LLM client", exc_info=True)
 
     def _get_client(self):
         with self._lock:
@@ -136,7 +144,7 @@ def _chunks(response) -> Iterator[bytes]:
     import httpx2
 
     try:
-        yield from response.iter_bytes(STREAM_CHUNK_BYTES)
+        yield from response.iter_bytes()  # as received: a chunk size would buffer
     except httpx2.HTTPError as error:
         log.warning("the LLM upstream's stream broke: %s", error)
         # The client sees a stream without message_stop, and falls back or retries.
