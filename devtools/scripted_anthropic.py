@@ -77,6 +77,7 @@ class Failure:
     type: str
     message: str = "scripted error"
     retry_after: float | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. {"x-should-retry": "false"}
 
 
 Step = Reply | Failure | Callable[[dict], Reply | Failure]
@@ -312,7 +313,7 @@ def _failure(failure: Failure) -> tuple[int, dict[str, str], dict]:
         payload = body.model_dump(mode="json", exclude_none=True)
     else:
         payload = {"type": "error", "error": error, "request_id": request_id}
-    headers = {"request-id": request_id}
+    headers = {"request-id": request_id, **failure.headers}
     if failure.retry_after is not None:
         headers["retry-after"] = f"{failure.retry_after:g}"
     return failure.status, headers, payload

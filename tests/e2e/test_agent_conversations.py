@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from devtools.scripted_anthropic import ScriptedAnthropic, reply, tool_use
+from devtools.scripted_anthropic import Failure, ScriptedAnthropic, reply, tool_use
 from tests.conftest import ROOT, ApiServer, Caller
 
 REAL_KEY = "sk-ant-e2e-real-key-canary-8675309"
@@ -112,7 +112,9 @@ def test_max_turns_stops_the_loop(alice, anthropic_api):
 
 def test_a_spent_token_budget_fails_the_task_with_budget_exceeded(alice, anthropic_api):
     anthropic_api.fallback = lambda body: reply(tool_use("bash", command="true"), usage=(700, 200))
-    task = alice.run(kind="agent", engine="messages", prompt="Spend it all.", maxTokens=1000, maxTurns=10)
+    task = alice.run(
+        kind="agent", engine="messages", prompt="Spend it all.", maxTokens=1000, maxTurns=10
+    )
     assert task["status"] == "failed"
     assert task["error"]["code"] == "budget_exceeded"
 
@@ -200,3 +202,22 @@ def _environments_of(marker: str) -> list[str]:
         except OSError:
             continue
     return found
+
+
+def test_a_persistent_rate_limit_costs_four_upstream_calls_not_sixteen(alice, anthropic_api):
+    # One retry layer: the runner's loop; the proxy passes each 429 back as it came.
+    seen = len(anthropic_api.requests)
+    anthropic_api.fallback = lambda body: Failure(429, "rate_limit_error", "slow", retry_after=0)
+    task = alice.run(kind="agent", engine="messages", prompt="Hello?")
+    assert (task["status"], task["error"]["code"]) == ("failed", "llm_error")
+    assert len(anthropic_api.requests) - seen == 4
+
+
+def test_a_spend_limit_costs_one_upstream_call(alice, anthropic_api):
+    seen = len(anthropic_api.requests)
+    spent = Failure(429, "rate_limit_error", "You have reached your spend limit.", retry_after=0)
+    anthropic_api.fallback = lambda body: spent
+    task = alice.run(kind="agent", engine="messages", prompt="Hello?")
+    assert (task["status"], task["error"]["code"]) == ("failed", "llm_error")
+    assert "spend limit" in task["error"]["message"]
+    assert len(anthropic_api.requests) - seen == 1

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from devtools.scripted_anthropic import Reply, ScriptedAnthropic, reply, tool_use
+from devtools.scripted_anthropic import Failure, Reply, ScriptedAnthropic, reply, tool_use
 from tests.conftest import ApiServer, Caller, processes_mentioning, wait_for
 
 REAL_KEY = "sk-ant-e2e-claude-code-canary-4815162342"
@@ -66,6 +66,11 @@ def keys_of(request) -> set[str]:
     found = {request.headers.get("x-api-key")}
     found.add(request.headers.get("authorization", "").removeprefix("Bearer ") or None)
     return found - {None}
+
+
+def settled(alice, task_id: str) -> dict | None:
+    task = alice.wait(task_id)
+    return task if task["status"] not in ("queued", "dispatched", "running") else None
 
 
 def requests_since(anthropic_api, alice):
@@ -195,3 +200,25 @@ def _session_id(conversation_id: str) -> str:
 
     namespace = uuid.UUID("6b3f1d2e-8c4a-4e59-9a7b-2f0c5d1e8a93")
     return str(uuid.uuid5(namespace, conversation_id))
+
+
+def test_a_persistent_rate_limit_is_retried_by_claude_code_alone(alice, anthropic_api):
+    # One retry layer: Claude Code's own (CLAUDE_CODE_MAX_RETRIES=3), none in the proxy.
+    anthropic_api.fallback = lambda body: Failure(429, "rate_limit_error", "slow", retry_after=0)
+    conversation = new_conversation(alice)
+    task_id = post_message(alice, conversation, "Hello?")
+    task = wait_for(lambda: settled(alice, task_id), 120, message="the task to end")
+    assert task["status"] == "failed", task
+    assert task["error"]["code"] == "engine_error"
+    assert len(requests_since(anthropic_api, alice)) == 4
+
+
+def test_a_spend_limit_is_never_retried(alice, anthropic_api):
+    spent = Failure(429, "rate_limit_error", "You have reached your spend limit.", retry_after=0)
+    anthropic_api.fallback = lambda body: spent
+    conversation = new_conversation(alice)
+    task_id = post_message(alice, conversation, "Hello?")
+    task = wait_for(lambda: settled(alice, task_id), 120, message="the task to end")
+    assert task["status"] == "failed", task
+    assert "spend limit" in task["error"]["message"]
+    assert len(requests_since(anthropic_api, alice)) == 1
