@@ -47,3 +47,4 @@ format: $(VENV)/.synced
 bench: $(VENV)/.synced system-deps
 	@$(VENV)/bin/python bench/task_latency.py
 	@$(VENV)/bin/python bench/dispatch_throughput.py
+	@$(VENV)/bin/python bench/agent_engines.py
