@@ -182,18 +182,18 @@ def test_the_runner_image_has_bubblewrap_and_runs_the_runner():
 
 def test_the_api_image_installs_every_runtime_package_from_the_lock_and_no_dev_tool(tmp_path):
     packages = exported_packages(API_DOCKERFILE, tmp_path)
-    # All but claude-agent-sdk, whose CLI only the runner runs.
-    api_dependencies = runtime_dependencies() - {"claude-agent-sdk"}
-    assert api_dependencies <= set(packages)
-    assert set(packages) == lock_closure(*api_dependencies)
+    # claude-agent-sdk only carries the runner's Claude Code CLI (job-runner/Dockerfile).
+    wanted = runtime_dependencies() - {"claude-agent-sdk"}
+    assert wanted <= set(packages)
+    assert set(packages) == lock_closure(*wanted)
     assert not DEV_ONLY & set(packages)
 
 
 def test_the_runner_image_installs_anthropic_and_only_what_it_needs(tmp_path):
     packages = exported_packages(RUNNER_DOCKERFILE, tmp_path)
-    # Exactly anthropic's dependency closure in uv.lock, plus the wheel that bundles
-    # the Claude Code CLI: the --prune list in the Dockerfile must neither drop
-    # something anthropic needs nor let an API package in.
+    # Exactly anthropic's dependency closure in uv.lock, and the wheel that carries the
+    # Claude Code CLI: the --prune list in the Dockerfile must neither drop something
+    # anthropic needs nor let an API package in.
     assert set(packages) == lock_closure("anthropic") | {"claude-agent-sdk"}
     lock = {
         p["name"]: p["version"] for p in tomllib.loads((ROOT / "uv.lock").read_text())["package"]
