@@ -215,7 +215,8 @@ def test_cache_reads_and_writes_count_as_input(api, platform, anthropic_api):
         )
     )
     task_id, token = running_agent_task(api, platform)
-    assert call(api, token, stream=True).status_code == 200
+    answer = call(api, token, stream=True)
+    assert answer.status_code == 200 and "message_stop" in answer.get_data(as_text=True)
     usage = platform.store.get_task(task_id)["llmUsage"]
     assert (usage["inputTokens"], usage["outputTokens"]) == (125, 3)
 
