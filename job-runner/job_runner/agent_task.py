@@ -256,8 +256,7 @@ class AgentLoop:
                     raise _Stop(
                         "failed",
                         "llm_rate_limited",
-                        f"{problem}; it asked to retry after {delay:g} s, past the task's "
-                        "deadline",
+                        f"{problem}; it asked to retry after {delay:g} s, past the task's deadline",
                     ) from None
             except anthropic.APIConnectionError as error:  # timeouts included
                 self._check_time()

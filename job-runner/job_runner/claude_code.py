@@ -64,7 +64,7 @@ TOOL_NAMES = {
     "edit_file": ("Edit", "NotebookEdit"),
     "list_files": ("Glob", "Grep"),
 }
-ALWAYS_TOOLS = ("Task", "TodoWrite")  # sub-agents and the plan: no reach of their own
+ALWAYS_TOOLS = ("Task",)  # sub-agents: the same tools, the same sandbox
 
 
 class EngineUnavailable(Exception):
@@ -127,7 +127,6 @@ def run_claude_code_task(
 
 
 def _run(spec, sandbox, cli, workspace, channel, relay, emit, cancel):
-    task_input, agent = spec["input"], spec["agent"]
     home = os.path.join(workspace, ENGINE_STATE, "home")
     os.makedirs(home, exist_ok=True)
     owner = os.lstat(workspace).st_uid
@@ -147,6 +146,7 @@ def _run(spec, sandbox, cli, workspace, channel, relay, emit, cancel):
         else:
             stderr[:] = (stderr + chunk)[-4 * STDERR_TAIL_CHARS :]
 
+    task_input = spec["input"]
     limits = Limits(
         wall_seconds=task_input["timeoutSeconds"],
         memory_mb=task_input["memoryMb"],
@@ -157,21 +157,13 @@ def _run(spec, sandbox, cli, workspace, channel, relay, emit, cancel):
         report_all_output=True,
     )
     forwarder = os.path.join(os.path.dirname(__file__), "loopback_forwarder.py")
-    command = [
-        "python3",
-        "-I",
-        FORWARDER_IN_SANDBOX,
-        f"{CHANNEL_IN_SANDBOX}/{SOCKET_NAME}",
-        "--",
-        CLI_IN_SANDBOX,
-        *cli_arguments(spec, session, resume),
-    ]
-    prompt = _prompt(spec, resume)
+    command = ["python3", "-I", FORWARDER_IN_SANDBOX, f"{CHANNEL_IN_SANDBOX}/{SOCKET_NAME}"]
+    command += ["--", CLI_IN_SANDBOX, *cli_arguments(spec, session, resume)]
     outcome = sandbox.run(
         command,
         limits,
         workspace=workspace,
-        stdin=prompt.encode(),
+        stdin=_prompt(spec, resume).encode(),
         readonly_binds={
             CLI_IN_SANDBOX: cli,
             FORWARDER_IN_SANDBOX: forwarder,
@@ -179,10 +171,16 @@ def _run(spec, sandbox, cli, workspace, channel, relay, emit, cancel):
         },
         on_output=on_output,
         cancel=cancel,
-        env=engine_env(agent),
+        env=engine_env(spec["agent"]),
     )
     mapper.close()
     result = _result(mapper, relay, workspace)
+    tail = stderr.decode("utf-8", "replace")[-STDERR_TAIL_CHARS:].strip()
+    return _report(outcome, mapper.result or {}, relay, result, tail, task_input)
+
+
+def _report(outcome, line: dict, relay: LlmRelay, result: dict, stderr_tail: str, task_input):
+    """(status, result, error) from how the CLI ended and what it said last."""
     if relay.refusal is not None:
         return "failed", {**result, "stopReason": "budget_exceeded"}, relay.refusal
     if outcome.cancelled:
@@ -190,12 +188,12 @@ def _run(spec, sandbox, cli, workspace, channel, relay, emit, cancel):
     if outcome.timed_out:
         message = f"Claude Code ran longer than {task_input['timeoutSeconds']} s."
         return "timed_out", result, {"code": "timeout", "message": message}
-    line = mapper.result or {}
+    if line.get("subtype") == "error_max_turns":  # as the messages engine reports it
+        return "completed", {**result, "stopReason": "max_turns"}, None
     if outcome.exit_code != 0 or line.get("is_error") or not line:
-        tail = stderr.decode("utf-8", "replace")[-STDERR_TAIL_CHARS:].strip()
-        reason = line.get("terminal_reason") or line.get("subtype") or "no result"
-        said = line.get("result") or ""
-        message = f"Claude Code failed (exit {outcome.exit_code}, {reason}): {said} {tail}"
+        reason = line.get("terminal_reason") or line.get("subtype") or "no result line"
+        said = line.get("result") if isinstance(line.get("result"), str) else ""
+        message = f"Claude Code failed (exit {outcome.exit_code}, {reason}): {said} {stderr_tail}"
         return "failed", result, {"code": "engine_error", "message": message.strip()[:4000]}
     return "completed", result, None
 

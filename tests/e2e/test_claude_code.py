@@ -222,3 +222,12 @@ def test_a_spend_limit_is_never_retried(alice, anthropic_api):
     assert task["status"] == "failed", task
     assert "spend limit" in task["error"]["message"]
     assert len(requests_since(anthropic_api, alice)) == 1
+
+
+def test_max_turns_stops_claude_code_as_it_stops_the_other_engine(alice, anthropic_api):
+    anthropic_api.fallback = lambda body: reply(tool_use("Bash", command="echo again"))
+    conversation = new_conversation(alice, maxTurns=2)
+    task = alice.wait(post_message(alice, conversation, "Loop forever."))
+    assert task["status"] == "completed", task.get("error")
+    assert task["result"]["stopReason"] == "max_turns"
+    assert len(requests_since(anthropic_api, alice)) == 2

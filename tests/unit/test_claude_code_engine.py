@@ -109,7 +109,7 @@ def test_tools_map_onto_claude_codes_and_the_session_is_resumed_when_it_exists()
         "input": {"maxTurns": 4},
     }
     first = cli_arguments(spec, "sid", resume=False)
-    assert first[first.index("--tools") + 1] == "Bash,Read,Task,TodoWrite"
+    assert first[first.index("--tools") + 1] == "Bash,Read,Task"
     assert first[first.index("--session-id") + 1] == "sid" and "--resume" not in first
     assert first[first.index("--append-system-prompt") + 1] == "Be brief."
     assert first[first.index("--max-turns") + 1] == "4"
