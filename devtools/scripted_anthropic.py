@@ -115,9 +115,15 @@ class RecordedRequest:
 
 
 def echo(body: dict) -> Reply:
-    """The standalone default: repeat the last user message."""
+    """The standalone default: repeat the last user message (its last text block that
+    is not one of Claude Code's `<system-reminder>` notes)."""
     request = RecordedRequest("POST", "/v1/messages", {}, body)
-    return reply(f"You said: {request.last_user_text() or '(tool results)'}")
+    texts = [
+        b["text"]
+        for b in request.last_user_content()
+        if b["type"] == "text" and not b["text"].lstrip().startswith("<system-reminder>")
+    ]
+    return reply(f"You said: {texts[-1] if texts else '(tool results)'}")
 
 
 class ScriptedAnthropic:
