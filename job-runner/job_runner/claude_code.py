@@ -21,6 +21,7 @@ inside the sandbox (DESIGN section 12).
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import threading
 import uuid
@@ -112,7 +113,11 @@ def run_claude_code_task(
         if owner is not None:
             os.chown(channel, owner, owner)  # only the sandbox's uid may connect
         relay = LlmRelay(
-            os.path.join(channel, SOCKET_NAME), api_url, token, lambda u: emit("usage", u)
+            os.path.join(channel, SOCKET_NAME),
+            api_url,
+            token,
+            lambda usage: emit("usage", usage),
+            run_key=f"sandbox-run-{secrets.token_hex(16)}",
         )
         os.chmod(os.path.join(channel, SOCKET_NAME), 0o600)
         if owner is not None:
@@ -171,7 +176,7 @@ def _run(spec, sandbox, cli, workspace, channel, relay, emit, cancel):
         },
         on_output=on_output,
         cancel=cancel,
-        env=engine_env(spec["agent"]),
+        env=engine_env(spec["agent"], relay.run_key),
     )
     mapper.close()
     result = _result(mapper, relay, workspace)
@@ -223,13 +228,16 @@ def cli_arguments(spec: dict, session: str, resume: bool) -> list[str]:
     return arguments
 
 
-def engine_env(agent: dict) -> dict[str, str]:
-    """What the CLI sees besides the sandbox's minimal environment: no secret."""
+def engine_env(agent: dict, run_key: str = "") -> dict[str, str]:
+    """What the CLI sees besides the sandbox's minimal environment: no secret.
+    run_key, a random "key" for this run only, is all the relay takes from inside
+    (with `network: true` the loopback port is the host's, and other local programs
+    must not use the channel); it is worth nothing anywhere else."""
     return {
         "HOME": HOME_IN_SANDBOX,
         "TMPDIR": "/tmp",
         # A placeholder: the relay outside replaces it with the task token.
-        "ANTHROPIC_API_KEY": "sandboxed-no-key",
+        "ANTHROPIC_API_KEY": run_key or "sandboxed-no-key",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "DISABLE_AUTOUPDATER": "1",
         "CLAUDE_CODE_MAX_RETRIES": str(MAX_RETRIES),

@@ -45,12 +45,19 @@ class LlmRelay:
     """Serves until `close()`; `usage` totals what the answers said they used."""
 
     def __init__(
-        self, socket_path: str, api_url: str, token: str, on_call: Callable[[dict], None]
+        self,
+        socket_path: str,
+        api_url: str,
+        token: str,
+        on_call: Callable[[dict], None],
+        *,
+        run_key: str,
     ) -> None:
         target = urlsplit(api_url.rstrip("/"))
         self.scheme, self.netloc = target.scheme, target.netloc
         self.prefix = f"{target.path}/internal/v1/llm"
         self.token = token
+        self.run_key = run_key  # what the engine inside sends as its "key"
         self.on_call = on_call
         self.refusal: dict | None = None  # the proxy's budget_exceeded, if it said so
         self.input_tokens = self.output_tokens = self.calls = 0
@@ -118,10 +125,18 @@ class _Handler(BaseHTTPRequestHandler):
         relay = self.server.relay
         path = urlsplit(self.path).path
         length = int(self.headers.get("Content-Length") or 0)
-        if path not in ALLOWED_PATHS or length > MAX_BODY_BYTES:
-            self._answer(404 if path not in ALLOWED_PATHS else 413, b"")
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True  # the body is not read: the connection ends
+            self._answer(413, json.dumps(_error("request_too_large", "over 32 MB")).encode())
             return
         body = self.rfile.read(length)
+        if self.headers.get("x-api-key") != relay.run_key:
+            refusal = _error("authentication_error", "not this sandbox's channel")
+            self._answer(401, json.dumps(refusal).encode())
+            return
+        if path not in ALLOWED_PATHS:
+            self._answer(404, json.dumps(_error("not_found_error", path)).encode())
+            return
         headers = {name: self.headers[name] for name in FORWARDED_HEADERS if self.headers[name]}
         headers["x-api-key"] = relay.token
         conn = relay.connect()
