@@ -7,14 +7,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import tempfile
 import threading
 
 import pytest
 from job_runner.claude_code import cli_arguments, run_claude_code_task
 from job_runner.claude_stream import DELTA_INTERVAL_SECONDS, StreamMapper
+from job_runner.llm_relay import LlmRelay
 from job_runner.sandbox import BubblewrapSandbox, Limits
 from job_runner.workspace import prepare_workspace
+
+from devtools.scripted_anthropic import ScriptedAnthropic, reply
 
 
 class Clock:
@@ -177,3 +181,39 @@ def test_a_missing_cli_fails_the_task_engine_unavailable_without_a_fallback(monk
     )
     assert (status, result, error["code"]) == ("failed", None, "engine_unavailable")
     assert "/nonexistent/claude" in error["message"] and "claude-agent-sdk" in error["message"]
+
+
+def post_over_socket(path: str, url_path: str, key: str, body: dict) -> tuple[int, bytes]:
+    data = json.dumps(body).encode()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(path)
+        head = f"POST {url_path} HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\n"
+        head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+        conn.sendall((head + "Connection: close\r\n\r\n").encode() + data)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest
+
+
+def test_the_relay_takes_only_this_runs_key_and_sends_the_task_token_on():
+    calls: list[dict] = []
+    with ScriptedAnthropic([reply("relayed")]) as upstream, tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "llm.sock")
+        relay = LlmRelay(path, upstream.url, "tt1.the-task-token", calls.append, run_key="k1")
+        relay.start()
+        try:
+            body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+            assert post_over_socket(path, "/v1/messages", "other", body)[0] == 401
+            assert post_over_socket(path, "/v1/models", "k1", body)[0] == 404
+            status, answer = post_over_socket(path, "/v1/messages?beta=true", "k1", body)
+        finally:
+            relay.close()
+        assert status == 200 and b"relayed" in answer
+        (sent,) = upstream.requests
+        assert sent.path == "/internal/v1/llm/v1/messages"
+        assert sent.headers["x-api-key"] == "tt1.the-task-token"
+        assert calls == [
+            {"inputTokens": 10, "outputTokens": 5, "totalInputTokens": 10, "totalOutputTokens": 5}
+        ]
