@@ -12,6 +12,11 @@ DEFAULT_TIMEOUT_SECONDS = 60
 MIN_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS = 1, 3600
 DEFAULT_MEMORY_MB = 512
 MIN_MEMORY_MB, MAX_MEMORY_MB = 64, 4096
+# A task's /workspace, /tmp and /dev/shm together (one tmpfs, where the runner can
+# mount one), and the runner's own memory beside its task. tmpfs pages are memory on
+# Cloud Run: a job's memory must hold MAX_MEMORY_MB + TASK_DISK_MB + RUNNER_RESERVE_MB.
+TASK_DISK_MB = 2048
+RUNNER_RESERVE_MB = 512
 MAX_WAIT_SECONDS = 60
 # Requests that hold a server thread (?wait, SSE) at once; the rest get an immediate
 # answer (wait) or a 429 (SSE), so health checks and short calls always find a
@@ -19,7 +24,17 @@ MAX_WAIT_SECONDS = 60
 MAX_HELD_REQUESTS = 12
 
 # Input limits keep a task document well under Firestore's 1 MiB document limit.
+# MAX_BODY_BYTES is every route's body limit unless the route sets its own
+# (api/routes/common.py body_limit).
 MAX_BODY_BYTES = 1024 * 1024
+# The runner's reports have limits of their own, sized by what a runner sends at most:
+# a claim is a few ids; an events batch is <= 100 events of <= 8 KiB of output each,
+# which JSON escaping can grow ~6x; a result carries both streams (128 KiB each, also
+# escaped), inline file contents and its last events batch. All under Cloud Run's
+# 32 MiB HTTP/1 request cap.
+MAX_RUNNER_CLAIM_BYTES = 64 * 1024
+MAX_RUNNER_EVENTS_BYTES = 8 * 1024 * 1024
+MAX_RUNNER_RESULT_BYTES = 16 * 1024 * 1024
 MAX_CODE_BYTES = 100 * 1024
 MAX_STDIN_BYTES = 100 * 1024
 MAX_FILES = 20
@@ -142,6 +157,7 @@ class Settings:
     reconcile_secret: str | None = field(default=None, repr=False)
     reconcile_invoker: str | None = None
     max_output_bytes: int = MAX_OUTPUT_BYTES
+    task_disk_mb: int = TASK_DISK_MB
     reconcile_interval_seconds: float = RECONCILE_INTERVAL_SECONDS
     heartbeat_grace_seconds: float = HEARTBEAT_GRACE_SECONDS
     anthropic_api_key: str | None = field(default=None, repr=False)
@@ -186,6 +202,7 @@ class Settings:
                 None if _env("DISPATCH_INLINE") is None else _bool_env("DISPATCH_INLINE", False)
             ),
             max_pending_tasks=_int_env("MAX_PENDING_TASKS", MAX_PENDING_TASKS),
+            task_disk_mb=_int_env("TASK_DISK_MB", TASK_DISK_MB),
             reconcile_secret=_env("RECONCILE_SECRET"),
             reconcile_invoker=_env("RECONCILE_INVOKER"),
             reconcile_interval_seconds=_float_env(

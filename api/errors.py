@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,8 @@ def init_app(app: Flask) -> None:
         code = _HTTP_CODES.get(status, "error")
         message = error.description or error.name
         if status == 413:
-            message = f"Request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes."
+            limit = request.max_content_length if request else app.config["MAX_CONTENT_LENGTH"]
+            message = f"Request body is larger than {limit} bytes."
         return _response(status, code, message)
 
     @app.errorhandler(Exception)

@@ -6,8 +6,9 @@ Collections:
   idempotency/{hash}              Idempotency-Key -> task id and body hash
   usage/{owner}_{yyyymmdd}        per-user daily counters, incremented at settle time
 
-Locally and in tests the client talks to the emulator (FIRESTORE_EMULATOR_HOST),
-never to an in-memory fake.
+Maps keyed by callers, programs or models (a task's input and result, an event's
+data) are stored as JSON strings: see firestore_codec.py. Locally and in tests the
+client talks to the emulator (FIRESTORE_EMULATOR_HOST), never to an in-memory fake.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-TASKS = "tasks"
-EVENTS = "events"
+from api.adapters.firestore_codec import EVENTS, TASKS, decode, encode
+
 IDEMPOTENCY = "idempotency"
 USAGE = "usage"
 
@@ -69,6 +70,11 @@ class Contended(Exception):
 
 def event_doc_id(seq: int) -> str:
     return f"{seq:010d}"
+
+
+def _read(snapshot) -> dict | None:
+    """A document as the services know it, or None when it does not exist."""
+    return decode(snapshot.reference.path, snapshot.to_dict()) if snapshot.exists else None
 
 
 class FirestoreStore:
@@ -137,8 +143,7 @@ class FirestoreStore:
         @firestore.transactional
         def create(transaction) -> tuple[dict, bool]:
             def read(path: str) -> dict | None:
-                snapshot = client.document(path).get(transaction=transaction)
-                return snapshot.to_dict() if snapshot.exists else None
+                return _read(client.document(path).get(transaction=transaction))
 
             if idempotency is not None:
                 existing = read(f"{IDEMPOTENCY}/{idempotency[0]}")
@@ -156,21 +161,23 @@ class FirestoreStore:
                     )
                 )
             for path, data, merge in writes:
-                transaction.set(client.document(path), data, merge=merge)
+                transaction.set(client.document(path), encode(path, data), merge=merge)
             stored = dict(task, eventSeq=len(events))
-            transaction.create(task_ref, stored)
+            transaction.create(task_ref, encode(task_ref.path, stored))
             for seq, (kind, data) in enumerate(events, start=1):
-                transaction.set(
-                    task_ref.collection(EVENTS).document(event_doc_id(seq)),
-                    {"seq": seq, "type": kind, "data": data, "at": task["createdAt"]},
-                )
+                event = {"seq": seq, "type": kind, "data": data, "at": task["createdAt"]}
+                self._set_event(transaction, task_ref, event)
             return stored, True
 
         return self._contended(lambda: create(client.transaction(max_attempts=1)))
 
     def get_task(self, task_id: str) -> dict | None:
-        snapshot = self._task_ref(task_id).get()
-        return snapshot.to_dict() if snapshot.exists else None
+        return _read(self._task_ref(task_id).get())
+
+    @staticmethod
+    def _set_event(transaction, task_ref, event: dict) -> None:
+        ref = task_ref.collection(EVENTS).document(event_doc_id(event["seq"]))
+        transaction.set(ref, encode(ref.path, event))
 
     def update_task(
         self, task_id: str, mutate: Mutation, now: datetime
@@ -183,12 +190,10 @@ class FirestoreStore:
 
         @firestore.transactional
         def apply(transaction) -> tuple[dict | None, bool]:
-            snapshot = task_ref.get(transaction=transaction)
-            current = snapshot.to_dict() if snapshot.exists else None
+            current = _read(task_ref.get(transaction=transaction))
 
             def read(path: str) -> dict | None:
-                other = client.document(path).get(transaction=transaction)
-                return other.to_dict() if other.exists else None
+                return _read(client.document(path).get(transaction=transaction))
 
             change = mutate(current, read)
             if current is None or change is None:
@@ -197,14 +202,13 @@ class FirestoreStore:
             seq = current.get("eventSeq", 0)
             for kind, data in change.events:
                 seq += 1
-                transaction.set(
-                    task_ref.collection(EVENTS).document(event_doc_id(seq)),
-                    {"seq": seq, "type": kind, "data": data, "at": now},
+                self._set_event(
+                    transaction, task_ref, {"seq": seq, "type": kind, "data": data, "at": now}
                 )
             updated["eventSeq"] = seq
-            transaction.update(task_ref, dict(change.updates, eventSeq=seq))
+            transaction.update(task_ref, encode(task_ref.path, dict(change.updates, eventSeq=seq)))
             for path, data, merge in change.writes:
-                transaction.set(client.document(path), data, merge=merge)
+                transaction.set(client.document(path), encode(path, data), merge=merge)
             for collection, doc_id, counters in change.increments:
                 transaction.set(
                     client.collection(collection).document(doc_id),
@@ -233,7 +237,7 @@ class FirestoreStore:
             if not cursor.exists or cursor.get("owner") != owner:
                 return []
             query = query.start_after(cursor)
-        return [doc.to_dict() for doc in query.limit(limit).stream()]
+        return [_read(doc) for doc in query.limit(limit).stream()]
 
     def tasks_with_status(
         self, statuses: list[str], *, due_field: str, due_before: datetime, limit: int
@@ -249,7 +253,7 @@ class FirestoreStore:
             .order_by(due_field)
             .limit(limit)
         )
-        return [doc.to_dict() for doc in query.stream()]
+        return [_read(doc) for doc in query.stream()]
 
     def count_tasks_with_status(self, statuses: list[str]) -> int:
         from google.cloud.firestore_v1.base_query import FieldFilter
@@ -270,19 +274,18 @@ class FirestoreStore:
             .order_by("seq")
             .limit(limit)
         )
-        return [doc.to_dict() for doc in query.stream()]
+        return [_read(doc) for doc in query.stream()]
 
     # -- other documents (agents, conversations, usage) ----------------------------
 
     def get_doc(self, path: str) -> dict | None:
-        snapshot = self.client.document(path).get()
-        return snapshot.to_dict() if snapshot.exists else None
+        return _read(self.client.document(path).get())
 
     def create_doc(self, path: str, data: dict) -> None:
-        self.client.document(path).create(data)
+        self.client.document(path).create(encode(path, data))
 
     def update_doc(self, path: str, updates: dict) -> None:
-        self.client.document(path).update(updates)
+        self.client.document(path).update(encode(path, updates))
 
     def list_owned(self, collection: str, owner: str, *, limit: int, after_id: str | None):
         """The owner's documents of `collection`, newest first."""
@@ -300,7 +303,7 @@ class FirestoreStore:
             if not cursor.exists or cursor.get("owner") != owner:
                 return []
             query = query.start_after(cursor)
-        return [doc.to_dict() for doc in query.limit(limit).stream()]
+        return [_read(doc) for doc in query.limit(limit).stream()]
 
     def list_children(self, path: str, *, limit: int, after_id: str | None = None) -> list[dict]:
         """A subcollection's first `limit` documents after `after_id`, in id order (our
@@ -309,7 +312,7 @@ class FirestoreStore:
         query = collection.order_by("__name__")
         if after_id is not None:
             query = query.start_after({"__name__": collection.document(after_id)})
-        return [doc.to_dict() for doc in query.limit(limit).stream()]
+        return [_read(doc) for doc in query.limit(limit).stream()]
 
     def list_children_before(self, path: str, *, before: datetime, limit: int) -> list[dict]:
         """The last `limit` documents of a subcollection created before `before`, oldest
@@ -323,7 +326,7 @@ class FirestoreStore:
             .order_by("createdAt", direction=firestore.Query.DESCENDING)
             .limit(limit)
         )
-        return [doc.to_dict() for doc in query.stream()][::-1]
+        return [_read(doc) for doc in query.stream()][::-1]
 
     def delete_tree(self, path: str, subcollections: tuple[str, ...]) -> None:
         """Delete a document and the named subcollections under it, in batches."""
@@ -349,11 +352,10 @@ class FirestoreStore:
         @firestore.transactional
         def run(transaction):
             def read(path: str) -> dict | None:
-                snapshot = client.document(path).get(transaction=transaction)
-                return snapshot.to_dict() if snapshot.exists else None
+                return _read(client.document(path).get(transaction=transaction))
 
             def write(path: str, data: dict, merge: bool = False) -> None:
-                transaction.set(client.document(path), data, merge=merge)
+                transaction.set(client.document(path), encode(path, data), merge=merge)
 
             return work(read, write)
 
@@ -362,5 +364,4 @@ class FirestoreStore:
     # -- idempotency -----------------------------------------------------------
 
     def get_idempotency(self, key_id: str) -> dict | None:
-        snapshot = self.client.collection(IDEMPOTENCY).document(key_id).get()
-        return snapshot.to_dict() if snapshot.exists else None
+        return _read(self.client.collection(IDEMPOTENCY).document(key_id).get())

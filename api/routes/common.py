@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import json
+import re
+from collections.abc import Callable
 from typing import TypeVar
 
 from flask import current_app, request
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from api.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
+F = TypeVar("F", bound=Callable)
 
 _USER = "agent_platform.user"
 
@@ -24,18 +30,66 @@ def current_user() -> str:
     return request.environ[_USER]
 
 
-def json_body() -> object:
+def body_limit(max_bytes: int) -> Callable[[F], F]:
+    """A route's own request-body limit, in place of the app's MAX_BODY_BYTES (1 MiB).
+    Over it, with or without Content-Length (a chunked body is cut off as it is read),
+    the answer is 413 `too_large`. For a whole blueprint, call `limit_body(n)` in a
+    `before_request` hook instead."""
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def limited(*args, **kwargs):
+            limit_body(max_bytes)
+            return view(*args, **kwargs)
+
+        return limited  # type: ignore[return-value]
+
+    return decorate
+
+
+def limit_body(max_bytes: int) -> None:
+    """Set this request's body limit; before anything reads the body."""
+    request.max_content_length = max_bytes
+
+
+def body_bytes() -> bytes:
+    """The request body, at most the request's max_content_length.
+
+    :raises RequestEntityTooLarge: it is longer (413 `too_large`), also when it comes
+        chunked, without Content-Length. Werkzeug refuses a long Content-Length up
+        front, but cuts a chunked body off at the limit silently; the JSON parser
+        would then call a too-large body "not JSON".
+    """
+    limit = request.max_content_length
+    if limit is None or request.content_length is not None:
+        return request.get_data(cache=True)
+    if "wsgi.input_terminated" not in request.environ:
+        return request.get_data(cache=True)  # werkzeug reads no unframed body at all
+    data = request.environ["wsgi.input"].read(limit + 1)
+    if len(data) > limit:
+        raise RequestEntityTooLarge()
+    return data
+
+
+def json_body(*, replace_surrogates: bool = False) -> object:
+    """The parsed JSON body. A lone UTF-16 surrogate (JSON allows `\\ud800`, UTF-8 does
+    not) is refused with 400, or with `replace_surrogates` becomes U+FFFD: the runner's
+    reports carry what programs and models wrote, and must not be lost for it."""
     if not request.is_json:
         raise ApiError(
             415, "unsupported_media_type", "Send a JSON body with Content-Type: application/json."
         )
     try:
-        body = request.get_json(silent=True)
+        body = json.loads(body_bytes())
     except RecursionError:
         raise ApiError(400, "invalid_json", "The JSON body is nested too deeply.") from None
+    except ValueError:
+        body = None
     if body is None:
         raise ApiError(400, "invalid_json", "The request body is not valid JSON.")
     if not _encodable(body):
+        if replace_surrogates:
+            return _without_surrogates(body)
         # JSON allows "\udfff"; Firestore (and UTF-8) do not.
         raise ApiError(
             400,
@@ -62,6 +116,19 @@ def _encodable(value: object) -> bool:
         elif isinstance(item, list):
             stack.extend(item)
     return True
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_surrogates(value: object) -> object:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_surrogates(item) for item in value]
+    return value
 
 
 def describe_errors(error: ValidationError) -> str:

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, request
 from api import config
 from api.errors import ApiError
 from api.models import ClaimBody, EventsBody, ResultBody
-from api.routes.common import json_body, services, validate
+from api.routes.common import body_limit, json_body, services, validate
 from api.services.llm_proxy import ProxyRefusal, UpstreamError
 from api.services.reconcile_auth import authorize_reconcile
 from api.services.state_machine import ClaimRefused, TaskStatus
@@ -37,6 +37,7 @@ def _spec(task: dict) -> dict:
         "input": task["input"],
         "limits": {
             "maxOutputBytes": settings.max_output_bytes,
+            "diskMb": settings.task_disk_mb,
             "network": bool(task["input"].get("network")) and settings.allow_task_network,
             "heartbeatSeconds": config.HEARTBEAT_INTERVAL_SECONDS,
         },
@@ -49,6 +50,7 @@ def _spec(task: dict) -> dict:
 
 
 @bp.post("/tasks/<task_id>/claim")
+@body_limit(config.MAX_RUNNER_CLAIM_BYTES)
 def claim(task_id: str):
     """200 with the task's spec when this execution attempt may run it (idempotent);
     409 otherwise. One round trip: the runner's start is on every task's critical path."""
@@ -68,10 +70,11 @@ def claim(task_id: str):
 
 
 @bp.post("/tasks/<task_id>/events")
+@body_limit(config.MAX_RUNNER_EVENTS_BYTES)
 def events(task_id: str):
     """Store a batch of events; also the heartbeat. 409 tells the runner to stop."""
     _authorize(task_id)
-    body = validate(EventsBody, json_body())
+    body = validate(EventsBody, json_body(replace_surrogates=True))
     batch = _event_batch(body)
     task = services().machine.append_events(
         task_id, body.execution, body.attempt, batch, config.MAX_EVENTS_PER_TASK
@@ -84,11 +87,12 @@ def events(task_id: str):
 
 
 @bp.post("/tasks/<task_id>/result")
+@body_limit(config.MAX_RUNNER_RESULT_BYTES)
 def result(task_id: str):
     """Settle the task with the runner's outcome. A duplicate or late report is
     accepted and ignored (`accepted: false`): the first terminal status stands."""
     _authorize(task_id)
-    body = validate(ResultBody, json_body())
+    body = validate(ResultBody, json_body(replace_surrogates=True))
     result = body.result.model_dump(by_alias=True) if body.result else None
     error = body.error.model_dump() if body.error else None
     task, accepted = services().machine.finish(

@@ -12,10 +12,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from api.adapters.firestore_codec import document_id
 from api.adapters.firestore_store import USAGE, Reader
 from api.errors import ApiError
 
 QUOTAS = "quotas"
+
+
+def quota_doc_id(owner: str) -> str:
+    return document_id(owner)
+
+
 ACTIVE_RETRY_AFTER_SECONDS = 10
 
 
@@ -38,7 +45,7 @@ class TaskQuota:
     def reserve(self, owner: str, now: datetime, read: Reader) -> list[tuple[str, dict, bool]]:
         """Inside the creating transaction: refuse over a limit (429 naming it), else
         return the counter writes that take one task's share."""
-        quota_path = f"{QUOTAS}/{owner}"
+        quota_path = f"{QUOTAS}/{quota_doc_id(owner)}"
         usage_path = f"{USAGE}/{usage_doc_id(owner, now)}"
         active = (read(quota_path) or {}).get("activeTasks", 0)
         created_today = (read(usage_path) or {}).get("tasksCreated", 0)

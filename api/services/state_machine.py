@@ -21,7 +21,8 @@ from typing import Any
 
 from api.adapters.firestore_store import USAGE, Change, FirestoreStore, Reader
 from api.services.conversation_turns import conversation_turn_ended
-from api.services.quotas import QUOTAS
+from api.services.quotas import QUOTAS, quota_doc_id
+from api.services.result_fit import fit_result
 
 
 class TaskStatus(StrEnum):
@@ -99,7 +100,7 @@ class TaskStateMachine:
                 counters["sandboxMs"] = duration
             change.increments.append((USAGE, f"{task['owner']}_{day}", counters))
             # The task's share of its owner's active-task quota is given back.
-            change.increments.append((QUOTAS, task["owner"], {"activeTasks": -1}))
+            change.increments.append((QUOTAS, quota_doc_id(task["owner"]), {"activeTasks": -1}))
             if task.get("conversationId") and read is not None:
                 # The reply joins the conversation in the transaction that settles the
                 # turn's task, so a reply is never lost nor written twice.
@@ -271,7 +272,7 @@ class TaskStateMachine:
                 return None
             kept, truncated = _fit_events(task, list(events), max_events)
             change = self._status_change(
-                task, status, now, read, result=result, error=error, checkAt=None
+                task, status, now, read, result=fit_result(task, result), error=error, checkAt=None
             )
             change.events[:0] = kept
             if truncated:

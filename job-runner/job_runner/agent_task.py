@@ -13,16 +13,15 @@ pay for it (tests/unit/test_layering.py holds this).
 from __future__ import annotations
 
 import functools
-import os
 import random
-import shutil
 import threading
 import time
 
 from job_runner.logs import log
 from job_runner.sandbox import Limits
+from job_runner.task_space import DEFAULT_DISK_MB, TaskSpace
 from job_runner.tools import Toolbox, clip
-from job_runner.workspace import collect_output_files, make_private_dir, prepare_workspace
+from job_runner.workspace import collect_output_files
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -70,18 +69,27 @@ def run_agent_task(
     """
     task_input = spec["input"]
     deadline = time.monotonic() + task_input["timeoutSeconds"]
-    root = make_private_dir(os.environ.get("TMPDIR", "/tmp"), "agent-")
-    try:
-        os.chmod(root, 0o711)  # the sandbox uid must reach the workspace below it
-        workspace, _owner = prepare_workspace(root)
-        limits = Limits(
-            wall_seconds=TOOL_TIMEOUT_SECONDS,
-            memory_mb=task_input["memoryMb"],
-            max_output_bytes=spec["limits"]["maxOutputBytes"],
-            network=spec["limits"]["network"],
-        )
+    limits = Limits(
+        wall_seconds=TOOL_TIMEOUT_SECONDS,
+        memory_mb=task_input["memoryMb"],
+        max_output_bytes=spec["limits"]["maxOutputBytes"],
+        network=spec["limits"]["network"],
+    )
+    disk_mb = spec["limits"].get("diskMb", DEFAULT_DISK_MB)
+    with TaskSpace.create(
+        spec["id"],
+        "agent-",
+        memory_mb=limits.memory_mb,
+        disk_mb=disk_mb,
+        max_processes=limits.max_processes,
+    ) as space:
+        if space.disk_bounded:
+            limits = limits._replace(max_file_mb=disk_mb)
+        workspace = space.workspace
         try:
-            toolbox = Toolbox(sandbox, workspace, limits, spec["agent"]["tools"], cancel)
+            toolbox = Toolbox(
+                sandbox, workspace, limits, spec["agent"]["tools"], cancel, space=space
+            )
         except ValueError as problem:  # the API validates tools; a mismatch is a bug
             return "failed", None, {"code": "invalid_task", "message": str(problem)}
         client = _make_client(api_url, token)
@@ -92,8 +100,6 @@ def run_agent_task(
             client.close()
         result = {**loop.result(), "files": collect_output_files(workspace)}
         return status, result, error
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _make_client(api_url: str, token: str):

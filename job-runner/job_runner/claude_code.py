@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import threading
 import uuid
 
 from job_runner.claude_stream import StreamMapper
+from job_runner.code_task import memory_exceeded_error
 from job_runner.llm_relay import LlmRelay
 from job_runner.sandbox import Limits
-from job_runner.workspace import collect_output_files, make_private_dir, prepare_workspace
+from job_runner.task_space import DEFAULT_DISK_MB, TaskSpace
+from job_runner.workspace import collect_output_files, make_private_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -105,11 +106,19 @@ def run_claude_code_task(
         cli = find_cli()
     except EngineUnavailable as missing:
         return "failed", None, {"code": "engine_unavailable", "message": str(missing)}
-    root = make_private_dir(os.environ.get("TMPDIR", "/tmp"), "agent-")
-    try:
-        os.chmod(root, 0o711)  # the sandbox uid must reach the workspace below it
-        workspace, owner = prepare_workspace(root)
-        channel = make_private_dir(root, "channel-")
+    task_input = spec["input"]
+    disk_mb = spec["limits"].get("diskMb", DEFAULT_DISK_MB)
+    # The task's bounds (task_space.py): a memory and pids cgroup where one can be
+    # made, and one tmpfs for /workspace, /tmp and /dev/shm where the runner may mount.
+    with TaskSpace.create(
+        spec["id"],
+        "agent-",
+        memory_mb=task_input["memoryMb"],
+        disk_mb=disk_mb,
+        max_processes=MAX_PROCESSES,
+    ) as space:
+        owner = space.uid
+        channel = make_private_dir(space.root, "channel-")
         if owner is not None:
             os.chown(channel, owner, owner)  # only the sandbox's uid may connect
         relay = LlmRelay(
@@ -124,14 +133,13 @@ def run_claude_code_task(
             os.chown(os.path.join(channel, SOCKET_NAME), owner, owner)
         relay.start()
         try:
-            return _run(spec, sandbox, cli, workspace, channel, relay, emit, cancel)
+            return _run(spec, sandbox, cli, space, channel, relay, emit, cancel)
         finally:
             relay.close()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
-def _run(spec, sandbox, cli, workspace, channel, relay, emit, cancel):
+def _run(spec, sandbox, cli, space: TaskSpace, channel: str, relay, emit, cancel):
+    workspace = space.workspace
     home = os.path.join(workspace, ENGINE_STATE, "home")
     os.makedirs(home, exist_ok=True)
     owner = os.lstat(workspace).st_uid
@@ -158,9 +166,11 @@ def _run(spec, sandbox, cli, workspace, channel, relay, emit, cancel):
         max_processes=MAX_PROCESSES,
         max_output_bytes=spec["limits"]["maxOutputBytes"],
         network=spec["limits"]["network"],
-        address_space_limit=False,
+        address_space_limit=False,  # bounded by the cgroup, or not per process at all
         report_all_output=True,
     )
+    if space.disk_bounded:
+        limits = limits._replace(max_file_mb=spec["limits"].get("diskMb", DEFAULT_DISK_MB))
     forwarder = os.path.join(os.path.dirname(__file__), "loopback_forwarder.py")
     command = ["python3", "-I", FORWARDER_IN_SANDBOX, f"{CHANNEL_IN_SANDBOX}/{SOCKET_NAME}"]
     command += ["--", CLI_IN_SANDBOX, *cli_arguments(spec, session, resume)]
@@ -176,6 +186,8 @@ def _run(spec, sandbox, cli, workspace, channel, relay, emit, cancel):
         },
         on_output=on_output,
         cancel=cancel,
+        scratch=space.scratch,
+        cgroup=space.cgroup,
         env=engine_env(spec["agent"], relay.run_key),
     )
     mapper.close()
@@ -190,6 +202,8 @@ def _report(outcome, line: dict, relay: LlmRelay, result: dict, stderr_tail: str
         return "failed", {**result, "stopReason": "budget_exceeded"}, relay.refusal
     if outcome.cancelled:
         return "completed", {**result, "stopReason": "cancelled"}, None
+    if outcome.memory_exceeded:
+        return "failed", result, memory_exceeded_error(task_input["memoryMb"])
     if outcome.timed_out:
         message = f"Claude Code ran longer than {task_input['timeoutSeconds']} s."
         return "timed_out", result, {"code": "timeout", "message": message}

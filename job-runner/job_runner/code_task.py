@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 from job_runner.sandbox import Limits
-from job_runner.workspace import (
-    collect_output_files,
-    make_private_dir,
-    prepare_workspace,
-    write_input_files,
-)
+from job_runner.task_space import DEFAULT_DISK_MB, TaskSpace
+from job_runner.workspace import collect_output_files, write_input_files
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,30 +25,37 @@ def run_code_task(
     task_input = spec["input"]
     limits = spec["limits"]
     filename, command = PROGRAMS[task_input["language"]]
-    root = make_private_dir(os.environ.get("TMPDIR", "/tmp"), "task-")
-    try:
-        # The program is read by the sandbox's own uid: readable, not writable.
-        os.chmod(root, 0o755)
-        program_dir = os.path.join(root, "program")
-        os.mkdir(program_dir, 0o755)
-        with open(os.path.join(program_dir, filename), "w", encoding="utf-8") as program:
-            program.write(task_input["code"])
-        os.chmod(os.path.join(program_dir, filename), 0o644)
-        workspace, uid = prepare_workspace(root)
-        write_input_files(workspace, task_input.get("files") or {}, uid)
+    memory_mb = task_input["memoryMb"]
+    disk_mb = limits.get("diskMb", DEFAULT_DISK_MB)
+    run_limits = Limits(
+        wall_seconds=task_input["timeoutSeconds"],
+        memory_mb=memory_mb,
+        max_output_bytes=limits["maxOutputBytes"],
+        network=limits["network"],
+    )
+    with TaskSpace.create(
+        spec["id"],
+        "task-",
+        memory_mb=memory_mb,
+        disk_mb=disk_mb,
+        max_processes=run_limits.max_processes,
+    ) as space:
+        if space.disk_bounded:  # the task's tmpfs bounds its files in all
+            run_limits = run_limits._replace(max_file_mb=disk_mb)
+        # Bound read-only into the sandbox: its uid may read the program, not change it.
+        program_dir = space.write_program(filename, task_input["code"])
+        workspace = space.workspace
+        write_input_files(workspace, task_input.get("files") or {}, space.uid)
         outcome = sandbox.run(
             command,
-            Limits(
-                wall_seconds=task_input["timeoutSeconds"],
-                memory_mb=task_input["memoryMb"],
-                max_output_bytes=limits["maxOutputBytes"],
-                network=limits["network"],
-            ),
+            run_limits,
             workspace=workspace,
             stdin=task_input.get("stdin", "").encode(),
             readonly_binds={"/task": program_dir},
             on_output=on_output,
             cancel=cancel,
+            scratch=space.scratch,
+            cgroup=space.cgroup,
         )
         result = {
             "exitCode": outcome.exit_code,
@@ -66,6 +66,8 @@ def run_code_task(
             "durationMs": outcome.duration_ms,
             "files": collect_output_files(workspace),
         }
+        if outcome.memory_exceeded:
+            return "failed", result, memory_exceeded_error(memory_mb)
         if outcome.timed_out:
             return (
                 "timed_out",
@@ -76,5 +78,12 @@ def run_code_task(
                 },
             )
         return "completed", result, None
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+
+
+def memory_exceeded_error(memory_mb: int) -> dict:
+    return {
+        "code": "memory_exceeded",
+        "message": f"The task used more than its {memory_mb} MiB of memory (memoryMb; files "
+        "in /workspace, /tmp and /dev/shm count too) and was stopped; its output so far is "
+        "in the result.",
+    }

@@ -21,6 +21,7 @@ from job_runner.api_client import ApiRefused, ApiUnreachable, TaskApi
 from job_runner.code_task import run_code_task
 from job_runner.events import EventSender
 from job_runner.sandbox import SandboxError, make_sandbox
+from job_runner.task_space import enter_private_mounts
 
 EXIT_REPORTED = 0
 EXIT_UNREPORTED = 1
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     # environment, but drop it from ours too.
     for name in ("TASK_TOKEN",):
         os.environ.pop(name, None)
+    # Before any thread: a mount namespace can only be entered by a single thread.
+    enter_private_mounts()
 
     api = TaskApi(
         base_url=api_url,

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import IO, Protocol
 
+    from job_runner.cgroups import TaskCgroup
+
     OnOutput = Callable[[str, bytes], None]
 
 MIB = 1024 * 1024
@@ -62,13 +64,14 @@ class Limits(
     )
 ):
     """What one run may use: wall_seconds (the whole tree is killed after it),
-    memory_mb (RLIMIT_AS), cpu_seconds (RLIMIT_CPU; default ceil(wall_seconds) + 1),
-    max_processes (RLIMIT_NPROC), max_file_mb (RLIMIT_FSIZE), max_output_bytes (kept
+    memory_mb (the task's cgroup when one is given, else RLIMIT_AS), cpu_seconds
+    (RLIMIT_CPU; default ceil(wall_seconds) + 1), max_processes (RLIMIT_NPROC, and the
+    cgroup's pids.max), max_file_mb (RLIMIT_FSIZE), max_output_bytes (kept
     per stream; the rest is read and discarded) and network (share the host's).
-    address_space_limit=False leaves RLIMIT_AS off: Claude Code's runtime (Bun)
-    reserves far more address space than it uses and crashes under 512 MiB.
-    report_all_output=True hands every chunk to on_output, also past the kept bytes
-    (a program whose output is a stream of events, read as it comes)."""
+    address_space_limit=False leaves RLIMIT_AS off even without a cgroup: Claude
+    Code's runtime (Bun) reserves far more address space than it uses and crashes
+    under 512 MiB. report_all_output=True hands every chunk to on_output, also past
+    the kept bytes (a program whose output is a stream of events, read as it comes)."""
 
     __slots__ = ()
 
@@ -76,11 +79,15 @@ class Limits(
 class Outcome(
     namedtuple(
         "Outcome",
-        "exit_code stdout stderr stdout_truncated stderr_truncated timed_out cancelled duration_ms",
+        "exit_code stdout stderr stdout_truncated stderr_truncated timed_out cancelled duration_ms"
+        " memory_exceeded",
+        defaults=(False,),
     )
 ):
     """How a run ended. exit_code is None when we killed it (timeout, cancel) and
-    128 + N when signal N ended it; stdout and stderr are the kept bytes."""
+    128 + N when signal N ended it; stdout and stderr are the kept bytes.
+    memory_exceeded: the task's cgroup ran out of memory, the kernel killed one of its
+    processes, and we stopped the rest (exit_code 137, as for SIGKILL)."""
 
     __slots__ = ()
 
@@ -102,11 +109,17 @@ if TYPE_CHECKING:
             readonly_binds: dict[str, str | os.PathLike] | None = None,
             on_output: OnOutput | None = None,
             cancel: threading.Event | None = None,
+            scratch: dict[str, str | os.PathLike] | None = None,
+            cgroup: TaskCgroup | None = None,
             env: dict[str, str] | None = None,
         ) -> Outcome:
             """Run command with cwd /workspace (the host's workspace, read-write).
 
             readonly_binds maps sandbox paths to host paths, e.g. {"/task": program_dir}.
+            scratch maps "/tmp" and "/dev/shm" to host directories (the task's tmpfs,
+            see task_space.py) bound read-write; without it each is a tmpfs of its own
+            of memory_mb. cgroup (cgroups.TaskCgroup) bounds the whole run's memory and
+            processes; without it, memory is bounded per process (RLIMIT_AS).
             env adds to (or overrides) the sandbox's minimal environment; never a secret.
             on_output gets ("stdout" | "stderr", chunk) for the kept bytes as they arrive.
             Setting cancel kills the program within CANCEL_POLL_SECONDS.
@@ -150,6 +163,8 @@ class BubblewrapSandbox:
         readonly_binds: dict[str, str | os.PathLike] | None = None,
         on_output: OnOutput | None = None,
         cancel: threading.Event | None = None,
+        scratch: dict[str, str | os.PathLike] | None = None,
+        cgroup: TaskCgroup | None = None,
         env: dict[str, str] | None = None,
     ) -> Outcome:
         if self._path is None:
@@ -162,12 +177,15 @@ class BubblewrapSandbox:
             try:
                 argv = self._argv(command, limits, uid, workspace, readonly_binds, status_write)
                 argv = _with_env(argv, env)
+                if scratch:
+                    argv = _with_scratch(argv, scratch)
                 popen.update(pass_fds=[status_write], cwd="/")
-                outcome = _execute(argv, limits, stdin, on_output, cancel, **popen)
+                outcome = _execute(argv, limits, stdin, on_output, cancel, cgroup, **popen)
             finally:
                 os.close(status_write)
             # bwrap exited by itself unless we stopped it, so nothing holds the write end.
-            if outcome.timed_out or outcome.cancelled or b'"exit-code"' in status.read():
+            stopped = outcome.timed_out or outcome.cancelled or outcome.memory_exceeded
+            if stopped or b'"exit-code"' in status.read():
                 return outcome
         message = outcome.stderr.decode("utf-8", "replace").strip()
         raise SandboxError(f"bwrap could not start the program ({message}): {FIX_HINT}")
@@ -234,13 +252,18 @@ class UnsandboxedRunner:
         readonly_binds: dict[str, str | os.PathLike] | None = None,
         on_output: OnOutput | None = None,
         cancel: threading.Event | None = None,
+        scratch: dict[str, str | os.PathLike] | None = None,
+        cgroup: TaskCgroup | None = None,
         env: dict[str, str] | None = None,
     ) -> Outcome:
         mounts = {WORKSPACE_MOUNT: os.fspath(workspace), **(readonly_binds or {})}
         argv = [_to_host_path(arg, mounts) for arg in command]
         extra = {name: _to_host_path(value, mounts) for name, value in (env or {}).items()}
-        env = {**SANDBOX_ENV, "HOME": str(workspace), **extra}
-        return _execute(argv, limits, stdin, on_output, cancel, cwd=workspace, env=env)
+        env = {**SANDBOX_ENV, "HOME": str(workspace)}
+        if scratch and "/tmp" in scratch:
+            env["TMPDIR"] = os.fspath(scratch["/tmp"])
+        env.update(extra)
+        return _execute(argv, limits, stdin, on_output, cancel, cgroup, cwd=workspace, env=env)
 
 
 def make_sandbox(kind: str) -> Sandbox:
@@ -261,9 +284,25 @@ def _with_env(argv: list[str], env: dict[str, str] | None) -> list[str]:
     return [*argv[:split], *extra, *argv[split:]]
 
 
-def _execute(argv, limits, stdin, on_output, cancel, **popen) -> Outcome:
-    """Start argv in its own process group, stream its output, kill it on timeout/cancel."""
+def _with_scratch(argv: list[str], scratch: dict) -> list[str]:
+    """bwrap's options with the task's own /tmp and /dev/shm bound in place of the
+    per-run tmpfs mounts `_argv` asks for (`--size N --tmpfs MOUNT`)."""
+    options = list(argv)
+    for mount, host in scratch.items():
+        for at in range(len(options) - 3):
+            if options[at : at + 4 : 2] == ["--size", "--tmpfs"] and options[at + 3] == mount:
+                options[at : at + 4] = ["--bind", os.fspath(host), mount]
+                break
+        else:
+            raise ValueError(f"cannot bind scratch over {mount!r}")
+    return options
+
+
+def _execute(argv, limits, stdin, on_output, cancel, cgroup=None, **popen) -> Outcome:
+    """Start argv in its own process group, stream its output, kill it on timeout/cancel
+    (and, with a cgroup, when the task runs out of memory)."""
     started = time.monotonic()
+    attach = cgroup.attach_fds() if cgroup is not None else []
     try:
         proc = subprocess.Popen(
             argv,
@@ -271,12 +310,16 @@ def _execute(argv, limits, stdin, on_output, cancel, **popen) -> Outcome:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=_rlimit_setter(limits),
+            preexec_fn=_rlimit_setter(limits, attach),
             env=popen.pop("env", {}),  # bwrap too: no secret in any process near the program
+            pass_fds=[*popen.pop("pass_fds", ()), *attach],
             **popen,
         )
     except OSError as error:
         raise SandboxError(f"could not start {argv[0]}: {error}") from error
+    finally:
+        for fd in attach:
+            os.close(fd)
     readers = [
         _Capture(
             "stdout", proc.stdout, limits.max_output_bytes, on_output, limits.report_all_output
@@ -287,15 +330,21 @@ def _execute(argv, limits, stdin, on_output, cancel, **popen) -> Outcome:
     ]
     if stdin:
         threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
-    stopped = _wait(proc, started + limits.wall_seconds, cancel)
+    stopped = _wait(proc, started + limits.wall_seconds, cancel, cgroup)
     if stopped:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+    if cgroup is not None:
+        if stopped or cgroup.memory_exceeded():
+            stopped = stopped or "memory_exceeded"
+        cgroup.kill()  # whatever left the process group (and, with bwrap, never did)
     returncode = proc.wait()
     duration_ms = int((time.monotonic() - started) * 1000)
     for reader in readers:
         reader.join(READER_JOIN_SECONDS)
     exit_code = None if stopped else (128 - returncode if returncode < 0 else returncode)
+    if stopped == "memory_exceeded":
+        exit_code = 128 + signal.SIGKILL
     return Outcome(
         exit_code=exit_code,
         stdout=bytes(readers[0].kept),
@@ -305,11 +354,15 @@ def _execute(argv, limits, stdin, on_output, cancel, **popen) -> Outcome:
         timed_out=stopped == "timed_out",
         cancelled=stopped == "cancelled",
         duration_ms=duration_ms,
+        memory_exceeded=stopped == "memory_exceeded",
     )
 
 
-def _rlimit_setter(limits: Limits) -> Callable[[], None]:
+def _rlimit_setter(limits: Limits, cgroup_fds: list[int]) -> Callable[[], None]:
     cpu = limits.cpu_seconds or math.ceil(limits.wall_seconds) + 1
+    # With a cgroup, memory is bounded per task, not per process (RLIMIT_AS would also
+    # count address space never used, which some runtimes reserve by the gigabyte).
+    memory = [] if cgroup_fds else [(resource.RLIMIT_AS, (limits.memory_mb * MIB,) * 2)]
     settings = [
         # SIGXCPU at the soft limit, SIGKILL a second later if the program ignores it.
         (resource.RLIMIT_CPU, (cpu, cpu + 1)),
@@ -318,19 +371,25 @@ def _rlimit_setter(limits: Limits) -> Callable[[], None]:
         (resource.RLIMIT_CORE, (0, 0)),
     ]
     if limits.address_space_limit:
-        settings.append((resource.RLIMIT_AS, (limits.memory_mb * MIB,) * 2))
+        settings += memory
 
     # Runs in the forked child before exec (after the uid switch), so bwrap and the
-    # program inherit the limits. Only setrlimit calls: nothing that takes a lock.
+    # program inherit the limits and the cgroup. Only system calls: nothing that takes
+    # a lock. The cgroup fds are closed here, so the program never holds them.
     def set_limits() -> None:
+        for fd in cgroup_fds:
+            os.write(fd, b"0")
+            os.close(fd)
         for which, values in settings:
             resource.setrlimit(which, values)
 
     return set_limits
 
 
-def _wait(proc: subprocess.Popen, deadline: float, cancel: threading.Event | None) -> str | None:
-    """Wait for exit; "timed_out" or "cancelled" when it must be stopped instead."""
+def _wait(proc: subprocess.Popen, deadline: float, cancel, cgroup=None) -> str | None:
+    """Wait for exit; "timed_out", "cancelled" or "memory_exceeded" when it must be
+    stopped instead (the kernel's OOM killer ends one process of the task's cgroup: the
+    task is stopped at once rather than left running without it)."""
     try:
         pidfd = os.pidfd_open(proc.pid)  # wakes at exit, without polling waitpid
     except OSError:
@@ -339,6 +398,8 @@ def _wait(proc: subprocess.Popen, deadline: float, cancel: threading.Event | Non
         while True:
             if cancel is not None and cancel.is_set():
                 return "cancelled"
+            if cgroup is not None and cgroup.memory_exceeded():
+                return "memory_exceeded"
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return "timed_out"

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import threading
 
     from job_runner.sandbox import Limits, Outcome, Sandbox
+    from job_runner.task_space import TaskSpace
 
 # One argv string may not exceed the kernel's MAX_ARG_STRLEN (128 KiB); say so in
 # words before execve fails with E2BIG.
@@ -107,12 +108,16 @@ class Toolbox:
         limits: Limits,
         names: list[str],
         cancel: threading.Event,
+        space: TaskSpace | None = None,
     ) -> None:
         unknown = sorted(set(names) - set(TOOL_NAMES))
         if unknown:
             raise ValueError(f"unknown tools {unknown}: the runner has {list(TOOL_NAMES)}")
         self.sandbox, self.workspace, self.limits, self.cancel = sandbox, workspace, limits, cancel
         self.names = [name for name in TOOL_NAMES if name in names]
+        # The task's /tmp, /dev/shm and cgroup, shared by all its calls.
+        self.scratch = space.scratch if space is not None else None
+        self.cgroup = space.cgroup if space is not None else None
 
     def schemas(self) -> list[dict]:
         return [TOOL_SCHEMAS[name] for name in self.names]
@@ -137,7 +142,13 @@ class Toolbox:
     def _sandboxed(self, command: list[str], wall_seconds: float, stdin: bytes = b"") -> Outcome:
         limits = self.limits._replace(wall_seconds=wall_seconds)
         return self.sandbox.run(
-            command, limits, workspace=self.workspace, stdin=stdin, cancel=self.cancel
+            command,
+            limits,
+            workspace=self.workspace,
+            stdin=stdin,
+            cancel=self.cancel,
+            scratch=self.scratch,
+            cgroup=self.cgroup,
         )
 
     def _run_program(self, command: list[str], wall_seconds: float) -> ToolResult:
@@ -151,6 +162,8 @@ class Toolbox:
             parts.append(f"[stopped: it ran longer than {wall_seconds:.0f} s]")
         elif outcome.cancelled:
             parts.append("[stopped: the task was cancelled]")
+        elif outcome.memory_exceeded:
+            parts.append(f"[stopped: the task's memory ({self.limits.memory_mb} MiB) ran out]")
         elif outcome.exit_code:
             parts.append(f"[exit code {outcome.exit_code}]")
         output = "\n".join(part.rstrip("\n") for part in parts if part) or "(no output)"

@@ -57,7 +57,7 @@ def write_input_files(
         try:
             for part in parts[:-1]:
                 with contextlib.suppress(FileExistsError):
-                    os.mkdir(part, 0o755, dir_fd=dir_fd)
+                    os.mkdir(part, 0o700, dir_fd=dir_fd)
                 parent_fd, dir_fd = dir_fd, _open_at(part, dir_fd, os.O_DIRECTORY, name)
                 os.close(parent_fd)
                 _give(dir_fd, owner_uid)
@@ -156,7 +156,7 @@ def _relative_parts(name: str) -> list[str]:
 
 def _open_at(name: str, dir_fd: int, flags: int, shown: str) -> int:
     try:
-        return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+        return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
     except OSError as error:
         if error.errno in (errno.EEXIST, errno.ELOOP, errno.ENOTDIR):
             raise ValueError(f"{shown!r} already exists or goes through a symlink") from None

@@ -455,9 +455,10 @@ def test_make_sandbox_knows_bwrap_and_none_only():
 def test_cpu_limit_kills_a_busy_program(run_python):
     outcome = run_python("while True: pass", cpu_seconds=1, wall_seconds=10)
 
+    # Stopped by its CPU time, before its wall time (how long 1-2 CPU seconds take on
+    # the wall depends on the machine's load: not asserted here).
     assert not outcome.timed_out
     assert outcome.exit_code in (128 + signal.SIGXCPU, 128 + signal.SIGKILL)  # as a shell says
-    assert outcome.duration_ms < 5000
 
 
 def test_file_size_limit_stops_a_growing_file(run_python, workspace):

@@ -2,8 +2,10 @@
 
 It mirrors a Cloud Run Job execution: the runner gets exactly the env contract of
 DESIGN section 8 (TASK_ID, TASK_TOKEN, API_URL and Cloud Run's own CLOUD_RUN_*
-variables), plus PATH so it can find bubblewrap and SANDBOX, the sandbox policy the
-job image would carry. Nothing of the API's own environment leaks into it.
+variables), plus PATH so it can find bubblewrap, SANDBOX, the sandbox policy the
+job image would carry, and TMPDIR, a directory of its own that the executor removes
+when the runner is gone (local_cleanup.py). Nothing of the API's own environment
+leaks into it.
 """
 
 from __future__ import annotations
@@ -16,11 +18,17 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
+import time
 from collections.abc import Callable
 
 from api.adapters.executors.base import DispatchError, ExecutionState, Launched
+from api.adapters.executors.local_cleanup import (
+    make_runner_dir,
+    remove_orphaned_runner_dirs,
+    remove_orphaned_task_cgroups,
+    remove_runner_leftovers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +61,11 @@ class LocalExecutor:
         self.on_exit = on_exit
         self._lock = threading.Lock()
         self._running: dict[str, subprocess.Popen] = {}
+        self._watchers: dict[str, threading.Thread] = {}
         self._counter = 0
         self._prefix = f"local-{socket.gethostname()}-{os.getpid()}"
-        # Runners make their own private task directories; they only need a cwd.
-        self._workdir = tempfile.gettempdir()
+        remove_orphaned_runner_dirs()
+        remove_orphaned_task_cgroups()
         self._wrapper = DIE_WITH_PARENT if shutil.which("setpriv") else []
         if not self._wrapper:
             log.warning("setpriv (util-linux) not found: runners may outlive the API process")
@@ -81,27 +90,40 @@ class LocalExecutor:
             "SANDBOX": self.sandbox,
         }
         try:
+            env["TMPDIR"] = runner_dir = make_runner_dir(str(self._counter))
             process = subprocess.Popen(
                 [*self._wrapper, self.python, "-m", "job_runner", task_id],
                 env=env,
-                cwd=self._workdir,
+                cwd=runner_dir,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         except OSError as error:
+            if "TMPDIR" in env:
+                remove_runner_leftovers(task_id, env["TMPDIR"])
             raise DispatchError(f"cannot start the job-runner: {error}", retryable=False) from error
         with self._lock:
             self._running[name] = process
-        threading.Thread(
-            target=self._watch, args=(task_id, name, process), name=f"watch-{name}", daemon=True
-        ).start()
+        watcher = threading.Thread(
+            target=self._watch,
+            args=(task_id, name, process, runner_dir),
+            name=f"watch-{name}",
+            daemon=True,
+        )
+        with self._lock:
+            self._watchers[name] = watcher
+        watcher.start()
         log.info("launched local runner %s (pid %d)", name, process.pid, extra={"task_id": task_id})
         return Launched(name=name, details={"pid": process.pid})
 
-    def _watch(self, task_id: str, name: str, process: subprocess.Popen) -> None:
+    def _watch(self, task_id: str, name: str, process: subprocess.Popen, runner_dir: str) -> None:
         code = process.wait()
+        # Whatever the runner could not remove itself (killed, cancelled), before the
+        # slot is given to another runner.
+        remove_runner_leftovers(task_id, runner_dir)
         with self._lock:
             self._running.pop(name, None)
+            self._watchers.pop(name, None)
         log.info("local runner %s exited with %d", name, code, extra={"task_id": task_id})
         if self.on_exit is not None:
             self.on_exit(task_id, name, code)
@@ -140,8 +162,13 @@ class LocalExecutor:
     def qualify_execution(self, reported: str) -> str:
         return reported  # local runners are given their full name
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait_seconds: float = 5.0) -> None:
+        """Kill the runners, and give their watchers a moment to remove what they left."""
         with self._lock:
             names = list(self._running)
+            watchers = list(self._watchers.values())
         for name in names:
             self.cancel(name)
+        deadline = time.monotonic() + wait_seconds
+        for watcher in watchers:
+            watcher.join(max(0.0, deadline - time.monotonic()))
