@@ -47,4 +47,6 @@ format: $(VENV)/.synced
 bench: $(VENV)/.synced system-deps
 	@$(VENV)/bin/python bench/task_latency.py
 	@$(VENV)/bin/python bench/dispatch_throughput.py
+	@$(VENV)/bin/python bench/files.py
+	@$(VENV)/bin/python bench/admission.py
 	@$(VENV)/bin/python bench/agent_engines.py

@@ -22,6 +22,8 @@ MAX_WAIT_SECONDS = 60
 # answer (wait) or a 429 (SSE), so health checks and short calls always find a
 # thread. Keep it below gunicorn's threads (gunicorn.conf.py, GUNICORN_THREADS=16).
 MAX_HELD_REQUESTS = 12
+# A user's share of them, so one user's streams cannot take every held thread.
+MAX_HELD_REQUESTS_PER_USER = 4
 
 # Input limits keep a task document well under Firestore's 1 MiB document limit.
 # MAX_BODY_BYTES is every route's body limit unless the route sets its own
@@ -60,6 +62,26 @@ LIST_PAGE_DEFAULT, LIST_PAGE_MAX = 20, 100
 MAX_EVENTS_PER_TASK = 2000
 MAX_EVENT_BATCH = 100
 
+# Files and workspaces (DESIGN section 11).
+MIB = 1024 * 1024
+FILES_BUCKET = "agent-files"  # the local default: `make dev` creates it in the emulator
+MAX_UPLOAD_BYTES = 256 * 1024 * 1024
+UPLOAD_TTL_HOURS = 24
+MAX_INLINE_FILE_BYTES = 8192  # a small UTF-8 output file's content stays in the result
+MAX_INLINE_TOTAL_BYTES = 65536
+MAX_OUTPUT_FILES = 500
+MAX_OUTPUT_FILE_BYTES = 1024 * 1024 * 1024
+MAX_OUTPUT_TOTAL_BYTES = 2 * 1024 * 1024 * 1024
+MAX_OUTPUT_PATH_CHARS = 1000
+MAX_SKIPPED_LISTED = 100
+# What one runner request may carry: Cloud Run caps an HTTP/1 request at 32 MiB
+# (https://cloud.google.com/run/quotas#cloud_run_limits), so bigger files are chunked.
+MAX_RUNNER_CHUNK_BYTES = 32 * 1024 * 1024
+# How long one Cloud Storage call retries transient errors before the API answers 503.
+STORAGE_RETRY_SECONDS = 10.0
+# A conversation's workspace, unpacked (its hidden engine directory included).
+MAX_WORKSPACE_BYTES = 1024 * 1024 * 1024
+
 
 # Agents (DESIGN 6.3). The allow-list starts with current models that the installed
 # anthropic SDK knows and does not list as deprecated (a unit test checks this);
@@ -79,8 +101,25 @@ DEFAULT_MAX_TOKENS, MIN_MAX_TOKENS, MAX_MAX_TOKENS = 100_000, 1_000, 2_000_000
 MAX_RESPONSE_TOKENS = 4096
 DEFAULT_AGENT_TIMEOUT_SECONDS = 300
 USER_DAILY_TOKEN_BUDGET = 2_000_000
+# Tasks of one user dispatched or running at once (enforced at dispatch: more wait
+# queued), and queued + running at once (past it, submissions get 429).
 MAX_ACTIVE_TASKS_PER_USER = 20
+MAX_UNSETTLED_TASKS_PER_USER = 500
 MAX_TASKS_PER_USER_PER_DAY = 2_000
+# Shards of each per-user admission counter (ADR 0006): a burst spreads over them.
+ADMISSION_SHARDS = 16
+MAX_BATCH_TASKS = 100
+# The per-user request rate on the public API, per API instance (a token bucket):
+# a sustained rate in requests per second, and the burst allowed above it.
+USER_REQUESTS_PER_SECOND = 20.0
+USER_REQUEST_BURST = 200
+# Webhooks: how long a delivery is retried (with exponential backoff from
+# WEBHOOK_FIRST_RETRY_SECONDS, capped at an hour) and each attempt's timeout.
+WEBHOOK_RETRY_HOURS = 24.0
+WEBHOOK_FIRST_RETRY_SECONDS = 5.0
+WEBHOOK_TIMEOUT_SECONDS = 10.0
+WEBHOOK_MAX_REDIRECTS = 3
+MAX_WEBHOOK_URL_CHARS = 2048
 MAX_PROMPT_CHARS = 50_000
 MAX_SYSTEM_PROMPT_CHARS = 20_000
 MAX_HISTORY_MESSAGES = 100
@@ -167,7 +206,18 @@ class Settings:
     allowed_models: tuple[str, ...] = ALLOWED_MODELS
     user_daily_token_budget: int = USER_DAILY_TOKEN_BUDGET
     max_active_tasks_per_user: int = MAX_ACTIVE_TASKS_PER_USER
+    max_unsettled_tasks_per_user: int = MAX_UNSETTLED_TASKS_PER_USER
     max_tasks_per_user_per_day: int = MAX_TASKS_PER_USER_PER_DAY
+    files_bucket: str = FILES_BUCKET
+    storage_emulator_host: str | None = None
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
+    max_workspace_bytes: int = MAX_WORKSPACE_BYTES
+    storage_retry_seconds: float = STORAGE_RETRY_SECONDS
+    user_requests_per_second: float = USER_REQUESTS_PER_SECOND
+    user_request_burst: int = USER_REQUEST_BURST
+    webhook_allow_loopback: bool = False
+    webhook_retry_hours: float = WEBHOOK_RETRY_HOURS
+    webhook_first_retry_seconds: float = WEBHOOK_FIRST_RETRY_SECONDS
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -222,8 +272,25 @@ class Settings:
             max_active_tasks_per_user=_int_env(
                 "MAX_ACTIVE_TASKS_PER_USER", MAX_ACTIVE_TASKS_PER_USER
             ),
+            max_unsettled_tasks_per_user=_int_env(
+                "MAX_UNSETTLED_TASKS_PER_USER", MAX_UNSETTLED_TASKS_PER_USER
+            ),
             max_tasks_per_user_per_day=_int_env(
                 "MAX_TASKS_PER_USER_PER_DAY", MAX_TASKS_PER_USER_PER_DAY
+            ),
+            files_bucket=_env("FILES_BUCKET", FILES_BUCKET),
+            storage_emulator_host=_env("STORAGE_EMULATOR_HOST"),
+            max_upload_bytes=_int_env("MAX_UPLOAD_MB", MAX_UPLOAD_BYTES // MIB) * MIB,
+            max_workspace_bytes=_int_env("MAX_WORKSPACE_MB", MAX_WORKSPACE_BYTES // MIB) * MIB,
+            storage_retry_seconds=_float_env("STORAGE_RETRY_SECONDS", STORAGE_RETRY_SECONDS),
+            user_requests_per_second=_float_env(
+                "USER_REQUESTS_PER_SECOND", USER_REQUESTS_PER_SECOND
+            ),
+            user_request_burst=_int_env("USER_REQUEST_BURST", USER_REQUEST_BURST),
+            webhook_allow_loopback=_bool_env("WEBHOOK_ALLOW_LOOPBACK", False),
+            webhook_retry_hours=_float_env("WEBHOOK_RETRY_HOURS", WEBHOOK_RETRY_HOURS),
+            webhook_first_retry_seconds=_float_env(
+                "WEBHOOK_FIRST_RETRY_SECONDS", WEBHOOK_FIRST_RETRY_SECONDS
             ),
         )
         if key is not None:
@@ -243,6 +310,11 @@ class Settings:
             raise ValueError(
                 f"DEFAULT_MODEL={self.default_model!r} is not in ALLOWED_MODELS "
                 f"({', '.join(self.allowed_models)})."
+            )
+        if self.webhook_allow_loopback and self.on_cloud_run:
+            raise ValueError(
+                "WEBHOOK_ALLOW_LOOPBACK is for local development and is refused on Cloud Run "
+                "(K_SERVICE is set)."
             )
         if self.sandbox not in ("bwrap", "none"):
             raise ValueError(f"SANDBOX must be 'bwrap' or 'none', got {self.sandbox!r}")

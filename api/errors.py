@@ -71,11 +71,18 @@ def init_app(app: Flask) -> None:
         # retry, never a 500 with a stack trace.
         from google.api_core import exceptions as gexc
 
+        from api.adapters.file_store import StorageUnavailable
+        from api.adapters.firestore_admission import CounterBusy
         from api.adapters.firestore_store import Contended
 
-        if isinstance(error, Contended):
+        if isinstance(error, Contended | CounterBusy):
             log.warning("transaction contention: %s", error)
             return _response(503, "busy", "Too many concurrent changes; retry shortly.", 1)
+        if isinstance(error, StorageUnavailable):
+            log.warning("cloud storage unavailable: %s", error)
+            return _response(
+                503, "storage_unavailable", "File storage is unavailable; retry shortly.", 5
+            )
         if isinstance(error, gexc.ServiceUnavailable | gexc.DeadlineExceeded):
             log.warning("backend unavailable: %s", error)
             return _response(503, "backend_unavailable", "A backend is unavailable.", 5)

@@ -28,6 +28,7 @@ from api.models import (
     ConversationCreate,
     ListTasksQuery,
     MessageCreate,
+    TaskBatch,
 )
 from api.models import responses as r
 from api.routes import agents as agent_routes
@@ -51,7 +52,8 @@ ERRORS = {
         "The request line is longer than gunicorn reads (4094 bytes); "
         "answered by the HTTP server itself, as HTML.",
     ),
-    415: ("NotJson", "The body is not JSON."),
+    415: ("NotJson", "The body is not JSON (or, for an upload, not application/octet-stream)."),
+    416: ("RangeNotSatisfiable", "The Range asks for bytes the file does not have."),
     422: ("NotAllowed", "Well-formed, but not allowed here."),
     429: ("OverLimit", "Over a limit; retry after `Retry-After` seconds."),
     503: ("Unavailable", "A backend is down or over capacity; retry after `Retry-After` seconds."),
@@ -114,6 +116,8 @@ class Reply:
     model: type[BaseModel] | dict[str, Any] | None = None  # a model, or a plain schema
     headers: tuple[str, ...] = ()
     stream: bool = False  # with Accept: text/event-stream, the events as SSE
+    binary: tuple[str, ...] = ()  # media types of a byte stream answered instead
+    also: tuple[int, ...] = ()  # other success statuses with the same content (206)
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,7 @@ class Route:
     body: tuple[type[BaseModel], ...] = ()  # several: a union told apart by `kind`
     params: tuple[Param, ...] = ()
     public: bool = False  # no credentials needed
+    raw_body: str | None = None  # the media type of a body of raw bytes
 
 
 def _int(low: int, high: int, default: int | None = None) -> dict[str, Any]:
@@ -166,8 +171,21 @@ IDEMPOTENCY_KEY = Param(
     "The same key with the same body returns the first response's resource; with "
     "another body, 422.",
 )
-TASK, AGENT, CONVERSATION = "tasks", "agents", "conversations"
-AUTHED = (401, 503)  # every route with credentials reads Firestore
+TASK, AGENT, CONVERSATION, FILES = "tasks", "agents", "conversations", "files"
+BYTES = {"type": "string", "contentMediaType": "application/octet-stream"}
+OCTETS = "application/octet-stream"
+ARCHIVE = Param("archive", "query", {"type": "string", "enum": ["zip", "tar.gz"]},
+                "All stored files in one archive instead of the listing.")  # fmt: skip
+RANGE = Param("Range", "header", {"type": "string", "pattern": "^bytes=[0-9]*-[0-9]*$"},
+              "One range of bytes (answered 206 with Content-Range).")  # fmt: skip
+LISTING = Reply(200, "The files (`content` inline for small UTF-8 text), and what was "
+                "skipped with its reason; with `archive`, all of them in one archive.",
+                r.FileListing, binary=("application/zip", "application/gzip"))  # fmt: skip
+ONE_FILE = Reply(200, "The file's bytes, with its Content-Type; 206 for a Range.",
+                 binary=("*/*",), also=(206,))  # fmt: skip
+# Every route with credentials reads Firestore (503) and takes from the caller's
+# request rate (429, api/services/request_rate.py).
+AUTHED = (401, 429, 503)
 
 ROUTES: tuple[Route, ...] = (
     Route("get", "/", "root", "Health (no credentials, no I/O)", "service",
@@ -181,6 +199,11 @@ ROUTES: tuple[Route, ...] = (
     Route("post", "/api/tasks", "submitTask", "Queue a code or agent task", TASK,
           Reply(202, "The queued task.", r.Task, ("Location",)),
           (*BODY_ERRORS, 404, 422, 429, *AUTHED), body=(CodeTaskInput, AgentTaskInput),
+          params=(IDEMPOTENCY_KEY,)),
+    Route("post", "/api/tasks/batch", "submitTaskBatch",
+          "Queue up to 100 tasks at once: all are admitted, or none", TASK,
+          Reply(202, "The queued tasks, in the order given.", r.TaskBatchAccepted),
+          (*BODY_ERRORS, 404, 422, 429, *AUTHED), body=(TaskBatch,),
           params=(IDEMPOTENCY_KEY,)),
     Route("get", "/api/tasks", "listTasks", "Your tasks, newest first", TASK,
           Reply(200, "A page of tasks.", r.TaskList), (400, *AUTHED),
@@ -201,6 +224,13 @@ ROUTES: tuple[Route, ...] = (
           params=(Param("after", "query", _int(0, 10**9, 0), "Only events with a larger seq."),
                   Param("Last-Event-ID", "header", {"type": "integer", "minimum": 0},
                         "Resume a stream after this seq (text/event-stream only)."))),
+    # -- webhooks (13) -------------------------------------------------------------
+    Route("get", "/api/webhooks/secret", "getWebhookSecret",
+          "The secret that signs your webhooks", "webhooks",
+          Reply(200, "Your signing secret (made on first use).", r.WebhookSecret), AUTHED),
+    Route("post", "/api/webhooks/secret:rotate", "rotateWebhookSecret",
+          "Replace your webhook secret (the old one signs too for 24 hours)", "webhooks",
+          Reply(200, "The new secret.", r.WebhookSecret), AUTHED),
     # -- agents (6.3) --------------------------------------------------------------
     Route("post", "/api/agents", "createAgent", "Create an agent", AGENT,
           Reply(201, "The agent.", r.Agent, ("Location",)), (*BODY_ERRORS, 422, *AUTHED),
@@ -243,6 +273,22 @@ ROUTES: tuple[Route, ...] = (
           CONVERSATION, Reply(200, "The reply, or its status if not ready.",
                               r.CompatConversationReply),
           (*BODY_ERRORS, 404, 409, 422, 429, *AUTHED), body=(CompatConversationBody,)),
+    # -- files (11) ------------------------------------------------------------------
+    Route("post", "/api/uploads", "createUpload",
+          f"Upload a file's raw bytes (at most {config.MAX_UPLOAD_BYTES // config.MIB} MiB; "
+          f"kept {config.UPLOAD_TTL_HOURS} h)", FILES,
+          Reply(201, "The upload: use it in a task's files as {\"upload\": id}.", r.Upload),
+          (413, 415, *AUTHED), raw_body=OCTETS),
+    Route("get", "/api/tasks/{taskId}/files", "listTaskFiles", "A task's output files",
+          FILES, LISTING, (400, 404, *AUTHED), params=(ARCHIVE,)),
+    Route("get", "/api/tasks/{taskId}/files/{path}", "getTaskFile", "One output file",
+          FILES, ONE_FILE, (404, 416, *AUTHED), params=(RANGE,)),
+    Route("get", "/api/conversations/{conversationId}/files", "listConversationFiles",
+          "The files of a conversation's current workspace", FILES, LISTING,
+          (400, 404, *AUTHED), params=(ARCHIVE,)),
+    Route("get", "/api/conversations/{conversationId}/files/{path}", "getConversationFile",
+          "One file of a conversation's current workspace", FILES, ONE_FILE,
+          (404, 416, *AUTHED), params=(RANGE,)),
 )  # fmt: skip
 
 
@@ -303,11 +349,15 @@ def _operation(route: Route, refs: dict[type[BaseModel], dict]) -> dict[str, Any
         success["content"] = {JSON: {"schema": schema}}
     if reply.stream:
         success["content"]["text/event-stream"] = {"schema": _sse_event(refs[r.TaskEvent])}
+    for media_type in reply.binary:
+        success.setdefault("content", {})[media_type] = {"schema": BYTES}
     if reply.headers:
         success["headers"] = {name: _header_ref(name) for name in reply.headers}
     if route.operation_id in LINKS:
         success["links"] = _links(route.operation_id)
     responses: dict[str, Any] = {str(reply.status): success}
+    for status in reply.also:
+        responses[str(status)] = success
     for status in sorted({*route.errors, *EVERY_ROUTE_ERRORS}):
         responses[str(status)] = {"$ref": f"#/components/responses/{ERRORS[status][0]}"}
 
@@ -324,6 +374,11 @@ def _operation(route: Route, refs: dict[type[BaseModel], dict]) -> dict[str, Any
     ]
     if params:
         operation["parameters"] = params
+    if route.raw_body:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {route.raw_body: {"schema": BYTES}},
+        }
     if route.body:
         operation["requestBody"] = {
             "required": True,

@@ -11,8 +11,10 @@ from pathlib import Path
 
 from devtools.api_server import gunicorn_command
 from devtools.emulator import FirestoreEmulator
+from devtools.storage_emulator import StorageEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
+FILES_BUCKET = "agent-files"  # api/config.py's local default
 
 
 def agents_hint(env: dict) -> str:
@@ -36,7 +38,7 @@ API on {url} (EXECUTOR={executor}). Try it:
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
   curl -s "{url}/api/tasks/$TASK?wait=30" -H 'X-User-Id: alice'
 
-Ctrl-C stops the API (and the emulator, if this started one).
+Ctrl-C stops the API (and the emulators, if this started them).
 """
 
 
@@ -56,6 +58,18 @@ def main() -> int:
         emulator = FirestoreEmulator(ROOT / ".dev" / "firestore-emulator.log").start()
         env["FIRESTORE_EMULATOR_HOST"] = emulator.host
         print(f"Firestore emulator on {emulator.host} (log: .dev/firestore-emulator.log)")
+    storage = None
+    # Likewise Cloud Storage: fake-gcs-server with the files bucket, unless the caller
+    # named an emulator (STORAGE_EMULATOR_HOST) or the real bucket (FILES_BUCKET alone).
+    if "STORAGE_EMULATOR_HOST" not in env and "FILES_BUCKET" not in env:
+        storage = StorageEmulator(ROOT / ".dev" / "fake-gcs-server.log").start()
+        env["STORAGE_EMULATOR_HOST"] = storage.url
+        env["FILES_BUCKET"] = FILES_BUCKET
+        storage.create_bucket(FILES_BUCKET)
+        print(
+            f"Cloud Storage emulator on {storage.url}, bucket {FILES_BUCKET} "
+            "(log: .dev/fake-gcs-server.log)"
+        )
     port = env["PORT"]
     print(example_commands(port, env["EXECUTOR"]), flush=True)
     print(agents_hint(env) + "\n", flush=True)
@@ -77,6 +91,9 @@ def main() -> int:
         if emulator is not None:
             emulator.stop()
             print("Stopped the Firestore emulator.")
+        if storage is not None:
+            storage.stop()
+            print("Stopped the Cloud Storage emulator.")
 
 
 if __name__ == "__main__":

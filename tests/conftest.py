@@ -13,9 +13,11 @@ import pytest
 
 from devtools.api_server import ApiServer as DevApiServer
 from devtools.emulator import FirestoreEmulator
+from devtools.storage_emulator import StorageEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "demo-test"
+BUCKET = "test-agent-files"
 
 
 def wait_for(condition, timeout: float, interval: float = 0.05, message: str = "condition"):
@@ -46,7 +48,19 @@ def processes_mentioning(text: str) -> list[int]:
 
 
 @pytest.fixture(scope="session")
-def emulator(tmp_path_factory):
+def storage_emulator(tmp_path_factory):
+    """fake-gcs-server with the files bucket; every API server of the session uses it."""
+    log = tmp_path_factory.mktemp("storage") / "fake-gcs-server.log"
+    storage = StorageEmulator(log).start()
+    storage.create_bucket(BUCKET)
+    os.environ["STORAGE_EMULATOR_HOST"] = storage.url
+    os.environ["FILES_BUCKET"] = BUCKET
+    yield storage
+    storage.stop()
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory, storage_emulator):
     log = tmp_path_factory.mktemp("emulator") / "firestore.log"
     emulator = FirestoreEmulator(log).start()
     os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host
@@ -67,7 +81,12 @@ def firestore(emulator):
 def settings():
     from api.config import Settings
 
-    return Settings(project=PROJECT, public_url="http://127.0.0.1:9", reconcile_interval_seconds=1)
+    return Settings(
+        project=PROJECT,
+        public_url="http://127.0.0.1:9",
+        reconcile_interval_seconds=1,
+        files_bucket=BUCKET,
+    )
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ Collections:
   tasks/{taskId}/events/{seq}     its event log (zero-padded seq as the id)
   idempotency/{hash}              Idempotency-Key -> task id and body hash
   usage/{owner}_{yyyymmdd}        per-user daily counters, incremented at settle time
+  users/{owner}/admission/...     admission counters, sharded (firestore_admission.py)
 
 Maps keyed by callers, programs or models (a task's input and result, an event's
 data) are stored as JSON strings: see firestore_codec.py. Locally and in tests the
@@ -16,11 +17,12 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from api.adapters.firestore_admission import AdmissionStore
 from api.adapters.firestore_codec import EVENTS, TASKS, decode, encode
 
 IDEMPOTENCY = "idempotency"
@@ -77,7 +79,7 @@ def _read(snapshot) -> dict | None:
     return decode(snapshot.reference.path, snapshot.to_dict()) if snapshot.exists else None
 
 
-class FirestoreStore:
+class FirestoreStore(AdmissionStore):
     def __init__(self, project: str, client: Any = None) -> None:
         self.project = project
         self._client = client
@@ -122,54 +124,6 @@ class FirestoreStore:
         return self.client.collection(TASKS).document(task_id)
 
     # -- tasks -----------------------------------------------------------------
-
-    def create_task(
-        self,
-        task: dict,
-        events: Iterable[tuple[str, Any]] = (),
-        idempotency: tuple[str, str] | None = None,
-        reserve: Callable[[Reader], list[tuple[str, dict, bool]]] | None = None,
-    ) -> tuple[dict, bool]:
-        """Store a new task, in one transaction with what `reserve` writes (quota
-        counters; it reads what it needs and raises to refuse). With `idempotency` =
-        (key id, body hash), a task already stored under that key is returned instead
-        (created=False), whatever the body; the caller compares `idempotencyBodyHash`."""
-        from google.cloud import firestore
-
-        client = self.client
-        task_ref = self._task_ref(task["id"])
-        events = list(events)
-
-        @firestore.transactional
-        def create(transaction) -> tuple[dict, bool]:
-            def read(path: str) -> dict | None:
-                return _read(client.document(path).get(transaction=transaction))
-
-            if idempotency is not None:
-                existing = read(f"{IDEMPOTENCY}/{idempotency[0]}")
-                if existing is not None:
-                    other = read(f"{TASKS}/{existing['taskId']}")
-                    if other is not None:
-                        return other, False
-            writes = reserve(read) if reserve is not None else []
-            if idempotency is not None:
-                writes.append(
-                    (
-                        f"{IDEMPOTENCY}/{idempotency[0]}",
-                        idempotency_record(task["id"], idempotency[1], task["createdAt"]),
-                        False,
-                    )
-                )
-            for path, data, merge in writes:
-                transaction.set(client.document(path), encode(path, data), merge=merge)
-            stored = dict(task, eventSeq=len(events))
-            transaction.create(task_ref, encode(task_ref.path, stored))
-            for seq, (kind, data) in enumerate(events, start=1):
-                event = {"seq": seq, "type": kind, "data": data, "at": task["createdAt"]}
-                self._set_event(transaction, task_ref, event)
-            return stored, True
-
-        return self._contended(lambda: create(client.transaction(max_attempts=1)))
 
     def get_task(self, task_id: str) -> dict | None:
         return _read(self._task_ref(task_id).get())
@@ -283,6 +237,20 @@ class FirestoreStore:
 
     def create_doc(self, path: str, data: dict) -> None:
         self.client.document(path).create(encode(path, data))
+
+    def create_doc_if_absent(self, path: str, data: dict) -> bool:
+        """Create a document unless it exists: one commit with a precondition, so of
+        any number of racing callers exactly one gets True, and none waits on a lock."""
+        from google.api_core import exceptions as gexc
+
+        try:
+            self.client.document(path).create(data)
+        except gexc.Conflict:
+            return False
+        return True
+
+    def delete_doc(self, path: str) -> None:
+        self.client.document(path).delete()
 
     def update_doc(self, path: str, updates: dict) -> None:
         self.client.document(path).update(encode(path, updates))

@@ -9,6 +9,7 @@ from api.models.agents import (
     ConversationCreate,
     MessageCreate,
 )
+from api.models.batches import TaskBatch
 from api.models.runner import ClaimBody, EventsBody, ResultBody
 from api.models.tasks import CodeTaskInput, ListTasksQuery, check_relative_path
 
@@ -24,5 +25,6 @@ __all__ = [
     "ListTasksQuery",
     "MessageCreate",
     "ResultBody",
+    "TaskBatch",
     "check_relative_path",
 ]

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from api import config
-from api.models.tasks import MemoryMb, TimeoutSeconds
+from api.models.tasks import MemoryMb, TimeoutSeconds, WebhookUrl
 
 Engine = Literal["claude-code", "messages"]
 ToolName = Literal["bash", "python", "read_file", "write_file", "edit_file", "list_files"]
@@ -94,6 +94,7 @@ class AgentTaskInput(BaseModel):
     )
     memory_mb: MemoryMb = Field(config.DEFAULT_AGENT_MEMORY_MB, alias="memoryMb")
     network: bool = Field(False, strict=True)
+    webhook_url: WebhookUrl | None = Field(None, alias="webhookUrl")
 
 
 class ConversationCreate(BaseModel):

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.models.agents import AgentTaskInput, Engine, ToolName
-from api.models.runner import AgentResult, RunnerResult
+from api.models.runner import AgentResult, OutputFile, RunnerResult, SkippedFile
 from api.models.tasks import CodeTaskInput
 
 TaskStatusName = Literal[
@@ -34,6 +34,7 @@ EventType = Literal[
     "tool_call",
     "tool_result",
     "usage",
+    "webhook",
 ]
 # Times are RFC 3339 in UTC; a task's start and finish are null until they happen.
 Timestamp = datetime | None
@@ -91,6 +92,35 @@ class Task(Contract):
         "`sandbox_error`, `llm_not_configured`, `budget_exceeded`)."
     )
     execution: Execution | None
+    queue_position: int | None = Field(
+        alias="queuePosition",
+        ge=0,
+        description="While queued, on GET /api/tasks/{taskId}: an estimate of how many "
+        "queued tasks (anyone's) start before this one (0: it is next). Queued tasks start "
+        "round-robin across users. Null otherwise, and in lists and submit answers.",
+    )
+    webhook_url: str | None = Field(
+        alias="webhookUrl", description="Where the finished task is POSTed, if anywhere."
+    )
+
+
+class TaskBatchAccepted(Contract):
+    """`POST /api/tasks/batch`: the queued tasks, in the order they were given."""
+
+    tasks: list[Task]
+
+
+class WebhookSecret(Contract):
+    """The secret that signs your webhooks (Standard Webhooks: `webhook-id`,
+    `webhook-timestamp`, `webhook-signature`)."""
+
+    secret: str = Field(description="`whsec_` and the base64 key, as the spec's libraries take it.")
+    created_at: datetime = Field(alias="createdAt")
+    previous_valid_until: datetime | None = Field(
+        alias="previousValidUntil",
+        description="After a rotation, deliveries are also signed with the previous secret "
+        "until then.",
+    )
 
 
 class TaskList(Contract):
@@ -177,10 +207,28 @@ class CompatConversationReply(Contract):
     error: ErrorDetail | None
 
 
+class Upload(Contract):
+    """Bytes stored by `POST /api/uploads`, for a task's `files` as `{"upload": id}`."""
+
+    id: str
+    size: int
+    sha256: str
+    expires_at: datetime = Field(alias="expiresAt")
+
+
+class FileListing(Contract):
+    """A task's (or a conversation's current workspace's) files, and what was skipped."""
+
+    files: list[OutputFile]
+    skipped: list[SkippedFile]
+
+
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     ErrorResponse,
     Health,
     Task,
+    TaskBatchAccepted,
+    WebhookSecret,
     TaskList,
     TaskEvent,
     TaskEventList,
@@ -191,4 +239,6 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     ConversationWithMessages,
     MessageAccepted,
     CompatConversationReply,
+    Upload,
+    FileListing,
 )

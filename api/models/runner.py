@@ -41,15 +41,50 @@ class EventsBody(ClaimBody):
 
 
 class OutputFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A file the task left in /workspace. `content` is inline for small UTF-8 text
+    only; the bytes are at `GET /api/tasks/{id}/files/{path}`. A symlink is listed
+    with its target and never followed."""
 
-    path: str = Field(max_length=1000)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    path: str = Field(max_length=config.MAX_OUTPUT_PATH_CHARS)
     size: int = Field(ge=0)
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    content_type: str | None = Field(None, alias="contentType", max_length=200)
     content: str | None = Field(None, max_length=16384)
     symlink: bool = False
+    target: str | None = Field(None, max_length=400)
+    # Which output object holds it (runner to API only; never shown).
+    stored: int | None = Field(None, ge=0, lt=config.MAX_OUTPUT_FILES)
 
 
-class RunnerResult(BaseModel):
+class SkippedFile(BaseModel):
+    """Something in /workspace that could not be kept, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(max_length=400)
+    reason: str = Field(max_length=2000)
+
+
+class WorkspaceSnapshot(BaseModel):
+    """The conversation workspace this turn saved (compressed archive)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class OutputListing(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    files: list[OutputFile] = Field(default_factory=list, max_length=config.MAX_OUTPUT_FILES)
+    skipped: list[SkippedFile] = Field(default_factory=list, max_length=config.MAX_SKIPPED_LISTED)
+    skipped_count: int = Field(0, alias="skippedCount", ge=0)
+
+
+class RunnerResult(OutputListing):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     exit_code: int | None = Field(None, alias="exitCode")
@@ -58,7 +93,6 @@ class RunnerResult(BaseModel):
     stdout_truncated: bool = Field(False, alias="stdoutTruncated")
     stderr_truncated: bool = Field(False, alias="stderrTruncated")
     duration_ms: int = Field(0, alias="durationMs", ge=0)
-    files: list[OutputFile] = Field(default_factory=list, max_length=100)
 
 
 class TokenUsage(BaseModel):
@@ -68,7 +102,7 @@ class TokenUsage(BaseModel):
     output_tokens: int = Field(0, alias="outputTokens", ge=0)
 
 
-class AgentResult(BaseModel):
+class AgentResult(OutputListing):
     """An agent task's outcome: its final text and what it used."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -77,7 +111,7 @@ class AgentResult(BaseModel):
     usage: TokenUsage = Field(default_factory=TokenUsage)
     turns: int = Field(0, ge=0)
     stop_reason: str | None = Field(None, alias="stopReason", max_length=50)
-    files: list[OutputFile] = Field(default_factory=list, max_length=100)
+    workspace: WorkspaceSnapshot | None = None
 
 
 class RunnerError(BaseModel):

@@ -16,6 +16,15 @@ TimeoutSeconds = Annotated[
     int, Field(ge=config.MIN_TIMEOUT_SECONDS, le=config.MAX_TIMEOUT_SECONDS, strict=True)
 ]
 MemoryMb = Annotated[int, Field(ge=config.MIN_MEMORY_MB, le=config.MAX_MEMORY_MB, strict=True)]
+# Where the finished task is POSTed (api/services/webhooks.py checks it against SSRF).
+WebhookUrl = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=config.MAX_WEBHOOK_URL_CHARS),
+    Field(
+        description="https URL the finished task is POSTed to, signed per Standard Webhooks "
+        "(see GET /api/webhooks/secret)."
+    ),
+]
 
 
 def _utf8_len(text: str) -> int:
@@ -27,6 +36,46 @@ def too_large(message: str) -> PydanticCustomError:
     return PydanticCustomError("too_large", message)
 
 
+class Base64File(BaseModel):
+    """An input file's bytes, base64-encoded (RFC 4648, standard alphabet)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base64: str
+
+
+class UploadRef(BaseModel):
+    """An input file uploaded before with `POST /api/uploads`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    upload: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{24}$")]
+
+
+InputFile = str | Base64File | UploadRef
+
+
+def decoded_size(value: InputFile) -> int:
+    """Bytes the value adds to the task document (uploads live in the bucket)."""
+    if isinstance(value, str):
+        return _utf8_len(value)
+    if isinstance(value, Base64File):
+        return len(_decode_base64(value.base64))
+    return 0
+
+
+def _decode_base64(text: str) -> bytes:
+    import base64
+    import binascii
+
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(
+            "not valid base64 (standard alphabet A-Z a-z 0-9 + /, padded with =)"
+        ) from None
+
+
 class CodeTaskInput(BaseModel):
     """`POST /api/tasks` with `kind: "code"`."""
 
@@ -36,10 +85,11 @@ class CodeTaskInput(BaseModel):
     language: Language
     code: Annotated[str, StringConstraints(min_length=1)]
     stdin: str = ""
-    files: dict[str, str] = Field(default_factory=dict)
+    files: dict[str, InputFile] = Field(default_factory=dict)
     timeout_seconds: TimeoutSeconds = Field(config.DEFAULT_TIMEOUT_SECONDS, alias="timeoutSeconds")
     memory_mb: MemoryMb = Field(config.DEFAULT_MEMORY_MB, alias="memoryMb")
     network: bool = Field(False, strict=True)
+    webhook_url: WebhookUrl | None = Field(None, alias="webhookUrl")
 
     @field_validator("code")
     @classmethod
@@ -57,19 +107,30 @@ class CodeTaskInput(BaseModel):
 
     @field_validator("files")
     @classmethod
-    def _files(cls, files: dict[str, str]) -> dict[str, str]:
+    def _files(cls, files: dict[str, InputFile]) -> dict[str, InputFile]:
         if len(files) > config.MAX_FILES:
             raise too_large(f"at most {config.MAX_FILES} files are allowed")
         total = 0
         for path, content in files.items():
             check_relative_path(path)
-            total += _utf8_len(content)
+            try:
+                total += decoded_size(content)
+            except ValueError as problem:
+                raise ValueError(f"files[{path!r}] is {problem}") from None
         if total > config.MAX_FILES_TOTAL_BYTES:
-            raise too_large(f"files add up to more than {config.MAX_FILES_TOTAL_BYTES} bytes")
+            raise too_large(
+                f"files given inline add up to more than {config.MAX_FILES_TOTAL_BYTES} "
+                "bytes: send bigger ones with POST /api/uploads and reference them as "
+                '{"upload": "<id>"}'
+            )
         return files
 
+    def uploads(self) -> list[str]:
+        return [v.upload for v in self.files.values() if isinstance(v, UploadRef)]
+
     def public(self) -> dict:
-        return self.model_dump(by_alias=True)
+        """The task's `input`: what the runner needs (the webhook is the API's)."""
+        return self.model_dump(by_alias=True, exclude={"webhook_url"})
 
 
 def check_relative_path(path: str) -> None:

@@ -26,7 +26,9 @@ def current_user() -> str:
     # Kept on the request itself: `g` can outlive a request (an app context that a
     # test or a CLI command holds open is shared by the requests made inside it).
     if _USER not in request.environ:
-        request.environ[_USER] = services().auth.authenticate(request.headers)
+        user = services().auth.authenticate(request.headers)
+        services().request_rate.take(user)  # 429 past the per-user request rate
+        request.environ[_USER] = user
     return request.environ[_USER]
 
 

@@ -18,7 +18,8 @@ from api.services.task_tokens import InvalidTaskToken, verify_task_token
 bp = Blueprint("internal", __name__, url_prefix="/internal/v1")
 
 
-def _authorize(task_id: str) -> None:
+def authorize_task(task_id: str) -> None:
+    """401 unless the request carries the task token of `task_id`."""
     header = request.headers.get("Authorization", "")
     token = header.removeprefix("Bearer ").strip()
     try:
@@ -40,8 +41,18 @@ def _spec(task: dict) -> dict:
             "diskMb": settings.task_disk_mb,
             "network": bool(task["input"].get("network")) and settings.allow_task_network,
             "heartbeatSeconds": config.HEARTBEAT_INTERVAL_SECONDS,
+            "outputs": {
+                "maxFiles": config.MAX_OUTPUT_FILES,
+                "maxFileBytes": config.MAX_OUTPUT_FILE_BYTES,
+                "maxTotalBytes": config.MAX_OUTPUT_TOTAL_BYTES,
+                "maxPathChars": config.MAX_OUTPUT_PATH_CHARS,
+            },
         },
+        "inputFiles": services().files.input_listing(task),
     }
+    workspace = services().files.workspace_spec(task, settings.max_workspace_bytes)
+    if workspace is not None:
+        spec["workspace"] = workspace
     if task["kind"] == "agent":
         spec["agent"] = task["agent"]
         spec["conversationId"] = task.get("conversationId")
@@ -54,7 +65,7 @@ def _spec(task: dict) -> dict:
 def claim(task_id: str):
     """200 with the task's spec when this execution attempt may run it (idempotent);
     409 otherwise. One round trip: the runner's start is on every task's critical path."""
-    _authorize(task_id)
+    authorize_task(task_id)
     body = validate(ClaimBody, json_body())
     try:
         task = services().machine.claim(
@@ -73,7 +84,7 @@ def claim(task_id: str):
 @body_limit(config.MAX_RUNNER_EVENTS_BYTES)
 def events(task_id: str):
     """Store a batch of events; also the heartbeat. 409 tells the runner to stop."""
-    _authorize(task_id)
+    authorize_task(task_id)
     body = validate(EventsBody, json_body(replace_surrogates=True))
     batch = _event_batch(body)
     task = services().machine.append_events(
@@ -91,9 +102,10 @@ def events(task_id: str):
 def result(task_id: str):
     """Settle the task with the runner's outcome. A duplicate or late report is
     accepted and ignored (`accepted: false`): the first terminal status stands."""
-    _authorize(task_id)
+    authorize_task(task_id)
     body = validate(ResultBody, json_body(replace_surrogates=True))
     result = body.result.model_dump(by_alias=True) if body.result else None
+    result = services().files.shape_result(task_id, result)
     error = body.error.model_dump() if body.error else None
     task, accepted = services().machine.finish(
         task_id,
@@ -108,6 +120,10 @@ def result(task_id: str):
     if task is None:
         raise ApiError(404, "not_found", "No such task.")
     services().watch.changed(task_id, task)
+    if task.get("conversationId"):
+        services().files.turn_settled(task)
+    if accepted:
+        services().dispatcher.kick()  # its slot is free: the next queued task may start
     return {"accepted": accepted, "status": task["status"]}
 
 
@@ -127,7 +143,11 @@ def reconcile():
             "Reconciliation needs the scheduler's OIDC token or the X-Reconcile-Secret header.",
         )
     dispatcher = services().dispatcher
-    return {"dispatched": dispatcher.dispatch_pending(), "settled": dispatcher.reconcile()}
+    return {
+        "dispatched": dispatcher.dispatch_pending(),
+        "settled": dispatcher.reconcile(),
+        "webhooksSent": services().webhooks.deliver_due(),
+    }
 
 
 @bp.before_request

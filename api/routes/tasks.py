@@ -9,7 +9,7 @@ from flask import Blueprint, Response, request, stream_with_context
 
 from api import config
 from api.errors import ApiError
-from api.models import AgentTaskInput, CodeTaskInput, ListTasksQuery
+from api.models import AgentTaskInput, CodeTaskInput, ListTasksQuery, TaskBatch
 from api.routes.common import current_user, json_body, services, validate
 from api.services.state_machine import is_terminal
 from api.services.tasks import render_event, render_task
@@ -31,7 +31,10 @@ def submit():
     key = request.headers.get("Idempotency-Key")
     if kind == "code":
         spec = validate(CodeTaskInput, body)
-        task, _ = services().tasks.submit(user, "code", spec.public(), key)
+        services().files.check_uploads(user, spec.uploads())  # 404 before any task exists
+        task, _ = services().tasks.submit(
+            user, "code", spec.public(), key, webhook_url=spec.webhook_url
+        )
     elif kind == "agent":
         task = services().conversations.submit_agent_task(user, validate(AgentTaskInput, body), key)
     else:
@@ -39,6 +42,29 @@ def submit():
     response = Response(json.dumps(render_task(task)), 202, mimetype="application/json")
     response.headers["Location"] = f"/api/tasks/{task['id']}"
     return response
+
+
+@bp.post("/batch")
+def submit_batch():
+    """Queue up to 100 tasks at once, all or none. 202 with the tasks in the order
+    given; 400 naming the index of an invalid one; 429 if they do not all fit."""
+    user = current_user()
+    body = json_body()
+    batch = validate(TaskBatch, body)
+    items = []
+    for spec in batch.tasks:
+        webhook = spec.webhook_url or batch.webhook_url
+        extra = {"webhookUrl": webhook} if webhook else {}
+        if isinstance(spec, CodeTaskInput):
+            services().files.check_uploads(user, spec.uploads())  # 404 before any task exists
+            items.append(("code", spec.public(), extra))
+        else:
+            task_input, more = services().conversations.agent_task_parts(user, spec)
+            items.append(("agent", task_input, {**extra, **more}))
+    key = request.headers.get("Idempotency-Key")
+    tasks = services().tasks.submit_batch(user, items, key, body)
+    payload = {"tasks": [render_task(task) for task in tasks]}
+    return Response(json.dumps(payload), 202, mimetype="application/json")
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
@@ -61,7 +87,7 @@ def get(task_id: str):
     wait = _int_arg("wait", 0, 0, config.MAX_WAIT_SECONDS)
     tasks = services().tasks
     task = tasks.wait(user, task_id, wait) if wait else tasks.get(user, task_id)
-    return render_task(task)
+    return render_task(task, tasks.queue_position(task))
 
 
 @bp.get("")
@@ -89,11 +115,12 @@ def events(task_id: str):
     if request.accept_mimetypes.best == "text/event-stream":
         services().tasks.get(user, task_id)  # 404 before the stream starts
         watch = services().watch
-        if not watch.try_hold():
+        if not watch.try_hold(user):
             raise ApiError(
                 429,
                 "too_many_streams",
-                "Too many open event streams on this server; retry shortly or poll with ?after=.",
+                "Too many open event streams (yours, or on this server); retry shortly or "
+                "poll with ?after=.",
                 retry_after=5,
             )
         response = Response(
@@ -102,7 +129,7 @@ def events(task_id: str):
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
         # Released when the response is closed, whether or not the stream ever started.
-        response.call_on_close(watch.release)
+        response.call_on_close(lambda: watch.release(user))
         return response
     _, events = services().tasks.events(user, task_id, after, EVENTS_PAGE)
     next_seq = events[-1]["seq"] if events else after

@@ -21,6 +21,11 @@ def message_path(conversation_id: str, message_id: str) -> str:
     return f"{CONVERSATIONS}/{conversation_id}/{MESSAGES}/{message_id}"
 
 
+def snapshot_object(conversation_id: str, task_id: str) -> str:
+    """A turn's workspace snapshot in the files bucket (api/services/files.py)."""
+    return f"{CONVERSATIONS}/{conversation_id}/snapshots/{task_id}.tar.gz"
+
+
 def new_message_id(now: datetime) -> str:
     """Ids sort by creation time, so a conversation's messages list in order."""
     return f"{int(now.timestamp() * 1_000_000):017d}-{secrets.token_hex(4)}"
@@ -40,10 +45,24 @@ def conversation_turn_ended(
     if conversation is None:
         return []  # deleted meanwhile: nothing to append to
     writes: list[tuple[str, dict, bool]] = []
+    updates: dict = {}
     if conversation.get("activeTaskId") == task["id"]:
-        writes.append(
-            (conversation_path(conversation_id), {"activeTaskId": None, "updatedAt": now}, True)
-        )
+        updates.update(activeTaskId=None, updatedAt=now)
+    snapshot = (result or {}).get("workspace")
+    if status == "completed" and snapshot:
+        # The workspace pointer moves with the turn's settlement, or not at all: a
+        # failed or cancelled turn leaves the conversation on its previous snapshot.
+        previous = (conversation.get("workspace") or {}).get("object")
+        updates["workspace"] = {
+            "object": snapshot_object(conversation_id, task["id"]),
+            "size": snapshot["size"],
+            "sha256": snapshot["sha256"],
+            "taskId": task["id"],
+            "savedAt": now,
+            "previous": previous,
+        }
+    if updates:
+        writes.append((conversation_path(conversation_id), updates, True))
     text = (result or {}).get("text")
     if status == "completed" and isinstance(text, str):
         message_id = new_message_id(now)

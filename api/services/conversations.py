@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 
 from api import config
 from api.adapters.firestore_store import (
@@ -31,10 +32,39 @@ from api.services.conversation_turns import (
     message_path,
     new_message_id,
 )
+from api.services.files import FileService
 from api.services.state_machine import TERMINAL, utcnow
 from api.services.tasks import TaskService, rfc3339
 
 MESSAGES_PAGE_DEFAULT, MESSAGES_PAGE_MAX = 50, 200
+TURNS = "turns"
+# A turn claimed this long ago whose request never stored it is taken over.
+TURN_CLAIM_STALE_SECONDS = 60
+# How long a request waits for a racing twin (same Idempotency-Key) to store its turn.
+TWIN_WAIT_SECONDS = 5.0
+
+
+def turn_path(conversation_id: str, turn: int) -> str:
+    return f"{conversation_path(conversation_id)}/{TURNS}/{turn:010d}"
+
+
+def _turn_in_progress(active: str | None) -> ApiError:
+    which = f" (task {active})" if active else ""
+    return ApiError(
+        409,
+        "turn_in_progress",
+        f"The agent is still answering{which}; send the next message when that task has ended.",
+    )
+
+
+def wait_for_record(read, seconds: float = TWIN_WAIT_SECONDS):
+    """Poll `read` until it returns something, for at most `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = read()
+        if found is not None or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 def idempotency_ids(owner: str, key: str, conversation_id: str, text: str) -> tuple[str, str]:
@@ -70,10 +100,11 @@ def render_conversation(conversation: dict) -> dict:
 
 
 class ConversationService:
-    def __init__(self, store, tasks: TaskService, agents: AgentService) -> None:
+    def __init__(self, store, tasks: TaskService, agents: AgentService, files: FileService) -> None:
         self.store = store
         self.tasks = tasks
         self.agents = agents
+        self.files = files
 
     # -- agent tasks -------------------------------------------------------------
 
@@ -114,8 +145,24 @@ class ConversationService:
             memory_mb=spec.memory_mb,
             network=spec.network,
         )
-        task, _ = self.tasks.submit(owner, "agent", task_input, key, agent=agent)
+        task, _ = self.tasks.submit(
+            owner, "agent", task_input, key, webhook_url=spec.webhook_url, agent=agent
+        )
         return task
+
+    def agent_task_parts(self, owner: str, spec: AgentTaskInput) -> tuple[dict, dict]:
+        """(input, extra task fields) of an agent task, for a batch."""
+        task_input, agent = self._agent_task(
+            owner,
+            spec.prompt,
+            spec.agent_id,
+            max_turns=spec.max_turns,
+            max_tokens=spec.max_tokens,
+            timeout_seconds=spec.timeout_seconds,
+            memory_mb=spec.memory_mb,
+            network=spec.network,
+        )
+        return task_input, {"agent": agent}
 
     # -- conversations -------------------------------------------------------------
 
@@ -160,19 +207,33 @@ class ConversationService:
         conversation = self.get(owner, conversation_id)
         if conversation.get("activeTaskId"):
             self.tasks.cancel(owner, conversation["activeTaskId"])
-        self.store.delete_tree(conversation_path(conversation_id), (MESSAGES,))
+        self.store.delete_tree(conversation_path(conversation_id), (MESSAGES, TURNS))
+        # Its workspace snapshots go with it (after the record: a snapshot nothing
+        # points to is harmless, a record pointing to nothing is not).
+        self.files.delete_conversation(conversation_id)
 
     def post_message(
         self, owner: str, conversation_id: str, text: str, idempotency_key: str | None = None
     ) -> tuple[dict, dict]:
-        """Store the user's message and start the turn's agent task, in one transaction.
-        The same Idempotency-Key with the same message returns the same message and
-        task, even when the two requests race; with another message, 422.
+        """Store the user's message and start the turn's agent task. The same
+        Idempotency-Key with the same message returns the same message and task, even
+        when the two requests race; with another message, 422.
+
+        One turn at a time without contention: the turn's number is claimed by
+        creating its document (`turns/{n}`), which exactly one of any number of racing
+        requests can do; the rest answer 409 at once. The winner then writes the turn
+        in a transaction no other request competes for.
 
         :raises ApiError: 404 no such conversation; 409 a turn is still running.
         """
         conversation = self.get(owner, conversation_id)
         self.tasks.admit(network=False)
+        key_path = body_hash = None
+        if idempotency_key is not None:
+            key_path, body_hash = idempotency_ids(owner, idempotency_key, conversation_id, text)
+            repeated = self._repeated_message(conversation_id, key_path, body_hash)
+            if repeated is not None:
+                return repeated
         try:
             task_input, agent = self._agent_task(owner, text, conversation.get("agentId"))
         except ApiError as error:
@@ -180,6 +241,14 @@ class ConversationService:
                 raise
             raise ApiError(422, "agent_deleted", "This conversation's agent was deleted.") from None
         now = utcnow()
+        turn = self._claim_turn(conversation, now, key_path)
+        if isinstance(turn, tuple):
+            return turn  # the same Idempotency-Key won the race: its turn is this one
+        try:
+            reservation = self.tasks.admission.reserve(owner, now)
+        except ApiError:
+            self.store.delete_doc(turn_path(conversation_id, turn))
+            raise
         message_id = new_message_id(now)
         message = message_doc(message_id, "user", text, now, None)
         task = self.tasks.new_task(
@@ -191,41 +260,16 @@ class ConversationService:
             conversationMessageId=message_id,
             conversationMessageAt=now,
             eventSeq=1,
+            admissionShard=reservation.shard,
         )
         message["taskId"] = task["id"]
-        key_path = body_hash = None
-        if idempotency_key is not None:
-            key_path, body_hash = idempotency_ids(owner, idempotency_key, conversation_id, text)
 
         def start_turn(read, write):
-            if key_path is not None:
-                earlier = read(key_path)
-                if earlier is not None:
-                    if earlier["bodyHash"] != body_hash:
-                        raise ApiError(
-                            422,
-                            "idempotency_key_reused",
-                            "This Idempotency-Key was used with a different message.",
-                        )
-                    earlier_message = read(message_path(conversation_id, earlier["messageId"]))
-                    earlier_task = read(f"{TASKS}/{earlier['taskId']}")
-                    if earlier_message is not None and earlier_task is not None:
-                        return earlier_message, earlier_task
             current = read(conversation_path(conversation_id))
             if current is None or current.get("owner") != owner:
                 raise not_found("conversation")
-            active = current.get("activeTaskId")
-            if active:
-                running = read(f"{TASKS}/{active}")
-                if running is not None and running["status"] not in TERMINAL:
-                    raise ApiError(
-                        409,
-                        "turn_in_progress",
-                        f"The agent is still answering (task {active}); send the next "
-                        "message when that task has ended.",
-                    )
-            for path, data, merge in self.tasks.quota.reserve(owner, now, read):
-                write(path, data, merge)
+            if current.get("turns", 0) != turn - 1:
+                raise _turn_in_progress(current.get("activeTaskId"))
             write(message_path(conversation_id, message_id), message)
             write(f"{TASKS}/{task['id']}", task)
             write(
@@ -234,18 +278,66 @@ class ConversationService:
             )
             write(
                 conversation_path(conversation_id),
-                {"activeTaskId": task["id"], "updatedAt": now},
+                {"activeTaskId": task["id"], "updatedAt": now, "turns": turn},
                 merge=True,
             )
             if key_path is not None:
                 record = idempotency_record(task["id"], body_hash, now, messageId=message_id)
                 write(key_path, record)
-            return None
 
-        repeated = self.store.run_transaction(start_turn)
-        if repeated is not None:
-            return repeated
+        try:
+            self.store.run_transaction(start_turn)
+        except BaseException:
+            self.tasks.admission.give_back(owner, [reservation], now)
+            self.store.delete_doc(turn_path(conversation_id, turn))
+            raise
         return message, self.tasks.start(task)
+
+    def _claim_turn(self, conversation: dict, now, key_path: str | None):
+        """The number of the turn this request may start, or 409 `turn_in_progress`.
+        With an Idempotency-Key that another request is already using for this turn,
+        that request's (message, task) once it has stored them."""
+        conversation_id = conversation["id"]
+        active = conversation.get("activeTaskId")
+        if active:
+            running = self.store.get_task(active)
+            if running is not None and running["status"] not in TERMINAL:
+                raise _turn_in_progress(active)
+        turn = conversation.get("turns", 0) + 1
+        path = turn_path(conversation_id, turn)
+        claim = {"createdAt": now, "idempotencyKey": key_path}
+        if self.store.create_doc_if_absent(path, claim):
+            return turn
+        holder = self.store.get_doc(path) or {}
+        if key_path is not None and holder.get("idempotencyKey") == key_path:
+            repeated = wait_for_record(
+                lambda: self._repeated_message(conversation_id, key_path, None)
+            )
+            if repeated is not None:
+                return repeated
+        created = holder.get("createdAt")
+        if created is not None and (now - created).total_seconds() > TURN_CLAIM_STALE_SECONDS:
+            # The request that claimed it died before storing its turn: take it over.
+            self.store.delete_doc(path)
+            if self.store.create_doc_if_absent(path, claim):
+                return turn
+        raise _turn_in_progress(active)
+
+    def _repeated_message(self, conversation_id: str, key_path: str, body_hash: str | None):
+        earlier = self.store.get_doc(key_path)
+        if earlier is None:
+            return None
+        if body_hash is not None and earlier["bodyHash"] != body_hash:
+            raise ApiError(
+                422,
+                "idempotency_key_reused",
+                "This Idempotency-Key was used with a different message.",
+            )
+        earlier_message = self.store.get_doc(message_path(conversation_id, earlier["messageId"]))
+        earlier_task = self.store.get_task(earlier["taskId"])
+        if earlier_message is None or earlier_task is None:
+            return None
+        return earlier_message, earlier_task
 
     def history(self, task: dict) -> list[dict]:
         """The conversation before this turn's message, oldest first, bounded."""

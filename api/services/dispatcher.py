@@ -1,7 +1,11 @@
 """Launching queued tasks and settling in-flight tasks that went quiet.
 
 One background thread per API process does both. Submissions wake it at once
-(`kick`); otherwise it looks for work every few seconds. Launching happens only on
+(`kick`); otherwise it looks for work every few seconds. Queued tasks start
+round-robin across their owners (one task per owner in turn, the owner served
+longest ago first), and an owner with MAX_ACTIVE_TASKS_PER_USER tasks in flight is
+skipped until one ends: one user's backlog delays another user's task by at most
+the time one slot takes to free up. Launching happens only on
 this long-lived thread: local runners are tied to the thread that started them
 (PR_SET_PDEATHSIG), and a request thread may come and go.
 
@@ -13,11 +17,13 @@ client poll costs none.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import random
 import secrets
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
@@ -29,6 +35,14 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 60
 MAX_DISPATCH_ATTEMPTS = 10
+# Admission shards with queued tasks read per pass (an owner has up to 16), and each
+# owner's queued tasks read. Past that many shards, owners beyond the first are not
+# seen in that pass (ADR 0006: a per-owner queue index is the next step).
+QUEUED_SHARDS_PER_PASS = 2000
+HEADS_PER_OWNER = 20
+# Launches a request may do itself at once (Cloud Run); past that the loop does them,
+# so a burst of submissions does not queue on one another's launches.
+INLINE_LAUNCHES = 2
 
 
 def runner_lost(message: str) -> dict:
@@ -46,6 +60,7 @@ class Dispatcher:
         interval_seconds: float,
         on_change=None,
         launch_in_request: bool = False,
+        max_running_per_owner: int = 1_000_000,
     ) -> None:
         self.machine = machine
         self.store = machine.store
@@ -54,6 +69,15 @@ class Dispatcher:
         self.runner_overhead = runner_overhead_seconds
         self.interval = interval_seconds
         self.launch_in_request = launch_in_request
+        self.max_running_per_owner = max_running_per_owner
+        self._inline = threading.BoundedSemaphore(INLINE_LAUNCHES)
+        # One claim (queued -> dispatched) at a time in this process: claims of one
+        # owner's tasks read the same `admissionRunning` document, and on Firestore two
+        # transactions on one document wait on each other's locks.
+        self._claiming = threading.Lock()
+        # Owner -> the turn it was last served in (this process's view of round-robin).
+        self._served: dict[str, int] = {}
+        self._turns = itertools.count(1)
         self.on_change = on_change or (lambda task_id: None)
         self._kicks: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
@@ -88,13 +112,19 @@ class Dispatcher:
         now, inside the request: Cloud Run throttles an instance's CPU between requests
         (https://cloud.google.com/run/docs/configuring/cpu-allocation), so a background
         thread cannot be relied on to launch it soon. Otherwise the loop launches it."""
-        if self.launch_in_request and self.executor.free_slots() > 0:
-            self._guard(self.dispatch, task_id)
-        else:
-            self.kick(task_id)
+        # The semaphore first: only the requests that will launch count the slots. A
+        # request never waits for another claim: then the loop launches its task.
+        if self.launch_in_request and self._inline.acquire(blocking=False):
+            try:
+                if self.executor.free_slots() > 0:
+                    self._guard(self.dispatch, task_id, wait_for_claim=False)
+                    return
+            finally:
+                self._inline.release()
+        self.kick(task_id)
 
     def kick(self, task_id: str | None = None) -> None:
-        """Wake the loop; with a task id, that task is tried first."""
+        """Wake the loop (the task id is only a hint that there is work)."""
         self._kicks.put(task_id)
 
     def _loop(self) -> None:
@@ -108,12 +138,12 @@ class Dispatcher:
                 hinted = None
             if self._stopping.is_set():
                 return
-            if hinted is not None:
-                self._guard(self.dispatch_one_by_id, hinted)
+            while not self._kicks.empty():  # a burst of kicks is one pass
+                self._kicks.get_nowait()
+            self._guard(self.dispatch_pending)
             now = utcnow().timestamp()
             if hinted is None or now >= next_sweep:
                 next_sweep = now + self.interval
-                self._guard(self.dispatch_pending)
                 self._guard(self.reconcile)
 
     def _guard(self, fn, *args, **kwargs) -> None:
@@ -126,37 +156,74 @@ class Dispatcher:
     # -- launching -------------------------------------------------------------
 
     def dispatch_pending(self) -> int:
-        launched = 0
-        while (slots := self.executor.free_slots()) > 0:
-            due = self.store.tasks_with_status(
-                [TaskStatus.QUEUED.value],
-                due_field="nextDispatchAt",
-                due_before=utcnow(),
-                limit=slots,
-            )
-            if not due:
-                break
-            ids = [task["id"] for task in due]
-            if self._pool is None:
-                launched += sum(self.dispatch(task_id) for task_id in ids)
-            else:
-                launched += sum(self._pool.map(self.dispatch, ids))
-        return launched
-
-    def dispatch_one_by_id(self, task_id: str) -> None:
-        if self.executor.free_slots() <= 0:
-            return
+        """Launch queued tasks while slots are free: one task per owner in turn."""
+        slots = self.executor.free_slots()
+        if slots <= 0:
+            return 0
+        owners = self.store.owners_with_queued(QUEUED_SHARDS_PER_PASS)
+        order = sorted(owners, key=lambda owner: self._served.get(owner, 0))
+        heads: dict[str, deque] = {}
+        claimed: list[tuple[dict, str]] = []
+        now = utcnow()
+        while slots > 0 and order:
+            still_queued = []
+            for owner in order:
+                if slots <= 0:
+                    break
+                if owner not in heads:
+                    due = self.store.oldest_queued(owner, HEADS_PER_OWNER)
+                    heads[owner] = deque(t for t in due if t["nextDispatchAt"] <= now)
+                got = self._claim_next(heads[owner])
+                if got is not None:
+                    claimed.append(got)
+                    slots -= 1
+                    self._served[owner] = next(self._turns)
+                if heads[owner]:
+                    still_queued.append(owner)
+            order = still_queued
+        if len(self._served) > QUEUED_SHARDS_PER_PASS:
+            self._served = {o: t for o, t in self._served.items() if o in owners}
         if self._pool is None:
-            self.dispatch(task_id)
-        else:
-            self._pool.submit(self._guard, self.dispatch, task_id)
+            return sum(self._launch(task, dispatch_id) for task, dispatch_id in claimed)
+        return sum(self._pool.map(lambda pair: self._launch(*pair), claimed))
 
-    def dispatch(self, task_id: str) -> int:
-        """Launch one queued task; return 1 if it was launched."""
+    def _claim_next(self, queued: deque) -> tuple[dict, str] | None:
+        """Mark the first of an owner's queued tasks that is still queued dispatched;
+        at the owner's cap, forget the rest for this pass."""
+        while queued:
+            task_id = queued.popleft()["id"]
+            dispatch_id = secrets.token_hex(8)
+            with self._claiming:
+                task, at_cap = self.machine.mark_dispatched(
+                    task_id, self.executor.backend, dispatch_id, self.max_running_per_owner
+                )
+            if at_cap:
+                queued.clear()
+                return None
+            if task is not None:
+                return task, dispatch_id
+        return None
+
+    def dispatch(self, task_id: str, wait_for_claim: bool = True) -> int:
+        """Launch one queued task (unless its owner is at the cap); 1 if launched.
+        With `wait_for_claim=False`, leave it to the loop if another claim is going on."""
         dispatch_id = secrets.token_hex(8)
-        task = self.machine.mark_dispatched(task_id, self.executor.backend, dispatch_id)
+        if not self._claiming.acquire(blocking=wait_for_claim):
+            self.kick()
+            return 0
+        try:
+            task, _ = self.machine.mark_dispatched(
+                task_id, self.executor.backend, dispatch_id, self.max_running_per_owner
+            )
+        finally:
+            self._claiming.release()
         if task is None:
-            return 0  # no longer queued: another instance took it, or it was cancelled
+            return 0  # no longer queued (another instance took it, or it was cancelled)
+        self._served[task["owner"]] = next(self._turns)  # its turn, for round-robin
+        return self._launch(task, dispatch_id)
+
+    def _launch(self, task: dict, dispatch_id: str) -> int:
+        task_id = task["id"]
         timeout = task["input"]["timeoutSeconds"]
         expires = utcnow() + timedelta(seconds=timeout + 2 * self.runner_overhead + 600)
         token = issue_task_token(self.token_key, task_id, expires.timestamp())

@@ -19,10 +19,18 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from api import config
 from api.adapters.firestore_store import USAGE, Change, FirestoreStore, Reader
+from api.services.admission import (
+    RUNNING,
+    UNSETTLED_SHARDS,
+    running_doc_id,
+    running_path,
+    unsettled_shard_id,
+)
 from api.services.conversation_turns import conversation_turn_ended
-from api.services.quotas import QUOTAS, quota_doc_id
 from api.services.result_fit import fit_result
+from api.services.webhooks import DELIVERIES, delivery_record
 
 
 class TaskStatus(StrEnum):
@@ -91,6 +99,7 @@ class TaskStateMachine:
                 data["error"] = error
         updates["status"] = status.value
         change = Change(updates=updates, events=[("status", data)])
+        change.increments += _admission_counts(task, status)
         if status.terminal:
             # Counted once: only the first terminal transition gets here.
             day = now.strftime("%Y%m%d")
@@ -99,8 +108,12 @@ class TaskStateMachine:
             if isinstance(duration, int):
                 counters["sandboxMs"] = duration
             change.increments.append((USAGE, f"{task['owner']}_{day}", counters))
-            # The task's share of its owner's active-task quota is given back.
-            change.increments.append((QUOTAS, quota_doc_id(task["owner"]), {"activeTasks": -1}))
+            if task.get("webhookUrl"):
+                # Queued for delivery in the transaction that settles the task: it
+                # cannot be lost, whatever happens to this instance next.
+                change.writes.append(
+                    (f"{DELIVERIES}/{task['id']}", delivery_record(task, now), False)
+                )
             if task.get("conversationId") and read is not None:
                 # The reply joins the conversation in the transaction that settles the
                 # turn's task, so a reply is never lost nor written twice.
@@ -111,13 +124,28 @@ class TaskStateMachine:
 
     # -- transitions -----------------------------------------------------------
 
-    def mark_dispatched(self, task_id: str, backend: str, dispatch_id: str) -> dict | None:
-        """queued -> dispatched, before the executor is asked to launch. Returns the
-        task when this caller won the right to launch it, else None."""
+    def mark_dispatched(
+        self,
+        task_id: str,
+        backend: str,
+        dispatch_id: str,
+        max_running: int = config.MAX_ACTIVE_TASKS_PER_USER,
+    ) -> tuple[dict | None, bool]:
+        """queued -> dispatched, before the executor is asked to launch, if its owner
+        has fewer than `max_running` tasks dispatched or running (read in this same
+        transaction, so the cap holds across instances). Returns (the task when this
+        caller won the right to launch it, else None; whether the owner is at the cap).
+        """
         now = utcnow()
+        at_cap: list[bool] = []
 
         def mutate(task: dict | None, read: Reader) -> Change | None:
+            at_cap.clear()
             if task is None or task["status"] != TaskStatus.QUEUED:
+                return None
+            running = (read(running_path(task["owner"])) or {}).get("running", 0)
+            if running >= max_running:
+                at_cap.append(True)
                 return None
             return self._status_change(
                 task,
@@ -131,7 +159,7 @@ class TaskStateMachine:
             )
 
         task, changed = self.store.update_task(task_id, mutate, now)
-        return task if changed else None
+        return (task if changed else None), bool(at_cap)
 
     def record_execution(self, task_id: str, dispatch_id: str, execution: dict) -> None:
         """Store what the executor said about the launch (name, log link)."""
@@ -312,6 +340,31 @@ class TaskStateMachine:
             return Change(updates={"checkAt": until})
 
         self.store.update_task(task_id, mutate, now)
+
+
+def _admission_counts(task: dict, status: TaskStatus) -> list[tuple[str, str, dict[str, int]]]:
+    """The owner's admission counters a transition moves (api/services/admission.py):
+    queued tasks on the task's shard, unsettled ones when it settles, and the tasks
+    holding a dispatch slot (`running`)."""
+    if "admissionShard" not in task:
+        return []
+    owner = task["owner"]
+    shard = (UNSETTLED_SHARDS, unsettled_shard_id(owner, task["admissionShard"]))
+    running = (RUNNING, running_doc_id(owner))
+    before = TaskStatus(task["status"])
+    counts: list[tuple[str, str, dict[str, int]]] = []
+    if status == TaskStatus.DISPATCHED and before == TaskStatus.QUEUED:
+        counts += [(*shard, {"queued": -1}), (*running, {"running": 1})]
+    elif status == TaskStatus.QUEUED and before == TaskStatus.DISPATCHED:
+        counts += [(*shard, {"queued": 1}), (*running, {"running": -1})]
+    elif status.terminal:
+        shard_counts = {"unsettled": -1}
+        if before == TaskStatus.QUEUED:
+            shard_counts["queued"] = -1
+        counts.append((*shard, shard_counts))
+        if before.value in IN_FLIGHT:
+            counts.append((*running, {"running": -1}))
+    return counts
 
 
 def _fit_events(

@@ -4,7 +4,9 @@ A task changes when a runner or the dispatcher reports to *this* process; the
 waiting request then wakes at once, with the task as the transaction left it (no
 extra read). Changes made through another instance are seen by the waiter's
 periodic re-read instead. Only tasks someone waits on are tracked, so memory stays
-bounded by the number of waiting requests, which is itself bounded (`hold`).
+bounded by the number of waiting requests, which is itself bounded (`hold`): at most
+MAX_HELD_REQUESTS per process, of which at most MAX_HELD_REQUESTS_PER_USER for any one
+user, so one user's streams cannot make everyone else's `?wait` return at once.
 """
 
 from __future__ import annotations
@@ -25,29 +27,47 @@ class _Watched:
 
 
 class TaskWatch:
-    def __init__(self, max_held: int = config.MAX_HELD_REQUESTS) -> None:
+    def __init__(
+        self,
+        max_held: int = config.MAX_HELD_REQUESTS,
+        max_held_per_user: int = config.MAX_HELD_REQUESTS_PER_USER,
+    ) -> None:
         self._cond = threading.Condition()
         self._watched: dict[str, _Watched] = {}
-        self._held = threading.BoundedSemaphore(max_held)
+        self.max_held = max_held
+        self.max_held_per_user = max_held_per_user
+        self._held_lock = threading.Lock()
+        self._held_by: dict[str, int] = {}
 
     # -- how many requests may hold a thread -------------------------------------
 
-    def try_hold(self) -> bool:
-        """True if this request may hold a thread to wait; then call `release()`."""
-        return self._held.acquire(blocking=False)
+    def try_hold(self, user: str) -> bool:
+        """True if this request of `user` may hold a thread to wait; then call
+        `release(user)`."""
+        with self._held_lock:
+            mine = self._held_by.get(user, 0)
+            if mine >= self.max_held_per_user or sum(self._held_by.values()) >= self.max_held:
+                return False
+            self._held_by[user] = mine + 1
+            return True
 
-    def release(self) -> None:
-        self._held.release()
+    def release(self, user: str) -> None:
+        with self._held_lock:
+            left = self._held_by.get(user, 0) - 1
+            if left > 0:
+                self._held_by[user] = left
+            else:
+                self._held_by.pop(user, None)
 
     @contextmanager
-    def hold(self):
+    def hold(self, user: str):
         """Yields True if this request may hold a thread to wait, else False."""
-        acquired = self.try_hold()
+        acquired = self.try_hold(user)
         try:
             yield acquired
         finally:
             if acquired:
-                self.release()
+                self.release(user)
 
     # -- change notifications ----------------------------------------------------
 

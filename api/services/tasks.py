@@ -10,9 +10,10 @@ import threading
 import time
 
 from api import config
+from api.adapters.firestore_store import IDEMPOTENCY, idempotency_record
 from api.errors import ApiError, not_found
+from api.services.admission import Reservation, TaskAdmission
 from api.services.dispatcher import Dispatcher
-from api.services.quotas import TaskQuota
 from api.services.state_machine import (
     IN_FLIGHT,
     TaskStateMachine,
@@ -31,6 +32,9 @@ LLM_NOT_CONFIGURED = {
 }
 # How often a waiting request re-reads a task that another instance may settle.
 WAIT_POLL_SECONDS = 0.5
+# How long the owners with queued tasks are remembered for `queuePosition`.
+QUEUE_OWNERS_SECONDS = 2.0
+QUEUE_OWNERS_LIMIT = 1000
 
 
 def new_task_id() -> str:
@@ -43,7 +47,7 @@ def rfc3339(value) -> str | None:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def render_task(task: dict) -> dict:
+def render_task(task: dict, queue_position: int | None = None) -> dict:
     """The public task resource: no owner, claim or bookkeeping fields."""
     execution = task.get("execution")
     if execution is not None:
@@ -64,10 +68,20 @@ def render_task(task: dict) -> dict:
         "startedAt": rfc3339(task.get("startedAt")),
         "finishedAt": rfc3339(task.get("finishedAt")),
         "input": task["input"],
-        "result": task.get("result"),
+        "result": _public_result(task.get("result")),
         "error": task.get("error"),
         "execution": execution,
+        "queuePosition": queue_position if task["status"] == "queued" else None,
+        "webhookUrl": task.get("webhookUrl"),
     }
+
+
+def _public_result(result: dict | None) -> dict | None:
+    """The result without the runner's object indexes of its files."""
+    if not result or not result.get("files"):
+        return result
+    files = [{k: v for k, v in entry.items() if k != "stored"} for entry in result["files"]]
+    return {**result, "files": files}
 
 
 def render_event(event: dict) -> dict:
@@ -89,7 +103,8 @@ class TaskService:
         allow_network: bool,
         max_pending: int = config.MAX_PENDING_TASKS,
         llm_configured: bool = False,
-        quota: TaskQuota | None = None,
+        admission: TaskAdmission | None = None,
+        check_webhook_url=None,
     ) -> None:
         self.machine = machine
         self.store = machine.store
@@ -98,13 +113,19 @@ class TaskService:
         self.allow_network = allow_network
         self.max_pending = max_pending
         self.llm_configured = llm_configured
-        self.quota = quota or TaskQuota(
-            max_active=config.MAX_ACTIVE_TASKS_PER_USER,
+        self.admission = admission or TaskAdmission(
+            self.store,
+            max_unsettled=config.MAX_UNSETTLED_TASKS_PER_USER,
             max_per_day=config.MAX_TASKS_PER_USER_PER_DAY,
+            max_active=config.MAX_ACTIVE_TASKS_PER_USER,
         )
+        self.check_webhook_url = check_webhook_url or (lambda url: None)
+        self._owners_lock = threading.Lock()
+        self._owners: tuple[float, dict[str, int]] = (float("-inf"), {})
         self._pending_lock = threading.Lock()
         self._pending_count = 0
         self._pending_counted_at = float("-inf")
+        self._recounting = False
 
     def admit(self, network: bool) -> None:
         """Refuse a new task this deployment cannot take (network, capacity)."""
@@ -149,59 +170,164 @@ class TaskService:
         kind: str,
         task_input: dict,
         idempotency_key: str | None,
+        webhook_url: str | None = None,
         **extra,
     ) -> tuple[dict, bool]:
-        """Store a queued task and start it. Returns (task, created)."""
+        """Store a queued task and start it. Returns (task, created).
+
+        No transaction: the owner's limits are taken from sharded counters
+        (TaskAdmission), and the task, its first event and its Idempotency-Key record
+        are created in one commit, so a burst of one user's submissions shares no
+        document (ADR 0006)."""
         self.admit(bool(task_input.get("network")))
+        if webhook_url is not None:
+            self.check_webhook_url(webhook_url)
+            extra["webhookUrl"] = webhook_url
         task = self.new_task(owner, kind, task_input, **extra)
-        idempotency = None
-        if idempotency_key is not None:
-            if not 1 <= len(idempotency_key) <= 200:
-                raise ApiError(
-                    400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 200 characters."
-                )
-            key_id = hashlib.sha256(f"{owner}\x00{idempotency_key}".encode()).hexdigest()
-            body_hash = hashlib.sha256(json.dumps(task_input, sort_keys=True).encode()).hexdigest()
-            task["idempotencyBodyHash"] = body_hash
-            idempotency = (key_id, body_hash)
-        stored, created = self.store.create_task(
-            task,
-            events=[("status", {"status": "queued"})],
-            idempotency=idempotency,
-            reserve=lambda read: self.quota.reserve(owner, task["createdAt"], read),
+        hashed = dict(task_input, webhookUrl=webhook_url) if webhook_url else task_input
+        key = (
+            idempotency_ids(owner, idempotency_key, hashed) if idempotency_key is not None else None
         )
-        if not created and stored.get("idempotencyBodyHash") != task.get("idempotencyBodyHash"):
+        if key is not None:
+            earlier = self.store.get_doc(key[0])
+            if earlier is not None:
+                return self.repeated(owner, earlier, key[1])[0], False
+        reservation = self.admission.reserve(owner, task["createdAt"])
+        stored = self.store_new(owner, [task], [reservation], key)
+        if stored is not None:
+            return self.repeated(owner, stored, key[1])[0], False
+        return self.start(task), True
+
+    def submit_batch(
+        self,
+        owner: str,
+        items: list[tuple[str, dict, dict]],
+        idempotency_key: str | None,
+        body: object,
+    ) -> list[dict]:
+        """Store (kind, input, extra fields) tasks all at once, or none: admission for
+        the whole batch (429 if it does not fit), then one commit for every task. A
+        few Firestore calls whatever the batch's size, none of them a transaction."""
+        self.admit(any(task_input.get("network") for _, task_input, _ in items))
+        for _, _, extra in items:
+            if extra.get("webhookUrl"):
+                self.check_webhook_url(extra["webhookUrl"])
+        tasks = [self.new_task(owner, kind, spec, **extra) for kind, spec, extra in items]
+        key = (
+            idempotency_ids(owner, idempotency_key, body, "batch")
+            if idempotency_key is not None
+            else None
+        )
+        if key is not None:
+            earlier = self.store.get_doc(key[0])
+            if earlier is not None:
+                return self.repeated(owner, earlier, key[1])
+        reservations = self.admission.reserve_many(owner, len(tasks), tasks[0]["createdAt"])
+        stored = self.store_new(owner, tasks, reservations, key)
+        if stored is not None:
+            return self.repeated(owner, stored, key[1])
+        started = [self.start(task, launch=False) for task in tasks]
+        self.dispatcher.kick()
+        return started
+
+    def store_new(
+        self,
+        owner: str,
+        tasks: list[dict],
+        reservations: list[Reservation],
+        key: tuple[str, str] | None,
+    ) -> dict | None:
+        """Create reserved tasks in one commit; the earlier Idempotency-Key record when
+        another request stored that key first (then the reservations are given back)."""
+        for task, reservation in zip(tasks, reservations, strict=True):
+            task["admissionShard"] = reservation.shard
+        record = None
+        if key is not None:
+            ids = [task["id"] for task in tasks]
+            now = tasks[0]["createdAt"]
+            record = (key[0], idempotency_record(ids[0], key[1], now, taskIds=ids))
+        try:
+            earlier = self.store.create_tasks(tasks, ("status", {"status": "queued"}), record)
+        except BaseException:
+            self.admission.give_back(owner, reservations, tasks[0]["createdAt"])
+            raise
+        if earlier is not None:
+            self.admission.give_back(owner, reservations, tasks[0]["createdAt"])
+        return earlier
+
+    def repeated(self, owner: str, record: dict, body_hash: str) -> list[dict]:
+        """The tasks an Idempotency-Key record names, if the body is the same."""
+        if record.get("bodyHash") != body_hash:
             raise ApiError(
                 422,
                 "idempotency_key_reused",
                 "This Idempotency-Key was used with a different request body.",
             )
-        if created:
-            stored = self.start(stored)
-        return stored, created
+        ids = record.get("taskIds") or [record["taskId"]]
+        tasks = self.store.get_tasks(ids)
+        if any(task is None or task["owner"] != owner for task in tasks):
+            raise not_found("task")
+        return tasks
 
-    def start(self, task: dict) -> dict:
-        """A task was just stored: hand it to the dispatcher, or fail it at once when it
-        can never run here (an agent task without an LLM key)."""
+    def start(self, task: dict, launch: bool = True) -> dict:
+        """A task was just stored: hand it to the dispatcher (`launch=False`: the
+        caller kicks it once for many), or fail it at once when it can never run here
+        (an agent task without an LLM key)."""
         with self._pending_lock:
             self._pending_count += 1
         if task["kind"] == "agent" and not self.llm_configured:
             settled, _ = self.machine.settle(task["id"], TaskStatus.FAILED, LLM_NOT_CONFIGURED)
             return settled or task
-        self.dispatcher.submitted(task["id"])
+        if launch:
+            self.dispatcher.submitted(task["id"])
         return task
+
+    def queue_position(self, task: dict) -> int | None:
+        """An estimate of how many queued tasks start before this one: the dispatcher
+        takes one task per owner in turn (round-robin), so it is this owner's tasks
+        ahead of it, plus as many of every other owner's (at most theirs). Costs one
+        count query; the owners' queue lengths are shared for QUEUE_OWNERS_SECONDS."""
+        if task["status"] != "queued":
+            return None
+        ahead = self.store.count_queued_before(task["owner"], task["createdAt"])
+        others = sum(
+            min(queued, ahead + 1)
+            for owner, queued in self._queued_owners().items()
+            if owner != task["owner"]
+        )
+        return ahead + others
+
+    def _queued_owners(self) -> dict[str, int]:
+        with self._owners_lock:
+            read_at, owners = self._owners
+            if time.monotonic() - read_at > QUEUE_OWNERS_SECONDS:
+                owners = self.store.owners_with_queued(QUEUE_OWNERS_LIMIT)
+                self._owners = (time.monotonic(), owners)
+            return owners
 
     def _pending_tasks(self) -> int:
         """Unsettled tasks, counted in Firestore at most once per PENDING_RECOUNT_SECONDS
         and kept up to date in between with this process's own submissions. The cap
         is a guard against runaway load, not an exact quota: other instances'
-        submissions show up at the next recount."""
+        submissions show up at the next recount. One request recounts; the others go
+        on with the last count meanwhile (a count over many tasks takes a while, and no
+        submission should wait for it)."""
         with self._pending_lock:
             now = time.monotonic()
-            if now - self._pending_counted_at >= PENDING_RECOUNT_SECONDS:
-                self._pending_count = self.store.count_tasks_with_status(NOT_SETTLED)
-                self._pending_counted_at = now
-            return self._pending_count
+            stale = now - self._pending_counted_at >= PENDING_RECOUNT_SECONDS
+            first = self._pending_counted_at == float("-inf")
+            if not stale or (self._recounting and not first):
+                return self._pending_count
+            self._recounting = True
+        try:
+            counted = self.store.count_tasks_with_status(NOT_SETTLED)
+        finally:
+            with self._pending_lock:
+                self._recounting = False
+        with self._pending_lock:
+            self._pending_count = counted
+            self._pending_counted_at = time.monotonic()
+            return counted
 
     def get(self, owner: str, task_id: str) -> dict:
         task = self.store.get_task(task_id) if _plausible_id(task_id) else None
@@ -218,7 +344,7 @@ class TaskService:
         """The task once it is terminal, or as it is after `seconds` (at once when too
         many requests are already waiting in this process)."""
         deadline = time.monotonic() + seconds
-        with self.watch.hold() as may_wait, self.watch.watching(task_id):
+        with self.watch.hold(owner) as may_wait, self.watch.watching(task_id):
             seen = self.watch.version(task_id)
             task = self.get(owner, task_id)
             while True:
@@ -252,12 +378,27 @@ class TaskService:
         execution = (settled or task).get("execution") or {}
         if changed and execution.get("name"):
             self.dispatcher.executor.cancel(execution["name"])
+        if changed and task["status"] != "queued":
+            self.dispatcher.kick()  # its slot is free: the next queued task may start
         self.watch.changed(task_id, settled)
         return settled or task
 
     def events(self, owner: str, task_id: str, after: int, limit: int) -> tuple[dict, list[dict]]:
         task = self.get(owner, task_id)
         return task, self.store.list_events(task_id, after=after, limit=limit)
+
+
+def idempotency_ids(owner: str, key: str, body: object, scope: str = "task") -> tuple[str, str]:
+    """(document path, body hash) of an Idempotency-Key: per user and per kind of
+    request, so the same key on a task and on a batch are two keys."""
+    if not 1 <= len(key) <= 200:
+        raise ApiError(
+            400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 200 characters."
+        )
+    prefix = "" if scope == "task" else f"{scope}\x00"
+    key_id = hashlib.sha256(f"{owner}\x00{prefix}{key}".encode()).hexdigest()
+    body_hash = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    return f"{IDEMPOTENCY}/{key_id}", body_hash
 
 
 def _plausible_id(task_id: str) -> bool:

@@ -13,20 +13,31 @@ pay for it (tests/unit/test_layering.py holds this).
 from __future__ import annotations
 
 import functools
+import os
 import random
 import threading
 import time
 
+from job_runner.file_channel import TransferFailed
 from job_runner.logs import log
+from job_runner.outputs import remove_tree
 from job_runner.sandbox import Limits
+from job_runner.task_files import (
+    InputsUnavailable,
+    WorkspaceTooLarge,
+    restore_workspace,
+    save_workspace,
+    store_outputs,
+)
 from job_runner.task_space import DEFAULT_DISK_MB, TaskSpace
 from job_runner.tools import Toolbox, clip
-from job_runner.workspace import collect_output_files
+from job_runner.workspace import make_private_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from job_runner.file_channel import FileChannel
     from job_runner.sandbox import Sandbox
 
     Emit = Callable[[str, dict | str], None]
@@ -60,7 +71,13 @@ class _Stop(Exception):
 
 
 def run_agent_task(
-    spec: dict, sandbox: Sandbox, api_url: str, token: str, emit: Emit, cancel: threading.Event
+    spec: dict,
+    sandbox: Sandbox,
+    api_url: str,
+    token: str,
+    emit: Emit,
+    cancel: threading.Event,
+    channel: FileChannel | None = None,
 ) -> tuple[str, dict | None, dict | None]:
     """Returns (status, result, error) as the API's result endpoint takes them.
 
@@ -76,30 +93,65 @@ def run_agent_task(
         network=spec["limits"]["network"],
     )
     disk_mb = spec["limits"].get("diskMb", DEFAULT_DISK_MB)
-    with TaskSpace.create(
-        spec["id"],
-        "agent-",
-        memory_mb=limits.memory_mb,
-        disk_mb=disk_mb,
-        max_processes=limits.max_processes,
-    ) as space:
-        if space.disk_bounded:
-            limits = limits._replace(max_file_mb=disk_mb)
-        workspace = space.workspace
-        try:
-            toolbox = Toolbox(
-                sandbox, workspace, limits, spec["agent"]["tools"], cancel, space=space
-            )
-        except ValueError as problem:  # the API validates tools; a mismatch is a bug
-            return "failed", None, {"code": "invalid_task", "message": str(problem)}
-        client = _make_client(api_url, token)
-        try:
-            loop = AgentLoop(spec, client, toolbox, emit, cancel, deadline)
-            status, error = loop.run()
-        finally:
-            client.close()
-        result = {**loop.result(), "files": collect_output_files(workspace)}
-        return status, result, error
+    # The workspace archive lives beside the task's space, not in it: it must not take
+    # the task's own disk (a tmpfs of diskMb).
+    archives = make_private_dir(os.environ.get("TMPDIR", "/tmp"), "snapshot-")
+    os.chmod(archives, 0o711)  # the sandbox uid reads the archive it restores
+    try:
+        with TaskSpace.create(
+            spec["id"],
+            "agent-",
+            memory_mb=limits.memory_mb,
+            disk_mb=disk_mb,
+            max_processes=limits.max_processes,
+        ) as space:
+            if space.disk_bounded:
+                limits = limits._replace(max_file_mb=disk_mb)
+            workspace = space.workspace
+            if channel is not None:
+                try:
+                    restore_workspace(spec, channel, archives, workspace, space.uid)
+                except (InputsUnavailable, OSError) as problem:
+                    message = f"The conversation's workspace could not be restored: {problem}"
+                    return (
+                        "failed",
+                        None,
+                        {"code": "storage_unavailable", "message": message[:2000]},
+                    )
+            try:
+                toolbox = Toolbox(
+                    sandbox, workspace, limits, spec["agent"]["tools"], cancel, space=space
+                )
+            except ValueError as problem:  # the API validates tools; a mismatch is a bug
+                return "failed", None, {"code": "invalid_task", "message": str(problem)}
+            client = _make_client(api_url, token)
+            try:
+                loop = AgentLoop(spec, client, toolbox, emit, cancel, deadline)
+                status, error = loop.run()
+            finally:
+                client.close()
+            result = loop.result()
+            if status == "completed" and channel is not None and not cancel.is_set():
+                status, error = _save(spec, channel, archives, workspace, result)
+            result.update(store_outputs(spec, channel, workspace))
+            return status, result, error
+    finally:
+        remove_tree(archives)
+
+
+def _save(spec, channel, root: str, workspace: str, result: dict):
+    """Snapshot the workspace for the conversation's next turn; a workspace over its
+    limit fails the turn (and the conversation keeps its previous snapshot)."""
+    try:
+        snapshot = save_workspace(spec, channel, root, workspace)
+    except WorkspaceTooLarge as problem:
+        return "failed", {"code": "workspace_too_large", "message": str(problem)}
+    except (TransferFailed, OSError) as problem:
+        message = f"The workspace could not be saved: {problem}"[:2000]
+        return "failed", {"code": "storage_unavailable", "message": message}
+    if snapshot is not None:
+        result["workspace"] = snapshot
+    return "completed", None
 
 
 def _make_client(api_url: str, token: str):

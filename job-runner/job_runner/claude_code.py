@@ -27,15 +27,25 @@ import uuid
 
 from job_runner.claude_stream import StreamMapper
 from job_runner.code_task import memory_exceeded_error
+from job_runner.file_channel import TransferFailed
 from job_runner.llm_relay import LlmRelay
+from job_runner.outputs import remove_tree
 from job_runner.sandbox import Limits
+from job_runner.task_files import (
+    InputsUnavailable,
+    WorkspaceTooLarge,
+    restore_workspace,
+    save_workspace,
+    store_outputs,
+)
 from job_runner.task_space import DEFAULT_DISK_MB, TaskSpace
-from job_runner.workspace import collect_output_files, make_private_dir
+from job_runner.workspace import make_private_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from job_runner.file_channel import FileChannel
     from job_runner.sandbox import Sandbox
 
     Emit = Callable[[str, dict | str], None]
@@ -97,7 +107,13 @@ def session_id_for(spec: dict) -> str:
 
 
 def run_claude_code_task(
-    spec: dict, sandbox: Sandbox, api_url: str, token: str, emit: Emit, cancel: threading.Event
+    spec: dict,
+    sandbox: Sandbox,
+    api_url: str,
+    token: str,
+    emit: Emit,
+    cancel: threading.Event,
+    channel: FileChannel | None = None,
 ) -> tuple[str, dict | None, dict | None]:
     """Returns (status, result, error) as the API's result endpoint takes them;
     `completed` with stopReason "cancelled" when `cancel` stopped it (main.py knows
@@ -106,39 +122,71 @@ def run_claude_code_task(
         cli = find_cli()
     except EngineUnavailable as missing:
         return "failed", None, {"code": "engine_unavailable", "message": str(missing)}
+    # The workspace archive lives beside the task's space, not in it (agent_task.py).
+    archives = make_private_dir(os.environ.get("TMPDIR", "/tmp"), "snapshot-")
+    os.chmod(archives, 0o711)  # the sandbox uid reads the archive it restores
+    try:
+        return _in_task_space(spec, sandbox, cli, api_url, token, emit, cancel, channel, archives)
+    finally:
+        remove_tree(archives)
+
+
+def _in_task_space(spec, sandbox, cli, api_url, token, emit, cancel, channel, archives):
     task_input = spec["input"]
-    disk_mb = spec["limits"].get("diskMb", DEFAULT_DISK_MB)
     # The task's bounds (task_space.py): a memory and pids cgroup where one can be
     # made, and one tmpfs for /workspace, /tmp and /dev/shm where the runner may mount.
     with TaskSpace.create(
         spec["id"],
         "agent-",
         memory_mb=task_input["memoryMb"],
-        disk_mb=disk_mb,
+        disk_mb=spec["limits"].get("diskMb", DEFAULT_DISK_MB),
         max_processes=MAX_PROCESSES,
     ) as space:
-        owner = space.uid
-        channel = make_private_dir(space.root, "channel-")
-        if owner is not None:
-            os.chown(channel, owner, owner)  # only the sandbox's uid may connect
+        if channel is not None:
+            try:  # the conversation's files, Claude Code's session (.engine/) among them
+                restore_workspace(spec, channel, archives, space.workspace, space.uid)
+            except (InputsUnavailable, OSError) as problem:
+                message = f"The conversation's workspace could not be restored: {problem}"
+                return "failed", None, {"code": "storage_unavailable", "message": message[:2000]}
+        socket_dir = make_private_dir(space.root, "channel-")
         relay = LlmRelay(
-            os.path.join(channel, SOCKET_NAME),
+            os.path.join(socket_dir, SOCKET_NAME),
             api_url,
             token,
             lambda usage: emit("usage", usage),
             run_key=f"sandbox-run-{secrets.token_hex(16)}",
         )
-        os.chmod(os.path.join(channel, SOCKET_NAME), 0o600)
-        if owner is not None:
-            os.chown(os.path.join(channel, SOCKET_NAME), owner, owner)
+        os.chmod(os.path.join(socket_dir, SOCKET_NAME), 0o600)
+        if space.uid is not None:  # only the sandbox's uid may connect
+            for path in (socket_dir, os.path.join(socket_dir, SOCKET_NAME)):
+                os.chown(path, space.uid, space.uid)
         relay.start()
         try:
-            return _run(spec, sandbox, cli, space, channel, relay, emit, cancel)
+            status, result, error = _run(spec, sandbox, cli, space, socket_dir, relay, emit, cancel)
         finally:
             relay.close()
+        if status == "completed" and channel is not None and not cancel.is_set():
+            status, error = _save(spec, channel, archives, space.workspace, result)
+        result.update(store_outputs(spec, channel, space.workspace))
+        return status, result, error
 
 
-def _run(spec, sandbox, cli, space: TaskSpace, channel: str, relay, emit, cancel):
+def _save(spec, channel, archives: str, workspace: str, result: dict):
+    """Snapshot the workspace, Claude Code's session included, for the next turn; one
+    over its limit fails the turn (the conversation keeps its previous snapshot)."""
+    try:
+        snapshot = save_workspace(spec, channel, archives, workspace)
+    except WorkspaceTooLarge as problem:
+        return "failed", {"code": "workspace_too_large", "message": str(problem)}
+    except (TransferFailed, OSError) as problem:
+        message = f"The workspace could not be saved: {problem}"[:2000]
+        return "failed", {"code": "storage_unavailable", "message": message}
+    if snapshot is not None:
+        result["workspace"] = snapshot
+    return "completed", None
+
+
+def _run(spec, sandbox, cli, space: TaskSpace, socket_dir: str, relay, emit, cancel):
     workspace = space.workspace
     home = os.path.join(workspace, ENGINE_STATE, "home")
     os.makedirs(home, exist_ok=True)
@@ -182,7 +230,7 @@ def _run(spec, sandbox, cli, space: TaskSpace, channel: str, relay, emit, cancel
         readonly_binds={
             CLI_IN_SANDBOX: cli,
             FORWARDER_IN_SANDBOX: forwarder,
-            CHANNEL_IN_SANDBOX: channel,
+            CHANNEL_IN_SANDBOX: socket_dir,
         },
         on_output=on_output,
         cancel=cancel,
@@ -191,7 +239,7 @@ def _run(spec, sandbox, cli, space: TaskSpace, channel: str, relay, emit, cancel
         env=engine_env(spec["agent"], relay.run_key),
     )
     mapper.close()
-    result = _result(mapper, relay, workspace)
+    result = _result(mapper, relay)
     tail = stderr.decode("utf-8", "replace")[-STDERR_TAIL_CHARS:].strip()
     return _report(outcome, mapper.result or {}, relay, result, tail, task_input)
 
@@ -269,18 +317,13 @@ def _prompt(spec: dict, resume: bool) -> str:
     return "The conversation so far:\n\n" + "\n\n".join(lines) + f"\n\nThe new message:\n\n{prompt}"
 
 
-def _result(mapper: StreamMapper, relay: LlmRelay, workspace: str) -> dict:
+def _result(mapper: StreamMapper, relay: LlmRelay) -> dict:
+    """The result but its files (store_outputs adds them; .engine/ is never listed)."""
     line = mapper.result or {}
     text = line.get("result") if isinstance(line.get("result"), str) else "\n".join(mapper.texts)
-    files = [
-        entry
-        for entry in collect_output_files(workspace)
-        if not str(entry.get("path", "")).startswith(f"{ENGINE_STATE}/")
-    ]
     return {
         "text": text,
         "usage": {"inputTokens": relay.input_tokens, "outputTokens": relay.output_tokens},
         "turns": int(line.get("num_turns") or 0),
         "stopReason": line.get("stop_reason") or line.get("terminal_reason"),
-        "files": files,
     }

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from job_runner.sandbox import Limits
+from job_runner.task_files import InputsUnavailable, store_outputs, write_inputs
 from job_runner.task_space import DEFAULT_DISK_MB, TaskSpace
-from job_runner.workspace import collect_output_files, write_input_files
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import threading
 
+    from job_runner.file_channel import FileChannel
     from job_runner.sandbox import Sandbox
 
 PROGRAMS = {
@@ -18,8 +19,19 @@ PROGRAMS = {
 }
 
 
+def inputs_unavailable(problem: InputsUnavailable) -> dict:
+    return {
+        "code": problem.code,
+        "message": f"The task's input files could not be fetched: {problem}"[:2000],
+    }
+
+
 def run_code_task(
-    spec: dict, sandbox: Sandbox, on_output, cancel: threading.Event
+    spec: dict,
+    sandbox: Sandbox,
+    on_output,
+    cancel: threading.Event,
+    channel: FileChannel | None = None,
 ) -> tuple[str, dict | None, dict | None]:
     """Returns (status, result, error) as the API's result endpoint takes them."""
     task_input = spec["input"]
@@ -45,7 +57,10 @@ def run_code_task(
         # Bound read-only into the sandbox: its uid may read the program, not change it.
         program_dir = space.write_program(filename, task_input["code"])
         workspace = space.workspace
-        write_input_files(workspace, task_input.get("files") or {}, space.uid)
+        try:
+            write_inputs(spec, channel, workspace, space.uid)
+        except InputsUnavailable as problem:
+            return "failed", None, inputs_unavailable(problem)
         outcome = sandbox.run(
             command,
             run_limits,
@@ -64,7 +79,7 @@ def run_code_task(
             "stdoutTruncated": outcome.stdout_truncated,
             "stderrTruncated": outcome.stderr_truncated,
             "durationMs": outcome.duration_ms,
-            "files": collect_output_files(workspace),
+            **store_outputs(spec, channel, workspace),
         }
         if outcome.memory_exceeded:
             return "failed", result, memory_exceeded_error(memory_mb)

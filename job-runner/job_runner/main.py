@@ -20,6 +20,7 @@ from job_runner import logs
 from job_runner.api_client import ApiRefused, ApiUnreachable, TaskApi
 from job_runner.code_task import run_code_task
 from job_runner.events import EventSender
+from job_runner.file_channel import FileChannel
 from job_runner.sandbox import SandboxError, make_sandbox
 from job_runner.task_space import enter_private_mounts
 
@@ -84,8 +85,9 @@ def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event, send
     senders.append(sender)
     try:
         sandbox = make_sandbox(os.environ.get("SANDBOX", "bwrap"))
+        channel = FileChannel(api.base_url, api.task_id, api.token)
         if spec["kind"] == "code":
-            status, result, error = run_code_task(spec, sandbox, sender.output, cancel)
+            status, result, error = run_code_task(spec, sandbox, sender.output, cancel, channel)
         elif spec["kind"] == "agent":
             # Imported here: code tasks, whose start-up is measured, never load them.
             if spec["agent"].get("engine", "messages") == "claude-code":
@@ -94,7 +96,7 @@ def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event, send
                 from job_runner.agent_task import run_agent_task as run_agent
 
             status, result, error = run_agent(
-                spec, sandbox, api.base_url, api.token, sender.event, cancel
+                spec, sandbox, api.base_url, api.token, sender.event, cancel, channel
             )
         else:
             raise SandboxError(f"this runner cannot run tasks of kind {spec['kind']!r}")

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 
 from job_runner.cgroups import PREFIX, TaskCgroup
 from job_runner.logs import log
+from job_runner.outputs import remove_tree
 from job_runner.workspace import make_private_dir, random_sandbox_uid
 
 CLONE_NEWNS = 0x00020000
@@ -132,7 +132,12 @@ class TaskSpace:
 
 
 def _remove_root(root: str) -> None:
-    shutil.rmtree(root, ignore_errors=True)
+    # remove_tree, not shutil.rmtree: a program may leave 1,100 nested directories,
+    # which rmtree's recursion cannot remove (issue 9).
+    try:
+        remove_tree(root)
+    except OSError as error:
+        log.warning("could not remove all of %s: %s", root, error)
     with contextlib.suppress(FileNotFoundError):
         if os.path.exists(root):
             log.warning("could not remove all of %s", root)

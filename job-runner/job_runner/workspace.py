@@ -9,7 +9,6 @@ import contextlib
 import errno
 import os
 import random
-import stat
 
 SANDBOX_UID_RANGE = (200_000, 260_000)  # per-run uids, far from any real account
 
@@ -44,10 +43,9 @@ def prepare_workspace(root: str | os.PathLike) -> tuple[str, int | None]:
     return workspace, uid
 
 
-def write_input_files(
-    workspace: str | os.PathLike, files: dict[str, str], owner_uid: int | None
-) -> None:
+def write_input_files(workspace: str | os.PathLike, files: dict, owner_uid: int | None) -> None:
     """Write the task's input files; relative paths only, never through a symlink.
+    A value is the file's text, its bytes, or a function that fills the open fd.
 
     :raises ValueError: a path is absolute, empty, has "..", "." or NUL, or already exists.
     """
@@ -62,71 +60,15 @@ def write_input_files(
                 os.close(parent_fd)
                 _give(dir_fd, owner_uid)
             fd = _open_at(parts[-1], dir_fd, os.O_CREAT | os.O_EXCL | os.O_WRONLY, name)
-            with open(fd, "w", encoding="utf-8") as out:
+            with open(fd, "wb") as out:
                 _give(fd, owner_uid)
-                out.write(files[name])
+                value = files[name]
+                if callable(value):
+                    value(fd)
+                else:
+                    out.write(value.encode() if isinstance(value, str) else value)
         finally:
             os.close(dir_fd)
-
-
-def collect_output_files(
-    workspace: str | os.PathLike,
-    *,
-    max_files: int = 100,
-    max_inline_bytes: int = 8192,
-    max_total_inline: int = 65536,
-) -> list[dict]:
-    """List the workspace's files, in path order (component by component), capped.
-
-    Nothing is followed: symlinks are listed as such and never read, other
-    non-regular files are skipped. Small UTF-8 files come back with their content.
-    """
-    items: list[dict] = []
-    budget = max_total_inline
-
-    def visit(dir_fd: int, prefix: str) -> None:
-        with os.scandir(dir_fd) as scan:
-            entries = sorted(scan, key=lambda entry: entry.name)
-        for entry in entries:
-            path = prefix + entry.name
-            if len(items) >= max_files:
-                return
-            if entry.is_symlink():
-                items.append({"path": path, "size": 0, "content": None, "symlink": True})
-                continue
-            is_dir = entry.is_dir(follow_symlinks=False)
-            try:
-                fd = _open_at(entry.name, dir_fd, os.O_DIRECTORY if is_dir else os.O_NONBLOCK, path)
-            except (ValueError, OSError):
-                continue  # gone, swapped or unreadable since the scan
-            try:
-                if is_dir:
-                    visit(fd, path + "/")
-                else:
-                    read(fd, path)
-            finally:
-                os.close(fd)
-
-    def read(fd: int, path: str) -> None:
-        nonlocal budget
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return  # fifos, sockets
-        content = None
-        if info.st_size <= min(max_inline_bytes, budget):
-            data = os.read(fd, max_inline_bytes + 1)
-            with contextlib.suppress(UnicodeDecodeError):
-                if len(data) <= min(max_inline_bytes, budget):
-                    content = data.decode("utf-8")
-                    budget -= len(data)
-        items.append({"path": path, "size": info.st_size, "content": content})
-
-    root_fd = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    try:
-        visit(root_fd, "")
-    finally:
-        os.close(root_fd)
-    return items
 
 
 def random_sandbox_uid() -> int:

@@ -201,3 +201,15 @@ def test_the_commands_make_dev_prints_work_as_printed(api_server, firestore):
     task = json.loads(done.stdout)
     assert task["status"] == "completed"
     assert task["result"]["stdout"] == "42\n"
+
+
+def test_readme_files_example_uploads_runs_and_downloads(readme):
+    task = readme.json_of("$CHART?wait=60")
+    assert task["status"] == "completed", task
+    assert task["result"]["stdout"] == "hi 300000\n"
+    files = {f["path"]: f for f in task["result"]["files"]}
+    assert sorted(files) == ["chart.png", "data.bin", "note.txt"]  # inputs stay in /workspace
+    assert (files["chart.png"]["size"], files["chart.png"]["contentType"]) == (1000, "image/png")
+    listing = readme.json_of('$CHART/files"')
+    assert [f["path"] for f in listing["files"]] == ["chart.png", "data.bin", "note.txt"]
+    assert readme.output_of("Range: bytes=0-7").strip() != ""

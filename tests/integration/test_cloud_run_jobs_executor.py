@@ -380,7 +380,7 @@ def test_reconcile_endpoint_needs_the_secret_or_an_oidc_token(rsps, api):
     assert forged.status_code == 401
     reply = api.post("/internal/v1/reconcile", headers={"X-Reconcile-Secret": "s3"})
     assert reply.status_code == 200
-    assert reply.get_json() == {"dispatched": 0, "settled": 0}
+    assert reply.get_json() == {"dispatched": 0, "settled": 0, "webhooksSent": 0}
 
 
 def test_a_task_that_cannot_be_launched_for_good_fails_with_the_reason(rsps, api, platform):

@@ -55,7 +55,7 @@ def running_agent_task(api, platform, **fields) -> tuple[str, str]:
     """An agent task claimed by a (pretend) runner; returns (task id, its token)."""
     body = {"kind": "agent", "prompt": "hi", **fields}
     task_id = api.post("/api/tasks", json=body, headers=ALICE).get_json()["id"]
-    platform.machine.mark_dispatched(task_id, "local", "d1")
+    platform.machine.mark_dispatched(task_id, "local", "d1", max_running=10)
     platform.machine.claim(task_id, "exec-1", 0)
     token = issue_task_token(platform.settings.task_token_key, task_id, time.time() + 600)
     return task_id, token
@@ -275,7 +275,7 @@ def test_without_a_key_the_proxy_answers_llm_not_configured(firestore, settings)
     app = create_app(settings, start_background=False)
     platform = app.extensions["agent_platform"]
     task_id = platform.tasks.new_task("alice", "agent", {"maxTokens": 1000})
-    platform.store.create_task(dict(task_id, status="running"))
+    platform.store.create_tasks([dict(task_id, status="running")], ("status", {}))
     token = issue_task_token(settings.task_token_key, task_id["id"], time.time() + 600)
     refused = call(app.test_client(), token)
     assert refused.status_code == 503

@@ -25,7 +25,7 @@ def task_id(client, services):
         headers={"X-User-Id": "alice"},
     )
     task_id = reply.get_json()["id"]
-    assert services.machine.mark_dispatched(task_id, "local", "d1") is not None
+    assert services.machine.mark_dispatched(task_id, "local", "d1", max_running=10)[0]
     return task_id
 
 

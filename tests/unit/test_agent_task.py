@@ -4,6 +4,7 @@ would be: the runner's SDK posts to `{api_url}/internal/v1/llm/v1/messages`."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from dataclasses import dataclass
@@ -93,6 +94,8 @@ def test_end_turn_on_the_first_reply_returns_its_text_and_usage(llm):
         "turns": 1,
         "stopReason": "end_turn",
         "files": [],
+        "skipped": [],
+        "skippedCount": 0,
     }
     assert len(llm.requests) == 1
 
@@ -142,7 +145,12 @@ def test_agent_writes_a_file_then_runs_it_with_bash_and_imports_it_with_python(l
     outputs = [r.tool_results()[0]["content"] for r in llm.requests[1:]]
     assert outputs == ["Wrote 29 bytes to calc.py.", "42", "42\nimported 42"]
     assert run.result["files"] == [
-        {"path": "calc.py", "size": 29, "content": "ANSWER = 6 * 7\nprint(ANSWER)\n"}
+        {
+            "path": "calc.py",
+            "size": 29,
+            "sha256": hashlib.sha256(b"ANSWER = 6 * 7\nprint(ANSWER)\n").hexdigest(),
+            "content": "ANSWER = 6 * 7\nprint(ANSWER)\n",
+        }
     ]
 
 

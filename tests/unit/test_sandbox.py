@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from job_runner.outputs import OutputLimits, collect_outputs
 from job_runner.sandbox import (
     BubblewrapSandbox,
     Limits,
@@ -21,7 +22,7 @@ from job_runner.sandbox import (
     UnsandboxedRunner,
     make_sandbox,
 )
-from job_runner.workspace import collect_output_files, prepare_workspace, write_input_files
+from job_runner.workspace import prepare_workspace, write_input_files
 
 SECRETS = {
     "TASK_TOKEN": "tok-9f2c4e-do-not-leak",
@@ -346,7 +347,7 @@ def test_cancel_event_kills_a_running_program_quickly(run_python):
     assert time.monotonic() - cancelled_at[0] < 1.0
 
 
-def test_collect_output_files_does_not_follow_symlinks(run_python, workspace):
+def test_collecting_outputs_does_not_follow_symlinks(run_python, workspace):
     outcome = run_python(
         """
         import os
@@ -359,25 +360,12 @@ def test_collect_output_files_does_not_follow_symlinks(run_python, workspace):
     )
     assert outcome.exit_code == 0
 
-    files = collect_output_files(workspace)
+    files = collect_outputs(workspace, OutputLimits())["files"]
 
-    assert files == [
-        {"path": "etc", "size": 0, "content": None, "symlink": True},
-        {"path": "leak", "size": 0, "content": None, "symlink": True},
-        {"path": "out/result.txt", "size": 2, "content": "42"},
-    ]
-
-
-def test_collect_output_files_leaves_large_and_binary_files_uninlined(workspace):
-    (workspace / "big.txt").write_text("a" * 9000)
-    (workspace / "blob.bin").write_bytes(b"\xff\xfe\x00")
-
-    files = collect_output_files(workspace)
-
-    assert files == [
-        {"path": "big.txt", "size": 9000, "content": None},
-        {"path": "blob.bin", "size": 3, "content": None},
-    ]
+    assert [(f["path"], f.get("symlink", False), f.get("content"))
+            for f in files] == [("etc", True, None), ("leak", True, None),
+                                ("out/result.txt", False, "42")]  # fmt: skip
+    assert files[1]["target"] == "/etc/passwd"
 
 
 @pytest.mark.parametrize("name", ["../x", "/abs", "a/../../x", "", "a//b", "a\0b"])

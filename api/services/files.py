@@ -1,0 +1,280 @@
+"""Files and workspaces (DESIGN section 11): uploads, a task's input and output files,
+and conversation workspace snapshots. Firestore holds the records, the bucket the
+bytes (api/adapters/file_store.py). Object names (interfaces: bucket layout):
+
+  uploads/<uploadId>                                 an upload (expires after 24 h)
+  tasks/<taskId>/outputs/<n>                         the task's n-th output file
+  conversations/<conversationId>/snapshots/<taskId>.tar.gz   a turn's workspace
+
+Objects are named by index, never by the user's path: a path may be 1,000
+characters and hold anything, an object name is at most 1,024 bytes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import mimetypes
+import secrets
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import BinaryIO
+
+from api import config
+from api.adapters.file_store import FileStore, TooLarge
+from api.errors import ApiError, not_found
+from api.services.conversation_turns import conversation_path, snapshot_object
+from api.services.state_machine import TaskStatus, utcnow
+
+UPLOADS = "uploads"
+UPLOAD_TTL = timedelta(hours=config.UPLOAD_TTL_HOURS)
+# Parts one runner file may come in: its size limit in pieces of the request limit.
+MAX_OUTPUT_PARTS = -(-config.MAX_OUTPUT_FILE_BYTES // config.MAX_RUNNER_CHUNK_BYTES)
+MAX_SNAPSHOT_PARTS = 2 * -(-config.MAX_WORKSPACE_BYTES // config.MAX_RUNNER_CHUNK_BYTES)
+
+
+def upload_object(upload_id: str) -> str:
+    return f"{UPLOADS}/{upload_id}"
+
+
+def output_object(task_id: str, index: int) -> str:
+    return f"tasks/{task_id}/outputs/{index}"
+
+
+def content_type(path: str) -> str:
+    guessed, _ = mimetypes.guess_type(path, strict=False)
+    return guessed or "application/octet-stream"
+
+
+def public_file(entry: dict) -> dict:
+    """A result.files entry as clients see it (without the object index)."""
+    return {k: v for k, v in entry.items() if k != "stored"}
+
+
+class FileService:
+    def __init__(self, store, files: FileStore, *, max_upload_bytes: int) -> None:
+        self.store = store
+        self.files = files
+        self.max_upload_bytes = max_upload_bytes
+
+    # -- uploads ------------------------------------------------------------------
+
+    def create_upload(self, owner: str, stream: BinaryIO, size: int | None = None) -> dict:
+        """Store the bytes, then the record that makes them usable: an upload whose
+        bytes did not arrive whole never exists."""
+        upload_id = secrets.token_hex(12)
+        try:
+            stored = self.files.write(
+                upload_object(upload_id),
+                stream,
+                limit=self.max_upload_bytes,
+                content_type="application/octet-stream",
+                size=size,
+            )
+        except TooLarge:
+            raise self.upload_too_large() from None
+        now = utcnow()
+        record = {
+            "id": upload_id,
+            "owner": owner,
+            "size": stored.size,
+            "sha256": stored.sha256,
+            "createdAt": now,
+            "expireAt": now + UPLOAD_TTL,  # Firestore's TTL policy deletes the record
+        }
+        self.store.create_doc(f"{UPLOADS}/{upload_id}", record)
+        return record
+
+    def upload_too_large(self) -> ApiError:
+        return ApiError(
+            413,
+            "too_large",
+            f"An upload may be at most {self.max_upload_bytes} bytes "
+            f"({self.max_upload_bytes // (1024 * 1024)} MiB).",
+        )
+
+    def upload(self, owner: str, upload_id: str) -> dict:
+        record = self.store.get_doc(f"{UPLOADS}/{upload_id}") if upload_id.isalnum() else None
+        if record is None or record["owner"] != owner or record["expireAt"] <= utcnow():
+            raise ApiError(
+                404,
+                "upload_not_found",
+                f"No upload {upload_id!r}: uploads are their owner's only and expire "
+                f"{config.UPLOAD_TTL_HOURS} h after POST /api/uploads; upload it again.",
+            )
+        return record
+
+    def check_uploads(self, owner: str, upload_ids: list[str]) -> None:
+        """404 unless every upload a new task references is the caller's and live."""
+        for upload_id in upload_ids:
+            self.upload(owner, upload_id)
+
+    # -- a task's inputs, as the runner sees them -------------------------------------
+
+    def task(self, task_id: str) -> dict | None:
+        """The task a runner's file call names (its token was checked)."""
+        return self.store.get_task(task_id) if task_id.isalnum() else None
+
+    def input_listing(self, task: dict) -> list[dict]:
+        """The runner's list of input files, in path order (the index is the place)."""
+        listing = []
+        for index, path in enumerate(sorted(task["input"].get("files") or {})):
+            value = task["input"]["files"][path]
+            if isinstance(value, str):
+                listing.append({"path": path, "text": value})
+            elif "base64" in value:
+                listing.append({"path": path, "base64": value["base64"]})
+            else:
+                # None once the upload has expired (its record is gone).
+                record = self.store.get_doc(f"{UPLOADS}/{value['upload']}") or {}
+                if record.get("owner") != task.get("owner"):
+                    record = {}  # checked at submission too: only the owner's own uploads
+                listing.append(
+                    {
+                        "path": path,
+                        "upload": value["upload"],
+                        "size": record.get("size"),
+                        "index": index,
+                    }
+                )
+        return listing
+
+    def input_object(self, task: dict, index: int) -> tuple[str, int]:
+        """(object name, size) of the task's index-th input file, an upload."""
+        listing = self.input_listing(task)
+        if not 0 <= index < len(listing) or listing[index].get("size") is None:
+            raise not_found("input file")
+        return upload_object(listing[index]["upload"]), listing[index]["size"]
+
+    # -- outputs and snapshots, sent by the runner --------------------------------------
+
+    def store_piece(
+        self,
+        task: dict | None,
+        target: str,
+        part: int,
+        parts: int,
+        stream: BinaryIO,
+        max_parts: int,
+        always_join: bool = False,
+        size: int | None = None,
+    ) -> dict:
+        """One piece of a runner's file. A file in several pieces is joined when its
+        last piece arrives; only then does the object exist under its name. With
+        `always_join` even a single piece is written aside and then joined: pieces carry
+        a Custom-Time (the lifecycle backstop deletes abandoned ones), the joined
+        object does not."""
+        if task is None or task["status"] != TaskStatus.RUNNING:
+            raise ApiError(409, "not_running", "This task is not running; stop.")
+        if not (1 <= parts <= max_parts and 0 <= part < parts):
+            raise ApiError(400, "invalid_request", f"part must be < parts <= {max_parts}.")
+        joined_later = parts > 1 or always_join
+        name = f"{target}.part{part}" if joined_later else target
+        try:
+            stored = self.files.write(
+                name,
+                stream,
+                limit=config.MAX_RUNNER_CHUNK_BYTES,
+                content_type="application/octet-stream",
+                temporary=joined_later,
+                size=size,
+            )
+        except TooLarge:
+            raise ApiError(
+                413, "too_large", f"A piece is at most {config.MAX_RUNNER_CHUNK_BYTES} bytes."
+            ) from None
+        if joined_later and part == parts - 1:
+            pieces = [f"{target}.part{k}" for k in range(parts)]
+            joined = self.files.compose(target, pieces, "application/octet-stream")
+            latest = self.task(task["id"]) or {}
+            if latest.get("status") != TaskStatus.RUNNING:
+                # Settled (cancelled, timed out) while the pieces were joined: nothing
+                # will ever point to this object.
+                self.files.retire(target, utcnow())
+                raise ApiError(409, "not_running", "This task is not running; stop.")
+            return {"size": joined.size}
+        return {"size": stored.size, "sha256": stored.sha256}
+
+    def shape_result(self, task_id: str, result: dict | None) -> dict | None:
+        """Give each stored output file its content type."""
+        if not result:
+            return result
+        for entry in result.get("files") or []:
+            if entry.get("stored") is not None:
+                entry["contentType"] = content_type(entry["path"])
+        return result
+
+    # -- reading a task's files ----------------------------------------------------------
+
+    def open_object(self, name: str, start: int, stop: int) -> Iterator[bytes]:
+        """The bytes [start, stop) of an object, its first piece already read: an
+        unreachable bucket is a 503 now, before the response's status is sent."""
+        pieces = self.files.read(name, start, stop)
+        first = next(pieces, b"")
+        return itertools.chain((first,), pieces)
+
+    def check_available(self, names: list[str]) -> None:
+        """503 now (StorageUnavailable) rather than a broken archive later."""
+        if names:
+            self.files.stat(names[0])
+
+    def output_entry(self, task: dict, path: str) -> dict:
+        for entry in (task.get("result") or {}).get("files") or []:
+            if entry["path"] == path and entry.get("stored") is not None:
+                return entry
+        raise not_found("file")
+
+    def stored_outputs(self, task: dict) -> list[tuple[dict, str]]:
+        """(entry, object name) of every stored output file of the task."""
+        return [
+            (entry, output_object(task["id"], entry["stored"]))
+            for entry in (task.get("result") or {}).get("files") or []
+            if entry.get("stored") is not None
+        ]
+
+    # -- conversation workspaces ---------------------------------------------------------
+
+    def workspace_spec(self, task: dict, max_bytes: int) -> dict | None:
+        """What the runner does with a conversation turn's workspace: restore the
+        current snapshot (if any) and save a new one, within max_bytes."""
+        conversation_id = task.get("conversationId")
+        if not conversation_id:
+            return None
+        conversation = self.store.get_doc(conversation_path(conversation_id)) or {}
+        current = conversation.get("workspace")
+        restore = {"size": current["size"]} if current else None
+        return {"restore": restore, "maxBytes": max_bytes}
+
+    def workspace_task(self, conversation: dict) -> dict | None:
+        """The turn whose saved workspace is the conversation's current one."""
+        current = conversation.get("workspace")
+        return self.store.get_task(current["taskId"]) if current else None
+
+    def workspace_object(self, task: dict) -> tuple[str, int]:
+        conversation_id = task.get("conversationId")
+        conversation = (
+            self.store.get_doc(conversation_path(conversation_id)) if conversation_id else None
+        )
+        current = (conversation or {}).get("workspace")
+        if not current:
+            raise not_found("workspace")
+        return current["object"], current["size"]
+
+    def turn_settled(self, task: dict) -> None:
+        """After the transaction that settled a turn: delete the snapshot nothing points
+        to any more, the superseded one or, if the turn did not move the pointer, its
+        own (a failed or cancelled turn's)."""
+        conversation_id = task.get("conversationId")
+        if not conversation_id:
+            return
+        conversation = self.store.get_doc(conversation_path(conversation_id)) or {}
+        current = conversation.get("workspace") or {}
+        mine = snapshot_object(conversation_id, task["id"])
+        now = utcnow()
+        if current.get("object") == mine:
+            if current.get("previous"):
+                self.files.retire(current["previous"], now)
+        else:
+            self.files.retire(mine, now)
+
+    def delete_conversation(self, conversation_id: str) -> int:
+        return self.files.delete_prefix(f"conversations/{conversation_id}/")
