@@ -31,7 +31,15 @@ system-deps:
 dev: $(VENV)/.synced system-deps
 	@$(VENV)/bin/python -m devtools.dev
 
-test: $(VENV)/.synced system-deps
+# The Google provider's schema that tests/deploy checks terraform/ against, from the
+# lock, into a git-ignored node_modules.
+SCHEMA := tests/deploy/provider-schema
+$(SCHEMA)/node_modules/.installed: $(SCHEMA)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed for tests/deploy (the provider schema): install Node.js"; exit 1; }
+	@cd $(SCHEMA) && npm ci --ignore-scripts --no-audit --no-fund --omit=peer --silent
+	@touch $@
+
+test: $(VENV)/.synced system-deps $(SCHEMA)/node_modules/.installed
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/pytest

@@ -31,8 +31,10 @@ Settings (a flag wins over its environment variable, which wins over the default
   --scheduler-job NAME      SCHEDULER_JOB            agent-reconcile (Cloud Scheduler)
   --auth-mode MODE          AUTH_MODE                firebase,apikey (or firebase, apikey)
   --max-instances N         MAX_INSTANCES            10 (the service's ceiling)
-  --job-cpu CPU             JOB_CPU                  1 (per task execution)
-  --job-memory SIZE         JOB_MEMORY               4Gi (per task execution)
+  --job-cpu CPU             JOB_CPU                  2 (per task execution; Cloud Run needs 2
+                                                     CPUs for more than 4 GiB)
+  --job-memory SIZE         JOB_MEMORY               the largest task plus the runner, from
+                                                     api/config.py (6656Mi); no less is accepted
   --tag TAG                 IMAGE_TAG                <git commit>-<UTC time>
 
 The Anthropic API key, stored in Secret Manager; never pass it as an argument:
@@ -64,8 +66,8 @@ REPOSITORY=${REPOSITORY:-agent-platform}
 SCHEDULER_JOB=${SCHEDULER_JOB:-agent-reconcile}
 AUTH_MODE=${AUTH_MODE:-firebase,apikey}
 MAX_INSTANCES=${MAX_INSTANCES:-10}
-JOB_CPU=${JOB_CPU:-1}
-JOB_MEMORY=${JOB_MEMORY:-4Gi}
+JOB_CPU=${JOB_CPU:-2}
+JOB_MEMORY=${JOB_MEMORY:-}
 IMAGE_TAG=${IMAGE_TAG:-}
 ANTHROPIC_API_KEY_FILE=${ANTHROPIC_API_KEY_FILE:-}
 SMOKE_API_KEY_FILE=${SMOKE_API_KEY_FILE:-}
@@ -84,7 +86,7 @@ LAUNCHER_ROLE="agentTaskLauncher"
 # What the API does with the job (api/adapters/executors/cloudrun.py): RunJob with
 # overrides, GetExecution, CancelExecution. Narrower than roles/run.developer, which
 # could also update or delete the job.
-LAUNCHER_PERMISSIONS=run.jobs.run,run.jobs.runWithOverrides,run.executions.get,run.executions.cancel,run.operations.get
+LAUNCHER_PERMISSIONS=run.jobs.run,run.jobs.runWithOverrides,run.executions.get,run.executions.cancel
 
 # Sizes and limits, matched to the app (tests/deploy checks each against its source).
 # Concurrency = gunicorn's threads (gunicorn.conf.py): Cloud Run sends an instance no
@@ -105,8 +107,15 @@ JOB_TASK_TIMEOUT=3630s
 JOB_MAX_RETRIES=1
 RECONCILE_PATH=/internal/v1/reconcile
 RECONCILE_SCHEDULE='* * * * *'
-TTL_COLLECTION=idempotency
-TTL_FIELD=expireAt
+# Firestore deletes these records once their field has passed: "collection.field".
+TTLS=(idempotency.expireAt uploads.expireAt)
+# The files bucket (DESIGN section 11): uploads live a day (their records too, by the
+# TTL above); a superseded conversation snapshot gets a Custom-Time from the API, which
+# deletes it, and this rule is the backstop a day later.
+FILES_LIFECYCLE='{"rule": [
+  {"action": {"type": "Delete"}, "condition": {"age": 1, "matchesPrefix": ["uploads/"]}},
+  {"action": {"type": "Delete"}, "condition": {"daysSinceCustomTime": 1, "matchesPrefix": ["conversations/"]}}
+]}'
 REQUIRED_APIS=(
 	artifactregistry.googleapis.com
 	cloudbuild.googleapis.com
@@ -213,7 +222,23 @@ parse_args() {
 	done
 }
 
+# The memory one execution needs, in MiB: the largest task's memory, its tmpfs disk
+# (memory on Cloud Run) and the runner itself, as api/config.py sets them.
+JOB_MEMORY_PY='
+import ast, sys
+sizes = {}
+for node in ast.parse(open(sys.argv[1]).read()).body:
+    if isinstance(node, ast.Assign):
+        for target, value in zip(node.targets[-1].elts if isinstance(node.targets[-1], ast.Tuple) else node.targets,
+                                 node.value.elts if isinstance(node.value, ast.Tuple) else [node.value]):
+            if isinstance(target, ast.Name) and isinstance(value, ast.Constant):
+                sizes[target.id] = value.value
+print(sizes["MAX_MEMORY_MB"] + sizes["TASK_DISK_MB"] + sizes["RUNNER_RESERVE_MB"])
+'
+job_memory_mb() { python3 -c "$JOB_MEMORY_PY" "$ROOT/api/config.py"; }
+
 validate_settings() {
+	command -v python3 >/dev/null || die "python3 is needed (it reads api/config.py and firestore.indexes.json)"
 	[[ -n $PROJECT ]] || die "no project: pass --project ID or set GOOGLE_CLOUD_PROJECT"
 	case $AUTH_MODE in
 	firebase | apikey | firebase,apikey | apikey,firebase) ;;
@@ -228,6 +253,13 @@ validate_settings() {
 		die "cannot read the Anthropic key file $ANTHROPIC_API_KEY_FILE"
 	fi
 	FIRESTORE_LOCATION=${FIRESTORE_LOCATION:-$REGION}
+	local needed
+	needed=$(job_memory_mb)
+	JOB_MEMORY=${JOB_MEMORY:-${needed}Mi}
+	[[ $JOB_MEMORY =~ ^([0-9]+)(Mi|Gi)$ ]] || die "--job-memory must be like 6656Mi or 8Gi, not '$JOB_MEMORY'"
+	local given=${BASH_REMATCH[1]}
+	if [[ ${BASH_REMATCH[2]} == Gi ]]; then given=$((given * 1024)); fi
+	((given >= needed)) || die "--job-memory $JOB_MEMORY cannot hold the largest task: it needs ${needed}Mi (MAX_MEMORY_MB + TASK_DISK_MB + RUNNER_RESERVE_MB in api/config.py)"
 	if [[ -z $IMAGE_TAG ]]; then
 		local commit
 		commit=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo manual)
@@ -238,6 +270,7 @@ validate_settings() {
 	SCHEDULER_SA="$SCHEDULER_SA_ID@$PROJECT.iam.gserviceaccount.com"
 	BUILDER_SA="$BUILDER_SA_ID@$PROJECT.iam.gserviceaccount.com"
 	BUILD_BUCKET="$PROJECT-agent-builds"
+	FILES_BUCKET="$PROJECT-agent-files"
 	IMAGE_BASE="$REGION-docker.pkg.dev/$PROJECT/$REPOSITORY"
 	API_IMAGE="$IMAGE_BASE/api:$IMAGE_TAG"
 	RUNNER_IMAGE="$IMAGE_BASE/runner:$IMAGE_TAG"
@@ -266,23 +299,30 @@ read_anthropic_key() {
 # -- Steps ----------------------------------------------------------------------------
 
 check_tools() {
-	command -v python3 >/dev/null || die "python3 is needed (it reads firestore.indexes.json)"
 	# A dry run runs neither.
 	if [[ $DRY_RUN == true ]]; then return 0; fi
 	command -v gcloud >/dev/null || die "gcloud is not installed: https://cloud.google.com/sdk/docs/install"
 	command -v curl >/dev/null || die "curl is needed for the smoke test"
 }
 
+PROJECT_NUMBER=
 check_auth_and_project() {
 	local account number
-	account=$(query gcloud auth list --filter=status:ACTIVE --format='value(account)')
-	if [[ $DRY_RUN == false && -z $account ]]; then
-		die "gcloud has no active account: run 'gcloud auth login' first"
+	# Any credential gcloud can use: a login, a service account, or an access token
+	# (auth/access_token_file, as CI gives one). The token itself goes nowhere.
+	if [[ $DRY_RUN == false ]] && ! gcloud auth print-access-token >/dev/null 2>&1; then
+		die "gcloud has no credentials: run 'gcloud auth login' first"
 	fi
+	account=$(query gcloud config get account 2>/dev/null || true)
 	if ! number=$(gcloud_query projects describe "$PROJECT" --format='value(projectNumber)'); then
 		die "project $PROJECT was not found, or $account cannot see it"
 	fi
 	say "Deploying to project $PROJECT${number:+ ($number)} in $REGION as ${account:-<the active account>}"
+	PROJECT_NUMBER=${number:-PROJECT_NUMBER}
+	# Cloud Run's deterministic URL, known before the service exists: the first
+	# revision already gets it as PUBLIC_URL (Terraform computes the same).
+	# https://cloud.google.com/run/docs/triggering/https-request#deterministic
+	SERVICE_URL="https://$SERVICE_NAME-$PROJECT_NUMBER.$REGION.run.app"
 }
 
 enable_apis() {
@@ -320,6 +360,20 @@ ensure_build_bucket() {
 	local lifecycle="$TMP_DIR/lifecycle.json"
 	printf '%s\n' '{"rule": [{"action": {"type": "Delete"}, "condition": {"age": 7}}]}' >"$lifecycle"
 	gcloud_run storage buckets update "gs://$BUILD_BUCKET" --lifecycle-file="$lifecycle"
+}
+
+# Task files, uploads and conversation workspaces (DESIGN section 11): private, with
+# the lifecycle rules of FILES_LIFECYCLE. Only the API's account reaches it.
+ensure_files_bucket() {
+	if gcloud_exists storage buckets describe "gs://$FILES_BUCKET"; then
+		say "exists: bucket gs://$FILES_BUCKET"
+		return 0
+	fi
+	gcloud_run storage buckets create "gs://$FILES_BUCKET" --location="$REGION" \
+		--uniform-bucket-level-access --public-access-prevention
+	local lifecycle="$TMP_DIR/files-lifecycle.json"
+	printf '%s\n' "$FILES_LIFECYCLE" >"$lifecycle"
+	gcloud_run storage buckets update "gs://$FILES_BUCKET" --lifecycle-file="$lifecycle"
 }
 
 # Prints "GROUP SCOPE FIELD_CONFIG..." for each index of firestore.indexes.json that
@@ -375,21 +429,24 @@ ensure_firestore() {
 		gcloud_run firestore indexes composite create --database="(default)" "${args[@]}" --async
 	done
 
-	# Expired idempotency records are deleted by Firestore's TTL on expireAt.
-	local ttls
-	ttls=$(gcloud_query firestore fields ttls list --collection-group="$TTL_COLLECTION" \
-		--database="(default)" --format='value(name)')
-	if grep -q "/fields/$TTL_FIELD\$" <<<"$ttls"; then
-		say "exists: TTL on $TTL_COLLECTION.$TTL_FIELD"
-	else
-		gcloud_run firestore fields ttls update "$TTL_FIELD" --collection-group="$TTL_COLLECTION" \
-			--database="(default)" --enable-ttl --async
-	fi
+	# Expiring records (idempotency keys, uploads) are deleted by Firestore's TTL.
+	local ttls ttl group field
+	ttls=$(gcloud_query firestore fields ttls list --database="(default)" --format='value(name)')
+	for ttl in "${TTLS[@]}"; do
+		group=${ttl%%.*} field=${ttl#*.}
+		if grep -q "/collectionGroups/$group/fields/$field\$" <<<"$ttls"; then
+			say "exists: TTL on $ttl"
+		else
+			gcloud_run firestore fields ttls update "$field" --collection-group="$group" \
+				--database="(default)" --enable-ttl --async
+		fi
+	done
 }
 
+ACCOUNTS=
 ensure_service_account() {
 	local id=$1 description=$2
-	if gcloud_exists iam service-accounts describe "$id@$PROJECT.iam.gserviceaccount.com"; then
+	if grep -Fxq "$id@$PROJECT.iam.gserviceaccount.com" <<<"$ACCOUNTS"; then
 		say "exists: service account $id"
 		return 0
 	fi
@@ -397,6 +454,8 @@ ensure_service_account() {
 }
 
 ensure_service_accounts() {
+	# One list describes all four (gcloud starts in about a second).
+	ACCOUNTS=$(gcloud_query iam service-accounts list --format='value(email)')
 	ensure_service_account "$API_SA_ID" "The agent platform's API (Cloud Run service)"
 	ensure_service_account "$RUNNER_SA_ID" "Task runner (Cloud Run job): holds no role at all"
 	ensure_service_account "$SCHEDULER_SA_ID" "Cloud Scheduler: calls the API's reconcile endpoint"
@@ -427,7 +486,7 @@ ensure_secret() {
 }
 
 has_enabled_version() {
-	[[ -n $(gcloud_query secrets versions list "$1" --filter=state:enabled --limit=1 --format='value(name)') ]]
+	[[ -n $(gcloud_query secrets versions list "$1" --filter=state:ENABLED --limit=1 --format='value(name)') ]]
 }
 
 ensure_secrets() {
@@ -480,37 +539,53 @@ sys.exit(0 if any(
 
 # grant "GROUP" RESOURCE MEMBER ROLE [FLAG...]: bind ROLE to MEMBER on one resource
 # unless it is bound already. GROUP is the gcloud command group ("secrets", "run jobs").
+# --condition=None: a policy that already holds a conditional binding (anyone's) makes
+# gcloud refuse an unconditional one without it in non-interactive mode. `run jobs`
+# has no --condition flag; a job's policy is ours alone.
 grant() {
-	local group resource=$1 member=$2 role=$3 policy
+	local group resource=$1 member=$2 role=$3 key
+	local -a condition=(--condition=None)
 	read -ra group <<<"$4"
 	shift 4
-	policy=$(gcloud_query "${group[@]}" get-iam-policy "$resource" "$@" --format=json)
-	if python3 -c "$HAS_BINDING_PY" "$role" "$member" <<<"$policy"; then
+	if [[ ${group[*]} == "run jobs" ]]; then condition=(); fi
+	# Each policy is read once per run (until it changes), not once per grant.
+	key="${group[*]}|$resource"
+	if [[ $key != "$POLICY_KEY" ]]; then
+		POLICY=$(gcloud_query "${group[@]}" get-iam-policy "$resource" "$@" --format=json)
+		POLICY_KEY=$key
+	fi
+	if python3 -c "$HAS_BINDING_PY" "$role" "$member" <<<"$POLICY"; then
 		say "exists: $role for $member on $resource"
 		return 0
 	fi
 	gcloud_run "${group[@]}" add-iam-policy-binding "$resource" "$@" \
-		--member="$member" --role="$role"
+		--member="$member" --role="$role" ${condition[@]+"${condition[@]}"}
+	POLICY_KEY=
 }
+POLICY="" POLICY_KEY=""
 
 # Each account gets exactly what it uses, on the narrowest resource that grants it.
 # The runner's account gets nothing at all.
 grant_foundation_roles() {
-	# api: Firestore (a database-level grant needs IAM conditions; the project is the
-	# narrowest plain scope), its two secrets, and acting as the runner for RunJob.
+	# The project: api uses Firestore (a database-level grant needs IAM conditions; the
+	# project is the narrowest plain scope), the builder writes its build logs.
 	grant "$PROJECT" "serviceAccount:$API_SA" roles/datastore.user projects
+	grant "$PROJECT" "serviceAccount:$BUILDER_SA" roles/logging.logWriter projects
+	# api: its two secrets, and acting as the runner for RunJob; the builder deploys as
+	# api and runner (cloudbuild.yaml).
 	grant "$ANTHROPIC_SECRET" "serviceAccount:$API_SA" roles/secretmanager.secretAccessor secrets
 	grant "$TOKEN_SECRET" "serviceAccount:$API_SA" roles/secretmanager.secretAccessor secrets
 	grant "$RUNNER_SA" "serviceAccount:$API_SA" roles/iam.serviceAccountUser "iam service-accounts"
-	# builder: write its build logs and images, read its uploads, and deploy as api and
-	# runner (cloudbuild.yaml).
-	grant "$PROJECT" "serviceAccount:$BUILDER_SA" roles/logging.logWriter projects
+	grant "$RUNNER_SA" "serviceAccount:$BUILDER_SA" roles/iam.serviceAccountUser "iam service-accounts"
+	grant "$API_SA" "serviceAccount:$BUILDER_SA" roles/iam.serviceAccountUser "iam service-accounts"
+	# api: the files bucket's objects, that bucket only (the runner moves bytes through
+	# the API, never with a credential of its own).
+	grant "gs://$FILES_BUCKET" "serviceAccount:$API_SA" roles/storage.objectAdmin "storage buckets"
+	# builder: push its images, read its uploads.
 	grant "$REPOSITORY" "serviceAccount:$BUILDER_SA" roles/artifactregistry.writer \
 		"artifacts repositories" --location="$REGION"
 	grant "gs://$BUILD_BUCKET" "serviceAccount:$BUILDER_SA" roles/storage.objectViewer \
 		"storage buckets"
-	grant "$API_SA" "serviceAccount:$BUILDER_SA" roles/iam.serviceAccountUser "iam service-accounts"
-	grant "$RUNNER_SA" "serviceAccount:$BUILDER_SA" roles/iam.serviceAccountUser "iam service-accounts"
 }
 
 build_images() {
@@ -533,20 +608,19 @@ options:
 EOF
 	say "Cloud Build config ($config):"
 	sed 's/^/    /' "$config" >&2
-	gcloud_run builds submit "$ROOT" --config="$config" --region="$REGION" \
+	# beta: only it streams the log of a CLOUD_LOGGING_ONLY build (GA prints a hint).
+	gcloud_run beta builds submit "$ROOT" --config="$config" --region="$REGION" \
 		--service-account="projects/$PROJECT/serviceAccounts/$BUILDER_SA" \
 		--gcs-source-staging-dir="gs://$BUILD_BUCKET/source"
 }
 
+# `run jobs deploy` and `run deploy` create the job and the service, or roll out a new
+# image onto them: no describe first.
 deploy_job() {
-	if gcloud_exists run jobs describe "$JOB_NAME" --region="$REGION"; then
-		say "exists: job $JOB_NAME (deploying the new image)"
-	fi
 	# No secrets and no environment (--clear-env-vars): the API passes TASK_ID,
 	# TASK_TOKEN and API_URL to each execution as overrides, and the runner holds
-	# nothing else. Jobs always run in the second-generation execution environment,
-	# whose user namespaces bubblewrap needs; gcloud has no flag to choose it:
-	# https://cloud.google.com/run/docs/configuring/execution-environments
+	# nothing else. Jobs run only in the second-generation execution environment,
+	# whose user namespaces bubblewrap needs; --self-check below proves it works.
 	gcloud_run run jobs deploy "$JOB_NAME" --image="$RUNNER_IMAGE" --region="$REGION" \
 		--service-account="$RUNNER_SA" --clear-env-vars \
 		--tasks=1 --max-retries="$JOB_MAX_RETRIES" --task-timeout="$JOB_TASK_TIMEOUT" \
@@ -555,20 +629,37 @@ deploy_job() {
 		"run jobs" --region="$REGION"
 	grant "$JOB_NAME" "serviceAccount:$BUILDER_SA" roles/run.developer \
 		"run jobs" --region="$REGION"
+	self_check_job
 }
 
-service_url() {
-	gcloud_probe run services describe "$SERVICE_NAME" --region="$REGION" --format='value(status.url)'
+# One execution of the new job with --self-check (job_runner/self_check.py): the
+# sandbox starts there, as uid 10001, with no network and an empty environment.
+# Nothing is served before it passes.
+self_check_job() {
+	if ! gcloud_run run jobs execute "$JOB_NAME" --region="$REGION" --args=--self-check --wait; then
+		die "the runner's self-check failed in job $JOB_NAME: its verdict (with the fix) is in the execution's log above; no traffic was moved"
+	fi
+	say "self-check: the sandbox works in job $JOB_NAME"
 }
 
-SERVICE_URL=
+# Prints "LATEST_READY_REVISION TRAFFIC_OK" for the service (gcloud's JSON on stdin):
+# TRAFFIC_OK is "yes" when all traffic goes to the latest revision.
+TRAFFIC_PY='
+import json, sys
+text = sys.stdin.read().strip()  # nothing in a dry run
+status = json.loads(text).get("status", {}) if text else {}
+latest = status.get("latestReadyRevisionName", "")
+served = [t for t in status.get("traffic", []) if t.get("percent")]
+ok = len(served) == 1 and served[0].get("revisionName") == latest and served[0].get("latestRevision")
+print(latest, "yes" if ok else "no")
+'
+
+SERVING_REVISION=
 deploy_service() {
-	SERVICE_URL=$(service_url)
-	if [[ -n $SERVICE_URL ]]; then say "exists: service $SERVICE_NAME at $SERVICE_URL"; fi
 	# '^|^' makes '|' the separator between variables: AUTH_MODE's value has a comma.
 	local env="EXECUTOR=cloudrun|CLOUD_RUN_JOB=$JOB_RESOURCE|GOOGLE_CLOUD_PROJECT=$PROJECT"
 	env+="|AUTH_MODE=$AUTH_MODE|RECONCILE_INVOKER=$SCHEDULER_SA|GUNICORN_THREADS=$API_CONCURRENCY"
-	if [[ -n $SERVICE_URL ]]; then env+="|PUBLIC_URL=$SERVICE_URL"; fi
+	env+="|PUBLIC_URL=$SERVICE_URL|FILES_BUCKET=$FILES_BUCKET"
 	# Public ingress: clients authenticate to the API itself (AUTH_MODE), and runners
 	# call it back with their task token. CPU is allocated during requests only, so an
 	# idle service costs nothing (README, "Deploy").
@@ -579,14 +670,14 @@ deploy_service() {
 		--cpu-throttling --cpu-boost \
 		--set-env-vars="^|^$env" \
 		--set-secrets="TASK_TOKEN_KEY=$TOKEN_SECRET:latest,ANTHROPIC_API_KEY=$ANTHROPIC_SECRET:latest"
-	if [[ -z $SERVICE_URL ]]; then
-		# First deployment: the URL exists only now. Runners call the API back there,
-		# and it is the audience of the scheduler's OIDC tokens.
-		SERVICE_URL=$(service_url)
-		if [[ $DRY_RUN == true ]]; then SERVICE_URL="https://$SERVICE_NAME-PROJECT_HASH.a.run.app"; fi
-		[[ -n $SERVICE_URL ]] || die "the service $SERVICE_NAME has no URL"
-		gcloud_run run services update "$SERVICE_NAME" --region="$REGION" \
-			--update-env-vars="PUBLIC_URL=$SERVICE_URL"
+	# A Cloud Build rollout whose smoke test failed leaves the traffic pinned to an
+	# older revision (--no-traffic): then this deployment would serve the old code.
+	local state
+	state=$(gcloud_query run services describe "$SERVICE_NAME" --region="$REGION" --format=json |
+		python3 -c "$TRAFFIC_PY")
+	SERVING_REVISION=${state% *}
+	if [[ $DRY_RUN == true || ${state#* } != yes ]]; then
+		gcloud_run run services update-traffic "$SERVICE_NAME" --region="$REGION" --to-latest
 	fi
 	grant "$SERVICE_NAME" "serviceAccount:$SCHEDULER_SA" roles/run.invoker \
 		"run services" --region="$REGION"
@@ -627,7 +718,13 @@ smoke_test() {
 		--retry-connrefused "$SERVICE_URL/health")
 	if [[ $DRY_RUN == false ]]; then
 		[[ $(json_field status <<<"$health") == ok ]] || die "smoke test: /health answered $health"
-		say "smoke test: /health is ok"
+		# The revision that answered (K_REVISION, api/routes/health.py) must be the one
+		# just deployed: otherwise the URL still serves old code.
+		local answered
+		answered=$(json_field revision <<<"$health")
+		[[ $answered == "$SERVING_REVISION" ]] ||
+			die "smoke test: /health was answered by revision '$answered', not the new $SERVING_REVISION"
+		say "smoke test: /health is ok, answered by $SERVING_REVISION"
 	fi
 	if [[ $SMOKE_TASK == false ]]; then return 0; fi
 
@@ -666,6 +763,7 @@ main() {
 	enable_apis
 	ensure_repository
 	ensure_build_bucket
+	ensure_files_bucket
 	ensure_firestore
 	ensure_service_accounts
 	ensure_launcher_role

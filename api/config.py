@@ -14,7 +14,8 @@ DEFAULT_MEMORY_MB = 512
 MIN_MEMORY_MB, MAX_MEMORY_MB = 64, 4096
 # A task's /workspace, /tmp and /dev/shm together (one tmpfs, where the runner can
 # mount one), and the runner's own memory beside its task. tmpfs pages are memory on
-# Cloud Run: a job's memory must hold MAX_MEMORY_MB + TASK_DISK_MB + RUNNER_RESERVE_MB.
+# Cloud Run: a job's memory must hold MAX_MEMORY_MB + TASK_DISK_MB + RUNNER_RESERVE_MB
+# (deploy-gcp.sh derives it from these; tests/deploy checks Terraform's).
 TASK_DISK_MB = 2048
 RUNNER_RESERVE_MB = 512
 MAX_WAIT_SECONDS = 60

@@ -33,3 +33,38 @@ resource "google_storage_bucket" "builds" {
 
   depends_on = [google_project_service.enabled]
 }
+
+# Task files, uploads and conversation workspaces (DESIGN section 11). Private; only the
+# API's account reaches its objects. Uploads live a day (their records too, by the
+# Firestore TTL); a superseded snapshot gets a Custom-Time from the API, which deletes
+# it, and the second rule is the backstop a day later. Same rules as deploy-gcp.sh.
+resource "google_storage_bucket" "files" {
+  #checkov:skip=CKV_GCP_62:Access logs of every task file would double the writes; Cloud Audit Logs record access.
+  #checkov:skip=CKV_GCP_78:Files are short-lived by design (lifecycle below); versions would keep deleted ones.
+  name                        = "${var.project_id}-agent-files"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+
+  lifecycle_rule {
+    condition {
+      age            = 1
+      matches_prefix = ["uploads/"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  lifecycle_rule {
+    condition {
+      days_since_custom_time = 1
+      matches_prefix         = ["conversations/"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_project_service.enabled]
+}

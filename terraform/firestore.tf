@@ -43,3 +43,13 @@ resource "google_firestore_field" "idempotency_ttl" {
 
   ttl_config {}
 }
+
+# Upload records (the files bucket's uploads/) expire after 24 h the same way; the
+# bucket's lifecycle rule deletes their objects.
+resource "google_firestore_field" "uploads_ttl" {
+  database   = google_firestore_database.default.name
+  collection = "uploads"
+  field      = "expireAt"
+
+  ttl_config {}
+}

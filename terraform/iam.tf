@@ -6,6 +6,8 @@
 # -- The accounts -------------------------------------------------------------------
 
 resource "google_service_account" "api" {
+  # A fresh project enables iam.googleapis.com in the same apply.
+  depends_on   = [google_project_service.enabled]
   account_id   = "agent-api"
   display_name = "agent-api"
   description  = "The agent platform's API (Cloud Run service)"
@@ -15,18 +17,21 @@ resource "google_service_account" "api" {
 # nothing but its own task, through the API (docs/decisions/0001).
 resource "google_service_account" "runner" {
   account_id   = "agent-runner"
+  depends_on   = [google_project_service.enabled]
   display_name = "agent-runner"
   description  = "Task runner (Cloud Run job): holds no role at all"
 }
 
 resource "google_service_account" "scheduler" {
   account_id   = "agent-scheduler"
+  depends_on   = [google_project_service.enabled]
   display_name = "agent-scheduler"
   description  = "Cloud Scheduler: calls the API's reconcile endpoint"
 }
 
 resource "google_service_account" "builder" {
   account_id   = "agent-builder"
+  depends_on   = [google_project_service.enabled]
   display_name = "agent-builder"
   description  = "Cloud Build: builds and rolls out the images"
 }
@@ -44,8 +49,9 @@ resource "google_project_iam_custom_role" "task_launcher" {
     "run.executions.get",
     "run.jobs.run",
     "run.jobs.runWithOverrides",
-    "run.operations.get",
   ]
+
+  depends_on = [google_project_service.enabled]
 }
 
 locals {
@@ -62,6 +68,16 @@ resource "google_project_iam_member" "api_uses_firestore" {
   project = var.project_id
   role    = "roles/datastore.user"
   member  = local.api_member
+
+  depends_on = [google_project_service.enabled]
+}
+
+# The files bucket's objects, that bucket only: the runner moves bytes through the
+# API's internal endpoints and holds no credential of its own.
+resource "google_storage_bucket_iam_member" "api_uses_files" {
+  bucket = google_storage_bucket.files.name
+  role   = "roles/storage.objectAdmin"
+  member = local.api_member
 }
 
 resource "google_secret_manager_secret_iam_member" "api_reads_anthropic_key" {
@@ -116,6 +132,8 @@ resource "google_project_iam_member" "builder_writes_logs" {
   project = var.project_id
   role    = "roles/logging.logWriter"
   member  = local.builder_member
+
+  depends_on = [google_project_service.enabled]
 }
 
 resource "google_artifact_registry_repository_iam_member" "builder_pushes_images" {

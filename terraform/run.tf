@@ -33,8 +33,8 @@ resource "google_cloud_run_v2_job" "runner" {
 
     template {
       service_account = google_service_account.runner.email
-      # bubblewrap needs user namespaces: the second generation environment (jobs
-      # run in no other).
+      # bubblewrap needs user namespaces: the second generation environment, where
+      # jobs always run (explicit here; every deploy's --self-check proves it works).
       execution_environment = "EXECUTION_ENVIRONMENT_GEN2"
       max_retries           = local.job_max_retries
       timeout               = local.job_task_timeout
@@ -55,7 +55,11 @@ resource "google_cloud_run_v2_job" "runner" {
 
   lifecycle {
     # cloudbuild.yaml rolls out new images.
-    ignore_changes = [template[0].template[0].containers[0].image, client, client_version]
+    # cloudbuild.yaml rolls out new images; gcloud labels and annotates what it deploys.
+    ignore_changes = [
+      template[0].template[0].containers[0].image, template[0].labels, template[0].annotations,
+      client, client_version,
+    ]
   }
 
   depends_on = [google_project_service.enabled]
@@ -122,6 +126,10 @@ resource "google_cloud_run_v2_service" "api" {
         name  = "PUBLIC_URL"
         value = local.service_url
       }
+      env {
+        name  = "FILES_BUCKET"
+        value = google_storage_bucket.files.name
+      }
       # Secrets by reference: Cloud Run reads them when an instance starts.
       env {
         name = "TASK_TOKEN_KEY"
@@ -145,12 +153,17 @@ resource "google_cloud_run_v2_service" "api" {
   }
 
   lifecycle {
-    # cloudbuild.yaml rolls out new images and moves the traffic.
-    ignore_changes = [template[0].containers[0].image, traffic, client, client_version]
+    # cloudbuild.yaml rolls out new images and moves the traffic; gcloud labels and
+    # annotates the revisions it deploys.
+    ignore_changes = [
+      template[0].containers[0].image, template[0].labels, template[0].annotations, traffic,
+      client, client_version,
+    ]
   }
 
   depends_on = [
     google_secret_manager_secret_iam_member.api_reads_anthropic_key,
     google_secret_manager_secret_iam_member.api_reads_token_key,
+    google_storage_bucket_iam_member.api_uses_files,
   ]
 }

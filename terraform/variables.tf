@@ -71,15 +71,15 @@ variable "api_max_instances" {
 }
 
 variable "job_cpu" {
-  description = "CPU of each task execution (a Cloud Run CPU limit, e.g. \"1\" or \"2\")."
+  description = "CPU of each task execution (a Cloud Run CPU limit; more than 4 GiB of memory needs \"2\")."
   type        = string
-  default     = "1"
+  default     = "2"
 }
 
 variable "job_memory" {
-  description = "Memory of each task execution; the API accepts tasks of up to 4096 MB (memoryMb)."
+  description = "Memory of each task execution: the largest task (MAX_MEMORY_MB), its tmpfs disk (TASK_DISK_MB) and the runner (RUNNER_RESERVE_MB) of api/config.py; tests/deploy checks the default against them."
   type        = string
-  default     = "4Gi"
+  default     = "6656Mi"
 }
 
 variable "deletion_protection" {

@@ -4,8 +4,10 @@ terraform {
 
   required_providers {
     google = {
+      # The version tests/deploy validates every resource against (the schema in
+      # @cdktf/provider-google 16.12.1, tests/deploy/provider-schema/).
       source  = "hashicorp/google"
-      version = ">= 6.0, < 8.0"
+      version = "6.50.0"
     }
   }
 }

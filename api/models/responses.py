@@ -61,6 +61,8 @@ class ErrorResponse(Contract):
 class Health(Contract):
     status: Literal["ok"]
     service: str
+    # Only on Cloud Run: the revision that answered (its K_REVISION).
+    revision: str | None = None
 
 
 class Execution(Contract):

@@ -30,6 +30,10 @@ EXIT_BAD_ENV = 2
 
 
 def main(argv: list[str] | None = None) -> int:
+    if "--self-check" in (sys.argv[1:] if argv is None else argv):
+        from job_runner.self_check import main as self_check
+
+        return self_check()
     task_id = os.environ.get("TASK_ID", "")
     token = os.environ.get("TASK_TOKEN", "")
     api_url = os.environ.get("API_URL", "")

@@ -1,34 +1,39 @@
-"""Fixtures for the deploy tests: deploy-gcp.sh against a recording fake cloud."""
+"""Fixtures for the deploy tests: deploy-gcp.sh with the real gcloud against the
+recorder. gcloud starts in about a second, so each scenario is one or two runs."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from tests.deploy.harness import FakeCloud, Run
+from tests.deploy.harness import Project, Run, assert_ok
+from tests.deploy.scenarios import run_all
 
 
 @pytest.fixture
-def cloud(tmp_path) -> FakeCloud:
-    return FakeCloud(tmp_path)
+def project(tmp_path):
+    project = Project(tmp_path)
+    yield project
+    project.close()
 
 
-@pytest.fixture(scope="module")
-def deployed(tmp_path_factory) -> tuple[FakeCloud, Run, Run]:
-    """One project deployed twice with the same settings: (cloud, first run, second run)."""
-    cloud = FakeCloud(tmp_path_factory.mktemp("deployed"))
-    key = str(cloud.key_file())
-    first = cloud.run("--anthropic-key-file", key)
-    assert first.returncode == 0, first.stderr
-    second = cloud.run("--anthropic-key-file", key)
-    assert second.returncode == 0, second.stderr
-    return cloud, first, second
+@pytest.fixture(scope="session")
+def deployed(tmp_path_factory) -> tuple[Project, Run, Run]:
+    """A fresh project deployed twice with the same settings: (project, first, second)."""
+    project = Project(tmp_path_factory.mktemp("deployed"))
+    key = str(project.key_file())
+    first = project.run("--anthropic-key-file", key)
+    assert_ok(first)
+    project.after_first = project.cloud.copy()  # what the first run left
+    second = project.run("--anthropic-key-file", key)
+    assert_ok(second)
+    yield project, first, second
+    project.close()
 
 
-@pytest.fixture
-def deployed_cloud(deployed, tmp_path) -> FakeCloud:
-    """A fresh fake cloud holding the project `deployed` left: for one more run."""
-    cloud = FakeCloud(tmp_path)
-    shutil.copy(deployed[0].state_file, cloud.state_file)
-    return cloud
+@pytest.fixture(scope="session")
+def scenarios(deployed, tmp_path_factory) -> dict:
+    """scenarios.py's runs, each on a copy of what `deployed` left, all at once."""
+    results = run_all(deployed[0], tmp_path_factory.mktemp("scenarios"))
+    yield results
+    for project, _ in results.values():
+        project.close()

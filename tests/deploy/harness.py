@@ -1,48 +1,35 @@
-"""Running deploy-gcp.sh against the recording fake cloud (fake_cloud.py), and reading
-what it did."""
+"""Running deploy-gcp.sh (and cloudbuild.yaml's commands) with the real gcloud and the
+real curl against the loopback recorder (recorder.py), and reading what they did."""
 
 from __future__ import annotations
 
 import json
-import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.deploy.recorder import PROJECT_NUMBER, Cloud, Recorder
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy-gcp.sh"
-FAKE = Path(__file__).with_name("fake_cloud.py")
 PROJECT = "demo-proj"
 REGION = "us-central1"
 API_SA = f"agent-api@{PROJECT}.iam.gserviceaccount.com"
 RUNNER_SA = f"agent-runner@{PROJECT}.iam.gserviceaccount.com"
 SCHEDULER_SA = f"agent-scheduler@{PROJECT}.iam.gserviceaccount.com"
 BUILDER_SA = f"agent-builder@{PROJECT}.iam.gserviceaccount.com"
+URL = f"https://agent-api-{PROJECT_NUMBER}.{REGION}.run.app"
 # Distinctive, so that finding it anywhere it should not be is unambiguous.
 ANTHROPIC_KEY = "sk-ant-api03-CANARY-7f3e9c1d-never-on-argv"
-
-# The commands that change something. Reads (describe, list, get-iam-policy) are not.
-MUTATING_VERBS = {
-    "create",
-    "enable",
-    "update",
-    "add",
-    "deploy",
-    "submit",
-    "undelete",
-    "add-iam-policy-binding",
-}
+# Requests that read, though not GETs: everything else changes the project.
+READS = (":getIamPolicy", "entries:list")
 
 
-def is_mutating(argv: list[str]) -> bool:
-    return any(word in MUTATING_VERBS for word in argv if not word.startswith("-"))
-
-
-def words(argv: list[str]) -> list[str]:
-    """The positional words of a command line (its flags dropped)."""
-    return [a for a in argv if not a.startswith("-")]
+def is_change(request: dict) -> bool:
+    return request["method"] != "GET" and not request["path"].endswith(READS)
 
 
 @dataclass
@@ -50,47 +37,39 @@ class Run:
     returncode: int
     stdout: str
     stderr: str
-    calls: list[dict] = field(default_factory=list)  # this run's calls only
+    requests: list[dict] = field(default_factory=list)  # this run's requests only
 
-    def gcloud(self) -> list[list[str]]:
-        return [c["argv"] for c in self.calls if c["tool"] == "gcloud"]
+    def changes(self) -> list[tuple[str, str]]:
+        return [(r["method"], r["path"]) for r in self.requests if is_change(r)]
 
-    def curl(self) -> list[list[str]]:
-        return [c["argv"] for c in self.calls if c["tool"] == "curl"]
-
-    def mutations(self) -> list[list[str]]:
-        return [argv for argv in self.gcloud() if is_mutating(argv)]
-
-    def printed_commands(self) -> list[list[str]]:
-        """The commands the script printed (`+ gcloud ...` lines), as argv lists."""
-        return [
-            shlex.split(line[2:])
-            for line in self.stderr.splitlines()
-            if line.startswith(("+ gcloud ", "+ curl "))
-        ]
-
-    def find(self, *prefix: str) -> list[str]:
-        """The one gcloud call whose positional words start with prefix."""
-        found = [argv for argv in self.gcloud() if words(argv)[: len(prefix)] == list(prefix)]
-        assert len(found) == 1, (prefix, found)
-        return found[0]
+    def gcloud_commands(self) -> list[str]:
+        """The commands the script printed (`+ gcloud ...`), for messages."""
+        return [line for line in self.stderr.splitlines() if line.startswith("+ gcloud ")]
 
 
-class FakeCloud:
-    """A project as the fake gcloud sees it: a state file that outlives each run."""
+def assert_ok(run: Run) -> None:
+    assert run.returncode == 0, f"exit {run.returncode}\n{run.stderr[-4000:]}"
 
-    def __init__(self, tmp: Path) -> None:
+
+class Project:
+    """One project in the recorder, and deploy-gcp.sh's runs against it."""
+
+    def __init__(self, tmp: Path, cloud: Cloud | None = None) -> None:
         self.tmp = tmp
+        self.cloud = cloud or Cloud(PROJECT)
+        self.recorder = Recorder(self.cloud, tmp)
         self.bin = tmp / "bin"
-        self.bin.mkdir()
-        self.log = tmp / "calls.jsonl"
-        self.state_file = tmp / "state.json"
-        for tool in ("gcloud", "curl"):
-            shim = self.bin / tool
-            shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "{FAKE}" {tool} "$@"\n')
-            shim.chmod(0o755)
+        self.bin.mkdir(exist_ok=True)
         # The script's own helpers need a python3; in python images it is not in /usr/bin.
-        (self.bin / "python3").symlink_to(sys.executable)
+        if not (self.bin / "python3").exists():
+            (self.bin / "python3").symlink_to(sys.executable)
+
+    def copy(self, tmp: Path) -> Project:
+        """Another project holding what this one holds now (for one more scenario)."""
+        return Project(tmp, self.cloud.copy())
+
+    def close(self) -> None:
+        self.recorder.close()
 
     def env(self, **extra: str) -> dict[str, str]:
         # A clean environment: nothing of the test session's (GOOGLE_CLOUD_PROJECT...).
@@ -99,40 +78,55 @@ class FakeCloud:
             "HOME": str(self.tmp),
             "TMPDIR": str(self.tmp),
             "LANG": "C.UTF-8",
-            "FAKE_CLOUD_LOG": str(self.log),
-            "FAKE_CLOUD_STATE": str(self.state_file),
+            **self.recorder.env(self.tmp / "gcloud-config"),
             **extra,
         }
 
-    def run(self, *args: str, stdin: str | None = None, **env: str) -> Run:
-        before = self.calls()
-        done = subprocess.run(
+    def run(self, *args: str, stdin: str = "", timeout: int = 300, **env: str) -> Run:
+        return self.command(
             ["bash", str(SCRIPT), "--project", PROJECT, "--tag", "t1", *args],
-            input=stdin if stdin is not None else "",
+            stdin=stdin,
+            timeout=timeout,
+            **env,
+        )
+
+    def command(self, argv: list[str], stdin: str = "", timeout: int = 300, **env: str) -> Run:
+        before = len(self.cloud.requests)
+        done = subprocess.run(
+            argv,
+            input=stdin,
             capture_output=True,
             text=True,
             env=self.env(**env),
             cwd=self.tmp,
-            timeout=60,
+            timeout=timeout,
         )
-        return Run(done.returncode, done.stdout, done.stderr, self.calls()[len(before) :])
-
-    def calls(self) -> list[dict]:
-        if not self.log.exists():
-            return []
-        return [json.loads(line) for line in self.log.read_text().splitlines()]
-
-    def state(self) -> dict:
-        return json.loads(self.state_file.read_text())
+        return Run(done.returncode, done.stdout, done.stderr, self.cloud.requests[before:])
 
     def key_file(self, key: str = ANTHROPIC_KEY) -> Path:
         path = self.tmp / "anthropic.key"
         path.write_text(key + "\n")
         return path
 
+    # -- Reading the recorded project ------------------------------------------------
+    def service(self) -> dict:
+        return self.cloud.resources["run/services/agent-api"]
 
-def assert_ok(run: Run) -> None:
-    assert run.returncode == 0, f"exit {run.returncode}\n{run.stderr[-4000:]}"
+    def job(self) -> dict:
+        return self.cloud.resources["run/jobs/agent-runner"]
+
+    def scheduler_job(self) -> dict:
+        return self.cloud.resources[f"projects/{PROJECT}/locations/{REGION}/jobs/agent-reconcile"]
+
+    def bucket(self, name: str) -> dict:
+        return self.cloud.resources[f"b/{name}"]
+
+    def executions(self) -> list[dict]:
+        return [v for k, v in self.cloud.resources.items() if k.startswith("run/executions/")]
+
+
+def new_tmp(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix))
 
 
 def venv_tool(name: str) -> str:
@@ -142,3 +136,11 @@ def venv_tool(name: str) -> str:
     found = str(path) if path.exists() else shutil.which(name)
     assert found, f"{name} is missing from the environment: run `make test` (uv sync)"
     return found
+
+
+def request_body(run: Run, method: str, path_end: str) -> dict:
+    """The body of the one request of this run whose path ends so."""
+    found = [r for r in run.requests if r["method"] == method and r["path"].endswith(path_end)]
+    assert len(found) == 1, (method, path_end, [r["path"] for r in found])
+    body = found[0]["body"]
+    return body if isinstance(body, dict) else json.loads(body)

@@ -1,391 +1,372 @@
-"""deploy-gcp.sh, run for real against a recording fake `gcloud` and `curl` on PATH
-(tests/deploy/fake_cloud.py): what it creates, in which order, with which rights, and
-that a second run creates nothing."""
+"""deploy-gcp.sh, run with the real gcloud and curl against the recorder of the Google
+Cloud REST APIs (recorder.py). Assertions are on the recorded resources and policies:
+what a project holds after the script, not which command lines it typed."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 
+import pytest
+
+from api import config
 from tests.deploy.harness import (
     ANTHROPIC_KEY,
     API_SA,
     BUILDER_SA,
     PROJECT,
     REGION,
-    ROOT,
     RUNNER_SA,
     SCHEDULER_SA,
     SCRIPT,
+    URL,
     assert_ok,
-    is_mutating,
     venv_tool,
-    words,
 )
+from tests.deploy.recorder import PROJECT_NUMBER
+from tests.deploy.scenarios import CONDITIONAL
 
-URL = "https://agent-api-x2fake-uc.a.run.app"
-RECONCILE_URI = f"{URL}/internal/v1/reconcile"
+# gcloud starts in about a second: the session's two deployments take a minute or two.
+pytestmark = pytest.mark.timeout(900)
+
 JOB = f"projects/{PROJECT}/locations/{REGION}/jobs/agent-runner"
 IMAGES = f"{REGION}-docker.pkg.dev/{PROJECT}/agent-platform"
-
-# A first deployment's changes, in order: (positional words, the calls' flags to match).
-INDEXES = json.loads((ROOT / "firestore.indexes.json").read_text())["indexes"]
-FIRST_RUN = [
-    (["services", "enable"], {}),
-    (["artifacts", "repositories", "create", "agent-platform"], {"repository-format": "docker"}),
-    (["storage", "buckets", "create", f"gs://{PROJECT}-agent-builds"], {}),
-    (["storage", "buckets", "update", f"gs://{PROJECT}-agent-builds"], {}),
-    (["firestore", "databases", "create"], {"type": "firestore-native"}),
-    # One per index in firestore.indexes.json.
-    *[(["firestore", "indexes", "composite", "create"], {})] * len(INDEXES),
-    (["firestore", "fields", "ttls", "update", "expireAt"], {"collection-group": "idempotency"}),
-    (["iam", "service-accounts", "create", "agent-api"], {}),
-    (["iam", "service-accounts", "create", "agent-runner"], {}),
-    (["iam", "service-accounts", "create", "agent-scheduler"], {}),
-    (["iam", "service-accounts", "create", "agent-builder"], {}),
-    (["iam", "roles", "create", "agentTaskLauncher"], {}),
-    (["secrets", "create", "anthropic-api-key"], {}),
-    (["secrets", "versions", "add", "anthropic-api-key"], {"data-file": "-"}),
-    (["secrets", "create", "task-token-key"], {}),
-    (["secrets", "versions", "add", "task-token-key"], {"data-file": "-"}),
-    (["projects", "add-iam-policy-binding", PROJECT], {"role": "roles/datastore.user"}),
+FILES_BUCKET = f"{PROJECT}-agent-files"
+BUILD_BUCKET = f"{PROJECT}-agent-builds"
+JOB_MEMORY_MB = config.MAX_MEMORY_MB + config.TASK_DISK_MB + config.RUNNER_RESERVE_MB
+api, builder, scheduler = (f"serviceAccount:{sa}" for sa in (API_SA, BUILDER_SA, SCHEDULER_SA))
+# DESIGN section 9, plus the files bucket (interfaces item 2): every grant, exactly.
+GRANTS = {
+    (f"projects/{PROJECT}", "roles/datastore.user", api),
     (
-        ["secrets", "add-iam-policy-binding", "anthropic-api-key"],
-        {"member": f"serviceAccount:{API_SA}"},
+        f"projects/{PROJECT_NUMBER}/secrets/anthropic-api-key",
+        "roles/secretmanager.secretAccessor",
+        api,
     ),
     (
-        ["secrets", "add-iam-policy-binding", "task-token-key"],
-        {"member": f"serviceAccount:{API_SA}"},
+        f"projects/{PROJECT_NUMBER}/secrets/task-token-key",
+        "roles/secretmanager.secretAccessor",
+        api,
     ),
+    (f"projects/{PROJECT}/serviceAccounts/{RUNNER_SA}", "roles/iam.serviceAccountUser", api),
+    ("run/jobs/agent-runner", f"projects/{PROJECT}/roles/agentTaskLauncher", api),
+    (f"b/{FILES_BUCKET}", "roles/storage.objectAdmin", api),
+    ("run/services/agent-api", "roles/run.invoker", scheduler),
+    ("run/services/agent-api", "roles/run.invoker", "allUsers"),
+    (f"projects/{PROJECT}", "roles/logging.logWriter", builder),
     (
-        ["iam", "service-accounts", "add-iam-policy-binding", RUNNER_SA],
-        {"member": f"serviceAccount:{API_SA}"},
+        f"projects/{PROJECT}/locations/{REGION}/repositories/agent-platform",
+        "roles/artifactregistry.writer",
+        builder,
     ),
-    (["projects", "add-iam-policy-binding", PROJECT], {"role": "roles/logging.logWriter"}),
-    (["artifacts", "repositories", "add-iam-policy-binding", "agent-platform"], {}),
-    (["storage", "buckets", "add-iam-policy-binding", f"gs://{PROJECT}-agent-builds"], {}),
-    (["iam", "service-accounts", "add-iam-policy-binding", API_SA], {}),
-    (
-        ["iam", "service-accounts", "add-iam-policy-binding", RUNNER_SA],
-        {"member": f"serviceAccount:{BUILDER_SA}"},
-    ),
-    (["builds", "submit"], {}),
-    (["run", "jobs", "deploy", "agent-runner"], {}),
-    (
-        ["run", "jobs", "add-iam-policy-binding", "agent-runner"],
-        {"member": f"serviceAccount:{API_SA}"},
-    ),
-    (
-        ["run", "jobs", "add-iam-policy-binding", "agent-runner"],
-        {"member": f"serviceAccount:{BUILDER_SA}"},
-    ),
-    (["run", "deploy", "agent-api"], {}),
-    (["run", "services", "update", "agent-api"], {"update-env-vars": f"PUBLIC_URL={URL}"}),
-    (["run", "services", "add-iam-policy-binding", "agent-api"], {"role": "roles/run.invoker"}),
-    (["run", "services", "add-iam-policy-binding", "agent-api"], {"role": "roles/run.developer"}),
-    (["scheduler", "jobs", "create", "http", "agent-reconcile"], {}),
-]
+    (f"b/{BUILD_BUCKET}", "roles/storage.objectViewer", builder),
+    (f"projects/{PROJECT}/serviceAccounts/{API_SA}", "roles/iam.serviceAccountUser", builder),
+    (f"projects/{PROJECT}/serviceAccounts/{RUNNER_SA}", "roles/iam.serviceAccountUser", builder),
+    ("run/jobs/agent-runner", "roles/run.developer", builder),
+    ("run/services/agent-api", "roles/run.developer", builder),
+}
 # What every later run changes: it rolls out the current code, and nothing else.
-ROLLOUT = [["builds", "submit"], ["run", "jobs", "deploy"], ["run", "deploy"]]
+ROLLOUT = {
+    ("POST", f"/upload/storage/v1/b/{BUILD_BUCKET}/o"),
+    ("POST", f"/v1/projects/{PROJECT}/locations/{REGION}/builds"),
+    ("PUT", f"/apis/run.googleapis.com/v1/namespaces/{PROJECT}/jobs/agent-runner"),
+    ("POST", f"/apis/run.googleapis.com/v1/namespaces/{PROJECT}/jobs/agent-runner:run"),
+    ("PUT", f"/apis/serving.knative.dev/v1/namespaces/{PROJECT}/services/agent-api"),
+    # gcloud run deploy --allow-unauthenticated sets allUsers' binding each time.
+    ("POST", f"/v1/projects/{PROJECT}/locations/{REGION}/services/agent-api:setIamPolicy"),
+}
 
 
-def flags(argv: list[str]) -> dict[str, str]:
-    return {a[2:].partition("=")[0]: a.partition("=")[2] for a in argv if a.startswith("--")}
+def container(spec: dict) -> dict:
+    [only] = spec["containers"]
+    return only
 
 
-def matches(argv: list[str], expected_words: list[str], expected_flags: dict) -> bool:
-    given = flags(argv)
-    return words(argv)[: len(expected_words)] == expected_words and all(
-        given.get(k) == v for k, v in expected_flags.items()
+def env_of(spec: dict) -> dict:
+    return {e["name"]: e.get("value") or e.get("valueFrom") for e in container(spec).get("env", [])}
+
+
+def stable(resources: dict) -> dict:
+    """The resources a rollout must not touch (not builds, sources, revisions, executions)."""
+    moving = ("run/", f"projects/{PROJECT}/locations/{REGION}/builds/")
+    return {k: v for k, v in resources.items() if not k.startswith(moving) and "/o/" not in k}
+
+
+def test_a_fresh_project_gets_every_resource(deployed):
+    project, _, _ = deployed
+    names = set(project.after_first.resources)
+    for name in (
+        f"projects/{PROJECT}/locations/{REGION}/repositories/agent-platform",
+        f"b/{BUILD_BUCKET}",
+        f"b/{FILES_BUCKET}",
+        f"projects/{PROJECT}/databases/(default)",
+        f"projects/{PROJECT}/roles/agentTaskLauncher",
+        f"projects/{PROJECT_NUMBER}/secrets/anthropic-api-key",
+        f"projects/{PROJECT_NUMBER}/secrets/task-token-key",
+        "run/jobs/agent-runner",
+        "run/services/agent-api",
+        f"projects/{PROJECT}/locations/{REGION}/jobs/agent-reconcile",
+        *(
+            f"projects/{PROJECT}/serviceAccounts/{sa}"
+            for sa in (API_SA, RUNNER_SA, SCHEDULER_SA, BUILDER_SA)
+        ),
+        *(
+            f"projects/{PROJECT}/databases/(default)/collectionGroups/{g}/fields/expireAt"
+            for g in ("idempotency", "uploads")
+        ),
+    ):
+        assert name in names, name
+    assert (
+        "run.googleapis.com" in project.cloud.enabled
+        and "storage.googleapis.com" in project.cloud.enabled
     )
 
 
-def env_vars(argv: list[str]) -> dict[str, str]:
-    spec = flags(argv)["set-env-vars"]
-    assert spec.startswith("^|^"), "AUTH_MODE's comma needs gcloud's ^|^ separator"
-    return dict(item.split("=", 1) for item in spec[3:].split("|"))
-
-
-def test_the_first_run_checks_login_and_project_before_anything_else(deployed):
-    _, first, _ = deployed
-    assert words(first.gcloud()[0])[:2] == ["auth", "list"]
-    assert words(first.gcloud()[1])[:3] == ["projects", "describe", PROJECT]
-
-
-def test_the_first_run_creates_everything_in_order(deployed):
-    _, first, _ = deployed
-    mutations = first.mutations()
-    assert len(mutations) == len(FIRST_RUN), "\n".join(" ".join(words(m)) for m in mutations)
-    for argv, (expected_words, expected_flags) in zip(mutations, FIRST_RUN, strict=True):
-        assert matches(argv, expected_words, expected_flags), (argv, expected_words)
-
-
-def test_every_resource_is_described_before_it_is_created(deployed):
-    _, first, _ = deployed
-    calls = [words(argv) for argv in first.gcloud()]
-    for index, call in enumerate(calls):
-        if "create" not in call:
-            continue
-        verb = call.index("create")
-        group, name = call[:verb], call[verb + 1 :][-1:]
-        earlier = [c for c in calls[:index] if c[:verb] == group]
-        assert any(c[verb] in ("describe", "list") for c in earlier), f"no describe before {call}"
-        if group == ["iam", "service-accounts"]:
-            name = [f"{name[0]}@{PROJECT}.iam.gserviceaccount.com"]
-        if group not in (["firestore", "indexes", "composite"], ["firestore", "databases"]):
-            assert any(c[verb] == "describe" and c[verb + 1 :][-1:] == name for c in earlier)
-
-
-def test_every_api_the_platform_uses_is_enabled(deployed):
-    _, first, _ = deployed
-    enabled = set(first.find("services", "enable")[2:])
-    assert {
-        "run.googleapis.com",
-        "firestore.googleapis.com",
-        "secretmanager.googleapis.com",
-        "artifactregistry.googleapis.com",
-        "cloudbuild.googleapis.com",
-        "cloudscheduler.googleapis.com",
-        "iam.googleapis.com",
-    } <= enabled
-
-
-def test_a_second_run_creates_nothing_and_only_rolls_out_the_code(deployed):
-    _, _, second = deployed
-    changed = [words(argv) for argv in second.mutations()]
-    assert [c[: len(r)] for c, r in zip(changed, ROLLOUT, strict=True)] == ROLLOUT
-    assert "exists: Artifact Registry repository agent-platform" in second.stderr
-
-
-def test_the_second_run_keeps_public_url_in_the_same_deployment(deployed):
-    _, _, second = deployed
-    assert env_vars(second.find("run", "deploy"))["PUBLIC_URL"] == URL
-
-
-def test_nothing_is_granted_to_the_runner_account(deployed):
-    cloud, first, _ = deployed
+def test_each_policy_holds_exactly_the_designed_grants_and_nothing_for_the_runner(deployed):
+    project, _, _ = deployed
+    assert project.cloud.grants() == GRANTS
     runner = f"serviceAccount:{RUNNER_SA}"
-    grants = [a for a in first.gcloud() if "add-iam-policy-binding" in a]
-    assert grants, "the run granted nothing at all"
-    assert [a for a in grants if flags(a)["member"] == runner] == []
-    for bindings in cloud.state()["policies"].values():
-        assert all(runner not in b["members"] for b in bindings)
-
-
-def test_each_account_gets_exactly_its_roles_on_the_narrowest_resource(deployed):
-    cloud, _, _ = deployed
-    granted = {
-        (resource, binding["role"], member)
-        for resource, bindings in cloud.state()["policies"].items()
-        for binding in bindings
-        for member in binding["members"]
-    }
-    api, builder, scheduler = (f"serviceAccount:{sa}" for sa in (API_SA, BUILDER_SA, SCHEDULER_SA))
-    assert granted == {
-        (f"projects/{PROJECT}", "roles/datastore.user", api),
-        ("secrets/anthropic-api-key", "roles/secretmanager.secretAccessor", api),
-        ("secrets/task-token-key", "roles/secretmanager.secretAccessor", api),
-        (f"iam service-accounts/{RUNNER_SA}", "roles/iam.serviceAccountUser", api),
-        ("run jobs/agent-runner", f"projects/{PROJECT}/roles/agentTaskLauncher", api),
-        ("run services/agent-api", "roles/run.invoker", scheduler),
-        (f"projects/{PROJECT}", "roles/logging.logWriter", builder),
-        ("artifacts repositories/agent-platform", "roles/artifactregistry.writer", builder),
-        (f"storage buckets/gs://{PROJECT}-agent-builds", "roles/storage.objectViewer", builder),
-        (f"iam service-accounts/{API_SA}", "roles/iam.serviceAccountUser", builder),
-        (f"iam service-accounts/{RUNNER_SA}", "roles/iam.serviceAccountUser", builder),
-        ("run jobs/agent-runner", "roles/run.developer", builder),
-        ("run services/agent-api", "roles/run.developer", builder),
-    }
+    assert not [g for g in project.cloud.grants() if g[2] == runner]
 
 
 def test_the_launcher_role_holds_only_what_the_executor_calls(deployed):
-    _, first, _ = deployed
-    permissions = flags(first.find("iam", "roles", "create"))["permissions"].split(",")
-    assert sorted(permissions) == [
+    project, _, _ = deployed
+    role = project.cloud.resources[f"projects/{PROJECT}/roles/agentTaskLauncher"]
+    assert sorted(role["includedPermissions"]) == [
         "run.executions.cancel",
         "run.executions.get",
         "run.jobs.run",
         "run.jobs.runWithOverrides",
-        "run.operations.get",
     ]
 
 
-def test_the_job_runs_as_the_runner_with_no_secrets_and_no_env(deployed):
-    _, first, _ = deployed
-    job = flags(first.find("run", "jobs", "deploy"))
-    assert job["service-account"] == RUNNER_SA
-    assert job["image"] == f"{IMAGES}/runner:t1"
-    assert job["max-retries"] == "1"
-    assert job["task-timeout"] == "3630s"
-    assert job["tasks"] == "1" and job["cpu"] and job["memory"]
-    assert "clear-env-vars" in job
-    assert not {"set-secrets", "update-secrets", "set-env-vars", "update-env-vars"} & set(job)
+def test_the_job_runs_as_the_runner_with_no_env_no_secrets_and_room_for_the_largest_task(deployed):
+    project, _, _ = deployed
+    job = project.job()
+    execution = job["spec"]["template"]["spec"]
+    task = execution["template"]["spec"]
+    assert execution["taskCount"] == 1
+    assert task["serviceAccountName"] == RUNNER_SA
+    assert task["maxRetries"] == 1 and task["timeoutSeconds"] == "3630"
+    box = container(task)
+    assert box["image"] == f"{IMAGES}/runner:t1"
+    assert "env" not in box and "envFrom" not in box and "volumeMounts" not in box
+    assert not task.get("volumes")
+    limits = box["resources"]["limits"]
+    assert limits == {"cpu": "2", "memory": f"{JOB_MEMORY_MB}Mi"}
 
 
-def test_the_service_gets_the_env_contract_and_secrets_by_reference(deployed):
-    cloud, first, _ = deployed
-    deploy = first.find("run", "deploy")
-    service = flags(deploy)
-    assert service["service-account"] == API_SA
-    assert service["image"] == f"{IMAGES}/api:t1"
-    assert service["concurrency"] == "16" == env_vars(deploy)["GUNICORN_THREADS"]
-    assert service["min-instances"] == "0"
-    assert service["set-secrets"] == (
-        "TASK_TOKEN_KEY=task-token-key:latest,ANTHROPIC_API_KEY=anthropic-api-key:latest"
-    )
-    assert env_vars(deploy) == {
+def test_the_service_gets_the_env_contract_its_secrets_by_reference_and_public_url_at_once(
+    deployed,
+):
+    project, first, _ = deployed
+    spec = project.service()["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == API_SA
+    assert spec["containerConcurrency"] == 16
+    assert container(spec)["image"] == f"{IMAGES}/api:t1"
+    env = env_of(spec)
+    assert {k: v for k, v in env.items() if isinstance(v, str)} == {
         "EXECUTOR": "cloudrun",
         "CLOUD_RUN_JOB": JOB,
         "GOOGLE_CLOUD_PROJECT": PROJECT,
         "AUTH_MODE": "firebase,apikey",
         "RECONCILE_INVOKER": SCHEDULER_SA,
         "GUNICORN_THREADS": "16",
+        "PUBLIC_URL": URL,
+        "FILES_BUCKET": FILES_BUCKET,
     }
-    # The URL exists only once deployed: the first run sets PUBLIC_URL right after.
-    assert cloud.state()["resources"]["run services/agent-api"]["env"]["PUBLIC_URL"] == URL
+    assert env["TASK_TOKEN_KEY"] == {"secretKeyRef": {"key": "latest", "name": "task-token-key"}}
+    assert env["ANTHROPIC_API_KEY"] == {
+        "secretKeyRef": {"key": "latest", "name": "anthropic-api-key"}
+    }
+    # The very first revision already had PUBLIC_URL: no task ever ran without it.
+    first_revision = project.cloud.resources["run/revisions/agent-api-00001-bbb"]
+    assert env_of(first_revision["spec"])["PUBLIC_URL"] == URL
 
 
-def test_the_scheduler_calls_reconcile_every_minute_with_oidc(deployed):
-    _, first, _ = deployed
-    job = flags(first.find("scheduler", "jobs", "create"))
+def test_traffic_goes_to_the_latest_revision_and_the_smoke_test_names_it(deployed):
+    project, first, second = deployed
+    status = project.service()["status"]
+    [target] = status["traffic"]
+    assert target["latestRevision"] and target["percent"] == 100
+    assert target["revisionName"] == status["latestReadyRevisionName"]
+    assert f"answered by {status['latestReadyRevisionName']}" in second.stderr
+    assert f"Service URL: {URL}" in first.stdout
+
+
+def test_the_scheduler_calls_reconcile_every_minute_with_the_schedulers_oidc_token(deployed):
+    project, _, _ = deployed
+    job = project.scheduler_job()
     assert job["schedule"] == "* * * * *"
-    assert job["uri"] == RECONCILE_URI == job["oidc-token-audience"]
-    assert job["oidc-service-account-email"] == SCHEDULER_SA
-    assert job["http-method"] == "post"
+    target = job["httpTarget"]
+    assert target["uri"] == f"{URL}/internal/v1/reconcile" and target["httpMethod"] == "POST"
+    assert target["oidcToken"] == {"serviceAccountEmail": SCHEDULER_SA, "audience": target["uri"]}
+
+
+def test_the_files_bucket_is_private_with_the_lifecycle_of_its_layout(deployed):
+    project, _, _ = deployed
+    bucket = project.bucket(FILES_BUCKET)
+    assert bucket["iamConfiguration"] == {
+        "publicAccessPrevention": "enforced",
+        "uniformBucketLevelAccess": {"enabled": True},
+    }
+    assert bucket["location"] == REGION
+    assert sorted(bucket["lifecycle"]["rule"], key=str) == sorted(
+        [
+            {"action": {"type": "Delete"}, "condition": {"age": 1, "matchesPrefix": ["uploads/"]}},
+            {
+                "action": {"type": "Delete"},
+                "condition": {"daysSinceCustomTime": 1, "matchesPrefix": ["conversations/"]},
+            },
+        ],
+        key=str,
+    )
+    builds = project.bucket(BUILD_BUCKET)
+    assert builds["lifecycle"]["rule"] == [{"action": {"type": "Delete"}, "condition": {"age": 7}}]
 
 
 def test_images_are_built_by_cloud_build_for_amd64_as_the_builder(deployed):
-    cloud, first, _ = deployed
-    submit = flags(first.find("builds", "submit"))
-    assert submit["service-account"] == f"projects/{PROJECT}/serviceAccounts/{BUILDER_SA}"
-    config = cloud.state()["builds"][0]["config"]
-    assert config.count("--platform=linux/amd64") == 2
-    assert "--file=api/Dockerfile" in config and "--file=job-runner/Dockerfile" in config
-    assert f"{IMAGES}/api:t1" in config and f"{IMAGES}/runner:t1" in config
-    assert "gcr.io/" + PROJECT not in config  # Artifact Registry, never Container Registry
+    project, first, _ = deployed
+    [build] = [
+        r["body"] for r in first.requests if r["path"].endswith("/builds") and r["method"] == "POST"
+    ]
+    assert build["serviceAccount"] == f"projects/{PROJECT}/serviceAccounts/{BUILDER_SA}"
+    assert build["options"]["logging"] == "CLOUD_LOGGING_ONLY"
+    assert [s["args"][1] for s in build["steps"]] == ["--platform=linux/amd64"] * 2
+    assert build["images"] == [f"{IMAGES}/api:t1", f"{IMAGES}/runner:t1"]
+    assert build["source"]["storageSource"]["bucket"] == BUILD_BUCKET
+    # GA `builds submit` cannot show a CLOUD_LOGGING_ONLY build's log (it says so);
+    # beta tails it from Cloud Logging.
+    assert "only displays logs from Cloud Storage" not in first.stderr
 
 
-def test_no_account_is_the_default_compute_account(deployed):
-    cloud, first, _ = deployed
-    assert "compute@developer.gserviceaccount.com" not in cloud.log.read_text()
+def test_every_run_checks_the_sandbox_in_one_execution_of_the_new_job(deployed):
+    project, first, second = deployed
+    for run in (first, second):
+        runs = [r["body"] for r in run.requests if r["path"].endswith("/jobs/agent-runner:run")]
+        assert [b["overrides"]["containerOverrides"][0]["args"] for b in runs] == [["--self-check"]]
+        assert "self-check: the sandbox works in job agent-runner" in run.stderr
 
 
-def test_the_deployment_ends_with_the_url_and_a_passing_health_check(deployed):
-    _, first, _ = deployed
-    assert f"Service URL: {URL}" in first.stdout
-    assert first.curl()[-1][-1] == f"{URL}/health"
-    assert "smoke test: /health is ok" in first.stderr
+def test_a_second_run_creates_nothing_and_only_rolls_out_the_code(deployed):
+    project, _, second = deployed
+    assert set(second.changes()) == ROLLOUT
+    assert stable(project.cloud.resources) == stable(project.after_first.resources)
+    assert project.cloud.grants() == project.after_first.grants()
 
 
-def test_the_anthropic_key_from_a_file_never_appears_on_a_command_line(deployed):
-    cloud, first, _ = deployed
-    # Every recorded command line and environment, of gcloud and curl alike.
-    assert ANTHROPIC_KEY not in cloud.log.read_text()
-    assert ANTHROPIC_KEY not in first.stdout + first.stderr
-    # ...and yet it reached Secret Manager, without its newline, through stdin.
-    assert cloud.state()["secrets"]["anthropic-api-key"] == [ANTHROPIC_KEY]
+def test_a_project_policy_holding_a_conditional_binding_still_gets_its_grants(scenarios):
+    project, runs = scenarios["conditional_binding"]
+    assert_ok(runs["run"])
+    assert (f"projects/{PROJECT}", "roles/logging.logWriter", builder) in project.cloud.grants()
+    assert CONDITIONAL in project.cloud.policies[f"projects/{PROJECT}"]["bindings"]
 
 
-def test_the_anthropic_key_from_stdin_never_appears_on_a_command_line(cloud):
-    run = cloud.run("--anthropic-key-file", "-", stdin=ANTHROPIC_KEY + "\n")
-    assert_ok(run)
-    assert ANTHROPIC_KEY not in cloud.log.read_text()
-    assert ANTHROPIC_KEY not in run.stdout + run.stderr
-    assert cloud.state()["secrets"]["anthropic-api-key"] == [ANTHROPIC_KEY]
+def test_after_a_failed_candidate_a_redeploy_serves_the_new_revision(scenarios):
+    project, runs = scenarios["failed_candidate"]
+    assert_ok(runs["candidate"])
+    assert not any(t.get("latestRevision") for t in runs["pinned"] if t.get("percent"))
+    assert_ok(runs["run"])
+    status = project.service()["status"]
+    served = [t for t in status["traffic"] if t.get("percent")]
+    assert served == [
+        {"latestRevision": True, "percent": 100, "revisionName": status["latestReadyRevisionName"]}
+    ]
+    assert container(project.service()["spec"]["template"]["spec"])["image"] == f"{IMAGES}/api:t1"
+    assert f"answered by {status['latestReadyRevisionName']}" in runs["run"].stderr
 
 
-def test_the_token_key_is_generated_and_never_on_a_command_line(deployed):
-    cloud, _, _ = deployed
-    [token_key] = cloud.state()["secrets"]["task-token-key"]
-    assert len(token_key) >= 40  # 32 random bytes, base64
-    assert token_key not in cloud.log.read_text()
-
-
-def test_a_key_passed_as_an_argument_is_refused_before_anything_runs(cloud):
-    run = cloud.run("--anthropic-key", ANTHROPIC_KEY)
+def test_a_failing_self_check_stops_the_deploy_before_the_service(scenarios):
+    _, runs = scenarios["failing_self_check"]
+    run = runs["run"]
     assert run.returncode != 0
-    assert "--anthropic-key-file" in run.stderr
-    assert run.calls == []
+    assert "the runner's self-check failed in job agent-runner" in run.stderr
+    assert not [c for c in run.changes() if "/services/agent-api" in c[1]]
 
 
-def test_a_different_key_on_a_later_run_becomes_a_new_version(deployed_cloud):
-    cloud = deployed_cloud
-    rotated = cloud.run("--anthropic-key-file", str(cloud.key_file("sk-ant-rotated-key-2")))
-    assert_ok(rotated)
-    added = [w for w in map(words, rotated.mutations()) if w[:3] == ["secrets", "versions", "add"]]
-    assert added == [["secrets", "versions", "add", "anthropic-api-key"]]
-    assert cloud.state()["secrets"]["anthropic-api-key"] == [ANTHROPIC_KEY, "sk-ant-rotated-key-2"]
+def test_a_new_key_and_a_rotated_token_key_become_new_versions(scenarios):
+    project, runs = scenarios["rotation"]
+    assert_ok(runs["run"])
+    secrets = project.cloud.secret_data
+    assert secrets[f"projects/{PROJECT_NUMBER}/secrets/anthropic-api-key"] == [
+        ANTHROPIC_KEY,
+        "sk-ant-rotated-key-2",
+    ]
+    token_keys = secrets[f"projects/{PROJECT_NUMBER}/secrets/task-token-key"]
+    assert len(token_keys) == 2 and token_keys[0] != token_keys[1] and len(token_keys[1]) >= 40
 
 
-def test_the_first_run_without_a_key_stops_and_says_how_to_give_it(cloud):
-    run = cloud.run()
-    assert run.returncode != 0
-    assert "--anthropic-key-file" in run.stderr
-    assert not [a for a in run.gcloud() if words(a)[:3] == ["secrets", "versions", "add"]]
+def test_the_keys_never_appear_on_a_command_line_or_in_the_output(deployed):
+    project, first, second = deployed
+    # gcloud logs every command line it runs under its config directory.
+    logs = "".join(
+        p.read_text(errors="replace") for p in (project.tmp / "gcloud-config").rglob("*.log")
+    )
+    assert "Running [gcloud.secrets.versions.add] with arguments" in logs
+    [token_key] = project.cloud.secret_data[f"projects/{PROJECT_NUMBER}/secrets/task-token-key"]
+    for secret in (ANTHROPIC_KEY, token_key):
+        assert secret not in logs
+        assert secret not in first.stdout + first.stderr + second.stdout + second.stderr
+    assert project.cloud.secret_data[f"projects/{PROJECT_NUMBER}/secrets/anthropic-api-key"] == [
+        ANTHROPIC_KEY
+    ]
 
 
-def test_without_a_gcloud_login_nothing_is_changed(cloud):
-    run = cloud.run("--anthropic-key-file", str(cloud.key_file()), FAKE_CLOUD_LOGGED_OUT="1")
-    assert run.returncode != 0
-    assert "gcloud auth login" in run.stderr
-    assert run.mutations() == []
-
-
-def test_an_unknown_project_stops_the_run_before_any_change(cloud):
-    run = cloud.run(
-        "--anthropic-key-file", str(cloud.key_file()), FAKE_CLOUD_MISSING_PROJECT=PROJECT
+def test_without_credentials_nothing_is_changed(project):
+    run = project.run(
+        "--anthropic-key-file", str(project.key_file()), CLOUDSDK_AUTH_ACCESS_TOKEN_FILE=""
     )
     assert run.returncode != 0
-    assert f"project {PROJECT} was not found" in run.stderr
-    assert run.mutations() == []
+    assert "gcloud auth login" in run.stderr
+    assert run.changes() == []
 
 
-def test_auth_mode_dev_is_refused(cloud):
-    run = cloud.run("--auth-mode", "dev")
+def test_an_unknown_project_stops_the_run_before_any_change(project):
+    run = project.run("--project", "other-proj", "--anthropic-key-file", str(project.key_file()))
     assert run.returncode != 0
-    assert "refuses it on Cloud Run" in run.stderr
-    assert run.calls == []
+    assert "project other-proj was not found" in run.stderr
+    assert run.changes() == []
 
 
-def test_a_failing_health_check_fails_the_deployment(deployed_cloud):
-    run = deployed_cloud.run(FAKE_CLOUD_HEALTH_BROKEN="1")
-    assert run.returncode != 0
-    assert "smoke test: /health answered" in run.stderr
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--auth-mode", "dev"], "refuses it on Cloud Run"),
+        (["--anthropic-key", ANTHROPIC_KEY], "--anthropic-key-file"),
+        (["--job-memory", "4Gi"], f"it needs {JOB_MEMORY_MB}Mi"),
+    ],
+)
+def test_bad_settings_are_refused_before_anything_runs(project, args, message):
+    run = project.run(*args)
+    assert run.returncode != 0 and message in run.stderr
+    assert run.requests == []
 
 
-def test_the_smoke_task_runs_code_with_the_api_key_in_a_header_file(deployed_cloud):
-    cloud = deployed_cloud
-    api_key = "ak_smoke-CANARY-31337"
-    key_file = cloud.tmp / "api.key"
-    key_file.write_text(api_key + "\n")
-    run = cloud.run("--smoke-task", "--smoke-api-key-file", str(key_file))
-    assert_ok(run)
-    assert "smoke test: a code task ran (task task-1 printed 42)" in run.stderr
-    submitted = [r for r in cloud.state()["requests"] if r["data"]]
-    assert f"Authorization: Bearer {api_key}" in submitted[0]["headers"]
-    assert "print(6 * 7)" in submitted[0]["data"]
-    assert api_key not in cloud.log.read_text()
-
-
-def test_a_dry_run_prints_every_command_and_runs_none(cloud, deployed):
-    _, first, _ = deployed
-    dry = cloud.run("--dry-run", "--anthropic-key-file", str(cloud.key_file()))
+def test_a_dry_run_prints_every_command_and_runs_none(project):
+    dry = project.run("--dry-run", "--anthropic-key-file", str(project.key_file()))
     assert_ok(dry)
-    assert dry.calls == [], "a dry run called gcloud or curl"
-    assert not cloud.state_file.exists()
-    # It prints the same changes, in the same order, as a real first deployment.
-    printed = [words(argv[1:])[:4] for argv in dry.printed_commands() if _changes(argv)]
-    assert printed == [words(argv)[:4] for argv in first.mutations()]
-
-
-def _changes(argv: list[str]) -> bool:
-    return argv[0] == "gcloud" and is_mutating(argv[1:])
+    assert dry.requests == []
+    printed = "\n".join(dry.gcloud_commands())
+    for command in (
+        "run jobs execute agent-runner",
+        "--args=--self-check",
+        "update-traffic",
+        f"storage buckets create gs://{FILES_BUCKET}",
+        "--condition=None",
+    ):
+        assert command in printed, command
 
 
 def test_help_lists_every_setting():
     done = subprocess.run(["bash", str(SCRIPT), "--help"], capture_output=True, text=True)
     assert done.returncode == 0
-    for flag in ("--project", "--region", "--auth-mode", "--anthropic-key-file", "--dry-run"):
+    for flag in (
+        "--project",
+        "--region",
+        "--auth-mode",
+        "--anthropic-key-file",
+        "--dry-run",
+        "--job-memory",
+    ):
         assert flag in done.stdout
 
 
@@ -396,15 +377,3 @@ def test_the_script_is_shellcheck_clean():
         text=True,
     )
     assert done.returncode == 0, done.stdout
-
-
-def test_rotating_the_token_key_adds_one_new_generated_version(deployed_cloud):
-    cloud = deployed_cloud
-    [old] = cloud.state()["secrets"]["task-token-key"]
-    run = cloud.run("--rotate-token-key")
-    assert_ok(run)
-    added = [w for w in map(words, run.mutations()) if w[:3] == ["secrets", "versions", "add"]]
-    assert added == [["secrets", "versions", "add", "task-token-key"]]
-    versions = cloud.state()["secrets"]["task-token-key"]
-    assert versions[0] == old and len(versions) == 2 and versions[1] != old
-    assert versions[1] not in cloud.log.read_text()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from tests.deploy.harness import PROJECT, ROOT, FakeCloud, assert_ok, words
+from tests.deploy.harness import PROJECT, ROOT, Project, assert_ok
 
 SECTION = "## Deploy"
 
@@ -23,7 +23,7 @@ def shell_blocks() -> list[str]:
 
 
 def test_every_script_command_in_the_readme_is_accepted(tmp_path):
-    cloud = FakeCloud(tmp_path)
+    cloud = Project(tmp_path)
     key = cloud.key_file()
     lines = [
         line.split("  #")[0]
@@ -40,15 +40,19 @@ def test_every_script_command_in_the_readme_is_accepted(tmp_path):
             argv += ["--smoke-api-key-file", str(key)]
         run = cloud.run(*argv, "--dry-run")
         assert_ok(run)
-        assert run.calls == []
+        assert run.requests == []
+    cloud.close()
 
 
 def test_the_teardown_deletes_everything_the_script_creates(tmp_path):
-    run = FakeCloud(tmp_path).run("--dry-run", "--anthropic-key-file", "-")
+    project = Project(tmp_path)
+    run = project.run("--dry-run", "--anthropic-key-file", "-")
+    project.close()
     assert_ok(run)
     created, project_grants = [], []
-    for argv in run.printed_commands():
-        positional = words(argv[1:])
+    printed = [shlex.split(line[2:]) for line in run.gcloud_commands()]
+    for argv in printed:
+        positional = [a for a in argv[1:] if not a.startswith("-")]
         for verb in ("create", "deploy"):
             if verb in positional:
                 rest = positional[positional.index(verb) + 1 :]

@@ -48,6 +48,17 @@ def test_health_answers_exactly_ok_api_server_without_credentials(client, path):
     assert reply.get_json() == {"status": "ok", "service": "api-server"}
 
 
+def test_health_on_cloud_run_names_the_revision_that_answered(client, monkeypatch):
+    # Deploy smoke tests prove with it that the new revision serves the URL.
+    monkeypatch.setenv("K_REVISION", "agent-api-00007-xyz")
+    reply = client.get("/health")
+    assert reply.get_json() == {
+        "status": "ok",
+        "service": "api-server",
+        "revision": "agent-api-00007-xyz",
+    }
+
+
 def test_unknown_route_is_404_in_the_error_shape(client):
     assert_error(client.get("/api/nothing-here", headers={"X-User-Id": "alice"}), 404, "not_found")
 
