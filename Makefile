@@ -70,3 +70,4 @@ bench: $(VENV)/.synced system-deps
 	@$(VENV)/bin/python bench/dispatch_throughput.py
 	@$(VENV)/bin/python bench/files.py
 	@$(VENV)/bin/python bench/admission.py
+	@$(VENV)/bin/python bench/agent_engines.py

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import threading
 from dataclasses import dataclass
 
 from flask import Flask
@@ -201,6 +202,7 @@ def create_app(
     if start_background:
         dispatcher.start()
         webhook_service.start(interval=min(settings.reconcile_interval_seconds, 2.0))
+        threading.Thread(target=upstream.warm_up, name="llm-warm-up", daemon=True).start()
 
         def _shutdown() -> None:
             webhook_service.stop()

@@ -91,6 +91,13 @@ MAX_WORKSPACE_BYTES = 1024 * 1024 * 1024
 DEFAULT_MODEL = "claude-sonnet-4-6"
 ALLOWED_MODELS = ("claude-sonnet-4-6", "claude-opus-4-7", "claude-haiku-4-5")
 RUNNER_TOOLS = ("bash", "python", "read_file", "write_file", "edit_file", "list_files")
+# Agent engines (DESIGN section 12): the real Claude Code CLI, or the built-in loop.
+AGENT_ENGINES = ("claude-code", "messages")
+DEFAULT_AGENT_ENGINE = "claude-code"
+# Agents created before engines existed ran the built-in loop, and still do.
+STORED_AGENT_ENGINE = "messages"
+# Claude Code's runtime needs room (it peaks near 250 MB, and its tools run beside it).
+DEFAULT_AGENT_MEMORY_MB = 2048
 DEFAULT_MAX_TURNS, MAX_MAX_TURNS = 10, 50
 DEFAULT_MAX_TOKENS, MIN_MAX_TOKENS, MAX_MAX_TOKENS = 100_000, 1_000, 2_000_000
 MAX_RESPONSE_TOKENS = 4096
@@ -121,9 +128,12 @@ MAX_HISTORY_MESSAGES = 100
 MAX_HISTORY_CHARS = 200_000
 # How long POST /api/conversation (the old clients' call) waits for the reply.
 COMPAT_REPLY_WAIT_SECONDS = 25
-LLM_UPSTREAM_TIMEOUT_SECONDS = 120
-LLM_UPSTREAM_RETRIES = 3
-LLM_MAX_RETRY_AFTER_SECONDS = 30
+LLM_UPSTREAM_TIMEOUT_SECONDS = 600
+# The most output one model call may ask for (Claude Code asks 32000).
+LLM_MAX_RESPONSE_TOKENS = 64_000
+# Anthropic's own request limit: whole conversations with tool results travel.
+# https://docs.anthropic.com/en/api/overview#request-size-limits
+LLM_PROXY_MAX_BODY_BYTES = 32 * 1000 * 1000
 
 # Identity (DESIGN 6.1): where Firebase ID tokens' signing certificates are published
 # (x509 PEM by key id), as Firebase documents:

@@ -1,7 +1,11 @@
 """A scripted stand-in for the Anthropic Messages API, on loopback.
 
 It answers `POST .../v1/messages` in the real wire format, so the real `anthropic`
-SDK can talk to it: point `base_url` (or ANTHROPIC_BASE_URL) at `url`. Any path
+SDK and the real Claude Code CLI can talk to it: point `base_url` (or
+ANTHROPIC_BASE_URL) at `url`. A request with `"stream": true` gets server-sent
+events (`message_start`, `content_block_start/delta/stop`, `message_delta`,
+`message_stop`), written one at a time as the real API does; `?beta=true` is
+accepted, and `POST .../v1/messages/count_tokens` is answered too. Any path
 ending in `/v1/messages` is served, so it can also stand where the API's LLM proxy
 would be (`{API_URL}/internal/v1/llm/v1/messages`). Bodies are built from the SDK's
 own types (`anthropic.types.Message`, `ErrorResponse`), so their shape cannot drift
@@ -28,7 +32,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -57,6 +61,12 @@ class Reply:
     stop_reason: str | None = None  # default: tool_use if any tool_use block, else end_turn
     input_tokens: int = 10
     output_tokens: int = 5
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    # Streaming only: after the first content delta, wait until this is set (or
+    # `hold_seconds` pass), e.g. to cancel a task mid-stream.
+    hold: threading.Event | None = None
+    hold_seconds: float = 30.0
 
 
 @dataclass
@@ -67,6 +77,7 @@ class Failure:
     type: str
     message: str = "scripted error"
     retry_after: float | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. {"x-should-retry": "false"}
 
 
 Step = Reply | Failure | Callable[[dict], Reply | Failure]
@@ -104,9 +115,15 @@ class RecordedRequest:
 
 
 def echo(body: dict) -> Reply:
-    """The standalone default: repeat the last user message."""
+    """The standalone default: repeat the last user message (its last text block that
+    is not one of Claude Code's `<system-reminder>` notes)."""
     request = RecordedRequest("POST", "/v1/messages", {}, body)
-    return reply(f"You said: {request.last_user_text() or '(tool results)'}")
+    texts = [
+        b["text"]
+        for b in request.last_user_content()
+        if b["type"] == "text" and not b["text"].lstrip().startswith("<system-reminder>")
+    ]
+    return reply(f"You said: {texts[-1] if texts else '(tool results)'}")
 
 
 class ScriptedAnthropic:
@@ -150,9 +167,12 @@ class ScriptedAnthropic:
         """The requests that reached the script (well-formed Messages API calls)."""
         return [r for r in self.requests if r.path.endswith("/v1/messages")]
 
-    def handle(self, request: RecordedRequest) -> tuple[int, dict[str, str], dict]:
+    def handle(self, request: RecordedRequest) -> tuple[int, dict[str, str], dict | Reply]:
+        """(status, headers, JSON body) or, for a streamed reply, (200, {}, the Reply)."""
         with self._lock:
             self._requests.append(request)
+        if request.method == "POST" and request.path.endswith("/v1/messages/count_tokens"):
+            return 200, {}, {"input_tokens": len(json.dumps(request.body)) // 4}
         refusal = _refusal(request)
         if refusal:
             return _failure(refusal)
@@ -164,6 +184,8 @@ class ScriptedAnthropic:
             step = step(request.body)
         if isinstance(step, Failure):
             return _failure(step)
+        if request.body.get("stream"):
+            return 200, {}, step
         return 200, {}, _message(step, request.body["model"])
 
 
@@ -197,21 +219,95 @@ def _refusal(request: RecordedRequest) -> Failure | None:
     return None
 
 
-def _message(step: Reply, model: str) -> dict:
+def _stop_reason(step: Reply) -> str:
     has_tools = any(block["type"] == "tool_use" for block in step.content)
+    return step.stop_reason or ("tool_use" if has_tools else "end_turn")
+
+
+def _usage(step: Reply) -> types.Usage:
+    return types.Usage(
+        input_tokens=step.input_tokens,
+        output_tokens=step.output_tokens,
+        cache_read_input_tokens=step.cache_read_input_tokens,
+        cache_creation_input_tokens=step.cache_creation_input_tokens,
+    )
+
+
+def _dump(model) -> dict:
+    # The real API leaves out optional fields it has nothing for.
+    return model.model_dump(mode="json", exclude_none=True)
+
+
+def _message(step: Reply, model: str) -> dict:
     message = types.Message(
         id=f"msg_{uuid.uuid4().hex[:24]}",
         type="message",
         role="assistant",
         model=model,
         content=step.content,
-        stop_reason=step.stop_reason or ("tool_use" if has_tools else "end_turn"),
+        stop_reason=_stop_reason(step),
         stop_sequence=None,
-        usage=types.Usage(input_tokens=step.input_tokens, output_tokens=step.output_tokens),
+        usage=_usage(step),
     )
-    # The real API leaves out optional fields it has nothing for, but always sends
-    # stop_sequence.
-    return {**message.model_dump(mode="json", exclude_none=True), "stop_sequence": None}
+    return {**_dump(message), "stop_sequence": None}  # always sent, even when null
+
+
+def stream_events(step: Reply, model: str) -> Iterator[tuple[str, dict]]:
+    """The reply as the streaming API sends it: (event name, data) pairs.
+    https://docs.anthropic.com/en/docs/build-with-claude/streaming"""
+    start = types.Message(
+        id=f"msg_{uuid.uuid4().hex[:24]}",
+        type="message",
+        role="assistant",
+        model=model,
+        content=[],
+        stop_reason=None,
+        stop_sequence=None,
+        # message_start carries the input side; output_tokens grows in message_delta.
+        usage=_usage(step).model_copy(update={"output_tokens": 1}),
+    )
+    yield "message_start", _dump(types.RawMessageStartEvent(type="message_start", message=start))
+    for index, block in enumerate(step.content):
+        if block["type"] == "text":
+            opening, deltas = {"type": "text", "text": ""}, _text_deltas(block["text"])
+        else:
+            opening = {**block, "input": {}}
+            deltas = [
+                types.InputJSONDelta(type="input_json_delta", partial_json=part)
+                for part in _halves(json.dumps(block["input"]))
+            ]
+        event = types.RawContentBlockStartEvent(
+            type="content_block_start", index=index, content_block=opening
+        )
+        yield "content_block_start", _dump(event)
+        for delta in deltas:
+            event = types.RawContentBlockDeltaEvent(
+                type="content_block_delta", index=index, delta=delta
+            )
+            yield "content_block_delta", _dump(event)
+        stop = types.RawContentBlockStopEvent(type="content_block_stop", index=index)
+        yield "content_block_stop", _dump(stop)
+    usage = _usage(step)
+    delta = types.RawMessageDeltaEvent(
+        type="message_delta",
+        delta={"stop_reason": _stop_reason(step), "stop_sequence": None},
+        usage=types.MessageDeltaUsage(
+            **usage.model_dump(include=set(types.MessageDeltaUsage.model_fields))
+        ),
+    )
+    yield "message_delta", _dump(delta)
+    yield "message_stop", _dump(types.RawMessageStopEvent(type="message_stop"))
+
+
+def _text_deltas(text: str) -> list[types.TextDelta]:
+    words = text.split(" ")
+    parts = [word + " " for word in words[:-1]] + [words[-1]]
+    return [types.TextDelta(type="text_delta", text=part) for part in parts if part]
+
+
+def _halves(text: str) -> list[str]:
+    middle = len(text) // 2
+    return [part for part in (text[:middle], text[middle:]) if part]
 
 
 def _failure(failure: Failure) -> tuple[int, dict[str, str], dict]:
@@ -223,7 +319,7 @@ def _failure(failure: Failure) -> tuple[int, dict[str, str], dict]:
         payload = body.model_dump(mode="json", exclude_none=True)
     else:
         payload = {"type": "error", "error": error, "request_id": request_id}
-    headers = {"request-id": request_id}
+    headers = {"request-id": request_id, **failure.headers}
     if failure.retry_after is not None:
         headers["retry-after"] = f"{failure.retry_after:g}"
     return failure.status, headers, payload
@@ -254,6 +350,9 @@ class _Handler(BaseHTTPRequestHandler):
             status, extra, payload = self.server.scripted.handle(request)
         except Exception as error:  # a bug in a step must reach the client, not hang it
             status, extra, payload = _failure(Failure(500, "api_error", repr(error)))
+        if isinstance(payload, Reply):
+            self._stream(payload, body["model"])
+            return
         data = json.dumps(payload).encode()
         self.send_response(status, _REASONS.get(status))
         self.send_header("Content-Type", "application/json")
@@ -264,6 +363,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     do_GET = do_POST = _serve
+
+    def _stream(self, step: Reply, model: str) -> None:
+        """Server-sent events, each written (and flushed) on its own, chunked."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        held = False
+        for name, data in stream_events(step, model):
+            frame = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
+            self.wfile.flush()
+            if step.hold is not None and not held and name == "content_block_delta":
+                held = True
+                step.hold.wait(step.hold_seconds)
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
 
     def log_message(self, format: str, *args) -> None:
         pass  # `requests` records every request

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from api import config
 from api.models.tasks import MemoryMb, TimeoutSeconds, WebhookUrl
 
+Engine = Literal["claude-code", "messages"]
 ToolName = Literal["bash", "python", "read_file", "write_file", "edit_file", "list_files"]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Prompt = Annotated[str, StringConstraints(min_length=1, max_length=config.MAX_PROMPT_CHARS)]
@@ -34,6 +35,12 @@ class AgentCreate(BaseModel):
     system_prompt: str = Field("", alias="systemPrompt", max_length=config.MAX_SYSTEM_PROMPT_CHARS)
     model: ModelName | None = None
     tools: list[ToolName] = Field(default_factory=lambda: list(config.RUNNER_TOOLS))
+    engine: Engine = Field(
+        config.DEFAULT_AGENT_ENGINE,
+        description='"claude-code": the real Claude Code CLI in the sandbox (its tools, '
+        "prompts and sub-agents; `tools` choose which of its built-in tools it has). "
+        '"messages": the built-in tool loop, lighter.',
+    )
     max_turns: MaxTurns = Field(config.DEFAULT_MAX_TURNS, alias="maxTurns")
     max_tokens: MaxTokens = Field(config.DEFAULT_MAX_TOKENS, alias="maxTokens")
 
@@ -63,6 +70,7 @@ class AgentPatch(BaseModel):
     )
     model: ModelName | None = None
     tools: list[ToolName] = None
+    engine: Engine = None
     max_turns: MaxTurns = Field(None, alias="maxTurns")
     max_tokens: MaxTokens = Field(None, alias="maxTokens")
 
@@ -78,12 +86,13 @@ class AgentTaskInput(BaseModel):
     kind: Literal["agent"]
     prompt: Prompt
     agent_id: ResourceId | None = Field(None, alias="agentId")
+    engine: Engine | None = Field(None, description="Overrides the agent's engine.")
     max_turns: MaxTurns | None = Field(None, alias="maxTurns")
     max_tokens: MaxTokens | None = Field(None, alias="maxTokens")
     timeout_seconds: TimeoutSeconds = Field(
         config.DEFAULT_AGENT_TIMEOUT_SECONDS, alias="timeoutSeconds"
     )
-    memory_mb: MemoryMb = Field(config.DEFAULT_MEMORY_MB, alias="memoryMb")
+    memory_mb: MemoryMb = Field(config.DEFAULT_AGENT_MEMORY_MB, alias="memoryMb")
     network: bool = Field(False, strict=True)
     webhook_url: WebhookUrl | None = Field(None, alias="webhookUrl")
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.models.agents import AgentTaskInput, ToolName
+from api.models.agents import AgentTaskInput, Engine, ToolName
 from api.models.deployment import DeploymentConfig, Usage
 from api.models.runner import AgentResult, OutputFile, RunnerResult, SkippedFile
 from api.models.tasks import CodeTaskInput
@@ -31,6 +31,7 @@ EventType = Literal[
     "stderr",
     "log",
     "assistant",
+    "assistant_delta",
     "tool_call",
     "tool_result",
     "usage",
@@ -149,6 +150,7 @@ class Agent(Contract):
     system_prompt: str = Field(alias="systemPrompt")
     model: str
     tools: list[ToolName]
+    engine: Engine
     max_turns: int = Field(alias="maxTurns")
     max_tokens: int = Field(alias="maxTokens")
     created_at: datetime = Field(alias="createdAt")

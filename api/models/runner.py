@@ -19,8 +19,19 @@ class ClaimBody(BaseModel):
 class RunnerEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # status and assistant_delta: the Claude Code engine's (engine state, text as
+    # it is written, batched).
     type: Literal[
-        "stdout", "stderr", "log", "heartbeat", "assistant", "tool_call", "tool_result", "usage"
+        "stdout",
+        "stderr",
+        "log",
+        "heartbeat",
+        "status",
+        "assistant",
+        "assistant_delta",
+        "tool_call",
+        "tool_result",
+        "usage",
     ]
     data: str | dict[str, Any] = ""
 

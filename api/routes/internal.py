@@ -4,7 +4,7 @@ writer (docs/decisions/0001-runner-reports-over-http.md)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, request
+from flask import Blueprint, Response, request
 
 from api import config
 from api.errors import ApiError
@@ -55,6 +55,7 @@ def _spec(task: dict) -> dict:
         spec["workspace"] = workspace
     if task["kind"] == "agent":
         spec["agent"] = task["agent"]
+        spec["conversationId"] = task.get("conversationId")
         spec["history"] = services().conversations.history(task)
     return spec
 
@@ -149,18 +150,42 @@ def reconcile():
     }
 
 
-@bp.post("/llm/v1/messages")
-def llm_messages():
-    """The LLM proxy (see api/services/llm_proxy.py). Answers in the Messages API's own
-    shape, errors included, so the runner's SDK behaves as with Anthropic itself."""
+@bp.before_request
+def _llm_proxy_body_limit() -> None:
+    # The LLM proxy carries whole conversations with their tool results: its body
+    # limit is Anthropic's, not the public API's (Flask >= 3.1 reads this per request).
+    if request.path.startswith(f"{bp.url_prefix}/llm/"):
+        request.max_content_length = config.LLM_PROXY_MAX_BODY_BYTES
+
+
+def _llm_call(call):
+    """Answer in the Messages API's own shape, errors included, so the caller (the
+    runner's SDK, or Claude Code) behaves as with Anthropic itself."""
     token = request.headers.get("X-Api-Key") or request.headers.get(
         "Authorization", ""
     ).removeprefix("Bearer ")
+    headers = {
+        name: request.headers.get(name, "") for name in ("anthropic-beta", "anthropic-version")
+    }
     try:
-        body = request.get_json(silent=True)
-        return services().llm_proxy.messages(token.strip(), body)
+        reply = call(token.strip(), request.get_json(silent=True), headers)
     except ProxyRefusal as refusal:
-        return refusal.body, refusal.status
+        return refusal.body, refusal.status, refusal.headers
     except UpstreamError as error:
-        headers = {"retry-after": error.retry_after} if error.retry_after else {}
-        return error.body, error.status, headers
+        return error.body, error.status, error.headers
+    if reply.chunks is None:
+        return reply.body, reply.status, reply.headers
+    # Relayed as it arrives: no buffering here or in gunicorn (each chunk is written).
+    headers = {**reply.headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return Response(reply.chunks, reply.status, headers, mimetype="text/event-stream")
+
+
+@bp.post("/llm/v1/messages")
+def llm_messages():
+    """The LLM proxy (see api/services/llm_proxy.py); `?beta=true` is accepted."""
+    return _llm_call(services().llm_proxy.messages)
+
+
+@bp.post("/llm/v1/messages/count_tokens")
+def llm_count_tokens():
+    return _llm_call(services().llm_proxy.count_tokens)

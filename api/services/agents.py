@@ -5,18 +5,28 @@ from __future__ import annotations
 
 import secrets
 
-from api.config import RUNNER_TOOLS
+from api.config import DEFAULT_AGENT_ENGINE, RUNNER_TOOLS, STORED_AGENT_ENGINE
 from api.errors import ApiError, not_found
 from api.models import AgentCreate, AgentPatch
 from api.services.state_machine import utcnow
 from api.services.tasks import rfc3339
 
 AGENTS = "agents"
-PUBLIC_FIELDS = ("name", "description", "systemPrompt", "model", "tools", "maxTurns", "maxTokens")
+PUBLIC_FIELDS = (
+    "name",
+    "description",
+    "systemPrompt",
+    "model",
+    "tools",
+    "engine",
+    "maxTurns",
+    "maxTokens",
+)
 
 
 def render_agent(agent: dict) -> dict:
     rendered = {"id": agent["id"], **{name: agent.get(name) for name in PUBLIC_FIELDS}}
+    rendered["engine"] = agent.get("engine") or STORED_AGENT_ENGINE
     rendered["createdAt"] = rfc3339(agent.get("createdAt"))
     rendered["updatedAt"] = rfc3339(agent.get("updatedAt"))
     return rendered
@@ -86,11 +96,12 @@ class AgentService:
                 "systemPrompt": "",
                 "model": self.default_model,
                 "tools": list(RUNNER_TOOLS),
+                "engine": DEFAULT_AGENT_ENGINE,
                 "maxTurns": None,
                 "maxTokens": None,
             }
-        agent = self.get(owner, agent_id)
-        return {name: agent.get(name) for name in PUBLIC_FIELDS if name not in ("name",)}
+        settings = render_agent(self.get(owner, agent_id))
+        return {name: settings[name] for name in PUBLIC_FIELDS if name not in ("name",)}
 
 
 def _plausible(resource_id: str) -> bool:

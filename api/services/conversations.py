@@ -121,13 +121,14 @@ class ConversationService:
             or settings["maxTokens"]
             or config.DEFAULT_MAX_TOKENS,
             "timeoutSeconds": limits.get("timeout_seconds", config.DEFAULT_AGENT_TIMEOUT_SECONDS),
-            "memoryMb": limits.get("memory_mb", config.DEFAULT_MEMORY_MB),
+            "memoryMb": limits.get("memory_mb", config.DEFAULT_AGENT_MEMORY_MB),
             "network": limits.get("network", False),
         }
         agent = {
             "systemPrompt": settings["systemPrompt"] or "",
             "model": settings["model"],
             "tools": settings["tools"],
+            "engine": limits.get("engine") or settings["engine"],
             "maxResponseTokens": config.MAX_RESPONSE_TOKENS,
         }
         return task_input, agent
@@ -137,6 +138,7 @@ class ConversationService:
             owner,
             spec.prompt,
             spec.agent_id,
+            engine=spec.engine,
             max_turns=spec.max_turns,
             max_tokens=spec.max_tokens,
             timeout_seconds=spec.timeout_seconds,

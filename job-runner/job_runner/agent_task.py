@@ -50,9 +50,10 @@ LLM_CALL_TIMEOUT_SECONDS = 300
 # One tool call may take this long at most (and never past the task's deadline).
 TOOL_TIMEOUT_SECONDS = 60
 # Rate limits, overload and server errors: this many attempts per model call in all.
+# This loop is the one retry layer of the messages engine: the LLM proxy passes the
+# upstream's answer (and its retry-after) back without retrying itself.
 LLM_ATTEMPTS = 4
 RETRYABLE_STATUSES = (408, 429, 500, 502, 503, 504, 529)
-MAX_RETRY_AFTER_SECONDS = 60
 # How often a pending model call looks at `cancel`.
 CANCEL_POLL_SECONDS = 0.1
 # Events are for people following along; each stays small (Firestore documents).
@@ -303,15 +304,24 @@ class AgentLoop:
                 if kind in ("budget_exceeded", "llm_not_configured"):
                     raise _Stop("failed", kind, message) from None
                 problem = f"the LLM proxy answered {error.status_code} {kind}: {message}"
-                if error.status_code not in RETRYABLE_STATUSES:
+                # Invalid requests, authentication, and what the upstream says cannot
+                # succeed (a spend limit: x-should-retry: false) are never retried.
+                hopeless = error.response.headers.get("x-should-retry") == "false"
+                if error.status_code not in RETRYABLE_STATUSES or hopeless:
                     raise _Stop("failed", "llm_error", problem) from None
                 delay = _retry_after(error.response.headers)
+                if delay is not None and time.monotonic() + delay >= self.deadline:
+                    raise _Stop(
+                        "failed",
+                        "llm_rate_limited",
+                        f"{problem}; it asked to retry after {delay:g} s, past the task's deadline",
+                    ) from None
             except anthropic.APIConnectionError as error:  # timeouts included
                 self._check_time()
                 problem, delay = f"the LLM proxy could not be reached: {error}", None
             if delay is None:
                 delay = 0.5 * 2**attempt * random.uniform(0.75, 1.25)
-            if attempt == LLM_ATTEMPTS - 1 or delay > MAX_RETRY_AFTER_SECONDS:
+            if attempt == LLM_ATTEMPTS - 1:
                 raise _Stop("failed", "llm_error", f"gave up after {attempt + 1} tries: {problem}")
             if time.monotonic() + delay >= self.deadline:
                 raise _Stop("failed", "llm_error", f"no time left to retry: {problem}")

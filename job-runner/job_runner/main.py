@@ -93,10 +93,13 @@ def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event, send
         if spec["kind"] == "code":
             status, result, error = run_code_task(spec, sandbox, sender.output, cancel, channel)
         elif spec["kind"] == "agent":
-            # Imported here: code tasks, whose start-up is measured, never load it.
-            from job_runner.agent_task import run_agent_task
+            # Imported here: code tasks, whose start-up is measured, never load them.
+            if spec["agent"].get("engine", "messages") == "claude-code":
+                from job_runner.claude_code import run_claude_code_task as run_agent
+            else:
+                from job_runner.agent_task import run_agent_task as run_agent
 
-            status, result, error = run_agent_task(
+            status, result, error = run_agent(
                 spec, sandbox, api.base_url, api.token, sender.event, cancel, channel
             )
         else:

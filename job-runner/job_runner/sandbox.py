@@ -58,15 +58,20 @@ FIX_HINT = (
 class Limits(
     namedtuple(
         "Limits",
-        "wall_seconds memory_mb cpu_seconds max_processes max_file_mb max_output_bytes network",
-        defaults=(512, None, 64, 64, 131072, False),
+        "wall_seconds memory_mb cpu_seconds max_processes max_file_mb max_output_bytes network"
+        " address_space_limit report_all_output",
+        defaults=(512, None, 64, 64, 131072, False, True, False),
     )
 ):
     """What one run may use: wall_seconds (the whole tree is killed after it),
     memory_mb (the task's cgroup when one is given, else RLIMIT_AS), cpu_seconds
     (RLIMIT_CPU; default ceil(wall_seconds) + 1), max_processes (RLIMIT_NPROC, and the
     cgroup's pids.max), max_file_mb (RLIMIT_FSIZE), max_output_bytes (kept
-    per stream; the rest is read and discarded) and network (share the host's)."""
+    per stream; the rest is read and discarded) and network (share the host's).
+    address_space_limit=False leaves RLIMIT_AS off even without a cgroup: Claude
+    Code's runtime (Bun) reserves far more address space than it uses and crashes
+    under 512 MiB. report_all_output=True hands every chunk to on_output, also past
+    the kept bytes (a program whose output is a stream of events, read as it comes)."""
 
     __slots__ = ()
 
@@ -106,6 +111,7 @@ if TYPE_CHECKING:
             cancel: threading.Event | None = None,
             scratch: dict[str, str | os.PathLike] | None = None,
             cgroup: TaskCgroup | None = None,
+            env: dict[str, str] | None = None,
         ) -> Outcome:
             """Run command with cwd /workspace (the host's workspace, read-write).
 
@@ -114,6 +120,7 @@ if TYPE_CHECKING:
             see task_space.py) bound read-write; without it each is a tmpfs of its own
             of memory_mb. cgroup (cgroups.TaskCgroup) bounds the whole run's memory and
             processes; without it, memory is bounded per process (RLIMIT_AS).
+            env adds to (or overrides) the sandbox's minimal environment; never a secret.
             on_output gets ("stdout" | "stderr", chunk) for the kept bytes as they arrive.
             Setting cancel kills the program within CANCEL_POLL_SECONDS.
 
@@ -158,6 +165,7 @@ class BubblewrapSandbox:
         cancel: threading.Event | None = None,
         scratch: dict[str, str | os.PathLike] | None = None,
         cgroup: TaskCgroup | None = None,
+        env: dict[str, str] | None = None,
     ) -> Outcome:
         if self._path is None:
             self._path = shutil.which(self._bwrap)
@@ -168,6 +176,7 @@ class BubblewrapSandbox:
         with open(status_read, "rb") as status:
             try:
                 argv = self._argv(command, limits, uid, workspace, readonly_binds, status_write)
+                argv = _with_env(argv, env)
                 if scratch:
                     argv = _with_scratch(argv, scratch)
                 popen.update(pass_fds=[status_write], cwd="/")
@@ -245,12 +254,15 @@ class UnsandboxedRunner:
         cancel: threading.Event | None = None,
         scratch: dict[str, str | os.PathLike] | None = None,
         cgroup: TaskCgroup | None = None,
+        env: dict[str, str] | None = None,
     ) -> Outcome:
         mounts = {WORKSPACE_MOUNT: os.fspath(workspace), **(readonly_binds or {})}
         argv = [_to_host_path(arg, mounts) for arg in command]
+        extra = {name: _to_host_path(value, mounts) for name, value in (env or {}).items()}
         env = {**SANDBOX_ENV, "HOME": str(workspace)}
         if scratch and "/tmp" in scratch:
             env["TMPDIR"] = os.fspath(scratch["/tmp"])
+        env.update(extra)
         return _execute(argv, limits, stdin, on_output, cancel, cgroup, cwd=workspace, env=env)
 
 
@@ -261,6 +273,15 @@ def make_sandbox(kind: str) -> Sandbox:
     if kind == "none":
         return UnsandboxedRunner()
     raise ValueError(f"unknown sandbox {kind!r}: expected 'bwrap' or 'none'")
+
+
+def _with_env(argv: list[str], env: dict[str, str] | None) -> list[str]:
+    """bwrap's argv with more --setenv before the "--" that starts the command."""
+    if not env:
+        return argv
+    split = argv.index("--")
+    extra = [item for name, value in env.items() for item in ("--setenv", name, value)]
+    return [*argv[:split], *extra, *argv[split:]]
 
 
 def _with_scratch(argv: list[str], scratch: dict) -> list[str]:
@@ -300,8 +321,12 @@ def _execute(argv, limits, stdin, on_output, cancel, cgroup=None, **popen) -> Ou
         for fd in attach:
             os.close(fd)
     readers = [
-        _Capture("stdout", proc.stdout, limits.max_output_bytes, on_output),
-        _Capture("stderr", proc.stderr, limits.max_output_bytes, on_output),
+        _Capture(
+            "stdout", proc.stdout, limits.max_output_bytes, on_output, limits.report_all_output
+        ),
+        _Capture(
+            "stderr", proc.stderr, limits.max_output_bytes, on_output, limits.report_all_output
+        ),
     ]
     if stdin:
         threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
@@ -339,13 +364,14 @@ def _rlimit_setter(limits: Limits, cgroup_fds: list[int]) -> Callable[[], None]:
     # count address space never used, which some runtimes reserve by the gigabyte).
     memory = [] if cgroup_fds else [(resource.RLIMIT_AS, (limits.memory_mb * MIB,) * 2)]
     settings = [
-        *memory,
         # SIGXCPU at the soft limit, SIGKILL a second later if the program ignores it.
         (resource.RLIMIT_CPU, (cpu, cpu + 1)),
         (resource.RLIMIT_NPROC, (limits.max_processes,) * 2),
         (resource.RLIMIT_FSIZE, (limits.max_file_mb * MIB,) * 2),
         (resource.RLIMIT_CORE, (0, 0)),
     ]
+    if limits.address_space_limit:
+        settings += memory
 
     # Runs in the forked child before exec (after the uid switch), so bwrap and the
     # program inherit the limits and the cgroup. Only system calls: nothing that takes
@@ -395,9 +421,12 @@ def _wait(proc: subprocess.Popen, deadline: float, cancel, cgroup=None) -> str |
 class _Capture(threading.Thread):
     """Reads one stream to its end, keeping the first `limit` bytes."""
 
-    def __init__(self, name: str, pipe: IO[bytes], limit: int, on_output: OnOutput | None):
+    def __init__(
+        self, name: str, pipe: IO[bytes], limit: int, on_output: OnOutput | None, all_: bool
+    ):
         super().__init__(daemon=True, name=f"sandbox-{name}")
         self.stream, self.pipe, self.limit, self.on_output = name, pipe, limit, on_output
+        self.report_all = all_
         self.kept = bytearray()
         self.truncated = False
         self.start()
@@ -409,6 +438,9 @@ class _Capture(threading.Thread):
                 self.truncated = self.truncated or len(keep) < len(chunk)
                 if keep:
                     self.kept += keep
+                if self.report_all:
+                    self._report(chunk)
+                elif keep:
                     self._report(keep)
 
     def _report(self, chunk: bytes) -> None:

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from devtools.scripted_anthropic import ScriptedAnthropic, reply, tool_use
+from devtools.scripted_anthropic import Failure, ScriptedAnthropic, reply, tool_use
 from tests.conftest import ROOT, ApiServer, Caller
 
 REAL_KEY = "sk-ant-e2e-real-key-canary-8675309"
@@ -54,7 +54,8 @@ def converse(alice, conversation_id: str, text: str) -> dict:
 def test_a_two_turn_conversation_sees_its_first_turn(alice, anthropic_api):
     anthropic_api.add(reply("Nice to meet you, Ada."), reply("Your name is Ada."))
     agent = alice.http.post(
-        "/api/agents", json={"name": "friend", "systemPrompt": "Remember names."}
+        "/api/agents",
+        json={"name": "friend", "systemPrompt": "Remember names.", "engine": "messages"},
     ).json()
     conversation = alice.http.post("/api/conversations", json={"agentId": agent["id"]}).json()
     first = converse(alice, conversation["id"], "My name is Ada.")
@@ -85,7 +86,7 @@ def test_an_agent_writes_a_file_and_then_runs_it(alice, anthropic_api):
         reply(tool_use("bash", command="python3 hello.py")),
         lambda body: reply(f"It printed {body['messages'][-1]['content'][0]['content'].strip()}"),
     )
-    task = alice.run(kind="agent", prompt="Write hello.py and run it.")
+    task = alice.run(kind="agent", engine="messages", prompt="Write hello.py and run it.")
     assert task["status"] == "completed", task
     assert "42" in task["result"]["text"]
     assert task["result"]["turns"] == 3
@@ -103,7 +104,7 @@ def test_an_agent_writes_a_file_and_then_runs_it(alice, anthropic_api):
 
 def test_max_turns_stops_the_loop(alice, anthropic_api):
     anthropic_api.fallback = lambda body: reply(tool_use("bash", command="echo again"))
-    task = alice.run(kind="agent", prompt="Loop forever.", maxTurns=2)
+    task = alice.run(kind="agent", engine="messages", prompt="Loop forever.", maxTurns=2)
     assert task["status"] == "completed"
     assert task["result"]["turns"] == 2
     assert task["result"]["stopReason"] == "max_turns"
@@ -111,7 +112,9 @@ def test_max_turns_stops_the_loop(alice, anthropic_api):
 
 def test_a_spent_token_budget_fails_the_task_with_budget_exceeded(alice, anthropic_api):
     anthropic_api.fallback = lambda body: reply(tool_use("bash", command="true"), usage=(700, 200))
-    task = alice.run(kind="agent", prompt="Spend it all.", maxTokens=1000, maxTurns=10)
+    task = alice.run(
+        kind="agent", engine="messages", prompt="Spend it all.", maxTokens=1000, maxTurns=10
+    )
     assert task["status"] == "failed"
     assert task["error"]["code"] == "budget_exceeded"
 
@@ -128,7 +131,7 @@ def test_the_real_key_is_never_seen_by_the_runner_or_the_sandbox(
         ),
         reply("ok"),
     )
-    task = alice.run(kind="agent", prompt="Show me your environment.")
+    task = alice.run(kind="agent", engine="messages", prompt="Show me your environment.")
     assert task["status"] == "completed"
     tool_output = anthropic_api.messages_requests[-1].tool_results()[0]["content"]
     assert "done" in str(tool_output)
@@ -160,14 +163,16 @@ def test_the_old_clients_conversation_call_returns_the_reply(alice, anthropic_ap
 
 
 def test_the_readme_conversation_example_works_as_printed(alice, anthropic_api, agent_server):
+    # The README's agent runs Claude Code, which runs python with its Bash tool.
     anthropic_api.add(
-        reply(tool_use("python", code="print(2**100)")),
-        lambda body: reply(body["messages"][-1]["content"][0]["content"].strip()),
+        reply(tool_use("Bash", command="python3 -c 'print(2**100)'")),
+        lambda body: reply(_tool_output(body).strip().splitlines()[0]),
     )
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Agents and conversations", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
-    script = blocks[1].replace("http://127.0.0.1:8080", agent_server.url)
+    (script,) = [b for b in blocks if "/api/agents" in b]
+    script = script.replace("http://127.0.0.1:8080", agent_server.url)
     done = subprocess.run(
         ["bash", "-e", "-o", "pipefail", "-c", script], capture_output=True, text=True, timeout=90
     )
@@ -177,6 +182,12 @@ def test_the_readme_conversation_example_works_as_printed(alice, anthropic_api, 
     messages = json.loads(conversation_json)["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant"]
     assert messages[1]["content"] == str(2**100)
+
+
+def _tool_output(body: dict) -> str:
+    (result,) = [b for b in body["messages"][-1]["content"] if b.get("type") == "tool_result"]
+    content = result["content"]
+    return content if isinstance(content, str) else content[0]["text"]
 
 
 def _environments_of(marker: str) -> list[str]:
@@ -191,3 +202,22 @@ def _environments_of(marker: str) -> list[str]:
         except OSError:
             continue
     return found
+
+
+def test_a_persistent_rate_limit_costs_four_upstream_calls_not_sixteen(alice, anthropic_api):
+    # One retry layer: the runner's loop; the proxy passes each 429 back as it came.
+    seen = len(anthropic_api.requests)
+    anthropic_api.fallback = lambda body: Failure(429, "rate_limit_error", "slow", retry_after=0)
+    task = alice.run(kind="agent", engine="messages", prompt="Hello?")
+    assert (task["status"], task["error"]["code"]) == ("failed", "llm_error")
+    assert len(anthropic_api.requests) - seen == 4
+
+
+def test_a_spend_limit_costs_one_upstream_call(alice, anthropic_api):
+    seen = len(anthropic_api.requests)
+    spent = Failure(429, "rate_limit_error", "You have reached your spend limit.", retry_after=0)
+    anthropic_api.fallback = lambda body: spent
+    task = alice.run(kind="agent", engine="messages", prompt="Hello?")
+    assert (task["status"], task["error"]["code"]) == ("failed", "llm_error")
+    assert "spend limit" in task["error"]["message"]
+    assert len(anthropic_api.requests) - seen == 1

@@ -39,7 +39,9 @@ def test_a_tool_call_with_reserved_keys_completes_with_all_its_events(
         reply("The command said hello."),
     )
     alice = Caller(agent_server.url, "alice")
-    task = alice.submit(kind="agent", prompt="Say hello with bash.", timeoutSeconds=60)
+    task = alice.submit(
+        kind="agent", engine="messages", prompt="Say hello with bash.", timeoutSeconds=60
+    )
     done = alice.wait(task["id"])
     assert done["status"] == "completed", done
     assert done["result"]["text"] == "The command said hello."
@@ -60,7 +62,9 @@ def test_a_tool_call_over_the_tasks_memory_is_stopped_and_the_agent_goes_on(
         reply("That ran out of memory."),
     )
     alice = Caller(agent_server.url, "alice")
-    task = alice.submit(kind="agent", prompt="Use memory.", memoryMb=256, timeoutSeconds=60)
+    task = alice.submit(
+        kind="agent", engine="messages", prompt="Use memory.", memoryMb=256, timeoutSeconds=60
+    )
     done = alice.wait(task["id"])
     assert done["status"] == "completed", done
     [result] = anthropic_api.messages_requests[-1].tool_results()

@@ -65,7 +65,7 @@ def conversation_with_a_file(alice, anthropic_api) -> dict:
         reply(tool_use("write_file", path=".engine/session.json", content='{"turn": 1}')),
         reply("Noted."),
     )
-    agent = alice.http.post("/api/agents", json={"name": "scribe"}).json()
+    agent = alice.http.post("/api/agents", json={"name": "scribe", "engine": "messages"}).json()
     conversation = alice.http.post("/api/conversations", json={"agentId": agent["id"]}).json()
     first = alice.wait(start_turn(alice, conversation["id"], "Note 42.")["id"])
     assert first["status"] == "completed", first

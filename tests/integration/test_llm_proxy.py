@@ -148,31 +148,117 @@ def test_a_model_outside_the_allow_list_is_refused(api, platform, anthropic_api)
     assert anthropic_api.messages_requests == []
 
 
-def test_unknown_parameters_and_streaming_are_refused(api, platform, anthropic_api):
+def test_unknown_parameters_and_account_reaching_ones_are_refused(api, platform, anthropic_api):
     _, token = running_agent_task(api, platform)
-    assert call(api, token, stream=True).status_code == 400
     assert call(api, token, betas=["x"]).status_code == 400
+    assert call(api, token, mcp_servers=[{"type": "url", "url": "http://x"}]).status_code == 400
+    assert call(api, token, service_tier="priority").status_code == 400
+    web = [{"type": "web_search_20250305", "name": "web_search"}]
+    assert call(api, token, tools=web).status_code == 400
+    assert anthropic_api.messages_requests == []
 
 
-def test_429_with_retry_after_is_retried_then_answered(api, platform, anthropic_api):
-    anthropic_api.add(Failure(429, "rate_limit_error", "slow down", retry_after=1), reply("ok"))
+def test_claude_codes_fields_and_headers_are_forwarded(api, platform, anthropic_api):
+    anthropic_api.add(reply("ok"))
     _, token = running_agent_task(api, platform)
-    started = time.monotonic()
-    assert call(api, token).status_code == 200
-    assert len(anthropic_api.messages_requests) == 2
-    gap = anthropic_api.messages_requests[1].at - anthropic_api.messages_requests[0].at
-    assert gap >= 0.9  # it waited as retry-after asked
-    assert time.monotonic() - started < 20
+    fields = {
+        "thinking": {"type": "adaptive"},
+        "output_config": {"effort": "high"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "metadata": {"user_id": "u"},
+        "system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}],
+    }
+    betas = "claude-code-20250219,files-api-2025-04-14,effort-2025-11-24"
+    answer = api.post(
+        "/internal/v1/llm/v1/messages?beta=true",
+        json={
+            "model": MODEL,
+            "max_tokens": 100,
+            "messages": [{"role": "user", "content": "hi"}],
+            **fields,
+        },
+        headers={"x-api-key": token, "anthropic-beta": betas, "anthropic-version": "2023-06-01"},
+    )
+    assert answer.status_code == 200, answer.get_json()
+    (upstream,) = anthropic_api.messages_requests
+    assert {name: upstream.body[name] for name in fields} == fields
+    assert upstream.headers["anthropic-beta"] == "claude-code-20250219,effort-2025-11-24"
+    assert upstream.headers["anthropic-version"] == "2023-06-01"
+    assert sent_key(upstream) == REAL_KEY
 
 
-def test_529_overloaded_is_retried(api, platform, anthropic_api):
+def test_a_stream_is_relayed_and_metered_once_from_its_own_usage(api, platform, anthropic_api):
+    anthropic_api.add(reply("streamed words here", usage=(40, 7)))
+    task_id, token = running_agent_task(api, platform)
+    answer = call(api, token, stream=True)
+    assert answer.status_code == 200
+    assert answer.mimetype == "text/event-stream"
+    events = [
+        line for line in answer.get_data(as_text=True).splitlines() if line.startswith("event:")
+    ]
+    assert events[0] == "event: message_start" and events[-1] == "event: message_stop"
+    usage = platform.store.get_task(task_id)["llmUsage"]
+    assert (usage["inputTokens"], usage["outputTokens"], usage["calls"]) == (40, 7, 1)
+
+
+def test_cache_reads_and_writes_count_as_input(api, platform, anthropic_api):
+    from devtools.scripted_anthropic import Reply
+
+    anthropic_api.add(
+        Reply(
+            [{"type": "text", "text": "x"}],
+            None,
+            5,
+            3,
+            cache_read_input_tokens=100,
+            cache_creation_input_tokens=20,
+        )
+    )
+    task_id, token = running_agent_task(api, platform)
+    answer = call(api, token, stream=True)
+    assert answer.status_code == 200 and "message_stop" in answer.get_data(as_text=True)
+    usage = platform.store.get_task(task_id)["llmUsage"]
+    assert (usage["inputTokens"], usage["outputTokens"]) == (125, 3)
+
+
+def test_count_tokens_is_forwarded_and_not_metered(api, platform, anthropic_api):
+    task_id, token = running_agent_task(api, platform)
+    answer = api.post(
+        "/internal/v1/llm/v1/messages/count_tokens?beta=true",
+        json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
+        headers={"x-api-key": token},
+    )
+    assert answer.status_code == 200 and answer.get_json()["input_tokens"] > 0
+    assert "llmUsage" not in platform.store.get_task(task_id)
+
+
+def test_the_proxy_takes_anthropics_request_size_not_the_public_apis(api, platform, anthropic_api):
+    anthropic_api.add(reply("ok"))
+    _, token = running_agent_task(api, platform)
+    big = "x" * (3 * 1024 * 1024)  # over the public API's 1 MiB
+    assert call(api, token, messages=[{"role": "user", "content": big}]).status_code == 200
+    huge = "x" * (33 * 1000 * 1000)
+    assert call(api, token, messages=[{"role": "user", "content": huge}]).status_code == 413
+
+
+def test_a_429_is_passed_back_once_with_its_retry_after(api, platform, anthropic_api):
+    # One retry layer: the caller's (Claude Code's, or the runner's loop), not ours too.
+    anthropic_api.add(Failure(429, "rate_limit_error", "slow down", retry_after=7), reply("ok"))
+    _, token = running_agent_task(api, platform)
+    refused = call(api, token)
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "7"
+    assert len(anthropic_api.messages_requests) == 1
+
+
+def test_529_overloaded_is_passed_back_once(api, platform, anthropic_api):
     anthropic_api.add(Failure(529, "overloaded_error", "busy", retry_after=0), reply("ok"))
     _, token = running_agent_task(api, platform)
-    assert call(api, token).status_code == 200
-    assert len(anthropic_api.messages_requests) == 2
+    assert call(api, token).status_code == 529
+    assert len(anthropic_api.messages_requests) == 1
 
 
-def test_a_spend_limit_error_is_never_retried(api, platform, anthropic_api):
+def test_a_spend_limit_error_says_not_to_retry(api, platform, anthropic_api):
     anthropic_api.add(
         Failure(429, "rate_limit_error", "You have reached your spend limit.", retry_after=0),
         reply("never sent"),
@@ -180,6 +266,7 @@ def test_a_spend_limit_error_is_never_retried(api, platform, anthropic_api):
     _, token = running_agent_task(api, platform)
     refused = call(api, token)
     assert refused.status_code == 429
+    assert refused.headers["x-should-retry"] == "false"
     assert "spend limit" in refused.get_json()["error"]["message"]
     assert len(anthropic_api.messages_requests) == 1
 

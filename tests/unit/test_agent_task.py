@@ -274,6 +274,53 @@ def test_rate_limit_is_retried_after_the_retry_after_delay(llm):
     assert second.at - first.at >= 0.95
 
 
+def test_a_persistent_rate_limit_is_tried_four_times_in_all(llm):
+    llm.fallback = lambda body: Failure(429, "rate_limit_error", "slow down", retry_after=0)
+
+    run = run_agent(llm, agent_spec())
+
+    assert (run.status, run.error["code"]) == ("failed", "llm_error")
+    assert "gave up after 4 tries" in run.error["message"]
+    assert len(llm.requests) == 4
+
+
+def test_a_retry_after_past_the_deadline_fails_at_once(llm):
+    llm.add(Failure(429, "rate_limit_error", "slow down", retry_after=100), reply("late"))
+    started = time.monotonic()
+
+    run = run_agent(llm, agent_spec(timeoutSeconds=60))
+
+    assert (run.status, run.error["code"]) == ("failed", "llm_rate_limited")
+    assert "retry after 100 s" in run.error["message"]
+    assert len(llm.requests) == 1
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        Failure(
+            429,
+            "rate_limit_error",
+            "You have reached your spend limit.",
+            retry_after=0,
+            headers={"x-should-retry": "false"},
+        ),
+        Failure(401, "authentication_error", "invalid x-api-key"),
+        Failure(403, "permission_error", "not allowed"),
+        Failure(400, "invalid_request_error", "messages: bad"),
+    ],
+    ids=["spend-limit", "authentication", "permission", "invalid-request"],
+)
+def test_errors_that_cannot_succeed_are_never_retried(llm, failure):
+    llm.add(failure, reply("never sent"))
+
+    run = run_agent(llm, agent_spec())
+
+    assert (run.status, run.error["code"]) == ("failed", "llm_error")
+    assert len(llm.requests) == 1
+
+
 @pytest.mark.parametrize("status, kind", [(529, "overloaded_error"), (500, "api_error")])
 def test_overload_and_server_errors_are_retried(llm, status, kind):
     llm.add(Failure(status, kind), reply("Made it."))

@@ -1,0 +1,172 @@
+"""The two agent engines side by side, on one scripted two-tool-call turn.
+
+Starts its own Firestore emulator, the scripted Messages API (streaming SSE, as
+Claude Code needs) and an API server (gunicorn, local executor, real bubblewrap),
+then, for `engine: "claude-code"` and `engine: "messages"` in the same run, prints
+the p50 (and max) of:
+  - submit -> the first assistant text event (`assistant_delta` for Claude Code,
+    which streams; the messages engine does not stream, so its first `assistant`);
+  - submit -> completed;
+and, measured alone, Claude Code's own start-up: the sandbox started with the CLI
+until its `system/init` line (no model call yet).
+Run with `make bench` (or `.venv/bin/python bench/agent_engines.py --runs 5`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "job-runner"))
+
+from job_runner.claude_code import cli_arguments, engine_env, find_cli  # noqa: E402
+from job_runner.sandbox import BubblewrapSandbox, Limits  # noqa: E402
+from job_runner.workspace import prepare_workspace  # noqa: E402
+
+from devtools.api_server import ApiServer  # noqa: E402
+from devtools.emulator import FirestoreEmulator  # noqa: E402
+from devtools.scripted_anthropic import ScriptedAnthropic, reply, tool_use  # noqa: E402
+
+TEXT_EVENTS = ("assistant_delta", "assistant")
+BASH = {"claude-code": ("Bash", "command"), "messages": ("bash", "command")}
+
+
+def two_tool_calls(engine: str) -> list:
+    name, argument = BASH[engine]
+    return [
+        reply("First, one.", tool_use(name, **{argument: "echo 1 > one.txt"})),
+        reply("Then, two.", tool_use(name, **{argument: "echo 2 > two.txt"})),
+        reply("Both files are written."),
+    ]
+
+
+def one_turn(http: httpx.Client, engine: str) -> tuple[float, float]:
+    """(submit -> first assistant text event, submit -> completed), in seconds."""
+    started = time.perf_counter()
+    body = {"kind": "agent", "engine": engine, "prompt": "Write one.txt and two.txt."}
+    task = http.post("/api/tasks", json=body).json()
+    first_text = None
+    headers = {"Accept": "text/event-stream"}
+    with http.stream("GET", f"/api/tasks/{task['id']}/events", headers=headers) as stream:
+        for line in stream.iter_lines():
+            if first_text is None and line.startswith("event: ") and line[7:] in TEXT_EVENTS:
+                first_text = time.perf_counter() - started
+            if line.startswith("data: ") and '"status"' in line:
+                data = json.loads(line[6:])
+                if data.get("status") in ("completed", "failed", "timed_out", "cancelled"):
+                    break
+    done = http.get(f"/api/tasks/{task['id']}").json()
+    elapsed = time.perf_counter() - started
+    assert done["status"] == "completed", done
+    assert {f["path"] for f in done["result"]["files"]} >= {"one.txt", "two.txt"}, done
+    return first_text or elapsed, elapsed
+
+
+def cli_start_up(runs: int) -> list[float]:
+    """The sandbox with the CLI, until the CLI's init line: its start-up alone."""
+    cli = find_cli()
+    spec = {"agent": {"model": "claude-sonnet-4-6", "tools": ["bash"]}, "input": {}}
+    times = []
+    with tempfile.TemporaryDirectory() as root:
+        Path(root).chmod(0o755)
+        for i in range(runs + 1):
+            workspace, _ = prepare_workspace(Path(root) / str(i))
+            home = Path(workspace) / ".engine" / "home"
+            home.mkdir(parents=True)
+            owner = os.stat(workspace).st_uid
+            for path in (home.parent, home):
+                os.chown(path, owner, owner)
+            seen: dict = {}
+            started = time.perf_counter()
+
+            def on_output(stream: str, chunk: bytes, seen=seen, started=started) -> None:
+                if stream == "stdout" and b'"init"' in chunk and "init" not in seen:
+                    seen["init"] = time.perf_counter() - started
+
+            env = {**engine_env({}), "ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}
+            env["CLAUDE_CODE_MAX_RETRIES"] = "0"
+            limits = Limits(
+                wall_seconds=60,
+                memory_mb=2048,
+                max_processes=512,
+                address_space_limit=False,
+                report_all_output=True,
+            )
+            BubblewrapSandbox().run(
+                [
+                    "/engine/claude",
+                    *cli_arguments(spec, f"00000000-0000-4000-8000-{i:012d}", False),
+                ],
+                limits,
+                workspace=workspace,
+                stdin=b"hi",
+                readonly_binds={"/engine/claude": cli},
+                on_output=on_output,
+                env=env,
+            )
+            if i >= 1 and "init" in seen:  # the first run warms the page cache
+                times.append(seen["init"])
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+
+    start_up = cli_start_up(args.runs)
+    logs = Path(tempfile.mkdtemp(prefix="bench-agents-"))
+    emulator = FirestoreEmulator(logs / "firestore.log").start()
+    anthropic = ScriptedAnthropic().start()
+    server = ApiServer(
+        emulator,
+        logs / "api.log",
+        GOOGLE_CLOUD_PROJECT="demo-bench-agents",
+        ANTHROPIC_API_KEY="bench-key",
+        ANTHROPIC_BASE_URL=anthropic.url,
+    )
+    figures: dict[str, list[tuple[float, float]]] = {"claude-code": [], "messages": []}
+    try:
+        url = server.start().url
+        with httpx.Client(base_url=url, headers={"X-User-Id": "bench"}, timeout=120) as http:
+            for i in range(args.runs + 1):
+                for engine, runs in figures.items():
+                    anthropic.add(*two_tool_calls(engine))
+                    measured = one_turn(http, engine)
+                    if i >= 1:  # warm-up: first imports, first connections
+                        runs.append(measured)
+    finally:
+        server.stop()
+        anthropic.stop()
+        emulator.stop()
+
+    print(f"agent engines, a scripted two-tool-call turn: {args.runs} runs each (after 1 warm-up)")
+    for engine, runs in figures.items():
+        first = [r[0] for r in runs]
+        total = [r[1] for r in runs]
+        label = "assistant_delta" if engine == "claude-code" else "assistant"
+        print(
+            f"  {engine:<11} submit->first {label}: p50 {statistics.median(first) * 1000:.0f} ms"
+            f" (max {max(first) * 1000:.0f});"
+            f" submit->completed: p50 {statistics.median(total) * 1000:.0f} ms"
+            f" (max {max(total) * 1000:.0f})"
+        )
+    if start_up:
+        print(
+            f"  Claude Code start-up alone (sandbox + CLI to its init line): "
+            f"p50 {statistics.median(start_up) * 1000:.0f} ms (max {max(start_up) * 1000:.0f})"
+        )
+
+
+if __name__ == "__main__":
+    main()
