@@ -286,11 +286,15 @@ def test_firestore_is_native_with_the_declared_indexes_and_a_ttl():
         for k, b in resources.items()
         if k.startswith("google_firestore_field.") and "ttl_config" in b
     ]
-    assert sorted(found) == sorted(ttls) == [
-        "admissionDaily.expireAt",
-        "idempotency.expireAt",
-        "uploads.expireAt",
-    ]
+    assert (
+        sorted(found)
+        == sorted(ttls)
+        == [
+            "admissionDaily.expireAt",
+            "idempotency.expireAt",
+            "uploads.expireAt",
+        ]
+    )
 
 
 def test_secrets_are_containers_only():
