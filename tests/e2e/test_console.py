@@ -278,10 +278,9 @@ def test_create_an_agent_and_chat_one_turn_with_its_tool_call(
     page.fill("#agent-system-prompt", "Use python for arithmetic.")
     page.select_option("#agent-model", "claude-haiku-4-5")
     page.uncheck("input[name=tools][value=bash]")
-    if page.locator("#agent-engine").count():
-        # The built-in tool loop, which takes the scripted `python` tool call; Claude
-        # Code's own tools are named otherwise.
-        page.select_option("#agent-engine", "messages")
+    # The built-in tool loop, which takes the scripted `python` tool call; Claude Code's
+    # own tools are named otherwise (the next test).
+    page.select_option("#agent-engine", "messages")
     page.screenshot(path=shots / "agent.png", full_page=True)
     page.click("#save-agent")
     expect(page.locator("#chat-with-agent")).to_be_visible()
@@ -313,6 +312,35 @@ def test_create_an_agent_and_chat_one_turn_with_its_tool_call(
     assert agent["description"] == "Does sums in Python"
     page.goto(f"{dev_server.url}/console#/conversations")
     expect(page.locator("#conversations tbody tr")).to_contain_text(["calculator"])
+
+
+def test_chat_with_claude_code_shows_its_bash_call_and_the_file_it_wrote(
+    page, dev_server, anthropic_api, shots
+):
+    anthropic_api.add(
+        reply("Writing it.", tool_use("Bash", command="echo 42 > answer.txt")),
+        reply("Saved 42 in answer.txt."),
+    )
+    sign_in_dev(page, dev_server, "leo")
+    page.goto(f"{dev_server.url}/console#/agents/new")
+    page.fill("#agent-name", "coder")
+    page.select_option("#agent-engine", "claude-code")
+    page.click("#save-agent")
+    page.click("#chat-with-agent")
+    page.fill("#message", "Put 42 in answer.txt.")
+    page.click("#send")
+    assistant = page.locator("#chat .message.assistant")
+    expect(assistant.last).to_have_text("Saved 42 in answer.txt.", timeout=90 * SECONDS)
+    expect(page.locator("#chat details.tool[data-tool=Bash]")).to_have_count(1)
+    with page.expect_download() as download:
+        page.click("#workspace-files button.download[data-path='answer.txt']")
+    assert Path(download.value.path()).read_text() == "42\n"
+    page.screenshot(path=shots / "claude.png", full_page=True)
+    # The reply the page showed was streamed to it as it was written.
+    user = {"X-User-Id": "leo"}
+    (task,) = httpx.get(f"{dev_server.url}/api/tasks", headers=user).json()["tasks"]
+    events = httpx.get(f"{dev_server.url}/api/tasks/{task['id']}/events", headers=user).json()
+    assert "assistant_delta" in {event["type"] for event in events["events"]}
 
 
 def test_edit_and_delete_an_agent(page, dev_server):
