@@ -108,7 +108,7 @@ USER_DAILY_TOKEN_BUDGET = 2_000_000
 MAX_ACTIVE_TASKS_PER_USER = 20
 MAX_UNSETTLED_TASKS_PER_USER = 500
 MAX_TASKS_PER_USER_PER_DAY = 2_000
-# Shards of each per-user admission counter (ADR 0006): a burst spreads over them.
+# Shards of each per-user admission counter (ADR 0007): a burst spreads over them.
 ADMISSION_SHARDS = 16
 MAX_BATCH_TASKS = 100
 # The per-user request rate on the public API, per API instance (a token bucket):

@@ -7,7 +7,7 @@ path named by a digest of their contents (`/console/assets/<digest>/...`), so th
 be cached for a year and a new deploy is never mixed with an old cached module. In
 firebase mode the policy also lets in what Google sign-in itself needs (Google's
 sign-in script and frame, and the token endpoints); see
-docs/decisions/0005-console-on-the-public-api.md.
+docs/decisions/0009-console-on-the-public-api.md.
 """
 
 from __future__ import annotations

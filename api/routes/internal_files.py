@@ -1,4 +1,4 @@
-"""The runner's file endpoints (docs/decisions/0005-files-through-internal-endpoints.md):
+"""The runner's file endpoints (docs/decisions/0006-files-through-internal-endpoints.md):
 input files and the conversation's workspace down, output files and the new
 workspace snapshot up. The task token authorizes them, for its own task only; each
 request carries at most MAX_RUNNER_CHUNK_BYTES (Cloud Run's 32 MiB HTTP/1 cap), so

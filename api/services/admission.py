@@ -1,7 +1,7 @@
 """Admission: a user's limits, without a hot document on the submission path.
 
 Firestore sustains about one write per second per document, so nothing a
-submission writes is shared by all of one user's submissions (ADR 0006):
+submission writes is shared by all of one user's submissions (ADR 0007):
 
 - unsettled tasks (queued + dispatched + running): sharded counters
   `admissionShards/{owner}:u{k}` (`unsettled`, `queued`). A submission adds one to a

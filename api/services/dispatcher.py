@@ -37,7 +37,7 @@ MAX_BACKOFF_SECONDS = 60
 MAX_DISPATCH_ATTEMPTS = 10
 # Admission shards with queued tasks read per pass (an owner has up to 16), and each
 # owner's queued tasks read. Past that many shards, owners beyond the first are not
-# seen in that pass (ADR 0006: a per-owner queue index is the next step).
+# seen in that pass (ADR 0007: a per-owner queue index is the next step).
 QUEUED_SHARDS_PER_PASS = 2000
 HEADS_PER_OWNER = 20
 # Launches a request may do itself at once (Cloud Run); past that the loop does them,

@@ -178,7 +178,7 @@ class TaskService:
         No transaction: the owner's limits are taken from sharded counters
         (TaskAdmission), and the task, its first event and its Idempotency-Key record
         are created in one commit, so a burst of one user's submissions shares no
-        document (ADR 0006)."""
+        document (ADR 0007)."""
         self.admit(bool(task_input.get("network")))
         if webhook_url is not None:
             self.check_webhook_url(webhook_url)

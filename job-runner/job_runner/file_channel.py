@@ -1,6 +1,6 @@
 """Bytes between the runner and the API: input files and workspace snapshots down,
 output files and snapshots up, through the API's internal endpoints with the task
-token (docs/decisions/0005-files-through-internal-endpoints.md). The runner holds no
+token (docs/decisions/0006-files-through-internal-endpoints.md). The runner holds no
 Google credential; the API writes the bucket.
 
 Each request carries at most CHUNK_BYTES (Cloud Run caps an HTTP/1 request at
