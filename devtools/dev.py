@@ -42,6 +42,10 @@ Ctrl-C stops the API (and the emulators, if this started them).
 """
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     (ROOT / ".dev").mkdir(exist_ok=True)
     env = dict(os.environ)
@@ -73,6 +77,8 @@ def main() -> int:
     port = env["PORT"]
     print(example_commands(port, env["EXECUTOR"]), flush=True)
     print(agents_hint(env) + "\n", flush=True)
+    # SIGTERM (a supervisor, `kill`) stops it as Ctrl-C does, emulators included.
+    signal.signal(signal.SIGTERM, _stop)
     server = subprocess.Popen(
         gunicorn_command(),
         env=env,
