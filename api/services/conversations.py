@@ -134,28 +134,19 @@ class ConversationService:
         return task_input, agent
 
     def submit_agent_task(self, owner: str, spec: AgentTaskInput, key: str | None) -> dict:
+        task_input, extra = self.agent_task_parts(owner, spec)
+        task, _ = self.tasks.submit(
+            owner, "agent", task_input, key, webhook_url=spec.webhook_url, **extra
+        )
+        return task
+
+    def agent_task_parts(self, owner: str, spec: AgentTaskInput) -> tuple[dict, dict]:
+        """(input, extra task fields) of an agent task: one, or an item of a batch."""
         task_input, agent = self._agent_task(
             owner,
             spec.prompt,
             spec.agent_id,
             engine=spec.engine,
-            max_turns=spec.max_turns,
-            max_tokens=spec.max_tokens,
-            timeout_seconds=spec.timeout_seconds,
-            memory_mb=spec.memory_mb,
-            network=spec.network,
-        )
-        task, _ = self.tasks.submit(
-            owner, "agent", task_input, key, webhook_url=spec.webhook_url, agent=agent
-        )
-        return task
-
-    def agent_task_parts(self, owner: str, spec: AgentTaskInput) -> tuple[dict, dict]:
-        """(input, extra task fields) of an agent task, for a batch."""
-        task_input, agent = self._agent_task(
-            owner,
-            spec.prompt,
-            spec.agent_id,
             max_turns=spec.max_turns,
             max_tokens=spec.max_tokens,
             timeout_seconds=spec.timeout_seconds,

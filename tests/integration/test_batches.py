@@ -117,3 +117,15 @@ def test_a_batch_of_100_costs_no_transaction_and_one_commit_of_tasks(firestore, 
     assert reply.status_code == 202
     assert len(reply.get_json()["tasks"]) == 100
     assert calls == {"transactions": 0, "task commits": 1}
+
+
+def test_an_agent_item_keeps_its_engine_as_a_single_agent_task_does(firestore, settings):
+    app = batch_app(settings)
+    client = app.test_client()
+    agent_item = {"kind": "agent", "prompt": "hi", "engine": "messages"}
+    single = client.post("/api/tasks", json=agent_item, headers=ALICE).get_json()
+    batch = client.post("/api/tasks/batch", json={"tasks": [agent_item]}, headers=ALICE)
+    (batched,) = batch.get_json()["tasks"]
+    store = app.extensions["agent_platform"].store
+    engines = [store.get_task(t["id"])["agent"]["engine"] for t in (single, batched)]
+    assert engines == ["messages", "messages"]
