@@ -8,7 +8,7 @@ from flask import Blueprint, Response, request, stream_with_context
 
 from api import config
 from api.errors import ApiError
-from api.routes.common import current_user, limit_body, services
+from api.routes.common import current_user, limit_body, piece_length, services
 from api.services import upload_parts
 from api.services.archives import MEDIA_TYPES, stream_archive
 from api.services.files import COMPLETE, missing_parts, output_object, public_file
@@ -37,7 +37,7 @@ def create_upload():
     if "parts" in request.args:
         return _begin_in_parts(user)
     _octet_stream()
-    limit_body(files.max_upload_bytes + 1)  # see internal_files.py
+    limit_body(files.max_upload_bytes + 1)  # see piece_length
     if request.content_length is not None and request.content_length > files.max_upload_bytes:
         raise files.upload_too_large()
     record = files.create_upload(user, request.stream, request.content_length)
@@ -72,16 +72,7 @@ def put_upload_part(upload_id: str, part: int):
     last one is in, complete with its size and sha256."""
     user = current_user()
     _octet_stream()
-    # One byte more than a part may hold: see internal_files.py.
-    limit_body(config.MAX_RUNNER_CHUNK_BYTES + 1)
-    length = request.content_length
-    if length is not None and length > config.MAX_RUNNER_CHUNK_BYTES:
-        raise ApiError(
-            413,
-            "too_large",
-            f"A part is at most {config.MAX_RUNNER_CHUNK_BYTES // config.MIB} MiB "
-            f"({config.MAX_RUNNER_CHUNK_BYTES} bytes).",
-        )
+    length = piece_length()
     files = services().files
     record = upload_parts.put_part(files, user, upload_id, part, request.stream, length)
     return public_upload(record)

@@ -226,7 +226,10 @@ class FileService:
             )
         except TooLarge:
             raise ApiError(
-                413, "too_large", f"A piece is at most {config.MAX_RUNNER_CHUNK_BYTES} bytes."
+                413,
+                "too_large",
+                f"A piece is at most {config.MAX_RUNNER_CHUNK_BYTES // config.MIB} MiB "
+                f"({config.MAX_RUNNER_CHUNK_BYTES} bytes).",
             ) from None
 
     def join_pieces(self, target: str, parts: int) -> ObjectInfo:
