@@ -20,7 +20,13 @@ from datetime import timedelta
 from typing import BinaryIO
 
 from api import config
-from api.adapters.file_store import FileStore, ObjectInfo, StoredObject, TooLarge
+from api.adapters.file_store import (
+    FileStore,
+    ObjectInfo,
+    SourceMissing,
+    StoredObject,
+    TooLarge,
+)
 from api.errors import ApiError, not_found
 from api.services.conversation_turns import conversation_path, snapshot_object
 from api.services.state_machine import TaskStatus, utcnow
@@ -236,7 +242,12 @@ class FileService:
         """The pieces 0..parts-1 of `target`, joined (GCS compose) into `target`; only
         then does the object exist under its name. The pieces are deleted."""
         pieces = [piece_object(target, k) for k in range(parts)]
-        return self.files.compose(target, pieces, "application/octet-stream")
+        try:
+            return self.files.compose(target, pieces, "application/octet-stream")
+        except SourceMissing:
+            raise ApiError(
+                409, "piece_missing", "A piece is missing (lost or never sent); send it again."
+            ) from None
 
     def shape_result(self, task_id: str, result: dict | None) -> dict | None:
         """Give each stored output file its content type."""

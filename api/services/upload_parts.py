@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import timedelta
 from typing import BinaryIO
 
 from api import config
@@ -34,6 +35,9 @@ from api.services.state_machine import utcnow
 # GCS composes up to 32 objects in one call; enough parts for the limit in pieces of
 # the request cap in any case.
 MIN_PARTS_LIMIT = 32
+# Longer than any join takes (32 composes and a 256 MiB read): a request that set
+# `joining` and then died must not block the upload until it expires.
+JOIN_STALE = timedelta(minutes=10)
 
 
 def max_parts(files: FileService) -> int:
@@ -82,9 +86,11 @@ def put_part(
         if over:  # the part just written is not one of this upload's any more
             received.pop(str(part))
         latest["received"] = received
-        if not missing_parts(latest):
-            latest["status"] = JOINING
-        write(path, {"received": received, "status": latest["status"]}, merge=True)
+        latest["status"] = PENDING if missing_parts(latest) else JOINING
+        update = {"received": received, "status": latest["status"]}
+        if latest["status"] == JOINING:
+            update["joiningSince"] = utcnow()
+        write(path, update, merge=True)
         return latest, over
 
     over = False
@@ -105,6 +111,8 @@ def put_part(
 
 def _check_pending(record: dict | None) -> None:
     status = (record or {}).get("status", COMPLETE)
+    if status == JOINING and record["joiningSince"] < utcnow() - JOIN_STALE:
+        return  # the request joining it died: this part may start the join again
     if status == JOINING:
         raise ApiError(409, "upload_joining", "Its last part is being joined; wait for it.")
     if status != PENDING:
@@ -113,21 +121,31 @@ def _check_pending(record: dict | None) -> None:
 
 def _join(files: FileService, record: dict) -> dict:
     """Compose the parts, then hash the whole (SHA-256 does not compose; a streamed
-    read, in constant memory), then mark the upload complete."""
+    read, in constant memory), then mark the upload complete. Should the join fail,
+    the upload is pending again, with the parts still stored."""
     upload_id, path = record["id"], f"{UPLOADS}/{record['id']}"
     target = upload_object(upload_id)
     joined = False
     try:
+        # A part can be gone though recorded: retired by a request that lost a race
+        # with this join. Compose would fail on it (fake-gcs-server even with a 500).
+        received = _stored_parts(files, target, record["received"])
+        if missing := missing_parts(record | {"received": received}):
+            raise ApiError(409, "upload_incomplete", f"Parts {missing} were lost: send them again.")
         info = files.join_pieces(target, record["parts"])
         joined = True
         digest = hashlib.sha256()
         for piece in files.files.read(target, 0, info.size):
             digest.update(piece)
-    except BaseException:
-        # Back to pending; once the pieces are gone (joined), they must all come again.
-        update = {"status": PENDING} | ({"received": {}} if joined else {})
-        files.store.update_doc(path, update)
+    except Exception:
+        # The next join checks again which parts exist; once joined, none do.
+        files.store.update_doc(path, {"status": PENDING} | ({"received": {}} if joined else {}))
         raise
     update = {"status": COMPLETE, "size": info.size, "sha256": digest.hexdigest()}
     files.store.update_doc(path, update)
     return record | update
+
+
+def _stored_parts(files: FileService, target: str, received: dict) -> dict:
+    """The recorded parts whose objects exist."""
+    return {k: v for k, v in received.items() if files.files.stat(piece_object(target, int(k)))}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 
 import pytest
 
@@ -123,3 +124,19 @@ def test_parts_together_over_the_upload_limit_are_413(small_uploads):
     reply = _put(small_uploads, upload_id, 1, b"x" * 401)
     assert reply.status_code == 413
     assert _put(small_uploads, upload_id, 1, b"x" * 400).json["size"] == 1000
+
+
+def test_a_part_lost_before_the_join_is_asked_for_again(client):
+    upload_id = _begin(client, 2)
+    _put(client, upload_id, 0, b"zero")
+    files = client.application.extensions["agent_platform"].files
+    files.files.retire(f"uploads/{upload_id}.part0", datetime.now(UTC))
+    lost = _put(client, upload_id, 1, b"one")
+    assert lost.status_code == 409
+    assert lost.json["error"] == {
+        "code": "upload_incomplete",
+        "message": "Parts [0] were lost: send them again.",
+    }
+    done = _put(client, upload_id, 0, b"zero")
+    assert (done.json["status"], done.json["size"]) == ("complete", 7)
+    assert done.json["sha256"] == hashlib.sha256(b"zeroone").hexdigest()
