@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -140,3 +140,16 @@ def test_a_part_lost_before_the_join_is_asked_for_again(client):
     done = _put(client, upload_id, 0, b"zero")
     assert (done.json["status"], done.json["size"]) == ("complete", 7)
     assert done.json["sha256"] == hashlib.sha256(b"zeroone").hexdigest()
+
+
+def test_a_join_in_progress_holds_parts_off_until_it_is_stale(client):
+    upload_id = _begin(client, 2)
+    _put(client, upload_id, 0, b"zero")
+    store = client.application.extensions["agent_platform"].files.store
+    now = datetime.now(UTC)
+    store.update_doc(f"uploads/{upload_id}", {"status": "joining", "joiningSince": now})
+    busy = _put(client, upload_id, 1, b"one")
+    assert (busy.status_code, busy.json["error"]["code"]) == (409, "upload_joining")
+    died = now - timedelta(minutes=11)  # the request joining it died
+    store.update_doc(f"uploads/{upload_id}", {"joiningSince": died})
+    assert _put(client, upload_id, 1, b"one").json["size"] == 7
