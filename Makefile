@@ -1,12 +1,12 @@
 # The front door: `make dev` runs the API locally, `make test` runs every test.
-# Both set up what they need: the virtual environment (.venv, from uv.lock) and
-# bubblewrap (installed with apt-get when running as root).
+# Both set up what they need: the virtual environment (.venv, from uv.lock) and the
+# system packages (installed with apt-get when running as root).
 
 PYTHON ?= python3
 VENV := .venv
 UV_VERSION := 0.13.9
 
-.PHONY: dev test lint format bench system-deps console-vendor
+.PHONY: dev test lint format bench system-deps browser-deps console-vendor
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -14,14 +14,18 @@ $(VENV)/.synced: pyproject.toml uv.lock
 	@$(VENV)/bin/uv sync --frozen --inexact --quiet
 	@touch $@
 
-# bubblewrap for the sandbox, a system python3 for the code it runs, npm for the
-# console's vendored Firebase SDK, and Chromium for the console's browser tests.
-system-deps:
+# System packages, installed with apt-get when root, otherwise a one-line instruction.
+# $(call apt_require,CHECK:PACKAGE ...): CHECK is a command, or an absolute path that
+# must be executable.
+define apt_require
 	@missing=""; \
-	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
-	test -x /usr/bin/python3 || missing="$$missing python3"; \
-	command -v npm >/dev/null || missing="$$missing npm"; \
-	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	for pair in $(1); do \
+	  check=$${pair%%:*}; package=$${pair#*:}; \
+	  case $$check in \
+	    /*) test -x "$$check" || missing="$$missing $$package";; \
+	    *) command -v "$$check" >/dev/null || missing="$$missing $$package";; \
+	  esac; \
+	done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing"; \
@@ -30,6 +34,16 @@ system-deps:
 	    echo "Missing$$missing: run 'sudo apt-get install$$missing' and try again."; exit 1; \
 	  fi; \
 	fi
+endef
+
+# bubblewrap for the sandbox, a system python3 for the code it runs, and npm for the
+# console's vendored Firebase SDK.
+system-deps:
+	$(call apt_require,bwrap:bubblewrap /usr/bin/python3:python3 npm:npm)
+
+# Chromium for the console's browser tests (make test only).
+browser-deps:
+	$(call apt_require,/usr/bin/chromium:chromium)
 
 # The console's Firebase JS SDK (sign-in in AUTH_MODE=firebase), bundled from the
 # versions locked in console/package-lock.json; the API image builds it the same way.
@@ -52,7 +66,7 @@ $(SCHEMA)/node_modules/.installed: $(SCHEMA)/package-lock.json
 	@cd $(SCHEMA) && npm ci --ignore-scripts --no-audit --no-fund --omit=peer --silent
 	@touch $@
 
-test: $(VENV)/.synced system-deps $(SCHEMA)/node_modules/.installed $(CONSOLE_VENDOR)
+test: $(VENV)/.synced system-deps browser-deps $(SCHEMA)/node_modules/.installed $(CONSOLE_VENDOR)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/pytest

@@ -1,0 +1,31 @@
+"""Every environment variable the API reads is in the README's configuration table
+(DESIGN section 5: "a new setting goes in both")."""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import ROOT
+
+# Read by the platform, not set by operators: Cloud Run sets K_SERVICE itself.
+SET_BY_CLOUD_RUN = {"K_SERVICE"}
+
+
+def read_variables() -> set[str]:
+    sources = (ROOT / "api" / "config.py").read_text() + (ROOT / "gunicorn.conf.py").read_text()
+    names = re.findall(r"""_(?:int_|float_|bool_)?env\(\s*"([A-Z][A-Z0-9_]*)\"""", sources)
+    names += re.findall(r"""os\.environ\.get\(\s*"([A-Z][A-Z0-9_]*)\"""", sources)
+    return set(names) - SET_BY_CLOUD_RUN
+
+
+def documented_variables() -> set[str]:
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    # A row names one variable, or two as `A` / `B`.
+    rows = re.findall(r"^\| `([A-Z][A-Z0-9_]*)`(?: / `([A-Z][A-Z0-9_]*)`)?", table, re.M)
+    return {name for row in rows for name in row if name}
+
+
+def test_every_variable_the_api_reads_is_in_the_readmes_configuration_table():
+    assert read_variables(), "found no settings: the pattern no longer matches api/config.py"
+    assert read_variables() - documented_variables() == set()
