@@ -4,19 +4,19 @@ Schemas come from the pydantic models themselves: the request models that the
 routes validate with (api/models) and the response models of
 api/models/responses.py, so the published contract cannot drift from validation.
 What pydantic cannot know (paths, methods, statuses, headers, query strings the
-routes parse by hand) is the route table below, kept next to the bounds it shares
-with the routes. tests/contract/test_openapi_document.py checks that it covers every
+routes parse by hand) is the route table below (its parts in api/openapi_table.py,
+the files routes in api/openapi_files.py), kept next to the bounds it shares with
+the routes. tests/contract/test_openapi_document.py checks that it covers every
 public Flask route and no internal one; tests/contract fuzzes a live server with it.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any, get_args
 
 from pydantic import BaseModel
-from pydantic.json_schema import GenerateJsonSchema, models_json_schema
+from pydantic.json_schema import models_json_schema
 
 from api import config
 from api.models import (
@@ -31,6 +31,18 @@ from api.models import (
     TaskBatch,
 )
 from api.models import responses as r
+from api.openapi_files import FILE_ROUTES, FILES
+from api.openapi_table import (
+    AUTHED,
+    BYTES,
+    Param,
+    Reply,
+    Route,
+    SchemaGenerator,
+    int_range,
+    limit_param,
+    model_params,
+)
 from api.routes import agents as agent_routes
 from api.routes import conversations as conversation_routes
 from api.services.conversations import MESSAGES_PAGE_DEFAULT, MESSAGES_PAGE_MAX
@@ -93,77 +105,6 @@ SECURITY_SCHEMES = {
 }
 
 
-class SchemaGenerator(GenerateJsonSchema):
-    """pydantic's JSON Schema without a title on every field ("Maxturns"): the
-    field's name already says it."""
-
-    def field_title_should_be_set(self, schema) -> bool:
-        return False
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    where: str  # "query" or "header"
-    schema: dict[str, Any]
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    description: str
-    model: type[BaseModel] | dict[str, Any] | None = None  # a model, or a plain schema
-    headers: tuple[str, ...] = ()
-    stream: bool = False  # with Accept: text/event-stream, the events as SSE
-    binary: tuple[str, ...] = ()  # media types of a byte stream answered instead
-    also: tuple[int, ...] = ()  # other success statuses with the same content (206)
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str  # OpenAPI form: /api/tasks/{taskId}
-    operation_id: str
-    summary: str
-    tag: str
-    reply: Reply
-    errors: tuple[int, ...] = ()
-    body: tuple[type[BaseModel], ...] = ()  # several: a union told apart by `kind`
-    params: tuple[Param, ...] = ()
-    public: bool = False  # no credentials needed
-    raw_body: str | None = None  # the media type of a body of raw bytes
-
-
-def _int(low: int, high: int, default: int | None = None) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "integer", "minimum": low, "maximum": high}
-    if default is not None:
-        schema["default"] = default
-    return schema
-
-
-def _limit(default: int, maximum: int) -> Param:
-    return Param("limit", "query", _int(1, maximum, default), "Page size.")
-
-
-def model_params(model: type[BaseModel]) -> tuple[Param, ...]:
-    """A query model's fields as query parameters; `null` is dropped, since a query
-    string can only leave a parameter out."""
-    schema = model.model_json_schema(by_alias=True, schema_generator=SchemaGenerator)
-    params = []
-    for name, field in schema["properties"].items():
-        field = dict(field)
-        options = [o for o in field.pop("anyOf", []) if o != {"type": "null"}]
-        if len(options) == 1:
-            field.update(options[0])
-        elif options:
-            field["anyOf"] = options
-        if field.get("default") is None:
-            field.pop("default", None)
-        params.append(Param(name, "query", field, field.pop("description", "")))
-    return tuple(params)
-
-
 IDEMPOTENCY_KEY = Param(
     "Idempotency-Key",
     "header",
@@ -172,22 +113,6 @@ IDEMPOTENCY_KEY = Param(
     "another body, 422.",
 )
 TASK, AGENT, CONVERSATION, ACCOUNT = "tasks", "agents", "conversations", "account"
-AUTHED = (401, 503)  # every route with credentials reads Firestore
-TASK, AGENT, CONVERSATION, FILES = "tasks", "agents", "conversations", "files"
-BYTES = {"type": "string", "contentMediaType": "application/octet-stream"}
-OCTETS = "application/octet-stream"
-ARCHIVE = Param("archive", "query", {"type": "string", "enum": ["zip", "tar.gz"]},
-                "All stored files in one archive instead of the listing.")  # fmt: skip
-RANGE = Param("Range", "header", {"type": "string", "pattern": "^bytes=[0-9]*-[0-9]*$"},
-              "One range of bytes (answered 206 with Content-Range).")  # fmt: skip
-LISTING = Reply(200, "The files (`content` inline for small UTF-8 text), and what was "
-                "skipped with its reason; with `archive`, all of them in one archive.",
-                r.FileListing, binary=("application/zip", "application/gzip"))  # fmt: skip
-ONE_FILE = Reply(200, "The file's bytes, with its Content-Type; 206 for a Range.",
-                 binary=("*/*",), also=(206,))  # fmt: skip
-# Every route with credentials reads Firestore (503) and takes from the caller's
-# request rate (429, api/services/request_rate.py).
-AUTHED = (401, 429, 503)
 
 ROUTES: tuple[Route, ...] = (
     Route("get", "/", "root", "Health (no credentials, no I/O)", "service",
@@ -219,7 +144,7 @@ ROUTES: tuple[Route, ...] = (
           params=model_params(ListTasksQuery)),
     Route("get", "/api/tasks/{taskId}", "getTask", "A task", TASK,
           Reply(200, "The task.", r.Task), (400, 404, *AUTHED),
-          params=(Param("wait", "query", _int(0, config.MAX_WAIT_SECONDS, 0),
+          params=(Param("wait", "query", int_range(0, config.MAX_WAIT_SECONDS, 0),
                         "Hold the request until the task is terminal or this many "
                         "seconds have passed."),)),
     Route("post", "/api/tasks/{taskId}/cancel", "cancelTask", "Cancel a task", TASK,
@@ -230,7 +155,7 @@ ROUTES: tuple[Route, ...] = (
                 "events as Server-Sent Events (`id:` is `seq`) until the task ends.",
                 r.TaskEventList, stream=True),
           (400, 404, 429, *AUTHED),
-          params=(Param("after", "query", _int(0, 10**9, 0), "Only events with a larger seq."),
+          params=(Param("after", "query", int_range(0, 10**9, 0), "Only events with a larger seq."),
                   Param("Last-Event-ID", "header", {"type": "integer", "minimum": 0},
                         "Resume a stream after this seq (text/event-stream only)."))),
     # -- webhooks (13) -------------------------------------------------------------
@@ -246,7 +171,7 @@ ROUTES: tuple[Route, ...] = (
           body=(AgentCreate,)),
     Route("get", "/api/agents", "listAgents", "Your agents", AGENT,
           Reply(200, "Your agents.", r.AgentList), (400, *AUTHED),
-          params=(_limit(agent_routes.LIST_DEFAULT, agent_routes.LIST_MAX),)),
+          params=(limit_param(agent_routes.LIST_DEFAULT, agent_routes.LIST_MAX),)),
     Route("get", "/api/agents/{agentId}", "getAgent", "An agent", AGENT,
           Reply(200, "The agent.", r.Agent), (404, *AUTHED)),
     Route("patch", "/api/agents/{agentId}", "updateAgent", "Change an agent's fields", AGENT,
@@ -260,12 +185,12 @@ ROUTES: tuple[Route, ...] = (
           (*BODY_ERRORS, 404, *AUTHED), body=(ConversationCreate,)),
     Route("get", "/api/conversations", "listConversations", "Your conversations",
           CONVERSATION, Reply(200, "Your conversations.", r.ConversationList), (400, *AUTHED),
-          params=(_limit(conversation_routes.LIST_DEFAULT, conversation_routes.LIST_MAX),)),
+          params=(limit_param(conversation_routes.LIST_DEFAULT, conversation_routes.LIST_MAX),)),
     Route("get", "/api/conversations/{conversationId}", "getConversation",
           "A conversation with a page of its messages", CONVERSATION,
           Reply(200, "The conversation and its messages, oldest first.",
                 r.ConversationWithMessages), (400, 404, *AUTHED),
-          params=(_limit(MESSAGES_PAGE_DEFAULT, MESSAGES_PAGE_MAX),
+          params=(limit_param(MESSAGES_PAGE_DEFAULT, MESSAGES_PAGE_MAX),
                   Param("after", "query", {"type": "string", "minLength": 1, "maxLength": 64},
                         "A message id: `nextMessagesAfter` of the previous page."))),
     Route("delete", "/api/conversations/{conversationId}", "deleteConversation",
@@ -282,22 +207,7 @@ ROUTES: tuple[Route, ...] = (
           CONVERSATION, Reply(200, "The reply, or its status if not ready.",
                               r.CompatConversationReply),
           (*BODY_ERRORS, 404, 409, 422, 429, *AUTHED), body=(CompatConversationBody,)),
-    # -- files (11) ------------------------------------------------------------------
-    Route("post", "/api/uploads", "createUpload",
-          f"Upload a file's raw bytes (at most {config.MAX_UPLOAD_BYTES // config.MIB} MiB; "
-          f"kept {config.UPLOAD_TTL_HOURS} h)", FILES,
-          Reply(201, "The upload: use it in a task's files as {\"upload\": id}.", r.Upload),
-          (413, 415, *AUTHED), raw_body=OCTETS),
-    Route("get", "/api/tasks/{taskId}/files", "listTaskFiles", "A task's output files",
-          FILES, LISTING, (400, 404, *AUTHED), params=(ARCHIVE,)),
-    Route("get", "/api/tasks/{taskId}/files/{path}", "getTaskFile", "One output file",
-          FILES, ONE_FILE, (404, 416, *AUTHED), params=(RANGE,)),
-    Route("get", "/api/conversations/{conversationId}/files", "listConversationFiles",
-          "The files of a conversation's current workspace", FILES, LISTING,
-          (400, 404, *AUTHED), params=(ARCHIVE,)),
-    Route("get", "/api/conversations/{conversationId}/files/{path}", "getConversationFile",
-          "One file of a conversation's current workspace", FILES, ONE_FILE,
-          (404, 416, *AUTHED), params=(RANGE,)),
+    *FILE_ROUTES,
 )  # fmt: skip
 
 
@@ -385,7 +295,7 @@ def _operation(route: Route, refs: dict[type[BaseModel], dict]) -> dict[str, Any
         operation["parameters"] = params
     if route.raw_body:
         operation["requestBody"] = {
-            "required": True,
+            "required": route.body_required,
             "content": {route.raw_body: {"schema": BYTES}},
         }
     if route.body:
@@ -452,7 +362,7 @@ def build_spec() -> dict[str, Any]:
             "camelCase fields, RFC 3339 UTC times. Every error is "
             '`{"error": {"code", "message"}}`.',
         },
-        "tags": [{"name": name} for name in ("service", TASK, AGENT, CONVERSATION, ACCOUNT)],
+        "tags": [{"name": name} for name in ("service", TASK, AGENT, CONVERSATION, FILES, ACCOUNT)],
         "paths": paths,
         "components": {
             "schemas": definitions["$defs"],

@@ -37,6 +37,10 @@ class StorageUnavailable(Exception):
     """Cloud Storage could not be reached or answered 5xx; retry later."""
 
 
+class SourceMissing(Exception):
+    """A compose named a source object that does not exist."""
+
+
 class TooLarge(Exception):
     """A stream was longer than the limit it was written under."""
 
@@ -218,7 +222,10 @@ class GcsFileStore:
         return None if blob is None else ObjectInfo(name, int(blob.size or 0), blob.content_type)
 
     def compose(self, name: str, parts: list[str], content_type: str) -> ObjectInfo:
-        """Join `parts` into `name` (in rounds of 32), then delete the parts."""
+        """Join `parts` into `name` (in rounds of 32), then delete the parts.
+
+        :raises SourceMissing: one of the parts does not exist (nothing is joined).
+        """
         bucket = self.bucket
         sources, round_ = list(parts), 0
         made: list[str] = []
@@ -238,13 +245,18 @@ class GcsFileStore:
         return info
 
     def _compose(self, bucket, name: str, sources: list[str], content_type: str) -> None:
+        from google.api_core import exceptions as gexc
+
         target = bucket.blob(name)
         target.content_type = content_type
-        self._call(
-            lambda: target.compose(
-                [bucket.blob(s) for s in sources], retry=self._retry(), timeout=REQUEST_TIMEOUT
+        try:
+            self._call(
+                lambda: target.compose(
+                    [bucket.blob(s) for s in sources], retry=self._retry(), timeout=REQUEST_TIMEOUT
+                )
             )
-        )
+        except gexc.NotFound as error:
+            raise SourceMissing(str(error)) from error
 
     def _delete(self, name: str) -> None:
         from google.api_core import exceptions as gexc

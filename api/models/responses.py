@@ -219,6 +219,20 @@ class Upload(Contract):
     expires_at: datetime = Field(alias="expiresAt")
 
 
+class UploadInParts(Contract):
+    """An upload sent in parts (`POST /api/uploads?parts=N`, then `PUT
+    /api/uploads/{id}/parts/{i}`): pending, with the parts still missing, or complete,
+    with the whole file's size and sha256."""
+
+    id: str
+    status: Literal["pending", "complete"]
+    parts: int | None = Field(None, description="Pending: how many parts it takes.")
+    missing: list[int] | None = Field(None, description="Pending: the parts not yet sent.")
+    size: int | None = Field(None, description="Complete: the whole file's bytes.")
+    sha256: str | None = Field(None, description="Complete: the whole file's hash.")
+    expires_at: datetime = Field(alias="expiresAt")
+
+
 class FileListing(Contract):
     """A task's (or a conversation's current workspace's) files, and what was skipped."""
 
@@ -245,5 +259,6 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Usage,
     DeploymentConfig,
     Upload,
+    UploadInParts,
     FileListing,
 )

@@ -12,6 +12,7 @@ from flask import current_app, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from api import config
 from api.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
@@ -52,6 +53,24 @@ def body_limit(max_bytes: int) -> Callable[[F], F]:
 def limit_body(max_bytes: int) -> None:
     """Set this request's body limit; before anything reads the body."""
     request.max_content_length = max_bytes
+
+
+def piece_length() -> int | None:
+    """Limit this request's body to one piece of a file sent in several requests (the
+    runner's outputs and snapshots, an upload in parts): Cloud Run's 32 MiB HTTP/1 cap.
+    Returns the Content-Length, if any; 413 over the cap."""
+    # One byte more than a piece may hold: werkzeug refuses a stream that reaches its
+    # limit, and a piece of exactly the limit is fine (the store enforces the limit).
+    limit_body(config.MAX_RUNNER_CHUNK_BYTES + 1)
+    length = request.content_length
+    if length is not None and length > config.MAX_RUNNER_CHUNK_BYTES:
+        raise ApiError(
+            413,
+            "too_large",
+            f"A piece is at most {config.MAX_RUNNER_CHUNK_BYTES // config.MIB} MiB "
+            f"({config.MAX_RUNNER_CHUNK_BYTES} bytes).",
+        )
+    return length
 
 
 def body_bytes() -> bytes:

@@ -8,28 +8,36 @@ from flask import Blueprint, Response, request, stream_with_context
 
 from api import config
 from api.errors import ApiError
-from api.routes.common import current_user, limit_body, services
+from api.routes.common import current_user, limit_body, piece_length, services
+from api.services import upload_parts
 from api.services.archives import MEDIA_TYPES, stream_archive
-from api.services.files import output_object, public_file
+from api.services.files import COMPLETE, missing_parts, output_object, public_file
 from api.services.tasks import rfc3339
 
 bp = Blueprint("files", __name__)
 CLOUD_RUN_FRAMED_LIMIT = config.MAX_RUNNER_CHUNK_BYTES
 
 
-@bp.post("/api/uploads")
-def create_upload():
-    """Raw bytes (`Content-Type: application/octet-stream`) → 201 `{"id", "size",
-    "sha256", "expiresAt"}`; 413 over the upload limit, 415 another content type."""
-    user = current_user()
-    files = services().files
+def _octet_stream() -> None:
     if request.mimetype != "application/octet-stream":
         raise ApiError(
             415,
             "unsupported_media_type",
             "Send the file's raw bytes with Content-Type: application/octet-stream.",
         )
-    limit_body(files.max_upload_bytes + 1)  # see internal_files.py
+
+
+@bp.post("/api/uploads")
+def create_upload():
+    """Raw bytes (`Content-Type: application/octet-stream`) → 201 `{"id", "size",
+    "sha256", "expiresAt"}`; 413 over the upload limit, 415 another content type.
+    With `?parts=N` and no body: a pending upload whose parts come next."""
+    user = current_user()
+    files = services().files
+    if "parts" in request.args:
+        return _begin_in_parts(user)
+    _octet_stream()
+    limit_body(files.max_upload_bytes + 1)  # see piece_length
     if request.content_length is not None and request.content_length > files.max_upload_bytes:
         raise files.upload_too_large()
     record = files.create_upload(user, request.stream, request.content_length)
@@ -40,6 +48,45 @@ def create_upload():
         "expiresAt": rfc3339(record["expireAt"]),
     }
     return body, 201
+
+
+def _begin_in_parts(user: str):
+    try:
+        parts = int(request.args["parts"])
+    except ValueError:
+        raise ApiError(400, "invalid_request", "parts must be an integer.") from None
+    if request.content_length or request.headers.get("Transfer-Encoding"):
+        raise ApiError(
+            400,
+            "invalid_request",
+            "With ?parts=N send no body: PUT each part to /api/uploads/<id>/parts/<i>.",
+        )
+    record = upload_parts.begin(services().files, user, parts)
+    return public_upload(record), 201
+
+
+@bp.put("/api/uploads/<upload_id>/parts/<int:part>")
+def put_upload_part(upload_id: str, part: int):
+    """One part (at most 32 MiB, Cloud Run's request cap), replacing any sent before
+    under that index → the upload: pending with the parts still missing, or, once the
+    last one is in, complete with its size and sha256."""
+    user = current_user()
+    _octet_stream()
+    length = piece_length()
+    files = services().files
+    record = upload_parts.put_part(files, user, upload_id, part, request.stream, length)
+    return public_upload(record)
+
+
+def public_upload(record: dict) -> dict:
+    """An upload in parts as clients see it: complete, its size and hash; pending, the
+    parts it still waits for."""
+    body = {"id": record["id"], "status": record.get("status", COMPLETE)}
+    if body["status"] == COMPLETE:
+        body |= {"size": record["size"], "sha256": record["sha256"]}
+    else:
+        body |= {"parts": record["parts"], "missing": missing_parts(record)}
+    return body | {"expiresAt": rfc3339(record["expireAt"])}
 
 
 def file_listing(task: dict) -> dict:

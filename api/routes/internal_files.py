@@ -10,7 +10,7 @@ from flask import Blueprint, Response, request
 
 from api import config
 from api.errors import ApiError
-from api.routes.common import limit_body, services
+from api.routes.common import piece_length, services
 from api.routes.internal import authorize_task
 from api.services.conversation_turns import snapshot_object
 from api.services.files import MAX_OUTPUT_PARTS, MAX_SNAPSHOT_PARTS, output_object
@@ -34,14 +34,7 @@ def _piece_args() -> tuple[int, int]:
 
 
 def _receive(task: dict, target: str, max_parts: int, always_join: bool = False):
-    # One byte more than a piece may hold: werkzeug refuses a stream that reaches its
-    # limit, and a piece of exactly the limit is fine (the store enforces the limit).
-    limit_body(config.MAX_RUNNER_CHUNK_BYTES + 1)
-    length = request.content_length
-    if length is not None and length > config.MAX_RUNNER_CHUNK_BYTES:
-        raise ApiError(
-            413, "too_large", f"A piece is at most {config.MAX_RUNNER_CHUNK_BYTES} bytes."
-        )
+    length = piece_length()
     part, parts = _piece_args()
     return services().files.store_piece(
         task, target, part, parts, request.stream, max_parts, always_join, length

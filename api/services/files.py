@@ -20,12 +20,20 @@ from datetime import timedelta
 from typing import BinaryIO
 
 from api import config
-from api.adapters.file_store import FileStore, TooLarge
+from api.adapters.file_store import (
+    FileStore,
+    ObjectInfo,
+    SourceMissing,
+    StoredObject,
+    TooLarge,
+)
 from api.errors import ApiError, not_found
 from api.services.conversation_turns import conversation_path, snapshot_object
 from api.services.state_machine import TaskStatus, utcnow
 
 UPLOADS = "uploads"
+# An upload's status; a record without one (the single-request form) is complete.
+PENDING, JOINING, COMPLETE = "pending", "joining", "complete"
 UPLOAD_TTL = timedelta(hours=config.UPLOAD_TTL_HOURS)
 # Parts one runner file may come in: its size limit in pieces of the request limit.
 MAX_OUTPUT_PARTS = -(-config.MAX_OUTPUT_FILE_BYTES // config.MAX_RUNNER_CHUNK_BYTES)
@@ -34,6 +42,16 @@ MAX_SNAPSHOT_PARTS = 2 * -(-config.MAX_WORKSPACE_BYTES // config.MAX_RUNNER_CHUN
 
 def upload_object(upload_id: str) -> str:
     return f"{UPLOADS}/{upload_id}"
+
+
+def piece_object(target: str, part: int) -> str:
+    return f"{target}.part{part}"
+
+
+def missing_parts(record: dict) -> list[int]:
+    """The parts a pending upload still waits for."""
+    received = record.get("received") or {}
+    return [i for i in range(record.get("parts", 0)) if str(i) not in received]
 
 
 def output_object(task_id: str, index: int) -> str:
@@ -92,7 +110,8 @@ class FileService:
             f"({self.max_upload_bytes // (1024 * 1024)} MiB).",
         )
 
-    def upload(self, owner: str, upload_id: str) -> dict:
+    def owned_upload(self, owner: str, upload_id: str) -> dict:
+        """The caller's live upload record, complete or still pending its parts."""
         record = self.store.get_doc(f"{UPLOADS}/{upload_id}") if upload_id.isalnum() else None
         if record is None or record["owner"] != owner or record["expireAt"] <= utcnow():
             raise ApiError(
@@ -100,6 +119,20 @@ class FileService:
                 "upload_not_found",
                 f"No upload {upload_id!r}: uploads are their owner's only and expire "
                 f"{config.UPLOAD_TTL_HOURS} h after POST /api/uploads; upload it again.",
+            )
+        return record
+
+    def upload(self, owner: str, upload_id: str) -> dict:
+        """A complete upload of the caller's, for a task to use."""
+        record = self.owned_upload(owner, upload_id)
+        if record.get("status", COMPLETE) != COMPLETE:
+            missing = missing_parts(record)
+            raise ApiError(
+                409,
+                "upload_incomplete",
+                f"Upload {upload_id!r} is still waiting for parts {missing} "
+                f"(PUT /api/uploads/{upload_id}/parts/<i>); a task can use it once all "
+                f"{record['parts']} have arrived.",
             )
         return record
 
@@ -168,23 +201,10 @@ class FileService:
         if not (1 <= parts <= max_parts and 0 <= part < parts):
             raise ApiError(400, "invalid_request", f"part must be < parts <= {max_parts}.")
         joined_later = parts > 1 or always_join
-        name = f"{target}.part{part}" if joined_later else target
-        try:
-            stored = self.files.write(
-                name,
-                stream,
-                limit=config.MAX_RUNNER_CHUNK_BYTES,
-                content_type="application/octet-stream",
-                temporary=joined_later,
-                size=size,
-            )
-        except TooLarge:
-            raise ApiError(
-                413, "too_large", f"A piece is at most {config.MAX_RUNNER_CHUNK_BYTES} bytes."
-            ) from None
+        name = piece_object(target, part) if joined_later else target
+        stored = self.write_piece(name, stream, size, temporary=joined_later)
         if joined_later and part == parts - 1:
-            pieces = [f"{target}.part{k}" for k in range(parts)]
-            joined = self.files.compose(target, pieces, "application/octet-stream")
+            joined = self.join_pieces(target, parts)
             latest = self.task(task["id"]) or {}
             if latest.get("status") != TaskStatus.RUNNING:
                 # Settled (cancelled, timed out) while the pieces were joined: nothing
@@ -193,6 +213,41 @@ class FileService:
                 raise ApiError(409, "not_running", "This task is not running; stop.")
             return {"size": joined.size}
         return {"size": stored.size, "sha256": stored.sha256}
+
+    def write_piece(
+        self, name: str, stream: BinaryIO, size: int | None, *, temporary: bool = True
+    ) -> StoredObject:
+        """One piece (at most MAX_RUNNER_CHUNK_BYTES, Cloud Run's request cap) of a
+        file sent in several requests: the runner's outputs and snapshots, and an
+        upload in parts. A temporary piece carries a Custom-Time, so the bucket's
+        lifecycle backstop deletes it should it never be joined."""
+        try:
+            return self.files.write(
+                name,
+                stream,
+                limit=config.MAX_RUNNER_CHUNK_BYTES,
+                content_type="application/octet-stream",
+                temporary=temporary,
+                size=size,
+            )
+        except TooLarge:
+            raise ApiError(
+                413,
+                "too_large",
+                f"A piece is at most {config.MAX_RUNNER_CHUNK_BYTES // config.MIB} MiB "
+                f"({config.MAX_RUNNER_CHUNK_BYTES} bytes).",
+            ) from None
+
+    def join_pieces(self, target: str, parts: int) -> ObjectInfo:
+        """The pieces 0..parts-1 of `target`, joined (GCS compose) into `target`; only
+        then does the object exist under its name. The pieces are deleted."""
+        pieces = [piece_object(target, k) for k in range(parts)]
+        try:
+            return self.files.compose(target, pieces, "application/octet-stream")
+        except SourceMissing:
+            raise ApiError(
+                409, "piece_missing", "A piece is missing (lost or never sent); send it again."
+            ) from None
 
     def shape_result(self, task_id: str, result: dict | None) -> dict | None:
         """Give each stored output file its content type."""

@@ -9,6 +9,7 @@ with UPDATE_SCREENSHOTS=1.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -259,6 +260,28 @@ def test_an_input_file_goes_in_and_an_output_file_downloads(page, dev_server, sh
         page.click("#files button.download[data-path='report.txt']")
     assert download.value.suggested_filename == "report.txt"
     assert Path(download.value.path()).read_text() == "forty-two\n"
+
+
+def test_a_file_over_32_mib_goes_up_in_parts(page, dev_server, tmp_path):
+    """Cloud Run takes at most 32 MiB per request: the console sends a bigger file in
+    parts, and the task reads it whole."""
+    data = os.urandom(1000) * (40 * 1024)  # 40,960,000 bytes: two parts
+    big = tmp_path / "big.bin"
+    big.write_bytes(data)
+    sign_in_dev(page, dev_server, "gina")
+    page.goto(page.url.split("#")[0] + "#/run")
+    parts = []
+    page.on("request", lambda r: "/parts/" in r.url and parts.append((r.method, r.url)))
+    page.set_input_files("#files", files=[str(big)])
+    run_code(
+        page, "import hashlib; print(hashlib.sha256(open('big.bin', 'rb').read()).hexdigest())"
+    )
+    expect(page.locator("#task-status")).to_have_text("completed", timeout=90 * SECONDS)
+    expect(page.locator("#stdout")).to_have_text(hashlib.sha256(data).hexdigest() + "\n")
+    assert [(method, url.rsplit("/", 1)[1]) for method, url in parts] == [
+        ("PUT", "0"),
+        ("PUT", "1"),
+    ]
 
 
 CALCULATION = "print(6 * 7)\nopen('answer.txt', 'w').write('42')"

@@ -314,3 +314,46 @@ def test_a_streamed_upload_over_the_limit_is_413(emulator, firestore, tmp_path):
         caller.http.close()
     finally:
         server.stop()
+
+
+def test_an_upload_in_three_parts_out_of_order_feeds_a_real_task(alice, bob):
+    """Cloud Run caps a request at 32 MiB: a bigger file comes in parts, here three
+    (the last one short), sent out of order and streamed, joined into one upload."""
+    mib = 1024 * 1024
+    parts = [bytes([k]) * 4 * mib + secrets.token_bytes(1000) for k in range(2)]
+    parts.append(secrets.token_bytes(12345))
+    whole = b"".join(parts)
+    octets = {"Content-Type": "application/octet-stream"}
+    begun = alice.http.post("/api/uploads?parts=3")
+    assert begun.status_code == 201, begun.text
+    upload_id = begun.json()["id"]
+    url = f"/api/uploads/{upload_id}/parts"
+
+    def streamed(data: bytes):
+        for start in range(0, len(data), mib):
+            yield data[start : start + mib]
+
+    assert bob.http.put(f"{url}/0", content=parts[0], headers=octets).status_code == 404
+    for index in (2, 0):
+        reply = alice.http.put(f"{url}/{index}", content=streamed(parts[index]), headers=octets)
+        assert reply.status_code == 200, reply.text
+    assert reply.json()["missing"] == [1]
+    early = alice.http.post(
+        "/api/tasks",
+        json={
+            "kind": "code",
+            "language": "python",
+            "code": "1",
+            "files": {"x": {"upload": upload_id}},
+        },
+    )
+    assert early.status_code == 409, early.text
+    assert early.json()["error"]["code"] == "upload_incomplete"
+    done = alice.http.put(f"{url}/1", content=streamed(parts[1]), headers=octets)
+    assert done.status_code == 200, done.text
+    assert done.json()["size"] == len(whole)
+    assert done.json()["sha256"] == hashlib.sha256(whole).hexdigest()
+    code = "import hashlib; print(hashlib.sha256(open('in.bin', 'rb').read()).hexdigest())"
+    task = alice.run(code=code, files={"in.bin": {"upload": upload_id}})
+    assert task["status"] == "completed", task
+    assert task["result"]["stdout"].strip() == hashlib.sha256(whole).hexdigest()

@@ -222,3 +222,11 @@ def test_readme_files_example_uploads_runs_and_downloads(readme):
     listing = readme.json_of('$CHART/files"')
     assert [f["path"] for f in listing["files"]] == ["chart.png", "data.bin", "note.txt"]
     assert readme.output_of("Range: bytes=0-7").strip() != ""
+
+
+def test_upload_in_parts_example_ends_complete_with_the_files_sha256(readme):
+    replies = [json.loads(line) for line in readme.output_of("parts/$i").splitlines() if line]
+    assert [r["status"] for r in replies] == ["pending", "pending", "complete"]
+    assert replies[0]["missing"] == [1, 2]
+    (digest, _name) = readme.output_of("sha256sum big.bin").split()
+    assert (replies[-1]["sha256"], replies[-1]["size"]) == (digest, 20_000_000)

@@ -46,14 +46,29 @@ export async function taskList(params) {
 // Files up to this size go inline in the task (text, or base64); larger ones are
 // uploaded first (POST /api/uploads) and named by their upload id.
 const INLINE_FILE_BYTES = 64 * 1024;
+// Cloud Run takes at most 32 MiB in one request: a bigger file goes up in parts
+// (POST /api/uploads?parts=N, then PUT /api/uploads/{id}/parts/{i}).
+const UPLOAD_PART_BYTES = 32 * 1024 * 1024;
+
+/** Upload a File, in parts if it is over one request's worth; the complete upload. */
+async function upload(file) {
+  if (file.size <= UPLOAD_PART_BYTES) return api("/api/uploads", { method: "POST", raw: file });
+  const parts = Math.ceil(file.size / UPLOAD_PART_BYTES);
+  const pending = await api(`/api/uploads?parts=${parts}`, { method: "POST" });
+  let answer = pending;
+  for (let i = 0; i < parts; i++) {
+    const raw = file.slice(i * UPLOAD_PART_BYTES, (i + 1) * UPLOAD_PART_BYTES);
+    answer = await api(`/api/uploads/${pending.id}/parts/${i}`, { method: "PUT", raw });
+  }
+  return answer;
+}
 
 /** A File as the API's `files` value: text as a string, other bytes as base64, a
  * large file as an upload. */
 async function fileValue(file) {
   if (file.size > INLINE_FILE_BYTES) {
     try {
-      const upload = await api("/api/uploads", { method: "POST", raw: file });
-      return { upload: upload.id };
+      return { upload: (await upload(file)).id };
     } catch (error) {
       if (error.status !== 404) throw error;
       throw new ApiError(404, "uploads_unavailable",
