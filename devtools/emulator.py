@@ -65,8 +65,18 @@ class FirestoreEmulator:
         """Delete every document of `project` (the emulator's own reset endpoint)."""
         url = f"http://{self.host}/emulator/v1/projects/{project}/databases/(default)/documents"
         request = urllib.request.Request(url, method="DELETE")
-        with urllib.request.urlopen(request, timeout=30):
-            pass
+        # The emulator answers 409 while a transaction of an earlier client (a server a
+        # test just stopped, its dispatcher mid-pass) still holds a lock; it is released
+        # within seconds, so ask again until a deadline.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=30):
+                    return
+            except urllib.error.HTTPError as error:
+                if error.code != 409 or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)  # polling interval of a deadline-bounded retry
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
