@@ -11,28 +11,10 @@ import subprocess
 
 import pytest
 
-from devtools.scripted_anthropic import Failure, ScriptedAnthropic, reply, tool_use
-from tests.conftest import ROOT, ApiServer, Caller
+from devtools.scripted_anthropic import Failure, reply, tool_use
+from tests.conftest import ROOT, Caller
 
 REAL_KEY = "sk-ant-e2e-real-key-canary-8675309"
-
-
-@pytest.fixture(scope="module")
-def anthropic_api():
-    with ScriptedAnthropic() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def agent_server(emulator, tmp_path_factory, anthropic_api):
-    server = ApiServer(
-        emulator,
-        tmp_path_factory.mktemp("agents") / "api.log",
-        ANTHROPIC_API_KEY=REAL_KEY,
-        ANTHROPIC_BASE_URL=anthropic_api.url,
-    ).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

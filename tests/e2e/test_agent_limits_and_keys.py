@@ -5,30 +5,11 @@ Real server, runner and sandbox; a scripted Messages API as Anthropic."""
 
 from __future__ import annotations
 
-import pytest
+from devtools.scripted_anthropic import reply, tool_use
+from tests.conftest import Caller
 
-from devtools.scripted_anthropic import ScriptedAnthropic, reply, tool_use
-from tests.conftest import ApiServer, Caller
-
+REAL_KEY = "sk-ant-test-model-keys"
 RESERVED = {"__x__": "1", "": "2", "__main__": {"__y__": 3}, "a.b": "4"}
-
-
-@pytest.fixture(scope="module")
-def anthropic_api():
-    with ScriptedAnthropic() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def agent_server(emulator, tmp_path_factory, anthropic_api):
-    server = ApiServer(
-        emulator,
-        tmp_path_factory.mktemp("model-keys") / "api.log",
-        ANTHROPIC_API_KEY="sk-ant-test-model-keys",
-        ANTHROPIC_BASE_URL=anthropic_api.url,
-    ).start()
-    yield server
-    server.stop()
 
 
 def test_a_tool_call_with_reserved_keys_completes_with_all_its_events(

@@ -9,28 +9,10 @@ import threading
 
 import pytest
 
-from devtools.scripted_anthropic import Failure, Reply, ScriptedAnthropic, reply, tool_use
-from tests.conftest import ApiServer, Caller, processes_mentioning, wait_for
+from devtools.scripted_anthropic import Failure, Reply, reply, tool_use
+from tests.conftest import Caller, processes_mentioning, wait_for
 
 REAL_KEY = "sk-ant-e2e-claude-code-canary-4815162342"
-
-
-@pytest.fixture(scope="module")
-def anthropic_api():
-    with ScriptedAnthropic() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def agent_server(emulator, tmp_path_factory, anthropic_api):
-    server = ApiServer(
-        emulator,
-        tmp_path_factory.mktemp("claude-code") / "api.log",
-        ANTHROPIC_API_KEY=REAL_KEY,
-        ANTHROPIC_BASE_URL=anthropic_api.url,
-    ).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from devtools.scripted_anthropic import ScriptedAnthropic, reply, tool_use
+from devtools.scripted_anthropic import reply, tool_use
 from tests.conftest import PROJECT, ROOT, ApiServer
 from tests.integration.test_identity import CertsServer, SigningKey
 
@@ -57,12 +57,6 @@ def browser():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
-
-
-@pytest.fixture(scope="module")
-def anthropic_api():
-    with ScriptedAnthropic() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -8,26 +8,10 @@ import os
 
 import pytest
 
-from devtools.scripted_anthropic import ScriptedAnthropic, reply, tool_use
+from devtools.scripted_anthropic import reply, tool_use
 from tests.conftest import BUCKET, ApiServer, Caller, wait_for
 
-
-@pytest.fixture(scope="module")
-def anthropic_api():
-    with ScriptedAnthropic() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def agent_server(emulator, tmp_path_factory, anthropic_api):
-    server = ApiServer(
-        emulator,
-        tmp_path_factory.mktemp("workspaces") / "api.log",
-        ANTHROPIC_API_KEY="sk-ant-e2e-workspaces",
-        ANTHROPIC_BASE_URL=anthropic_api.url,
-    ).start()
-    yield server
-    server.stop()
+REAL_KEY = "sk-ant-e2e-workspaces"
 
 
 @pytest.fixture
@@ -124,7 +108,7 @@ def test_a_workspace_over_its_limit_fails_the_turn_and_keeps_the_previous_one(
     server = ApiServer(
         emulator,
         tmp_path / "api.log",
-        ANTHROPIC_API_KEY="sk-ant-e2e-workspaces",
+        ANTHROPIC_API_KEY=REAL_KEY,
         ANTHROPIC_BASE_URL=anthropic_api.url,
         MAX_WORKSPACE_MB="1",
     ).start()
