@@ -18,15 +18,13 @@ import random
 import threading
 import time
 
-from job_runner.file_channel import TransferFailed
 from job_runner.logs import log
 from job_runner.outputs import remove_tree
 from job_runner.sandbox import Limits
 from job_runner.task_files import (
     InputsUnavailable,
-    WorkspaceTooLarge,
     restore_workspace,
-    save_workspace,
+    save_turn_workspace,
     store_outputs,
 )
 from job_runner.task_space import DEFAULT_DISK_MB, TaskSpace
@@ -132,26 +130,11 @@ def run_agent_task(
                 client.close()
             result = loop.result()
             if status == "completed" and channel is not None and not cancel.is_set():
-                status, error = _save(spec, channel, archives, workspace, result)
+                status, error = save_turn_workspace(spec, channel, archives, workspace, result)
             result.update(store_outputs(spec, channel, workspace))
             return status, result, error
     finally:
         remove_tree(archives)
-
-
-def _save(spec, channel, root: str, workspace: str, result: dict):
-    """Snapshot the workspace for the conversation's next turn; a workspace over its
-    limit fails the turn (and the conversation keeps its previous snapshot)."""
-    try:
-        snapshot = save_workspace(spec, channel, root, workspace)
-    except WorkspaceTooLarge as problem:
-        return "failed", {"code": "workspace_too_large", "message": str(problem)}
-    except (TransferFailed, OSError) as problem:
-        message = f"The workspace could not be saved: {problem}"[:2000]
-        return "failed", {"code": "storage_unavailable", "message": message}
-    if snapshot is not None:
-        result["workspace"] = snapshot
-    return "completed", None
 
 
 def _make_client(api_url: str, token: str):

@@ -27,15 +27,13 @@ import uuid
 
 from job_runner.claude_stream import StreamMapper
 from job_runner.code_task import memory_exceeded_error
-from job_runner.file_channel import TransferFailed
 from job_runner.llm_relay import LlmRelay
 from job_runner.outputs import remove_tree
 from job_runner.sandbox import Limits
 from job_runner.task_files import (
     InputsUnavailable,
-    WorkspaceTooLarge,
     restore_workspace,
-    save_workspace,
+    save_turn_workspace,
     store_outputs,
 )
 from job_runner.task_space import DEFAULT_DISK_MB, TaskSpace
@@ -166,24 +164,9 @@ def _in_task_space(spec, sandbox, cli, api_url, token, emit, cancel, channel, ar
         finally:
             relay.close()
         if status == "completed" and channel is not None and not cancel.is_set():
-            status, error = _save(spec, channel, archives, space.workspace, result)
+            status, error = save_turn_workspace(spec, channel, archives, space.workspace, result)
         result.update(store_outputs(spec, channel, space.workspace))
         return status, result, error
-
-
-def _save(spec, channel, archives: str, workspace: str, result: dict):
-    """Snapshot the workspace, Claude Code's session included, for the next turn; one
-    over its limit fails the turn (the conversation keeps its previous snapshot)."""
-    try:
-        snapshot = save_workspace(spec, channel, archives, workspace)
-    except WorkspaceTooLarge as problem:
-        return "failed", {"code": "workspace_too_large", "message": str(problem)}
-    except (TransferFailed, OSError) as problem:
-        message = f"The workspace could not be saved: {problem}"[:2000]
-        return "failed", {"code": "storage_unavailable", "message": message}
-    if snapshot is not None:
-        result["workspace"] = snapshot
-    return "completed", None
 
 
 def _run(spec, sandbox, cli, space: TaskSpace, socket_dir: str, relay, emit, cancel):

@@ -122,11 +122,31 @@ def save_workspace(spec: dict, channel: FileChannel, root: str, workspace: str) 
     return {"size": size, "sha256": sha256}
 
 
+def save_turn_workspace(
+    spec: dict, channel: FileChannel, root: str, workspace: str, result: dict
+) -> tuple[str, dict | None]:
+    """Snapshot an agent turn's workspace (an engine's state in it too) for the
+    conversation's next turn, into `result["workspace"]`: ("completed", None), or
+    ("failed", error) when it is over its limit or cannot be sent (the conversation then
+    keeps its previous snapshot)."""
+    try:
+        snapshot = save_workspace(spec, channel, root, workspace)
+    except WorkspaceTooLarge as problem:
+        return "failed", {"code": "workspace_too_large", "message": str(problem)}
+    except (TransferFailed, OSError) as problem:
+        message = f"The workspace could not be saved: {problem}"[:2000]
+        return "failed", {"code": "storage_unavailable", "message": message}
+    if snapshot is not None:
+        result["workspace"] = snapshot
+    return "completed", None
+
+
 __all__ = [
     "InputsUnavailable",
     "WorkspaceTooLarge",
     "input_writers",
     "restore_workspace",
+    "save_turn_workspace",
     "save_workspace",
     "store_outputs",
     "write_inputs",
