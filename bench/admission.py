@@ -254,13 +254,14 @@ def cost_phase(logs: Path, emulator: FirestoreEmulator, tasks: int) -> None:
     os.environ.update(
         api_env(standin, PORT=str(port), FIRESTORE_EMULATOR_HOST=emulator.host, AUTH_MODE="dev")
     )
-    from dataclasses import replace
 
     from api import create_app
     from api.config import Settings
 
     # The submission request alone: an app that neither launches nor runs a loop.
-    quiet = create_app(replace(Settings.from_env(), dispatch_inline=False), start_background=False)
+    quiet = create_app(
+        Settings.from_env().model_copy(update={"dispatch_inline": False}), start_background=False
+    )
     logging.getLogger().handlers = [logging.FileHandler(logs / "api-cost.log")]
     before = Counter(counter.counts)
     for _ in range(tasks):

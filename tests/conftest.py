@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -156,4 +155,4 @@ def bob(api_server, firestore):
 
 
 def with_settings(settings, **changes):
-    return replace(settings, **changes)
+    return settings.model_copy(update=changes)
