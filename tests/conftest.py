@@ -31,6 +31,21 @@ def wait_for(condition, timeout: float, interval: float = 0.05, message: str = "
         time.sleep(interval)  # polling interval of a deadline-bounded wait
 
 
+def output_limits(**changes):
+    """The runner's OutputLimits from the `limits.outputs` the API sends it."""
+    from job_runner.outputs import OutputLimits
+
+    from api import config
+
+    spec = {
+        "maxFiles": config.MAX_OUTPUT_FILES,
+        "maxFileBytes": config.MAX_OUTPUT_FILE_BYTES,
+        "maxTotalBytes": config.MAX_OUTPUT_TOTAL_BYTES,
+        "maxPathChars": config.MAX_OUTPUT_PATH_CHARS,
+    }
+    return OutputLimits.from_spec(spec)._replace(**changes)
+
+
 def processes_mentioning(text: str) -> list[int]:
     """Pids whose command line contains `text` (a runner's holds its task id)."""
     pids = []
@@ -52,9 +67,10 @@ def storage_emulator(tmp_path_factory):
     log = tmp_path_factory.mktemp("storage") / "fake-gcs-server.log"
     storage = StorageEmulator(log).start()
     storage.create_bucket(BUCKET)
-    os.environ["STORAGE_EMULATOR_HOST"] = storage.url
-    os.environ["FILES_BUCKET"] = BUCKET
-    yield storage
+    with pytest.MonkeyPatch.context() as environment:  # restored when the session ends
+        environment.setenv("STORAGE_EMULATOR_HOST", storage.url)
+        environment.setenv("FILES_BUCKET", BUCKET)
+        yield storage
     storage.stop()
 
 
@@ -62,9 +78,10 @@ def storage_emulator(tmp_path_factory):
 def emulator(tmp_path_factory, storage_emulator):
     log = tmp_path_factory.mktemp("emulator") / "firestore.log"
     emulator = FirestoreEmulator(log).start()
-    os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host
-    os.environ["GOOGLE_CLOUD_PROJECT"] = PROJECT
-    yield emulator
+    with pytest.MonkeyPatch.context() as environment:  # restored when the session ends
+        environment.setenv("FIRESTORE_EMULATOR_HOST", emulator.host)
+        environment.setenv("GOOGLE_CLOUD_PROJECT", PROJECT)
+        yield emulator
     emulator.stop()
 
 

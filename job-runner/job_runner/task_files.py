@@ -76,7 +76,7 @@ def store_outputs(spec: dict, channel: FileChannel | None, workspace: str) -> di
             reason = "too_large" if failure.status == 413 else "storage_unavailable"
             raise SkipFile(f"{reason}: {failure}") from None
 
-    limits = OutputLimits.from_spec(spec.get("limits", {}).get("outputs"))
+    limits = OutputLimits.from_spec(spec["limits"]["outputs"])
     return collect_outputs(workspace, limits, store if channel is not None else None)
 
 

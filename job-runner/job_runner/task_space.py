@@ -23,7 +23,6 @@ from job_runner.workspace import make_private_dir, random_sandbox_uid
 CLONE_NEWNS = 0x00020000
 MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 2, 4, 1 << 14, 1 << 18
 MNT_DETACH = 2
-DEFAULT_DISK_MB = 2048
 _state = {"private_mounts": False}
 
 

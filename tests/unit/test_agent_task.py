@@ -49,7 +49,18 @@ def agent_spec(prompt="Hello", *, tools=TOOL_NAMES, history=(), system="", **tas
             "maxResponseTokens": 4096,
         },
         "history": list(history),
-        "limits": {"maxOutputBytes": 131072, "network": False, "heartbeatSeconds": 5},
+        "limits": {
+            "maxOutputBytes": 131072,
+            "diskMb": 2048,
+            "network": False,
+            "heartbeatSeconds": 5,
+            "outputs": {
+                "maxFiles": 500,
+                "maxFileBytes": 1024**3,
+                "maxTotalBytes": 2 * 1024**3,
+                "maxPathChars": 1000,
+            },
+        },
     }
 
 
