@@ -332,8 +332,3 @@ class FirestoreStore(AdmissionStore):
             return work(read, write)
 
         return self._contended(lambda: run(client.transaction(max_attempts=1)))
-
-    # -- idempotency -----------------------------------------------------------
-
-    def get_idempotency(self, key_id: str) -> dict | None:
-        return _read(self.client.collection(IDEMPOTENCY).document(key_id).get())
