@@ -353,7 +353,7 @@ def _error_of(error) -> tuple[str, str]:
     """(error.type, error.message) from an error body in the Messages API's shape,
     `{"type": "error", "error": {"type", "message"}}`, which our proxy also uses."""
     body = error.body if isinstance(error.body, dict) else {}
-    inner = body.get("error") if isinstance(body.get("error"), dict) else body
+    inner = body["error"] if isinstance(body.get("error"), dict) else body
     return str(inner.get("type") or "unknown_error"), str(inner.get("message") or error.message)
 
 

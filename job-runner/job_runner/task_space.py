@@ -73,7 +73,7 @@ class TaskSpace:
         self.root, self.uid, self.disk_bounded, self.cgroup = root, uid, disk_bounded, cgroup
         self.workspace = self._subdir("workspace")
         # Without the task's tmpfs, the sandbox makes its own /tmp and /dev/shm.
-        self.scratch = (
+        self.scratch: dict[str, str | os.PathLike] | None = (
             {"/tmp": self._subdir("tmp"), "/dev/shm": self._subdir("shm")} if disk_bounded else None
         )
 
