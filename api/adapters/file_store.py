@@ -120,9 +120,9 @@ class GcsFileStore:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    from google.cloud import storage
+                    from google.cloud.storage import Client
 
-                    self._client = storage.Client(project=self.project)
+                    self._client = Client(project=self.project)
         return self._client.bucket(self.bucket_name)
 
     def _retry(self):
