@@ -180,17 +180,19 @@ class Settings(BaseSettings):
         frozen=True, case_sensitive=True, env_ignore_empty=True, validate_by_name=True
     )
 
-    port: int = Field(DEFAULT_PORT, validation_alias="PORT")
-    project: str = Field("demo-agent-platform", validation_alias="GOOGLE_CLOUD_PROJECT")
-    executor: str = Field("local", validation_alias="EXECUTOR")
-    cloud_run_job: str | None = Field(None, validation_alias="CLOUD_RUN_JOB")
+    port: int = Field(default=DEFAULT_PORT, validation_alias="PORT")
+    project: str = Field(default="demo-agent-platform", validation_alias="GOOGLE_CLOUD_PROJECT")
+    executor: str = Field(default="local", validation_alias="EXECUTOR")
+    cloud_run_job: str | None = Field(default=None, validation_alias="CLOUD_RUN_JOB")
     cloud_run_endpoint: str = Field(
-        "https://run.googleapis.com", validation_alias="CLOUD_RUN_ENDPOINT"
+        default="https://run.googleapis.com", validation_alias="CLOUD_RUN_ENDPOINT"
     )
     # Unset: derived from PORT by from_env.
-    public_url: str | None = Field(None, validation_alias="PUBLIC_URL")
-    auth_mode: str = Field("dev", validation_alias="AUTH_MODE")
-    firebase_certs_url: str = Field(FIREBASE_CERTS_URL, validation_alias="FIREBASE_CERTS_URL")
+    public_url: str | None = Field(default=None, validation_alias="PUBLIC_URL")
+    auth_mode: str = Field(default="dev", validation_alias="AUTH_MODE")
+    firebase_certs_url: str = Field(
+        default=FIREBASE_CERTS_URL, validation_alias="FIREBASE_CERTS_URL"
+    )
     # Set by Cloud Run itself (K_SERVICE), never by an operator.
     on_cloud_run: bool = False
     task_token_key: bytes = Field(
@@ -199,67 +201,83 @@ class Settings(BaseSettings):
         repr=False,
     )
     # Read by from_env when TASK_TOKEN_KEY is unset.
-    task_token_key_secret: str | None = Field(None, validation_alias="TASK_TOKEN_KEY_SECRET")
-    sandbox: str = Field("bwrap", validation_alias="SANDBOX")
-    allow_task_network: bool = Field(False, validation_alias="ALLOW_TASK_NETWORK")
-    local_max_concurrent_tasks: int = Field(
-        LOCAL_MAX_CONCURRENT_TASKS, validation_alias="LOCAL_MAX_CONCURRENT_TASKS"
+    task_token_key_secret: str | None = Field(
+        default=None, validation_alias="TASK_TOKEN_KEY_SECRET"
     )
-    runner_python: str | None = Field(None, validation_alias="RUNNER_PYTHON")
-    max_tasks_in_flight: int = Field(MAX_TASKS_IN_FLIGHT, validation_alias="MAX_TASKS_IN_FLIGHT")
+    sandbox: str = Field(default="bwrap", validation_alias="SANDBOX")
+    allow_task_network: bool = Field(default=False, validation_alias="ALLOW_TASK_NETWORK")
+    local_max_concurrent_tasks: int = Field(
+        default=LOCAL_MAX_CONCURRENT_TASKS, validation_alias="LOCAL_MAX_CONCURRENT_TASKS"
+    )
+    runner_python: str | None = Field(default=None, validation_alias="RUNNER_PYTHON")
+    max_tasks_in_flight: int = Field(
+        default=MAX_TASKS_IN_FLIGHT, validation_alias="MAX_TASKS_IN_FLIGHT"
+    )
     # None: inline for cloudrun, background for local.
-    dispatch_inline: bool | None = Field(None, validation_alias="DISPATCH_INLINE")
-    max_pending_tasks: int = Field(MAX_PENDING_TASKS, validation_alias="MAX_PENDING_TASKS")
-    reconcile_secret: str | None = Field(None, validation_alias="RECONCILE_SECRET", repr=False)
-    reconcile_invoker: str | None = Field(None, validation_alias="RECONCILE_INVOKER")
+    dispatch_inline: bool | None = Field(default=None, validation_alias="DISPATCH_INLINE")
+    max_pending_tasks: int = Field(default=MAX_PENDING_TASKS, validation_alias="MAX_PENDING_TASKS")
+    reconcile_secret: str | None = Field(
+        default=None, validation_alias="RECONCILE_SECRET", repr=False
+    )
+    reconcile_invoker: str | None = Field(default=None, validation_alias="RECONCILE_INVOKER")
     max_output_bytes: int = MAX_OUTPUT_BYTES
-    task_disk_mb: int = Field(TASK_DISK_MB, validation_alias="TASK_DISK_MB")
+    task_disk_mb: int = Field(default=TASK_DISK_MB, validation_alias="TASK_DISK_MB")
     reconcile_interval_seconds: float = Field(
-        RECONCILE_INTERVAL_SECONDS, validation_alias="RECONCILE_INTERVAL_SECONDS"
+        default=RECONCILE_INTERVAL_SECONDS, validation_alias="RECONCILE_INTERVAL_SECONDS"
     )
     heartbeat_grace_seconds: float = Field(
-        HEARTBEAT_GRACE_SECONDS, validation_alias="HEARTBEAT_GRACE_SECONDS"
+        default=HEARTBEAT_GRACE_SECONDS, validation_alias="HEARTBEAT_GRACE_SECONDS"
     )
-    anthropic_api_key: str | None = Field(None, validation_alias="ANTHROPIC_API_KEY", repr=False)
-    anthropic_api_key_secret: str | None = Field(None, validation_alias="ANTHROPIC_API_KEY_SECRET")
-    anthropic_base_url: str | None = Field(None, validation_alias="ANTHROPIC_BASE_URL")
-    default_model: str = Field(DEFAULT_MODEL, validation_alias="DEFAULT_MODEL")
+    anthropic_api_key: str | None = Field(
+        default=None, validation_alias="ANTHROPIC_API_KEY", repr=False
+    )
+    anthropic_api_key_secret: str | None = Field(
+        default=None, validation_alias="ANTHROPIC_API_KEY_SECRET"
+    )
+    anthropic_base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
+    default_model: str = Field(default=DEFAULT_MODEL, validation_alias="DEFAULT_MODEL")
     # A comma-separated list in the environment.
     allowed_models: Annotated[tuple[str, ...], NoDecode] = Field(
-        ALLOWED_MODELS, validation_alias="ALLOWED_MODELS"
+        default=ALLOWED_MODELS, validation_alias="ALLOWED_MODELS"
     )
     user_daily_token_budget: int = Field(
-        USER_DAILY_TOKEN_BUDGET, validation_alias="USER_DAILY_TOKEN_BUDGET"
+        default=USER_DAILY_TOKEN_BUDGET, validation_alias="USER_DAILY_TOKEN_BUDGET"
     )
     max_active_tasks_per_user: int = Field(
-        MAX_ACTIVE_TASKS_PER_USER, validation_alias="MAX_ACTIVE_TASKS_PER_USER"
+        default=MAX_ACTIVE_TASKS_PER_USER, validation_alias="MAX_ACTIVE_TASKS_PER_USER"
     )
     max_unsettled_tasks_per_user: int = Field(
-        MAX_UNSETTLED_TASKS_PER_USER, validation_alias="MAX_UNSETTLED_TASKS_PER_USER"
+        default=MAX_UNSETTLED_TASKS_PER_USER, validation_alias="MAX_UNSETTLED_TASKS_PER_USER"
     )
     max_tasks_per_user_per_day: int = Field(
-        MAX_TASKS_PER_USER_PER_DAY, validation_alias="MAX_TASKS_PER_USER_PER_DAY"
+        default=MAX_TASKS_PER_USER_PER_DAY, validation_alias="MAX_TASKS_PER_USER_PER_DAY"
     )
     # The Firebase web app's config (public by design: it names the project, it grants
     # nothing), for the console's Google sign-in. JSON in the environment.
     firebase_web_config: Annotated[dict[str, str] | None, NoDecode] = Field(
-        None, validation_alias="FIREBASE_WEB_CONFIG"
+        default=None, validation_alias="FIREBASE_WEB_CONFIG"
     )
-    files_bucket: str = Field(FILES_BUCKET, validation_alias="FILES_BUCKET")
+    files_bucket: str = Field(default=FILES_BUCKET, validation_alias="FILES_BUCKET")
     # In MiB in the environment (MAX_UPLOAD_MB, MAX_WORKSPACE_MB: see _MIB_VARIABLES).
-    max_upload_bytes: int = Field(MAX_UPLOAD_BYTES, validation_alias="MAX_UPLOAD_MB")
-    max_workspace_bytes: int = Field(MAX_WORKSPACE_BYTES, validation_alias="MAX_WORKSPACE_MB")
+    max_upload_bytes: int = Field(default=MAX_UPLOAD_BYTES, validation_alias="MAX_UPLOAD_MB")
+    max_workspace_bytes: int = Field(
+        default=MAX_WORKSPACE_BYTES, validation_alias="MAX_WORKSPACE_MB"
+    )
     storage_retry_seconds: float = Field(
-        STORAGE_RETRY_SECONDS, validation_alias="STORAGE_RETRY_SECONDS"
+        default=STORAGE_RETRY_SECONDS, validation_alias="STORAGE_RETRY_SECONDS"
     )
     user_requests_per_second: float = Field(
-        USER_REQUESTS_PER_SECOND, validation_alias="USER_REQUESTS_PER_SECOND"
+        default=USER_REQUESTS_PER_SECOND, validation_alias="USER_REQUESTS_PER_SECOND"
     )
-    user_request_burst: int = Field(USER_REQUEST_BURST, validation_alias="USER_REQUEST_BURST")
-    webhook_allow_loopback: bool = Field(False, validation_alias="WEBHOOK_ALLOW_LOOPBACK")
-    webhook_retry_hours: float = Field(WEBHOOK_RETRY_HOURS, validation_alias="WEBHOOK_RETRY_HOURS")
+    user_request_burst: int = Field(
+        default=USER_REQUEST_BURST, validation_alias="USER_REQUEST_BURST"
+    )
+    webhook_allow_loopback: bool = Field(default=False, validation_alias="WEBHOOK_ALLOW_LOOPBACK")
+    webhook_retry_hours: float = Field(
+        default=WEBHOOK_RETRY_HOURS, validation_alias="WEBHOOK_RETRY_HOURS"
+    )
     webhook_first_retry_seconds: float = Field(
-        WEBHOOK_FIRST_RETRY_SECONDS, validation_alias="WEBHOOK_FIRST_RETRY_SECONDS"
+        default=WEBHOOK_FIRST_RETRY_SECONDS, validation_alias="WEBHOOK_FIRST_RETRY_SECONDS"
     )
 
     @classmethod

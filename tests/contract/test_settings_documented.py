@@ -16,7 +16,7 @@ def read_variables() -> set[str]:
     """The settings' variables (api/config.py), and those gunicorn.conf.py reads."""
     gunicorn = (ROOT / "gunicorn.conf.py").read_text()
     names = set(re.findall(r"""os\.environ\.get\(\s*"([A-Z][A-Z0-9_]*)\"""", gunicorn))
-    return (Settings.variables() | names) - SET_BY_CLOUD_RUN
+    return {*Settings.variables(), *names} - SET_BY_CLOUD_RUN
 
 
 def documented_variables() -> set[str]:
