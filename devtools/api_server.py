@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Self
 
 import httpx
 
@@ -39,7 +40,7 @@ class ApiServer:
         }
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> ApiServer:
+    def start(self) -> Self:
         """Start it and return once it answers /health; RuntimeError otherwise."""
         self.process = subprocess.Popen(
             gunicorn_command(),
@@ -68,6 +69,7 @@ class ApiServer:
 
     def kill(self) -> None:
         """SIGKILL the server's master and worker together: no clean shutdown at all."""
+        assert self.process is not None, "the server was never started"
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
 

@@ -4,6 +4,7 @@ tests), the app with its test client, and a real API server process."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -29,6 +30,13 @@ def wait_for(condition, timeout: float, interval: float = 0.05, message: str = "
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {message}")
         time.sleep(interval)  # polling interval of a deadline-bounded wait
+
+
+def must_match(pattern: str, text: str, flags: int = 0) -> re.Match[str]:
+    """re.search that fails the test when `pattern` is not in `text`."""
+    match = re.search(pattern, text, flags)
+    assert match, f"{pattern!r} not found"
+    return match
 
 
 def output_limits(**changes):

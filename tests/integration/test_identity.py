@@ -286,9 +286,11 @@ def test_certificates_that_cannot_be_fetched_give_503_with_retry_after(
 # -- API keys ----------------------------------------------------------------------
 
 
-def api_key_doc(app, key: str) -> dict | None:
+def api_key_doc(app, key: str) -> dict:
     store = app.extensions["agent_platform"].store
-    return store.get_doc(f"apiKeys/{hashlib.sha256(key.encode()).hexdigest()}")
+    doc = store.get_doc(f"apiKeys/{hashlib.sha256(key.encode()).hexdigest()}")
+    assert doc is not None, "no document for this key"
+    return doc
 
 
 def test_an_api_key_acts_as_its_owner_and_records_its_last_use(apikey_app):
