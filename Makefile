@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 UV_VERSION := 0.13.9
 
-.PHONY: dev test lint format bench system-deps browser-deps console-vendor
+.PHONY: dev test test-unit test-integration lint typecheck format bench system-deps browser-deps console-vendor
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -66,14 +66,27 @@ $(SCHEMA)/node_modules/.installed: $(SCHEMA)/package-lock.json
 	@cd $(SCHEMA) && npm ci --ignore-scripts --no-audit --no-fund --omit=peer --silent
 	@touch $@
 
-test: $(VENV)/.synced system-deps browser-deps $(SCHEMA)/node_modules/.installed $(CONSOLE_VENDOR)
+test: $(VENV)/.synced system-deps browser-deps $(SCHEMA)/node_modules/.installed $(CONSOLE_VENDOR) typecheck
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/pytest
 
-lint: $(VENV)/.synced
+# Fast tiers while working (`make test` still runs everything): the unit and contract
+# tests (no emulator, seconds), and the integration tests (the app against the
+# Firestore and Cloud Storage emulators, no server process, no browser).
+test-unit: $(VENV)/.synced system-deps
+	@$(VENV)/bin/pytest tests/unit tests/contract
+
+test-integration: $(VENV)/.synced
+	@$(VENV)/bin/pytest tests/integration
+
+lint: $(VENV)/.synced typecheck
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
+
+# mypy over api/, job-runner/, devtools/, bench/ and tests/ (pyproject.toml's [tool.mypy]).
+typecheck: $(VENV)/.synced
+	@$(VENV)/bin/mypy
 
 format: $(VENV)/.synced
 	@$(VENV)/bin/ruff check --fix .

@@ -163,7 +163,7 @@ def fairness_phase(logs: Path, emulator: FirestoreEmulator) -> None:
             wait_until(lambda: launched(standin) >= 4)
             bob_submitted = time.monotonic()
             bob = http.post("/api/tasks", json=CODE, headers={"X-User-Id": "bob"}).json()["id"]
-            ahead, freed_at = 0, None
+            ahead, freed_at = 0, time.monotonic()
             for task_id in backlog:
                 if status(http, bob, "bob") != "queued":
                     break

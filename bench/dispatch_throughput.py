@@ -65,7 +65,7 @@ def start_api(
     return server.start()
 
 
-BUSY_RETRIES = []  # one entry per 503 "busy" answered (and retried as Retry-After says)
+BUSY_RETRIES: list[int] = []  # one entry per 503 "busy" answered (and retried as Retry-After says)
 
 
 def submit_all(url: str, tasks: int, threads: int) -> list[str]:

@@ -107,7 +107,7 @@ def workspace_turn(url: str, mib: int) -> tuple[float, float]:
     store.create_doc(f"tasks/{task_id}", task)
     token = issue_task_token(TOKEN_KEY.encode(), task_id, time.time() + 600)
     channel = FileChannel(url, task_id, token)
-    spec = {"workspace": {"restore": None, "maxBytes": 1024 * 1024 * 1024}}
+    spec: dict = {"workspace": {"restore": None, "maxBytes": 1024 * 1024 * 1024}}
     with tempfile.TemporaryDirectory() as root:
         os.chmod(root, 0o711)
         workspace, _ = prepare_workspace(root)
@@ -116,6 +116,7 @@ def workspace_turn(url: str, mib: int) -> tuple[float, float]:
         started = time.perf_counter()
         snapshot = save_workspace(spec, channel, root, workspace)
         save_s = time.perf_counter() - started
+        assert snapshot is not None  # the spec keeps a workspace
         # What settling the turn does: the conversation now points to the snapshot.
         pointer = {"object": snapshot_object(conversation_id, task_id), **snapshot}
         store.update_doc(conversation_path(conversation_id), {"workspace": pointer})
