@@ -12,9 +12,7 @@ from anthropic.types import model_param
 
 from api import config, create_app
 from tests.conftest import with_settings
-
-ALICE = {"X-User-Id": "alice"}
-BOB = {"X-User-Id": "bob"}
+from tests.integration.conftest import ALICE, BOB
 
 
 @pytest.fixture

@@ -12,9 +12,8 @@ from api import create_app
 from api.config import Settings
 from api.routes.console import content_security_policy
 from tests.conftest import with_settings
+from tests.integration.conftest import ALICE, BOB
 
-ALICE = {"X-User-Id": "alice"}
-BOB = {"X-User-Id": "bob"}
 CODE = {"kind": "code", "language": "python", "code": "print(1)"}
 WEB_CONFIG = {"apiKey": "AIza-web", "authDomain": "demo.firebaseapp.com", "projectId": "demo"}
 
