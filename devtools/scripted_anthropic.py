@@ -111,9 +111,6 @@ class RecordedRequest:
     def tool_results(self) -> list[dict]:
         return [b for b in self.last_user_content() if b["type"] == "tool_result"]
 
-    def last_user_text(self) -> str:
-        return "\n".join(b["text"] for b in self.last_user_content() if b["type"] == "text")
-
 
 def echo(body: dict) -> Reply:
     """The standalone default: repeat the last user message (its last text block that
