@@ -66,9 +66,10 @@ $(SCHEMA)/node_modules/.installed: $(SCHEMA)/package-lock.json
 	@cd $(SCHEMA) && npm ci --ignore-scripts --no-audit --no-fund --omit=peer --silent
 	@touch $@
 
-test: $(VENV)/.synced system-deps browser-deps $(SCHEMA)/node_modules/.installed $(CONSOLE_VENDOR) typecheck
+test: $(VENV)/.synced system-deps browser-deps $(SCHEMA)/node_modules/.installed $(CONSOLE_VENDOR)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
+	@$(MAKE) --no-print-directory typecheck
 	@$(VENV)/bin/pytest
 
 # Fast tiers while working (`make test` still runs everything): the unit and contract
@@ -80,9 +81,10 @@ test-unit: $(VENV)/.synced system-deps
 test-integration: $(VENV)/.synced
 	@$(VENV)/bin/pytest tests/integration
 
-lint: $(VENV)/.synced typecheck
+lint: $(VENV)/.synced
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
+	@$(MAKE) --no-print-directory typecheck
 
 # mypy over api/, job-runner/, devtools/, bench/ and tests/ (pyproject.toml's [tool.mypy]).
 typecheck: $(VENV)/.synced
