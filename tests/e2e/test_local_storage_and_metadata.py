@@ -8,12 +8,16 @@ are set: here they name a loopback listener that counts connections, in place of
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 
 import pytest
 
-from tests.conftest import BUCKET, PROJECT, ApiServer, Caller
+from devtools.emulator import free_port
+from tests.conftest import BUCKET, PROJECT, ROOT, ApiServer, Caller
 
 NO_CREDENTIALS = {
     "GOOGLE_APPLICATION_CREDENTIALS": "",  # google-auth treats empty as unset
@@ -55,8 +59,9 @@ def metadata():
 
 
 def test_a_local_api_server_moves_files_without_touching_the_metadata_server(
-    emulator, firestore, tmp_path, metadata
+    emulator, firestore, tmp_path, metadata, monkeypatch
 ):
+    monkeypatch.delenv("NO_GCE_CHECK")  # devtools' ApiServer sets it itself
     server = ApiServer(emulator, tmp_path / "api.log", **metadata.env).start()
     try:
         caller = Caller(server.url, "alice")
@@ -78,8 +83,9 @@ def test_a_local_api_server_moves_files_without_touching_the_metadata_server(
 
 
 def test_without_storage_configured_the_api_stops_at_start_saying_what_to_set(
-    emulator, tmp_path, metadata
+    emulator, tmp_path, metadata, monkeypatch
 ):
+    monkeypatch.delenv("NO_GCE_CHECK")  # devtools' ApiServer sets it itself
     server = ApiServer(
         emulator,
         tmp_path / "api.log",
@@ -92,6 +98,36 @@ def test_without_storage_configured_the_api_stops_at_start_saying_what_to_set(
     assert "STORAGE_EMULATOR_HOST" in str(refused.value)
     assert "GOOGLE_APPLICATION_CREDENTIALS" in str(refused.value)
     # Looking for credentials did not probe the metadata server (NO_GCE_CHECK).
+    assert metadata.connections == 0
+
+
+def test_make_dev_names_no_metadata_server_either(emulator, tmp_path, metadata):
+    """`make dev` against a real bucket name without credentials: the server it starts
+    looks for them without probing the metadata server, and stops saying what to set."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("NO_GCE_CHECK", "STORAGE_EMULATOR_HOST")
+    }
+    env.update(
+        PORT=str(free_port()),
+        FIRESTORE_EMULATOR_HOST=emulator.host,
+        GOOGLE_CLOUD_PROJECT=PROJECT,
+        FILES_BUCKET="a-real-bucket",  # so make dev starts no storage emulator
+        CLOUDSDK_CONFIG=str(tmp_path / "gcloud"),
+        GOOGLE_APPLICATION_CREDENTIALS="",
+        **metadata.env,
+    )
+    dev = subprocess.run(
+        [sys.executable, "-m", "devtools.dev"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert dev.returncode != 0, dev.stdout
+    assert "STORAGE_EMULATOR_HOST" in dev.stderr, dev.stderr[-3000:]
     assert metadata.connections == 0
 
 
