@@ -149,3 +149,18 @@ def test_a_storage_credential_error_in_a_request_is_a_503_storage_unavailable(
     assert reply.status_code == 503, reply.get_data(as_text=True)
     assert reply.headers["Retry-After"].isdigit()
     assert reply.get_json()["error"]["code"] == "storage_unavailable"
+
+
+def test_a_missing_bucket_is_a_503_storage_unavailable_not_a_500(firestore, settings):
+    from dataclasses import replace
+
+    from api import create_app
+
+    app = create_app(replace(settings, files_bucket="no-such-bucket"), start_background=False)
+    reply = app.test_client().post(
+        "/api/uploads",
+        data=b"x",
+        headers={"Content-Type": "application/octet-stream", "X-User-Id": "alice"},
+    )
+    assert reply.status_code == 503, reply.get_data(as_text=True)
+    assert reply.get_json()["error"]["code"] == "storage_unavailable"
