@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -77,9 +78,9 @@ def through_api(url: str, data: bytes) -> tuple[float, float]:
 
 def direct(data: bytes, bucket: str) -> tuple[float, float]:
     """(upload seconds, download seconds) of `data` with the storage client itself."""
-    from google.cloud import storage
+    from google.cloud.storage import Client
 
-    blob = storage.Client(project=PROJECT).bucket(bucket).blob("bench/direct.bin")
+    blob = Client(project=PROJECT).bucket(bucket).blob("bench/direct.bin")
     blob.chunk_size = 8 * 1024 * 1024
     started = time.perf_counter()
     blob.upload_from_file(io.BytesIO(data), size=len(data))
@@ -105,7 +106,7 @@ def workspace_turn(url: str, mib: int) -> tuple[float, float]:
     store.create_doc(f"tasks/{task_id}", task)
     token = issue_task_token(TOKEN_KEY.encode(), task_id, time.time() + 600)
     channel = FileChannel(url, task_id, token)
-    spec = {"workspace": {"restore": None, "maxBytes": 1024 * 1024 * 1024}}
+    spec: dict[str, Any] = {"workspace": {"restore": None, "maxBytes": 1024 * 1024 * 1024}}
     with tempfile.TemporaryDirectory() as root:
         os.chmod(root, 0o711)
         workspace, _ = prepare_workspace(root)
@@ -114,6 +115,7 @@ def workspace_turn(url: str, mib: int) -> tuple[float, float]:
         started = time.perf_counter()
         snapshot = save_workspace(spec, channel, root, workspace)
         save_s = time.perf_counter() - started
+        assert snapshot is not None, "the runner saved no workspace snapshot"
         # What settling the turn does: the conversation now points to the snapshot.
         pointer = {"object": snapshot_object(conversation_id, task_id), **snapshot}
         store.update_doc(conversation_path(conversation_id), {"workspace": pointer})

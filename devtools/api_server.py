@@ -73,6 +73,7 @@ class ApiServer:
 
     def kill(self) -> None:
         """SIGKILL the server's master and worker together: no clean shutdown at all."""
+        assert self.process is not None, "kill() of a server never started"
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
 
