@@ -18,13 +18,14 @@ from tests.conftest import ROOT
 SCRIPTS = sorted(path.name for path in (ROOT / "bench").glob("*.py"))
 # A figure: a number with its unit, as every benchmark prints them.
 FIGURE = re.compile(r"\d+(\.\d+)? ?(ms|s|MiB/s|tasks/s|/s|x)\b")
-QUICK_DEADLINE_SECONDS = 110  # under the suite's per-test timeout
+QUICK_DEADLINE_SECONDS = 240  # generous: a loaded 2-core machine is several times slower
 
 
 def test_every_benchmark_is_covered():
     assert len(SCRIPTS) >= 5, SCRIPTS
 
 
+@pytest.mark.timeout(QUICK_DEADLINE_SECONDS + 30)
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_a_benchmark_runs_in_quick_mode_and_prints_its_figures(script, emulator, storage_emulator):
     env = {
