@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 UV_VERSION := 0.13.9
 
-.PHONY: dev test test-unit test-integration lint typecheck format bench system-deps browser-deps console-vendor
+.PHONY: dev test test-unit test-integration lint typecheck format bench bench-quick system-deps browser-deps console-vendor
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -94,9 +94,10 @@ format: $(VENV)/.synced
 	@$(VENV)/bin/ruff check --fix .
 	@$(VENV)/bin/ruff format .
 
+# Every script in bench/, each starting what it needs (devtools/local_stack.py).
 bench: $(VENV)/.synced system-deps
-	@$(VENV)/bin/python bench/task_latency.py
-	@$(VENV)/bin/python bench/dispatch_throughput.py
-	@$(VENV)/bin/python bench/files.py
-	@$(VENV)/bin/python bench/admission.py
-	@$(VENV)/bin/python bench/agent_engines.py
+	@for script in bench/*.py; do $(VENV)/bin/python $$script || exit 1; done
+
+# The same in quick mode (a handful of iterations): they still run and print figures.
+bench-quick: $(VENV)/.synced system-deps
+	@for script in bench/*.py; do $(VENV)/bin/python $$script --quick || exit 1; done

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Self
 
 import httpx
 
@@ -17,6 +16,10 @@ from devtools.emulator import FirestoreEmulator, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_SECONDS = 30
+# Every local process: google-auth must never probe the GCE metadata server
+# (169.254.169.254) from a developer's machine while it looks for credentials. The
+# emulators need none; a missing one is an error at start (api/adapters/storage_check.py).
+LOCAL_ENV = {"NO_GCE_CHECK": "true"}
 
 
 def gunicorn_command() -> list[str]:
@@ -36,11 +39,12 @@ class ApiServer:
             "GOOGLE_CLOUD_PROJECT": "demo-agent-platform",
             "EXECUTOR": "local",
             "AUTH_MODE": "dev",
+            **LOCAL_ENV,
             **env,
         }
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> Self:
+    def start(self) -> ApiServer:
         """Start it and return once it answers /health; RuntimeError otherwise."""
         self.process = subprocess.Popen(
             gunicorn_command(),
@@ -69,7 +73,7 @@ class ApiServer:
 
     def kill(self) -> None:
         """SIGKILL the server's master and worker together: no clean shutdown at all."""
-        assert self.process is not None, "the server was never started"
+        assert self.process is not None, "kill() of a server never started"
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
 

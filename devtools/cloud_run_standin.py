@@ -94,6 +94,12 @@ class CloudRunStandIn:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
+    def __enter__(self) -> CloudRunStandIn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def kill_runner(self, execution_name: str) -> None:
         """SIGKILL the runner process alone, as if its container crashed."""
         process = self.executions[execution_name].process

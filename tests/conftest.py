@@ -15,6 +15,8 @@ from devtools.api_server import ApiServer as DevApiServer
 from devtools.emulator import FirestoreEmulator
 from devtools.storage_emulator import StorageEmulator
 
+os.environ["NO_GCE_CHECK"] = "true"  # no metadata-server probe (devtools.api_server.LOCAL_ENV)
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "demo-test"
 BUCKET = "test-agent-files"
