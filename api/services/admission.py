@@ -26,8 +26,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from api import config
-from api.adapters.firestore_admission import CounterBusy
-from api.adapters.firestore_codec import document_id
+from api.adapters.firestore_counters import CounterBusy, CounterWrite
+from api.adapters.firestore_paths import (
+    daily_shard_path,
+    running_path,
+    unsettled_shard_path,
+    usage_path,
+    utc_day,
+)
 from api.errors import ApiError
 
 # Unsettled tasks free up within seconds; a shard seen full is skipped this long.
@@ -37,38 +43,6 @@ UNSETTLED_RETRY_AFTER_SECONDS = 10
 BUSY_TRIES = 2 * config.ADMISSION_SHARDS
 GIVE_BACK_TRIES = 8
 MAX_REMEMBERED = 10_000
-
-
-# Top-level collections, so the dispatcher's query for owners with queued tasks needs
-# only Firestore's automatic single-field index. The ids end with a fixed-form suffix
-# after the owner, so no two (owner, shard) pairs share one.
-UNSETTLED_SHARDS = "admissionShards"
-DAILY_SHARDS = "admissionDaily"
-RUNNING = "admissionRunning"
-
-
-def unsettled_shard_id(owner: str, shard: int) -> str:
-    return f"{owner}:u{shard}"
-
-
-def unsettled_shard_path(owner: str, shard: int) -> str:
-    return f"{UNSETTLED_SHARDS}/{unsettled_shard_id(owner, shard)}"
-
-
-def daily_shard_path(owner: str, day: str, shard: int) -> str:
-    return f"{DAILY_SHARDS}/{owner}:d{day}s{shard}"
-
-
-def running_path(owner: str) -> str:
-    return f"{RUNNING}/{running_doc_id(owner)}"
-
-
-def running_doc_id(owner: str) -> str:
-    return document_id(owner)  # an owner such as `__x__` is not a valid document id
-
-
-def utc_day(now: datetime) -> str:
-    return now.astimezone(UTC).strftime("%Y%m%d")
 
 
 def seconds_until_utc_midnight(now: datetime) -> int:
@@ -219,7 +193,7 @@ class TaskAdmission:
         )
         running = (self.store.get_doc(running_path(owner)) or {}).get("running", 0)
         # The LLM proxy meters tokens on the day's usage record (api/services/llm_proxy.py).
-        tokens = (self.store.get_doc(f"usage/{owner}_{day}") or {}).get("llmTokens", 0)
+        tokens = (self.store.get_doc(usage_path(owner, now)) or {}).get("llmTokens", 0)
         midnight = (now.astimezone(UTC) + timedelta(days=1)).replace(
             hour=0, minute=0, second=0, microsecond=0
         )
@@ -243,10 +217,12 @@ class TaskAdmission:
         )
         return after["u"][shard], after["d"][day_shard]
 
-    def _give_back_one(self, owner, shard, day, day_shard, now) -> None:
+    def _give_back_one(
+        self, owner: str, shard: int, day: str, day_shard: int, now: datetime
+    ) -> None:
         self._must_add(self._writes(owner, day, {shard: 1}, {day_shard: 1}, -1, now))
 
-    def _must_add(self, writes) -> None:
+    def _must_add(self, writes: list[CounterWrite]) -> None:
         """A give-back must happen: retried with backoff when contended."""
         for attempt in range(GIVE_BACK_TRIES):
             try:
@@ -257,10 +233,18 @@ class TaskAdmission:
                     raise
                 time.sleep(0.05 * (attempt + 1) * (0.5 + random.random()))
 
-    def _writes(self, owner, day, u_take, d_take, sign, now) -> list[tuple[str, str, int, dict]]:
+    def _writes(
+        self,
+        owner: str,
+        day: str,
+        u_take: dict[int, int],
+        d_take: dict[int, int],
+        sign: int,
+        now: datetime,
+    ) -> list[CounterWrite]:
         """(kind, path, increment, fields set alongside) for `add_to_counters`."""
         expire = now + timedelta(days=2)
-        writes = [
+        writes: list[CounterWrite] = [
             ("u", unsettled_shard_path(owner, k), sign * n, {"owner": owner, "shard": k})
             for k, n in u_take.items()
             if n

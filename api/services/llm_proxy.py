@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 from api import config
-from api.adapters.firestore_store import USAGE, Change
+from api.adapters.firestore_paths import usage_path
+from api.adapters.firestore_store import Change
 from api.adapters.llm import AnthropicUpstream, UpstreamError, UpstreamReply, error_body
 from api.services.state_machine import TaskStatus, utcnow
 from api.services.task_tokens import InvalidTaskToken, verify_task_token
@@ -66,10 +66,6 @@ class ProxyRefusal(Exception):
         self.body = error_body(kind, message)
         # Claude Code and the SDKs retry a 429 unless told not to.
         self.headers = {} if retry else {"x-should-retry": "false"}
-
-
-def _usage_doc_id(owner: str, now: datetime) -> str:
-    return f"{owner}_{now.astimezone(UTC).strftime('%Y%m%d')}"
 
 
 def _invalid(message: str) -> ProxyRefusal:
@@ -194,7 +190,7 @@ class LlmProxy:
                 f"The task's token budget ({task['input']['maxTokens']}) is spent.",
                 retry=False,
             )
-        daily = self.store.get_doc(f"{USAGE}/{_usage_doc_id(task['owner'], utcnow())}") or {}
+        daily = self.store.get_doc(usage_path(task["owner"], utcnow())) or {}
         user_left = self.user_daily_token_budget - daily.get("llmTokens", 0)
         if user_left <= 0:
             raise ProxyRefusal(
@@ -226,8 +222,7 @@ class LlmProxy:
                 updates={"llmUsage": totals},
                 increments=[
                     (
-                        USAGE,
-                        _usage_doc_id(current["owner"], now),
+                        usage_path(current["owner"], now),
                         {
                             "llmInputTokens": input_tokens,
                             "llmOutputTokens": output_tokens,
@@ -277,7 +272,7 @@ def _clamped(body: dict, max_tokens: int) -> dict:
     forwarded = dict(body, max_tokens=max_tokens)
     thinking = body.get("thinking")
     budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
-    if isinstance(budget, int) and budget >= max_tokens:
+    if isinstance(thinking, dict) and isinstance(budget, int) and budget >= max_tokens:
         if max_tokens > 1024:
             forwarded["thinking"] = dict(thinking, budget_tokens=max_tokens - 1)
         else:

@@ -22,13 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from api.adapters import webhook_http
-from api.adapters.firestore_codec import document_id
+from api.adapters.firestore_paths import delivery_path, webhook_secrets_path
 from api.errors import ApiError
+from api.models.documents import DeliveryDoc, TaskDoc
 
 log = logging.getLogger(__name__)
 
-DELIVERIES = "webhookDeliveries"
-SECRETS = "webhookSecrets"
 # An attempt holds its delivery this long; a crashed attempt is retried after it.
 LEASE_SECONDS = 60
 MAX_BACKOFF_SECONDS = 3600
@@ -43,7 +42,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def delivery_record(task: dict, now: datetime) -> dict:
+def delivery_record(task: TaskDoc, now: datetime) -> DeliveryDoc:
     """What the settling transaction writes for a task with a webhook."""
     return {
         "taskId": task["id"],
@@ -90,7 +89,7 @@ class WebhookService:
 
     def secret(self, owner: str) -> dict:
         """The owner's signing secret, made on first use."""
-        path = f"{SECRETS}/{document_id(owner)}"
+        path = webhook_secrets_path(owner)
         record = self.store.get_doc(path)
         if record is None:
             self.store.create_doc_if_absent(path, {"secret": new_secret(), "createdAt": utcnow()})
@@ -103,14 +102,14 @@ class WebhookService:
         now = utcnow()
 
         def swap(read, write):
-            current = read(f"{SECRETS}/{document_id(owner)}") or old
+            current = read(webhook_secrets_path(owner)) or old
             record = {
                 "secret": new_secret(),
                 "createdAt": now,
                 "previous": current["secret"],
                 "previousUntil": now + ROTATION_GRACE,
             }
-            write(f"{SECRETS}/{document_id(owner)}", record)
+            write(webhook_secrets_path(owner), record)
             return record
 
         return self.store.run_transaction(swap)
@@ -142,7 +141,7 @@ class WebhookService:
         now = utcnow()
 
         def lease(read, write):
-            delivery = read(f"{DELIVERIES}/{task_id}")
+            delivery = read(delivery_path(task_id))
             if delivery is None or delivery["status"] != "pending":
                 return None
             if delivery["nextAttemptAt"] > now:
@@ -150,7 +149,7 @@ class WebhookService:
             attempts = delivery["attempts"] + 1
             lease_until = now + timedelta(seconds=LEASE_SECONDS)
             write(
-                f"{DELIVERIES}/{task_id}",
+                delivery_path(task_id),
                 {"attempts": attempts, "nextAttemptAt": lease_until},
                 merge=True,
             )
@@ -216,12 +215,12 @@ class WebhookService:
             self._finish(delivery["taskId"], "failed", status_code)
             return
         self.store.update_doc(
-            f"{DELIVERIES}/{delivery['taskId']}",
+            delivery_path(delivery["taskId"]),
             {"nextAttemptAt": next_at, "lastStatusCode": status_code},
         )
 
     def _finish(self, task_id: str, status: str, status_code: int | None) -> None:
         self.store.update_doc(
-            f"{DELIVERIES}/{task_id}",
+            delivery_path(task_id),
             {"status": status, "lastStatusCode": status_code, "finishedAt": utcnow()},
         )
