@@ -228,7 +228,8 @@ class UploadDoc(TypedDict):
     sha256: NotRequired[str]
     status: NotRequired[UploadStatus]
     parts: NotRequired[int]
-    received: NotRequired[dict[str, Any]]
+    received: NotRequired[dict[str, int]]  # part -> its size
+    joiningSince: NotRequired[datetime]
 
 
 class DeliveryDoc(TypedDict):

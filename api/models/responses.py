@@ -16,14 +16,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.models.agents import AgentTaskInput, Engine, ToolName
+from api.models.agents import AgentTaskInput
 from api.models.deployment import DeploymentConfig, Usage
+from api.models.documents import Engine, TaskStatusName, ToolName
 from api.models.runner import AgentResult, OutputFile, RunnerResult, SkippedFile
 from api.models.tasks import CodeTaskInput
 
-TaskStatusName = Literal[
-    "queued", "dispatched", "running", "completed", "failed", "timed_out", "cancelled"
-]
 # `heartbeat` never reaches the API's event log: the events route drops it.
 EventType = Literal[
     "status",

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import secrets
 
+from api.adapters.firestore_paths import AGENTS, agent_path
 from api.config import DEFAULT_AGENT_ENGINE, RUNNER_TOOLS, STORED_AGENT_ENGINE
 from api.errors import ApiError, not_found
 from api.models import AgentCreate, AgentPatch
 from api.services.state_machine import utcnow
 from api.services.tasks import rfc3339
 
-AGENTS = "agents"
 PUBLIC_FIELDS = (
     "name",
     "description",
@@ -58,11 +58,11 @@ class AgentService:
             "createdAt": now,
             "updatedAt": now,
         }
-        self.store.create_doc(f"{AGENTS}/{agent['id']}", agent)
+        self.store.create_doc(agent_path(agent["id"]), agent)
         return agent
 
     def get(self, owner: str, agent_id: str) -> dict:
-        agent = self.store.get_doc(f"{AGENTS}/{agent_id}") if _plausible(agent_id) else None
+        agent = self.store.get_doc(agent_path(agent_id)) if _plausible(agent_id) else None
         if agent is None or agent.get("owner") != owner:
             raise not_found("agent")
         return agent
@@ -82,12 +82,12 @@ class AgentService:
         if "model" in changes and changes["model"] is None:
             changes["model"] = self.default_model  # null: back to the default model
         changes["updatedAt"] = utcnow()
-        self.store.update_doc(f"{AGENTS}/{agent_id}", changes)
+        self.store.update_doc(agent_path(agent_id), changes)
         return {**agent, **changes}
 
     def delete(self, owner: str, agent_id: str) -> None:
         self.get(owner, agent_id)
-        self.store.delete_tree(f"{AGENTS}/{agent_id}", ())
+        self.store.delete_tree(agent_path(agent_id), ())
 
     def settings_for(self, owner: str, agent_id: str | None) -> dict:
         """What an agent task runs with: the agent's settings, or the defaults."""

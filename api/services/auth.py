@@ -24,9 +24,12 @@ import secrets
 import time
 from collections.abc import Mapping
 from datetime import timedelta
+from typing import cast
 
 from api.adapters.firebase_certs import CertsUnavailable, FirebaseCerts
+from api.adapters.firestore_paths import API_KEYS, api_key_path
 from api.errors import ApiError, BackendUnavailable
+from api.models.documents import ApiKeyDoc
 from api.services.state_machine import utcnow
 
 log = logging.getLogger(__name__)
@@ -40,7 +43,6 @@ MAX_TOKEN_CHARS = 8192
 CLOCK_SKEW_SECONDS = 60
 FIREBASE_ISSUER_PREFIX = "https://securetoken.google.com/"
 
-API_KEYS = "apiKeys"
 API_KEY_PREFIX = "ak_"
 API_KEY_BYTES = 32  # secrets.token_urlsafe(32): 43 characters, 256 bits
 API_KEY_SHAPE = re.compile(r"^ak_[A-Za-z0-9_-]{32,128}$")
@@ -118,9 +120,9 @@ class FirebaseTokenVerifier:
         exp, iat = claims.get("exp"), claims.get("iat")
         if not _is_number(exp) or not _is_number(iat):
             raise self._refused("has no exp or iat")
-        if exp + self.clock_skew < now:
+        if cast(float, exp) + self.clock_skew < now:
             raise self._refused("has expired")
-        if iat - self.clock_skew > now:
+        if cast(float, iat) - self.clock_skew > now:
             raise self._refused("was issued in the future (iat)")
         if claims.get("aud") != self.project:
             raise self._refused(f"is not for project {self.project} (aud)")
@@ -143,7 +145,7 @@ class ApiKeyService:
     def __init__(self, store) -> None:
         self.store = store
 
-    def create(self, owner: str, name: str = "") -> tuple[str, dict]:
+    def create(self, owner: str, name: str = "") -> tuple[str, ApiKeyDoc]:
         """A new key for `owner`: (the key, shown this once; its stored record)."""
         if not USER_ID.match(owner):
             raise ApiError(400, "invalid_request", f"The user id must be {USER_ID_RULE}.")
@@ -153,7 +155,7 @@ class ApiKeyService:
                 400, "invalid_request", f"The name is longer than {MAX_KEY_NAME_CHARS} characters."
             )
         key = API_KEY_PREFIX + secrets.token_urlsafe(API_KEY_BYTES)
-        record = {
+        record: ApiKeyDoc = {
             "id": hash_api_key(key),
             "owner": owner,
             "prefix": key[:DISPLAY_PREFIX_CHARS],
@@ -162,7 +164,7 @@ class ApiKeyService:
             "lastUsedAt": None,
             "revokedAt": None,
         }
-        self.store.create_doc(f"{API_KEYS}/{record['id']}", record)
+        self.store.create_doc(api_key_path(record["id"]), record)
         return key, record
 
     def list(self, owner: str) -> list[dict]:
@@ -191,7 +193,7 @@ class ApiKeyService:
         key = matches[0]
         if key.get("revokedAt") is None:
             key["revokedAt"] = utcnow()
-            self.store.update_doc(f"{API_KEYS}/{key['id']}", {"revokedAt": key["revokedAt"]})
+            self.store.update_doc(api_key_path(key["id"]), {"revokedAt": key["revokedAt"]})
         return key
 
     def authenticate(self, key: str) -> str:
@@ -199,7 +201,7 @@ class ApiKeyService:
         if not API_KEY_SHAPE.match(key):
             raise unauthenticated("The API key is malformed. Send Authorization: Bearer ak_<key>.")
         # Found by its hash, the document id: no comparison of secrets in this process.
-        record = self.store.get_doc(f"{API_KEYS}/{hash_api_key(key)}")
+        record = self.store.get_doc(api_key_path(hash_api_key(key)))
         if record is None or record.get("revokedAt") is not None:
             raise unauthenticated(
                 "The API key is unknown or revoked. Send Authorization: Bearer <a live API key>."
@@ -213,7 +215,7 @@ class ApiKeyService:
         if last is not None and now - last < LAST_USED_RESOLUTION:
             return
         try:
-            self.store.update_doc(f"{API_KEYS}/{record['id']}", {"lastUsedAt": now})
+            self.store.update_doc(api_key_path(record["id"]), {"lastUsedAt": now})
         except Exception:
             # Bookkeeping: the caller is authenticated whether or not this lands.
             log.warning("could not record the use of API key %s", record["id"][:16])

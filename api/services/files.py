@@ -27,11 +27,13 @@ from api.adapters.file_store import (
     StoredObject,
     TooLarge,
 )
+from api.adapters.firestore_paths import upload_path
 from api.errors import ApiError, not_found
-from api.services.conversation_turns import conversation_path, snapshot_object
+from api.services.conversation_turns import snapshot_object
 from api.services.state_machine import TaskStatus, utcnow
 
-UPLOADS = "uploads"
+# Uploads' objects in the bucket (their records: firestore_paths.upload_path).
+UPLOAD_OBJECTS = "uploads"
 # An upload's status; a record without one (the single-request form) is complete.
 PENDING, JOINING, COMPLETE = "pending", "joining", "complete"
 UPLOAD_TTL = timedelta(hours=config.UPLOAD_TTL_HOURS)
@@ -41,7 +43,7 @@ MAX_SNAPSHOT_PARTS = 2 * -(-config.MAX_WORKSPACE_BYTES // config.MAX_RUNNER_CHUN
 
 
 def upload_object(upload_id: str) -> str:
-    return f"{UPLOADS}/{upload_id}"
+    return f"{UPLOAD_OBJECTS}/{upload_id}"
 
 
 def piece_object(target: str, part: int) -> str:
@@ -99,7 +101,7 @@ class FileService:
             "createdAt": now,
             "expireAt": now + UPLOAD_TTL,  # Firestore's TTL policy deletes the record
         }
-        self.store.create_doc(f"{UPLOADS}/{upload_id}", record)
+        self.store.create_doc(upload_path(upload_id), record)
         return record
 
     def upload_too_large(self) -> ApiError:
@@ -112,7 +114,7 @@ class FileService:
 
     def owned_upload(self, owner: str, upload_id: str) -> dict:
         """The caller's live upload record, complete or still pending its parts."""
-        record = self.store.get_doc(f"{UPLOADS}/{upload_id}") if upload_id.isalnum() else None
+        record = self.store.get_doc(upload_path(upload_id)) if upload_id.isalnum() else None
         if record is None or record["owner"] != owner or record["expireAt"] <= utcnow():
             raise ApiError(
                 404,
@@ -158,7 +160,7 @@ class FileService:
                 listing.append({"path": path, "base64": value["base64"]})
             else:
                 # None once the upload has expired (its record is gone).
-                record = self.store.get_doc(f"{UPLOADS}/{value['upload']}") or {}
+                record = self.store.get_doc(upload_path(value["upload"])) or {}
                 if record.get("owner") != task.get("owner"):
                     record = {}  # checked at submission too: only the owner's own uploads
                 listing.append(
@@ -294,7 +296,7 @@ class FileService:
         conversation_id = task.get("conversationId")
         if not conversation_id:
             return None
-        conversation = self.store.get_doc(conversation_path(conversation_id)) or {}
+        conversation = self.store.get_conversation(conversation_id) or {}
         current = conversation.get("workspace")
         restore = {"size": current["size"]} if current else None
         return {"restore": restore, "maxBytes": max_bytes}
@@ -306,9 +308,7 @@ class FileService:
 
     def workspace_object(self, task: dict) -> tuple[str, int]:
         conversation_id = task.get("conversationId")
-        conversation = (
-            self.store.get_doc(conversation_path(conversation_id)) if conversation_id else None
-        )
+        conversation = self.store.get_conversation(conversation_id) if conversation_id else None
         current = (conversation or {}).get("workspace")
         if not current:
             raise not_found("workspace")
@@ -321,7 +321,7 @@ class FileService:
         conversation_id = task.get("conversationId")
         if not conversation_id:
             return
-        conversation = self.store.get_doc(conversation_path(conversation_id)) or {}
+        conversation = self.store.get_conversation(conversation_id) or {}
         current = conversation.get("workspace") or {}
         mine = snapshot_object(conversation_id, task["id"])
         now = utcnow()

@@ -18,13 +18,13 @@ from datetime import timedelta
 from typing import BinaryIO
 
 from api import config
+from api.adapters.firestore_paths import upload_path
 from api.errors import ApiError
 from api.services.files import (
     COMPLETE,
     JOINING,
     PENDING,
     UPLOAD_TTL,
-    UPLOADS,
     FileService,
     missing_parts,
     piece_object,
@@ -60,7 +60,7 @@ def begin(files: FileService, owner: str, parts: int) -> dict:
         "createdAt": now,
         "expireAt": now + UPLOAD_TTL,  # Firestore's TTL policy deletes the record
     }
-    files.store.create_doc(f"{UPLOADS}/{upload_id}", record)
+    files.store.create_doc(upload_path(upload_id), record)
     return record
 
 
@@ -75,7 +75,7 @@ def put_part(
         raise ApiError(400, "invalid_request", f"This upload has parts 0 to {record['parts'] - 1}.")
     target = upload_object(upload_id)
     stored = files.write_piece(piece_object(target, part), stream, size)
-    path = f"{UPLOADS}/{upload_id}"
+    path = upload_path(upload_id)
 
     def record_part(read, write) -> tuple[dict, bool]:
         latest = read(path)
@@ -111,7 +111,7 @@ def put_part(
 
 def _check_pending(record: dict | None) -> None:
     status = (record or {}).get("status", COMPLETE)
-    if status == JOINING and record["joiningSince"] < utcnow() - JOIN_STALE:
+    if status == JOINING and record is not None and record["joiningSince"] < utcnow() - JOIN_STALE:
         return  # the request joining it died: this part may start the join again
     if status == JOINING:
         raise ApiError(409, "upload_joining", "Its last part is being joined; wait for it.")
@@ -123,7 +123,7 @@ def _join(files: FileService, record: dict) -> dict:
     """Compose the parts, then hash the whole (SHA-256 does not compose; a streamed
     read, in constant memory), then mark the upload complete. Should the join fail,
     the upload is pending again, with the parts still stored."""
-    upload_id, path = record["id"], f"{UPLOADS}/{record['id']}"
+    upload_id, path = record["id"], upload_path(record["id"])
     target = upload_object(upload_id)
     joined = False
     try:
