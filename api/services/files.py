@@ -29,6 +29,7 @@ from api.adapters.file_store import (
 )
 from api.adapters.firestore_paths import upload_path
 from api.errors import ApiError, not_found
+from api.models.documents import TaskDoc
 from api.services.conversation_turns import snapshot_object
 from api.services.state_machine import TaskStatus, utcnow
 
@@ -145,11 +146,11 @@ class FileService:
 
     # -- a task's inputs, as the runner sees them -------------------------------------
 
-    def task(self, task_id: str) -> dict | None:
+    def task(self, task_id: str) -> TaskDoc | None:
         """The task a runner's file call names (its token was checked)."""
         return self.store.get_task(task_id) if task_id.isalnum() else None
 
-    def input_listing(self, task: dict) -> list[dict]:
+    def input_listing(self, task: TaskDoc) -> list[dict]:
         """The runner's list of input files, in path order (the index is the place)."""
         listing = []
         for index, path in enumerate(sorted(task["input"].get("files") or {})):
@@ -173,7 +174,7 @@ class FileService:
                 )
         return listing
 
-    def input_object(self, task: dict, index: int) -> tuple[str, int]:
+    def input_object(self, task: TaskDoc, index: int) -> tuple[str, int]:
         """(object name, size) of the task's index-th input file, an upload."""
         listing = self.input_listing(task)
         if not 0 <= index < len(listing) or listing[index].get("size") is None:
@@ -184,7 +185,7 @@ class FileService:
 
     def store_piece(
         self,
-        task: dict | None,
+        task: TaskDoc | None,
         target: str,
         part: int,
         parts: int,
@@ -207,8 +208,8 @@ class FileService:
         stored = self.write_piece(name, stream, size, temporary=joined_later)
         if joined_later and part == parts - 1:
             joined = self.join_pieces(target, parts)
-            latest = self.task(task["id"]) or {}
-            if latest.get("status") != TaskStatus.RUNNING:
+            latest = self.task(task["id"])
+            if latest is None or latest["status"] != TaskStatus.RUNNING:
                 # Settled (cancelled, timed out) while the pieces were joined: nothing
                 # will ever point to this object.
                 self.files.retire(target, utcnow())
@@ -274,13 +275,13 @@ class FileService:
         if names:
             self.files.stat(names[0])
 
-    def output_entry(self, task: dict, path: str) -> dict:
+    def output_entry(self, task: TaskDoc, path: str) -> dict:
         for entry in (task.get("result") or {}).get("files") or []:
             if entry["path"] == path and entry.get("stored") is not None:
                 return entry
         raise not_found("file")
 
-    def stored_outputs(self, task: dict) -> list[tuple[dict, str]]:
+    def stored_outputs(self, task: TaskDoc) -> list[tuple[dict, str]]:
         """(entry, object name) of every stored output file of the task."""
         return [
             (entry, output_object(task["id"], entry["stored"]))
@@ -290,7 +291,7 @@ class FileService:
 
     # -- conversation workspaces ---------------------------------------------------------
 
-    def workspace_spec(self, task: dict, max_bytes: int) -> dict | None:
+    def workspace_spec(self, task: TaskDoc, max_bytes: int) -> dict | None:
         """What the runner does with a conversation turn's workspace: restore the
         current snapshot (if any) and save a new one, within max_bytes."""
         conversation_id = task.get("conversationId")
@@ -306,7 +307,7 @@ class FileService:
         current = conversation.get("workspace")
         return self.store.get_task(current["taskId"]) if current else None
 
-    def workspace_object(self, task: dict) -> tuple[str, int]:
+    def workspace_object(self, task: TaskDoc) -> tuple[str, int]:
         conversation_id = task.get("conversationId")
         conversation = self.store.get_conversation(conversation_id) if conversation_id else None
         current = (conversation or {}).get("workspace")
@@ -314,7 +315,7 @@ class FileService:
             raise not_found("workspace")
         return current["object"], current["size"]
 
-    def turn_settled(self, task: dict) -> None:
+    def turn_settled(self, task: TaskDoc) -> None:
         """After the transaction that settled a turn: delete the snapshot nothing points
         to any more, the superseded one or, if the turn did not move the pointer, its
         own (a failed or cancelled turn's)."""
