@@ -6,10 +6,9 @@ These are `TypedDict`s, not models: the store hands back plain dicts (decoded by
 api/adapters/firestore_codec.py), and nothing is validated on the way out. Keys marked
 `NotRequired` are written by later transitions (or were added after older documents
 were stored). Requests are validated by the pydantic models beside this module;
-responses by api/models/responses.py.
+responses by api/models/responses.py. (No `from __future__ import annotations`:
+TypedDict could not see `NotRequired` in string annotations.)
 """
-
-from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     # store(fd, size, index) -> sha256 of the bytes stored
     Store = Callable[[int, int, int], str]
 
+    from job_runner.spec import OutputLimitsSpec
+
 
 class OutputLimits(
     namedtuple(
@@ -46,9 +48,9 @@ class OutputLimits(
     __slots__ = ()
 
     @classmethod
-    def from_spec(cls, spec: dict | None) -> OutputLimits:
-        spec = spec or {}
-        return cls(**{name: spec[key] for key, name in _SPEC_KEYS.items() if key in spec})
+    def from_spec(cls, spec: OutputLimitsSpec | None) -> OutputLimits:
+        given: dict[str, object] = dict(spec or {})
+        return cls(**{name: given[key] for key, name in _SPEC_KEYS.items() if key in given})
 
 
 _SPEC_KEYS = {
@@ -90,31 +92,39 @@ class _Collector:
         try:
             path.encode("utf-8")
         except UnicodeEncodeError:
-            return self.skip(path, "name_not_utf8")
+            self.skip(path, "name_not_utf8")
+            return None
         try:
             info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         except OSError as error:
-            return self.skip(path, f"unreadable: {error.strerror}")
+            self.skip(path, f"unreadable: {error.strerror}")
+            return None
         if len(path) > self.limits.max_path_chars:
-            return self.skip(path, f"path_too_long: over {self.limits.max_path_chars} characters")
+            self.skip(path, f"path_too_long: over {self.limits.max_path_chars} characters")
+            return None
         if stat.S_ISDIR(info.st_mode):
             if depth >= MAX_DEPTH:
-                return self.skip(path + "/", f"too_deep: over {MAX_DEPTH} levels")
+                self.skip(path + "/", f"too_deep: over {MAX_DEPTH} levels")
+                return None
             try:
                 return _open(name, dir_fd, os.O_DIRECTORY)
             except OSError as error:
-                return self.skip(path + "/", f"unreadable: {error.strerror}")
+                self.skip(path + "/", f"unreadable: {error.strerror}")
+                return None
         if len(self.files) >= self.limits.max_files:
-            return self.skip(path, f"too_many_files: over {self.limits.max_files}")
+            self.skip(path, f"too_many_files: over {self.limits.max_files}")
+            return None
         if len(path) > self.listing_budget:
-            return self.skip(path, "listing_full: the paths listed fill the result")
+            self.skip(path, "listing_full: the paths listed fill the result")
+            return None
         self.listing_budget -= len(path)
         if stat.S_ISLNK(info.st_mode):
             target = _target(name, dir_fd)
             self.files.append({"path": path, "size": 0, "symlink": True, "target": target})
             return None
         if not stat.S_ISREG(info.st_mode):
-            return self.skip(path, f"not_a_regular_file: {_kind(info.st_mode)}")
+            self.skip(path, f"not_a_regular_file: {_kind(info.st_mode)}")
+            return None
         try:
             self.regular(dir_fd, name, path, info)
         except SkipFile as reason:

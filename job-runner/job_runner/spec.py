@@ -4,10 +4,9 @@ the claim's answer (the task's spec), the events and the result the runner sends
 Only type checkers read this module: the runner's modules import it under
 `TYPE_CHECKING`, so `typing` costs its start nothing (`make bench`). The API builds
 the spec in api/services/runner_spec.py; tests/contract/test_runner_spec.py checks
-that what it builds matches these declarations, key for key.
+that what it builds matches these declarations, key for key. (No `from __future__
+import annotations`: TypedDict could not see `NotRequired` in string annotations.)
 """
-
-from __future__ import annotations
 
 from typing import Any, Literal, NotRequired, TypedDict
 
