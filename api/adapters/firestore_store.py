@@ -3,7 +3,8 @@
 Where each document lives: firestore_paths.py; what each holds:
 api/models/documents.py. The store's verbs are split by subject: task creation
 (firestore_tasks.py), sharded counters (firestore_counters.py), the queues' queries
-(firestore_queues.py) and conversations (firestore_conversations.py); this module
+(firestore_queues.py), conversations (firestore_conversations.py) and the other
+documents (firestore_documents.py); this module
 holds the client, task transitions and the generic document verbs they build on.
 
 Maps keyed by callers, programs or models (a task's input and result, an event's
@@ -24,6 +25,7 @@ from typing import Any, cast
 from api.adapters.firestore_codec import decode, encode
 from api.adapters.firestore_conversations import ConversationStore
 from api.adapters.firestore_counters import CounterStore
+from api.adapters.firestore_documents import DocumentStore
 from api.adapters.firestore_paths import EVENTS, TASKS, event_doc_id
 from api.adapters.firestore_queues import QueueQueries
 from api.adapters.firestore_tasks import TaskCreation
@@ -62,7 +64,7 @@ def _read(snapshot: Any) -> Any:
     return decode(snapshot.reference.path, snapshot.to_dict()) if snapshot.exists else None
 
 
-class FirestoreStore(TaskCreation, CounterStore, QueueQueries, ConversationStore):
+class FirestoreStore(TaskCreation, CounterStore, QueueQueries, ConversationStore, DocumentStore):
     def __init__(self, project: str, client: Any = None) -> None:
         self.project = project
         self._client = client

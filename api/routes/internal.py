@@ -9,6 +9,7 @@ from flask import Blueprint, Response, request
 from api import config
 from api.errors import ApiError
 from api.models import ClaimBody, EventsBody, ResultBody
+from api.models.documents import TaskDoc
 from api.routes.common import body_limit, json_body, services, validate
 from api.services.llm_proxy import ProxyRefusal, UpstreamError
 from api.services.reconcile_auth import authorize_reconcile
@@ -29,7 +30,7 @@ def authorize_task(task_id: str) -> None:
         raise ApiError(401, "invalid_task_token", str(error)) from None
 
 
-def _spec(task: dict) -> dict:
+def _spec(task: TaskDoc) -> dict:
     return task_spec(task, services().settings, services().files, services().conversations)
 
 

@@ -29,9 +29,7 @@ from api import config
 from api.adapters.firestore_counters import CounterBusy, CounterWrite
 from api.adapters.firestore_paths import (
     daily_shard_path,
-    running_path,
     unsettled_shard_path,
-    usage_path,
     utc_day,
 )
 from api.errors import ApiError
@@ -191,9 +189,9 @@ class TaskAdmission:
             [unsettled_shard_path(owner, k) for k in range(shard_count(self.max_unsettled))],
             [daily_shard_path(owner, day, k) for k in range(shard_count(self.max_per_day))],
         )
-        running = (self.store.get_doc(running_path(owner)) or {}).get("running", 0)
+        running = self.store.running_count(owner)
         # The LLM proxy meters tokens on the day's usage record (api/services/llm_proxy.py).
-        tokens = (self.store.get_doc(usage_path(owner, now)) or {}).get("llmTokens", 0)
+        tokens = self.store.get_usage(owner, now).get("llmTokens", 0)
         midnight = (now.astimezone(UTC) + timedelta(days=1)).replace(
             hour=0, minute=0, second=0, microsecond=0
         )

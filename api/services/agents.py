@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import secrets
 
-from api.adapters.firestore_paths import AGENTS, agent_path
-from api.config import DEFAULT_AGENT_ENGINE, RUNNER_TOOLS, STORED_AGENT_ENGINE
+from api.config import DEFAULT_AGENT_ENGINE, STORED_AGENT_ENGINE
 from api.errors import ApiError, not_found
 from api.models import AgentCreate, AgentPatch
+from api.models.documents import TOOLS
 from api.services.state_machine import utcnow
 from api.services.tasks import rfc3339
 
@@ -58,17 +58,17 @@ class AgentService:
             "createdAt": now,
             "updatedAt": now,
         }
-        self.store.create_doc(agent_path(agent["id"]), agent)
+        self.store.create_agent(agent)
         return agent
 
     def get(self, owner: str, agent_id: str) -> dict:
-        agent = self.store.get_doc(agent_path(agent_id)) if _plausible(agent_id) else None
+        agent = self.store.get_agent(agent_id) if _plausible(agent_id) else None
         if agent is None or agent.get("owner") != owner:
             raise not_found("agent")
         return agent
 
     def list(self, owner: str, *, limit: int) -> list[dict]:
-        return self.store.list_owned(AGENTS, owner, limit=limit, after_id=None)
+        return self.store.list_agents(owner, limit=limit)
 
     def update(self, owner: str, agent_id: str, patch: AgentPatch) -> dict:
         agent = self.get(owner, agent_id)
@@ -82,12 +82,12 @@ class AgentService:
         if "model" in changes and changes["model"] is None:
             changes["model"] = self.default_model  # null: back to the default model
         changes["updatedAt"] = utcnow()
-        self.store.update_doc(agent_path(agent_id), changes)
+        self.store.update_agent(agent_id, changes)
         return {**agent, **changes}
 
     def delete(self, owner: str, agent_id: str) -> None:
         self.get(owner, agent_id)
-        self.store.delete_tree(agent_path(agent_id), ())
+        self.store.delete_agent(agent_id)
 
     def settings_for(self, owner: str, agent_id: str | None) -> dict:
         """What an agent task runs with: the agent's settings, or the defaults."""
@@ -95,7 +95,7 @@ class AgentService:
             return {
                 "systemPrompt": "",
                 "model": self.default_model,
-                "tools": list(RUNNER_TOOLS),
+                "tools": list(TOOLS),
                 "engine": DEFAULT_AGENT_ENGINE,
                 "maxTurns": None,
                 "maxTokens": None,

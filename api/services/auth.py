@@ -27,7 +27,6 @@ from datetime import timedelta
 from typing import cast
 
 from api.adapters.firebase_certs import CertsUnavailable, FirebaseCerts
-from api.adapters.firestore_paths import API_KEYS, api_key_path
 from api.errors import ApiError, BackendUnavailable
 from api.models.documents import ApiKeyDoc
 from api.services.state_machine import utcnow
@@ -164,7 +163,7 @@ class ApiKeyService:
             "lastUsedAt": None,
             "revokedAt": None,
         }
-        self.store.create_doc(api_key_path(record["id"]), record)
+        self.store.create_api_key(record)
         return key, record
 
     def list(self, owner: str) -> list[dict]:
@@ -172,7 +171,7 @@ class ApiKeyService:
         keys: list[dict] = []
         while True:
             after = keys[-1]["id"] if keys else None
-            page = self.store.list_owned(API_KEYS, owner, limit=KEYS_PAGE, after_id=after)
+            page = self.store.list_api_keys(owner, limit=KEYS_PAGE, after_id=after)
             keys += page
             if len(page) < KEYS_PAGE:
                 return keys
@@ -193,7 +192,7 @@ class ApiKeyService:
         key = matches[0]
         if key.get("revokedAt") is None:
             key["revokedAt"] = utcnow()
-            self.store.update_doc(api_key_path(key["id"]), {"revokedAt": key["revokedAt"]})
+            self.store.update_api_key(key["id"], {"revokedAt": key["revokedAt"]})
         return key
 
     def authenticate(self, key: str) -> str:
@@ -201,7 +200,7 @@ class ApiKeyService:
         if not API_KEY_SHAPE.match(key):
             raise unauthenticated("The API key is malformed. Send Authorization: Bearer ak_<key>.")
         # Found by its hash, the document id: no comparison of secrets in this process.
-        record = self.store.get_doc(api_key_path(hash_api_key(key)))
+        record = self.store.get_api_key(hash_api_key(key))
         if record is None or record.get("revokedAt") is not None:
             raise unauthenticated(
                 "The API key is unknown or revoked. Send Authorization: Bearer <a live API key>."
@@ -215,7 +214,7 @@ class ApiKeyService:
         if last is not None and now - last < LAST_USED_RESOLUTION:
             return
         try:
-            self.store.update_doc(api_key_path(record["id"]), {"lastUsedAt": now})
+            self.store.update_api_key(record["id"], {"lastUsedAt": now})
         except Exception:
             # Bookkeeping: the caller is authenticated whether or not this lands.
             log.warning("could not record the use of API key %s", record["id"][:16])

@@ -27,7 +27,6 @@ from api.adapters.file_store import (
     StoredObject,
     TooLarge,
 )
-from api.adapters.firestore_paths import upload_path
 from api.errors import ApiError, not_found
 from api.models.documents import TaskDoc
 from api.services.conversation_turns import snapshot_object
@@ -102,7 +101,7 @@ class FileService:
             "createdAt": now,
             "expireAt": now + UPLOAD_TTL,  # Firestore's TTL policy deletes the record
         }
-        self.store.create_doc(upload_path(upload_id), record)
+        self.store.create_upload(record)
         return record
 
     def upload_too_large(self) -> ApiError:
@@ -115,7 +114,7 @@ class FileService:
 
     def owned_upload(self, owner: str, upload_id: str) -> dict:
         """The caller's live upload record, complete or still pending its parts."""
-        record = self.store.get_doc(upload_path(upload_id)) if upload_id.isalnum() else None
+        record = self.store.get_upload(upload_id) if upload_id.isalnum() else None
         if record is None or record["owner"] != owner or record["expireAt"] <= utcnow():
             raise ApiError(
                 404,
@@ -161,7 +160,7 @@ class FileService:
                 listing.append({"path": path, "base64": value["base64"]})
             else:
                 # None once the upload has expired (its record is gone).
-                record = self.store.get_doc(upload_path(value["upload"])) or {}
+                record = self.store.get_upload(value["upload"]) or {}
                 if record.get("owner") != task.get("owner"):
                     record = {}  # checked at submission too: only the owner's own uploads
                 listing.append(

@@ -190,7 +190,7 @@ class LlmProxy:
                 f"The task's token budget ({task['input']['maxTokens']}) is spent.",
                 retry=False,
             )
-        daily = self.store.get_doc(usage_path(task["owner"], utcnow())) or {}
+        daily = self.store.get_usage(task["owner"], utcnow())
         user_left = self.user_daily_token_budget - daily.get("llmTokens", 0)
         if user_left <= 0:
             raise ProxyRefusal(

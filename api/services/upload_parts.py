@@ -15,10 +15,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import timedelta
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from api import config
-from api.adapters.firestore_paths import upload_path
 from api.errors import ApiError
 from api.services.files import (
     COMPLETE,
@@ -60,7 +59,7 @@ def begin(files: FileService, owner: str, parts: int) -> dict:
         "createdAt": now,
         "expireAt": now + UPLOAD_TTL,  # Firestore's TTL policy deletes the record
     }
-    files.store.create_doc(upload_path(upload_id), record)
+    files.store.create_upload(record)
     return record
 
 
@@ -75,11 +74,12 @@ def put_part(
         raise ApiError(400, "invalid_request", f"This upload has parts 0 to {record['parts'] - 1}.")
     target = upload_object(upload_id)
     stored = files.write_piece(piece_object(target, part), stream, size)
-    path = upload_path(upload_id)
 
-    def record_part(read, write) -> tuple[dict, bool]:
-        latest = read(path)
+    def record_part(
+        latest: dict[str, Any] | None,
+    ) -> tuple[dict[str, Any], tuple[dict[str, Any], bool]]:
         _check_pending(latest)
+        assert latest is not None  # _check_pending refuses a missing upload
         received = dict(latest.get("received") or {})
         received[str(part)] = stored.size
         over = sum(received.values()) > files.max_upload_bytes
@@ -87,15 +87,14 @@ def put_part(
             received.pop(str(part))
         latest["received"] = received
         latest["status"] = PENDING if missing_parts(latest) else JOINING
-        update = {"received": received, "status": latest["status"]}
+        update: dict[str, Any] = {"received": received, "status": latest["status"]}
         if latest["status"] == JOINING:
             update["joiningSince"] = utcnow()
-        write(path, update, merge=True)
-        return latest, over
+        return update, (latest, over)
 
     over = False
     try:
-        record, over = files.store.run_transaction(record_part)
+        record, over = files.store.change_upload(upload_id, record_part)
     except ApiError:
         over = True  # complete or joining meanwhile: nothing will join this part
         raise
@@ -123,7 +122,7 @@ def _join(files: FileService, record: dict) -> dict:
     """Compose the parts, then hash the whole (SHA-256 does not compose; a streamed
     read, in constant memory), then mark the upload complete. Should the join fail,
     the upload is pending again, with the parts still stored."""
-    upload_id, path = record["id"], upload_path(record["id"])
+    upload_id = record["id"]
     target = upload_object(upload_id)
     joined = False
     try:
@@ -139,10 +138,11 @@ def _join(files: FileService, record: dict) -> dict:
             digest.update(piece)
     except Exception:
         # The next join checks again which parts exist; once joined, none do.
-        files.store.update_doc(path, {"status": PENDING} | ({"received": {}} if joined else {}))
+        reset: dict[str, Any] = {"status": PENDING} | ({"received": {}} if joined else {})
+        files.store.update_upload(upload_id, reset)
         raise
     update = {"status": COMPLETE, "size": info.size, "sha256": digest.hexdigest()}
-    files.store.update_doc(path, update)
+    files.store.update_upload(upload_id, update)
     return record | update
 
 

@@ -20,11 +20,11 @@ import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from api.adapters import webhook_http
-from api.adapters.firestore_paths import delivery_path, webhook_secrets_path
 from api.errors import ApiError
-from api.models.documents import DeliveryDoc, TaskDoc
+from api.models.documents import DeliveryDoc, TaskDoc, WebhookSecretsDoc
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +89,11 @@ class WebhookService:
 
     def secret(self, owner: str) -> dict:
         """The owner's signing secret, made on first use."""
-        path = webhook_secrets_path(owner)
-        record = self.store.get_doc(path)
+        record = self.store.get_webhook_secrets(owner)
         if record is None:
-            self.store.create_doc_if_absent(path, {"secret": new_secret(), "createdAt": utcnow()})
-            record = self.store.get_doc(path)
+            fresh: WebhookSecretsDoc = {"secret": new_secret(), "createdAt": utcnow()}
+            self.store.create_webhook_secrets_if_absent(owner, fresh)
+            record = self.store.get_webhook_secrets(owner)
         return record
 
     def rotate(self, owner: str) -> dict:
@@ -101,18 +101,19 @@ class WebhookService:
         old = self.secret(owner)
         now = utcnow()
 
-        def swap(read, write):
-            current = read(webhook_secrets_path(owner)) or old
-            record = {
+        def swap(
+            current: WebhookSecretsDoc | None,
+        ) -> tuple[dict[str, Any], WebhookSecretsDoc]:
+            previous = current or old
+            record: WebhookSecretsDoc = {
                 "secret": new_secret(),
                 "createdAt": now,
-                "previous": current["secret"],
+                "previous": previous["secret"],
                 "previousUntil": now + ROTATION_GRACE,
             }
-            write(webhook_secrets_path(owner), record)
-            return record
+            return dict(record), record
 
-        return self.store.run_transaction(swap)
+        return self.store.change_webhook_secrets(owner, swap)
 
     # -- the delivery loop -----------------------------------------------------------
 
@@ -140,22 +141,19 @@ class WebhookService:
     def _lease(self, task_id: str) -> dict | None:
         now = utcnow()
 
-        def lease(read, write):
-            delivery = read(delivery_path(task_id))
+        def lease(
+            delivery: DeliveryDoc | None,
+        ) -> tuple[dict[str, Any] | None, DeliveryDoc | None]:
             if delivery is None or delivery["status"] != "pending":
-                return None
+                return None, None
             if delivery["nextAttemptAt"] > now:
-                return None  # another instance has it, or it is not due yet
+                return None, None  # another instance has it, or it is not due yet
             attempts = delivery["attempts"] + 1
             lease_until = now + timedelta(seconds=LEASE_SECONDS)
-            write(
-                delivery_path(task_id),
-                {"attempts": attempts, "nextAttemptAt": lease_until},
-                merge=True,
-            )
-            return dict(delivery, attempts=attempts)
+            leased: DeliveryDoc = {**delivery, "attempts": attempts}
+            return {"attempts": attempts, "nextAttemptAt": lease_until}, leased
 
-        return self.store.run_transaction(lease)
+        return self.store.change_delivery(task_id, lease)
 
     def _attempt(self, delivery: dict) -> int:
         task_id, attempt = delivery["taskId"], delivery["attempts"]
@@ -214,13 +212,13 @@ class WebhookService:
         if next_at > delivery["createdAt"] + self.retry_for:
             self._finish(delivery["taskId"], "failed", status_code)
             return
-        self.store.update_doc(
-            delivery_path(delivery["taskId"]),
+        self.store.update_delivery(
+            delivery["taskId"],
             {"nextAttemptAt": next_at, "lastStatusCode": status_code},
         )
 
     def _finish(self, task_id: str, status: str, status_code: int | None) -> None:
-        self.store.update_doc(
-            delivery_path(task_id),
+        self.store.update_delivery(
+            task_id,
             {"status": status, "lastStatusCode": status_code, "finishedAt": utcnow()},
         )

@@ -20,7 +20,7 @@ from job_runner import spec as runner_spec
 from job_runner.tools import TOOL_NAMES
 
 from api.adapters.firestore_paths import conversation_path, message_path
-from api.models.documents import ENGINES, TOOLS
+from api.models.documents import ENGINES, TOOLS, ConversationDoc, TaskDoc
 from api.models.runner import ResultBody, RunnerEvent
 from api.services.runner_spec import task_spec
 from api.services.state_machine import utcnow
@@ -89,10 +89,12 @@ def services(app):
     return app.extensions["agent_platform"]
 
 
-def _task(services, **fields) -> dict:
+def _task(services, **fields) -> TaskDoc:
     task = services.tasks.new_task(OWNER, fields.pop("kind"), fields.pop("input"), **fields)
     services.store.create_tasks([task])
-    return services.store.get_task(task["id"])
+    stored = services.store.get_task(task["id"])
+    assert stored is not None
+    return stored
 
 
 def test_a_code_tasks_spec_is_what_the_runner_declares(services):
@@ -121,7 +123,7 @@ def test_a_code_tasks_spec_is_what_the_runner_declares(services):
 
 def test_an_agent_turns_spec_is_what_the_runner_declares(services):
     now = utcnow()
-    conversation = {
+    conversation: ConversationDoc = {
         "id": "specconversation",
         "owner": OWNER,
         "agentId": None,
