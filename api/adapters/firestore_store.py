@@ -26,7 +26,7 @@ from api.adapters.firestore_codec import decode, encode
 from api.adapters.firestore_conversations import ConversationStore
 from api.adapters.firestore_counters import CounterStore
 from api.adapters.firestore_documents import DocumentStore
-from api.adapters.firestore_paths import EVENTS, TASKS, event_doc_id
+from api.adapters.firestore_paths import EVENTS, TASKS, event_doc_id, usage_path
 from api.adapters.firestore_queues import QueueQueries
 from api.adapters.firestore_tasks import TaskCreation
 from api.models.documents import EventDoc, TaskDoc
@@ -165,6 +165,34 @@ class FirestoreStore(TaskCreation, CounterStore, QueueQueries, ConversationStore
         """One more event on a task, whatever its status (a webhook attempt is recorded
         on a finished task)."""
         self.update_task(task_id, lambda task, read: Change(events=[(kind, data)]), now)
+
+    def add_llm_usage(
+        self, task_id: str, input_tokens: int, output_tokens: int, now: datetime
+    ) -> None:
+        """Count one LLM call on the task (`llmUsage`) and on its owner's day (`usage`),
+        in one transaction."""
+
+        def mutate(current: TaskDoc | None, read: Reader) -> Change | None:
+            if current is None:
+                return None
+            before = cast(dict[str, int], current.get("llmUsage") or {})
+            totals = {
+                "inputTokens": before.get("inputTokens", 0) + input_tokens,
+                "outputTokens": before.get("outputTokens", 0) + output_tokens,
+                "calls": before.get("calls", 0) + 1,
+            }
+            counters = {
+                "llmInputTokens": input_tokens,
+                "llmOutputTokens": output_tokens,
+                "llmTokens": input_tokens + output_tokens,
+                "llmCalls": 1,
+            }
+            return Change(
+                updates={"llmUsage": totals},
+                increments=[(usage_path(current["owner"], now), counters)],
+            )
+
+        self.update_task(task_id, mutate, now)
 
     def list_tasks(
         self, owner: str, *, status: str | None, limit: int, after_id: str | None

@@ -18,8 +18,6 @@ import logging
 from collections.abc import Iterator
 
 from api import config
-from api.adapters.firestore_paths import usage_path
-from api.adapters.firestore_store import Change
 from api.adapters.llm import AnthropicUpstream, UpstreamError, UpstreamReply, error_body
 from api.services.state_machine import TaskStatus, utcnow
 from api.services.task_tokens import InvalidTaskToken, verify_task_token
@@ -209,31 +207,7 @@ class LlmProxy:
             for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
         )
         output_tokens = int(usage.get("output_tokens") or 0)
-        now = utcnow()
-
-        def mutate(current: dict | None, read) -> Change | None:
-            if current is None:
-                return None
-            totals = dict(current.get("llmUsage") or {})
-            totals["inputTokens"] = totals.get("inputTokens", 0) + input_tokens
-            totals["outputTokens"] = totals.get("outputTokens", 0) + output_tokens
-            totals["calls"] = totals.get("calls", 0) + 1
-            return Change(
-                updates={"llmUsage": totals},
-                increments=[
-                    (
-                        usage_path(current["owner"], now),
-                        {
-                            "llmInputTokens": input_tokens,
-                            "llmOutputTokens": output_tokens,
-                            "llmTokens": input_tokens + output_tokens,
-                            "llmCalls": 1,
-                        },
-                    )
-                ],
-            )
-
-        self.store.update_task(task["id"], mutate, now)
+        self.store.add_llm_usage(task["id"], input_tokens, output_tokens, utcnow())
 
 
 class StreamUsage:
