@@ -1,11 +1,12 @@
-"""The Firestore store: the only module that talks to Firestore.
+"""The Firestore store: with the firestore_* modules it is made of, the only code that
+talks to Firestore.
 
-Where each document lives: firestore_paths.py; what each holds:
-api/models/documents.py. The store's verbs are split by subject: task creation
-(firestore_tasks.py), sharded counters (firestore_counters.py), the queues' queries
-(firestore_queues.py), conversations (firestore_conversations.py) and the other
-documents (firestore_documents.py); this module
-holds the client, task transitions and the generic document verbs they build on.
+Where each document lives: firestore_paths.py; what each holds: api/models/documents.py.
+The store's verbs are split by subject: task creation (firestore_tasks.py), sharded
+counters (firestore_counters.py), the queues' queries (firestore_queues.py),
+conversations (firestore_conversations.py) and the other documents
+(firestore_documents.py). This module holds the client, task transitions and the
+generic document verbs the others build on.
 
 Maps keyed by callers, programs or models (a task's input and result, an event's
 data) are stored as JSON strings: see firestore_codec.py. Locally and in tests the

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from api.adapters.firestore_paths import CONVERSATIONS, conversation_path, message_path
+from api.adapters.firestore_paths import conversation_path, message_path
 from api.models.documents import MessageDoc, MessageRole, TaskDoc
 
 # Reads a document inside the settling transaction (firestore_store.Reader).
@@ -17,12 +17,15 @@ Reader = Callable[[str], Any]
 # (path, data, merge): a write of that transaction (firestore_store.Change.writes)
 Write = tuple[str, dict[str, Any], bool]
 
+# Where snapshots live in the files bucket (not a Firestore collection).
+SNAPSHOT_OBJECTS = "conversations"
+
 __all__ = ["conversation_path", "conversation_turn_ended", "message_doc", "snapshot_object"]
 
 
 def snapshot_object(conversation_id: str, task_id: str) -> str:
     """A turn's workspace snapshot in the files bucket (api/services/files.py)."""
-    return f"{CONVERSATIONS}/{conversation_id}/snapshots/{task_id}.tar.gz"
+    return f"{SNAPSHOT_OBJECTS}/{conversation_id}/snapshots/{task_id}.tar.gz"
 
 
 def new_message_id(now: datetime) -> str:

@@ -154,6 +154,19 @@ def test_routes_never_touch_firestore_directly():
     assert violations(routes, lambda m: is_within(m, *forbidden)) == []
 
 
+def test_services_speak_store_verbs_not_paths_or_transaction_shapes():
+    """Only the state machine (and the writes it gathers for a settling transaction,
+    conversation_turns.py) and admission's sharded counters name Firestore paths or
+    build a transaction's Change; every other service calls the store's verbs."""
+    allowed = {"state_machine.py", "conversation_turns.py", "admission.py"}
+    services = [p for p in sources(API / "services") if p.name not in allowed]
+    shapes = (
+        "api.adapters.firestore_paths",
+        *(f"api.adapters.firestore_store.{name}" for name in ("Change", "Reader", "Mutation")),
+    )
+    assert violations(services, lambda m: is_within(m, *shapes)) == []
+
+
 def test_only_the_firestore_adapter_imports_the_firestore_sdk():
     adapter = {API / "adapters" / f"{name.rsplit('.', 1)[1]}.py" for name in FIRESTORE_ADAPTER}
     others = [p for p in sources(API) if p not in adapter]
