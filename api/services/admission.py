@@ -32,6 +32,7 @@ from api.adapters.firestore_paths import (
     unsettled_shard_path,
     utc_day,
 )
+from api.adapters.firestore_store import FirestoreStore
 from api.errors import ApiError
 
 # Unsettled tasks free up within seconds; a shard seen full is skipped this long.
@@ -73,7 +74,7 @@ class Reservation:
 class TaskAdmission:
     def __init__(
         self,
-        store,
+        store: FirestoreStore,
         *,
         max_unsettled: int,
         max_per_day: int,

@@ -3,12 +3,16 @@ Each agent is visible only to its owner."""
 
 from __future__ import annotations
 
+import builtins
 import secrets
+from collections.abc import Mapping
+from typing import Any, cast
 
+from api.adapters.firestore_store import FirestoreStore
 from api.config import DEFAULT_AGENT_ENGINE, STORED_AGENT_ENGINE
 from api.errors import ApiError, not_found
 from api.models import AgentCreate, AgentPatch
-from api.models.documents import TOOLS
+from api.models.documents import TOOLS, AgentDoc
 from api.services.state_machine import utcnow
 from api.services.tasks import rfc3339
 
@@ -24,7 +28,7 @@ PUBLIC_FIELDS = (
 )
 
 
-def render_agent(agent: dict) -> dict:
+def render_agent(agent: Mapping[str, Any]) -> dict[str, Any]:
     rendered = {"id": agent["id"], **{name: agent.get(name) for name in PUBLIC_FIELDS}}
     rendered["engine"] = agent.get("engine") or STORED_AGENT_ENGINE
     rendered["createdAt"] = rfc3339(agent.get("createdAt"))
@@ -33,7 +37,9 @@ def render_agent(agent: dict) -> dict:
 
 
 class AgentService:
-    def __init__(self, store, *, default_model: str, allowed_models: tuple[str, ...]) -> None:
+    def __init__(
+        self, store: FirestoreStore, *, default_model: str, allowed_models: tuple[str, ...]
+    ) -> None:
         self.store = store
         self.default_model = default_model
         self.allowed_models = allowed_models
@@ -47,10 +53,10 @@ class AgentService:
                 f"{', '.join(self.allowed_models)}.",
             )
 
-    def create(self, owner: str, spec: AgentCreate) -> dict:
+    def create(self, owner: str, spec: AgentCreate) -> AgentDoc:
         self._check_model(spec.model)
         now = utcnow()
-        agent = {
+        fields = {
             **spec.model_dump(by_alias=True),
             "model": spec.model or self.default_model,
             "id": secrets.token_hex(12),
@@ -58,16 +64,17 @@ class AgentService:
             "createdAt": now,
             "updatedAt": now,
         }
+        agent = cast(AgentDoc, fields)
         self.store.create_agent(agent)
         return agent
 
-    def get(self, owner: str, agent_id: str) -> dict:
+    def get(self, owner: str, agent_id: str) -> AgentDoc:
         agent = self.store.get_agent(agent_id) if _plausible(agent_id) else None
         if agent is None or agent.get("owner") != owner:
             raise not_found("agent")
         return agent
 
-    def list(self, owner: str, *, limit: int) -> list[dict]:
+    def list(self, owner: str, *, limit: int) -> builtins.list[AgentDoc]:
         return self.store.list_agents(owner, limit=limit)
 
     def update(self, owner: str, agent_id: str, patch: AgentPatch) -> dict:

@@ -17,6 +17,7 @@ Tokens and keys are never logged nor echoed in an error.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import logging
 import re
@@ -27,6 +28,7 @@ from datetime import timedelta
 from typing import cast
 
 from api.adapters.firebase_certs import CertsUnavailable, FirebaseCerts
+from api.adapters.firestore_store import FirestoreStore
 from api.errors import ApiError, BackendUnavailable
 from api.models.documents import ApiKeyDoc
 from api.services.state_machine import utcnow
@@ -141,7 +143,7 @@ def _is_number(value: object) -> bool:
 class ApiKeyService:
     """API keys: created for a user, listed without their secret, revoked, and used."""
 
-    def __init__(self, store) -> None:
+    def __init__(self, store: FirestoreStore) -> None:
         self.store = store
 
     def create(self, owner: str, name: str = "") -> tuple[str, ApiKeyDoc]:
@@ -166,9 +168,9 @@ class ApiKeyService:
         self.store.create_api_key(record)
         return key, record
 
-    def list(self, owner: str) -> list[dict]:
+    def list(self, owner: str) -> builtins.list[ApiKeyDoc]:
         """All of `owner`'s keys, revoked ones included, newest first."""
-        keys: list[dict] = []
+        keys: builtins.list[ApiKeyDoc] = []
         while True:
             after = keys[-1]["id"] if keys else None
             page = self.store.list_api_keys(owner, limit=KEYS_PAGE, after_id=after)
@@ -176,7 +178,7 @@ class ApiKeyService:
             if len(page) < KEYS_PAGE:
                 return keys
 
-    def revoke(self, owner: str, ref: str) -> dict:
+    def revoke(self, owner: str, ref: str) -> ApiKeyDoc:
         """Revoke one of `owner`'s keys, named by its id, a unique start of its id (8+
         characters) or its display prefix. Revoking twice is a no-op."""
         ref = ref.strip()
@@ -208,7 +210,7 @@ class ApiKeyService:
         self._record_use(record)
         return record["owner"]
 
-    def _record_use(self, record: dict) -> None:
+    def _record_use(self, record: ApiKeyDoc) -> None:
         now = utcnow()
         last = record.get("lastUsedAt")
         if last is not None and now - last < LAST_USED_RESOLUTION:

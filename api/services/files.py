@@ -15,9 +15,9 @@ from __future__ import annotations
 import itertools
 import mimetypes
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from api import config
 from api.adapters.file_store import (
@@ -27,15 +27,18 @@ from api.adapters.file_store import (
     StoredObject,
     TooLarge,
 )
+from api.adapters.firestore_store import FirestoreStore
 from api.errors import ApiError, not_found
-from api.models.documents import TaskDoc
+from api.models.documents import ConversationDoc, TaskDoc, UploadDoc, UploadStatus
 from api.services.conversation_turns import snapshot_object
 from api.services.state_machine import TaskStatus, utcnow
 
 # Uploads' objects in the bucket (their records: firestore_paths.upload_path).
 UPLOAD_OBJECTS = "uploads"
 # An upload's status; a record without one (the single-request form) is complete.
-PENDING, JOINING, COMPLETE = "pending", "joining", "complete"
+PENDING: UploadStatus = "pending"
+JOINING: UploadStatus = "joining"
+COMPLETE: UploadStatus = "complete"
 UPLOAD_TTL = timedelta(hours=config.UPLOAD_TTL_HOURS)
 # Parts one runner file may come in: its size limit in pieces of the request limit.
 MAX_OUTPUT_PARTS = -(-config.MAX_OUTPUT_FILE_BYTES // config.MAX_RUNNER_CHUNK_BYTES)
@@ -50,7 +53,7 @@ def piece_object(target: str, part: int) -> str:
     return f"{target}.part{part}"
 
 
-def missing_parts(record: dict) -> list[int]:
+def missing_parts(record: Mapping[str, Any]) -> list[int]:
     """The parts a pending upload still waits for."""
     received = record.get("received") or {}
     return [i for i in range(record.get("parts", 0)) if str(i) not in received]
@@ -71,14 +74,14 @@ def public_file(entry: dict) -> dict:
 
 
 class FileService:
-    def __init__(self, store, files: FileStore, *, max_upload_bytes: int) -> None:
+    def __init__(self, store: FirestoreStore, files: FileStore, *, max_upload_bytes: int) -> None:
         self.store = store
         self.files = files
         self.max_upload_bytes = max_upload_bytes
 
     # -- uploads ------------------------------------------------------------------
 
-    def create_upload(self, owner: str, stream: BinaryIO, size: int | None = None) -> dict:
+    def create_upload(self, owner: str, stream: BinaryIO, size: int | None = None) -> UploadDoc:
         """Store the bytes, then the record that makes them usable: an upload whose
         bytes did not arrive whole never exists."""
         upload_id = secrets.token_hex(12)
@@ -93,7 +96,7 @@ class FileService:
         except TooLarge:
             raise self.upload_too_large() from None
         now = utcnow()
-        record = {
+        record: UploadDoc = {
             "id": upload_id,
             "owner": owner,
             "size": stored.size,
@@ -112,7 +115,7 @@ class FileService:
             f"({self.max_upload_bytes // (1024 * 1024)} MiB).",
         )
 
-    def owned_upload(self, owner: str, upload_id: str) -> dict:
+    def owned_upload(self, owner: str, upload_id: str) -> UploadDoc:
         """The caller's live upload record, complete or still pending its parts."""
         record = self.store.get_upload(upload_id) if upload_id.isalnum() else None
         if record is None or record["owner"] != owner or record["expireAt"] <= utcnow():
@@ -124,7 +127,7 @@ class FileService:
             )
         return record
 
-    def upload(self, owner: str, upload_id: str) -> dict:
+    def upload(self, owner: str, upload_id: str) -> UploadDoc:
         """A complete upload of the caller's, for a task to use."""
         record = self.owned_upload(owner, upload_id)
         if record.get("status", COMPLETE) != COMPLETE:
@@ -160,14 +163,14 @@ class FileService:
                 listing.append({"path": path, "base64": value["base64"]})
             else:
                 # None once the upload has expired (its record is gone).
-                record = self.store.get_upload(value["upload"]) or {}
-                if record.get("owner") != task.get("owner"):
-                    record = {}  # checked at submission too: only the owner's own uploads
+                record = self.store.get_upload(value["upload"])
+                if record is not None and record["owner"] != task.get("owner"):
+                    record = None  # checked at submission too: only the owner's own uploads
                 listing.append(
                     {
                         "path": path,
                         "upload": value["upload"],
-                        "size": record.get("size"),
+                        "size": record.get("size") if record is not None else None,
                         "index": index,
                     }
                 )
@@ -296,12 +299,12 @@ class FileService:
         conversation_id = task.get("conversationId")
         if not conversation_id:
             return None
-        conversation = self.store.get_conversation(conversation_id) or {}
-        current = conversation.get("workspace")
+        conversation = self.store.get_conversation(conversation_id)
+        current = conversation.get("workspace") if conversation is not None else None
         restore = {"size": current["size"]} if current else None
         return {"restore": restore, "maxBytes": max_bytes}
 
-    def workspace_task(self, conversation: dict) -> dict | None:
+    def workspace_task(self, conversation: ConversationDoc) -> TaskDoc | None:
         """The turn whose saved workspace is the conversation's current one."""
         current = conversation.get("workspace")
         return self.store.get_task(current["taskId"]) if current else None
@@ -309,7 +312,7 @@ class FileService:
     def workspace_object(self, task: TaskDoc) -> tuple[str, int]:
         conversation_id = task.get("conversationId")
         conversation = self.store.get_conversation(conversation_id) if conversation_id else None
-        current = (conversation or {}).get("workspace")
+        current = conversation.get("workspace") if conversation is not None else None
         if not current:
             raise not_found("workspace")
         return current["object"], current["size"]
@@ -321,13 +324,14 @@ class FileService:
         conversation_id = task.get("conversationId")
         if not conversation_id:
             return
-        conversation = self.store.get_conversation(conversation_id) or {}
-        current = conversation.get("workspace") or {}
+        conversation = self.store.get_conversation(conversation_id)
+        current = conversation.get("workspace") if conversation is not None else None
         mine = snapshot_object(conversation_id, task["id"])
         now = utcnow()
-        if current.get("object") == mine:
-            if current.get("previous"):
-                self.files.retire(current["previous"], now)
+        if current is not None and current.get("object") == mine:
+            previous = current.get("previous")
+            if previous:
+                self.files.retire(previous, now)
         else:
             self.files.retire(mine, now)
 

@@ -18,7 +18,9 @@ import logging
 from collections.abc import Iterator
 
 from api import config
+from api.adapters.firestore_store import FirestoreStore
 from api.adapters.llm import AnthropicUpstream, UpstreamError, UpstreamReply, error_body
+from api.models.documents import TaskDoc
 from api.services.state_machine import TaskStatus, utcnow
 from api.services.task_tokens import InvalidTaskToken, verify_task_token
 from api.services.tasks import LLM_NOT_CONFIGURED
@@ -73,7 +75,7 @@ def _invalid(message: str) -> ProxyRefusal:
 class LlmProxy:
     def __init__(
         self,
-        store,
+        store: FirestoreStore,
         upstream: AnthropicUpstream,
         *,
         token_key: bytes,
@@ -144,7 +146,7 @@ class LlmProxy:
                 raise _invalid(f"tools of type {kind!r} are not available to tasks.")
         return body
 
-    def _metered(self, task: dict, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    def _metered(self, task: TaskDoc, chunks: Iterator[bytes]) -> Iterator[bytes]:
         """Relay the stream; record its usage once, when it ends however it ends (a
         caller that hangs up closes this generator, and what was used is still paid)."""
         meter = StreamUsage()
@@ -158,7 +160,7 @@ class LlmProxy:
                 close()
             self._record_usage(task, meter.usage)
 
-    def _task_for(self, token: str) -> dict:
+    def _task_for(self, token: str) -> TaskDoc:
         parts = token.split(".")
         task_id = parts[1] if len(parts) == 4 and token.isascii() else ""
         try:
@@ -177,9 +179,9 @@ class LlmProxy:
             )
         return task
 
-    def _remaining_budget(self, task: dict) -> int:
-        usage = task.get("llmUsage") or {}
-        used = usage.get("inputTokens", 0) + usage.get("outputTokens", 0)
+    def _remaining_budget(self, task: TaskDoc) -> int:
+        usage = task.get("llmUsage")
+        used = usage.get("inputTokens", 0) + usage.get("outputTokens", 0) if usage else 0
         task_left = task["input"]["maxTokens"] - used
         if task_left <= 0:
             raise ProxyRefusal(
@@ -200,7 +202,7 @@ class LlmProxy:
             )
         return min(task_left, user_left)
 
-    def _record_usage(self, task: dict, usage: dict) -> None:
+    def _record_usage(self, task: TaskDoc, usage: dict) -> None:
         # Cached prompt tokens (read and written) are input too.
         input_tokens = sum(
             int(usage.get(name) or 0)

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, BinaryIO
 
 from api import config
 from api.errors import ApiError
+from api.models.documents import UploadDoc
 from api.services.files import (
     COMPLETE,
     JOINING,
@@ -43,14 +45,14 @@ def max_parts(files: FileService) -> int:
     return max(MIN_PARTS_LIMIT, -(-files.max_upload_bytes // config.MAX_RUNNER_CHUNK_BYTES))
 
 
-def begin(files: FileService, owner: str, parts: int) -> dict:
+def begin(files: FileService, owner: str, parts: int) -> UploadDoc:
     """A pending upload of `parts` parts, its owner's only, expiring like any upload."""
     limit = max_parts(files)
     if not 1 <= parts <= limit:
         raise ApiError(400, "invalid_request", f"parts must be between 1 and {limit}.")
     upload_id = secrets.token_hex(12)
     now = utcnow()
-    record = {
+    record: UploadDoc = {
         "id": upload_id,
         "owner": owner,
         "status": PENDING,
@@ -65,13 +67,14 @@ def begin(files: FileService, owner: str, parts: int) -> dict:
 
 def put_part(
     files: FileService, owner: str, upload_id: str, part: int, stream: BinaryIO, size: int | None
-) -> dict:
+) -> dict[str, Any]:
     """Store part `part` (replacing it if sent before); join them all once the last
     missing one is in. Returns the upload's record as it now stands."""
-    record = files.owned_upload(owner, upload_id)
-    _check_pending(record)
-    if not 0 <= part < record["parts"]:
-        raise ApiError(400, "invalid_request", f"This upload has parts 0 to {record['parts'] - 1}.")
+    upload = files.owned_upload(owner, upload_id)
+    _check_pending(upload)
+    parts = upload["parts"]
+    if not 0 <= part < parts:
+        raise ApiError(400, "invalid_request", f"This upload has parts 0 to {parts - 1}.")
     target = upload_object(upload_id)
     stored = files.write_piece(piece_object(target, part), stream, size)
 
@@ -108,7 +111,7 @@ def put_part(
     return record
 
 
-def _check_pending(record: dict | None) -> None:
+def _check_pending(record: Mapping[str, Any] | None) -> None:
     status = (record or {}).get("status", COMPLETE)
     if status == JOINING and record is not None and record["joiningSince"] < utcnow() - JOIN_STALE:
         return  # the request joining it died: this part may start the join again
@@ -118,7 +121,7 @@ def _check_pending(record: dict | None) -> None:
         raise ApiError(409, "upload_complete", "This upload is complete: its parts are fixed.")
 
 
-def _join(files: FileService, record: dict) -> dict:
+def _join(files: FileService, record: dict[str, Any]) -> dict[str, Any]:
     """Compose the parts, then hash the whole (SHA-256 does not compose; a streamed
     read, in constant memory), then mark the upload complete. Should the join fail,
     the upload is pending again, with the parts still stored."""

@@ -20,9 +20,10 @@ import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from api.adapters import webhook_http
+from api.adapters.firestore_store import FirestoreStore
 from api.errors import ApiError
 from api.models.documents import DeliveryDoc, TaskDoc, WebhookSecretsDoc
 
@@ -62,7 +63,7 @@ def new_secret() -> str:
 class WebhookService:
     def __init__(
         self,
-        store,
+        store: FirestoreStore,
         *,
         render_task,
         allow_loopback: bool,
@@ -87,16 +88,16 @@ class WebhookService:
         except webhook_http.WebhookRefused as error:
             raise ApiError(422, "webhook_url_refused", f"webhookUrl {error}.") from None
 
-    def secret(self, owner: str) -> dict:
+    def secret(self, owner: str) -> WebhookSecretsDoc:
         """The owner's signing secret, made on first use."""
         record = self.store.get_webhook_secrets(owner)
         if record is None:
             fresh: WebhookSecretsDoc = {"secret": new_secret(), "createdAt": utcnow()}
             self.store.create_webhook_secrets_if_absent(owner, fresh)
             record = self.store.get_webhook_secrets(owner)
-        return record
+        return cast(WebhookSecretsDoc, record)  # exists: created just above if not before
 
-    def rotate(self, owner: str) -> dict:
+    def rotate(self, owner: str) -> WebhookSecretsDoc:
         """A new secret; the old one still signs for ROTATION_GRACE."""
         old = self.secret(owner)
         now = utcnow()
@@ -138,7 +139,7 @@ class WebhookService:
         leased = [d for d in (self._lease(d["taskId"]) for d in due) if d is not None]
         return sum(self._senders.map(self._attempt, leased))
 
-    def _lease(self, task_id: str) -> dict | None:
+    def _lease(self, task_id: str) -> DeliveryDoc | None:
         now = utcnow()
 
         def lease(
@@ -155,7 +156,7 @@ class WebhookService:
 
         return self.store.change_delivery(task_id, lease)
 
-    def _attempt(self, delivery: dict) -> int:
+    def _attempt(self, delivery: DeliveryDoc) -> int:
         task_id, attempt = delivery["taskId"], delivery["attempts"]
         task = self.store.get_task(task_id)
         if task is None:
@@ -175,7 +176,11 @@ class WebhookService:
         except OSError as failure:
             error = f"could not reach the receiver: {failure}"
         delivered = status_code is not None and 200 <= status_code < 300
-        event = {"statusCode": status_code, "attempt": attempt, "delivered": delivered}
+        event: dict[str, Any] = {
+            "statusCode": status_code,
+            "attempt": attempt,
+            "delivered": delivered,
+        }
         if error:
             event["error"] = error[:500]
         self.store.append_task_event(task_id, "webhook", event, utcnow())
@@ -205,7 +210,7 @@ class WebhookService:
             "webhook-signature": signatures,
         }
 
-    def _retry_later(self, delivery: dict, status_code: int | None) -> None:
+    def _retry_later(self, delivery: DeliveryDoc, status_code: int | None) -> None:
         now = utcnow()
         backoff = min(MAX_BACKOFF_SECONDS, self.first_retry * 2 ** (delivery["attempts"] - 1))
         next_at = now + timedelta(seconds=backoff * (0.8 + 0.4 * random.random()))
