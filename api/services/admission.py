@@ -26,12 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from api import config
-from api.adapters.firestore_counters import CounterBusy, CounterWrite
-from api.adapters.firestore_paths import (
-    daily_shard_path,
-    unsettled_shard_path,
-    utc_day,
-)
+from api.adapters.firestore_counters import CounterBusy, CounterChange
+from api.adapters.firestore_paths import utc_day
 from api.adapters.firestore_store import FirestoreStore
 from api.errors import ApiError
 
@@ -141,10 +137,7 @@ class TaskAdmission:
         day = utc_day(now)
         u_shards, d_shards = shard_count(self.max_unsettled), shard_count(self.max_per_day)
         for _ in range(3):
-            unsettled, created = self.store.read_counters(
-                [unsettled_shard_path(owner, k) for k in range(u_shards)],
-                [daily_shard_path(owner, day, k) for k in range(d_shards)],
-            )
+            unsettled, created = self.store.read_counters(owner, day, u_shards, d_shards)
             u_room = [
                 max(0, shard_share(self.max_unsettled, k) - unsettled[k]) for k in range(u_shards)
             ]
@@ -187,8 +180,7 @@ class TaskAdmission:
         the shards in one round trip, the running count, the day's usage record."""
         day = utc_day(now)
         unsettled, created = self.store.read_counters(
-            [unsettled_shard_path(owner, k) for k in range(shard_count(self.max_unsettled))],
-            [daily_shard_path(owner, day, k) for k in range(shard_count(self.max_per_day))],
+            owner, day, shard_count(self.max_unsettled), shard_count(self.max_per_day)
         )
         running = self.store.running_count(owner)
         # The LLM proxy meters tokens on the day's usage record (api/services/llm_proxy.py).
@@ -221,11 +213,11 @@ class TaskAdmission:
     ) -> None:
         self._must_add(self._writes(owner, day, {shard: 1}, {day_shard: 1}, -1, now))
 
-    def _must_add(self, writes: list[CounterWrite]) -> None:
+    def _must_add(self, change: CounterChange) -> None:
         """A give-back must happen: retried with backoff when contended."""
         for attempt in range(GIVE_BACK_TRIES):
             try:
-                self.store.add_to_counters(writes)
+                self.store.add_to_counters(change)
                 return
             except CounterBusy:
                 if attempt == GIVE_BACK_TRIES - 1:
@@ -240,20 +232,15 @@ class TaskAdmission:
         d_take: dict[int, int],
         sign: int,
         now: datetime,
-    ) -> list[CounterWrite]:
-        """(kind, path, increment, fields set alongside) for `add_to_counters`."""
-        expire = now + timedelta(days=2)
-        writes: list[CounterWrite] = [
-            ("u", unsettled_shard_path(owner, k), sign * n, {"owner": owner, "shard": k})
-            for k, n in u_take.items()
-            if n
-        ]
-        writes += [
-            ("d", daily_shard_path(owner, day, k), sign * n, {"shard": k, "expireAt": expire})
-            for k, n in d_take.items()
-            if n
-        ]
-        return writes
+    ) -> CounterChange:
+        """What `add_to_counters` adds: `sign` times the shares taken."""
+        return CounterChange(
+            owner,
+            day,
+            {k: sign * n for k, n in u_take.items()},
+            {k: sign * n for k, n in d_take.items()},
+            expire_at=now + timedelta(days=2),
+        )
 
     def _candidates(self, owner: str, kind: str, limit: int) -> list[int]:
         now = time.monotonic()

@@ -156,8 +156,9 @@ def test_routes_never_touch_firestore_directly():
 
 def test_services_speak_store_verbs_not_paths_or_transaction_shapes():
     """Only the state machine (and the writes it gathers for a settling transaction,
-    conversation_turns.py) and admission's sharded counters name Firestore paths or
-    build a transaction's Change; every other service calls the store's verbs."""
+    conversation_turns.py) names Firestore paths or builds a transaction's Change
+    (admission takes only `utc_day`, the day its shards are named by); every other
+    service calls the store's verbs."""
     allowed = {"state_machine.py", "conversation_turns.py", "admission.py"}
     services = [p for p in sources(API / "services") if p.name not in allowed]
     shapes = (
