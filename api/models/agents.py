@@ -57,14 +57,14 @@ def _patch_schema(schema: dict) -> None:
 
 class AgentPatch(BaseModel):
     """`PATCH /api/agents/{id}`: only the fields given change; at least one must be.
-    Only `model` may be null (back to the default model). The other fields default
-    to None without admitting it (so an explicit null is refused, and absence means
-    unchanged): hence their `type: ignore[assignment]`."""
+    Only `model` may be null (back to the default model)."""
 
     model_config = ConfigDict(
         extra="forbid", populate_by_name=True, json_schema_extra=_patch_schema
     )
 
+    # The other fields default to None without admitting it (so an explicit null is
+    # refused, and absence means unchanged): hence their `type: ignore[assignment]`.
     name: Name = None  # type: ignore[assignment]
     description: str = Field(None, max_length=2000)  # type: ignore[assignment]
     system_prompt: str = Field(  # type: ignore[assignment]

@@ -153,6 +153,29 @@ class UsageDoc(TypedDict, total=False):
     # and tasks_{status} for each terminal status
 
 
+class UnsettledShardDoc(TypedDict):
+    """`admissionShards/{owner}:u{k}` (api/services/admission.py)."""
+
+    owner: str
+    shard: int
+    unsettled: int  # tasks queued, dispatched or running
+    queued: int
+
+
+class DailyShardDoc(TypedDict):
+    """`admissionDaily/{owner}:d{yyyymmdd}s{k}`."""
+
+    shard: int
+    created: int
+    expireAt: datetime
+
+
+class RunningDoc(TypedDict):
+    """`admissionRunning/{owner}`: tasks holding a dispatch slot."""
+
+    running: int
+
+
 # -- agents and conversations --------------------------------------------------------
 
 
