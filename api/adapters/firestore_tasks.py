@@ -33,11 +33,11 @@ def idempotency_record(task_id: str, body_hash: str, now: datetime, **extra: Any
     return cast(IdempotencyDoc, record)
 
 
-def new_task_writes(task: TaskDoc) -> list[Write]:
+def new_task_writes(task: TaskDoc, first_event: tuple[str, Any] = FIRST_EVENT) -> list[Write]:
     """A new task's documents: the task (its event log at 1) and its first event,
     stamped with the task's creation time."""
-    kind, data = FIRST_EVENT
-    event: EventDoc = {"seq": 1, "type": kind, "data": dict(data), "at": task["createdAt"]}
+    kind, data = first_event
+    event: EventDoc = {"seq": 1, "type": kind, "data": data, "at": task["createdAt"]}
     return [
         (task_path(task["id"]), dict(task, eventSeq=1)),
         (event_path(task["id"], 1), dict(event)),
@@ -49,7 +49,10 @@ class TaskCreation:
     update_task: Callable[..., Any]  # FirestoreStore's
 
     def create_tasks(
-        self, tasks: list[TaskDoc], idempotency: tuple[str, IdempotencyDoc] | None = None
+        self,
+        tasks: list[TaskDoc],
+        first_event: tuple[str, Any] = FIRST_EVENT,
+        idempotency: tuple[str, IdempotencyDoc] | None = None,
     ) -> IdempotencyDoc | None:
         """Store new tasks with their first event in one commit, without a transaction
         (nothing is read). With `idempotency` = (key id, record), the key document is
@@ -59,7 +62,7 @@ class TaskCreation:
 
         batch = self.client.batch()
         for task in tasks:
-            for path, data in new_task_writes(task):
+            for path, data in new_task_writes(task, first_event):
                 batch.create(self.client.document(path), encode(path, data))
         if idempotency is not None:
             key_path = idempotency_path(idempotency[0])

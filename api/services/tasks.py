@@ -249,7 +249,7 @@ class TaskService:
             now = tasks[0]["createdAt"]
             record = (key[0], idempotency_record(ids[0], key[1], now, taskIds=ids))
         try:
-            earlier = self.store.create_tasks(tasks, record)
+            earlier = self.store.create_tasks(tasks, idempotency=record)
         except BaseException:
             self.admission.give_back(owner, reservations, tasks[0]["createdAt"])
             raise
