@@ -32,7 +32,7 @@ from api.models.documents import (
 Result = TypeVar("Result")
 # Sees a document (None when absent) and returns (fields to merge into it, or None to
 # write nothing; what the verb returns). Runs in a transaction and may be retried.
-Change = Callable[[Any], tuple[dict[str, Any] | None, Result]]
+DocumentChange = Callable[[Any], tuple[dict[str, Any] | None, Result]]
 
 
 class DocumentStore:
@@ -45,7 +45,7 @@ class DocumentStore:
     list_owned: Callable[..., list[Any]]
     run_transaction: Callable[..., Any]
 
-    def _change(self, path: str, change: Change[Result]) -> Result:
+    def _change(self, path: str, change: DocumentChange[Result]) -> Result:
         """Read one document and merge what `change` returns into it, in a transaction."""
 
         def work(read: Callable[[str], Any], write: Callable[..., None]) -> Result:
@@ -98,7 +98,7 @@ class DocumentStore:
     def update_upload(self, upload_id: str, changes: dict[str, Any]) -> None:
         self.update_doc(upload_path(upload_id), changes)
 
-    def change_upload(self, upload_id: str, change: Change[Result]) -> Result:
+    def change_upload(self, upload_id: str, change: DocumentChange[Result]) -> Result:
         return self._change(upload_path(upload_id), change)
 
     # -- webhooks --------------------------------------------------------------------
@@ -109,7 +109,7 @@ class DocumentStore:
     def update_delivery(self, task_id: str, changes: dict[str, Any]) -> None:
         self.update_doc(delivery_path(task_id), changes)
 
-    def change_delivery(self, task_id: str, change: Change[Result]) -> Result:
+    def change_delivery(self, task_id: str, change: DocumentChange[Result]) -> Result:
         return self._change(delivery_path(task_id), change)
 
     def get_webhook_secrets(self, owner: str) -> WebhookSecretsDoc | None:
@@ -118,7 +118,7 @@ class DocumentStore:
     def create_webhook_secrets_if_absent(self, owner: str, record: WebhookSecretsDoc) -> bool:
         return self.create_doc_if_absent(webhook_secrets_path(owner), dict(record))
 
-    def change_webhook_secrets(self, owner: str, change: Change[Result]) -> Result:
+    def change_webhook_secrets(self, owner: str, change: DocumentChange[Result]) -> Result:
         return self._change(webhook_secrets_path(owner), change)
 
     # -- per-owner counters ------------------------------------------------------------
