@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from urllib.parse import urlparse
 
-from api.adapters.executors.base import DispatchError, ExecutionState, Launched
+from api.adapters.executors.base import DispatchError, ExecutionState, Launched, RunnerExited
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +183,9 @@ class CloudRunJobsExecutor:
         if _hit_its_timeout(execution):
             return ExecutionState.TIMED_OUT
         return ExecutionState.FAILED
+
+    def notify_exits(self, listener: RunnerExited) -> None:
+        """Ignored: an execution's end is seen by the reconciler (describe)."""
 
     def qualify_execution(self, reported: str) -> str:
         # Cloud Run sets CLOUD_RUN_EXECUTION to the execution's short id.
