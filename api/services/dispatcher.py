@@ -24,8 +24,8 @@ import random
 import secrets
 import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from api.adapters.executors.base import DispatchError, ExecutionState, Executor

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, BinaryIO
 from api import config
 from api.errors import ApiError
 from api.services.conversation_turns import snapshot_object
-from api.services.reconcile_auth import authorize_reconcile
 from api.services.files import MAX_OUTPUT_PARTS, MAX_SNAPSHOT_PARTS, output_object
+from api.services.reconcile_auth import authorize_reconcile
 from api.services.state_machine import ClaimRefused, TaskStatus
 from api.services.task_tokens import InvalidTaskToken, verify_task_token
 

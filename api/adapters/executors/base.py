@@ -7,9 +7,9 @@ task); both hand the runner exactly the same environment (DESIGN section 8).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from collections.abc import Callable
 from typing import Protocol
 
 # Told when a runner ended on its own: (task id, execution name, exit code, or minus

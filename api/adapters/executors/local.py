@@ -20,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 
 from api.adapters.executors.base import DispatchError, ExecutionState, Launched, RunnerExited
 from api.adapters.executors.local_cleanup import (
