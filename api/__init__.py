@@ -169,6 +169,7 @@ def _with_public_services(
     """The services the routes call, around the task machinery."""
     from api.adapters.file_store import GcsFileStore
     from api.adapters.firebase_certs import FirebaseCerts
+    from api.models.responses import Task
     from api.services.admission import TaskAdmission
     from api.services.agents import AgentService
     from api.services.auth import ApiKeyService, Authenticator, FirebaseTokenVerifier
@@ -177,12 +178,12 @@ def _with_public_services(
     from api.services.llm_proxy import LlmProxy
     from api.services.request_rate import RequestRate
     from api.services.runner import RunnerService
-    from api.services.tasks import TaskService, render_task
+    from api.services.tasks import TaskService
     from api.services.webhooks import WebhookService
 
     webhooks = WebhookService(
         store,
-        render_task=render_task,
+        render_task=lambda task: Task.of(task).body(),
         allow_loopback=settings.webhook_allow_loopback,
         retry_hours=settings.webhook_retry_hours,
         first_retry_seconds=settings.webhook_first_retry_seconds,

@@ -7,7 +7,7 @@ import functools
 import json
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app, request
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -68,16 +68,16 @@ def current_user() -> str:
 
 
 class Query(BaseModel):
-    """A route's query string, one model per route: parsed with `parse()` (400
-    `invalid_request` naming the bad parameter) and published as the route's query
-    parameters in the OpenAPI document (api/routes/operations.py). Unknown
-    parameters are ignored."""
+    """A route's query string: one model per route, parsed with `parse_query` and
+    published as the route's query parameters in the OpenAPI document
+    (api/routes/operations.py). Unknown parameters are ignored."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    @classmethod
-    def parse(cls) -> Self:
-        return validate(cls, request.args.to_dict())
+
+def parse_query(model: type[M]) -> M:
+    """The query string as `model`; 400 `invalid_request` naming a bad parameter."""
+    return validate(model, request.args.to_dict())
 
 
 def body_limit(max_bytes: int) -> Callable[[F], F]:

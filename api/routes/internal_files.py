@@ -10,7 +10,7 @@ from flask import Blueprint, Response, request
 
 from api import config
 from api.errors import ApiError
-from api.routes.common import Query, piece_length, services
+from api.routes.common import Query, parse_query, piece_length, services
 from api.routes.internal import authorize_task
 
 bp = Blueprint("internal_files", __name__, url_prefix="/internal/v1/tasks/<task_id>")
@@ -32,7 +32,7 @@ class PieceQuery(Query):
 def put_output(task_id: str, index: int) -> dict:
     """One piece of the task's index-th output file."""
     length = piece_length()
-    piece = PieceQuery.parse()
+    piece = parse_query(PieceQuery)
     return services().runner.put_output(
         task_id, index, piece.part, piece.parts, request.stream, length
     )
@@ -42,7 +42,7 @@ def put_output(task_id: str, index: int) -> dict:
 def put_snapshot(task_id: str) -> dict:
     """One piece of this conversation turn's workspace archive."""
     length = piece_length()
-    piece = PieceQuery.parse()
+    piece = parse_query(PieceQuery)
     return services().runner.put_snapshot(task_id, piece.part, piece.parts, request.stream, length)
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import secrets
 
-from api.config import DEFAULT_AGENT_ENGINE, RUNNER_TOOLS, STORED_AGENT_ENGINE
+from api.config import DEFAULT_AGENT_ENGINE, RUNNER_TOOLS
 from api.errors import ApiError, not_found
 from api.models import AgentCreate, AgentPatch
+from api.models.responses import Agent
 from api.services.state_machine import utcnow
-from api.services.tasks import rfc3339
 
 AGENTS = "agents"
 PUBLIC_FIELDS = (
@@ -22,14 +22,6 @@ PUBLIC_FIELDS = (
     "maxTurns",
     "maxTokens",
 )
-
-
-def render_agent(agent: dict) -> dict:
-    rendered = {"id": agent["id"], **{name: agent.get(name) for name in PUBLIC_FIELDS}}
-    rendered["engine"] = agent.get("engine") or STORED_AGENT_ENGINE
-    rendered["createdAt"] = rfc3339(agent.get("createdAt"))
-    rendered["updatedAt"] = rfc3339(agent.get("updatedAt"))
-    return rendered
 
 
 class AgentService:
@@ -100,7 +92,7 @@ class AgentService:
                 "maxTurns": None,
                 "maxTokens": None,
             }
-        settings = render_agent(self.get(owner, agent_id))
+        settings = Agent.of(self.get(owner, agent_id)).body()
         return {name: settings[name] for name in PUBLIC_FIELDS if name not in ("name",)}
 
 
