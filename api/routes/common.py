@@ -7,7 +7,7 @@ import functools
 import json
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 from flask import Flask, current_app, request
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -60,7 +60,8 @@ def current_user() -> str:
     # Kept on the request itself: `g` can outlive a request (an app context that a
     # test or a CLI command holds open is shared by the requests made inside it).
     if _USER not in request.environ:
-        caller = services().auth.authenticate(request.headers)
+        # werkzeug names the headers in title case (X-User-Id) whatever the client sent.
+        caller = services().auth.authenticate(dict(request.headers))
         services().request_rate.take(caller)  # 429 past the per-user request rate
         request.environ[_USER] = caller
     user: str = request.environ[_USER]
@@ -95,6 +96,12 @@ def body_limit(max_bytes: int) -> Callable[[F], F]:
         return limited  # type: ignore[return-value]
 
     return decorate
+
+
+def body_stream() -> BinaryIO:
+    """The request body as a stream, read without buffering. werkzeug types it as
+    IO[bytes]; the services only `read(n)` it, which BinaryIO declares alike."""
+    return cast(BinaryIO, request.stream)
 
 
 def limit_body(max_bytes: int) -> None:

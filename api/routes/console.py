@@ -18,6 +18,7 @@ import mimetypes
 from pathlib import Path
 
 from flask import Blueprint, Response, abort, redirect, request
+from werkzeug.wrappers import Response as ResponseBase
 
 from api.routes.common import public, services
 
@@ -75,7 +76,7 @@ def _secure(response: Response) -> Response:
 @bp.get("/console")
 @bp.get("/console/")
 @public
-def page() -> Response:
+def page() -> ResponseBase:
     """The console's one page; the rest is its modules."""
     if request.path.endswith("/"):
         return redirect("/console", 301)

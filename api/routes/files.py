@@ -14,6 +14,7 @@ from api.errors import ApiError
 from api.models import responses as r
 from api.routes.common import (
     Query,
+    body_stream,
     current_user,
     limit_body,
     parse_query,
@@ -87,7 +88,7 @@ def create_upload() -> tuple[dict, int]:
     limit_body(files.max_upload_bytes + 1)  # see piece_length
     if request.content_length is not None and request.content_length > files.max_upload_bytes:
         raise files.upload_too_large()
-    record = files.create_upload(user, request.stream, request.content_length)
+    record = files.create_upload(user, body_stream(), request.content_length)
     return r.Upload.of(record).body(), 201
 
 
@@ -117,7 +118,7 @@ def put_upload_part(upload_id: str, part: int) -> dict:
     _octet_stream()
     length = piece_length()
     files = services().files
-    record = upload_parts.put_part(files, user, upload_id, part, request.stream, length)
+    record = upload_parts.put_part(files, user, upload_id, part, body_stream(), length)
     return r.UploadInParts.of(record, missing_parts(record)).body()
 
 

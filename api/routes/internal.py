@@ -69,7 +69,7 @@ def reconcile() -> dict:
     """Launch due queued tasks and settle overdue ones; Cloud Scheduler calls this.
     Authorized by an OIDC token of RECONCILE_INVOKER, or by RECONCILE_SECRET."""
     runner = services().runner
-    runner.authorize_reconcile(request.headers)
+    runner.authorize_reconcile(dict(request.headers))
     return runner.reconcile()
 
 

@@ -10,7 +10,7 @@ from flask import Blueprint, Response, request
 
 from api import config
 from api.errors import ApiError
-from api.routes.common import Query, parse_query, piece_length, services
+from api.routes.common import Query, body_stream, parse_query, piece_length, services
 from api.routes.internal import authorize_task
 
 bp = Blueprint("internal_files", __name__, url_prefix="/internal/v1/tasks/<task_id>")
@@ -34,7 +34,7 @@ def put_output(task_id: str, index: int) -> dict:
     length = piece_length()
     piece = parse_query(PieceQuery)
     return services().runner.put_output(
-        task_id, index, piece.part, piece.parts, request.stream, length
+        task_id, index, piece.part, piece.parts, body_stream(), length
     )
 
 
@@ -43,7 +43,7 @@ def put_snapshot(task_id: str) -> dict:
     """One piece of this conversation turn's workspace archive."""
     length = piece_length()
     piece = parse_query(PieceQuery)
-    return services().runner.put_snapshot(task_id, piece.part, piece.parts, request.stream, length)
+    return services().runner.put_snapshot(task_id, piece.part, piece.parts, body_stream(), length)
 
 
 def _send(name: str, size: int) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import json
 import secrets
@@ -335,7 +336,9 @@ class TaskService:
         self.watch.changed(task_id, settled)
         return settled or task
 
-    def events(self, owner: str, task_id: str, after: int, limit: int) -> tuple[dict, list[dict]]:
+    def events(
+        self, owner: str, task_id: str, after: int, limit: int
+    ) -> tuple[dict, builtins.list[dict]]:
         task = self.get(owner, task_id)
         return task, self.store.list_events(task_id, after=after, limit=limit)
 
