@@ -49,6 +49,8 @@ def init_app(app: Flask) -> None:
 def _authenticate() -> None:
     if request.endpoint is None or request.blueprint in TASK_TOKEN_BLUEPRINTS:
         return  # no such route (404, 405), or one the runner calls
+    if request.method == "OPTIONS":
+        return  # Flask's own answer: the allowed methods, nothing of anyone's
     if not is_public(current_app.view_functions[request.endpoint]):
         current_user()
 
