@@ -117,4 +117,5 @@ def compat_conversation() -> dict:
     """The old clients' call: create or continue a conversation and wait (bounded)
     for the reply. `text` is null and `status` not terminal if it is not ready."""
     body = validate(CompatConversationBody, json_body())
-    return services().conversations.compat_conversation(current_user(), body)
+    reply = services().conversations.compat_conversation(current_user(), body)
+    return r.CompatConversationReply.model_validate(reply).body()

@@ -128,6 +128,10 @@ class Dispatcher:
         """The execution's full name from what its runner reports (CLOUD_RUN_EXECUTION)."""
         return self.executor.qualify_execution(reported)
 
+    def cancel_execution(self, execution_name: str) -> None:
+        """Stop a task's execution and everything it started (a cancelled task)."""
+        self.executor.cancel(execution_name)
+
     def kick(self, task_id: str | None = None) -> None:
         """Wake the loop (the task id is only a hint that there is work)."""
         self._kicks.put(task_id)

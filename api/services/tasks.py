@@ -330,7 +330,7 @@ class TaskService:
         )
         execution = (settled or task).get("execution") or {}
         if changed and execution.get("name"):
-            self.dispatcher.executor.cancel(execution["name"])
+            self.dispatcher.cancel_execution(execution["name"])
         if changed and task["status"] != "queued":
             self.dispatcher.kick()  # its slot is free: the next queued task may start
         self.watch.changed(task_id, settled)
