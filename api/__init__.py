@@ -168,16 +168,54 @@ def _with_public_services(
 ) -> Services:
     """The services the routes call, around the task machinery."""
     from api.adapters.file_store import GcsFileStore
-    from api.adapters.firebase_certs import FirebaseCerts
-    from api.models.responses import Task
-    from api.services.admission import TaskAdmission
     from api.services.agents import AgentService
-    from api.services.auth import ApiKeyService, Authenticator, FirebaseTokenVerifier
     from api.services.conversations import ConversationService
     from api.services.files import FileService
-    from api.services.llm_proxy import LlmProxy
     from api.services.request_rate import RequestRate
     from api.services.runner import RunnerService
+
+    tasks, webhooks = _task_service(settings, store, machine, dispatcher, watch, upstream)
+    agents = AgentService(
+        store, default_model=settings.default_model, allowed_models=settings.allowed_models
+    )
+    file_store = file_store or GcsFileStore(
+        settings.files_bucket, settings.project, retry_seconds=settings.storage_retry_seconds
+    )
+    files = FileService(store, file_store, max_upload_bytes=settings.max_upload_bytes)
+    conversations = ConversationService(store, tasks, agents, files)
+    auth, api_keys = _identity(settings, store)
+    return Services(
+        settings=settings,
+        store=store,
+        machine=machine,
+        executor=executor,
+        dispatcher=dispatcher,
+        tasks=tasks,
+        watch=watch,
+        agents=agents,
+        conversations=conversations,
+        upstream=upstream,
+        llm_proxy=_llm_proxy(settings, store, upstream),
+        auth=auth,
+        api_keys=api_keys,
+        files=files,
+        request_rate=RequestRate(settings.user_requests_per_second, settings.user_request_burst),
+        webhooks=webhooks,
+        runner=RunnerService(settings, machine, dispatcher, watch, files, conversations, webhooks),
+    )
+
+
+def _task_service(
+    settings: Settings,
+    store: FirestoreStore,
+    machine: TaskStateMachine,
+    dispatcher: Dispatcher,
+    watch: TaskWatch,
+    upstream: AnthropicUpstream,
+) -> tuple[TaskService, WebhookService]:
+    """Tasks as clients see them, with their admission limits and webhooks."""
+    from api.models.responses import Task
+    from api.services.admission import TaskAdmission
     from api.services.tasks import TaskService
     from api.services.webhooks import WebhookService
 
@@ -205,40 +243,27 @@ def _with_public_services(
         admission=admission,
         check_webhook_url=webhooks.check_url,
     )
-    agents = AgentService(
-        store, default_model=settings.default_model, allowed_models=settings.allowed_models
-    )
-    file_store = file_store or GcsFileStore(
-        settings.files_bucket, settings.project, retry_seconds=settings.storage_retry_seconds
-    )
-    files = FileService(store, file_store, max_upload_bytes=settings.max_upload_bytes)
-    conversations = ConversationService(store, tasks, agents, files)
+    return tasks, webhooks
+
+
+def _identity(settings: Settings, store: FirestoreStore) -> tuple[Authenticator, ApiKeyService]:
+    from api.adapters.firebase_certs import FirebaseCerts
+    from api.services.auth import ApiKeyService, Authenticator, FirebaseTokenVerifier
+
     api_keys = ApiKeyService(store)
     firebase = FirebaseTokenVerifier(settings.project, FirebaseCerts(settings.firebase_certs_url))
-    return Services(
-        settings=settings,
-        store=store,
-        machine=machine,
-        executor=executor,
-        dispatcher=dispatcher,
-        tasks=tasks,
-        watch=watch,
-        agents=agents,
-        conversations=conversations,
-        upstream=upstream,
-        llm_proxy=LlmProxy(
-            store,
-            upstream,
-            token_key=settings.task_token_key,
-            allowed_models=settings.allowed_models,
-            user_daily_token_budget=settings.user_daily_token_budget,
-        ),
-        auth=Authenticator(settings.auth_modes, firebase=firebase, api_keys=api_keys),
-        api_keys=api_keys,
-        files=files,
-        request_rate=RequestRate(settings.user_requests_per_second, settings.user_request_burst),
-        webhooks=webhooks,
-        runner=RunnerService(settings, machine, dispatcher, watch, files, conversations, webhooks),
+    return Authenticator(settings.auth_modes, firebase=firebase, api_keys=api_keys), api_keys
+
+
+def _llm_proxy(settings: Settings, store: FirestoreStore, upstream: AnthropicUpstream) -> LlmProxy:
+    from api.services.llm_proxy import LlmProxy
+
+    return LlmProxy(
+        store,
+        upstream,
+        token_key=settings.task_token_key,
+        allowed_models=settings.allowed_models,
+        user_daily_token_budget=settings.user_daily_token_budget,
     )
 
 
