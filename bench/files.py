@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 import httpx
 
@@ -36,6 +36,9 @@ from job_runner.task_files import restore_workspace, save_workspace  # noqa: E40
 from job_runner.workspace import prepare_workspace  # noqa: E402
 
 from devtools.local_stack import LocalStack, add_quick_flag  # noqa: E402
+
+if TYPE_CHECKING:
+    from job_runner.spec import TaskSpec
 
 PROJECT = "demo-bench"
 TOKEN_KEY = secrets.token_hex(32)
@@ -106,7 +109,8 @@ def workspace_turn(url: str, mib: int) -> tuple[float, float]:
     store.create_doc(f"tasks/{task_id}", task)
     token = issue_task_token(TOKEN_KEY.encode(), task_id, time.time() + 600)
     channel = FileChannel(url, task_id, token)
-    spec: dict[str, Any] = {"workspace": {"restore": None, "maxBytes": 1024 * 1024 * 1024}}
+    # What save_workspace and restore_workspace read of a claimed spec: its workspace.
+    spec = cast("TaskSpec", {"workspace": {"restore": None, "maxBytes": 1024 * 1024 * 1024}})
     with tempfile.TemporaryDirectory() as root:
         os.chmod(root, 0o711)
         workspace, _ = prepare_workspace(root)
