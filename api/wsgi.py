@@ -8,5 +8,5 @@ from api.memory import tune_malloc
 tune_malloc()
 settings = Settings.from_env()
 # A server that cannot store files does not start (the message says what to set).
-check_storage_configuration(settings.files_bucket)
+check_storage_configuration(settings.files_bucket, settings.storage_emulator_host)
 app = create_app(settings)

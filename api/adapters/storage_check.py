@@ -9,8 +9,6 @@ looked for with an emulator: the client then uses anonymous credentials.
 
 from __future__ import annotations
 
-import os
-
 FIX = (
     "Locally, set STORAGE_EMULATOR_HOST to a Cloud Storage emulator and FILES_BUCKET to "
     "a bucket in it (`make dev` starts fake-gcs-server with one). Against a real bucket, "
@@ -23,12 +21,11 @@ class StorageNotConfigured(RuntimeError):
     """The files bucket cannot be used as configured; the message says what to set."""
 
 
-def check_storage_configuration(bucket: str | None) -> None:
+def check_storage_configuration(bucket: str | None, emulator_host: str | None) -> None:
     """:raises StorageNotConfigured: no bucket, or no emulator and no credentials."""
     if not bucket:
         raise StorageNotConfigured(f"FILES_BUCKET is empty: name the files bucket. {FIX}")
-    # The storage client's own variable, read where the client reads it.
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
+    if emulator_host:
         return
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError
