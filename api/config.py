@@ -88,6 +88,11 @@ MAX_SKIPPED_LISTED = 100
 MAX_RUNNER_CHUNK_BYTES = 32 * 1024 * 1024
 # How long one Cloud Storage call retries transient errors before the API answers 503.
 STORAGE_RETRY_SECONDS = 10.0
+# Deadlines on a client (api/serving.py, ADR 0013): its request line and headers, each
+# piece of its body, and taking each piece of a response.
+REQUEST_HEADER_SECONDS = 10.0
+REQUEST_BODY_IDLE_SECONDS = 10.0
+RESPONSE_WRITE_IDLE_SECONDS = 30.0
 # A conversation's workspace, unpacked (its hidden engine directory included).
 MAX_WORKSPACE_BYTES = 1024 * 1024 * 1024
 
@@ -282,6 +287,15 @@ class Settings(BaseSettings):
     )
     webhook_first_retry_seconds: float = Field(
         default=WEBHOOK_FIRST_RETRY_SECONDS, validation_alias="WEBHOOK_FIRST_RETRY_SECONDS"
+    )
+    request_header_seconds: float = Field(
+        default=REQUEST_HEADER_SECONDS, validation_alias="REQUEST_HEADER_SECONDS"
+    )
+    request_body_idle_seconds: float = Field(
+        default=REQUEST_BODY_IDLE_SECONDS, validation_alias="REQUEST_BODY_IDLE_SECONDS"
+    )
+    response_write_idle_seconds: float = Field(
+        default=RESPONSE_WRITE_IDLE_SECONDS, validation_alias="RESPONSE_WRITE_IDLE_SECONDS"
     )
 
     @classmethod
