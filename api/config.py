@@ -93,6 +93,8 @@ STORAGE_RETRY_SECONDS = 10.0
 REQUEST_HEADER_SECONDS = 10.0
 REQUEST_BODY_IDLE_SECONDS = 10.0
 RESPONSE_WRITE_IDLE_SECONDS = 30.0
+# How long one Firestore call (its retries included) may take before the API answers 503.
+FIRESTORE_DEADLINE_SECONDS = 8.0
 # A conversation's workspace, unpacked (its hidden engine directory included).
 MAX_WORKSPACE_BYTES = 1024 * 1024 * 1024
 
@@ -287,6 +289,9 @@ class Settings(BaseSettings):
     )
     webhook_first_retry_seconds: float = Field(
         default=WEBHOOK_FIRST_RETRY_SECONDS, validation_alias="WEBHOOK_FIRST_RETRY_SECONDS"
+    )
+    firestore_deadline_seconds: float = Field(
+        default=FIRESTORE_DEADLINE_SECONDS, validation_alias="FIRESTORE_DEADLINE_SECONDS"
     )
     request_header_seconds: float = Field(
         default=REQUEST_HEADER_SECONDS, validation_alias="REQUEST_HEADER_SECONDS"

@@ -19,11 +19,14 @@ import logging
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+import hashlib
+from functools import partial
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from werkzeug.exceptions import ClientDisconnected
+
+from api.fair_pool import FairThreadPool
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +129,7 @@ class WsgiBridge:
         write_idle_seconds: float,
     ) -> None:
         self.app = app
-        self.threads = ThreadPoolExecutor(threads, thread_name_prefix="request")
+        self.threads = FairThreadPool(threads)
         self.body_idle_seconds = body_idle_seconds
         self.write_idle_seconds = write_idle_seconds
 
@@ -145,7 +148,7 @@ class WsgiBridge:
         client_gone = threading.Event()
         listening = asyncio.create_task(self._listen(receive, body, complete, client_gone))
         try:
-            await self._respond(_environ(scope, body, client_gone), send)
+            await self._respond(_environ(scope, body, client_gone), _caller(scope), send)
         finally:
             listening.cancel()
             client_gone.set()
@@ -199,18 +202,20 @@ class WsgiBridge:
             body.fail(f"nothing arrived for {self.body_idle_seconds:g} s")
             return False
 
-    async def _respond(self, environ: dict[str, Any], send: Send) -> None:
-        loop = asyncio.get_running_loop()
+    async def _respond(self, environ: dict[str, Any], caller: str, send: Send) -> None:
         started: list[Any] = []
+
+        async def on_thread(call: Callable[..., Any], *args: Any) -> Any:
+            return await asyncio.wrap_future(self.threads.submit(caller, partial(call, *args)))
 
         def start_response(status: str, headers: list[tuple[str, str]], exc_info=None):
             started[:] = [status, headers]
             return _no_write
 
-        result = await loop.run_in_executor(self.threads, self.app, environ, start_response)
+        result = await on_thread(self.app, environ, start_response)
         pieces = iter(result)
         try:
-            first = await loop.run_in_executor(self.threads, next, pieces, _END)
+            first = await on_thread(next, pieces, _END)
             status, headers = started
             await self._send(
                 send,
@@ -226,19 +231,35 @@ class WsgiBridge:
                     await self._send(
                         send, {"type": "http.response.body", "body": piece, "more_body": True}
                     )
-                piece = await loop.run_in_executor(self.threads, next, pieces, _END)
+                    # An empty piece waits (at most the deadline) until the client has
+                    # taken the last one, so a client that does not read costs one
+                    # piece of memory and no further work.
+                    await self._send(
+                        send, {"type": "http.response.body", "body": b"", "more_body": True}
+                    )
+                piece = await on_thread(next, pieces, _END)
             await self._send(send, {"type": "http.response.body", "body": b""})
         except TimeoutError:
             log.info("a client took no response for %s s; closed", self.write_idle_seconds)
         finally:
             close = getattr(result, "close", None)
             if close is not None:
-                await loop.run_in_executor(self.threads, close)
+                await on_thread(close)
 
     async def _send(self, send: Send, message: Message) -> None:
         """One message to the client, waiting at most the write deadline while the
         client does not read (the server's flow control pauses `send`)."""
         await asyncio.wait_for(send(message), self.write_idle_seconds)
+
+
+def _caller(scope: Scope) -> str:
+    """Whose turn a request's work runs in (api/fair_pool.py): its credentials as sent,
+    hashed (they are checked later, by the app), else its address."""
+    headers = dict(scope["headers"])
+    credential = headers.get(b"authorization") or headers.get(b"x-user-id")
+    if credential:
+        return hashlib.sha256(credential).hexdigest()
+    return str((scope.get("client") or ("", 0))[0])
 
 
 def _no_write(data: bytes) -> None:

@@ -29,6 +29,7 @@ from api.adapters.firestore_paths import EVENTS, TASKS, event_doc_id, usage_path
 from api.adapters.firestore_queues import QueueQueries
 from api.adapters.firestore_tasks import TaskCreation
 from api.models.documents import EventDoc, TaskDoc
+from api.adapters.firestore_deadlines import bound_every_call
 from api.retry import retry_call
 
 
@@ -65,9 +66,12 @@ def _read(snapshot: Any) -> Any:
 
 
 class FirestoreStore(TaskCreation, CounterStore, QueueQueries, ConversationStore, DocumentStore):
-    def __init__(self, project: str, client: Any = None) -> None:
+    def __init__(
+        self, project: str, client: Any = None, deadline_seconds: float | None = None
+    ) -> None:
         self.project = project
         self._client = client
+        self._deadline_seconds = deadline_seconds
         self._lock = threading.Lock()
 
     @property
@@ -79,7 +83,10 @@ class FirestoreStore(TaskCreation, CounterStore, QueueQueries, ConversationStore
                 if self._client is None:
                     from google.cloud import firestore
 
-                    self._client = firestore.Client(project=self.project)
+                    client = firestore.Client(project=self.project)
+                    if self._deadline_seconds is not None:
+                        bound_every_call(client, self._deadline_seconds)
+                    self._client = client
         return self._client
 
     def _contended(self, attempt: Callable[[], Any]) -> Any:
