@@ -128,7 +128,7 @@ def get(task_id: str) -> dict:
 
 @operation(bp, "post", "/<task_id>/cancel", "cancelTask", "Cancel a task", TASKS,
            Reply(200, "The task: cancelled, unless it had already ended.", r.Task),
-           (404, *AUTHED))  # fmt: skip
+           (404, 409, *AUTHED))  # fmt: skip
 def cancel(task_id: str) -> dict:
     """Cancel unless already terminal; returns the task."""
     return r.Task.of(services().tasks.cancel(current_user(), task_id)).body()

@@ -12,6 +12,7 @@ import time
 from typing import Any, cast
 
 from api import config
+from api.adapters.firestore_store import Contended
 from api.adapters.firestore_tasks import idempotency_record
 from api.errors import ApiError, not_found
 from api.models.documents import NOT_SETTLED, EventDoc, IdempotencyDoc, TaskDoc, TaskKind
@@ -325,11 +326,21 @@ class TaskService:
         task = self.get(owner, task_id)
         if is_terminal(task):
             return task
-        settled, changed = self.machine.settle(
-            task_id,
-            TaskStatus.CANCELLED,
-            {"code": "cancelled", "message": "The task was cancelled by its owner."},
-        )
+        try:
+            settled, changed = self.machine.settle(
+                task_id,
+                TaskStatus.CANCELLED,
+                {"code": "cancelled", "message": "The task was cancelled by its owner."},
+            )
+        except Contended:
+            # Its runner kept changing it (events, a result) for the whole contention
+            # budget: whatever won is the task's truth, and a retry is safe.
+            task = self.get(owner, task_id)
+            if is_terminal(task):
+                return task
+            raise ApiError(
+                409, "task_busy", "The task is changing too often to cancel now; retry."
+            ) from None
         execution: dict[str, Any] = dict((settled or task).get("execution") or {})
         if changed and execution.get("name"):
             self.dispatcher.cancel_execution(execution["name"])
