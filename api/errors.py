@@ -89,7 +89,6 @@ def init_app(app: Flask) -> None:
     def _unexpected(error: Exception):
         # Backends (Firestore, the executor) can be down; that is a 503 the client can
         # retry, never a 500 with a stack trace.
-        from google.api_core import exceptions as gexc
 
         from api.adapters.file_store import StorageUnavailable
         from api.adapters.firestore_counters import CounterBusy

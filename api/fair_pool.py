@@ -17,9 +17,7 @@ from typing import Any
 
 class FairThreadPool:
     def __init__(self, threads: int, name: str = "request") -> None:
-        self._queues: OrderedDict[str, deque[tuple[Future[Any], Callable[[], Any]]]] = (
-            OrderedDict()
-        )
+        self._queues: OrderedDict[str, deque[tuple[Future[Any], Callable[[], Any]]]] = OrderedDict()
         self._ready = threading.Condition()
         for number in range(threads):
             threading.Thread(target=self._work, name=f"{name}-{number}", daemon=True).start()

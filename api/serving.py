@@ -23,6 +23,8 @@ with warnings.catch_warnings():
     from uvicorn.workers import UvicornWorker
 
 if TYPE_CHECKING:
+    from flask import Flask
+
     from api.config import Settings
 
 
@@ -59,7 +61,9 @@ class BoundedWorker(UvicornWorker):
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
-        settings: Settings = self.wsgi.extensions["agent_platform"].settings
+        # gunicorn is untyped: its worker sets `wsgi` in load_wsgi().
+        flask_app: Flask = self.wsgi  # type: ignore[has-type]
+        settings: Settings = flask_app.extensions["agent_platform"].settings
         protocol = type(
             "ApiH11Protocol",
             (HeaderDeadlineH11Protocol,),
@@ -67,7 +71,7 @@ class BoundedWorker(UvicornWorker):
         )
         self.config.http = protocol
         self.wsgi = WsgiBridge(
-            self.wsgi,
+            flask_app,
             threads=self.cfg.threads,
             body_idle_seconds=settings.request_body_idle_seconds,
             write_idle_seconds=settings.response_write_idle_seconds,

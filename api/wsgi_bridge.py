@@ -15,11 +15,11 @@ api/serving.py).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-import hashlib
 from functools import partial
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -222,7 +222,9 @@ class WsgiBridge:
                 {
                     "type": "http.response.start",
                     "status": int(status.split(" ", 1)[0]),
-                    "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+                    "headers": [
+                        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers
+                    ],
                 },
             )
             piece = first

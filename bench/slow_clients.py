@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import socket
 import sys
 import threading
@@ -146,10 +147,8 @@ async def trickle(writer: asyncio.StreamWriter, stop: asyncio.Event, piece: byte
         while not stop.is_set():
             writer.write(piece)
             await writer.drain()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), TRICKLE_EVERY_SECONDS)
-            except TimeoutError:
-                pass
     except OSError:
         pass  # the server closed it: that is the point of its deadlines
     finally:

@@ -24,12 +24,12 @@ from typing import Any, cast
 from api.adapters.firestore_codec import decode, encode
 from api.adapters.firestore_conversations import ConversationStore
 from api.adapters.firestore_counters import CounterStore
+from api.adapters.firestore_deadlines import bound_every_call
 from api.adapters.firestore_documents import DocumentStore
 from api.adapters.firestore_paths import EVENTS, TASKS, event_doc_id, usage_path
 from api.adapters.firestore_queues import QueueQueries
 from api.adapters.firestore_tasks import TaskCreation
 from api.models.documents import EventDoc, TaskDoc
-from api.adapters.firestore_deadlines import bound_every_call
 from api.retry import retry_call
 
 

@@ -164,9 +164,7 @@ def test_fields_a_client_may_not_set_are_refused(firestore, settings, field, val
     assert client.get("/api/tasks", headers=ALICE).get_json()["tasks"] == []
 
 
-def test_racing_messages_with_one_key_and_different_text_are_422_to_the_losers(
-    firestore, settings
-):
+def test_racing_messages_with_one_key_and_different_text_are_422_to_the_losers(firestore, settings):
     app = limited_app(settings, anthropic_api_key="sk-test")
     client = app.test_client()
     conversation = client.post("/api/conversations", json={}, headers=ALICE).get_json()

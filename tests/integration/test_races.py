@@ -21,12 +21,10 @@ def test_an_agent_patch_racing_its_delete_is_200_or_404(app):
         url = f"/api/agents/{agent['id']}"
         with ThreadPoolExecutor(max_workers=4) as pool:
             patches = [
-                pool.submit(
-                    lambda n=n: app.test_client().patch(url, json={"name": f"n{n}"}, headers=ALICE)
-                )
+                pool.submit(app.test_client().patch, url, json={"name": f"n{n}"}, headers=ALICE)
                 for n in range(3)
             ]
-            deleted = pool.submit(lambda: app.test_client().delete(url, headers=ALICE))
+            deleted = pool.submit(app.test_client().delete, url, headers=ALICE)
         assert deleted.result().status_code == 204
         assert {p.result().status_code for p in patches} <= {200, 404}
         assert app.test_client().get(url, headers=ALICE).status_code == 404
