@@ -178,8 +178,8 @@ class SlowClients:
                 self.port, self.stop, self.task_id, self.downloads
             ),
         }
-        makers = [make for kind, make in makers.items() if kind in self.kinds]
-        tasks = [asyncio.create_task(make()) for _ in range(self.per_kind) for make in makers]
+        chosen = [make for kind, make in makers.items() if kind in self.kinds]
+        tasks = [asyncio.create_task(make()) for _ in range(self.per_kind) for make in chosen]
         # Measure once every slow request is in its slow state: the downloads answered
         # (opening 200 downloads at once is work, as any 200 requests are; the bench
         # measures what they hold once they stall), the others sent what they send.
