@@ -93,6 +93,7 @@ STORAGE_RETRY_SECONDS = 10.0
 REQUEST_HEADER_SECONDS = 10.0
 REQUEST_BODY_IDLE_SECONDS = 10.0
 RESPONSE_WRITE_IDLE_SECONDS = 30.0
+GOOGLE_OIDC_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 # How long one Firestore call (its retries included) may take before the API answers 503.
 FIRESTORE_DEADLINE_SECONDS = 8.0
 # A conversation's workspace, unpacked (its hidden engine directory included).
@@ -199,6 +200,10 @@ class Settings(BaseSettings):
     auth_mode: str = Field(default="dev", validation_alias="AUTH_MODE")
     firebase_certs_url: str = Field(
         default=FIREBASE_CERTS_URL, validation_alias="FIREBASE_CERTS_URL"
+    )
+    # Google's OIDC signing certificates, for the scheduler's reconcile token.
+    google_oidc_certs_url: str = Field(
+        default=GOOGLE_OIDC_CERTS_URL, validation_alias="GOOGLE_OIDC_CERTS_URL"
     )
     # Set by Cloud Run itself (K_SERVICE), never by an operator.
     on_cloud_run: bool = False
