@@ -53,6 +53,8 @@ MAX_STDIN_BYTES = 100 * 1024
 MAX_FILES = 20
 MAX_FILES_TOTAL_BYTES = 200 * 1024
 MAX_FILE_PATH_CHARS = 200
+# One name in a path: Linux file systems hold 255 bytes (NAME_MAX), not characters.
+MAX_FILE_NAME_BYTES = 255
 # Output kept per stream in the result (the runner drains and counts the rest).
 MAX_OUTPUT_BYTES = 128 * 1024
 
