@@ -4,7 +4,6 @@ schema). Bounds come from api.config so there is one place for every limit."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
