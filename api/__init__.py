@@ -244,6 +244,7 @@ def _task_service(
         llm_configured=upstream.configured,
         admission=admission,
         check_webhook_url=webhooks.check_url,
+        retention_days=settings.task_retention_days,
     )
     return tasks, webhooks
 

@@ -53,6 +53,9 @@ MAX_STDIN_BYTES = 100 * 1024
 MAX_FILES = 20
 MAX_FILES_TOTAL_BYTES = 200 * 1024
 MAX_FILE_PATH_CHARS = 200
+# How long a task, its events and its output files are kept (Firestore TTL on
+# tasks/events `expireAt`, the bucket's lifecycle rule on tasks/).
+TASK_RETENTION_DAYS = 30
 # One name in a path: Linux file systems hold 255 bytes (NAME_MAX), not characters.
 MAX_FILE_NAME_BYTES = 255
 # Output kept per stream in the result (the runner drains and counts the rest).
@@ -296,6 +299,9 @@ class Settings(BaseSettings):
     )
     webhook_first_retry_seconds: float = Field(
         default=WEBHOOK_FIRST_RETRY_SECONDS, validation_alias="WEBHOOK_FIRST_RETRY_SECONDS"
+    )
+    task_retention_days: int = Field(
+        default=TASK_RETENTION_DAYS, ge=1, validation_alias="TASK_RETENTION_DAYS"
     )
     firestore_deadline_seconds: float = Field(
         default=FIRESTORE_DEADLINE_SECONDS, validation_alias="FIRESTORE_DEADLINE_SECONDS"

@@ -153,9 +153,10 @@ class FirestoreStore(TaskCreation, CounterStore, QueueQueries, ConversationStore
             seq = current.get("eventSeq", 0)
             for kind, data in change.events:
                 seq += 1
-                self._set_event(
-                    transaction, task_ref, {"seq": seq, "type": kind, "data": data, "at": now}
-                )
+                event: EventDoc = {"seq": seq, "type": kind, "data": data, "at": now}
+                if "expireAt" in current:
+                    event["expireAt"] = current["expireAt"]
+                self._set_event(transaction, task_ref, event)
             updated["eventSeq"] = seq
             transaction.update(task_ref, encode(task_ref.path, dict(change.updates, eventSeq=seq)))
             for path, data, merge in change.writes:

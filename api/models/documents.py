@@ -119,6 +119,8 @@ class TaskDoc(TypedDict):
     deadlineAt: NotRequired[datetime]
     eventsTruncated: NotRequired[bool]
     llmUsage: NotRequired[LlmUsage]
+    # Firestore's TTL deletes the task and its events after this (TASK_RETENTION_DAYS).
+    expireAt: NotRequired[datetime]
 
 
 class EventDoc(TypedDict):
@@ -128,6 +130,7 @@ class EventDoc(TypedDict):
     type: str
     data: Any
     at: datetime
+    expireAt: NotRequired[datetime]  # its task's
 
 
 class IdempotencyDoc(TypedDict):

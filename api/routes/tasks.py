@@ -126,6 +126,15 @@ def get(task_id: str) -> dict:
     return r.Task.of(task, tasks.queue_position(task)).body()
 
 
+@operation(bp, "delete", "/<task_id>", "deleteTask", "Delete a finished task", TASKS,
+           Reply(204, "Deleted: the task, its events and its files."),
+           (404, 409, *AUTHED))  # fmt: skip
+def delete(task_id: str) -> tuple[str, int]:
+    """Delete a finished task now, rather than after TASK_RETENTION_DAYS."""
+    services().tasks.delete(current_user(), task_id, services().files.delete_task_files)
+    return "", 204
+
+
 @operation(bp, "post", "/<task_id>/cancel", "cancelTask", "Cancel a task", TASKS,
            Reply(200, "The task: cancelled, unless it had already ended.", r.Task),
            (404, 409, *AUTHED))  # fmt: skip
