@@ -4,13 +4,12 @@ what a project holds after the script, not which command lines it typed."""
 
 from __future__ import annotations
 
-from api.config import MAX_OUTPUT_FILE_BYTES, MAX_RUNNER_CHUNK_BYTES, TASK_RETENTION_DAYS
-
 import subprocess
 
 import pytest
 
 from api import config
+from api.config import MAX_OUTPUT_FILE_BYTES, MAX_RUNNER_CHUNK_BYTES, TASK_RETENTION_DAYS
 from tests.deploy.harness import (
     ANTHROPIC_KEY,
     API_SA,
