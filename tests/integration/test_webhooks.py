@@ -124,6 +124,9 @@ def test_retries_stop_after_the_retry_window(firestore, settings, receiver):
         "https://192.168.0.10/hook",
         "https://[fd00::1]/hook",  # unique-local
         "https://[::ffff:10.0.0.1]/hook",  # private, IPv4-mapped
+        "https://[64:ff9b::7f00:1]/hook",  # 127.0.0.1 through NAT64
+        "https://[2002:7f00:1::]/hook",  # 127.0.0.1 as 6to4
+        "https://[2002:a00:1::]/hook",  # 10.0.0.1 as 6to4
         "https://user:pw@example.com/hook",
         "ftp://example.com/hook",
         "https://no-such-host.invalid/hook",
