@@ -15,6 +15,7 @@ api/serving.py).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import logging
 import sys
@@ -204,9 +205,14 @@ class WsgiBridge:
 
     async def _respond(self, environ: dict[str, Any], caller: str, send: Send) -> None:
         started: list[Any] = []
+        # The app, and each piece of its response, may run on a different thread: they
+        # all run in this one context, so the request context Flask keeps in context
+        # variables (`stream_with_context`) is there for every piece. One at a time.
+        context = contextvars.copy_context()
 
         async def on_thread(call: Callable[..., Any], *args: Any) -> Any:
-            return await asyncio.wrap_future(self.threads.submit(caller, partial(call, *args)))
+            work = partial(context.run, call, *args)
+            return await asyncio.wrap_future(self.threads.submit(caller, work))
 
         def start_response(status: str, headers: list[tuple[str, str]], exc_info=None):
             started[:] = [status, headers]

@@ -36,3 +36,19 @@ def test_an_unknown_archive_kind_is_400_even_without_a_workspace(alice):
         f"/api/conversations/{conversation['id']}/files", params={"archive": "AAA"}
     )
     assert reply.status_code == 400, reply.text
+
+
+def test_archive_entries_have_no_backslashes_or_control_characters(alice):
+    import io
+    import tarfile
+    import zipfile
+
+    program = "printf a > '..\\..\\evil.txt'; printf b > \"$(printf 'ctl\\001.txt')\""
+    task = alice.run(kind="code", language="bash", code=program)
+    assert {f["path"] for f in task["result"]["files"]} == {"..\\..\\evil.txt", "ctl\x01.txt"}
+    url = f"/api/tasks/{task['id']}/files"
+    zipped = zipfile.ZipFile(io.BytesIO(alice.http.get(url, params={"archive": "zip"}).content))
+    assert sorted(zipped.namelist()) == [".._.._evil.txt", "ctl_.txt"]
+    packed = io.BytesIO(alice.http.get(url, params={"archive": "tar.gz"}).content)
+    with tarfile.open(fileobj=packed) as tarred:
+        assert sorted(tarred.getnames()) == [".._.._evil.txt", "ctl_.txt"]
