@@ -149,7 +149,8 @@ class WsgiBridge:
         client_gone = threading.Event()
         listening = asyncio.create_task(self._listen(receive, body, complete, client_gone))
         try:
-            await self._respond(_environ(scope, body, client_gone), _caller(scope), send)
+            environ = _environ(scope, body, client_gone)
+            await self._respond(environ, _caller(scope), send, client_gone)
         finally:
             listening.cancel()
             client_gone.set()
@@ -203,7 +204,9 @@ class WsgiBridge:
             body.fail(f"nothing arrived for {self.body_idle_seconds:g} s")
             return False
 
-    async def _respond(self, environ: dict[str, Any], caller: str, send: Send) -> None:
+    async def _respond(
+        self, environ: dict[str, Any], caller: str, send: Send, client_gone: threading.Event
+    ) -> None:
         started: list[Any] = []
         # The app, and each piece of its response, may run on a different thread: they
         # all run in this one context, so the request context Flask keeps in context
@@ -234,7 +237,8 @@ class WsgiBridge:
                 },
             )
             piece = first
-            while piece is not _END:
+            # Nobody to write to once the client is gone: stop producing.
+            while piece is not _END and not client_gone.is_set():
                 if piece:
                     await self._send(
                         send, {"type": "http.response.body", "body": piece, "more_body": True}
