@@ -1,10 +1,10 @@
 """The Agent Platform SDK: run code and Claude agents as isolated tasks.
 
-    from agentplatform import Client
+from agentplatform import Client
 
-    with Client("http://127.0.0.1:8080", user="alice") as client:
-        task = client.run("print(6 * 7)")
-        print(task.stdout)
+with Client("http://127.0.0.1:8080", user="alice") as client:
+    task = client.run("print(6 * 7)")
+    print(task.stdout)
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ other resources in `_async_resources`."""
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -95,7 +96,9 @@ class AsyncClient:
         attempt = 0
         while True:
             request = self._http.build_request(
-                method, self.settings.url(path), headers={**self.settings.headers, **(headers or {})}
+                method,
+                self.settings.url(path),
+                headers={**self.settings.headers, **(headers or {})},
             )
             try:
                 response = await self._http.send(request, stream=True)
@@ -134,9 +137,7 @@ class AsyncClient:
     ) -> Task:
         return await self.submit_raw(b.agent_task(prompt, options), idempotency_key)
 
-    async def submit_raw(
-        self, body: Mapping[str, Any], idempotency_key: str | None = None
-    ) -> Task:
+    async def submit_raw(self, body: Mapping[str, Any], idempotency_key: str | None = None) -> Task:
         key = idempotency_key or b.new_idempotency_key()
         response = await self.request(
             "POST", "/api/tasks", json=dict(body), headers={"Idempotency-Key": key}
@@ -204,7 +205,7 @@ class AsyncClient:
             if not token:
                 return
 
-    async def events(self, task: Task | str, *, after: int = 0) -> list[TaskEvent]:
+    async def events(self, task: Task | str, *, after: int = 0) -> builtins.list[TaskEvent]:
         response = await self.request(
             "GET", f"/api/tasks/{b.task_id(task)}/events", params={"after": after}
         )

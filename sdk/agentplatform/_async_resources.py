@@ -4,6 +4,7 @@ same calls as `_sync_resources`, awaited)."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +56,10 @@ class Files:
             for index in range(parts):
                 piece = data.read(b.PART_BYTES)
                 response = await self._client.request(
-                    "PUT", f"/api/uploads/{pending.id}/parts/{index}", content=piece, headers=_OCTETS
+                    "PUT",
+                    f"/api/uploads/{pending.id}/parts/{index}",
+                    content=piece,
+                    headers=_OCTETS,
                 )
                 upload = b.model(Upload, response)
                 done += len(piece)
@@ -63,7 +67,7 @@ class Files:
                     progress(done, size)
             return upload
         finally:
-            if not isinstance(source, bytes) and not hasattr(source, "read"):
+            if isinstance(source, str | os.PathLike):
                 data.close()
 
     async def list(self, owner: Task | Conversation | str) -> FileListing:

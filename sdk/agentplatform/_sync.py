@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import time
 from collections.abc import Iterator, Mapping
@@ -107,7 +108,9 @@ class Client:
         attempt = 0
         while True:
             request = self._http.build_request(
-                method, self.settings.url(path), headers={**self.settings.headers, **(headers or {})}
+                method,
+                self.settings.url(path),
+                headers={**self.settings.headers, **(headers or {})},
             )
             try:
                 response = self._http.send(request, stream=True)
@@ -224,7 +227,7 @@ class Client:
             if not token:
                 return
 
-    def events(self, task: Task | str, *, after: int = 0) -> list[TaskEvent]:
+    def events(self, task: Task | str, *, after: int = 0) -> builtins.list[TaskEvent]:
         """One page of the task's events after seq `after` (no waiting)."""
         response = self.request(
             "GET", f"/api/tasks/{b.task_id(task)}/events", params={"after": after}
@@ -289,4 +292,3 @@ def _outcome(task: Task) -> str:
     if task.error is not None:
         return f"{task.status}: {task.error.code}: {task.error.message}"
     return task.status
-

@@ -58,7 +58,10 @@ class Files:
             for index in range(parts):
                 piece = data.read(b.PART_BYTES)
                 response = self._client.request(
-                    "PUT", f"/api/uploads/{pending.id}/parts/{index}", content=piece, headers=_OCTETS
+                    "PUT",
+                    f"/api/uploads/{pending.id}/parts/{index}",
+                    content=piece,
+                    headers=_OCTETS,
                 )
                 upload = b.model(Upload, response)
                 done += len(piece)
@@ -66,7 +69,7 @@ class Files:
                     progress(done, size)
             return upload
         finally:
-            if not isinstance(source, bytes) and not hasattr(source, "read"):
+            if isinstance(source, str | os.PathLike):
                 data.close()
 
     def list(self, owner: Task | Conversation | str) -> FileListing:
@@ -137,9 +140,7 @@ class Agents:
         return b.model(Agent, self._client.request("GET", f"/api/agents/{_id(agent)}"))
 
     def update(self, agent: Agent | str, **changes: Any) -> Agent:
-        response = self._client.request(
-            "PATCH", f"/api/agents/{_id(agent)}", json=b.camel(changes)
-        )
+        response = self._client.request("PATCH", f"/api/agents/{_id(agent)}", json=b.camel(changes))
         return b.model(Agent, response)
 
     def delete(self, agent: Agent | str) -> None:
@@ -157,8 +158,7 @@ class Turn:
         self._deltas = b.Deltas()
 
     def events(self) -> Iterator[TaskEvent]:
-        for event in self._client.stream(self.task):
-            yield event
+        yield from self._client.stream(self.task)
         self.task = self._client.wait(self.task)
 
     def __iter__(self) -> Iterator[str]:
@@ -269,17 +269,16 @@ def _open_source(source: Source) -> tuple[IO[bytes], int]:
 
     if isinstance(source, bytes):
         return io.BytesIO(source), len(source)
-    if hasattr(source, "read"):
-        stream: IO[bytes] = source  # type: ignore[assignment]
-        position = stream.tell()
-        size = stream.seek(0, os.SEEK_END) - position
-        stream.seek(position)
-        return stream, size
-    path = Path(source)  # type: ignore[arg-type]
-    return path.open("rb"), path.stat().st_size
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        return path.open("rb"), path.stat().st_size
+    position = source.tell()
+    size = source.seek(0, os.SEEK_END) - position
+    source.seek(position)
+    return source, size
 
 
 def _open_destination(dest: Destination) -> IO[bytes]:
-    if hasattr(dest, "write"):
-        return dest  # type: ignore[return-value]
-    return Path(dest).open("wb")  # type: ignore[arg-type]
+    if isinstance(dest, str | os.PathLike):
+        return Path(dest).open("wb")
+    return dest

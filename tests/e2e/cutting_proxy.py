@@ -4,6 +4,7 @@ connection, with the real server on the other side."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -43,10 +44,8 @@ class CuttingProxy:
             pass
         finally:
             for s in (source, sink):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def cut(self) -> int:
         """Reset every open connection, as a network failure would; returns how many."""

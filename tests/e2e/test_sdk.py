@@ -12,7 +12,6 @@ import zipfile
 
 import httpx
 import pytest
-
 from agentplatform import (
     AsyncClient,
     Client,
@@ -21,6 +20,7 @@ from agentplatform import (
     TaskFailed,
     ValidationError,
 )
+
 from tests.conftest import ApiServer
 from tests.e2e.cutting_proxy import CuttingProxy
 
@@ -83,7 +83,7 @@ def test_stream_yields_output_as_it_comes_and_ends_with_the_task(sdk):
     stdout = "".join(e.data for e in events if e.type == "stdout" and isinstance(e.data, str))
     assert stdout == "".join(f"line {i}\n" for i in range(6))
     assert [e.seq for e in events] == sorted({e.seq for e in events})
-    assert events[-1].type == "status" and events[-1].data["status"] == "completed"  # type: ignore[index]
+    assert events[-1].type == "status" and events[-1].data["status"] == "completed"
 
 
 def test_stream_resumes_after_a_dropped_connection_without_loss_or_repeat(sdk, api_server):

@@ -13,7 +13,13 @@ from agentplatform import Client
 from agentplatform.cli.output import ProgressBar, paint, status_text, table
 from agentplatform.models import Task
 
-LANGUAGES = {".py": "python", ".sh": "bash", ".bash": "bash", ".js": "javascript", ".mjs": "javascript"}
+LANGUAGES = {
+    ".py": "python",
+    ".sh": "bash",
+    ".bash": "bash",
+    ".js": "javascript",
+    ".mjs": "javascript",
+}
 # A task that did not complete has no exit code of its own: these stand in for it
 # (timeout(1)'s 124 for a timeout, a signal's 128 + SIGINT for a cancel).
 EXIT_TIMED_OUT = 124
@@ -166,7 +172,9 @@ def files_get(args: argparse.Namespace, client: Client) -> int:
 
 def files_archive(args: argparse.Namespace, client: Client) -> int:
     dest = Path(args.output or f"task-{args.task}.{args.format}")
-    size = client.files.archive(args.task, dest, format=args.format, progress=ProgressBar(str(dest)))
+    size = client.files.archive(
+        args.task, dest, format=args.format, progress=ProgressBar(str(dest))
+    )
     print(f"{dest} ({size} bytes)", file=sys.stderr)
     return 0
 

@@ -44,8 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("file", nargs="?", help="the program (language from its extension)")
     run.add_argument("-c", dest="code", help="the program's text")
     run.add_argument("-l", "--language", help="python, bash, javascript, ...")
-    run.add_argument("-f", "--file", dest="files", action="append", default=[],
-                     metavar="NAME=PATH", help="put a local file in the task's workspace")
+    run.add_argument(
+        "-f",
+        "--file",
+        dest="files",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="put a local file in the task's workspace",
+    )
     run.add_argument("--stdin", help="the program's standard input ('-' reads yours)")
     run.add_argument("--timeout", type=int, help="timeoutSeconds")
     run.add_argument("--memory", type=int, help="memoryMb")
@@ -101,8 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     chat = sub.add_parser("chat", help="talk with an agent; the reply streams")
     chat.add_argument("agent", help="an agent id")
     chat.add_argument("--conversation", help="continue this conversation")
-    chat.add_argument("-m", "--message", action="append",
-                      help="send this (repeatable) instead of reading your input")
+    chat.add_argument(
+        "-m",
+        "--message",
+        action="append",
+        help="send this (repeatable) instead of reading your input",
+    )
     chat.set_defaults(handler=commands.chat)
 
     sub.add_parser("usage", help="your usage against your limits").set_defaults(
