@@ -238,11 +238,13 @@ def chat(args: argparse.Namespace, client: Client) -> int:
         if not text.strip():
             continue
         turn = client.conversations.send(conversation, text)
+        last = "\n"
         for delta in turn:
             sys.stdout.write(delta)
             sys.stdout.flush()
+            last = delta
         task = turn.wait()
-        if not turn.text.endswith("\n"):
+        if not last.endswith("\n"):
             sys.stdout.write("\n")
         if task.status != "completed":
             reason = f": {task.error.message}" if task.error else ""
