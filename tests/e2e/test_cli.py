@@ -24,8 +24,8 @@ def cli(api_server, firestore, tmp_path):
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
     }
 
-    def run(*args: str, stdin: str | None = None, login: bool = True) -> subprocess.CompletedProcess:
-        if login and not (tmp_path / "config" / "agentplatform" / "config.json").exists():
+    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        if not (tmp_path / "config" / "agentplatform" / "config.json").exists():
             done = subprocess.run(
                 [CLI, "--url", api_server.url, "--user", "alice", "login"],
                 env=env, capture_output=True, text=True, timeout=60, check=False,
@@ -75,7 +75,8 @@ def test_a_task_that_times_out_exits_124(cli):
 
 
 def test_tasks_list_get_and_files_get(cli, tmp_path):
-    done = cli("run", "-c", "open('report.txt', 'w').write('hello report')\nimport sys; sys.exit(1)")
+    program = "open('report.txt', 'w').write('hello report')\nimport sys; sys.exit(1)"
+    done = cli("run", "-c", program)
     assert done.returncode == 1
     listed = cli("tasks", "list")
     assert listed.returncode == 0

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from agentplatform import Client, Conflict
+
 from devtools.scripted_anthropic import reply
 
 CLI = str(Path(sys.executable).parent / "agentplatform")
