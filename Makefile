@@ -37,7 +37,7 @@ define apt_require
 endef
 
 # bubblewrap for the sandbox, a system python3 for the code it runs, and npm for the
-# console's vendored Firebase SDK.
+# console's vendored libraries.
 system-deps:
 	$(call apt_require,bwrap:bubblewrap /usr/bin/python3:python3 npm:npm)
 
@@ -45,11 +45,13 @@ system-deps:
 browser-deps:
 	$(call apt_require,/usr/bin/chromium:chromium)
 
-# The console's Firebase JS SDK (sign-in in AUTH_MODE=firebase), bundled from the
-# versions locked in console/package-lock.json; the API image builds it the same way.
-CONSOLE_VENDOR := api/console/vendor/firebase.js
+# The console's vendored libraries (the Firebase JS SDK for sign-in in
+# AUTH_MODE=firebase; marked and DOMPurify for Markdown replies), bundled from the
+# versions locked in console/package-lock.json; the API image builds them the same way.
+# One build writes every bundle: the target is the last one added.
+CONSOLE_VENDOR := api/console/vendor/markdown.js
 
-$(CONSOLE_VENDOR): console/package.json console/package-lock.json console/src/firebase.js | system-deps
+$(CONSOLE_VENDOR): console/package.json console/package-lock.json $(wildcard console/src/*.js) | system-deps
 	@npm ci --prefix console --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
 	@npm run --prefix console --silent build
 

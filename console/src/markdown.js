@@ -1,0 +1,24 @@
+// Markdown for the console's agent replies: `marked` renders, DOMPurify sanitises.
+// What a model writes is untrusted; only DOMPurify's output ever reaches the page.
+import DOMPurify from "dompurify";
+import { marked } from "marked";
+
+marked.setOptions({ gfm: true, breaks: false });
+
+// Links open outside the console and tell the target nothing about it.
+DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+  if (node.tagName === "A") {
+    node.setAttribute("target", "_blank");
+    node.setAttribute("rel", "noopener noreferrer nofollow");
+  }
+});
+
+/** Sanitised HTML for `text`, as a DocumentFragment ready to append. */
+export function renderMarkdown(text) {
+  const html = marked.parse(String(text ?? ""), { async: false });
+  return DOMPurify.sanitize(html, {
+    RETURN_DOM_FRAGMENT: true,
+    FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select"],
+    FORBID_ATTR: ["style"],
+  });
+}
