@@ -13,7 +13,7 @@ let current = new AbortController(); // ends the previous page's streams
 
 const ROUTES = [
   [/^#\/tasks\/(\w+)$/, (m, signal) => taskPage(m[1], signal)],
-  [/^#\/tasks(?:\?(.*))?$/, (m) => taskList(new URLSearchParams(m[1] || ""))],
+  [/^#\/tasks(?:\?(.*))?$/, (m, signal) => taskList(new URLSearchParams(m[1] || ""), signal)],
   [/^#\/run$/, () => runForm(config)],
   [/^#\/agents\/new$/, () => agentForm(config, null)],
   [/^#\/agents\/(\w+)$/, (m) => agentForm(config, m[1])],
