@@ -3,7 +3,18 @@
 import DOMPurify from "dompurify";
 import { marked } from "marked";
 
-marked.setOptions({ gfm: true, breaks: false });
+const ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+const escape = (text) => String(text).replace(/[&<>"']/g, (c) => ESCAPES[c]);
+
+marked.use({
+  gfm: true,
+  // Raw HTML in a reply is shown as text, never parsed: a reply is Markdown. (Parsing
+  // it would also make Chromium report the page's CSP blocking any inline handler it
+  // holds, even inside DOMPurify's inert document.)
+  renderer: {
+    html: ({ text }) => escape(text),
+  },
+});
 
 // Links open outside the console and tell the target nothing about it.
 DOMPurify.addHook("afterSanitizeAttributes", (node) => {
