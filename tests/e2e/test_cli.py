@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-
 CLI = str(Path(sys.executable).parent / "agentplatform")
 
 
@@ -110,19 +108,3 @@ def test_tasks_follow_and_cancel(cli):
 def test_no_colours_when_the_output_is_not_a_terminal(cli):
     cli("run", "-c", "print(1)")
     assert "\033[" not in cli("tasks", "list").stdout
-
-
-def test_the_sdk_installs_on_its_own_with_pip(tmp_path):
-    """`pip install ./sdk` into a fresh environment: only httpx and httpx-sse come."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    pip = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(ROOT / "sdk")],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert pip.returncode == 0, pip.stderr
-    version = subprocess.run(
-        [str(venv / "bin" / "agentplatform"), "--help"], capture_output=True, text=True,
-        timeout=60, check=False,
-    )  # fmt: skip
-    assert version.returncode == 0 and "chat" in version.stdout

@@ -1,7 +1,9 @@
-"""The README's "API by example" is true when copy-pasted: its shell blocks run, in
-order and unchanged but for the server's address, in one `bash -e -o pipefail`
-script against a real API server (local executor, real runner, real bubblewrap), and
-what they print is what the README says they print."""
+"""The README is true when copy-pasted. Its "Quick start" installs the SDK with pip
+into a fresh virtual environment and runs the CLI and the Python example there; its
+"API by example" shell blocks run, in order and unchanged but for the server's
+address, in one `bash -e -o pipefail` script. Both against a real API server (local
+executor, real runner, real bubblewrap), and what they print is what the README says
+they print."""
 
 from __future__ import annotations
 
@@ -20,11 +22,11 @@ README_URL = "http://127.0.0.1:8080"
 MARK = "@@readme-command-done@@"
 
 
-def api_section() -> str:
-    """The README from the "API by example" heading up to the next `## ` heading."""
+def api_section(heading: str = SECTION) -> str:
+    """The README from `heading` up to the next `## ` heading."""
     text = README.read_text()
-    start = text.index(SECTION)
-    end = text.find("\n## ", start + len(SECTION))
+    start = text.index(heading)
+    end = text.find("\n## ", start + len(heading))
     return text[start:] if end == -1 else text[start:end]
 
 
@@ -230,3 +232,56 @@ def test_upload_in_parts_example_ends_complete_with_the_files_sha256(readme):
     assert replies[0]["missing"] == [1, 2]
     (digest, _name) = readme.output_of("sha256sum big.bin").split()
     assert (replies[-1]["sha256"], replies[-1]["size"]) == (digest, 20_000_000)
+
+
+QUICK_START = "## Quick start: the SDK and the CLI"
+
+
+@pytest.fixture(scope="module")
+def quick_start(api_server, emulator, tmp_path_factory):
+    """The quick start's shell block in a fresh virtual environment (its `pip install
+    ./sdk` from the repository root), then its Python block with that environment's
+    Python: (shell run, python run)."""
+    emulator.clear(PROJECT)
+    home = tmp_path_factory.mktemp("quick-start")
+    subprocess.run(["python3", "-m", "venv", str(home / "venv")], check=True, timeout=120)
+    env = {
+        "PATH": f"{home / 'venv' / 'bin'}:/usr/bin:/bin",
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / "config"),
+    }
+    section = api_section(QUICK_START)
+    (shell,) = fenced(section, "sh")
+    shell_run = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", shell.replace(README_URL, api_server.url)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT, env=env,
+    )  # fmt: skip
+    (program,) = fenced(section, "python")
+    python_run = subprocess.run(
+        [str(home / "venv" / "bin" / "python"), "-c", program.replace(README_URL, api_server.url)],
+        capture_output=True, text=True, timeout=180, cwd=home, env=env,
+    )  # fmt: skip
+    yield shell_run, python_run
+    emulator.clear(PROJECT)
+
+
+def test_quick_start_installs_the_sdk_and_runs_print_6_times_7(quick_start):
+    shell, _ = quick_start
+    assert shell.returncode == 0, shell.stderr
+    assert "Signed in to" in shell.stdout
+    assert "\n42\n" in shell.stdout
+    header = next(line for line in shell.stdout.splitlines() if line.startswith("ID "))
+    assert header.split()[:3] == ["ID", "KIND", "STATUS"]
+
+
+def test_quick_start_python_prints_what_its_comments_say(quick_start):
+    _, python = quick_start
+    assert python.returncode == 0, python.stderr
+    assert python.stdout.splitlines() == [
+        "completed 0 olleh",
+        "0",
+        "1",
+        "2",
+        "2 data.txt",
+        "404 not_found",
+    ]
