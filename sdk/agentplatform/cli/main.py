@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from agentplatform import Client
 from agentplatform.cli import commands, config
@@ -28,14 +29,15 @@ EXIT_API_ERROR = 125
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # The global options go before or after the command (`login --url ...`): each
+    # command's copy leaves a value given before the command alone unless given again.
     parser = argparse.ArgumentParser(
         prog="agentplatform", description="Run code and Claude agents on the Agent Platform."
     )
-    parser.add_argument("--url", help="the API's URL")
-    parser.add_argument("--api-key", help="an API key (ak_...) or a Firebase ID token")
-    parser.add_argument("--user", help="the caller's name on a server in dev mode (X-User-Id)")
-    parser.add_argument("--json", action="store_true", help="print the API's JSON")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _global_options(parser, None)
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, argparse.SUPPRESS)
+    sub = _Commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"), common)
 
     login = sub.add_parser("login", help="store the API's URL and your key")
     login.set_defaults(handler=None)
@@ -60,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--detach", action="store_true", help="print the task id and return")
     run.set_defaults(handler=commands.run)
 
-    tasks = sub.add_parser("tasks", help="your tasks").add_subparsers(dest="action", required=True)
+    _, tasks = sub.nested("tasks", help="your tasks")
     listing = tasks.add_parser("list")
     listing.add_argument("--status")
     listing.add_argument("--limit", type=int, default=20)
@@ -71,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         action.add_argument("task")
         action.set_defaults(handler=handler)
 
-    files = sub.add_parser("files", help="files").add_subparsers(dest="action", required=True)
+    _, files = sub.nested("files", help="a task's files, and uploads")
     flist = files.add_parser("list", help="a task's output files")
     flist.add_argument("task")
     flist.set_defaults(handler=commands.files_list)
@@ -89,8 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     fup.add_argument("path")
     fup.set_defaults(handler=commands.files_upload)
 
-    agents = sub.add_parser("agents", help="your agents")
-    agents_sub = agents.add_subparsers(dest="action")
+    agents, agents_sub = sub.nested("agents", required=False, help="your agents")
     agents.set_defaults(handler=commands.agents_list)
     agents_sub.add_parser("list").set_defaults(handler=commands.agents_list)
     create = agents_sub.add_parser("create")
@@ -120,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         handler=commands.usage
     )
 
-    keys = sub.add_parser("keys", help="your API keys").add_subparsers(dest="action", required=True)
+    _, keys = sub.nested("keys", help="your API keys")
     kcreate = keys.add_parser("create")
     kcreate.add_argument("name")
     kcreate.set_defaults(handler=commands.keys_create)
@@ -129,6 +130,36 @@ def build_parser() -> argparse.ArgumentParser:
     krevoke.add_argument("key")
     krevoke.set_defaults(handler=commands.keys_revoke)
     return parser
+
+
+def _global_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument("--url", default=default, help="the API's URL")
+    parser.add_argument("--api-key", default=default, help="an API key (ak_...) or ID token")
+    parser.add_argument("--user", default=default, help="your name on a dev-mode server")
+    parser.add_argument(
+        "--json", action="store_true", default=default or False, help="print the API's JSON"
+    )
+
+
+class _Commands:
+    """Adds commands (and their sub-commands) that all take the global options."""
+
+    def __init__(self, action: Any, common: argparse.ArgumentParser) -> None:
+        self.action = action
+        self.common = common
+
+    def add_parser(self, name: str, **options: Any) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = self.action.add_parser(
+            name, parents=[self.common], **options
+        )
+        return parser
+
+    def nested(
+        self, name: str, *, required: bool = True, **options: Any
+    ) -> tuple[argparse.ArgumentParser, _Commands]:
+        parser = self.add_parser(name, **options)
+        actions = parser.add_subparsers(dest="action", metavar="ACTION", required=required)
+        return parser, _Commands(actions, self.common)
 
 
 def client_for(args: argparse.Namespace) -> Client:
