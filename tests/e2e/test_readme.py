@@ -14,6 +14,8 @@ import subprocess
 import httpx
 import pytest
 
+from devtools.emulator import free_port
+from devtools.scripted_anthropic import reply, tool_use
 from tests.conftest import PROJECT, ROOT
 
 README = ROOT / "README.md"
@@ -47,11 +49,17 @@ def commands(block: str) -> list[str]:
 
 
 class ReadmeRun:
-    """The README's commands, each with what it printed."""
+    """The README's commands of one section, each with what it printed. Blocks that
+    start a server (`make dev`, the scripted Messages API) are left out: the test's own
+    server stands in for them."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, heading: str = SECTION) -> None:
         self.base_url = base_url
-        self.blocks = fenced(api_section(), "sh")
+        self.blocks = [
+            block
+            for block in fenced(api_section(heading), "sh")
+            if "make dev" not in block and "devtools.scripted_anthropic" not in block
+        ]
         self.commands = [command for block in self.blocks for command in commands(block)]
         script = "".join(
             command.replace(README_URL, base_url) + f"printf '\\n{MARK}\\n'\n"
@@ -285,3 +293,55 @@ def test_quick_start_python_prints_what_its_comments_say(quick_start):
         "2 data.txt",
         "404 not_found",
     ]
+
+
+AGENTS = "## Agents and conversations"
+TWO_TO_THE_100 = str(2**100)
+
+
+@pytest.fixture(scope="module")
+def agents_readme(agent_server, anthropic_api, emulator):
+    """The agents section's commands against a server whose Claude is the scripted
+    Messages API, answering as a model would: the real Claude Code runs its Bash call."""
+    emulator.clear(PROJECT)
+    anthropic_api.add(
+        reply("Computing.", tool_use("Bash", command="python3 -c 'print(2**100)' > notes.txt")),
+        reply(f"2**100 = {TWO_TO_THE_100}; it is in notes.txt."),
+    )
+    run = ReadmeRun(agent_server.url, AGENTS)
+    yield run
+    emulator.clear(PROJECT)
+
+
+def test_agents_section_script_exits_0(agents_readme):
+    assert agents_readme.completed.returncode == 0, agents_readme.completed.stderr
+    assert len(agents_readme.outputs) == len(agents_readme.commands)
+
+
+def test_the_agents_turn_completes_and_its_reply_is_in_the_conversation(agents_readme):
+    turn = agents_readme.json_of("$TURN?wait=60")
+    assert turn["status"] == "completed", turn
+    conversation = agents_readme.json_of('"http://127.0.0.1:8080/api/conversations/$CONVERSATION"')
+    assert conversation["title"] == "numbers"
+    assert [m["role"] for m in conversation["messages"]] == ["user", "assistant"]
+    assert TWO_TO_THE_100 in conversation["messages"][1]["content"]
+
+
+def test_the_conversation_files_examples_list_and_fetch_notes_txt(agents_readme):
+    listing = agents_readme.json_of('/files"')
+    assert [f["path"] for f in listing["files"]] == ["notes.txt"]
+    assert agents_readme.output_of("/files/notes.txt").strip() == TWO_TO_THE_100
+
+
+def test_the_scripted_messages_api_starts_as_the_readme_says(tmp_path):
+    (block,) = [b for b in fenced(api_section(AGENTS), "sh") if "scripted_anthropic" in b]
+    line = next(line for line in block.splitlines() if "scripted_anthropic" in line)
+    command = line.removesuffix("&").strip().replace("8091", str(free_port()))
+    assert command.startswith(".venv/bin/python -m devtools.scripted_anthropic --port ")
+    started = subprocess.Popen(command.split(), cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert started.stdout is not None
+        assert "Scripted Messages API at http://127.0.0.1:" in started.stdout.readline()
+    finally:
+        started.terminate()
+        started.wait(timeout=30)
