@@ -72,7 +72,7 @@ def dev_server(emulator, tmp_path_factory, anthropic_api):
     server.stop()
 
 
-def _watched(browser, viewport: dict, color_scheme: str = "light"):
+def _watched(browser, viewport, color_scheme="light"):
     from tests.e2e.console_helpers import WatchedPage
 
     watched = WatchedPage(browser, viewport, color_scheme)
@@ -85,7 +85,7 @@ def _watched(browser, viewport: dict, color_scheme: str = "light"):
 @pytest.fixture
 def page(browser, firestore):
     """A desktop-sized page; the test fails on any uncaught error or console error."""
-    yield from _watched(browser, {"width": 1200, "height": 860})
+    yield from _watched(browser, {"width": 1200, "height": 860})  # the screenshots' size
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ running code from the console's form."""
 
 from __future__ import annotations
 
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, ConsoleMessage, Page, ViewportSize, expect
 
 from tests.conftest import PROJECT, ApiServer
 
@@ -25,8 +25,8 @@ FIREBASE_WEB_CONFIG = {
     "projectId": PROJECT,
     "appId": "1:1234:web:abcd",
 }
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
 class WatchedPage:
@@ -34,17 +34,24 @@ class WatchedPage:
     error; `problems()` lists them (a CSP violation or a script error shows up here;
     4xx answers a test caused are logged as "Failed to load resource" and expected)."""
 
-    def __init__(self, browser: Browser, viewport: dict, color_scheme: str = "light") -> None:
+    def __init__(
+        self,
+        browser: Browser,
+        viewport: ViewportSize,
+        color_scheme: Literal["light", "dark"] = "light",
+    ) -> None:
         self.context = browser.new_context(
-            viewport=viewport,
-            accept_downloads=True,
-            color_scheme=color_scheme,  # type: ignore[arg-type]
+            viewport=viewport, accept_downloads=True, color_scheme=color_scheme
         )
         self.context.set_default_timeout(30 * SECONDS)
         self.page = self.context.new_page()
         self.errors: list[str] = []
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
-        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("console", self._console)
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.errors.append(message.text)
 
     def problems(self) -> list[str]:
         return [e for e in self.errors if "Failed to load resource" not in e]
