@@ -3,6 +3,8 @@ running code from the console's form."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from playwright.sync_api import Browser, ConsoleMessage, Page, ViewportSize, expect
 
 from tests.conftest import PROJECT, ApiServer
