@@ -137,3 +137,25 @@ def test_every_field_the_api_sends_is_read_by_the_sdk_or_left_in_raw_on_purpose(
             sent = set(schemas[name].get("properties", {}))
             unread = sent - read - LEFT_IN_RAW.get(cls.__name__, set())
             assert not unread, f"{cls.__name__} does not read {unread} of {name}"
+
+
+def test_the_request_bodies_the_sdk_builds_use_the_apis_field_names(schemas):
+    """Keyword options become camelCase fields: each one the SDK documents must be a
+    property of the request model it is sent to."""
+    from agentplatform import _base
+
+    code = _base.code_task(
+        "print(1)",
+        "python",
+        {"a.txt": "text", "b.bin": b"\x00"},
+        {"stdin": "", "timeout_seconds": 5, "memory_mb": 256, "network": False,
+         "webhook_url": "https://example.com/hook"},
+    )  # fmt: skip
+    assert set(code) <= set(schemas["CodeTaskInput"]["properties"])
+    assert code["files"]["b.bin"] == {"base64": "AA=="}
+    agent = _base.agent_task("hi", {"agent_id": "a", "engine": "messages", "max_turns": 2,
+                                     "max_tokens": 100})  # fmt: skip
+    assert set(agent) <= set(schemas["AgentTaskInput"]["properties"])
+    created = _base.camel({"system_prompt": "", "model": "m", "tools": [], "engine": "messages",
+                           "max_turns": 1, "max_tokens": 1})  # fmt: skip
+    assert set(created) <= set(schemas["AgentCreate"]["properties"])
