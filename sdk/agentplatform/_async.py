@@ -223,7 +223,11 @@ class AsyncClient:
             }
             try:
                 async with httpx_sse.aconnect_sse(
-                    self._http, "GET", self.settings.url(path), headers=headers
+                    self._http,
+                    "GET",
+                    self.settings.url(path),
+                    headers=headers,
+                    timeout=httpx.Timeout(self.settings.timeout, read=b.STREAM_READ_TIMEOUT),
                 ) as source:
                     response = source.response
                     if not response.is_success:

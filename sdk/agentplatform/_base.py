@@ -31,6 +31,9 @@ PART_BYTES = 32 * 1024 * 1024
 MAX_WAIT_SECONDS = 60
 RETRY_STATUSES = frozenset({429, 503})
 STREAM_RECONNECTS = 8  # dropped connections in a row before stream() gives up
+# The API sends an event stream a keep-alive comment every 15 s: a stream silent for
+# longer than this is a dead connection, resumed rather than waited on.
+STREAM_READ_TIMEOUT = 45.0
 
 
 @dataclass(frozen=True)

@@ -248,7 +248,11 @@ class Client:
             }
             try:
                 with httpx_sse.connect_sse(
-                    self._http, "GET", self.settings.url(path), headers=headers
+                    self._http,
+                    "GET",
+                    self.settings.url(path),
+                    headers=headers,
+                    timeout=httpx.Timeout(self.settings.timeout, read=b.STREAM_READ_TIMEOUT),
                 ) as source:
                     response = source.response
                     if not response.is_success:
