@@ -22,7 +22,7 @@ import pytest
 from playwright.sync_api import expect
 
 from devtools.scripted_anthropic import reply, tool_use
-from tests.conftest import PROJECT, ApiServer
+from tests.conftest import PROJECT, ApiServer, must_match
 from tests.e2e.console_helpers import FIREBASE_WEB_CONFIG, SECONDS, run_code, sign_in_dev
 from tests.integration.test_identity import CertsServer, SigningKey
 
@@ -55,7 +55,7 @@ def test_the_page_is_served_with_a_strict_policy_and_cacheable_assets(dev_server
     policy = page.headers["Content-Security-Policy"]
     assert "script-src 'self';" in policy and "default-src 'none'" in policy
     assert "unsafe-inline" not in policy and "http" not in policy
-    script = re.search(r'src="(/console/assets/[0-9a-f]+/js/main.js)"', page.text).group(1)
+    script = must_match(r'src="(/console/assets/[0-9a-f]+/js/main.js)"', page.text).group(1)
     asset = httpx.get(dev_server.url + script)
     assert asset.status_code == 200 and asset.headers["Content-Type"].startswith("text/javascript")
     assert "immutable" in asset.headers["Cache-Control"]
@@ -109,7 +109,7 @@ def test_a_long_tasks_output_arrives_live_resumes_after_a_drop_and_cancels(page,
     streams: list[dict] = []
     page.on(
         "request",
-        lambda r: "/events" in r.url and streams.append(r.headers),
+        lambda r: streams.extend([r.headers] if "/events" in r.url else []),
     )
 
     # The first stream is cut short after the events so far, as a dropped connection
@@ -189,7 +189,7 @@ def test_a_file_over_32_mib_goes_up_in_parts(page, dev_server, tmp_path):
     sign_in_dev(page, dev_server, "gina")
     page.goto(page.url.split("#")[0] + "#/run")
     parts = []
-    page.on("request", lambda r: "/parts/" in r.url and parts.append((r.method, r.url)))
+    page.on("request", lambda r: parts.extend([(r.method, r.url)] if "/parts/" in r.url else []))
     page.set_input_files("#files", files=[str(big)])
     run_code(
         page, "import hashlib; print(hashlib.sha256(open('big.bin', 'rb').read()).hexdigest())"
@@ -371,7 +371,10 @@ def test_firebase_sign_in_is_offered_and_its_id_token_is_sent(
     # network error, after which the SDK keeps the user.
     page.route("https://identitytoolkit.googleapis.com/**", lambda route: route.abort())
     sent: list[str] = []
-    page.on("request", lambda r: "/api/" in r.url and sent.append(r.headers.get("authorization")))
+    page.on(
+        "request",
+        lambda r: sent.extend([r.headers.get("authorization")] if "/api/" in r.url else []),
+    )
     page.reload()
     expect(page.locator("#who-name")).to_have_text("hedy@example.com")
     expect(page.locator("#tasks")).to_be_visible()
