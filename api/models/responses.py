@@ -156,6 +156,21 @@ class Task(Contract):
         )
 
 
+class CancelledTask(Task):
+    """`POST /api/tasks/{taskId}/cancel`: the task, cancelled unless it had ended."""
+
+    already_ended: bool = Field(
+        alias="alreadyEnded",
+        description="True if the task had already ended: the cancel changed nothing and "
+        "the task stays as it ended.",
+    )
+
+    @classmethod
+    def after_cancel(cls, task: Document, already_ended: bool) -> Self:
+        return cls.model_validate(Task.of(task).model_dump(by_alias=True) | {
+            "alreadyEnded": already_ended})  # fmt: skip
+
+
 def public_file(entry: Document) -> dict[str, Any]:
     """A result.files entry as clients see it, without the object index it is
     stored under."""

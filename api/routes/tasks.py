@@ -127,11 +127,13 @@ def get(task_id: str) -> dict:
 
 
 @operation(bp, "post", "/<task_id>/cancel", "cancelTask", "Cancel a task", TASKS,
-           Reply(200, "The task: cancelled, unless it had already ended.", r.Task),
+           Reply(200, "The task: cancelled, unless it had already ended (then unchanged, "
+                 "with `alreadyEnded: true`).", r.CancelledTask),
            (404, *AUTHED))  # fmt: skip
 def cancel(task_id: str) -> dict:
-    """Cancel unless already terminal; returns the task."""
-    return r.Task.of(services().tasks.cancel(current_user(), task_id)).body()
+    """Cancel unless already terminal; returns the task, saying whether it had ended."""
+    task, already_ended = services().tasks.cancel(current_user(), task_id)
+    return r.CancelledTask.after_cancel(task, already_ended).body()
 
 
 @operation(bp, "get", "/<task_id>/events", "listTaskEvents", "A task's events", TASKS,

@@ -321,10 +321,12 @@ class TaskService:
             next_token = base64.urlsafe_b64encode(tasks[-1]["id"].encode()).decode()
         return tasks, next_token
 
-    def cancel(self, owner: str, task_id: str) -> TaskDoc:
+    def cancel(self, owner: str, task_id: str) -> tuple[TaskDoc, bool]:
+        """Cancel the task unless it has ended: (the task, whether it had already
+        ended, in which case nothing changed)."""
         task = self.get(owner, task_id)
         if is_terminal(task):
-            return task
+            return task, True
         settled, changed = self.machine.settle(
             task_id,
             TaskStatus.CANCELLED,
@@ -336,7 +338,7 @@ class TaskService:
         if changed and task["status"] != "queued":
             self.dispatcher.kick()  # its slot is free: the next queued task may start
         self.watch.changed(task_id, settled)
-        return settled or task
+        return settled or task, not changed
 
     def events(
         self, owner: str, task_id: str, after: int, limit: int

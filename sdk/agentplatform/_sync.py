@@ -206,7 +206,8 @@ class Client:
                 return current
 
     def cancel(self, task: Task | str) -> Task:
-        """Cancel the task; raises Conflict (`task_terminal`) if it had already ended."""
+        """Cancel the task. One that had already ended stays as it ended: the answer is
+        that task with `already_ended` set."""
         return b.model(Task, self.request("POST", f"/api/tasks/{b.task_id(task)}/cancel"))
 
     def list(self, *, status: str | None = None, limit: int | None = None) -> Iterator[Task]:

@@ -94,7 +94,7 @@ class TaskResult:
 
 @dataclass(frozen=True)
 class Task:
-    __schema__: ClassVar[tuple[str, ...]] = ("Task",)
+    __schema__: ClassVar[tuple[str, ...]] = ("Task", "CancelledTask")
     id: str
     kind: str
     status: str
@@ -107,6 +107,8 @@ class Task:
     execution: Execution | None = None
     queue_position: int | None = _json("queuePosition")
     webhook_url: str | None = _json("webhookUrl")
+    # Only in a cancel's answer: the task had ended before, and the cancel changed nothing.
+    already_ended: bool = _json("alreadyEnded", False)
     raw: dict = _raw()
 
     @property

@@ -158,3 +158,29 @@ def test_dark_mode_follows_the_system(dark_page, dev_server, shots):
     red, green, blue = (int(x) for x in re.findall(r"\d+", background)[:3])
     assert max(red, green, blue) < 60, background
     dark_page.screenshot(path=shots / "tasks-dark.png")
+
+
+def test_an_api_key_made_on_its_page_is_shown_once_works_and_is_revoked(page, dev_server, shots):
+    sign_in_dev(page, dev_server, "vera")
+    page.goto(f"{dev_server.url}/console#/keys")
+    expect(page.locator("#keys")).to_contain_text("No keys yet")
+    page.fill("#key-name", "laptop")
+    page.click("#create-key")
+    secret = page.locator("#new-key-secret")
+    expect(secret).to_have_text(re.compile(r"^ak_"))
+    key = secret.text_content() or ""
+    row = page.locator("#keys tbody tr[data-id]")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("laptop")
+    expect(row).to_contain_text(key[:12])
+    expect(row).to_contain_text("never")
+    assert key not in (row.text_content() or "")
+    by_key = {"Authorization": f"Bearer {key}"}
+    assert httpx.get(f"{dev_server.url}/api/usage", headers=by_key).status_code == 200
+    page.screenshot(path=shots / "keys.png", full_page=True)
+    page.reload()
+    expect(page.locator("#new-key-secret")).to_have_count(0)  # shown once
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.locator("#keys button.revoke").click()
+    expect(page.locator("#keys tbody tr[data-id]")).to_have_count(0)
+    assert httpx.get(f"{dev_server.url}/api/usage", headers=by_key).status_code == 401

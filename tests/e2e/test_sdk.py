@@ -18,6 +18,7 @@ from agentplatform import (
     NotFound,
     RateLimited,
     TaskFailed,
+    Unauthenticated,
     ValidationError,
 )
 
@@ -225,3 +226,24 @@ def test_without_retries_a_429_is_rate_limited_with_its_retry_after(slow_server,
             client.usage()
     assert limited.value.code == "rate_limited"
     assert limited.value.retry_after is not None and limited.value.retry_after >= 1
+
+
+def test_api_keys_are_made_used_listed_and_revoked(sdk, api_server):
+    made = sdk.keys.create("script")
+    assert made.key is not None and made.key.startswith("ak_")
+    assert made.prefix == made.key[:12]
+    with Client(api_server.url, api_key=made.key) as by_key:
+        assert by_key.usage().tasks_today.limit > 0
+        (listed,) = by_key.keys.list()
+    assert listed.id == made.id and listed.key is None and listed.last_used_at is not None
+    sdk.keys.revoke(made)
+    with Client(api_server.url, api_key=made.key) as by_key, pytest.raises(Unauthenticated):
+        by_key.usage()
+
+
+def test_cancelling_a_finished_task_says_it_had_already_ended(sdk):
+    task = sdk.run("print(1)")
+    again = sdk.cancel(task)
+    assert again.status == "completed" and again.already_ended
+    running = sdk.submit("import time; time.sleep(30)")
+    assert not sdk.cancel(running).already_ended
