@@ -108,3 +108,21 @@ def test_tasks_follow_and_cancel(cli):
 def test_no_colours_when_the_output_is_not_a_terminal(cli):
     cli("run", "-c", "print(1)")
     assert "\033[" not in cli("tasks", "list").stdout
+
+
+def test_keys_create_list_revoke_and_login_with_the_key(cli, tmp_path, api_server):
+    made = cli("keys", "create", "laptop")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    assert key.startswith("ak_") and "Shown once" in made.stderr
+    listed = cli("keys", "list")
+    assert "laptop" in listed.stdout and key[:12] in listed.stdout and key not in listed.stdout
+    key_id = listed.stdout.splitlines()[1].split()[0]
+    relogin = cli("login", "--url", api_server.url, "--api-key", key)
+    assert relogin.returncode == 0, relogin.stderr
+    stored = json.loads((tmp_path / "config" / "agentplatform" / "config.json").read_text())
+    assert stored == {"url": api_server.url, "api_key": key}  # a new login replaces the old
+    assert cli("usage").returncode == 0
+    assert cli("keys", "revoke", key_id).returncode == 0
+    refused = cli("usage")
+    assert refused.returncode == 125 and "unauthenticated" in refused.stderr
