@@ -4,13 +4,14 @@
 import { ApiError, api, followEvents } from "./api.js";
 import { fileList } from "./files.js";
 import {
-  TERMINAL, action, enterSubmits, errorSlot, h, markdown, placeholderRow, showError, statusBadge, view, when,
+  TERMINAL, action, enterSubmits, errorSlot, h, markdown, tableNote, showError, statusBadge, view, when,
 } from "./ui.js";
 import { refreshUsage } from "./usage.js";
 
 export async function conversationList() {
   const slot = errorSlot();
-  const body = h("tbody", {}, placeholderRow(4, "Loading conversations…"));
+  const body = h("tbody");
+  const foot = tableNote(4, "Loading conversations…");
   const agent = h("select", { id: "conversation-agent" }, h("option", { value: "" }, "default agent settings"));
   const title = h("input", { type: "text", id: "conversation-title", placeholder: "Title" });
   const createSlot = errorSlot();
@@ -22,7 +23,7 @@ export async function conversationList() {
   }));
   view(h("h1", {}, "Conversations"), form, slot,
     h("div", { class: "table-wrap" }, h("table", { id: "conversations", class: "stack" },
-      h("thead", {}, h("tr", {}, ["Title", "Agent", "Updated", ""].map((t) => h("th", {}, t)))), body)));
+      h("thead", {}, h("tr", {}, ["Title", "Agent", "Updated", ""].map((t) => h("th", {}, t)))), body, foot)));
   try {
     const [{ conversations }, { agents }] = await Promise.all([api("/api/conversations"), api("/api/agents")]);
     const names = Object.fromEntries(agents.map((a) => [a.id, a.name]));
@@ -31,7 +32,8 @@ export async function conversationList() {
       h("td", {}, h("a", { href: `#/conversations/${c.id}` }, c.title || "(untitled)")),
       h("td", {}, c.agentId ? names[c.agentId] || c.agentId : "—"), h("td", {}, when(c.updatedAt)),
       h("td", {}, c.activeTaskId ? "answering…" : ""))));
-    if (!conversations.length) body.append(placeholderRow(4, "No conversations yet: pick an agent above and start one."));
+    foot.note();
+    if (!conversations.length) foot.note("No conversations yet: pick an agent above and start one.");
   } catch (error) {
     showError(slot, error);
   }

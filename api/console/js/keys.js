@@ -1,12 +1,13 @@
 // API keys (`/api/keys`): make a key for your scripts (shown once: the API keeps only
 // its hash), see when each was last used, revoke one.
 import { api } from "./api.js";
-import { action, errorSlot, h, placeholderRow, showError, view, when } from "./ui.js";
+import { action, errorSlot, h, tableNote, showError, view, when } from "./ui.js";
 
 export async function keyList() {
   const slot = errorSlot();
   const columns = ["Name", "Key", "Created", "Last used", ""];
-  const body = h("tbody", {}, placeholderRow(columns.length, "Loading keys…"));
+  const body = h("tbody");
+  const foot = tableNote(columns.length, "Loading keys…");
   const name = h("input", { type: "text", id: "key-name", placeholder: "laptop", maxlength: 100 });
   const createSlot = errorSlot();
   const created = h("div", { id: "new-key" });
@@ -34,13 +35,13 @@ export async function keyList() {
   }, { name }));
   view(h("h1", {}, "API keys"), form, slot,
     h("div", { class: "table-wrap" }, h("table", { id: "keys", class: "stack" },
-      h("thead", {}, h("tr", {}, columns.map((t) => h("th", {}, t)))), body)));
+      h("thead", {}, h("tr", {}, columns.map((t) => h("th", {}, t)))), body, foot)));
 
   async function refresh() {
     try {
       const { keys } = await api("/api/keys");
       body.replaceChildren(...keys.map(keyRow));
-      if (!keys.length) body.append(placeholderRow(columns.length, "No keys yet: create one above for your scripts and the CLI."));
+      foot.note(keys.length ? null : "No keys yet: create one above for your scripts and the CLI.");
     } catch (error) {
       showError(slot, error);
     }

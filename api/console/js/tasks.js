@@ -4,7 +4,7 @@ import { ApiError, api, followEvents } from "./api.js";
 import { fileList } from "./files.js";
 import {
   TERMINAL, action, clock, ctrlEnterSubmits, duration, errorSlot, exitCodeOf, h, markdown,
-  placeholderRow, showError, statusBadge, view, when,
+  tableNote, showError, statusBadge, view, when,
 } from "./ui.js";
 import { refreshUsage } from "./usage.js";
 
@@ -38,13 +38,14 @@ export async function taskList(params, signal) {
   filter.addEventListener("change", () => { location.hash = `#/tasks?${new URLSearchParams({ status: filter.value, limit })}`; });
   const slot = errorSlot();
   const columns = ["Task", "What ran", "Status", "Took", "Created"];
-  const body = h("tbody", {}, placeholderRow(columns.length, "Loading tasks…"));
+  const body = h("tbody");
+  const foot = tableNote(columns.length, "Loading tasks…");
   const pager = h("div", { class: "pager" });
   view(h("h1", {}, "Tasks"),
     h("div", { class: "toolbar" }, h("label", { class: "inline" }, "Status ", filter), h("a", { href: "#/run" }, "Run code…")),
     slot,
     h("div", { class: "table-wrap" }, h("table", { id: "tasks", class: "stack" },
-      h("thead", {}, h("tr", {}, columns.map((t) => h("th", {}, t)))), body)),
+      h("thead", {}, h("tr", {}, columns.map((t) => h("th", {}, t)))), body, foot)),
     pager);
   const query = new URLSearchParams({ limit });
   if (status) query.set("status", status);
@@ -66,9 +67,10 @@ export async function taskList(params, signal) {
     try {
       const page = await api(`/api/tasks?${query}`, { signal });
       body.replaceChildren(...page.tasks.map(row));
+      foot.note();
       if (!page.tasks.length) {
-        body.append(placeholderRow(columns.length, status ? "No tasks with this status." : "No tasks yet. ",
-          status ? null : h("a", { href: "#/run" }, "Run some code.")));
+        foot.note(status ? "No tasks with this status." : "No tasks yet. ",
+          status ? null : h("a", { href: "#/run" }, "Run some code."));
       }
       if (first) {
         if (token) pager.append(h("button", { type: "button", class: "secondary", onclick: () => history.back() }, "Back"));

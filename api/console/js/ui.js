@@ -84,9 +84,15 @@ export function markdown(text, attrs = {}) {
   return h("div", { ...attrs, class: `markdown ${attrs.class || ""}`.trim() }, renderMarkdown(text));
 }
 
-/** A table row that says the rows are on their way, or that there are none. */
-export function placeholderRow(columns, text, ...extra) {
-  return h("tr", { class: "placeholder" }, h("td", { colspan: columns, class: "muted" }, text, ...extra));
+/** A table's footer that says its rows are on their way, or that there are none: kept
+ * out of the tbody, which holds real rows only. `foot.note(text, ...)` shows a note,
+ * `foot.note()` clears it. */
+export function tableNote(columns, text) {
+  const foot = h("tfoot", { class: "placeholder" });
+  foot.note = (message, ...extra) => foot.replaceChildren(...(message
+    ? [h("tr", {}, h("td", { colspan: columns, class: "muted" }, message, ...extra))] : []));
+  foot.note(text);
+  return foot;
 }
 
 /** Enter submits `form` (Shift+Enter is a new line): a chat box. */
