@@ -15,9 +15,7 @@ client talks to the emulator (FIRESTORE_EMULATOR_HOST), never to an in-memory fa
 
 from __future__ import annotations
 
-import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +29,7 @@ from api.adapters.firestore_paths import EVENTS, TASKS, event_doc_id, usage_path
 from api.adapters.firestore_queues import QueueQueries
 from api.adapters.firestore_tasks import TaskCreation
 from api.models.documents import EventDoc, TaskDoc
+from api.retry import retry_call
 
 
 @dataclass
@@ -93,18 +92,23 @@ class FirestoreStore(TaskCreation, CounterStore, QueueQueries, ConversationStore
         """
         from google.api_core import exceptions as gexc
 
-        deadline = time.monotonic() + CONTENTION_BUDGET_SECONDS
-        delay = 0.02
-        while True:
-            try:
-                return attempt()
-            except (gexc.Aborted, ValueError) as error:
-                if isinstance(error, ValueError) and "transaction" not in str(error).lower():
-                    raise
-                if time.monotonic() + delay > deadline:
-                    raise Contended(str(error)) from error
-                time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 0.5)
+        def lost_race(error: Exception) -> bool:
+            if isinstance(error, ValueError):
+                return "transaction" in str(error).lower()
+            return isinstance(error, gexc.Aborted)
+
+        try:
+            return retry_call(
+                attempt,
+                retry_if=lost_race,
+                initial=0.02,
+                maximum=0.5,
+                deadline_seconds=CONTENTION_BUDGET_SECONDS,
+            )
+        except (gexc.Aborted, ValueError) as error:
+            if not lost_race(error):
+                raise
+            raise Contended(str(error)) from error
 
     def _task_ref(self, task_id: str) -> Any:
         return self.client.collection(TASKS).document(task_id)

@@ -25,7 +25,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import cast
+from typing import TypeGuard, cast
 
 from api.adapters.firebase_certs import CertsUnavailable, FirebaseCerts
 from api.adapters.firestore_store import FirestoreStore
@@ -136,7 +136,7 @@ class FirebaseTokenVerifier:
             raise self._refused(f"has a uid this API does not accept ({USER_ID_RULE})")
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

@@ -34,7 +34,6 @@ from api.services.webhooks import delivery_record
 
 __all__ = [
     "IN_FLIGHT",
-    "RUNNER_OUTCOMES",
     "TERMINAL",
     "ClaimRefused",
     "TaskStateMachine",
@@ -42,8 +41,6 @@ __all__ = [
     "is_terminal",
     "utcnow",
 ]
-# What a runner may report as the end of its task.
-RUNNER_OUTCOMES = frozenset({TaskStatus.COMPLETED, TaskStatus.TIMED_OUT, TaskStatus.FAILED})
 
 
 def utcnow() -> datetime:

@@ -37,9 +37,10 @@ class OutputLimits(
         "OutputLimits",
         "max_files max_file_bytes max_total_bytes max_path_chars max_skipped_listed "
         "inline_bytes inline_total_bytes max_listing_chars",
-        # The listing lives in the task's Firestore document (1 MiB at most): its
-        # paths together (max_listing_chars) stay well below that.
-        defaults=(500, 1024**3, 2 * 1024**3, 1000, 100, 8192, 65536, 200_000),
+        # The first four come from the task's spec (the API's limits); the rest are the
+        # runner's own. The listing lives in the task's Firestore document (1 MiB at
+        # most): its paths together (max_listing_chars) stay well below that.
+        defaults=(100, 8192, 65536, 200_000),
     )
 ):
     """What collect_outputs keeps. A namedtuple, not a dataclass: `dataclasses`

@@ -71,6 +71,9 @@ def write_inputs(spec: TaskSpec, channel: FileChannel | None, workspace: str, ui
 
 def store_outputs(spec: TaskSpec, channel: FileChannel | None, workspace: str) -> dict:
     """{"files", "skipped", "skippedCount"}: every file kept is in the bucket."""
+    limits = OutputLimits.from_spec(spec["limits"]["outputs"])
+    if channel is None:
+        return collect_outputs(workspace, limits)
 
     def store(fd: int, size: int, index: int) -> str:
         assert channel is not None  # passed on only with a channel (below)
@@ -82,8 +85,7 @@ def store_outputs(spec: TaskSpec, channel: FileChannel | None, workspace: str) -
             reason = "too_large" if failure.status == 413 else "storage_unavailable"
             raise SkipFile(f"{reason}: {failure}") from None
 
-    limits = OutputLimits.from_spec(spec.get("limits", {}).get("outputs"))
-    return collect_outputs(workspace, limits, store if channel is not None else None)
+    return collect_outputs(workspace, limits, store)
 
 
 def restore_workspace(spec: TaskSpec, channel: FileChannel, root: str, workspace: str, uid) -> None:
