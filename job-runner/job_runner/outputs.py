@@ -24,12 +24,10 @@ READ_BYTES = 1024 * 1024
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     # store(fd, size, index) -> sha256 of the bytes stored
     Store = Callable[[int, int, int], str]
-
-    from job_runner.spec import OutputLimitsSpec
 
 
 class OutputLimits(
@@ -49,7 +47,9 @@ class OutputLimits(
     __slots__ = ()
 
     @classmethod
-    def from_spec(cls, spec: OutputLimitsSpec | None) -> OutputLimits:
+    def from_spec(cls, spec: Mapping[str, object] | None) -> OutputLimits:
+        """From the spec's `limits.outputs` (spec.OutputLimitsSpec); absent keys keep
+        their defaults."""
         given: dict[str, object] = dict(spec or {})
         return cls(**{name: given[key] for key, name in _SPEC_KEYS.items() if key in given})
 

@@ -106,7 +106,7 @@ def test_init_and_api_retry_lines_become_status_events():
 
 
 def test_tools_map_onto_claude_codes_and_the_session_is_resumed_when_it_exists():
-    spec = {
+    spec: Any = {  # only what cli_arguments reads
         "agent": {
             "model": "claude-sonnet-4-6",
             "tools": ["bash", "read_file"],
@@ -177,7 +177,7 @@ def test_other_programs_keep_their_address_space_limit(workspace):
 
 def test_a_missing_cli_fails_the_task_engine_unavailable_without_a_fallback(monkeypatch):
     monkeypatch.setenv("CLAUDE_CODE_CLI", "/nonexistent/claude")
-    spec = {"id": "t", "input": {}, "agent": {}, "limits": {}}
+    spec: Any = {"id": "t", "input": {}, "agent": {}, "limits": {}}  # a bare minimum
     status, result, error = run_claude_code_task(
         spec, BubblewrapSandbox(), "http://127.0.0.1:9", "tt1.x", lambda *a: None, threading.Event()
     )
