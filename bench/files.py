@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
@@ -34,6 +34,9 @@ sys.path.insert(0, str(ROOT / "job-runner"))
 from job_runner.file_channel import FileChannel  # noqa: E402
 from job_runner.task_files import restore_workspace, save_workspace  # noqa: E402
 from job_runner.workspace import prepare_workspace  # noqa: E402
+
+if TYPE_CHECKING:
+    from job_runner.spec import TaskSpec
 
 from devtools.local_stack import LocalStack, add_quick_flag  # noqa: E402
 
@@ -113,7 +116,7 @@ def workspace_turn(url: str, mib: int) -> tuple[float, float]:
         with open(os.path.join(workspace, "data.bin"), "wb") as out:
             out.write(os.urandom(mib * 1024 * 1024))  # incompressible: the worst case
         started = time.perf_counter()
-        snapshot = save_workspace(spec, channel, root, workspace)
+        snapshot = save_workspace(cast("TaskSpec", spec), channel, root, workspace)
         save_s = time.perf_counter() - started
         assert snapshot is not None, "the runner saved no workspace snapshot"
         # What settling the turn does: the conversation now points to the snapshot.
@@ -122,7 +125,7 @@ def workspace_turn(url: str, mib: int) -> tuple[float, float]:
         restored, uid = prepare_workspace(root)
         spec["workspace"]["restore"] = {"size": snapshot["size"]}
         started = time.perf_counter()
-        restore_workspace(spec, channel, root, restored, uid)
+        restore_workspace(cast("TaskSpec", spec), channel, root, restored, uid)
         restore_s = time.perf_counter() - started
         assert os.path.getsize(os.path.join(restored, "data.bin")) == mib * 1024 * 1024
     return save_s, restore_s
