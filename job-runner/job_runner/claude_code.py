@@ -26,7 +26,7 @@ import threading
 import uuid
 
 from job_runner.claude_stream import StreamMapper
-from job_runner.code_task import memory_exceeded_error
+from job_runner.code_task import disk_exceeded_error, memory_exceeded_error
 from job_runner.llm_relay import LlmRelay
 from job_runner.outputs import remove_tree
 from job_runner.sandbox import Limits
@@ -200,8 +200,7 @@ def _run(spec, sandbox, cli, space: TaskSpace, socket_dir: str, relay, emit, can
         address_space_limit=False,  # bounded by the cgroup, or not per process at all
         report_all_output=True,
     )
-    if space.disk_bounded:
-        limits = limits._replace(max_file_mb=spec["limits"].get("diskMb", DEFAULT_DISK_MB))
+    limits = space.bound(limits)
     forwarder = os.path.join(os.path.dirname(__file__), "loopback_forwarder.py")
     command = ["python3", "-I", FORWARDER_IN_SANDBOX, f"{CHANNEL_IN_SANDBOX}/{SOCKET_NAME}"]
     command += ["--", CLI_IN_SANDBOX, *cli_arguments(spec, session, resume)]
@@ -224,10 +223,12 @@ def _run(spec, sandbox, cli, space: TaskSpace, socket_dir: str, relay, emit, can
     mapper.close()
     result = _result(mapper, relay)
     tail = stderr.decode("utf-8", "replace")[-STDERR_TAIL_CHARS:].strip()
-    return _report(outcome, mapper.result or {}, relay, result, tail, task_input)
+    return _report(outcome, mapper.result or {}, relay, result, tail, task_input, space.disk_mb)
 
 
-def _report(outcome, line: dict, relay: LlmRelay, result: dict, stderr_tail: str, task_input):
+def _report(
+    outcome, line: dict, relay: LlmRelay, result: dict, stderr_tail: str, task_input, disk_mb
+):
     """(status, result, error) from how the CLI ended and what it said last."""
     if relay.refusal is not None:
         return "failed", {**result, "stopReason": "budget_exceeded"}, relay.refusal
@@ -235,6 +236,8 @@ def _report(outcome, line: dict, relay: LlmRelay, result: dict, stderr_tail: str
         return "completed", {**result, "stopReason": "cancelled"}, None
     if outcome.memory_exceeded:
         return "failed", result, memory_exceeded_error(task_input["memoryMb"])
+    if outcome.disk_exceeded:
+        return "failed", result, disk_exceeded_error(disk_mb)
     if outcome.timed_out:
         message = f"Claude Code ran longer than {task_input['timeoutSeconds']} s."
         return "timed_out", result, {"code": "timeout", "message": message}
