@@ -12,7 +12,11 @@ few /etc files bound read-only, /workspace bound read-write, a private /tmp and
 - `--ignore-cgroups`: runsc does not make cgroups of its own; it runs inside the
   task's cgroup (moved there before exec, like bwrap) or under the watchdog.
 - rootless: runsc run by the sandbox's uid (root switches to it first) with
-  `--rootless`, where root with CAP_SYS_ADMIN is not to be had.
+  `--rootless`, where root with CAP_SYS_ADMIN is not to be had. runsc then maps
+  that one host uid to uid 0 of gVisor's user namespace, and no other: the
+  workspace it owns is root's inside, so the program runs as that uid 0, with no
+  capability (it may write what the sandbox's host uid owns, nothing else; on the
+  host it is that uid). `root_inside` says so to the probe.
 
 runsc's own failures (it exits 128 with "running container: ..." on stderr, and never
 writes a line the program could have written first) become SandboxError; a program
@@ -68,6 +72,7 @@ class GvisorSandbox:
         self._runsc = runsc
         self.rootless = rootless
         self.name = "gvisor-rootless" if rootless else "gvisor"
+        self.root_inside = rootless
 
     def run(
         self,
@@ -97,7 +102,8 @@ class GvisorSandbox:
         state = os.path.join(bundle, "state")
         try:
             per_process = limits if cgroup is None else limits._replace(address_space_limit=False)
-            spec = _spec(command, per_process, uid, workspace, readonly_binds, scratch, env)
+            inside = 0 if self.rootless else uid
+            spec = _spec(command, per_process, inside, workspace, readonly_binds, scratch, env)
             _write_bundle(bundle, spec, {**(readonly_binds or {})})
             argv = [runsc, "--root", state, f"--platform={PLATFORM}", "--ignore-cgroups"]
             argv += ["--network=host" if limits.network else "--network=none"]
