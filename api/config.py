@@ -19,6 +19,8 @@ MIN_MEMORY_MB, MAX_MEMORY_MB = 64, 4096
 # (deploy-gcp.sh derives it from these; tests/deploy checks Terraform's).
 TASK_DISK_MB = 2048
 RUNNER_RESERVE_MB = 512
+# The runner's sandbox backends (job_runner/sandboxes/choice.py); "auto" probes them.
+SANDBOXES = ("auto", "gvisor", "bwrap-root", "bwrap", "gvisor-rootless", "none")
 MAX_WAIT_SECONDS = 60
 # Requests that hold a server thread (?wait, SSE) at once; the rest get an immediate
 # answer (wait) or a 429 (SSE), so health checks and short calls always find a
@@ -208,7 +210,7 @@ class Settings:
     firebase_certs_url: str = FIREBASE_CERTS_URL
     on_cloud_run: bool = False
     task_token_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
-    sandbox: str = "bwrap"
+    sandbox: str = "auto"
     allow_task_network: bool = False
     local_max_concurrent_tasks: int = LOCAL_MAX_CONCURRENT_TASKS
     runner_python: str | None = None
@@ -266,7 +268,7 @@ class Settings:
             auth_mode=auth_mode,
             firebase_certs_url=_env("FIREBASE_CERTS_URL", FIREBASE_CERTS_URL),
             on_cloud_run=on_cloud_run,
-            sandbox=_env("SANDBOX", "bwrap"),
+            sandbox=_env("SANDBOX", "auto"),
             allow_task_network=_bool_env("ALLOW_TASK_NETWORK", False),
             local_max_concurrent_tasks=_int_env(
                 "LOCAL_MAX_CONCURRENT_TASKS", LOCAL_MAX_CONCURRENT_TASKS
@@ -342,8 +344,8 @@ class Settings:
                 "WEBHOOK_ALLOW_LOOPBACK is for local development and is refused on Cloud Run "
                 "(K_SERVICE is set)."
             )
-        if self.sandbox not in ("bwrap", "none"):
-            raise ValueError(f"SANDBOX must be 'bwrap' or 'none', got {self.sandbox!r}")
+        if self.sandbox not in SANDBOXES:
+            raise ValueError(f"SANDBOX must be one of {', '.join(SANDBOXES)}, got {self.sandbox!r}")
         modes = self.auth_modes
         if not (modes == {"dev"} or (modes and modes <= {"firebase", "apikey"})):
             raise ValueError(

@@ -116,6 +116,7 @@ def result(task_id: str):
         error,
         events=_event_batch(body),
         max_events=config.MAX_EVENTS_PER_TASK,
+        sandbox=body.sandbox.model_dump(by_alias=True, exclude_none=True) if body.sandbox else None,
     )
     if task is None:
         raise ApiError(404, "not_found", "No such task.")

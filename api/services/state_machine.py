@@ -290,9 +290,11 @@ class TaskStateMachine:
         error: dict | None,
         events: list[tuple[str, Any]] = (),
         max_events: int = 0,
+        sandbox: dict | None = None,
     ) -> tuple[dict | None, bool]:
-        """The runner's final report, with its last events. Only the current claim may
-        settle the task, and only once; a duplicate or late report changes nothing."""
+        """The runner's final report, with its last events and how it sandboxed the
+        task (into `execution`). Only the current claim may settle the task, and only
+        once; a duplicate or late report changes nothing."""
         now = utcnow()
 
         def mutate(task: dict | None, read: Reader) -> Change | None:
@@ -305,6 +307,8 @@ class TaskStateMachine:
             change.events[:0] = kept
             if truncated:
                 change.updates["eventsTruncated"] = True
+            if sandbox:
+                change.updates["execution"] = {**(task.get("execution") or {}), **sandbox}
             return change
 
         return self.store.update_task(task_id, mutate, now)

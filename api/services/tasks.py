@@ -59,6 +59,9 @@ def render_task(task: dict, queue_position: int | None = None) -> dict:
         }
         if execution.get("consoleUri"):  # Cloud Run: the execution's page in the Console
             rendered["consoleUri"] = execution["consoleUri"]
+        for key in ("sandbox", "memoryBound", "diskBound"):  # once the runner reported
+            if execution.get(key):
+                rendered[key] = execution[key]
         execution = rendered
     return {
         "id": task["id"],

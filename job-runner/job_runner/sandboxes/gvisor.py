@@ -58,6 +58,9 @@ PLATFORM = "ptrace"
 SETUP_FAILED_EXIT = 128
 SETUP_FAILURES = ("running container:", "creating container:", "starting container:")
 DELETE_SECONDS = 10
+# The Sentry's and Gofer's own threads, and one ptrace stub per program thread, count
+# in the task cgroup's pids.max: room for them beside the program's processes.
+RUNSC_THREADS = 256
 FIX_HINT = (
     "install gVisor's runsc (apt-get install runsc) and run the runner as root with "
     "CAP_SYS_ADMIN (gvisor), or on a host that allows user namespaces and an unmasked "
@@ -97,6 +100,8 @@ class GvisorSandbox:
         uid = sandbox_owner(workspace) if root else random_sandbox_uid()
         if root:
             chown_tree(workspace, uid)
+        if cgroup is not None:
+            cgroup.set_max_processes(RUNSC_THREADS + 2 * limits.max_processes)
         bundle = make_private_dir(os.environ.get("TMPDIR", "/tmp"), "gvisor-")
         container = os.path.basename(bundle)
         state = os.path.join(bundle, "state")
