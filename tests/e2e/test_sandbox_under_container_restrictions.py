@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -34,7 +35,9 @@ for path in acpi scsi; do
   if [ -d /proc/$path ]; then mount -t tmpfs -o ro tmpfs /proc/$path; fi
 done
 for path in sys irq bus fs sysrq-trigger; do
-  if [ -e /proc/$path ]; then mount --bind /proc/$path /proc/$path; mount -o remount,bind,ro /proc/$path; fi
+  if [ -e /proc/$path ]; then
+    mount --bind /proc/$path /proc/$path && mount -o remount,bind,ro /proc/$path
+  fi
 done
 exec "$@"
 """
@@ -194,11 +197,11 @@ def test_the_runner_forgets_its_token_once_read(servers, firestore):
     runners = [
         pid
         for pid in processes_mentioning(task_id)
-        if b"job_runner" in open(f"/proc/{pid}/cmdline", "rb").read()
+        if b"job_runner" in Path(f"/proc/{pid}/cmdline").read_bytes()
     ]
     assert runners
     for pid in runners:
-        environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         assert b"TASK_ID=" + task_id.encode() in environ  # the right process
         tokens = [entry for entry in environ if entry.startswith(b"TASK_TOKEN=")]
         assert tokens in ([], [b"TASK_TOKEN="]), tokens
