@@ -54,6 +54,11 @@ ROWS = {
         "gvisor-rootless": False,
     },
 }
+ORDER = ["gvisor", "bwrap-root", "bwrap", "gvisor-rootless"]
+ISOLATION = ("sandbox", "program", "network", "environment", "uid")
+# Debian bookworm's runsc (20221219) refuses statx with AT_NO_AUTOMOUNT, which ls -l
+# and stat use: its probe says so, and auto passes over it (issue 18's report).
+STATX_REFUSED = "statx with AT_NO_AUTOMOUNT"
 CHOSEN = {"root": "gvisor", "masked-proc": "gvisor", "no-sys-admin": "bwrap"}
 LOOK_AROUND = textwrap.dedent(
     """
@@ -102,17 +107,31 @@ def self_check(prefix: list[str], sandbox: str = "auto") -> tuple[int, dict, str
     return done.returncode, json.loads(done.stdout), done.stderr
 
 
+def chosen(verdict: dict) -> str:
+    """The backend auto must pick: the first, strongest first, that passed."""
+    return next(name for name in ORDER if verdict["backends"][name]["ok"])
+
+
 @pytest.mark.parametrize("row", list(ROWS))
 def test_the_self_check_finds_what_works_in_each_row(row, wrappers):
     code, verdict, stderr = self_check(wrappers[row])
 
-    works = {name: result["ok"] for name, result in verdict["backends"].items()}
-    assert works == ROWS[row], (verdict, stderr)
+    backends = verdict["backends"]
+    isolates = {
+        name: all(result["checks"].get(check) for check in ISOLATION)
+        for name, result in backends.items()
+    }
+    assert isolates == ROWS[row], (verdict, stderr)
+    for name, result in backends.items():
+        if isolates[name] and not result["ok"]:  # only an old runsc, and it says so
+            assert name.startswith("gvisor") and result["failed"] == "statx", result
+            assert STATX_REFUSED in result["fix"]
     if row in CHOSEN:
+        expected = chosen(verdict)
         assert code == 0 and verdict["ok"] is True
-        assert verdict["sandbox"] == CHOSEN[row]
+        assert verdict["sandbox"] == expected
         assert verdict["sandboxUid"] not in (0, os.geteuid())
-        assert f"tasks will run in {CHOSEN[row]}" in stderr
+        assert f"tasks will run in {expected}" in stderr
         for name, result in verdict["backends"].items():
             assert f"self-check: {name} {'works' if result['ok'] else 'fails: '}" in stderr
     else:
@@ -155,13 +174,15 @@ def servers(emulator, wrappers, tmp_path_factory):
 
 
 @pytest.mark.parametrize("row", list(CHOSEN))
-def test_a_real_task_runs_in_the_chosen_backend(row, servers, firestore):
+def test_a_real_task_runs_in_the_chosen_backend(row, wrappers, servers, firestore):
+    expected = chosen(self_check(wrappers[row])[1])
+    assert expected in (CHOSEN[row], "bwrap-root")  # bwrap-root: runsc too old, as above
     alice = Caller(servers(row).url, "alice")
 
     task = alice.run(code=LOOK_AROUND, timeoutSeconds=60)
 
     assert task["status"] == "completed", task["error"]
-    assert task["execution"]["sandbox"] == CHOSEN[row]
+    assert task["execution"]["sandbox"] == expected
     assert task["result"]["exitCode"] == 0, task["result"]["stderr"]
     seen = json.loads(task["result"]["stdout"])
     assert seen["network"] == "closed"

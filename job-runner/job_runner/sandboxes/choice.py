@@ -33,7 +33,11 @@ NAMES = (*ORDER, "auto", "none")
 CANARY = "JOB_RUNNER_SELF_CHECK_CANARY"
 PROBE_SECONDS = 30
 PROBE = r"""
-import json, os, socket
+import ctypes, json, os, socket
+libc = ctypes.CDLL(None, use_errno=True)
+# statx as coreutils calls it (ls -l, stat): AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT.
+statx = libc.statx(-100, b"/", 0x900, 0xFFF, ctypes.create_string_buffer(256))
+statx = "ok" if statx == 0 else os.strerror(ctypes.get_errno())
 try:
     socket.create_connection(("1.1.1.1", 53), timeout=2).close()
     network = "open"
@@ -43,7 +47,8 @@ interfaces = sorted(os.listdir("/sys/class/net")) if os.path.isdir("/sys/class/n
 status = open("/proc/self/status").read().splitlines()
 caps = [line.split()[1] for line in status if line.startswith("CapEff:")] or ["unknown"]
 print(json.dumps({"uid": os.getuid(), "network": network, "interfaces": interfaces,
-                  "env": sorted(os.environ), "pid": os.getpid(), "capabilities": caps[0]}))
+                  "env": sorted(os.environ), "pid": os.getpid(), "capabilities": caps[0],
+                  "statx": statx}))
 """
 FIXES = {
     "sandbox": "the sandbox could not start: see error",
@@ -51,6 +56,8 @@ FIXES = {
     "network": "the program reached the network: the sandbox must unshare it",
     "environment": "the program saw the runner's environment: the sandbox must clear it",
     "uid": "the program ran as root, as the runner's uid or with capabilities",
+    "statx": "the sandbox refuses statx with AT_NO_AUTOMOUNT, which ls -l and stat use: "
+    "gVisor before 2023 does (Debian bookworm's runsc 20221219); install a newer runsc",
 }
 # What each backend needs, for the operator when none works.
 NEEDS = {
@@ -141,6 +148,7 @@ def probe(sandbox: Sandbox) -> dict:
     # sandbox's host uid alone (gvisor.py); no capability either way.
     own_uid = seen["uid"] not in (0, os.geteuid()) or getattr(sandbox, "root_inside", False)
     checks["uid"] = own_uid and seen["capabilities"] == "0000000000000000"
+    checks["statx"] = seen["statx"] == "ok"
     verdict["sandboxUid"] = seen["uid"]
     failing = [name for name, passed in checks.items() if not passed]
     if failing:

@@ -111,6 +111,9 @@ class GvisorSandbox:
             spec = _spec(command, per_process, inside, workspace, readonly_binds, scratch, env)
             _write_bundle(bundle, spec, {**(readonly_binds or {})})
             argv = [runsc, "--root", state, f"--platform={PLATFORM}", "--ignore-cgroups"]
+            # Claude Code's one way out is the relay's socket, bound in (claude_code.py);
+            # only sockets in the run's own mounts can be opened.
+            argv.append("--host-uds=open")
             argv += ["--network=host" if limits.network else "--network=none"]
             popen: dict = {"cwd": "/"}
             if self.rootless:
