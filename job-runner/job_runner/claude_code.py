@@ -37,7 +37,7 @@ from job_runner.task_files import (
     store_outputs,
 )
 from job_runner.task_space import DEFAULT_DISK_MB, TaskSpace
-from job_runner.workspace import make_private_dir
+from job_runner.workspace import ensure_dirs, exists_beneath, make_private_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -171,16 +171,15 @@ def _in_task_space(spec, sandbox, cli, api_url, token, emit, cancel, channel, ar
 
 def _run(spec, sandbox, cli, space: TaskSpace, socket_dir: str, relay, emit, cancel):
     workspace = space.workspace
-    home = os.path.join(workspace, ENGINE_STATE, "home")
-    os.makedirs(home, exist_ok=True)
-    owner = os.lstat(workspace).st_uid
-    if os.geteuid() == 0:  # the sandbox's uid writes its session files there
-        for path in (os.path.join(workspace, ENGINE_STATE), home):
-            os.chown(path, owner, owner, follow_symlinks=False)
+    # The sandbox's uid writes its session files there. No path is followed: the
+    # sandbox may have made .engine a symlink to a host directory (workspace.py).
+    owner = os.lstat(workspace).st_uid if os.geteuid() == 0 else None
+    replaced = ensure_dirs(workspace, [ENGINE_STATE, "home"], owner)
+    if replaced:
+        emit("log", f"the workspace's {'/'.join(replaced)} was not a directory: replaced")
     session = session_id_for(spec)
-    resume = os.path.exists(
-        os.path.join(home, ".claude", "projects", "-workspace", f"{session}.jsonl")
-    )
+    session_file = [ENGINE_STATE, "home", ".claude", "projects", "-workspace", f"{session}.jsonl"]
+    resume = exists_beneath(workspace, session_file)
     mapper = StreamMapper(emit)
     stderr = bytearray()
 

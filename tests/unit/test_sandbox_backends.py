@@ -202,3 +202,22 @@ def test_make_sandbox_knows_every_backend_by_name():
     assert make_sandbox("auto").name == strongest
     with pytest.raises(ValueError, match="expected one of"):
         make_sandbox("docker")
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_each_backend_lets_the_program_read_its_binds_and_the_system(name, root, workspace):
+    # bwrap makes a bind's missing parents 0700 and root's: bwrap-root's program must
+    # still pass through them (Claude Code's /engine, /etc).
+    tool = root / "tool.py"
+    tool.write_text("print('tool ran')\n")
+    tool.chmod(0o644)
+
+    outcome = backend(name).run(
+        ["sh", "-c", "python3 /engine/deep/tool.py && head -c 4 /etc/ld.so.cache | wc -c"],
+        Limits(wall_seconds=30),
+        workspace=workspace,
+        readonly_binds={"/engine/deep/tool.py": tool},
+    )
+
+    assert outcome.exit_code == 0, outcome.stderr
+    assert outcome.stdout.split() == [b"tool", b"ran", b"4"]

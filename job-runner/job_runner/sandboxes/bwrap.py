@@ -151,7 +151,12 @@ class BubblewrapSandbox:
         # setup failure is told apart from a program that prints "bwrap: ..." itself.
         argv += ["--json-status-fd", str(status_fd)]
         argv += ["--ro-bind", "/usr", "/usr", *self._usr_dirs]
-        for path in ETC_FILES + (NETWORK_ETC_FILES if limits.network else ()):
+        etc_files = ETC_FILES + (NETWORK_ETC_FILES if limits.network else ())
+        # bwrap makes a bind's missing parents 0700 and root's: bwrap-root's program,
+        # not root, could not pass through them (/etc, /engine). Made first, 0755.
+        for parent in _parents([*etc_files, *(readonly_binds or {})]):
+            argv += ["--perms", "0755", "--dir", parent]
+        for path in etc_files:
             argv += ["--ro-bind-try", path, path]
         # tmpfs pages are not counted by RLIMIT_AS, so each tmpfs gets a size of its own.
         size = str(limits.memory_mb * MIB)
@@ -212,6 +217,18 @@ class BubblewrapRootSandbox(BubblewrapSandbox):
         ids = ["--reuid", str(uid), "--regid", str(uid), "--clear-groups"]
         caps = ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
         return [self._setpriv, *ids, *caps, "--", *command]
+
+
+def _parents(paths: list[str]) -> list[str]:
+    """The directories above paths, outermost first, but "/" and the mounts'."""
+    mounted = ("/", "", "/usr", "/proc", "/dev", "/tmp", WORKSPACE_MOUNT)
+    found: set[str] = set()
+    for path in paths:
+        parent = os.path.dirname(path)
+        while parent not in mounted:
+            found.add(parent)
+            parent = os.path.dirname(parent)
+    return sorted(found, key=lambda path: (path.count("/"), path))
 
 
 def check_mount_point(dest: str) -> None:
