@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools.scripted_anthropic import reply, tool_use
 from tests.conftest import ApiServer, Caller, processes_mentioning, wait_for
 from tests.deploy.harness import ROOT
 
@@ -39,6 +41,13 @@ for path in sys irq bus fs sysrq-trigger; do
     mount --bind /proc/$path /proc/$path && mount -o remount,bind,ro /proc/$path
   fi
 done
+exec "$@"
+"""
+# A container whose cgroups are not delegated to it: nothing to make a task's in.
+NO_CGROUP = """#!/bin/sh
+set -e
+mount --make-rprivate /
+mount -t tmpfs -o ro,size=1m tmpfs /sys/fs/cgroup
 exec "$@"
 """
 NO_SYS_ADMIN = ["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin", "--"]
@@ -82,7 +91,11 @@ def wrappers(tmp_path_factory) -> dict[str, list[str]]:
     mask.write_text(MASK_PROC)
     mask.chmod(0o755)
     masked = ["unshare", "--mount", "--", str(mask)]
+    no_cgroup = mask.parent / "no-cgroup.sh"
+    no_cgroup.write_text(NO_CGROUP)
+    no_cgroup.chmod(0o755)
     return {
+        "no-cgroup": ["unshare", "--mount", "--", str(no_cgroup)],
         "root": [],
         "masked-proc": masked,
         "no-sys-admin": NO_SYS_ADMIN,
@@ -155,18 +168,19 @@ def servers(emulator, wrappers, tmp_path_factory):
     """One API server per row, whose local executor starts the runner under it."""
     started: dict[str, ApiServer] = {}
 
-    def server(row: str) -> ApiServer:
-        if row not in started:
-            script = tmp_path_factory.mktemp(row) / "python"
+    def server(row: str, key: str = "", **env: str) -> ApiServer:
+        key = key or row
+        if key not in started:
+            script = tmp_path_factory.mktemp(key) / "python"
             script.write_text(
                 "#!/bin/sh\nexec " + " ".join([*wrappers[row], sys.executable]) + ' "$@"\n'
             )
             script.chmod(0o755)
             log = script.parent / "api.log"
-            started[row] = ApiServer(
-                emulator, log, RUNNER_PYTHON=str(script), SANDBOX="auto"
+            started[key] = ApiServer(
+                emulator, log, RUNNER_PYTHON=str(script), SANDBOX="auto", **env
             ).start()
-        return started[row]
+        return started[key]
 
     yield server
     for running in started.values():
@@ -227,3 +241,50 @@ def test_the_runner_forgets_its_token_once_read(servers, firestore):
         tokens = [entry for entry in environ if entry.startswith(b"TASK_TOKEN=")]
         assert tokens in ([], [b"TASK_TOKEN="]), tokens
     alice.http.post(f"/api/tasks/{task_id}/cancel")
+
+
+MEMORY_HOG = textwrap.dedent(
+    """
+    import os, time
+    for _ in range(4):  # 4 x 150 MiB: each alone passes any per-process bound
+        if os.fork() == 0:
+            block = bytearray(150 * 1024 * 1024)
+            time.sleep(60)
+    time.sleep(60)
+    """
+)
+
+
+def test_without_a_cgroup_the_watchdog_stops_a_code_task_over_its_memory(servers, firestore):
+    alice = Caller(servers("no-cgroup").url, "alice")
+
+    task = alice.run(code=MEMORY_HOG, memoryMb=256, timeoutSeconds=60)
+
+    assert task["status"] == "failed", task
+    assert task["error"]["code"] == "memory_exceeded"
+    assert task["execution"]["memoryBound"] == "watchdog"
+    assert task["execution"]["diskBound"] == "tmpfs"
+
+
+def test_without_a_cgroup_the_watchdog_stops_a_claude_code_turn_over_its_memory(
+    servers, firestore, anthropic_api
+):
+    anthropic_api.fallback = None
+    hog = f"python3 -c {shlex.quote(MEMORY_HOG)}"
+    anthropic_api.add(reply(tool_use("Bash", command=hog)))
+    anthropic_api.fallback = lambda body: reply("Done.")
+    server = servers(
+        "no-cgroup",
+        "no-cgroup-agents",
+        ANTHROPIC_BASE_URL=anthropic_api.url,
+        ANTHROPIC_API_KEY="sk-ant-e2e-watchdog-key",
+    )
+    alice = Caller(server.url, "alice")
+
+    task = alice.run(
+        kind="agent", engine="claude-code", prompt="Use memory.", memoryMb=512, timeoutSeconds=90
+    )
+
+    assert task["status"] == "failed", task
+    assert task["error"]["code"] == "memory_exceeded"
+    assert task["execution"]["memoryBound"] == "watchdog"
