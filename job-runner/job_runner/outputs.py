@@ -64,10 +64,16 @@ class SkipFile(Exception):
 
 
 def shown(path: str) -> str:
-    """A path as a person can read it: bytes that are not UTF-8 as \\xNN escapes,
-    and at most 300 characters."""
+    """A path as a person can read it: bytes that are not UTF-8 and control
+    characters (a newline, an ESC sequence for a terminal) as \\xNN escapes, and at
+    most 300 characters."""
     text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    text = "".join(f"\\x{ord(c):02x}" if _is_control(c) else c for c in text)
     return text if len(text) <= 300 else text[:299] + "…"
+
+
+def _is_control(char: str) -> bool:
+    return ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0
 
 
 class _Collector:
@@ -90,31 +96,43 @@ class _Collector:
         try:
             path.encode("utf-8")
         except UnicodeEncodeError:
-            return self.skip(path, "name_not_utf8")
+            self.skip(path, "name_not_utf8")
+            return None
+        if any(_is_control(char) for char in name):
+            # Names go into result.files, archives' listings, logs and terminals.
+            self.skip(path, "name_has_control_characters")
+            return None
         try:
             info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         except OSError as error:
-            return self.skip(path, f"unreadable: {error.strerror}")
+            self.skip(path, f"unreadable: {error.strerror}")
+            return None
         if len(path) > self.limits.max_path_chars:
-            return self.skip(path, f"path_too_long: over {self.limits.max_path_chars} characters")
+            self.skip(path, f"path_too_long: over {self.limits.max_path_chars} characters")
+            return None
         if stat.S_ISDIR(info.st_mode):
             if depth >= MAX_DEPTH:
-                return self.skip(path + "/", f"too_deep: over {MAX_DEPTH} levels")
+                self.skip(path + "/", f"too_deep: over {MAX_DEPTH} levels")
+                return None
             try:
                 return _open(name, dir_fd, os.O_DIRECTORY)
             except OSError as error:
-                return self.skip(path + "/", f"unreadable: {error.strerror}")
+                self.skip(path + "/", f"unreadable: {error.strerror}")
+                return None
         if len(self.files) >= self.limits.max_files:
-            return self.skip(path, f"too_many_files: over {self.limits.max_files}")
+            self.skip(path, f"too_many_files: over {self.limits.max_files}")
+            return None
         if len(path) > self.listing_budget:
-            return self.skip(path, "listing_full: the paths listed fill the result")
+            self.skip(path, "listing_full: the paths listed fill the result")
+            return None
         self.listing_budget -= len(path)
         if stat.S_ISLNK(info.st_mode):
             target = _target(name, dir_fd)
             self.files.append({"path": path, "size": 0, "symlink": True, "target": target})
             return None
         if not stat.S_ISREG(info.st_mode):
-            return self.skip(path, f"not_a_regular_file: {_kind(info.st_mode)}")
+            self.skip(path, f"not_a_regular_file: {_kind(info.st_mode)}")
+            return None
         try:
             self.regular(dir_fd, name, path, info)
         except SkipFile as reason:
