@@ -127,7 +127,21 @@ def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event, send
         log.error("the API refused our result: %s", refused)
         return EXIT_UNREPORTED
     log.info("reported %s (accepted: %s)", status, reply.get("accepted"))
+    log.info("runner peak memory: %d KiB (outside the task)", _peak_memory_kib())
     return EXIT_REPORTED
+
+
+def _peak_memory_kib() -> int:
+    """The runner process's own peak resident memory (VmHWM): the task's processes
+    are its children, counted apart."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _handle_migration(log) -> list:
