@@ -23,6 +23,7 @@ from job_runner.environ import forget_environment_variable
 from job_runner.events import EventSender
 from job_runner.file_channel import FileChannel
 from job_runner.sandbox import SandboxError, make_sandbox
+from job_runner.sandboxes.choice import forget_choice
 from job_runner.task_space import bounds_used, enter_private_mounts
 
 EXIT_REPORTED = 0
@@ -109,6 +110,8 @@ def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event, send
             raise SandboxError(f"this runner cannot run tasks of kind {spec['kind']!r}")
     except SandboxError as problem:
         log.error("sandbox error: %s", problem)
+        if os.environ.get("SANDBOX", "auto") == "auto":
+            forget_choice()  # a remembered backend that failed: probe again next time
         status, result, error = "failed", None, {"code": "sandbox_error", "message": str(problem)}
     finally:
         last_events = sender.finish()

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
+import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -13,9 +16,10 @@ from pathlib import Path
 
 import pytest
 from job_runner.sandbox import Limits, make_sandbox
-from job_runner.sandboxes.choice import ORDER, backend, probe
+from job_runner.sandboxes.choice import CHOICE_FILE, ORDER, backend, probe
 from job_runner.workspace import prepare_workspace
 
+RUNNER = Path(__file__).resolve().parents[2] / "job-runner"
 BACKENDS = list(ORDER)
 BWRAP_BACKENDS = ["bwrap", "bwrap-root"]
 LOOK_AROUND = r"""
@@ -221,3 +225,35 @@ def test_each_backend_lets_the_program_read_its_binds_and_the_system(name, root,
 
     assert outcome.exit_code == 0, outcome.stderr
     assert outcome.stdout.split() == [b"tool", b"ran", b"4"]
+
+
+def choose_in_a_new_runner() -> tuple[str, str]:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from job_runner.sandbox import make_sandbox as m; print(m('auto').name)",
+        ],
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(RUNNER)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.strip(), done.stderr
+
+
+def test_auto_remembers_its_choice_for_the_next_runner_in_the_same_conditions():
+    Path(CHOICE_FILE).unlink(missing_ok=True)
+
+    first, first_log = choose_in_a_new_runner()
+    second, second_log = choose_in_a_new_runner()
+
+    assert first == second and first in BACKENDS
+    assert "as probed before" not in first_log and "as probed before" in second_log
+    assert stat.S_IMODE(os.stat(CHOICE_FILE).st_mode) == 0o600
+    # A file that names anything but a backend (say, "none") is not taken.
+    kept = json.loads(Path(CHOICE_FILE).read_text())
+    Path(CHOICE_FILE).write_text(json.dumps({**kept, "sandbox": "none"}))
+    third, third_log = choose_in_a_new_runner()
+    assert third == first and "as probed before" not in third_log

@@ -9,8 +9,10 @@ environment, and run as neither root nor the runner's uid.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 
 from job_runner.logs import log
 from job_runner.outputs import remove_tree
@@ -67,6 +69,12 @@ NEEDS = {
     "gvisor-rootless": "runsc, unprivileged user namespaces and an unmasked /proc",
 }
 _chosen: dict[str, Sandbox] = {}
+# auto's choice, kept for the next runner on the same host and in the same conditions
+# (the fingerprint below): probing costs up to a second per task (runsc starting).
+# Root's alone (0700): nothing the sandbox can reach. A Cloud Run execution is a fresh
+# container, so there every task probes once.
+CHOICE_DIR = "/run/job-runner"
+CHOICE_FILE = f"{CHOICE_DIR}/sandbox-choice.json"
 
 
 def backend(name: str) -> Sandbox:
@@ -91,8 +99,77 @@ def make_sandbox(kind: str) -> Sandbox:
     if kind != "auto":
         return backend(kind)
     if "auto" not in _chosen:
-        _chosen["auto"] = choose()
+        fingerprint = _fingerprint()
+        remembered = _remembered(fingerprint)
+        if remembered is not None:
+            log.info("sandbox: %s (SANDBOX=auto, as probed before in these conditions)", remembered)
+            _chosen["auto"] = backend(remembered)
+        else:
+            _chosen["auto"] = choose()
+            _remember(fingerprint, _chosen["auto"].name)
     return _chosen["auto"]
+
+
+def forget_choice() -> None:
+    """The remembered backend failed a task: the next runner probes again."""
+    with contextlib.suppress(OSError):
+        os.unlink(CHOICE_FILE)
+
+
+def _fingerprint() -> str:
+    """What decides which backend works: the boot, who we are and may do, how /proc
+    and /sys are mounted, the sandboxes' binaries, and the probe itself."""
+    import hashlib  # only for auto, once per runner
+
+    parts = [PROBE, str(os.geteuid()), ",".join(ORDER)]
+    with contextlib.suppress(OSError):
+        with open("/proc/sys/kernel/random/boot_id") as boot:
+            parts.append(boot.read())
+        with open("/proc/self/status") as status:
+            parts += [line for line in status if line.startswith(("Cap", "NoNewPrivs"))]
+        with open("/proc/self/mountinfo") as mounts:
+            parts += sorted(
+                " ".join(line.split()[3:6])
+                for line in mounts
+                if " /proc" in line or " /sys" in line
+            )
+    for program in ("runsc", "bwrap", "setpriv"):
+        found = shutil.which(program)
+        with contextlib.suppress(OSError):
+            info = os.stat(found) if found else None
+            parts.append(f"{found}:{info and (info.st_ino, info.st_mtime_ns, info.st_size)}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _remembered(fingerprint: str) -> str | None:
+    if os.geteuid() != 0:
+        return None
+    try:
+        with open(CHOICE_FILE) as kept:
+            choice = json.load(kept)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(choice, dict) or choice.get("fingerprint") != fingerprint:
+        return None
+    name = choice.get("sandbox")
+    return name if name in ORDER else None  # never "none" from a file
+
+
+def _remember(fingerprint: str, name: str) -> None:
+    if os.geteuid() != 0:
+        return
+    with contextlib.suppress(OSError):
+        os.makedirs(CHOICE_DIR, 0o700, exist_ok=True)
+        if os.lstat(CHOICE_DIR).st_uid != 0:
+            return
+        temporary = f"{CHOICE_FILE}.{os.getpid()}"
+        with open(temporary, "w", opener=_private) as kept:
+            json.dump({"fingerprint": fingerprint, "sandbox": name}, kept)
+        os.replace(temporary, CHOICE_FILE)
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW, 0o600)
 
 
 def choose() -> Sandbox:
