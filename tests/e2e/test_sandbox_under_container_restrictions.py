@@ -286,5 +286,5 @@ def test_without_a_cgroup_the_watchdog_stops_a_claude_code_turn_over_its_memory(
     )
 
     assert task["status"] == "failed", task
-    assert task["error"]["code"] == "memory_exceeded"
+    assert task["error"]["code"] == "memory_exceeded", task["error"]
     assert task["execution"]["memoryBound"] == "watchdog"
