@@ -1,8 +1,8 @@
 """Submit->result latency of `print(1)` for every sandbox backend that works here,
 beside the bare-bwrap floor, and the runner's own peak memory (issue 18).
 
-Starts its own Firestore emulator, then one API server (gunicorn, local executor) per
-backend with SANDBOX=<name> (and one with SANDBOX=auto, which probes first), and
+Starts its own emulators (devtools/local_stack.py), then one API server (gunicorn,
+local executor) per backend with SANDBOX=<name> (and one with SANDBOX=auto), and
 prints for each: p50 of POST /api/tasks -> GET ?wait=30 returning the finished task,
 its ratio to the floor, and the largest peak memory a runner reported holding itself
 (its log line "runner peak memory"), outside the task's processes.
@@ -30,8 +30,7 @@ from job_runner.sandbox import BubblewrapSandbox, Limits  # noqa: E402
 from job_runner.sandboxes.choice import ORDER, backend, probe  # noqa: E402
 from job_runner.workspace import prepare_workspace  # noqa: E402
 
-from devtools.api_server import ApiServer  # noqa: E402
-from devtools.emulator import FirestoreEmulator  # noqa: E402
+from devtools.local_stack import LocalStack, add_quick_flag  # noqa: E402
 
 WARM_UP = 2
 PEAK = re.compile(r"runner peak memory: (\d+) KiB")
@@ -81,7 +80,7 @@ def peak_runner_kib(log: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--quick", action="store_true", help="3 runs each")
+    add_quick_flag(parser)
     args = parser.parse_args()
     runs = 3 if args.quick else args.runs
 
@@ -90,20 +89,16 @@ def main() -> None:
     # A backend whose isolation holds is measured, even when the probe fails it on
     # statx alone (Debian bookworm's runsc): auto passes over it, an operator may not.
     measured = [name for name, v in verdicts.items() if v["ok"] or v.get("failed") == "statx"]
-    logs = Path(tempfile.mkdtemp(prefix="bench-sandboxes-"))
-    emulator = FirestoreEmulator(logs / "firestore.log").start()
     rows = []
-    try:
+    with LocalStack("demo-bench") as stack:
         for name in ["auto", *measured]:
-            log = logs / f"api-{name}.log"
-            server = ApiServer(emulator, log, SANDBOX=name, GOOGLE_CLOUD_PROJECT="demo-bench")
+            log = f"api-{name}.log"
+            server = stack.api_server(log, EXECUTOR="local", SANDBOX=name)
             try:
-                p50, used = submit_to_result(server.start().url, runs)
+                p50, used = submit_to_result(server.url, runs)
             finally:
                 server.stop()
-            rows.append((name, used, p50, peak_runner_kib(log)))
-    finally:
-        emulator.stop()
+            rows.append((name, used, p50, peak_runner_kib(stack.logs / log)))
 
     print(f"runs: {runs} each (after {WARM_UP} warm-up runs)")
     print(f"bare floor (bwrap in a user namespace + python -c pass): p50 {floor * 1000:.0f} ms")

@@ -29,15 +29,18 @@ if TYPE_CHECKING:
     # store(fd, size, index) -> sha256 of the bytes stored
     Store = Callable[[int, int, int], str]
 
+    from job_runner.spec import OutputLimitsSpec
+
 
 class OutputLimits(
     namedtuple(
         "OutputLimits",
         "max_files max_file_bytes max_total_bytes max_path_chars max_skipped_listed "
         "inline_bytes inline_total_bytes max_listing_chars",
-        # The listing lives in the task's Firestore document (1 MiB at most): its
-        # paths together (max_listing_chars) stay well below that.
-        defaults=(500, 1024**3, 2 * 1024**3, 1000, 100, 8192, 65536, 200_000),
+        # The first four come from the task's spec (the API's limits); the rest are the
+        # runner's own. The listing lives in the task's Firestore document (1 MiB at
+        # most): its paths together (max_listing_chars) stay well below that.
+        defaults=(100, 8192, 65536, 200_000),
     )
 ):
     """What collect_outputs keeps. A namedtuple, not a dataclass: `dataclasses`
@@ -46,9 +49,9 @@ class OutputLimits(
     __slots__ = ()
 
     @classmethod
-    def from_spec(cls, spec: dict | None) -> OutputLimits:
-        spec = spec or {}
-        return cls(**{name: spec[key] for key, name in _SPEC_KEYS.items() if key in spec})
+    def from_spec(cls, spec: OutputLimitsSpec | None) -> OutputLimits:
+        given: dict[str, object] = dict(spec or {})
+        return cls(**{name: given[key] for key, name in _SPEC_KEYS.items() if key in given})
 
 
 _SPEC_KEYS = {

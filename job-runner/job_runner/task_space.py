@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 CLONE_NEWNS = 0x00020000
 MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 2, 4, 1 << 14, 1 << 18
 MNT_DETACH = 2
-DEFAULT_DISK_MB = 2048
 _state = {"private_mounts": False}
 _bounds: dict[str, str] = {}  # how the last task space was bounded, for main.py to report
 
@@ -88,7 +87,7 @@ class TaskSpace:
         self.disk_mb = disk_mb
         self.workspace = self._subdir("workspace")
         # Without the task's tmpfs, the sandbox makes its own /tmp and /dev/shm.
-        self.scratch = (
+        self.scratch: dict[str, str | os.PathLike] | None = (
             {"/tmp": self._subdir("tmp"), "/dev/shm": self._subdir("shm")} if disk_bounded else None
         )
 

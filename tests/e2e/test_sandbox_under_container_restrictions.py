@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools.api_server import ApiServer as DevApiServer
 from devtools.scripted_anthropic import reply, tool_use
 from tests.conftest import ApiServer, Caller, processes_mentioning, wait_for
 from tests.deploy.harness import ROOT
@@ -166,9 +167,9 @@ def test_a_forced_backend_that_cannot_work_fails_the_self_check(wrappers):
 @pytest.fixture(scope="module")
 def servers(emulator, wrappers, tmp_path_factory):
     """One API server per row, whose local executor starts the runner under it."""
-    started: dict[str, ApiServer] = {}
+    started: dict[str, DevApiServer] = {}
 
-    def server(row: str, key: str = "", **env: str) -> ApiServer:
+    def server(row: str, key: str = "", **env: str) -> DevApiServer:
         key = key or row
         if key not in started:
             script = tmp_path_factory.mktemp(key) / "python"
