@@ -257,3 +257,15 @@ def test_auto_remembers_its_choice_for_the_next_runner_in_the_same_conditions():
     Path(CHOICE_FILE).write_text(json.dumps({**kept, "sandbox": "none"}))
     third, third_log = choose_in_a_new_runner()
     assert third == first and "as probed before" not in third_log
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_each_backend_passes_stdin_in_and_the_exit_code_out(name, workspace):
+    outcome = backend(name).run(
+        ["python3", "-c", "import sys; print(sys.stdin.read().upper()); sys.exit(3)"],
+        Limits(wall_seconds=30),
+        workspace=workspace,
+        stdin=b"hello",
+    )
+
+    assert (outcome.exit_code, outcome.stdout) == (3, b"HELLO\n")
