@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_ENV
     # Nothing below may hand the token to user code: the sandbox starts from an empty
     # environment, but drop it from ours too, and from /proc/<pid>/environ.
-    forget_environment_variable("TASK_TOKEN")
+    if not forget_environment_variable("TASK_TOKEN"):
+        log.warning("the task token is still in /proc/self/environ (it could not be blanked)")
     # Before any thread: a mount namespace can only be entered by a single thread.
     enter_private_mounts()
 
