@@ -119,7 +119,7 @@ class RunnerService:
         error: dict | None,
         events: list[Event],
         sandbox: dict | None = None,
-    ) -> tuple[dict, bool]:
+    ) -> tuple[TaskDoc, bool]:
         """Settle the task with the runner's outcome: (task, accepted). A duplicate or
         late report is not accepted: the first terminal status stands. sandbox: how the
         runner isolated and bounded it, kept in the task's `execution`."""
@@ -146,7 +146,7 @@ class RunnerService:
 
     # -- the task's files ---------------------------------------------------------------
 
-    def task(self, task_id: str) -> dict:
+    def task(self, task_id: str) -> TaskDoc:
         task = self.files.task(task_id)
         if task is None:
             raise ApiError(404, "not_found", "No such task.")
