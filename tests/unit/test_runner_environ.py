@@ -23,7 +23,6 @@ print(before, forgotten, b"tt1.secret-value" in after, b"TASK_TOKEN" in child,
 
 
 def run_as(uid: int | None) -> str:
-    extra = {"user": uid, "group": uid, "extra_groups": []} if uid is not None else {}
     done = subprocess.run(
         [sys.executable if uid is None else "/usr/bin/python3", "-c", FORGET],
         env={"TASK_TOKEN": "tt1.secret-value", "OTHER": "kept", "PYTHONPATH": str(RUNNER)},
@@ -32,7 +31,9 @@ def run_as(uid: int | None) -> str:
         timeout=30,
         check=True,
         cwd="/",
-        **extra,
+        user=uid,
+        group=uid,
+        extra_groups=[] if uid is not None else None,
     )
     return done.stdout.strip()
 
