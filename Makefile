@@ -36,10 +36,10 @@ define apt_require
 	fi
 endef
 
-# bubblewrap for the sandbox, a system python3 for the code it runs, and npm for the
-# console's vendored libraries.
+# bubblewrap and gVisor's runsc for the sandboxes (Debian's packages, ADR 0013), a
+# system python3 for the code it runs, and npm for the console's vendored libraries.
 system-deps:
-	$(call apt_require,bwrap:bubblewrap /usr/bin/python3:python3 npm:npm)
+	$(call apt_require,bwrap:bubblewrap runsc:runsc /usr/bin/python3:python3 npm:npm)
 
 # Chromium for the console's browser tests (make test only).
 browser-deps:

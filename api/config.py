@@ -28,6 +28,8 @@ MIN_MEMORY_MB, MAX_MEMORY_MB = 64, 4096
 # (deploy-gcp.sh derives it from these; tests/deploy checks Terraform's).
 TASK_DISK_MB = 2048
 RUNNER_RESERVE_MB = 512
+# The runner's sandbox backends (job_runner/sandboxes/choice.py); "auto" probes them.
+SANDBOXES = ("auto", "gvisor", "bwrap-root", "bwrap", "gvisor-rootless", "none")
 MAX_WAIT_SECONDS = 60
 # Requests that hold a server thread (?wait, SSE) at once; the rest get an immediate
 # answer (wait) or a 429 (SSE), so health checks and short calls always find a
@@ -204,7 +206,7 @@ class Settings(BaseSettings):
     task_token_key_secret: str | None = Field(
         default=None, validation_alias="TASK_TOKEN_KEY_SECRET"
     )
-    sandbox: str = Field(default="bwrap", validation_alias="SANDBOX")
+    sandbox: str = Field(default="auto", validation_alias="SANDBOX")
     allow_task_network: bool = Field(default=False, validation_alias="ALLOW_TASK_NETWORK")
     local_max_concurrent_tasks: int = Field(
         default=LOCAL_MAX_CONCURRENT_TASKS, validation_alias="LOCAL_MAX_CONCURRENT_TASKS"
@@ -367,8 +369,8 @@ class Settings(BaseSettings):
                 "WEBHOOK_ALLOW_LOOPBACK is for local development and is refused on Cloud Run "
                 "(K_SERVICE is set)."
             )
-        if self.sandbox not in ("bwrap", "none"):
-            raise ValueError(f"SANDBOX must be 'bwrap' or 'none', got {self.sandbox!r}")
+        if self.sandbox not in SANDBOXES:
+            raise ValueError(f"SANDBOX must be one of {', '.join(SANDBOXES)}, got {self.sandbox!r}")
         modes = self.auth_modes
         if not (modes == {"dev"} or (modes and modes <= {"firebase", "apikey"})):
             raise ValueError(

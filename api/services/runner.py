@@ -118,9 +118,11 @@ class RunnerService:
         result: dict | None,
         error: dict | None,
         events: list[Event],
+        sandbox: dict | None = None,
     ) -> tuple[TaskDoc, bool]:
         """Settle the task with the runner's outcome: (task, accepted). A duplicate or
-        late report is not accepted: the first terminal status stands."""
+        late report is not accepted: the first terminal status stands. sandbox: how the
+        runner isolated and bounded it, kept in the task's `execution`."""
         result = self.files.shape_result(task_id, result)
         task, accepted = self.machine.finish(
             task_id,
@@ -131,6 +133,7 @@ class RunnerService:
             error,
             events=events,
             max_events=config.MAX_EVENTS_PER_TASK,
+            sandbox=sandbox,
         )
         if task is None:
             raise ApiError(404, "not_found", "No such task.")
