@@ -13,7 +13,7 @@ from api import config
 from api.errors import ApiError
 from api.services.conversation_turns import snapshot_object
 from api.services.files import MAX_OUTPUT_PARTS, MAX_SNAPSHOT_PARTS, output_object
-from api.services.reconcile_auth import authorize_reconcile
+from api.services.reconcile_auth import ReconcileAuth
 from api.services.runner_spec import task_spec
 from api.services.state_machine import ClaimRefused, TaskStatus
 from api.services.task_tokens import InvalidTaskToken, verify_task_token
@@ -50,6 +50,7 @@ class RunnerService:
         self.files = files
         self.conversations = conversations
         self.webhooks = webhooks
+        self.reconcile_auth = ReconcileAuth(settings)
 
     def authorize(self, task_id: str, token: str) -> None:
         """401 unless `token` is the task token of `task_id`."""
@@ -61,7 +62,7 @@ class RunnerService:
     def authorize_reconcile(self, headers: Mapping[str, str]) -> None:
         """401 unless the caller is Cloud Scheduler's OIDC identity (RECONCILE_INVOKER)
         or holds RECONCILE_SECRET."""
-        if not authorize_reconcile(self.settings, headers):
+        if not self.reconcile_auth.authorized(headers):
             raise ApiError(
                 401,
                 "unauthenticated",

@@ -23,7 +23,7 @@ PROGRAMS = {
 def inputs_unavailable(problem: InputsUnavailable) -> dict:
     return {
         "code": problem.code,
-        "message": f"The task's input files could not be fetched: {problem}"[:2000],
+        "message": f"The task's input files could not be placed: {problem}"[:2000],
     }
 
 
