@@ -15,7 +15,7 @@ from api.services.conversation_turns import snapshot_object
 from api.services.files import MAX_OUTPUT_PARTS, MAX_SNAPSHOT_PARTS, output_object
 from api.services.reconcile_auth import authorize_reconcile
 from api.services.runner_spec import task_spec
-from api.services.state_machine import ClaimRefused, TaskStatus
+from api.services.state_machine import ClaimRefused, TaskStatus, utcnow
 from api.services.task_tokens import InvalidTaskToken, verify_task_token
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from api.services.conversations import ConversationService
     from api.services.dispatcher import Dispatcher
     from api.services.files import FileService
+    from api.services.llm_budget import LlmBudget
     from api.services.state_machine import TaskStateMachine
     from api.services.task_watch import TaskWatch
     from api.services.webhooks import WebhookService
@@ -42,6 +43,8 @@ class RunnerService:
         files: FileService,
         conversations: ConversationService,
         webhooks: WebhookService,
+        *,
+        llm_budget: LlmBudget | None = None,
     ) -> None:
         self.settings = settings
         self.machine = machine
@@ -50,6 +53,7 @@ class RunnerService:
         self.files = files
         self.conversations = conversations
         self.webhooks = webhooks
+        self.llm_budget = llm_budget
 
     def authorize(self, task_id: str, token: str) -> None:
         """401 unless `token` is the task token of `task_id`."""
@@ -69,7 +73,10 @@ class RunnerService:
             )
 
     def reconcile(self) -> dict[str, int]:
-        """Launch due queued tasks, settle overdue ones, send due webhooks."""
+        """Launch due queued tasks, settle overdue ones, send due webhooks, settle model
+        calls whose usage was parked (api/services/llm_budget.py)."""
+        if self.llm_budget is not None:
+            self.llm_budget.settle_due(utcnow())
         return {
             "dispatched": self.dispatcher.dispatch_pending(),
             "settled": self.dispatcher.reconcile(),
