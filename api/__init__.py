@@ -243,6 +243,7 @@ def _task_service(
         max_per_day=settings.max_tasks_per_user_per_day,
         max_active=settings.max_active_tasks_per_user,
         daily_token_budget=settings.user_daily_token_budget,
+        daily_cost_budget_usd=settings.user_daily_cost_budget_usd,
     )
     tasks = TaskService(
         machine,

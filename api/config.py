@@ -151,6 +151,7 @@ COUNT_TOKENS_PER_TASK_PER_MINUTE = 30
 # uses its small model for some of its own work (it names it with and without a date).
 HELPER_MODELS = ("claude-haiku-4-5", "claude-haiku-4-5-20251001")
 USER_DAILY_COST_BUDGET_USD = 50.0
+MAX_MAX_COST_USD = 10_000.0
 # USD per million tokens: input, output, cache write (5-minute), cache read; Anthropic's
 # list prices (https://docs.anthropic.com/en/docs/about-claude/pricing). A dated model id
 # takes the prices of the longest entry it starts with. MODEL_PRICES (JSON) overrides.

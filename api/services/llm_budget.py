@@ -240,6 +240,10 @@ class LlmBudget:
                 log.warning("model call %s stays parked", record.call_id, exc_info=True)
         return settled
 
+    def spent_usd(self, task_id: str) -> float:
+        """What the task's settled model calls cost (an estimate from the price table)."""
+        return usd(self.store.read_budget(task_id, "-", "-", 0)[0].get("spentNanos", 0))
+
     def remaining_usd(self, task: TaskDoc, now: datetime) -> float | None:
         """What the task may still spend in dollars (its own limit and its owner's day),
         for an engine that takes a budget; None when neither limits it."""

@@ -102,11 +102,15 @@ class RunnerService:
 
     def spec(self, task: TaskDoc) -> dict[str, Any]:
         """What the runner needs to run the task (api/services/runner_spec.py)."""
-        return task_spec(task, self.settings, self.files, self.conversations)
+        budget = None
+        if task["kind"] == "agent" and self.llm_budget is not None:
+            budget = self.llm_budget.remaining_usd(task, utcnow())
+        return task_spec(task, self.settings, self.files, self.conversations, budget)
 
     def events(self, task_id: str, execution: str, attempt: int, batch: list[Event]) -> int:
         """Store a batch of events (an empty one is a heartbeat); the next sequence
         number. 409 tells the runner to stop."""
+        batch = self._priced(task_id, batch)
         task = self.machine.append_events(
             task_id, execution, attempt, batch, config.MAX_EVENTS_PER_TASK
         )
@@ -129,6 +133,10 @@ class RunnerService:
         """Settle the task with the runner's outcome: (task, accepted). A duplicate or
         late report is not accepted: the first terminal status stands."""
         result = self.files.shape_result(task_id, result)
+        events = self._priced(task_id, events)
+        if result is not None and isinstance(result.get("usage"), dict) and self.llm_budget:
+            # What the proxy metered, not what the runner counted: the one authority.
+            result = {**result, "usage": {**result["usage"], "costUsd": self._cost(task_id)}}
         task, accepted = self.machine.finish(
             task_id,
             execution,
@@ -147,6 +155,22 @@ class RunnerService:
         if accepted:
             self.dispatcher.kick()  # its slot is free: the next queued task may start
         return task, accepted
+
+    def _priced(self, task_id: str, batch: list[Event]) -> list[Event]:
+        """`usage` events with the task's cost so far (`costUsd`, as metered)."""
+        if self.llm_budget is None or not any(kind == "usage" for kind, _ in batch):
+            return batch
+        cost = self._cost(task_id)
+        return [
+            (kind, {**data, "costUsd": cost})
+            if kind == "usage" and isinstance(data, dict)
+            else (kind, data)
+            for kind, data in batch
+        ]
+
+    def _cost(self, task_id: str) -> float:
+        assert self.llm_budget is not None
+        return self.llm_budget.spent_usd(task_id)
 
     # -- the task's files ---------------------------------------------------------------
 
