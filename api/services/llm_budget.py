@@ -147,8 +147,20 @@ class LlmBudget:
                 out_tokens = min(out_tokens, int(cost_left // max(price.output, 1e-9)))
             max_tokens = min(requested, config.LLM_MAX_RESPONSE_TOKENS, out_tokens)
             if max_tokens < 1:
-                if spent_room[0] - input_estimate < 1 or spent_room[1] <= 0:
-                    raise BudgetExceeded(_spent_message(limits, spend, shards, input_estimate))
+                # Would it fit were no other call in flight? If not, no retry helps.
+                tokens_alone = spent_room[0] - input_estimate
+                nanos_alone = spent_room[1] - input_estimate * input_price
+                if tokens_alone < 1 or nanos_alone < price.output:
+                    raise BudgetExceeded(
+                        _spent_message(
+                            limits,
+                            spend,
+                            shards,
+                            input_estimate,
+                            input_estimate * input_price,
+                            price.output,
+                        )
+                    )
                 raise BudgetBusy(
                     "This task's other model calls hold what is left of its budget; retry when "
                     "they end.",
@@ -282,20 +294,24 @@ def _room(
     return left, spent_left
 
 
-def _spent_message(limits: Limits, spend: dict, shards: list[dict], estimate: int) -> str:
-    day_spent = sum(s.get("spentTokens", 0) for s in shards)
+def _spent_message(
+    limits: Limits, spend: dict, shards: list[dict], estimate: int, input_nanos: float, price: float
+) -> str:
+    """Which budget cannot take the call (its input and one output token) even alone."""
+    day_tokens = sum(s.get("spentTokens", 0) for s in shards)
     day_nanos = sum(s.get("spentNanos", 0) for s in shards)
-    if day_spent + estimate >= limits.day_tokens:
+    if limits.day_tokens - day_tokens - estimate < 1:
         return (
             f"The daily token budget ({limits.day_tokens}) of this task's owner is spent "
             "(or cannot take this request); it resets at 00:00 UTC."
         )
-    if limits.day_nanos and day_nanos >= limits.day_nanos:
+    if limits.day_nanos and limits.day_nanos - day_nanos - input_nanos < price:
         return (
             f"The daily cost budget (${usd(limits.day_nanos)}, an estimate from the price "
             "table) of this task's owner is spent; it resets at 00:00 UTC."
         )
-    if limits.task_nanos is not None and spend.get("spentNanos", 0) >= limits.task_nanos:
+    task_nanos = spend.get("spentNanos", 0)
+    if limits.task_nanos is not None and limits.task_nanos - task_nanos - input_nanos < price:
         return f"The task's cost budget (maxCostUsd ${usd(limits.task_nanos)}) is spent."
     return (
         f"The task's token budget ({limits.task_tokens}) is spent, or cannot take this "
