@@ -22,11 +22,17 @@ from api.adapters.firestore_paths import (
     llm_shard_path,
     llm_spend_path,
     task_path,
+    utc_day,
 )
 
 # The fields both a task's spend document and a day shard hold.
 BUDGET_FIELDS = ("reservedNanos", "reservedTokens", "spentNanos", "spentTokens")
 TASK_FIELDS = (*BUDGET_FIELDS, "inFlight")
+
+
+def spend_day(now: datetime) -> str:
+    """The UTC day (yyyymmdd) a reservation made at `now` is counted on."""
+    return utc_day(now)
 
 
 @dataclass(frozen=True)
@@ -90,9 +96,11 @@ class SpendStore:
     client: Any
 
     def read_budget(
-        self, task_id: str, owner: str, day: str, shards: int
+        self, task_id: str, owner: str, now: datetime, shards: int
     ) -> tuple[dict[str, int], list[dict[str, int]]]:
-        """The task's spend document and its owner's day shards, in one round trip."""
+        """The task's spend document and its owner's shards of `now`'s UTC day, in one
+        round trip."""
+        day = utc_day(now)
         paths = [llm_spend_path(task_id), *(llm_shard_path(owner, day, k) for k in range(shards))]
         refs = [self.client.document(path) for path in paths]
         found = {snap.reference.path: snap.to_dict() or {} for snap in self.client.get_all(refs)}
@@ -100,7 +108,13 @@ class SpendStore:
         return docs[0], docs[1:]
 
     def read_day_shards(self, owner: str, day: str, shards: int) -> list[dict[str, int]]:
-        return self.read_budget("-", owner, day, shards)[1]
+        paths = [llm_shard_path(owner, day, k) for k in range(shards)]
+        refs = [self.client.document(path) for path in paths]
+        found = {snap.reference.path: snap.to_dict() or {} for snap in self.client.get_all(refs)}
+        return [found.get(path, {}) for path in paths]
+
+    def read_task_spend(self, task_id: str) -> dict[str, int]:
+        return self.client.document(llm_spend_path(task_id)).get().to_dict() or {}
 
     def reserve(self, call: CallRecord) -> dict[str, int]:
         """Create the call's record and add its reservation (and one call in flight);
@@ -215,7 +229,7 @@ class SpendStore:
             due.append((CallRecord.of(snap.id, doc), parked))
         return due
 
-    def count_tokens_call(self, task_id: str, owner: str, day: str) -> None:
+    def count_tokens_call(self, task_id: str, owner: str, now: datetime) -> None:
         """One count_tokens call, on the task's spend and the owner's day (as calls)."""
         from google.cloud import firestore
 
@@ -223,11 +237,14 @@ class SpendStore:
         one = firestore.Increment(1)
         batch.set(self.client.document(llm_spend_path(task_id)), {"countTokensCalls": one}, True)
         daily = {"llmCountTokensCalls": one}
-        batch.set(self.client.document(day_usage_path(owner, day)), daily, merge=True)
+        batch.set(self.client.document(day_usage_path(owner, utc_day(now))), daily, merge=True)
         batch.commit()
 
-    def day_usages(self, owner: str, days: list[str]) -> list[dict[str, Any]]:
-        """The owner's usage records of `days` (empty where none), in one round trip."""
+    def month_usages(self, owner: str, now: datetime) -> list[dict[str, Any]]:
+        """The owner's usage records of `now`'s UTC month up to its day, in day order
+        (empty where none), in one round trip."""
+        today = utc_day(now)
+        days = [f"{today[:6]}{d:02d}" for d in range(1, int(today[6:]) + 1)]
         paths = [day_usage_path(owner, day) for day in days]
         refs = [self.client.document(path) for path in paths]
         found = {snap.reference.path: snap.to_dict() or {} for snap in self.client.get_all(refs)}

@@ -189,9 +189,7 @@ class TaskAdmission:
         running = self.store.running_count(owner)
         # The LLM proxy meters tokens and their cost on each day's usage record
         # (api/services/llm_budget.py); this month's days are read in one round trip.
-        today = now.astimezone(UTC)
-        month = [f"{today:%Y%m}{d:02d}" for d in range(1, today.day + 1)]
-        days = self.store.day_usages(owner, month)
+        days = self.store.month_usages(owner, now)
         tokens = days[-1].get("llmTokens", 0)
         midnight = (now.astimezone(UTC) + timedelta(days=1)).replace(
             hour=0, minute=0, second=0, microsecond=0

@@ -33,8 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from api import config
-from api.adapters.firestore_paths import utc_day
-from api.adapters.firestore_spend import TASK_FIELDS, CallRecord, SettledAlready, Spent
+from api.adapters.firestore_spend import TASK_FIELDS, CallRecord, SettledAlready, Spent, spend_day
 from api.adapters.firestore_store import FirestoreStore
 from api.models.documents import TaskDoc
 from api.retry import retry_call
@@ -74,7 +73,12 @@ class Limits:
 def _transient(error: Exception) -> bool:
     from google.api_core import exceptions as gexc
 
-    retryable = (gexc.Aborted, gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError)
+    retryable = (
+        gexc.Aborted,
+        gexc.ServiceUnavailable,
+        gexc.DeadlineExceeded,
+        gexc.InternalServerError,
+    )
     return isinstance(error, retryable)
 
 
@@ -134,11 +138,11 @@ class LlmBudget:
         :raises BudgetExceeded: the task's or the owner's budget cannot take the input.
         :raises BudgetBusy: too many calls of the task in flight, or theirs hold the rest.
         """
-        limits, owner, day = self.limits(task), task["owner"], utc_day(now)
+        limits, owner, day = self.limits(task), task["owner"], spend_day(now)
         # A request that marks cache breakpoints may write its input to the cache, the
         # dearest way to send it.
         input_price = price.cache_write if cached else price.input
-        spend, shards = self.store.read_budget(task["id"], owner, day, LLM_BUDGET_SHARDS)
+        spend, shards = self.store.read_budget(task["id"], owner, now, LLM_BUDGET_SHARDS)
         for _ in range(RESERVE_TRIES):
             room, spent_room = _room(limits, spend, shards)
             out_tokens = room[0] - input_estimate
@@ -254,15 +258,13 @@ class LlmBudget:
 
     def spent_usd(self, task_id: str) -> float:
         """What the task's settled model calls cost (an estimate from the price table)."""
-        return usd(self.store.read_budget(task_id, "-", "-", 0)[0].get("spentNanos", 0))
+        return usd(self.store.read_task_spend(task_id).get("spentNanos", 0))
 
     def remaining_usd(self, task: TaskDoc, now: datetime) -> float | None:
         """What the task may still spend in dollars (its own limit and its owner's day),
         for an engine that takes a budget; None when neither limits it."""
         limits = self.limits(task)
-        spend, shards = self.store.read_budget(
-            task["id"], task["owner"], utc_day(now), LLM_BUDGET_SHARDS
-        )
+        spend, shards = self.store.read_budget(task["id"], task["owner"], now, LLM_BUDGET_SHARDS)
         if limits.task_nanos is None and not self.daily_nanos:
             return None
         return usd(max(0, _room(limits, spend, shards)[0][1]))

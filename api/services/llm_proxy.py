@@ -18,7 +18,6 @@ import json
 import logging
 from collections.abc import Iterator
 
-from api.adapters.firestore_paths import utc_day
 from api.adapters.firestore_spend import CallRecord, Spent
 from api.adapters.firestore_store import FirestoreStore
 from api.adapters.llm import AnthropicUpstream, UpstreamError, UpstreamReply, error_body
@@ -174,7 +173,7 @@ class LlmProxy:
             query={"beta": "true"},
         )
         try:
-            self.store.count_tokens_call(task["id"], task["owner"], utc_day(utcnow()))
+            self.store.count_tokens_call(task["id"], task["owner"], utcnow())
         except Exception:  # a count is not worth failing an answered call for
             log.warning("count_tokens call of %s not counted", task["id"], exc_info=True)
         return reply

@@ -273,7 +273,7 @@ def cli_arguments(spec: TaskSpec, session: str, resume: bool) -> list[str]:
         arguments += ["--append-system-prompt", agent["systemPrompt"]]
     # The CLI stops cleanly at the task's remaining budget; the proxy stays the authority
     # (and refuses a call past it, which ends the task budget_exceeded).
-    budget = spec["limits"].get("maxBudgetUsd")
+    budget = (spec.get("limits") or {}).get("maxBudgetUsd")
     if budget is not None and budget > 0:
         arguments += ["--max-budget-usd", f"{budget:.6f}"]
     return arguments

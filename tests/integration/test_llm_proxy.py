@@ -104,9 +104,7 @@ def test_a_spent_task_budget_is_refused_without_calling_anthropic(api, platform,
     assert len(anthropic_api.messages_requests) == 1
 
 
-def test_max_tokens_is_capped_to_the_remaining_budget_less_the_input(
-    api, platform, anthropic_api
-):
+def test_max_tokens_is_capped_to_the_remaining_budget_less_the_input(api, platform, anthropic_api):
     anthropic_api.add(reply("a", usage=(950, 10)), reply("b"))
     _, token = running_agent_task(api, platform, maxTokens=1000)
     call(api, token, max_tokens=4096)

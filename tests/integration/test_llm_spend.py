@@ -117,6 +117,7 @@ def test_calls_beyond_the_tasks_in_flight_limit_get_429_with_retry_after(
     held = [Reply([{"type": "text", "text": "slow answer"}], hold=release) for _ in range(2)]
     anthropic_api.add(*held, reply("after"))
     _, token = running_agent_task(api, platform)
+
     def read_stream() -> str:
         return call(app.test_client(), token, stream=True).get_data(as_text=True)
 
@@ -181,7 +182,9 @@ def test_count_tokens_is_throttled_per_task_and_counted_as_calls(
     task_id, token = running_agent_task(api, platform)
     body = {"model": MODEL, "messages": [{"role": "user", "content": "count me"}]}
     answers = [
-        api.post("/internal/v1/llm/v1/messages/count_tokens", json=body, headers={"x-api-key": token})
+        api.post(
+            "/internal/v1/llm/v1/messages/count_tokens", json=body, headers={"x-api-key": token}
+        )
         for _ in range(8)
     ]
     assert [a.status_code for a in answers] == [200] * 5 + [429] * 3
