@@ -119,6 +119,7 @@ class SpendStore:
     def reserve(self, call: CallRecord) -> dict[str, int]:
         """Create the call's record and add its reservation (and one call in flight);
         the task's spend document after the commit."""
+        from google.api_core import exceptions as gexc
         from google.cloud import firestore
 
         batch = self.client.batch()
@@ -138,7 +139,12 @@ class SpendStore:
             },
             merge=True,
         )
-        results = batch.commit()
+        try:
+            results = batch.commit()
+        except gexc.Conflict:
+            # A retry of a commit that was applied (its answer was lost): it stands.
+            spend = self.read_task_spend(call.task_id)
+            return {name: int(spend.get(name, 0)) for name in task_delta}
         values = [value.integer_value for value in results[1].transform_results]
         return dict(zip(sorted(task_delta), values, strict=True))
 

@@ -25,6 +25,7 @@ after the upstream timeout, its reservation counted as spent.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import secrets
@@ -185,7 +186,7 @@ class LlmBudget:
                 ),
             )
             spend = retry_call(
-                lambda record=record: self.store.reserve(record),
+                functools.partial(self.store.reserve, record),
                 retry_if=_transient,
                 initial=0.05,
                 maximum=0.5,
@@ -267,7 +268,7 @@ class LlmBudget:
         spend, shards = self.store.read_budget(task["id"], task["owner"], now, LLM_BUDGET_SHARDS)
         if limits.task_nanos is None and not self.daily_nanos:
             return None
-        return usd(max(0, _room(limits, spend, shards)[0][1]))
+        return usd(int(max(0, _room(limits, spend, shards)[0][1])))
 
 
 def _room(

@@ -199,7 +199,8 @@ class LlmProxy:
     def _check_model(self, task: TaskDoc, model: object) -> None:
         """The agent's model is the ceiling: it, or a helper model (HELPER_MODELS) that
         costs no more; never another, even one on the allow-list."""
-        agent_model = (task.get("agent") or {}).get("model")
+        agent = task.get("agent")
+        agent_model = agent["model"] if agent else None
         helpers = [
             h for h in self.helper_models if agent_model and self.prices.no_dearer(h, agent_model)
         ]
