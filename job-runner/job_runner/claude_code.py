@@ -241,6 +241,16 @@ def _report(outcome, line: dict, relay: LlmRelay, result: dict, stderr_tail: str
         return "timed_out", result, {"code": "timeout", "message": message}
     if line.get("subtype") == "error_max_turns":  # as the messages engine reports it
         return "completed", {**result, "stopReason": "max_turns"}, None
+    if line.get("subtype") == "error_max_budget_usd":  # it stopped at --max-budget-usd
+        message = "Claude Code stopped at the task's remaining budget (maxCostUsd)."
+        return (
+            "failed",
+            {**result, "stopReason": "budget_exceeded"},
+            {
+                "code": "budget_exceeded",
+                "message": message,
+            },
+        )
     if outcome.exit_code != 0 or line.get("is_error") or not line:
         reason = line.get("terminal_reason") or line.get("subtype") or "no result line"
         said = line.get("result") if isinstance(line.get("result"), str) else ""
