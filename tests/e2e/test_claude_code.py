@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from api import config
 from devtools.scripted_anthropic import Failure, Reply, reply, tool_use
 from tests.conftest import Caller, processes_mentioning, wait_for
 
@@ -102,6 +103,9 @@ def test_a_bash_tool_call_writes_a_file_and_the_reply_lands_in_the_conversation(
     assert len(sent) == 2
     assert all(keys_of(r) == {REAL_KEY} for r in sent)
     assert all(r.body["stream"] is True and r.body["model"] for r in sent)
+    # The pinned CLI (2.1.332) sends only the agent's model here; a helper it may use
+    # (its small model) is paired with it by HELPER_MODELS, and nothing else passes.
+    assert {r.body["model"] for r in sent} <= {"claude-sonnet-4-6", *config.HELPER_MODELS}
 
 
 def test_nothing_in_the_sandbox_shows_the_key_or_a_task_token(alice, anthropic_api, agent_server):
