@@ -201,6 +201,7 @@ class AgentDoc(TypedDict):
     maxTokens: int
     createdAt: datetime
     updatedAt: datetime
+    maxCostUsd: NotRequired[float | None]
 
 
 class WorkspacePointer(TypedDict):

@@ -265,11 +265,15 @@ class Agent(Contract):
     engine: Engine
     max_turns: int = Field(alias="maxTurns")
     max_tokens: int = Field(alias="maxTokens")
+    max_cost_usd: float | None = Field(
+        None, alias="maxCostUsd", description="Each task's cost limit in USD (an estimate)."
+    )
     created_at: datetime = Field(alias="createdAt")
     updated_at: datetime = Field(alias="updatedAt")
 
     @classmethod
     def of(cls, agent: Document) -> Self:
+        cost = agent.get("maxCostUsd")
         fields = ("name", "description", "systemPrompt", "model", "tools")
         return cls.model_validate(
             {
@@ -279,6 +283,7 @@ class Agent(Contract):
                 "engine": agent.get("engine") or STORED_AGENT_ENGINE,
                 "maxTurns": agent.get("maxTurns"),
                 "maxTokens": agent.get("maxTokens"),
+                **({"maxCostUsd": cost} if cost is not None else {}),
                 "createdAt": agent.get("createdAt"),
                 "updatedAt": agent.get("updatedAt"),
             }

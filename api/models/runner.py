@@ -100,6 +100,14 @@ class TokenUsage(BaseModel):
 
     input_tokens: int = Field(0, alias="inputTokens", ge=0)
     output_tokens: int = Field(0, alias="outputTokens", ge=0)
+    # Set by the API from what its LLM proxy metered (a runner's is replaced).
+    cost_usd: float | None = Field(
+        None,
+        alias="costUsd",
+        ge=0,
+        description="What the task's model calls cost in USD: an estimate from the price "
+        "table (MODEL_PRICES), not Anthropic's invoice.",
+    )
 
 
 class AgentResult(OutputListing):

@@ -243,6 +243,16 @@ def _report(
         return "timed_out", result, {"code": "timeout", "message": message}
     if line.get("subtype") == "error_max_turns":  # as the messages engine reports it
         return "completed", {**result, "stopReason": "max_turns"}, None
+    if line.get("subtype") == "error_max_budget_usd":  # it stopped at --max-budget-usd
+        message = "Claude Code stopped at the task's remaining budget (maxCostUsd)."
+        return (
+            "failed",
+            {**result, "stopReason": "budget_exceeded"},
+            {
+                "code": "budget_exceeded",
+                "message": message,
+            },
+        )
     if outcome.exit_code != 0 or line.get("is_error") or not line:
         reason = line.get("terminal_reason") or line.get("subtype") or "no result line"
         said = line.get("result") if isinstance(line.get("result"), str) else ""
@@ -273,6 +283,11 @@ def cli_arguments(spec: TaskSpec, session: str, resume: bool) -> list[str]:
     ]
     if agent.get("systemPrompt"):
         arguments += ["--append-system-prompt", agent["systemPrompt"]]
+    # The CLI stops cleanly at the task's remaining budget; the proxy stays the authority
+    # (and refuses a call past it, which ends the task budget_exceeded).
+    budget = (spec.get("limits") or {}).get("maxBudgetUsd")
+    if budget is not None and budget > 0:
+        arguments += ["--max-budget-usd", f"{budget:.6f}"]
     return arguments
 
 

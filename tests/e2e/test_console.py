@@ -241,6 +241,10 @@ def test_create_an_agent_and_chat_one_turn_with_its_tool_call(
     expect(page.locator("#send")).to_be_enabled()
     # Two model calls of 10 input and 5 output tokens each, metered by the LLM proxy.
     expect(page.locator("#usage [data-counter=llmTokensToday]")).to_contain_text("30 / 2,000,000")
+    # Their cost at Haiku's $1 and $5 per million tokens ($0.00007), shown as an estimate.
+    cost = page.locator("#usage [data-counter=costUsdToday]")
+    expect(cost).to_contain_text("$0.0001")
+    expect(cost).to_contain_text("(estimate)")
     with page.expect_download() as download:
         page.click("#workspace-files button.download[data-path='answer.txt']")
     assert Path(download.value.path()).read_text() == "42"

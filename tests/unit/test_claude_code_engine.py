@@ -128,6 +128,23 @@ def test_tools_map_onto_claude_codes_and_the_session_is_resumed_when_it_exists()
     assert later[later.index("--resume") + 1] == "sid" and "--session-id" not in later
 
 
+def test_the_cli_is_given_the_tasks_remaining_budget_in_dollars():
+    spec = cast(  # only what cli_arguments reads
+        TaskSpec,
+        {
+            "agent": {"model": "claude-sonnet-4-6", "tools": []},
+            "input": {"maxTurns": 4},
+            "limits": {"maxBudgetUsd": 0.25},
+        },
+    )
+    arguments = cli_arguments(spec, "sid", resume=False)
+    assert arguments[arguments.index("--max-budget-usd") + 1] == "0.250000"
+    spent = cast(
+        TaskSpec, {**spec, "limits": {"maxBudgetUsd": 0.0}}
+    )  # the proxy refuses; the CLI is not told 0
+    assert "--max-budget-usd" not in cli_arguments(spent, "sid", resume=False)
+
+
 @pytest.fixture
 def workspace():
     # Not under tmp_path: pytest's base directory is 0700, and the sandbox's uid must
