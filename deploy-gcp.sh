@@ -624,8 +624,8 @@ EOF
 deploy_job() {
 	# No secrets and no environment (--clear-env-vars): the API passes TASK_ID,
 	# TASK_TOKEN and API_URL to each execution as overrides, and the runner holds
-	# nothing else. Jobs run only in the second-generation execution environment,
-	# whose user namespaces bubblewrap needs; --self-check below proves it works.
+	# nothing else. Jobs run only in the second-generation execution environment;
+	# --self-check below proves a sandbox backend works there (ADR 0012).
 	gcloud_run run jobs deploy "$JOB_NAME" --image="$RUNNER_IMAGE" --region="$REGION" \
 		--service-account="$RUNNER_SA" --clear-env-vars \
 		--tasks=1 --max-retries="$JOB_MAX_RETRIES" --task-timeout="$JOB_TASK_TIMEOUT" \
@@ -637,8 +637,9 @@ deploy_job() {
 	self_check_job
 }
 
-# One execution of the new job with --self-check (job_runner/self_check.py): the
-# sandbox starts there, as uid 10001, with no network and an empty environment.
+# One execution of the new job with --self-check (job_runner/self_check.py): every
+# sandbox backend is probed there, and the one SANDBOX=auto picks must start a program
+# with its own uid, no network and an empty environment.
 # Nothing is served before it passes.
 self_check_job() {
 	if ! gcloud_run run jobs execute "$JOB_NAME" --region="$REGION" --args=--self-check --wait; then

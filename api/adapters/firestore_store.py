@@ -28,6 +28,7 @@ from api.adapters.firestore_deadlines import bound_every_call
 from api.adapters.firestore_documents import DocumentStore
 from api.adapters.firestore_paths import EVENTS, TASKS, event_doc_id, usage_path
 from api.adapters.firestore_queues import QueueQueries
+from api.adapters.firestore_spend import SpendStore
 from api.adapters.firestore_tasks import TaskCreation
 from api.models.documents import EventDoc, TaskDoc
 from api.retry import retry_call
@@ -65,7 +66,9 @@ def _read(snapshot: Any) -> Any:
     return decode(snapshot.reference.path, snapshot.to_dict()) if snapshot.exists else None
 
 
-class FirestoreStore(TaskCreation, CounterStore, QueueQueries, ConversationStore, DocumentStore):
+class FirestoreStore(
+    TaskCreation, CounterStore, QueueQueries, ConversationStore, DocumentStore, SpendStore
+):
     def __init__(
         self, project: str, client: Any = None, deadline_seconds: float | None = None
     ) -> None:

@@ -74,6 +74,10 @@ class ExecutionInfo(TypedDict):
     attempt: int
     logUri: str | None
     consoleUri: NotRequired[str | None]
+    # How the runner isolated and bounded the task (its result's report).
+    sandbox: NotRequired[str]
+    memoryBound: NotRequired[str]
+    diskBound: NotRequired[str]
 
 
 class Claim(TypedDict):
@@ -197,6 +201,7 @@ class AgentDoc(TypedDict):
     maxTokens: int
     createdAt: datetime
     updatedAt: datetime
+    maxCostUsd: NotRequired[float | None]
 
 
 class WorkspacePointer(TypedDict):

@@ -14,6 +14,7 @@ from api import config
 from api.errors import ApiError
 from api.models import AgentTaskInput, CodeTaskInput, ListTasksQuery, TaskBatch
 from api.models import responses as r
+from api.models.documents import TaskKind
 from api.routes.common import Query, current_user, json_body, parse_query, services, validate
 from api.routes.operations import (
     AUTHED,
@@ -90,7 +91,7 @@ def submit_batch() -> Response:
     user = current_user()
     body = json_body()
     batch = validate(TaskBatch, body)
-    items = []
+    items: list[tuple[TaskKind, dict, dict]] = []
     for spec in batch.tasks:
         webhook = spec.webhook_url or batch.webhook_url
         extra = {"webhookUrl": webhook} if webhook else {}
@@ -138,11 +139,13 @@ def delete(task_id: str) -> tuple[str, int]:
 
 
 @operation(bp, "post", "/<task_id>/cancel", "cancelTask", "Cancel a task", TASKS,
-           Reply(200, "The task: cancelled, unless it had already ended.", r.Task),
+           Reply(200, "The task: cancelled, unless it had already ended (then unchanged, "
+                 "with `alreadyEnded: true`).", r.CancelledTask),
            (404, 409, *AUTHED))  # fmt: skip
 def cancel(task_id: str) -> dict:
-    """Cancel unless already terminal; returns the task."""
-    return r.Task.of(services().tasks.cancel(current_user(), task_id)).body()
+    """Cancel unless already terminal; returns the task, saying whether it had ended."""
+    task, already_ended = services().tasks.cancel(current_user(), task_id)
+    return r.CancelledTask.after_cancel(task, already_ended).body()
 
 
 @operation(bp, "get", "/<task_id>/events", "listTaskEvents", "A task's events", TASKS,

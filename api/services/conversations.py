@@ -107,6 +107,9 @@ class ConversationService:
             "memoryMb": limits.get("memory_mb", config.DEFAULT_AGENT_MEMORY_MB),
             "network": limits.get("network", False),
         }
+        max_cost = limits.get("max_cost_usd") or settings.get("maxCostUsd")
+        if max_cost is not None:
+            task_input["maxCostUsd"] = max_cost
         agent: AgentSnapshot = {
             "systemPrompt": settings["systemPrompt"] or "",
             "model": settings["model"],
@@ -134,6 +137,7 @@ class ConversationService:
             engine=spec.engine,
             max_turns=spec.max_turns,
             max_tokens=spec.max_tokens,
+            max_cost_usd=spec.max_cost_usd,
             timeout_seconds=spec.timeout_seconds,
             memory_mb=spec.memory_mb,
             network=spec.network,

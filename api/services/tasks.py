@@ -328,10 +328,12 @@ class TaskService:
             next_token = base64.urlsafe_b64encode(tasks[-1]["id"].encode()).decode()
         return tasks, next_token
 
-    def cancel(self, owner: str, task_id: str) -> TaskDoc:
+    def cancel(self, owner: str, task_id: str) -> tuple[TaskDoc, bool]:
+        """Cancel the task unless it has ended: (the task, whether it had already
+        ended, in which case nothing changed)."""
         task = self.get(owner, task_id)
         if is_terminal(task):
-            return task
+            return task, True
         try:
             settled, changed = self.machine.settle(
                 task_id,
@@ -343,7 +345,7 @@ class TaskService:
             # budget: whatever won is the task's truth, and a retry is safe.
             task = self.get(owner, task_id)
             if is_terminal(task):
-                return task
+                return task, True
             raise ApiError(
                 409, "task_busy", "The task is changing too often to cancel now; retry."
             ) from None
@@ -353,7 +355,7 @@ class TaskService:
         if changed and task["status"] != "queued":
             self.dispatcher.kick()  # its slot is free: the next queued task may start
         self.watch.changed(task_id, settled)
-        return settled or task
+        return settled or task, not changed
 
     def delete(self, owner: str, task_id: str, delete_files: Callable[[str], object]) -> None:
         """Delete a finished task: its files (first, so a failure leaves the task to
