@@ -41,7 +41,8 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 # are small and never hold a thread while they trickle in; an upload streams the rest
 # to its thread through a buffer of at most `BODY_BUFFER_BYTES`.
 BODY_PREFIX_BYTES = 256 * 1024
-BODY_BUFFER_BYTES = 1024 * 1024
+BODY_BUFFER_BYTES = 256 * 1024
+WRITE_SLICE_BYTES = 256 * 1024
 _END = object()
 # The environ key of a threading.Event set when the client has gone.
 CLIENT_GONE = "agent_platform.client_gone"
@@ -239,10 +240,15 @@ class WsgiBridge:
             piece = first
             # Nobody to write to once the client is gone: stop producing.
             while piece is not _END and not client_gone.is_set():
-                if piece:
+                # In slices: the server frames (copies) what it is given, so a 1 MiB
+                # piece would be held twice.
+                view = memoryview(piece)
+                for start in range(0, len(view), WRITE_SLICE_BYTES):
+                    chunk = bytes(view[start : start + WRITE_SLICE_BYTES])
                     await self._send(
-                        send, {"type": "http.response.body", "body": piece, "more_body": True}
+                        send, {"type": "http.response.body", "body": chunk, "more_body": True}
                     )
+                if piece:
                     # An empty piece waits (at most the deadline) until the client has
                     # taken the last one, so a client that does not read costs one
                     # piece of memory and no further work.
