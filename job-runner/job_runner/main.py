@@ -22,6 +22,7 @@ from job_runner.code_task import run_code_task
 from job_runner.events import EventSender
 from job_runner.file_channel import FileChannel
 from job_runner.sandbox import SandboxError, make_sandbox
+from job_runner.task_access import DevHostsRefused, TaskAccess
 from job_runner.task_space import enter_private_mounts
 
 EXIT_REPORTED = 0
@@ -84,31 +85,30 @@ def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event, send
         return EXIT_REPORTED
     log.info("claimed task (execution %s, attempt %d)", api.execution, api.attempt)
 
-    sender = EventSender(api, spec["limits"]["heartbeatSeconds"], on_lost=cancel.set)
+    refusal = None
+    try:
+        access = _access(api, spec)
+    except (ApiRefused, DevHostsRefused) as problem:
+        access, refusal = TaskAccess(), _access_error(problem)
+    sender = EventSender(
+        api, spec["limits"]["heartbeatSeconds"], on_lost=cancel.set, mask=access.mask
+    )
+    access.on_egress = lambda record: sender.event("egress", record)
     sender.start()
     senders.append(sender)
+    status: str = "failed"
+    result: dict | None = None
+    error: dict | None = refusal
     try:
-        sandbox = make_sandbox(os.environ.get("SANDBOX", "bwrap"))
-        channel = FileChannel(api.base_url, api.task_id, api.token)
-        if spec["kind"] == "code":
-            status, result, error = run_code_task(spec, sandbox, sender.output, cancel, channel)
-        elif spec["kind"] == "agent":
-            # Imported here: code tasks, whose start-up is measured, never load them.
-            if spec["agent"].get("engine", "messages") == "claude-code":
-                from job_runner.claude_code import run_claude_code_task as run_agent
-            else:
-                from job_runner.agent_task import run_agent_task as run_agent
-
-            status, result, error = run_agent(
-                spec, sandbox, api.base_url, api.token, sender.event, cancel, channel
-            )
-        else:
-            raise SandboxError(f"this runner cannot run tasks of kind {spec['kind']!r}")
+        if refusal is None:
+            status, result, error = _execute(spec, api, access, sender, cancel)
     except SandboxError as problem:
         log.error("sandbox error: %s", problem)
         status, result, error = "failed", None, {"code": "sandbox_error", "message": str(problem)}
     finally:
         last_events = sender.finish()
+    # What leaves the runner never holds a secret's value (events are masked as queued).
+    result, error = access.mask.data(result), access.mask.data(error)
     if sender.lost.is_set():
         log.info("the task was taken from this execution (cancelled?): not reporting")
         return EXIT_REPORTED
@@ -124,6 +124,39 @@ def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event, send
         return EXIT_UNREPORTED
     log.info("reported %s (accepted: %s)", status, reply.get("accepted"))
     return EXIT_REPORTED
+
+
+def _access(api: TaskApi, spec: dict) -> TaskAccess:
+    """The task's secrets (fetched only if it names any) and egress."""
+    secrets = api.secrets() if spec.get("secrets") else {}
+    return TaskAccess.from_spec(spec, secrets)
+
+
+def _access_error(problem: Exception) -> dict:
+    if isinstance(problem, ApiRefused):
+        said = problem.body.get("message") if isinstance(problem.body, dict) else None
+        message = f"The task's secrets could not be fetched: {said or problem}"
+        return {"code": "secrets_unavailable", "message": message[:2000]}
+    return {"code": "invalid_task", "message": str(problem)}
+
+
+def _execute(spec: dict, api: TaskApi, access: TaskAccess, sender: EventSender, cancel):
+    """(status, result, error) of running the task's kind in the sandbox."""
+    sandbox = make_sandbox(os.environ.get("SANDBOX", "bwrap"))
+    channel = FileChannel(api.base_url, api.task_id, api.token)
+    if spec["kind"] == "code":
+        return run_code_task(spec, sandbox, sender.output, cancel, channel, access)
+    if spec["kind"] == "agent":
+        # Imported here: code tasks, whose start-up is measured, never load them.
+        if spec["agent"].get("engine", "messages") == "claude-code":
+            from job_runner.claude_code import run_claude_code_task as run_agent
+        else:
+            from job_runner.agent_task import run_agent_task as run_agent
+
+        return run_agent(
+            spec, sandbox, api.base_url, api.token, sender.event, cancel, channel, access
+        )
+    raise SandboxError(f"this runner cannot run tasks of kind {spec['kind']!r}")
 
 
 def _handle_migration(log) -> list:

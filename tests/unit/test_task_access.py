@@ -1,0 +1,125 @@
+"""A code task's secrets and egress through the real sandbox (job_runner/task_access.py):
+the program gets its owner's secrets as variables and reaches the hosts its list
+names through the runner's proxy, and nothing else. The API's side, end to end:
+tests/e2e/test_egress.py."""
+
+from __future__ import annotations
+
+import textwrap
+import threading
+
+from job_runner.code_task import run_code_task
+from job_runner.sandbox import BubblewrapSandbox
+from job_runner.task_access import TaskAccess
+
+from devtools.api_stand_in import ApiStandIn
+
+KEY = "sk-demo-7d1e44b09a"
+
+
+def code_spec(code: str, egress: dict | None = None, stdin: str = "") -> dict:
+    return {
+        "id": "access-test",
+        "input": {
+            "language": "python",
+            "code": textwrap.dedent(code),
+            "timeoutSeconds": 30,
+            "memoryMb": 256,
+            "stdin": stdin,
+        },
+        "limits": {"maxOutputBytes": 65536, "network": False, "egress": egress},
+    }
+
+
+def run(spec: dict, secrets: dict | None = None) -> tuple[dict, list[dict]]:
+    events: list[dict] = []
+    access = TaskAccess.from_spec(spec, secrets or {}, events.append)
+    status, result, error = run_code_task(
+        spec, BubblewrapSandbox(), lambda *chunk: None, threading.Event(), None, access
+    )
+    assert (status, error) == ("completed", None), result
+    assert result is not None
+    return result, events
+
+
+def test_secrets_are_variables_of_the_program_and_stdin_follows_them():
+    spec = code_spec(
+        """
+        import os, sys
+        print(os.environ["DEMO_KEY"], os.environ["OTHER"], sys.stdin.read())
+        print(sorted(n for n in os.environ if "PROXY" in n.upper()))
+        """,
+        stdin="the task's own stdin",
+    )
+    result, _ = run(spec, {"DEMO_KEY": KEY, "OTHER": "line one\nline two"})
+    assert result["stdout"] == f"{KEY} line one\nline two the task's own stdin\n[]\n"
+
+
+def test_without_secrets_or_egress_the_program_runs_as_before():
+    result, _ = run(code_spec("import os, sys; print(os.getppid(), repr(sys.stdin.read()))"))
+    assert result["stdout"] == "0 ''\n"  # pid 1's parent is outside: no forwarder
+
+
+def test_the_program_reaches_a_listed_host_through_the_proxy_and_nothing_else():
+    program = """
+        import json, os, socket, urllib.request
+        request = urllib.request.Request(
+            "http://api.test/v1/echo", headers={"Authorization": "Bearer " + os.environ["DEMO_KEY"]}
+        )
+        print(json.load(urllib.request.urlopen(request, timeout=10)))
+        for url in ("http://169.254.169.254/computeMetadata/v1/", "http://other.test/",
+                    "http://10.0.0.7/"):
+            try:
+                urllib.request.urlopen(url, timeout=10)
+            except urllib.error.HTTPError as refused:
+                print(refused.code, refused.read().decode().strip())
+        try:
+            socket.create_connection(("1.1.1.1", 80), timeout=5)
+        except OSError as error:
+            print("direct:", type(error).__name__)
+        print(os.environ["HTTPS_PROXY"].startswith("http://127.0.0.1:"), os.environ["NO_PROXY"])
+    """
+    with ApiStandIn() as api:
+        egress = {"allow": ["api.test"], "devHosts": {"api.test": f"127.0.0.1:{api.port}"}}
+        result, events = run(code_spec(program, egress), {"DEMO_KEY": KEY})
+    lines = result["stdout"].splitlines()
+    assert lines[0] == "{'ok': True, 'path': '/v1/echo'}"
+    assert api.requests[0]["headers"]["authorization"] == f"Bearer {KEY}"
+    assert lines[1].startswith("403 egress refused: 169.254.169.254 is link-local")
+    assert lines[2] == "403 egress refused: other.test is not on this task's allow-list"
+    assert lines[3] == "403 egress refused: 10.0.0.7 is private"
+    assert lines[4] == "direct: OSError"  # no network interface: unreachable
+    assert lines[5] == "True localhost,127.0.0.1,::1"
+    assert [(e["host"], e["allowed"]) for e in events] == [
+        ("api.test", True),
+        ("169.254.169.254", False),
+        ("other.test", False),
+        ("10.0.0.7", False),
+    ]
+    assert events[0]["bytesReceived"] > 0
+
+
+def test_https_to_a_listed_host_verifies_against_the_system_cas():
+    # The stand-in's certificate is not one the system trusts: the program sees a
+    # verification failure, which shows the CA store is there and TLS is end to end.
+    program = """
+        import ssl, urllib.request
+        try:
+            urllib.request.urlopen("https://api.test/", timeout=10)
+        except urllib.error.URLError as error:
+            print(isinstance(error.reason, ssl.SSLCertVerificationError))
+        import os
+        print(len(os.listdir("/etc/ssl/certs")) > 0)
+    """
+    with ApiStandIn(tls_names=["api.test"]) as api:
+        egress = {"allow": ["api.test"], "devHosts": {"api.test": f"127.0.0.1:{api.port}"}}
+        result, events = run(code_spec(program, egress))
+    assert result["stdout"] == "True\nTrue\n"
+    assert events[0]["method"] == "CONNECT" and events[0]["allowed"] is True
+
+
+def test_network_true_shares_the_host_network_and_starts_no_proxy():
+    spec = code_spec("import os; print(os.environ.get('HTTPS_PROXY'))", {"allow": ["api.test"]})
+    spec["limits"]["network"] = True
+    result, events = run(spec)
+    assert result["stdout"] == "None\n" and events == []
