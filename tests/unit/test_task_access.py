@@ -90,13 +90,15 @@ def test_the_program_reaches_a_listed_host_through_the_proxy_and_nothing_else():
     assert lines[3] == "403 egress refused: 10.0.0.7 is private"
     assert lines[4] == "direct: OSError"  # no network interface: unreachable
     assert lines[5] == "True localhost,127.0.0.1,::1"
-    assert [(e["host"], e["allowed"]) for e in events] == [
-        ("api.test", True),
-        ("169.254.169.254", False),
-        ("other.test", False),
+    # Each connection is reported as it ends, which the program need not wait for.
+    assert sorted((e["host"], e["allowed"]) for e in events) == [
         ("10.0.0.7", False),
+        ("169.254.169.254", False),
+        ("api.test", True),
+        ("other.test", False),
     ]
-    assert events[0]["bytesReceived"] > 0
+    [allowed] = [e for e in events if e["allowed"]]
+    assert allowed["bytesReceived"] > 0
 
 
 def test_https_to_a_listed_host_verifies_against_the_system_cas():
