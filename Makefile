@@ -85,3 +85,4 @@ bench: $(VENV)/.synced system-deps
 	@$(VENV)/bin/python bench/files.py
 	@$(VENV)/bin/python bench/admission.py
 	@$(VENV)/bin/python bench/agent_engines.py
+	@$(VENV)/bin/python bench/egress_proxy.py
