@@ -40,7 +40,9 @@ class ApiStandIn:
             context.load_cert_chain(self.ca_file, key_file)
             self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
 
     def __enter__(self) -> ApiStandIn:
         self._thread.start()

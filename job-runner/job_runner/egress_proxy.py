@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_CONNECTIONS = 256
 DEFAULT_MAX_BYTES = 1024**3
+# Connections open at once (each holds a thread here): a program that opens many and
+# sends nothing must not exhaust the runner. Past it, a connection is closed unread.
+MAX_OPEN_CONNECTIONS = 64
 CONNECT_TIMEOUT_SECONDS = 10
 HEAD_TIMEOUT_SECONDS = 30
 CLOSE_WAIT_SECONDS = 5
@@ -65,6 +68,7 @@ class EgressProxy:
         self.max_connections, self.max_bytes = max_connections, max_bytes
         self.connections = 0  # every connection asked for, refused ones included
         self.bytes = 0  # both ways, every connection
+        self.handling = 0  # connections accepted and not yet closed
         self._lock = threading.Lock()
         self._open: set[_Tunnel] = set()
         self._idle = threading.Condition(self._lock)
@@ -189,6 +193,20 @@ class _Tunnel:
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     proxy: EgressProxy
+
+    def verify_request(self, request, client_address) -> bool:
+        with self.proxy._lock:
+            if self.proxy.handling >= MAX_OPEN_CONNECTIONS:
+                return False
+            self.proxy.handling += 1
+            return True
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.proxy._lock:
+                self.proxy.handling -= 1
 
     def handle_error(self, request, client_address) -> None:
         log.error("the egress proxy dropped a connection")

@@ -236,3 +236,18 @@ def test_closing_the_proxy_ends_open_tunnels_and_reports_them(socket_dir):
         assert [e["reason"] for e in events] == ["the task ended"]
         assert read_all(sock) == b""
         sock.close()
+
+
+def test_connections_open_at_once_are_bounded(start_proxy, monkeypatch):
+    monkeypatch.setattr("job_runner.egress_proxy.MAX_OPEN_CONNECTIONS", 3)
+    proxy, events = start_proxy(["api.test"])
+    idle = [connect(proxy) for _ in range(3)]  # each holds a handler, sending nothing
+    wait_for(lambda: proxy.handling == 3, 5, message="three handlers")
+    with connect(proxy) as fourth:
+        assert read_all(fourth) == b""  # closed unread
+    for sock in idle:
+        sock.close()
+    wait_for(lambda: proxy.handling == 0, 5, message="the handlers to end")
+    sock, head = connect_through(proxy, "other.test:443")
+    sock.close()
+    assert head.startswith(b"HTTP/1.1 403")

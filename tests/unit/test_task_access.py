@@ -9,8 +9,10 @@ import textwrap
 import threading
 
 from job_runner.code_task import run_code_task
-from job_runner.sandbox import BubblewrapSandbox
+from job_runner.sandbox import BubblewrapSandbox, Limits
 from job_runner.task_access import TaskAccess
+from job_runner.task_space import TaskSpace
+from job_runner.tools import Toolbox
 
 from devtools.api_stand_in import ApiStandIn
 
@@ -125,3 +127,37 @@ def test_network_true_shares_the_host_network_and_starts_no_proxy():
     spec["limits"]["network"] = True
     result, events = run(spec)
     assert result["stdout"] == "None\n" and events == []
+
+
+def test_an_agents_bash_tool_gets_the_secrets_and_the_proxy():
+    with (
+        ApiStandIn() as api,
+        TaskSpace.create(
+            "access-tools", "agent-", memory_mb=256, disk_mb=64, max_processes=64
+        ) as space,
+    ):
+        egress = {"allow": ["api.test"], "devHosts": {"api.test": f"127.0.0.1:{api.port}"}}
+        events: list[dict] = []
+        access = TaskAccess({"DEMO_KEY": KEY}, egress, events.append)
+        limits = Limits(wall_seconds=30, memory_mb=256, max_output_bytes=65536)
+        with access.opened(space):
+            toolbox = Toolbox(
+                BubblewrapSandbox(),
+                space.workspace,
+                limits,
+                ["bash", "read_file"],
+                threading.Event(),
+                space=space,
+                access=access,
+            )
+            command = (
+                'curl -s -H "X-Key: $DEMO_KEY" http://api.test/tool; echo; curl -s http://x.test/'
+            )
+            called = toolbox.run("bash", {"command": command}, 30)
+    assert called.is_error is False, called.output
+    assert called.output.splitlines() == [
+        '{"ok": true, "path": "/tool"}',
+        "egress refused: x.test is not on this task's allow-list",
+    ]
+    assert api.requests[0]["headers"]["x-key"] == KEY
+    assert sorted(e["host"] for e in events) == ["api.test", "x.test"]
