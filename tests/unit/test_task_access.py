@@ -8,6 +8,7 @@ from __future__ import annotations
 import textwrap
 import threading
 
+from job_runner.claude_code import run_claude_code_task
 from job_runner.code_task import run_code_task
 from job_runner.sandbox import BubblewrapSandbox, Limits
 from job_runner.task_access import TaskAccess
@@ -15,6 +16,7 @@ from job_runner.task_space import TaskSpace
 from job_runner.tools import Toolbox
 
 from devtools.api_stand_in import ApiStandIn
+from devtools.scripted_anthropic import ScriptedAnthropic, reply, tool_use
 
 KEY = "sk-demo-7d1e44b09a"
 
@@ -161,3 +163,48 @@ def test_an_agents_bash_tool_gets_the_secrets_and_the_proxy():
     ]
     assert api.requests[0]["headers"]["x-key"] == KEY
     assert sorted(e["host"] for e in events) == ["api.test", "x.test"]
+
+
+def test_claude_codes_bash_reaches_a_listed_host_and_is_refused_another():
+    command = 'curl -s -H "X-Key: $DEMO_KEY" http://api.test/cc; echo; curl -s https://x.test/'
+    script = [
+        reply("Calling.", tool_use("Bash", command=command)),
+        reply("Done."),
+    ]
+    events: list[tuple[str, dict]] = []
+    with ApiStandIn() as api, ScriptedAnthropic(script) as llm:
+        spec = {
+            "id": "access-claude-code",
+            "input": {"prompt": "Call the API.", "timeoutSeconds": 120, "memoryMb": 1024},
+            "agent": {"model": "claude-sonnet-4-6", "tools": ["bash"], "systemPrompt": ""},
+            "limits": {
+                "maxOutputBytes": 65536,
+                "network": False,
+                "diskMb": 256,
+                "egress": {
+                    "allow": ["api.test"],
+                    "devHosts": {"api.test": f"127.0.0.1:{api.port}"},
+                },
+            },
+        }
+        access = TaskAccess.from_spec(
+            spec, {"DEMO_KEY": KEY}, lambda record: events.append(("egress", record))
+        )
+        status, result, error = run_claude_code_task(
+            spec,
+            BubblewrapSandbox(),
+            llm.url,
+            "tt1.the-task-token",
+            lambda kind, data: events.append((kind, data)),
+            threading.Event(),
+            None,
+            access,
+        )
+    assert (status, error) == ("completed", None), result
+    assert api.requests[0]["headers"]["x-key"] == KEY
+    [output] = [data["output"] for kind, data in events if kind == "tool_result"]
+    assert '{"ok": true, "path": "/cc"}' in output
+    # curl's exit for a tunnel the proxy refused (CONNECT answered 403).
+    assert "Exit code 56" in output
+    egress = sorted((d["host"], d["allowed"]) for kind, d in events if kind == "egress")
+    assert egress == [("api.test", True), ("x.test", False)]
