@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import textwrap
 import threading
+from typing import Any
 
 from job_runner.claude_code import run_claude_code_task
 from job_runner.code_task import run_code_task
@@ -16,7 +17,7 @@ from job_runner.task_space import TaskSpace
 from job_runner.tools import Toolbox
 
 from devtools.api_stand_in import ApiStandIn
-from devtools.scripted_anthropic import ScriptedAnthropic, reply, tool_use
+from devtools.scripted_anthropic import ScriptedAnthropic, Step, reply, tool_use
 
 KEY = "sk-demo-7d1e44b09a"
 
@@ -167,11 +168,11 @@ def test_an_agents_bash_tool_gets_the_secrets_and_the_proxy():
 
 def test_claude_codes_bash_reaches_a_listed_host_and_is_refused_another():
     command = 'curl -s -H "X-Key: $DEMO_KEY" http://api.test/cc; echo; curl -s https://x.test/'
-    script = [
+    script: list[Step] = [
         reply("Calling.", tool_use("Bash", command=command)),
         reply("Done."),
     ]
-    events: list[tuple[str, dict]] = []
+    events: list[tuple[str, Any]] = []
     with ApiStandIn() as api, ScriptedAnthropic(script) as llm:
         spec = {
             "id": "access-claude-code",
