@@ -9,10 +9,11 @@ import textwrap
 import threading
 from typing import Any
 
+import pytest
 from job_runner.claude_code import run_claude_code_task
 from job_runner.code_task import run_code_task
 from job_runner.sandbox import BubblewrapSandbox, Limits
-from job_runner.task_access import TaskAccess
+from job_runner.task_access import DevHostsRefused, TaskAccess
 from job_runner.task_space import TaskSpace
 from job_runner.tools import Toolbox
 
@@ -209,3 +210,12 @@ def test_claude_codes_bash_reaches_a_listed_host_and_is_refused_another():
     assert "Exit code 56" in output
     egress = sorted((d["host"], d["allowed"]) for kind, d in events if kind == "egress")
     assert egress == [("api.test", True), ("x.test", False)]
+
+
+def test_loopback_stand_ins_are_refused_on_cloud_run(monkeypatch):
+    spec = code_spec("print(1)", {"allow": ["api.test"], "devHosts": {"api.test": "127.0.0.1:1"}})
+    monkeypatch.setenv("CLOUD_RUN_JOB", "job-runner")
+    with pytest.raises(DevHostsRefused, match="refused on Cloud Run"):
+        TaskAccess.from_spec(spec, {})
+    spec["limits"]["egress"].pop("devHosts")
+    assert TaskAccess.from_spec(spec, {}).egress == {"allow": ["api.test"]}
