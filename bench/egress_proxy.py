@@ -36,6 +36,7 @@ from job_runner.sandbox import make_sandbox  # noqa: E402
 from job_runner.task_access import TaskAccess  # noqa: E402
 
 from devtools.api_stand_in import ApiStandIn  # noqa: E402
+from devtools.local_stack import add_quick_flag  # noqa: E402
 
 # The client, run in the sandbox (through HTTPS_PROXY) and on the host (straight).
 CLIENT = """
@@ -125,7 +126,7 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=100)
-    parser.add_argument("--quick", action="store_true", help="20 requests")
+    add_quick_flag(parser)  # 20 requests
     args = parser.parse_args()
     count = 20 if args.quick else args.requests
     with ApiStandIn(tls_names=["api.test", "127.0.0.1"]) as server:

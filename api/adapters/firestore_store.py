@@ -14,9 +14,7 @@ client talks to the emulator (FIRESTORE_EMULATOR_HOST), never to an in-memory fa
 
 from __future__ import annotations
 
-import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,6 +22,7 @@ from typing import Any
 
 from api.adapters.firestore_admission import AdmissionStore
 from api.adapters.firestore_codec import EVENTS, TASKS, decode, encode
+from api.retry import retry_call
 
 IDEMPOTENCY = "idempotency"
 USAGE = "usage"
@@ -107,18 +106,23 @@ class FirestoreStore(AdmissionStore):
         """
         from google.api_core import exceptions as gexc
 
-        deadline = time.monotonic() + CONTENTION_BUDGET_SECONDS
-        delay = 0.02
-        while True:
-            try:
-                return attempt()
-            except (gexc.Aborted, ValueError) as error:
-                if isinstance(error, ValueError) and "transaction" not in str(error).lower():
-                    raise
-                if time.monotonic() + delay > deadline:
-                    raise Contended(str(error)) from error
-                time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 0.5)
+        def lost_race(error: Exception) -> bool:
+            if isinstance(error, ValueError):
+                return "transaction" in str(error).lower()
+            return isinstance(error, gexc.Aborted)
+
+        try:
+            return retry_call(
+                attempt,
+                retry_if=lost_race,
+                initial=0.02,
+                maximum=0.5,
+                deadline_seconds=CONTENTION_BUDGET_SECONDS,
+            )
+        except (gexc.Aborted, ValueError) as error:
+            if not lost_race(error):
+                raise
+            raise Contended(str(error)) from error
 
     def _task_ref(self, task_id: str):
         return self.client.collection(TASKS).document(task_id)
@@ -328,8 +332,3 @@ class FirestoreStore(AdmissionStore):
             return work(read, write)
 
         return self._contended(lambda: run(client.transaction(max_attempts=1)))
-
-    # -- idempotency -----------------------------------------------------------
-
-    def get_idempotency(self, key_id: str) -> dict | None:
-        return _read(self.client.collection(IDEMPOTENCY).document(key_id).get())

@@ -29,13 +29,14 @@ from api import config
 from api.adapters.firestore_admission import CounterBusy
 from api.adapters.firestore_codec import document_id
 from api.errors import ApiError
+from api.retry import retry_call
 
 # Unsettled tasks free up within seconds; a shard seen full is skipped this long.
 FULL_SHARD_MEMORY_SECONDS = 1.0
 UNSETTLED_RETRY_AFTER_SECONDS = 10
-# Shards tried when commits are refused for contention, and tries to give one back.
+# Shards tried when commits are refused for contention, and how long a give-back retries.
 BUSY_TRIES = 2 * config.ADMISSION_SHARDS
-GIVE_BACK_TRIES = 8
+GIVE_BACK_SECONDS = 2.0
 MAX_REMEMBERED = 10_000
 
 
@@ -248,14 +249,13 @@ class TaskAdmission:
 
     def _must_add(self, writes) -> None:
         """A give-back must happen: retried with backoff when contended."""
-        for attempt in range(GIVE_BACK_TRIES):
-            try:
-                self.store.add_to_counters(writes)
-                return
-            except CounterBusy:
-                if attempt == GIVE_BACK_TRIES - 1:
-                    raise
-                time.sleep(0.05 * (attempt + 1) * (0.5 + random.random()))
+        retry_call(
+            lambda: self.store.add_to_counters(writes),
+            retry_if=lambda error: isinstance(error, CounterBusy),
+            initial=0.05,
+            maximum=0.4,
+            deadline_seconds=GIVE_BACK_SECONDS,
+        )
 
     def _writes(self, owner, day, u_take, d_take, sign, now) -> list[tuple[str, str, int, dict]]:
         """(kind, path, increment, fields set alongside) for `add_to_counters`."""

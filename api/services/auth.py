@@ -24,6 +24,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from datetime import timedelta
+from typing import TypeGuard
 
 from api.adapters.firebase_certs import CertsUnavailable, FirebaseCerts
 from api.errors import ApiError, BackendUnavailable
@@ -133,7 +134,7 @@ class FirebaseTokenVerifier:
             raise self._refused(f"has a uid this API does not accept ({USER_ID_RULE})")
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

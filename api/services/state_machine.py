@@ -51,8 +51,6 @@ TERMINAL = frozenset(
     {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.TIMED_OUT, TaskStatus.CANCELLED}
 )
 IN_FLIGHT = [TaskStatus.DISPATCHED.value, TaskStatus.RUNNING.value]
-# What a runner may report as the end of its task.
-RUNNER_OUTCOMES = frozenset({TaskStatus.COMPLETED, TaskStatus.TIMED_OUT, TaskStatus.FAILED})
 
 
 def utcnow() -> datetime:

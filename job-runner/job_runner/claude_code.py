@@ -39,7 +39,7 @@ from job_runner.task_files import (
     save_turn_workspace,
     store_outputs,
 )
-from job_runner.task_space import DEFAULT_DISK_MB, TaskSpace
+from job_runner.task_space import TaskSpace
 from job_runner.workspace import make_private_dir
 
 TYPE_CHECKING = False
@@ -143,7 +143,7 @@ def _in_task_space(spec, sandbox, cli, api_url, token, emit, cancel, channel, ar
         spec["id"],
         "agent-",
         memory_mb=task_input["memoryMb"],
-        disk_mb=spec["limits"].get("diskMb", DEFAULT_DISK_MB),
+        disk_mb=spec["limits"]["diskMb"],
         max_processes=MAX_PROCESSES,
     ) as space:
         if channel is not None:
@@ -210,7 +210,7 @@ def _run(spec, sandbox, cli, space: TaskSpace, socket_dir: str, relay, emit, can
         report_all_output=True,
     )
     if space.disk_bounded:
-        limits = limits._replace(max_file_mb=spec["limits"].get("diskMb", DEFAULT_DISK_MB))
+        limits = limits._replace(max_file_mb=spec["limits"]["diskMb"])
     launch = access.launch(
         [CLI_IN_SANDBOX, *cli_arguments(spec, session, resume)],
         _prompt(spec, resume).encode(),
@@ -273,7 +273,7 @@ def cli_arguments(spec: dict, session: str, resume: bool) -> list[str]:
         "--model",
         agent["model"],
         "--max-turns",
-        str(task_input.get("maxTurns") or 10),
+        str(task_input["maxTurns"]),
         "--tools",
         ",".join([*tools, *ALWAYS_TOOLS]),
         "--strict-mcp-config",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from job_runner.sandbox import Limits
 from job_runner.task_access import TaskAccess
 from job_runner.task_files import InputsUnavailable, store_outputs, write_inputs
-from job_runner.task_space import DEFAULT_DISK_MB, TaskSpace
+from job_runner.task_space import TaskSpace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def run_code_task(
     limits = spec["limits"]
     filename, command = PROGRAMS[task_input["language"]]
     memory_mb = task_input["memoryMb"]
-    disk_mb = limits.get("diskMb", DEFAULT_DISK_MB)
+    disk_mb = limits["diskMb"]
     run_limits = Limits(
         wall_seconds=task_input["timeoutSeconds"],
         memory_mb=memory_mb,

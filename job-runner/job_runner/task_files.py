@@ -66,6 +66,9 @@ def write_inputs(spec: dict, channel: FileChannel | None, workspace: str, uid) -
 
 def store_outputs(spec: dict, channel: FileChannel | None, workspace: str) -> dict:
     """{"files", "skipped", "skippedCount"}: every file kept is in the bucket."""
+    limits = OutputLimits.from_spec(spec["limits"]["outputs"])
+    if channel is None:
+        return collect_outputs(workspace, limits)
 
     def store(fd: int, size: int, index: int) -> str:
         try:
@@ -76,8 +79,7 @@ def store_outputs(spec: dict, channel: FileChannel | None, workspace: str) -> di
             reason = "too_large" if failure.status == 413 else "storage_unavailable"
             raise SkipFile(f"{reason}: {failure}") from None
 
-    limits = OutputLimits.from_spec(spec.get("limits", {}).get("outputs"))
-    return collect_outputs(workspace, limits, store if channel is not None else None)
+    return collect_outputs(workspace, limits, store)
 
 
 def restore_workspace(spec: dict, channel: FileChannel, root: str, workspace: str, uid) -> None:

@@ -13,7 +13,7 @@ from google.cloud import firestore as gfirestore
 
 from devtools.api_stand_in import ApiStandIn
 from devtools.scripted_anthropic import reply, tool_use
-from tests.conftest import PROJECT, ApiServer, Caller, wait_for
+from tests.conftest import PROJECT, ApiServer, Caller
 from tests.webhook_receiver import WebhookReceiver
 
 DEMO_KEY = "sk-demo-e2e-5f0c2a9b77d1"
@@ -95,7 +95,8 @@ PROGRAM = """
 import json, os, urllib.request
 key = os.environ["DEMO_KEY"]
 print("the key is", key)
-request = urllib.request.Request("http://api.test/v1/me", headers={"Authorization": "Bearer " + key})
+headers = {"Authorization": "Bearer " + key}
+request = urllib.request.Request("http://api.test/v1/me", headers=headers)
 print(json.load(urllib.request.urlopen(request, timeout=10)))
 """
 
@@ -219,8 +220,11 @@ def test_a_claude_code_turn_curls_a_listed_host_and_is_refused_another(
     assert task["status"] == "completed", task.get("error")
     assert stand_in.requests[-1]["headers"]["x-key"] == DEMO_KEY
     events = events_of(alice, task["id"])
-    egress = sorted((e["data"]["host"], e["data"]["allowed"]) for e in events if e["type"] == "egress")
-    assert egress == [("api.test", True), ("other.test", False)]
+    egress = [e["data"] for e in events if e["type"] == "egress"]
+    assert sorted((e["host"], e["allowed"]) for e in egress) == [
+        ("api.test", True),
+        ("other.test", False),
+    ]
     assert DEMO_KEY not in json.dumps(events) + json.dumps(task)
 
 
