@@ -85,6 +85,7 @@ def from_task(client: str, port: int, count: int) -> tuple[list[float], dict[int
         },
         "limits": {
             "maxOutputBytes": 1024 * 1024,
+            "diskMb": 256,
             "network": False,
             "egress": {"allow": ["api.test"], "devHosts": {"api.test": f"127.0.0.1:{port}"}},
         },

@@ -33,7 +33,7 @@ def code_spec(code: str, egress: dict | None = None, stdin: str = "") -> dict:
             "memoryMb": 256,
             "stdin": stdin,
         },
-        "limits": {"maxOutputBytes": 65536, "network": False, "egress": egress},
+        "limits": {"maxOutputBytes": 65536, "network": False, "diskMb": 256, "egress": egress},
     }
 
 
