@@ -16,14 +16,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.models.agents import AgentTaskInput, Engine, ToolName
+from api.models.agents import AgentTaskInput
 from api.models.deployment import DeploymentConfig, Usage
+from api.models.documents import Engine, MessageRole, TaskKind, TaskStatusName, ToolName
 from api.models.runner import AgentResult, OutputFile, RunnerResult, SkippedFile
 from api.models.tasks import CodeTaskInput
 
-TaskStatusName = Literal[
-    "queued", "dispatched", "running", "completed", "failed", "timed_out", "cancelled"
-]
 # `heartbeat` never reaches the API's event log: the events route drops it.
 EventType = Literal[
     "status",
@@ -78,7 +76,7 @@ class Execution(Contract):
 
 class Task(Contract):
     id: str
-    kind: Literal["code", "agent"]
+    kind: TaskKind
     status: TaskStatusName
     created_at: datetime = Field(alias="createdAt")
     started_at: Timestamp = Field(alias="startedAt")
@@ -178,7 +176,7 @@ class ConversationList(Contract):
 
 class Message(Contract):
     id: str
-    role: Literal["user", "assistant"]
+    role: MessageRole
     content: str
     task_id: str | None = Field(alias="taskId")
     created_at: datetime = Field(alias="createdAt")

@@ -9,9 +9,11 @@ from flask import Blueprint, Response, request
 from api import config
 from api.errors import ApiError
 from api.models import ClaimBody, EventsBody, ResultBody
+from api.models.documents import TaskDoc
 from api.routes.common import body_limit, json_body, services, validate
 from api.services.llm_proxy import ProxyRefusal, UpstreamError
 from api.services.reconcile_auth import authorize_reconcile
+from api.services.runner_spec import task_spec
 from api.services.state_machine import ClaimRefused, TaskStatus
 from api.services.task_tokens import InvalidTaskToken, verify_task_token
 
@@ -28,36 +30,8 @@ def authorize_task(task_id: str) -> None:
         raise ApiError(401, "invalid_task_token", str(error)) from None
 
 
-def _spec(task: dict) -> dict:
-    """What the runner needs to run the task: kind, input and sandbox limits; for an
-    agent task also the agent's settings and the conversation so far."""
-    settings = services().settings
-    spec = {
-        "id": task["id"],
-        "kind": task["kind"],
-        "input": task["input"],
-        "limits": {
-            "maxOutputBytes": settings.max_output_bytes,
-            "diskMb": settings.task_disk_mb,
-            "network": bool(task["input"].get("network")) and settings.allow_task_network,
-            "heartbeatSeconds": config.HEARTBEAT_INTERVAL_SECONDS,
-            "outputs": {
-                "maxFiles": config.MAX_OUTPUT_FILES,
-                "maxFileBytes": config.MAX_OUTPUT_FILE_BYTES,
-                "maxTotalBytes": config.MAX_OUTPUT_TOTAL_BYTES,
-                "maxPathChars": config.MAX_OUTPUT_PATH_CHARS,
-            },
-        },
-        "inputFiles": services().files.input_listing(task),
-    }
-    workspace = services().files.workspace_spec(task, settings.max_workspace_bytes)
-    if workspace is not None:
-        spec["workspace"] = workspace
-    if task["kind"] == "agent":
-        spec["agent"] = task["agent"]
-        spec["conversationId"] = task.get("conversationId")
-        spec["history"] = services().conversations.history(task)
-    return spec
+def _spec(task: TaskDoc) -> dict:
+    return task_spec(task, services().settings, services().files, services().conversations)
 
 
 @bp.post("/tasks/<task_id>/claim")

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from job_runner.file_channel import FileChannel
     from job_runner.sandbox import Sandbox
+    from job_runner.spec import TaskSpec
 
     Emit = Callable[[str, dict | str], None]
 
@@ -67,7 +68,7 @@ class _Stop(Exception):
 
 
 def run_agent_task(
-    spec: dict,
+    spec: TaskSpec,
     sandbox: Sandbox,
     api_url: str,
     token: str,
@@ -364,7 +365,8 @@ def _error_of(error) -> tuple[str, str]:
     """(error.type, error.message) from an error body in the Messages API's shape,
     `{"type": "error", "error": {"type", "message"}}`, which our proxy also uses."""
     body = error.body if isinstance(error.body, dict) else {}
-    inner = body["error"] if isinstance(body.get("error"), dict) else body
+    nested = body.get("error")
+    inner = nested if isinstance(nested, dict) else body
     return str(inner.get("type") or "unknown_error"), str(inner.get("message") or error.message)
 
 

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
     from job_runner.file_channel import FileChannel
     from job_runner.sandbox import Sandbox
+    from job_runner.spec import TaskSpec
 
     Emit = Callable[[str, dict | str], None]
 
@@ -101,13 +102,13 @@ def find_cli() -> str:
     return path
 
 
-def session_id_for(spec: dict) -> str:
+def session_id_for(spec: TaskSpec) -> str:
     """One session per conversation; a lone task gets its own."""
     return str(uuid.uuid5(SESSION_NAMESPACE, spec.get("conversationId") or spec["id"]))
 
 
 def run_claude_code_task(
-    spec: dict,
+    spec: TaskSpec,
     sandbox: Sandbox,
     api_url: str,
     token: str,
@@ -259,7 +260,7 @@ def _report(outcome, line: dict, relay: LlmRelay, result: dict, stderr_tail: str
     return "completed", result, None
 
 
-def cli_arguments(spec: dict, session: str, resume: bool) -> list[str]:
+def cli_arguments(spec: TaskSpec, session: str, resume: bool) -> list[str]:
     agent, task_input = spec["agent"], spec["input"]
     tools = sorted({name for tool in agent.get("tools") or [] for name in TOOL_NAMES[tool]})
     arguments = [
@@ -300,7 +301,7 @@ def engine_env(agent: dict, run_key: str = "") -> dict[str, str]:
     }
 
 
-def _prompt(spec: dict, resume: bool) -> str:
+def _prompt(spec: TaskSpec, resume: bool) -> str:
     """The turn's prompt. A conversation whose session did not come back (its
     workspace snapshot is gone) gets its earlier turns as text instead."""
     prompt = spec["input"]["prompt"]

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
     from job_runner.file_channel import FileChannel
     from job_runner.sandbox import Sandbox
+    from job_runner.spec import TaskSpec
 
 PROGRAMS = {
     "python": ("main.py", ["python3", "-I", "/task/main.py"]),
@@ -28,7 +29,7 @@ def inputs_unavailable(problem: InputsUnavailable) -> dict:
 
 
 def run_code_task(
-    spec: dict,
+    spec: TaskSpec,
     sandbox: Sandbox,
     on_output,
     cancel: threading.Event,

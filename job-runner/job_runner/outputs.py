@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     # store(fd, size, index) -> sha256 of the bytes stored
     Store = Callable[[int, int, int], str]
 
+    from job_runner.spec import OutputLimitsSpec
+
 
 class OutputLimits(
     namedtuple(
@@ -47,9 +49,9 @@ class OutputLimits(
     __slots__ = ()
 
     @classmethod
-    def from_spec(cls, spec: dict) -> OutputLimits:
-        """The limits of the spec's `limits.outputs`."""
-        return cls(**{name: spec[key] for key, name in _SPEC_KEYS.items()})
+    def from_spec(cls, spec: OutputLimitsSpec | None) -> OutputLimits:
+        given: dict[str, object] = dict(spec or {})
+        return cls(**{name: given[key] for key, name in _SPEC_KEYS.items() if key in given})
 
 
 _SPEC_KEYS = {
