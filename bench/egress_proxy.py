@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / "job-runner"))
 
 from job_runner.code_task import run_code_task  # noqa: E402
 from job_runner.sandbox import make_sandbox  # noqa: E402
+from job_runner.spec import TaskSpec  # noqa: E402
 from job_runner.task_access import TaskAccess  # noqa: E402
 
 from devtools.api_stand_in import ApiStandIn  # noqa: E402
@@ -75,20 +76,29 @@ def rss_kib() -> int:
 def from_task(client: str, port: int, count: int) -> tuple[list[float], dict[int, int]]:
     """Per-request milliseconds from a sandboxed code task, and this process's RSS
     (KiB) after each tenth of the requests."""
-    spec = {
+    spec: TaskSpec = {
         "id": "bench-egress",
-        "input": {
-            "language": "python",
-            "code": client,
-            "timeoutSeconds": 120,
-            "memoryMb": 512,
-        },
+        "kind": "code",
+        "input": {"language": "python", "code": client, "timeoutSeconds": 120, "memoryMb": 512},
         "limits": {
             "maxOutputBytes": 1024 * 1024,
             "diskMb": 256,
             "network": False,
-            "egress": {"allow": ["api.test"], "devHosts": {"api.test": f"127.0.0.1:{port}"}},
+            "heartbeatSeconds": 5,
+            "outputs": {
+                "maxFiles": 10,
+                "maxFileBytes": 1024,
+                "maxTotalBytes": 1024,
+                "maxPathChars": 100,
+            },
+            "egress": {
+                "allow": ["api.test"],
+                "maxConnections": count + 1,
+                "maxBytes": 64 * 1024 * 1024,
+                "devHosts": {"api.test": f"127.0.0.1:{port}"},
+            },
         },
+        "inputFiles": [],
     }
     memory: dict[int, int] = {}
     events: list[dict] = []

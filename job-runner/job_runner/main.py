@@ -130,7 +130,7 @@ def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event, send
     return EXIT_REPORTED
 
 
-def _access(api: TaskApi, spec: dict) -> TaskAccess:
+def _access(api: TaskApi, spec: TaskSpec) -> TaskAccess:
     """The task's secrets (fetched only if it names any) and egress."""
     secrets = api.secrets() if spec.get("secrets") else {}
     return TaskAccess.from_spec(spec, secrets)
@@ -144,7 +144,7 @@ def _access_error(problem: Exception) -> dict:
     return {"code": "invalid_task", "message": str(problem)}
 
 
-def _execute(spec: dict, api: TaskApi, access: TaskAccess, sender: EventSender, cancel):
+def _execute(spec: TaskSpec, api: TaskApi, access: TaskAccess, sender: EventSender, cancel):
     """(status, result, error) of running the task's kind in the sandbox."""
     sandbox = make_sandbox(os.environ.get("SANDBOX", "bwrap"))
     channel = FileChannel(api.base_url, api.task_id, api.token)

@@ -30,6 +30,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from job_runner.spec import EgressSpec, TaskSpec
     from job_runner.task_space import TaskSpace
 
 CHANNEL_DIR = "/.channel"  # in the sandbox; hidden, outside /workspace
@@ -58,7 +59,7 @@ class TaskAccess:
     def __init__(
         self,
         secrets: dict[str, str] | None = None,
-        egress: dict | None = None,
+        egress: EgressSpec | None = None,
         on_egress: Callable[[dict], None] = lambda record: None,
     ) -> None:
         self.secrets = dict(secrets or {})
@@ -71,7 +72,7 @@ class TaskAccess:
     @classmethod
     def from_spec(
         cls,
-        spec: dict,
+        spec: TaskSpec,
         secrets: dict[str, str],
         on_egress: Callable[[dict], None] = lambda record: None,
     ) -> TaskAccess:
@@ -80,8 +81,8 @@ class TaskAccess:
 
         :raises DevHostsRefused: `devHosts` on Cloud Run (CLOUD_RUN_JOB is set there).
         """
-        limits = spec.get("limits") or {}
-        egress = None if limits.get("network") else limits.get("egress")
+        limits = spec["limits"]
+        egress = None if limits["network"] else limits.get("egress")
         if egress and egress.get("devHosts") and os.environ.get("CLOUD_RUN_JOB"):
             raise DevHostsRefused(
                 "the task's spec maps hosts to loopback stand-ins (EGRESS_DEV_HOSTS), which "

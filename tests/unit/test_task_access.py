@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import textwrap
 import threading
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from job_runner.claude_code import run_claude_code_task
 from job_runner.code_task import run_code_task
 from job_runner.sandbox import BubblewrapSandbox, Limits
+from job_runner.spec import EgressSpec, TaskSpec
 from job_runner.task_access import DevHostsRefused, TaskAccess
 from job_runner.task_space import TaskSpace
 from job_runner.tools import Toolbox
@@ -23,21 +24,51 @@ from devtools.scripted_anthropic import ScriptedAnthropic, Step, reply, tool_use
 KEY = "sk-demo-7d1e44b09a"
 
 
-def code_spec(code: str, egress: dict | None = None, stdin: str = "") -> dict:
-    return {
-        "id": "access-test",
-        "input": {
-            "language": "python",
-            "code": textwrap.dedent(code),
-            "timeoutSeconds": 30,
-            "memoryMb": 256,
-            "stdin": stdin,
+def task_spec(kind: Literal["code", "agent"], task_input: dict, egress: EgressSpec | None):
+    spec: TaskSpec = {
+        "id": f"access-{kind}",
+        "kind": kind,
+        "input": task_input,
+        "limits": {
+            "maxOutputBytes": 65536,
+            "diskMb": 256,
+            "network": False,
+            "heartbeatSeconds": 5,
+            "outputs": {
+                "maxFiles": 10,
+                "maxFileBytes": 65536,
+                "maxTotalBytes": 65536,
+                "maxPathChars": 200,
+            },
+            "egress": egress,
         },
-        "limits": {"maxOutputBytes": 65536, "network": False, "diskMb": 256, "egress": egress},
+        "inputFiles": [],
+    }
+    return spec
+
+
+def code_spec(code: str, egress: EgressSpec | None = None, stdin: str = "") -> TaskSpec:
+    task_input = {
+        "language": "python",
+        "code": textwrap.dedent(code),
+        "timeoutSeconds": 30,
+        "memoryMb": 256,
+        "stdin": stdin,
+    }
+    return task_spec("code", task_input, egress)
+
+
+def to_stand_in(port: int, *allow: str) -> EgressSpec:
+    """Egress to `allow` (api.test first), api.test being the stand-in on `port`."""
+    return {
+        "allow": list(allow or ["api.test"]),
+        "maxConnections": 16,
+        "maxBytes": 1024 * 1024,
+        "devHosts": {"api.test": f"127.0.0.1:{port}"},
     }
 
 
-def run(spec: dict, secrets: dict | None = None) -> tuple[dict, list[dict]]:
+def run(spec: TaskSpec, secrets: dict | None = None) -> tuple[dict, list[dict]]:
     events: list[dict] = []
     access = TaskAccess.from_spec(spec, secrets or {}, events.append)
     status, result, error = run_code_task(
@@ -86,8 +117,7 @@ def test_the_program_reaches_a_listed_host_through_the_proxy_and_nothing_else():
         print(os.environ["HTTPS_PROXY"].startswith("http://127.0.0.1:"), os.environ["NO_PROXY"])
     """
     with ApiStandIn() as api:
-        egress = {"allow": ["api.test"], "devHosts": {"api.test": f"127.0.0.1:{api.port}"}}
-        result, events = run(code_spec(program, egress), {"DEMO_KEY": KEY})
+        result, events = run(code_spec(program, to_stand_in(api.port)), {"DEMO_KEY": KEY})
     lines = result["stdout"].splitlines()
     assert lines[0] == "{'ok': True, 'path': '/v1/echo'}"
     assert api.requests[0]["headers"]["authorization"] == f"Bearer {KEY}"
@@ -120,14 +150,13 @@ def test_https_to_a_listed_host_verifies_against_the_system_cas():
         print(len(os.listdir("/etc/ssl/certs")) > 0)
     """
     with ApiStandIn(tls_names=["api.test"]) as api:
-        egress = {"allow": ["api.test"], "devHosts": {"api.test": f"127.0.0.1:{api.port}"}}
-        result, events = run(code_spec(program, egress))
+        result, events = run(code_spec(program, to_stand_in(api.port)))
     assert result["stdout"] == "True\nTrue\n"
     assert events[0]["method"] == "CONNECT" and events[0]["allowed"] is True
 
 
 def test_network_true_shares_the_host_network_and_starts_no_proxy():
-    spec = code_spec("import os; print(os.environ.get('HTTPS_PROXY'))", {"allow": ["api.test"]})
+    spec = code_spec("import os; print(os.environ.get('HTTPS_PROXY'))", to_stand_in(1))
     spec["limits"]["network"] = True
     result, events = run(spec)
     assert result["stdout"] == "None\n" and events == []
@@ -140,9 +169,8 @@ def test_an_agents_bash_tool_gets_the_secrets_and_the_proxy():
             "access-tools", "agent-", memory_mb=256, disk_mb=64, max_processes=64
         ) as space,
     ):
-        egress = {"allow": ["api.test"], "devHosts": {"api.test": f"127.0.0.1:{api.port}"}}
         events: list[dict] = []
-        access = TaskAccess({"DEMO_KEY": KEY}, egress, events.append)
+        access = TaskAccess({"DEMO_KEY": KEY}, to_stand_in(api.port), events.append)
         limits = Limits(wall_seconds=30, memory_mb=256, max_output_bytes=65536)
         with access.opened(space):
             toolbox = Toolbox(
@@ -175,19 +203,19 @@ def test_claude_codes_bash_reaches_a_listed_host_and_is_refused_another():
     ]
     events: list[tuple[str, Any]] = []
     with ApiStandIn() as api, ScriptedAnthropic(script) as llm:
-        spec = {
-            "id": "access-claude-code",
-            "input": {"prompt": "Call the API.", "timeoutSeconds": 120, "memoryMb": 1024},
-            "agent": {"model": "claude-sonnet-4-6", "tools": ["bash"], "systemPrompt": ""},
-            "limits": {
-                "maxOutputBytes": 65536,
-                "network": False,
-                "diskMb": 256,
-                "egress": {
-                    "allow": ["api.test"],
-                    "devHosts": {"api.test": f"127.0.0.1:{api.port}"},
-                },
-            },
+        task_input = {
+            "prompt": "Call the API.",
+            "timeoutSeconds": 120,
+            "memoryMb": 1024,
+            "maxTurns": 5,
+        }
+        spec = task_spec("agent", task_input, to_stand_in(api.port))
+        spec["agent"] = {
+            "model": "claude-sonnet-4-6",
+            "tools": ["bash"],
+            "systemPrompt": "",
+            "engine": "claude-code",
+            "maxResponseTokens": 4096,
         }
         access = TaskAccess.from_spec(
             spec, {"DEMO_KEY": KEY}, lambda record: events.append(("egress", record))
@@ -208,14 +236,14 @@ def test_claude_codes_bash_reaches_a_listed_host_and_is_refused_another():
     assert '{"ok": true, "path": "/cc"}' in output
     # curl's exit for a tunnel the proxy refused (CONNECT answered 403).
     assert "Exit code 56" in output
-    egress = sorted((d["host"], d["allowed"]) for kind, d in events if kind == "egress")
-    assert egress == [("api.test", True), ("x.test", False)]
+    hosts = sorted((d["host"], d["allowed"]) for kind, d in events if kind == "egress")
+    assert hosts == [("api.test", True), ("x.test", False)]
 
 
 def test_loopback_stand_ins_are_refused_on_cloud_run(monkeypatch):
-    spec = code_spec("print(1)", {"allow": ["api.test"], "devHosts": {"api.test": "127.0.0.1:1"}})
+    egress = to_stand_in(1)
     monkeypatch.setenv("CLOUD_RUN_JOB", "job-runner")
     with pytest.raises(DevHostsRefused, match="refused on Cloud Run"):
-        TaskAccess.from_spec(spec, {})
-    spec["limits"]["egress"].pop("devHosts")
-    assert TaskAccess.from_spec(spec, {}).egress == {"allow": ["api.test"]}
+        TaskAccess.from_spec(code_spec("print(1)", egress), {})
+    del egress["devHosts"]
+    assert TaskAccess.from_spec(code_spec("print(1)", egress), {}).egress == egress
