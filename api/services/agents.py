@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import builtins
 import secrets
-from collections.abc import Mapping
-from typing import Any, cast
+from typing import cast
 
 from api.adapters.firestore_store import FirestoreStore
-from api.config import DEFAULT_AGENT_ENGINE, STORED_AGENT_ENGINE
+from api.config import DEFAULT_AGENT_ENGINE
 from api.errors import ApiError, not_found
 from api.models import AgentCreate, AgentPatch
 from api.models.documents import TOOLS, AgentDoc
+from api.models.responses import Agent
 from api.services.state_machine import utcnow
-from api.services.tasks import rfc3339
 
 PUBLIC_FIELDS = (
     "name",
@@ -26,14 +25,6 @@ PUBLIC_FIELDS = (
     "maxTurns",
     "maxTokens",
 )
-
-
-def render_agent(agent: Mapping[str, Any]) -> dict[str, Any]:
-    rendered = {"id": agent["id"], **{name: agent.get(name) for name in PUBLIC_FIELDS}}
-    rendered["engine"] = agent.get("engine") or STORED_AGENT_ENGINE
-    rendered["createdAt"] = rfc3339(agent.get("createdAt"))
-    rendered["updatedAt"] = rfc3339(agent.get("updatedAt"))
-    return rendered
 
 
 class AgentService:
@@ -107,7 +98,7 @@ class AgentService:
                 "maxTurns": None,
                 "maxTokens": None,
             }
-        settings = render_agent(self.get(owner, agent_id))
+        settings = Agent.of(self.get(owner, agent_id)).body()
         return {name: settings[name] for name in PUBLIC_FIELDS if name not in ("name",)}
 
 

@@ -34,7 +34,7 @@ from api.services.agents import AgentService
 from api.services.conversation_turns import message_doc, new_message_id
 from api.services.files import FileService
 from api.services.state_machine import utcnow
-from api.services.tasks import TaskService, rfc3339
+from api.services.tasks import TaskService
 
 MESSAGES_PAGE_DEFAULT, MESSAGES_PAGE_MAX = 50, 200
 # A turn claimed this long ago whose request never stored it is taken over.
@@ -76,27 +76,6 @@ def idempotency_ids(owner: str, key: str, conversation_id: str, text: str) -> tu
     key_id = hashlib.sha256(f"{owner}\x00message\x00{key}".encode()).hexdigest()
     body_hash = hashlib.sha256(f"{conversation_id}\x00{text}".encode()).hexdigest()
     return key_id, body_hash
-
-
-def render_message(message: MessageDoc) -> dict[str, Any]:
-    return {
-        "id": message["id"],
-        "role": message["role"],
-        "content": message["content"],
-        "taskId": message.get("taskId"),
-        "createdAt": rfc3339(message.get("createdAt")),
-    }
-
-
-def render_conversation(conversation: ConversationDoc) -> dict[str, Any]:
-    return {
-        "id": conversation["id"],
-        "title": conversation.get("title", ""),
-        "agentId": conversation.get("agentId"),
-        "activeTaskId": conversation.get("activeTaskId"),
-        "createdAt": rfc3339(conversation.get("createdAt")),
-        "updatedAt": rfc3339(conversation.get("updatedAt")),
-    }
 
 
 class ConversationService:

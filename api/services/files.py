@@ -30,6 +30,7 @@ from api.adapters.file_store import (
 from api.adapters.firestore_store import FirestoreStore
 from api.errors import ApiError, not_found
 from api.models.documents import ConversationDoc, TaskDoc, UploadDoc, UploadStatus
+from api.services.archives import stream_archive
 from api.services.conversation_turns import snapshot_object
 from api.services.state_machine import TaskStatus, utcnow
 
@@ -276,6 +277,13 @@ class FileService:
         """503 now (StorageUnavailable) rather than a broken archive later."""
         if names:
             self.files.stat(names[0])
+
+    def output_archive(self, task: TaskDoc, kind: str) -> Iterator[bytes]:
+        """Every stored output file of the task in one zip or tar.gz, as it is read;
+        503 now rather than a broken archive later if the bucket is unreachable."""
+        stored = self.stored_outputs(task)
+        self.check_available([name for _, name in stored])
+        return stream_archive(kind, stored, lambda name: self.files.read(name))
 
     def output_entry(self, task: TaskDoc, path: str) -> dict:
         for entry in (task.get("result") or {}).get("files") or []:

@@ -42,58 +42,6 @@ def new_task_id() -> str:
     return secrets.token_hex(12)
 
 
-def rfc3339(value) -> str | None:
-    if value is None:
-        return None
-    return value.isoformat().replace("+00:00", "Z")
-
-
-def render_task(task: TaskDoc, queue_position: int | None = None) -> dict:
-    """The public task resource: no owner, claim or bookkeeping fields."""
-    execution = task.get("execution")
-    rendered: dict[str, Any] | None = None
-    if execution is not None:
-        rendered = {
-            "backend": execution.get("backend"),
-            "name": execution.get("name"),
-            "attempt": execution.get("attempt", 0),
-            "logUri": execution.get("logUri"),
-        }
-        if execution.get("consoleUri"):  # Cloud Run: the execution's page in the Console
-            rendered["consoleUri"] = execution["consoleUri"]
-    return {
-        "id": task["id"],
-        "kind": task["kind"],
-        "status": task["status"],
-        "createdAt": rfc3339(task.get("createdAt")),
-        "startedAt": rfc3339(task.get("startedAt")),
-        "finishedAt": rfc3339(task.get("finishedAt")),
-        "input": task["input"],
-        "result": _public_result(task.get("result")),
-        "error": task.get("error"),
-        "execution": rendered,
-        "queuePosition": queue_position if task["status"] == "queued" else None,
-        "webhookUrl": task.get("webhookUrl"),
-    }
-
-
-def _public_result(result: dict | None) -> dict | None:
-    """The result without the runner's object indexes of its files."""
-    if not result or not result.get("files"):
-        return result
-    files = [{k: v for k, v in entry.items() if k != "stored"} for entry in result["files"]]
-    return {**result, "files": files}
-
-
-def render_event(event: EventDoc) -> dict[str, Any]:
-    return {
-        "seq": event["seq"],
-        "type": event["type"],
-        "data": event["data"],
-        "at": rfc3339(event["at"]),
-    }
-
-
 class TaskService:
     def __init__(
         self,
@@ -332,6 +280,10 @@ class TaskService:
             self._pending_counted_at = time.monotonic()
             return counted
 
+    def usage(self, owner: str) -> dict:
+        """The owner's counters today against their limits (TaskAdmission.usage)."""
+        return self.admission.usage(owner, utcnow())
+
     def get(self, owner: str, task_id: str) -> TaskDoc:
         task = self.store.get_task(task_id) if _plausible_id(task_id) else None
         if task is None or task["owner"] != owner:
@@ -380,7 +332,7 @@ class TaskService:
         )
         execution: dict[str, Any] = dict((settled or task).get("execution") or {})
         if changed and execution.get("name"):
-            self.dispatcher.executor.cancel(execution["name"])
+            self.dispatcher.cancel_execution(execution["name"])
         if changed and task["status"] != "queued":
             self.dispatcher.kick()  # its slot is free: the next queued task may start
         self.watch.changed(task_id, settled)
