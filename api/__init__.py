@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from api.services.state_machine import TaskStateMachine
     from api.services.task_watch import TaskWatch
     from api.services.tasks import TaskService
+    from api.services.user_secrets import UserSecretService
     from api.services.webhooks import WebhookService
 
 
@@ -58,6 +59,7 @@ class Services:
     request_rate: RequestRate
     webhooks: WebhookService
     runner: RunnerService
+    secrets: UserSecretService
 
 
 def create_app(
@@ -174,7 +176,8 @@ def _with_public_services(
     from api.services.request_rate import RequestRate
     from api.services.runner import RunnerService
 
-    tasks, webhooks = _task_service(settings, store, machine, dispatcher, watch, upstream)
+    secrets = _user_secrets(settings, store)
+    tasks, webhooks = _task_service(settings, store, machine, dispatcher, watch, upstream, secrets)
     agents = AgentService(
         store, default_model=settings.default_model, allowed_models=settings.allowed_models
     )
@@ -201,7 +204,28 @@ def _with_public_services(
         files=files,
         request_rate=RequestRate(settings.user_requests_per_second, settings.user_request_burst),
         webhooks=webhooks,
-        runner=RunnerService(settings, machine, dispatcher, watch, files, conversations, webhooks),
+        runner=RunnerService(
+            settings, machine, dispatcher, watch, files, conversations, webhooks, secrets
+        ),
+        secrets=secrets,
+    )
+
+
+def _user_secrets(settings: Settings, store: FirestoreStore) -> UserSecretService:
+    """User secrets, sealed under the Cloud KMS key where one is set (ADR 0012)."""
+    from api.adapters.secret_box import KmsKeyWrapper, LocalKeyWrapper, SecretBox
+    from api.services.user_secrets import UserSecretService
+
+    wrapper = (
+        KmsKeyWrapper(settings.secrets_kms_key, settings.kms_endpoint)
+        if settings.secrets_kms_key
+        else LocalKeyWrapper(settings.secrets_key)
+    )
+    return UserSecretService(
+        store,
+        SecretBox(wrapper),
+        max_count=settings.max_secrets_per_user,
+        max_bytes=settings.max_secret_bytes,
     )
 
 
@@ -212,13 +236,20 @@ def _task_service(
     dispatcher: Dispatcher,
     watch: TaskWatch,
     upstream: AnthropicUpstream,
+    secrets: UserSecretService,
 ) -> tuple[TaskService, WebhookService]:
-    """Tasks as clients see them, with their admission limits and webhooks."""
+    """Tasks as clients see them, with their admission limits, access and webhooks."""
     from api.models.responses import Task
     from api.services.admission import TaskAdmission
+    from api.services.task_access import TaskAccessRules
     from api.services.tasks import TaskService
     from api.services.webhooks import WebhookService
 
+    access = TaskAccessRules(
+        secrets,
+        allow_network=settings.allow_task_network,
+        allowed_domains=settings.egress_allowed_domains,
+    )
     webhooks = WebhookService(
         store,
         render_task=lambda task: Task.of(task).body(),
@@ -242,6 +273,7 @@ def _task_service(
         llm_configured=upstream.configured,
         admission=admission,
         check_webhook_url=webhooks.check_url,
+        check_access=access.check,
     )
     return tasks, webhooks
 
@@ -279,6 +311,7 @@ def register_routes(app: Flask) -> None:
         internal,
         internal_files,
         openapi,
+        secrets,
         tasks,
         usage,
         webhooks,
@@ -297,6 +330,7 @@ def register_routes(app: Flask) -> None:
         deployment,
         console,
         webhooks,
+        secrets,
     ):
         app.register_blueprint(module.bp)
 

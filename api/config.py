@@ -128,6 +128,17 @@ WEBHOOK_FIRST_RETRY_SECONDS = 5.0
 WEBHOOK_TIMEOUT_SECONDS = 10.0
 WEBHOOK_MAX_REDIRECTS = 3
 MAX_WEBHOOK_URL_CHARS = 2048
+# User secrets and egress (DESIGN section 16). A secret is an environment variable in
+# the sandbox: its value is bounded so that all a task names stay far below Linux's
+# 2 MiB for a program's environment; a task names at most MAX_SECRETS_PER_TASK.
+MAX_SECRETS_PER_USER = 100
+MAX_SECRET_BYTES = 16 * 1024
+MAX_SECRETS_PER_TASK = 20
+MAX_SECRET_NAME_CHARS = 64
+MAX_EGRESS_PATTERNS = 50
+# Connections and bytes (both ways) a task's egress proxy allows.
+EGRESS_MAX_CONNECTIONS = 256
+EGRESS_MAX_MB = 1024
 MAX_PROMPT_CHARS = 50_000
 MAX_SYSTEM_PROMPT_CHARS = 20_000
 MAX_HISTORY_MESSAGES = 100
@@ -165,6 +176,28 @@ def _firebase_web_config(raw: str) -> dict[str, str]:
     if missing:
         raise ValueError(f"FIREBASE_WEB_CONFIG lacks {', '.join(missing)}")
     return {name: text for name, text in value.items() if isinstance(text, str)}
+
+
+def parse_dev_hosts(raw: str) -> dict[str, str]:
+    """EGRESS_DEV_HOSTS: `host=ADDRESS:PORT` pairs, comma-separated; each ADDRESS a
+    loopback address (a stand-in on this machine)."""
+    import ipaddress
+
+    hosts = {}
+    for pair in filter(None, (part.strip() for part in raw.split(","))):
+        host, _, target = pair.partition("=")
+        address, _, port = target.rpartition(":")
+        try:
+            loopback = ipaddress.ip_address(address.strip("[]")).is_loopback
+        except ValueError:
+            loopback = False
+        if not host or not loopback or not port.isdigit():
+            raise ValueError(
+                f"EGRESS_DEV_HOSTS takes host=ADDRESS:PORT pairs with a loopback ADDRESS, "
+                f"got {pair!r}"
+            )
+        hosts[host.strip().lower()] = target
+    return hosts
 
 
 # Variables given in MiB whose setting is in bytes.
@@ -279,6 +312,35 @@ class Settings(BaseSettings):
     webhook_first_retry_seconds: float = Field(
         default=WEBHOOK_FIRST_RETRY_SECONDS, validation_alias="WEBHOOK_FIRST_RETRY_SECONDS"
     )
+    # The ceiling of tasks' `network.allow` (comma-separated host patterns; `*` is any
+    # domain; empty: no egress by domain at all).
+    egress_allowed_domains: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), validation_alias="EGRESS_ALLOWED_DOMAINS"
+    )
+    # Local development: hosts on a task's list mapped to loopback stand-ins
+    # (`api.test=127.0.0.1:8092,...`), handed to the runner in the task's spec.
+    egress_dev_hosts: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, validation_alias="EGRESS_DEV_HOSTS"
+    )
+    egress_max_connections: int = Field(
+        default=EGRESS_MAX_CONNECTIONS, validation_alias="EGRESS_MAX_CONNECTIONS"
+    )
+    egress_max_mb: int = Field(default=EGRESS_MAX_MB, validation_alias="EGRESS_MAX_MB")
+    # User secrets: sealed under a Cloud KMS key (production), or under a key derived
+    # from SECRETS_KEY (local; random per process when unset, like TASK_TOKEN_KEY).
+    secrets_kms_key: str | None = Field(default=None, validation_alias="SECRETS_KMS_KEY")
+    secrets_key: bytes = Field(
+        default_factory=lambda: secrets.token_bytes(32),
+        validation_alias="SECRETS_KEY",
+        repr=False,
+    )
+    kms_endpoint: str = Field(
+        default="https://cloudkms.googleapis.com", validation_alias="KMS_ENDPOINT"
+    )
+    max_secrets_per_user: int = Field(
+        default=MAX_SECRETS_PER_USER, validation_alias="MAX_SECRETS_PER_USER"
+    )
+    max_secret_bytes: int = Field(default=MAX_SECRET_BYTES, validation_alias="MAX_SECRET_BYTES")
 
     @classmethod
     def settings_customise_sources(
@@ -339,6 +401,22 @@ class Settings(BaseSettings):
             return tuple(model.strip() for model in value.split(",") if model.strip())
         return value
 
+    @field_validator("egress_allowed_domains", mode="before")
+    @classmethod
+    def _domains(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            from api.services.egress import normalize_pattern
+
+            return tuple(normalize_pattern(p) for p in value.split(",") if p.strip())
+        return value
+
+    @field_validator("egress_dev_hosts", mode="before")
+    @classmethod
+    def _dev_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_dev_hosts(value)
+        return value
+
     @field_validator("firebase_web_config", mode="before")
     @classmethod
     def _json_object(cls, value: Any) -> Any:
@@ -361,6 +439,11 @@ class Settings(BaseSettings):
         if self.webhook_allow_loopback and self.on_cloud_run:
             raise ValueError(
                 "WEBHOOK_ALLOW_LOOPBACK is for local development and is refused on Cloud Run "
+                "(K_SERVICE is set)."
+            )
+        if self.egress_dev_hosts and self.on_cloud_run:
+            raise ValueError(
+                "EGRESS_DEV_HOSTS is for local development and is refused on Cloud Run "
                 "(K_SERVICE is set)."
             )
         if self.sandbox not in ("bwrap", "none"):

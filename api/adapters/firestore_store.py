@@ -27,6 +27,7 @@ from api.adapters.firestore_counters import CounterStore
 from api.adapters.firestore_documents import DocumentStore
 from api.adapters.firestore_paths import EVENTS, TASKS, event_doc_id, usage_path
 from api.adapters.firestore_queues import QueueQueries
+from api.adapters.firestore_secrets import UserSecretStore
 from api.adapters.firestore_tasks import TaskCreation
 from api.models.documents import EventDoc, TaskDoc
 from api.retry import retry_call
@@ -64,7 +65,14 @@ def _read(snapshot: Any) -> Any:
     return decode(snapshot.reference.path, snapshot.to_dict()) if snapshot.exists else None
 
 
-class FirestoreStore(TaskCreation, CounterStore, QueueQueries, ConversationStore, DocumentStore):
+class FirestoreStore(
+    TaskCreation,
+    CounterStore,
+    QueueQueries,
+    ConversationStore,
+    DocumentStore,
+    UserSecretStore,
+):
     def __init__(self, project: str, client: Any = None) -> None:
         self.project = project
         self._client = client

@@ -24,6 +24,8 @@ PUBLIC_FIELDS = (
     "engine",
     "maxTurns",
     "maxTokens",
+    "network",
+    "secrets",
 )
 
 
@@ -97,6 +99,8 @@ class AgentService:
                 "engine": DEFAULT_AGENT_ENGINE,
                 "maxTurns": None,
                 "maxTokens": None,
+                "network": False,
+                "secrets": [],
             }
         settings = Agent.of(self.get(owner, agent_id)).body()
         return {name: settings[name] for name in PUBLIC_FIELDS if name not in ("name",)}

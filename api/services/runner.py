@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from api.services.files import FileService
     from api.services.state_machine import TaskStateMachine
     from api.services.task_watch import TaskWatch
+    from api.services.user_secrets import UserSecretService
     from api.services.webhooks import WebhookService
 
 # An event as the state machine stores it: (type, data).
@@ -42,6 +43,7 @@ class RunnerService:
         files: FileService,
         conversations: ConversationService,
         webhooks: WebhookService,
+        secrets: UserSecretService,
     ) -> None:
         self.settings = settings
         self.machine = machine
@@ -50,6 +52,7 @@ class RunnerService:
         self.files = files
         self.conversations = conversations
         self.webhooks = webhooks
+        self.secrets = secrets
 
     def authorize(self, task_id: str, token: str) -> None:
         """401 unless `token` is the task token of `task_id`."""
@@ -96,6 +99,17 @@ class RunnerService:
     def spec(self, task: TaskDoc) -> dict[str, Any]:
         """What the runner needs to run the task (api/services/runner_spec.py)."""
         return task_spec(task, self.settings, self.files, self.conversations)
+
+    def secret_values(self, task_id: str, execution: str, attempt: int) -> dict[str, str]:
+        """The values of the secrets the task names, its owner's, only while this
+        execution attempt holds the running task (a token alone is not enough once
+        the task has moved on). 409 otherwise."""
+        task = self.machine.store.get_task(task_id)
+        claim = (task or {}).get("claim") or {}
+        holds = (claim.get("execution"), claim.get("attempt")) == (execution, attempt)
+        if task is None or task["status"] != TaskStatus.RUNNING.value or not holds:
+            raise ApiError(409, "not_running", "This execution does not hold the running task.")
+        return self.secrets.values(task["owner"], list(task["input"].get("secrets") or []))
 
     def events(self, task_id: str, execution: str, attempt: int, batch: list[Event]) -> int:
         """Store a batch of events (an empty one is a heartbeat); the next sequence
