@@ -291,6 +291,10 @@ class Settings(BaseSettings):
         default=None, validation_alias="FIREBASE_WEB_CONFIG"
     )
     files_bucket: str = Field(default=FILES_BUCKET, validation_alias="FILES_BUCKET")
+    # The Cloud Storage emulator (the standard client variable), checked at start.
+    storage_emulator_host: str | None = Field(
+        default=None, validation_alias="STORAGE_EMULATOR_HOST"
+    )
     # In MiB in the environment (MAX_UPLOAD_MB, MAX_WORKSPACE_MB: see _MIB_VARIABLES).
     max_upload_bytes: int = Field(default=MAX_UPLOAD_BYTES, validation_alias="MAX_UPLOAD_MB")
     max_workspace_bytes: int = Field(
