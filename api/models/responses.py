@@ -439,6 +439,8 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     TaskEventList,
     Agent,
     AgentList,
+    Secret,
+    SecretList,
     Conversation,
     ConversationList,
     ConversationWithMessages,

@@ -27,10 +27,17 @@ class TaskAccessRules:
         self.allow_network = allow_network
         self.allowed_domains = allowed_domains
 
-    def check(self, owner: str, task_input: dict[str, Any]) -> None:
-        """:raises ApiError: 422 for a network the deployment does not allow, or a
-        secret the owner does not have."""
-        network = task_input.get("network")
+    def check(self, owner: str, task_inputs: list[dict[str, Any]]) -> None:
+        """Check one task's input, or a batch's (one read of the owner's secrets).
+
+        :raises ApiError: 422 for a network the deployment does not allow, or a secret
+            the owner does not have."""
+        for task_input in task_inputs:
+            self._check_network(task_input.get("network"))
+        names = {name for task_input in task_inputs for name in task_input.get("secrets") or []}
+        self.secrets.check_names(owner, sorted(names))
+
+    def _check_network(self, network: Any) -> None:
         if network is True and not self.allow_network:
             raise ApiError(
                 422,
@@ -49,4 +56,3 @@ class TaskAccessRules:
                     f"{', '.join(beyond)} is beyond what this deployment lets tasks reach "
                     f"(EGRESS_ALLOWED_DOMAINS: {ceiling}).",
                 )
-        self.secrets.check_names(owner, list(task_input.get("secrets") or []))

@@ -70,9 +70,9 @@ class TaskService:
             max_active=config.MAX_ACTIVE_TASKS_PER_USER,
         )
         self.check_webhook_url = check_webhook_url or (lambda url: None)
-        # (owner, input): 422 for secrets or hosts the task may not have
+        # (owner, inputs): 422 for secrets or hosts the tasks may not have
         # (api/services/task_access.py).
-        self.check_access = check_access or (lambda owner, task_input: None)
+        self.check_access = check_access or (lambda owner, task_inputs: None)
         self._owners_lock = threading.Lock()
         self._owners: tuple[float, dict[str, int]] = (float("-inf"), {})
         self._pending_lock = threading.Lock()
@@ -133,7 +133,7 @@ class TaskService:
         (TaskAdmission), and the task, its first event and its Idempotency-Key record
         are created in one commit, so a burst of one user's submissions shares no
         document (ADR 0007)."""
-        self.check_access(owner, task_input)
+        self.check_access(owner, [task_input])
         self.admit(task_input.get("network") is True)
         if webhook_url is not None:
             self.check_webhook_url(webhook_url)
@@ -163,8 +163,7 @@ class TaskService:
         """Store (kind, input, extra fields) tasks all at once, or none: admission for
         the whole batch (429 if it does not fit), then one commit for every task. A
         few Firestore calls whatever the batch's size, none of them a transaction."""
-        for _, task_input, _ in items:
-            self.check_access(owner, task_input)
+        self.check_access(owner, [task_input for _, task_input, _ in items])
         self.admit(any(task_input.get("network") is True for _, task_input, _ in items))
         for _, _, extra in items:
             if extra.get("webhookUrl"):
