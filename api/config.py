@@ -409,9 +409,10 @@ class Settings(BaseSettings):
     @classmethod
     def _domains(cls, value: Any) -> Any:
         if isinstance(value, str):
-            from api.services.egress import normalize_pattern
+            from api.services.egress import ANY_DOMAIN, normalize_pattern
 
-            return tuple(normalize_pattern(p) for p in value.split(",") if p.strip())
+            patterns = (p.strip() for p in value.split(",") if p.strip())
+            return tuple(p if p == ANY_DOMAIN else normalize_pattern(p) for p in patterns)
         return value
 
     @field_validator("egress_dev_hosts", mode="before")

@@ -15,7 +15,7 @@ import re
 
 ANY_DOMAIN = "*"
 LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-HOST_PATTERN = re.compile(rf"^(\*\.)?{LABEL}(\.{LABEL})+$|^{LABEL}$")
+HOST_PATTERN = re.compile(rf"^(\*\.)?{LABEL}(\.{LABEL})*$")
 
 
 def normalize_pattern(pattern: str) -> str:
