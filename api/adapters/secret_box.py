@@ -21,7 +21,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from api.models.documents import SealedValue
 
 KMS_ENDPOINT = "https://cloudkms.googleapis.com"
 KMS_TIMEOUT_SECONDS = 10.0
@@ -61,7 +64,9 @@ class LocalKeyWrapper:
         try:
             return AESGCM(self._key).decrypt(wrapped[:12], wrapped[12:], context)
         except InvalidTag:
-            raise SecretsUnavailable("the secret was sealed under another SECRETS_KEY") from None
+            raise SecretsUnavailable(
+                "a data key does not open (another SECRETS_KEY, owner or name)"
+            ) from None
 
 
 class KmsKeyWrapper:
@@ -70,7 +75,7 @@ class KmsKeyWrapper:
     def __init__(self, key_name: str, endpoint: str = KMS_ENDPOINT) -> None:
         self.name = key_name
         self._endpoint = endpoint.rstrip("/")
-        self._session = None
+        self._session: Any = None
 
     def wrap(self, key: bytes, context: bytes) -> bytes:
         reply = self._call("encrypt", {"plaintext": _b64(key), **_aad(context)})
@@ -110,7 +115,7 @@ class SecretBox:
     def __init__(self, wrapper: KeyWrapper) -> None:
         self.wrapper = wrapper
 
-    def seal(self, value: str, context: str) -> dict:
+    def seal(self, value: str, context: str) -> SealedValue:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         aad = context.encode()
@@ -124,7 +129,7 @@ class SecretBox:
             "ciphertext": _b64(ciphertext),
         }
 
-    def open(self, sealed: dict, context: str) -> str:
+    def open(self, sealed: SealedValue, context: str) -> str:
         from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 

@@ -105,8 +105,8 @@ class RunnerService:
         execution attempt holds the running task (a token alone is not enough once
         the task has moved on). 409 otherwise."""
         task = self.machine.store.get_task(task_id)
-        claim = (task or {}).get("claim") or {}
-        holds = (claim.get("execution"), claim.get("attempt")) == (execution, attempt)
+        claim = task.get("claim") if task is not None else None
+        holds = claim is not None and (claim["execution"], claim["attempt"]) == (execution, attempt)
         if task is None or task["status"] != TaskStatus.RUNNING.value or not holds:
             raise ApiError(409, "not_running", "This execution does not hold the running task.")
         return self.secrets.values(task["owner"], list(task["input"].get("secrets") or []))

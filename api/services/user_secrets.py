@@ -10,6 +10,7 @@ does not open. Nothing here logs a value.
 
 from __future__ import annotations
 
+import builtins
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -100,7 +101,7 @@ class UserSecretService:
             ) from None
         return {"name": name, **entry}, created
 
-    def list(self, owner: str) -> list[dict[str, Any]]:
+    def list(self, owner: str) -> builtins.list[dict[str, Any]]:
         """The owner's secrets by name: name, size, times; never a value."""
         listing = self.store.list_user_secrets(owner)
         return [{"name": name, **listing[name]} for name in sorted(listing)]
@@ -109,7 +110,7 @@ class UserSecretService:
         if not SECRET_NAME.match(name) or not self.store.delete_user_secret(owner, name):
             raise not_found("secret")
 
-    def check_names(self, owner: str, names: list[str]) -> None:
+    def check_names(self, owner: str, names: builtins.list[str]) -> None:
         """:raises ApiError: 422 naming the secrets the owner does not have."""
         if not names:
             return
@@ -123,7 +124,7 @@ class UserSecretService:
                 "PUT /api/secrets/{name}.",
             )
 
-    def values(self, owner: str, names: list[str]) -> dict[str, str]:
+    def values(self, owner: str, names: builtins.list[str]) -> dict[str, str]:
         """The opened values of `names` (a task's runner asks for them).
 
         :raises ApiError: 409 `secret_missing` when one was deleted since the task was
