@@ -5,6 +5,7 @@ may reach (as `api.test` and `llm.test`, through EGRESS_DEV_HOSTS)."""
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 
 import httpx
@@ -13,7 +14,7 @@ from google.cloud import firestore as gfirestore
 
 from devtools.api_stand_in import ApiStandIn
 from devtools.scripted_anthropic import reply, tool_use
-from tests.conftest import PROJECT, ApiServer, Caller
+from tests.conftest import PROJECT, ROOT, ApiServer, Caller, wait_for
 from tests.webhook_receiver import WebhookReceiver
 
 DEMO_KEY = "sk-demo-e2e-5f0c2a9b77d1"
@@ -244,3 +245,45 @@ def test_the_secrets_api_lists_names_and_sizes_never_values(alice, bob):
     ]
     for bad in ("1ABC", "with-dash", "PATH", "x" * 200):
         assert alice.http.put(f"/api/secrets/{bad}", json={"value": "v"}).status_code in (400, 422)
+
+
+def readme_example() -> tuple[str, dict]:
+    """The README's example: its program and its request body."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Example: a job that calls an OpenAI-compatible API", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    (program,) = re.findall(r"^```python\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
+    (body,) = re.findall(r"^```json\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
+    return program, json.loads(body)
+
+
+def test_the_readme_example_calls_the_chat_endpoint_writes_its_answer_and_reports(
+    alice, stand_in, receiver
+):
+    program, body = readme_example()
+    put_secret(alice, "OPENAI_API_KEY", "sk-openai-readme-0042")
+    # The chat endpoint is the loopback stand-in, reached as llm.test (EGRESS_DEV_HOSTS).
+    body["code"] = program
+    body["files"]["job.json"] = body["files"]["job.json"].replace(
+        "https://api.openai.com/v1", "http://llm.test/v1"
+    )
+    body["network"] = {"allow": ["llm.test"]}
+    body["webhookUrl"] = receiver.url
+    before = len(receiver.received)
+    task = alice.wait(alice.submit(**body)["id"])
+    assert task["status"] == "completed", task
+    assert task["result"]["exitCode"] == 0, task["result"]["stderr"]
+    files = {f["path"]: f for f in task["result"]["files"]}
+    answer = json.loads(files["answer.json"]["content"])
+    assert answer == {
+        "job": "job-1",
+        "answer": "stand-in reply to: Name three domain events of an order.",
+    }
+    (call,) = [r for r in stand_in.requests if r["path"] == "/v1/chat/completions"]
+    assert call["headers"]["authorization"] == "Bearer sk-openai-readme-0042"
+    assert json.loads(call["body"])["model"] == "gpt-4o-mini"
+    egress = [e["data"] for e in events_of(alice, task["id"]) if e["type"] == "egress"]
+    assert [(e["host"], e["allowed"]) for e in egress] == [("llm.test", True)]
+    wait_for(lambda: len(receiver.received) > before, 30, message="the webhook delivery")
+    delivered = json.loads(receiver.received[-1][1])
+    assert delivered["id"] == task["id"] and delivered["status"] == "completed"
