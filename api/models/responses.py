@@ -13,7 +13,7 @@ page of tasks should not run every input's checks again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
@@ -335,7 +335,7 @@ class ConversationWithMessages(Conversation):
 
     @classmethod
     def of_page(
-        cls, conversation: Document, messages: list[Document], next_after: str | None
+        cls, conversation: Document, messages: Sequence[Document], next_after: str | None
     ) -> Self:
         return cls.model_validate(
             {

@@ -13,6 +13,7 @@ from api import config
 from api.errors import ApiError
 from api.models import AgentTaskInput, CodeTaskInput, ListTasksQuery, TaskBatch
 from api.models import responses as r
+from api.models.documents import TaskKind
 from api.routes.common import Query, current_user, json_body, parse_query, services, validate
 from api.routes.operations import (
     AUTHED,
@@ -88,7 +89,7 @@ def submit_batch() -> Response:
     user = current_user()
     body = json_body()
     batch = validate(TaskBatch, body)
-    items = []
+    items: list[tuple[TaskKind, dict, dict]] = []
     for spec in batch.tasks:
         webhook = spec.webhook_url or batch.webhook_url
         extra = {"webhookUrl": webhook} if webhook else {}

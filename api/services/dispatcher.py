@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from api.adapters.executors.base import DispatchError, ExecutionState, Executor
+from api.models.documents import TaskDoc
 from api.services.state_machine import IN_FLIGHT, TaskStateMachine, TaskStatus, utcnow
 from api.services.task_tokens import issue_task_token
 
@@ -172,7 +173,7 @@ class Dispatcher:
         owners = self.store.owners_with_queued(QUEUED_SHARDS_PER_PASS)
         order = sorted(owners, key=lambda owner: self._served.get(owner, 0))
         heads: dict[str, deque] = {}
-        claimed: list[tuple[dict, str]] = []
+        claimed: list[tuple[TaskDoc, str]] = []
         now = utcnow()
         while slots > 0 and order:
             still_queued = []
@@ -196,7 +197,7 @@ class Dispatcher:
             return sum(self._launch(task, dispatch_id) for task, dispatch_id in claimed)
         return sum(self._pool.map(lambda pair: self._launch(*pair), claimed))
 
-    def _claim_next(self, queued: deque) -> tuple[dict, str] | None:
+    def _claim_next(self, queued: deque) -> tuple[TaskDoc, str] | None:
         """Mark the first of an owner's queued tasks that is still queued dispatched;
         at the owner's cap, forget the rest for this pass."""
         while queued:
@@ -231,7 +232,7 @@ class Dispatcher:
         self._served[task["owner"]] = next(self._turns)  # its turn, for round-robin
         return self._launch(task, dispatch_id)
 
-    def _launch(self, task: dict, dispatch_id: str) -> int:
+    def _launch(self, task: TaskDoc, dispatch_id: str) -> int:
         task_id = task["id"]
         timeout = task["input"]["timeoutSeconds"]
         expires = utcnow() + timedelta(seconds=timeout + 2 * self.runner_overhead + 600)
@@ -289,13 +290,13 @@ class Dispatcher:
         for task in self.store.tasks_with_status(
             IN_FLIGHT, due_field="checkAt", due_before=horizon, limit=100
         ):
-            execution = task.get("execution") or {}
-            if execution.get("backend") != self.executor.backend:
+            execution = task.get("execution")
+            if execution is None or execution.get("backend") != self.executor.backend:
                 continue
             settled += self._reconcile_task(task, execution.get("name"), now)
         return settled
 
-    def _reconcile_task(self, task: dict, execution_name: str | None, now: datetime) -> int:
+    def _reconcile_task(self, task: TaskDoc, execution_name: str | None, now: datetime) -> int:
         task_id = task["id"]
         state = self.executor.describe(execution_name)
         if state == ExecutionState.RUNNING:

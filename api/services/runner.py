@@ -132,7 +132,7 @@ class RunnerService:
         result: dict | None,
         error: dict | None,
         events: list[Event],
-    ) -> tuple[dict, bool]:
+    ) -> tuple[TaskDoc, bool]:
         """Settle the task with the runner's outcome: (task, accepted). A duplicate or
         late report is not accepted: the first terminal status stands."""
         result = self.files.shape_result(task_id, result)
@@ -157,7 +157,7 @@ class RunnerService:
 
     # -- the task's files ---------------------------------------------------------------
 
-    def task(self, task_id: str) -> dict:
+    def task(self, task_id: str) -> TaskDoc:
         task = self.files.task(task_id)
         if task is None:
             raise ApiError(404, "not_found", "No such task.")

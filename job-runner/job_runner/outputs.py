@@ -26,10 +26,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from job_runner.spec import OutputLimitsSpec
+
     # store(fd, size, index) -> sha256 of the bytes stored
     Store = Callable[[int, int, int], str]
-
-    from job_runner.spec import OutputLimitsSpec
 
 
 class OutputLimits(
@@ -49,17 +49,11 @@ class OutputLimits(
     __slots__ = ()
 
     @classmethod
-    def from_spec(cls, spec: OutputLimitsSpec | None) -> OutputLimits:
-        given: dict[str, object] = dict(spec or {})
-        return cls(**{name: given[key] for key, name in _SPEC_KEYS.items() if key in given})
-
-
-_SPEC_KEYS = {
-    "maxFiles": "max_files",
-    "maxFileBytes": "max_file_bytes",
-    "maxTotalBytes": "max_total_bytes",
-    "maxPathChars": "max_path_chars",
-}
+    def from_spec(cls, spec: OutputLimitsSpec) -> OutputLimits:
+        """The limits of the spec's `limits.outputs` (the API's, never copied here)."""
+        return cls(
+            spec["maxFiles"], spec["maxFileBytes"], spec["maxTotalBytes"], spec["maxPathChars"]
+        )
 
 
 class SkipFile(Exception):

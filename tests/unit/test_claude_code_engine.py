@@ -10,13 +10,14 @@ import shutil
 import socket
 import tempfile
 import threading
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from job_runner.claude_code import cli_arguments, run_claude_code_task
 from job_runner.claude_stream import DELTA_INTERVAL_SECONDS, StreamMapper
 from job_runner.llm_relay import LlmRelay
 from job_runner.sandbox import BubblewrapSandbox, Limits
+from job_runner.spec import TaskSpec
 from job_runner.workspace import prepare_workspace
 
 from devtools.scripted_anthropic import ScriptedAnthropic, reply
@@ -106,14 +107,17 @@ def test_init_and_api_retry_lines_become_status_events():
 
 
 def test_tools_map_onto_claude_codes_and_the_session_is_resumed_when_it_exists():
-    spec = {
-        "agent": {
-            "model": "claude-sonnet-4-6",
-            "tools": ["bash", "read_file"],
-            "systemPrompt": "Be brief.",
+    spec = cast(  # only what cli_arguments reads
+        TaskSpec,
+        {
+            "agent": {
+                "model": "claude-sonnet-4-6",
+                "tools": ["bash", "read_file"],
+                "systemPrompt": "Be brief.",
+            },
+            "input": {"maxTurns": 4},
         },
-        "input": {"maxTurns": 4},
-    }
+    )
     first = cli_arguments(spec, "sid", resume=False)
     assert first[first.index("--tools") + 1] == "Bash,Read,Task"
     assert first[first.index("--session-id") + 1] == "sid" and "--resume" not in first
@@ -177,7 +181,7 @@ def test_other_programs_keep_their_address_space_limit(workspace):
 
 def test_a_missing_cli_fails_the_task_engine_unavailable_without_a_fallback(monkeypatch):
     monkeypatch.setenv("CLAUDE_CODE_CLI", "/nonexistent/claude")
-    spec = {"id": "t", "input": {}, "agent": {}, "limits": {}}
+    spec = cast(TaskSpec, {"id": "t", "input": {}, "agent": {}, "limits": {}})  # never read
     status, result, error = run_claude_code_task(
         spec, BubblewrapSandbox(), "http://127.0.0.1:9", "tt1.x", lambda *a: None, threading.Event()
     )
