@@ -82,6 +82,9 @@ SCHEDULER_SA_ID="agent-scheduler"
 BUILDER_SA_ID="agent-builder"
 ANTHROPIC_SECRET="anthropic-api-key"
 TOKEN_SECRET="task-token-key"
+# User secrets are sealed under this Cloud KMS key (ADR 0012; terraform/kms.tf).
+KMS_KEYRING="agent-platform"
+KMS_KEY="user-secrets"
 LAUNCHER_ROLE="agentTaskLauncher"
 # What the API does with the job (api/adapters/executors/cloudrun.py): RunJob with
 # overrides, GetExecution, CancelExecution. Narrower than roles/run.developer, which
@@ -119,6 +122,7 @@ FILES_LIFECYCLE='{"rule": [
 REQUIRED_APIS=(
 	artifactregistry.googleapis.com
 	cloudbuild.googleapis.com
+	cloudkms.googleapis.com
 	cloudresourcemanager.googleapis.com
 	cloudscheduler.googleapis.com
 	firestore.googleapis.com
@@ -526,6 +530,26 @@ ensure_secrets() {
 	fi
 }
 
+# User secrets' key (ADR 0012): a key ring and one symmetric key in the region, made
+# once (KMS never deletes either), the key rotated yearly; older versions still open
+# the data keys they wrapped.
+ensure_user_secrets_key() {
+	if gcloud_exists kms keyrings describe "$KMS_KEYRING" --location="$REGION"; then
+		say "exists: key ring $KMS_KEYRING"
+	else
+		gcloud_run kms keyrings create "$KMS_KEYRING" --location="$REGION"
+	fi
+	if gcloud_exists kms keys describe "$KMS_KEY" --keyring="$KMS_KEYRING" --location="$REGION"; then
+		say "exists: key $KMS_KEY"
+		return 0
+	fi
+	local next
+	next=$(python3 -c 'import datetime as d
+print((d.datetime.now(d.timezone.utc) + d.timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ"))')
+	gcloud_run kms keys create "$KMS_KEY" --keyring="$KMS_KEYRING" --location="$REGION" \
+		--purpose=encryption --rotation-period=365d --next-rotation-time="$next"
+}
+
 # Whether an IAM policy (gcloud's JSON, on stdin) binds ROLE to MEMBER.
 HAS_BINDING_PY='
 import json, sys
@@ -575,6 +599,9 @@ grant_foundation_roles() {
 	# api and runner (cloudbuild.yaml).
 	grant "$ANTHROPIC_SECRET" "serviceAccount:$API_SA" roles/secretmanager.secretAccessor secrets
 	grant "$TOKEN_SECRET" "serviceAccount:$API_SA" roles/secretmanager.secretAccessor secrets
+	# api: seal and open user secrets with their one key, nothing more.
+	grant "$KMS_KEY" "serviceAccount:$API_SA" roles/cloudkms.cryptoKeyEncrypterDecrypter \
+		"kms keys" --keyring="$KMS_KEYRING" --location="$REGION"
 	grant "$RUNNER_SA" "serviceAccount:$API_SA" roles/iam.serviceAccountUser "iam service-accounts"
 	grant "$RUNNER_SA" "serviceAccount:$BUILDER_SA" roles/iam.serviceAccountUser "iam service-accounts"
 	grant "$API_SA" "serviceAccount:$BUILDER_SA" roles/iam.serviceAccountUser "iam service-accounts"
@@ -660,6 +687,7 @@ deploy_service() {
 	local env="EXECUTOR=cloudrun|CLOUD_RUN_JOB=$JOB_RESOURCE|GOOGLE_CLOUD_PROJECT=$PROJECT"
 	env+="|AUTH_MODE=$AUTH_MODE|RECONCILE_INVOKER=$SCHEDULER_SA|GUNICORN_THREADS=$API_CONCURRENCY"
 	env+="|PUBLIC_URL=$SERVICE_URL|FILES_BUCKET=$FILES_BUCKET"
+	env+="|SECRETS_KMS_KEY=projects/$PROJECT/locations/$REGION/keyRings/$KMS_KEYRING/cryptoKeys/$KMS_KEY"
 	# Public ingress: clients authenticate to the API itself (AUTH_MODE), and runners
 	# call it back with their task token. CPU is allocated during requests only, so an
 	# idle service costs nothing (README, "Deploy").
@@ -768,6 +796,7 @@ main() {
 	ensure_service_accounts
 	ensure_launcher_role
 	ensure_secrets
+	ensure_user_secrets_key
 	grant_foundation_roles
 	build_images
 	deploy_job

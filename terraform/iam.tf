@@ -92,6 +92,13 @@ resource "google_secret_manager_secret_iam_member" "api_reads_token_key" {
   member    = local.api_member
 }
 
+# User secrets: seal and open with the one key (ADR 0012), nothing more.
+resource "google_kms_crypto_key_iam_member" "api_seals_user_secrets" {
+  crypto_key_id = google_kms_crypto_key.user_secrets.id
+  role          = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+  member        = local.api_member
+}
+
 resource "google_cloud_run_v2_job_iam_member" "api_launches_tasks" {
   location = google_cloud_run_v2_job.runner.location
   name     = google_cloud_run_v2_job.runner.name

@@ -130,6 +130,10 @@ resource "google_cloud_run_v2_service" "api" {
         name  = "FILES_BUCKET"
         value = google_storage_bucket.files.name
       }
+      env {
+        name  = "SECRETS_KMS_KEY"
+        value = google_kms_crypto_key.user_secrets.id
+      }
       # Secrets by reference: Cloud Run reads them when an instance starts.
       env {
         name = "TASK_TOKEN_KEY"

@@ -84,7 +84,7 @@ class Project:
             **extra,
         }
 
-    def run(self, *args: str, stdin: str = "", timeout: int = 300, **env: str) -> Run:
+    def run(self, *args: str, stdin: str = "", timeout: int = 600, **env: str) -> Run:
         return self.command(
             ["bash", str(SCRIPT), "--project", PROJECT, "--tag", "t1", *args],
             stdin=stdin,

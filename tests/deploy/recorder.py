@@ -314,6 +314,7 @@ class Recorder:
         "serviceusage",
         "artifactregistry",
         "secretmanager",
+        "cloudkms",
         "firestore",
         "cloudbuild",
         "cloudscheduler",

@@ -1,6 +1,7 @@
 """The recorder's answers for every API but Cloud Run (recorder_run.py): Resource
 Manager, Service Usage, Artifact Registry, Cloud Storage, Firestore, IAM, Secret
-Manager, Cloud Build, Cloud Scheduler and Cloud Logging, each in its wire format."""
+Manager, Cloud KMS, Cloud Build, Cloud Scheduler and Cloud Logging, each in its wire
+format."""
 
 from __future__ import annotations
 
@@ -347,6 +348,46 @@ def undelete_role(cloud, request, project, role):
 
 
 # -- Secret Manager ------------------------------------------------------------------
+
+# -- Cloud KMS -----------------------------------------------------------------------
+
+KEY_RING = P + r"/locations/" + NAME + r"/keyRings/" + NAME
+CRYPTO_KEY = KEY_RING + r"/cryptoKeys/" + NAME
+
+
+@route("GET", KEY_RING)
+def get_key_ring(cloud, request, project, location, ring):
+    return cloud.get(f"projects/{cloud.project}/locations/{location}/keyRings/{ring}")
+
+
+@route("POST", P + r"/locations/" + NAME + r"/keyRings")
+def create_key_ring(cloud, request, project, location):
+    _project(cloud, project)
+    name = f"projects/{cloud.project}/locations/{location}/keyRings/{request.arg('keyRingId')}"
+    return cloud.create(name, {"name": name, "createTime": "2026-01-01T00:00:00Z"})
+
+
+@route("GET", CRYPTO_KEY)
+def get_crypto_key(cloud, request, project, location, ring, key):
+    ring_name = f"projects/{cloud.project}/locations/{location}/keyRings/{ring}"
+    return cloud.get(f"{ring_name}/cryptoKeys/{key}")
+
+
+@route("POST", KEY_RING + r"/cryptoKeys")
+def create_crypto_key(cloud, request, project, location, ring):
+    parent = f"projects/{cloud.project}/locations/{location}/keyRings/{ring}"
+    cloud.get(parent)
+    name = f"{parent}/cryptoKeys/{request.arg('cryptoKeyId')}"
+    return cloud.create(name, {**request.body, "name": name, "createTime": "2026-01-01T00:00:00Z"})
+
+
+_iam_routes(
+    CRYPTO_KEY,
+    lambda project, location, ring, key: (
+        f"projects/{project}/locations/{location}/keyRings/{ring}/cryptoKeys/{key}"
+    ),
+)
+
 
 SECRET = P + r"/secrets/" + NAME
 

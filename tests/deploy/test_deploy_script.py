@@ -32,6 +32,8 @@ JOB = f"projects/{PROJECT}/locations/{REGION}/jobs/agent-runner"
 IMAGES = f"{REGION}-docker.pkg.dev/{PROJECT}/agent-platform"
 FILES_BUCKET = f"{PROJECT}-agent-files"
 BUILD_BUCKET = f"{PROJECT}-agent-builds"
+# User secrets' key (ADR 0012).
+KMS_KEY = f"projects/{PROJECT}/locations/{REGION}/keyRings/agent-platform/cryptoKeys/user-secrets"
 JOB_MEMORY_MB = config.MAX_MEMORY_MB + config.TASK_DISK_MB + config.RUNNER_RESERVE_MB
 api, builder, scheduler = (f"serviceAccount:{sa}" for sa in (API_SA, BUILDER_SA, SCHEDULER_SA))
 # DESIGN section 9, plus the files bucket (interfaces item 2): every grant, exactly.
@@ -50,6 +52,7 @@ GRANTS = {
     (f"projects/{PROJECT}/serviceAccounts/{RUNNER_SA}", "roles/iam.serviceAccountUser", api),
     ("run/jobs/agent-runner", f"projects/{PROJECT}/roles/agentTaskLauncher", api),
     (f"b/{FILES_BUCKET}", "roles/storage.objectAdmin", api),
+    (KMS_KEY, "roles/cloudkms.cryptoKeyEncrypterDecrypter", api),
     ("run/services/agent-api", "roles/run.invoker", scheduler),
     ("run/services/agent-api", "roles/run.invoker", "allUsers"),
     (f"projects/{PROJECT}", "roles/logging.logWriter", builder),
@@ -102,6 +105,7 @@ def test_a_fresh_project_gets_every_resource(deployed):
         f"projects/{PROJECT}/roles/agentTaskLauncher",
         f"projects/{PROJECT_NUMBER}/secrets/anthropic-api-key",
         f"projects/{PROJECT_NUMBER}/secrets/task-token-key",
+        KMS_KEY,
         "run/jobs/agent-runner",
         "run/services/agent-api",
         f"projects/{PROJECT}/locations/{REGION}/jobs/agent-reconcile",
@@ -173,6 +177,7 @@ def test_the_service_gets_the_env_contract_its_secrets_by_reference_and_public_u
         "GUNICORN_THREADS": "16",
         "PUBLIC_URL": URL,
         "FILES_BUCKET": FILES_BUCKET,
+        "SECRETS_KMS_KEY": KMS_KEY,
     }
     assert env["TASK_TOKEN_KEY"] == {"secretKeyRef": {"key": "latest", "name": "task-token-key"}}
     assert env["ANTHROPIC_API_KEY"] == {
@@ -377,3 +382,15 @@ def test_the_script_is_shellcheck_clean():
         text=True,
     )
     assert done.returncode == 0, done.stdout
+
+
+def test_user_secrets_get_one_symmetric_key_rotated_yearly(deployed):
+    project, _, _ = deployed
+    key = project.after_first.resources[KMS_KEY]
+    assert key["purpose"] == "ENCRYPT_DECRYPT"
+    assert key["rotationPeriod"] == "31536000s" and key["nextRotationTime"]
+    assert "cloudkms.googleapis.com" in project.cloud.enabled
+    # The API's account holds the one role on the one key, and nothing else has any.
+    assert [g for g in project.cloud.grants() if g[0] == KMS_KEY] == [
+        (KMS_KEY, "roles/cloudkms.cryptoKeyEncrypterDecrypter", api)
+    ]

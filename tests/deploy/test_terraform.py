@@ -18,6 +18,7 @@ FILES = {
     "artifact_registry.tf",
     "firestore.tf",
     "iam.tf",
+    "kms.tf",
     "outputs.tf",
     "run.tf",
     "scheduler.tf",
@@ -104,6 +105,7 @@ def test_the_configuration_is_split_by_concern():
     assert where["google_artifact_registry_repository"] == "artifact_registry.tf"
     assert where["google_firestore_database"] == "firestore.tf"
     assert where["google_project_service"] == "apis.tf"
+    assert where["google_kms_key_ring"] == where["google_kms_crypto_key"] == "kms.tf"
 
 
 def test_every_variable_has_a_description_and_a_type():
@@ -203,12 +205,25 @@ def test_the_api_account_gets_exactly_its_grants_each_on_its_resource():
                 "roles/storage.objectAdmin",
                 "${google_storage_bucket.files.name}",
             ),
+            (
+                "google_kms_crypto_key_iam_member",
+                "roles/cloudkms.cryptoKeyEncrypterDecrypter",
+                "${google_kms_crypto_key.user_secrets.id}",
+            ),
         ]
     )
 
 
 def _scope(body: dict) -> str:
-    for field in ("secret_id", "service_account_id", "repository", "bucket", "name", "project"):
+    for field in (
+        "secret_id",
+        "service_account_id",
+        "repository",
+        "bucket",
+        "name",
+        "project",
+        "crypto_key_id",
+    ):
         if field in body:
             return unwrap(body[field])
     raise AssertionError(f"no scope in {body}")
@@ -251,9 +266,11 @@ def test_the_service_gets_the_env_contract_and_its_secrets_by_reference():
         "GUNICORN_THREADS",
         "PUBLIC_URL",
         "FILES_BUCKET",
+        "SECRETS_KMS_KEY",
         "TASK_TOKEN_KEY",
         "ANTHROPIC_API_KEY",
     }
+    assert unwrap(env["SECRETS_KMS_KEY"]["value"]) == "${google_kms_crypto_key.user_secrets.id}"
     assert unwrap(env["EXECUTOR"]["value"]) == "cloudrun"
     assert unwrap(env["RECONCILE_INVOKER"]["value"]) == "${google_service_account.scheduler.email}"
     for name, secret in (
@@ -407,3 +424,13 @@ def test_checkov_fails_nothing_and_every_skip_says_why():
     for check, reason in written:
         assert len(reason.strip()) > 20, f"{check} is skipped without a reason"
         assert check in ran_skips, f"{check} is skipped but checkov never runs it here"
+
+
+def test_user_secrets_have_one_kms_key_with_the_scripts_names():
+    ring = blocks("resource")["google_kms_key_ring.platform"]
+    key = blocks("resource")["google_kms_crypto_key.user_secrets"]
+    assert unwrap(ring["name"]) == script_setting("KMS_KEYRING")
+    assert unwrap(key["name"]) == script_setting("KMS_KEY")
+    assert unwrap(key["purpose"]) == "ENCRYPT_DECRYPT"
+    assert unwrap(key["rotation_period"]) == "31536000s"
+    assert unwrap(unwrap(key["lifecycle"])["prevent_destroy"]) is True
