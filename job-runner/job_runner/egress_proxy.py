@@ -90,8 +90,9 @@ class EgressProxy:
             self._closed = True
             for tunnel in self._open:
                 tunnel.stop("the task ended")
-            # Each handler reports its connection as it ends: wait for the reports.
-            self._idle.wait_for(lambda: not self._open, CLOSE_WAIT_SECONDS)
+            # Each handler reports its connection as it ends (one still connecting
+            # finds the proxy closed): wait for every handler, so every report is in.
+            self._idle.wait_for(lambda: self.handling == 0, CLOSE_WAIT_SECONDS)
 
     def admit(self) -> tuple[bool, str | None]:
         """Count one more connection: whether it is to be reported, and why it is
@@ -135,7 +136,6 @@ class EgressProxy:
     def ended(self, tunnel: _Tunnel) -> None:
         with self._lock:
             self._open.discard(tunnel)
-            self._idle.notify_all()
 
 
 class _Tunnel:
@@ -207,6 +207,7 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         finally:
             with self.proxy._lock:
                 self.proxy.handling -= 1
+                self.proxy._idle.notify_all()
 
     def handle_error(self, request, client_address) -> None:
         log.error("the egress proxy dropped a connection")
