@@ -531,7 +531,7 @@ ensure_secrets() {
 }
 
 # User secrets' key (ADR 0012): a key ring and one symmetric key in the region, made
-# once (KMS never deletes either), the key rotated yearly; older versions still open
+# once (KMS never deletes either), the key rotated every 90 days; older versions open
 # the data keys they wrapped.
 ensure_user_secrets_key() {
 	if gcloud_exists kms keyrings describe "$KMS_KEYRING" --location="$REGION"; then
@@ -545,9 +545,9 @@ ensure_user_secrets_key() {
 	fi
 	local next
 	next=$(python3 -c 'import datetime as d
-print((d.datetime.now(d.timezone.utc) + d.timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ"))')
+print((d.datetime.now(d.timezone.utc) + d.timedelta(days=90)).strftime("%Y-%m-%dT%H:%M:%SZ"))')
 	gcloud_run kms keys create "$KMS_KEY" --keyring="$KMS_KEYRING" --location="$REGION" \
-		--purpose=encryption --rotation-period=365d --next-rotation-time="$next"
+		--purpose=encryption --rotation-period=90d --next-rotation-time="$next"
 }
 
 # Whether an IAM policy (gcloud's JSON, on stdin) binds ROLE to MEMBER.

@@ -384,11 +384,11 @@ def test_the_script_is_shellcheck_clean():
     assert done.returncode == 0, done.stdout
 
 
-def test_user_secrets_get_one_symmetric_key_rotated_yearly(deployed):
+def test_user_secrets_get_one_symmetric_key_rotated_every_90_days(deployed):
     project, _, _ = deployed
     key = project.after_first.resources[KMS_KEY]
     assert key["purpose"] == "ENCRYPT_DECRYPT"
-    assert key["rotationPeriod"] == "31536000s" and key["nextRotationTime"]
+    assert key["rotationPeriod"] == "7776000s" and key["nextRotationTime"]
     assert "cloudkms.googleapis.com" in project.cloud.enabled
     # The API's account holds the one role on the one key, and nothing else has any.
     assert [g for g in project.cloud.grants() if g[0] == KMS_KEY] == [

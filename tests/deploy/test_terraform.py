@@ -432,5 +432,5 @@ def test_user_secrets_have_one_kms_key_with_the_scripts_names():
     assert unwrap(ring["name"]) == script_setting("KMS_KEYRING")
     assert unwrap(key["name"]) == script_setting("KMS_KEY")
     assert unwrap(key["purpose"]) == "ENCRYPT_DECRYPT"
-    assert unwrap(key["rotation_period"]) == "31536000s"
+    assert unwrap(key["rotation_period"]) == "7776000s"
     assert unwrap(unwrap(key["lifecycle"])["prevent_destroy"]) is True
