@@ -26,6 +26,7 @@ from api.routes import (  # noqa: F401 (imported for their operations)
     files,
     health,
     openapi,
+    secrets,
     tasks,
     usage,
     webhooks,
