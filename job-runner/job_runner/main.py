@@ -19,11 +19,13 @@ import threading
 from job_runner import logs
 from job_runner.api_client import ApiRefused, ApiUnreachable, TaskApi
 from job_runner.code_task import run_code_task
+from job_runner.environ import forget_environment_variable
 from job_runner.events import EventSender
 from job_runner.file_channel import FileChannel
 from job_runner.sandbox import SandboxError, make_sandbox
+from job_runner.sandboxes.choice import forget_choice
 from job_runner.task_access import DevHostsRefused, TaskAccess
-from job_runner.task_space import enter_private_mounts
+from job_runner.task_space import bounds_used, enter_private_mounts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -47,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         log.error("TASK_ID, TASK_TOKEN and API_URL must all be set")
         return EXIT_BAD_ENV
     # Nothing below may hand the token to user code: the sandbox starts from an empty
-    # environment, but drop it from ours too.
-    for name in ("TASK_TOKEN",):
-        os.environ.pop(name, None)
+    # environment, but drop it from ours too, and from /proc/<pid>/environ.
+    if not forget_environment_variable("TASK_TOKEN"):
+        log.warning("the task token is still in /proc/self/environ (it could not be blanked)")
     # Before any thread: a mount namespace can only be entered by a single thread.
     enter_private_mounts()
 
@@ -103,14 +105,18 @@ def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event, send
     status: str = "failed"
     result: dict | None = None
     error: dict | None = refusal
+    used: dict = {}
     try:
         if refusal is None:
-            status, result, error = _execute(spec, api, access, sender, cancel)
+            status, result, error = _execute(spec, api, access, sender, cancel, used)
     except SandboxError as problem:
         log.error("sandbox error: %s", problem)
+        if os.environ.get("SANDBOX", "auto") == "auto":
+            forget_choice()  # a remembered backend that failed: probe again next time
         status, result, error = "failed", None, {"code": "sandbox_error", "message": str(problem)}
     finally:
         last_events = sender.finish()
+        used.update(bounds_used())
     # What leaves the runner never holds a secret's value (events are masked as queued).
     result, error = access.mask.data(result), access.mask.data(error)
     if sender.lost.is_set():
@@ -122,11 +128,12 @@ def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event, send
             {"code": "runner_terminated", "message": "The runner was asked to stop."},
         )
     try:
-        reply = api.post_result(status, result, error, last_events)
+        reply = api.post_result(status, result, error, last_events, used)
     except ApiRefused as refused:
         log.error("the API refused our result: %s", refused)
         return EXIT_UNREPORTED
     log.info("reported %s (accepted: %s)", status, reply.get("accepted"))
+    log.info("runner peak memory: %d KiB (outside the task)", _peak_memory_kib())
     return EXIT_REPORTED
 
 
@@ -144,9 +151,14 @@ def _access_error(problem: Exception) -> dict:
     return {"code": "invalid_task", "message": str(problem)}
 
 
-def _execute(spec: TaskSpec, api: TaskApi, access: TaskAccess, sender: EventSender, cancel):
-    """(status, result, error) of running the task's kind in the sandbox."""
-    sandbox = make_sandbox(os.environ.get("SANDBOX", "bwrap"))
+def _execute(
+    spec: TaskSpec, api: TaskApi, access: TaskAccess, sender: EventSender, cancel, used: dict
+):
+    """(status, result, error) of running the task's kind in the sandbox; `used` gets
+    the sandbox's name."""
+    sandbox = make_sandbox(os.environ.get("SANDBOX", "auto"))
+    used["sandbox"] = sandbox.name
+    logs.log.info("sandbox: %s", sandbox.name)
     channel = FileChannel(api.base_url, api.task_id, api.token)
     if spec["kind"] == "code":
         return run_code_task(spec, sandbox, sender.output, cancel, channel, access)
@@ -161,6 +173,19 @@ def _execute(spec: TaskSpec, api: TaskApi, access: TaskAccess, sender: EventSend
             spec, sandbox, api.base_url, api.token, sender.event, cancel, channel, access
         )
     raise SandboxError(f"this runner cannot run tasks of kind {spec['kind']!r}")
+
+
+def _peak_memory_kib() -> int:
+    """The runner process's own peak resident memory (VmHWM): the task's processes
+    are its children, counted apart."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _handle_migration(log) -> list:

@@ -46,6 +46,8 @@ class LimitsSpec(TypedDict):
     outputs: OutputLimitsSpec
     # Absent or None: no egress (and none where `network` shares the host's).
     egress: NotRequired[EgressSpec | None]
+    # agent tasks: what the task may still spend on model calls, in USD (estimated)
+    maxBudgetUsd: NotRequired[float]
 
 
 class InputFileSpec(TypedDict):

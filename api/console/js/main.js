@@ -5,6 +5,7 @@ import { agentForm, agentList } from "./agents.js";
 import { describe, restore, signInView, signOut } from "./auth.js";
 import { conversationList, conversationPage } from "./conversations.js";
 import { secretList } from "./secrets.js";
+import { keyList } from "./keys.js";
 import { runForm, taskList, taskPage } from "./tasks.js";
 import { errorBox, view } from "./ui.js";
 import { refreshUsage } from "./usage.js";
@@ -14,7 +15,7 @@ let current = new AbortController(); // ends the previous page's streams
 
 const ROUTES = [
   [/^#\/tasks\/(\w+)$/, (m, signal) => taskPage(m[1], signal)],
-  [/^#\/tasks(?:\?(.*))?$/, (m) => taskList(new URLSearchParams(m[1] || ""))],
+  [/^#\/tasks(?:\?(.*))?$/, (m, signal) => taskList(new URLSearchParams(m[1] || ""), signal)],
   [/^#\/run$/, () => runForm(config)],
   [/^#\/agents\/new$/, () => agentForm(config, null)],
   [/^#\/agents\/(\w+)$/, (m) => agentForm(config, m[1])],
@@ -22,6 +23,7 @@ const ROUTES = [
   [/^#\/conversations\/(\w+)$/, (m, signal) => conversationPage(m[1], signal)],
   [/^#\/conversations$/, () => conversationList()],
   [/^#\/secrets$/, () => secretList()],
+  [/^#\/keys$/, () => keyList()],
 ];
 
 async function route() {
