@@ -110,7 +110,9 @@ def build_services(
     from api.services.state_machine import IN_FLIGHT, TaskStateMachine
     from api.services.task_watch import TaskWatch
 
-    store = store or FirestoreStore(settings.project)
+    store = store or FirestoreStore(
+        settings.project, deadline_seconds=settings.firestore_deadline_seconds
+    )
     machine = TaskStateMachine(
         store,
         runner_overhead_seconds=config.RUNNER_OVERHEAD_SECONDS,
@@ -254,6 +256,7 @@ def _task_service(
         llm_configured=upstream.configured,
         admission=admission,
         check_webhook_url=webhooks.check_url,
+        retention_days=settings.task_retention_days,
     )
     return tasks, webhooks
 
@@ -305,6 +308,7 @@ def register_routes(app: Flask) -> None:
         health,
         internal,
         internal_files,
+        keys,
         openapi,
         tasks,
         usage,
@@ -321,6 +325,7 @@ def register_routes(app: Flask) -> None:
         conversations,
         openapi,
         usage,
+        keys,
         deployment,
         console,
         webhooks,

@@ -28,6 +28,8 @@ MIN_MEMORY_MB, MAX_MEMORY_MB = 64, 4096
 # (deploy-gcp.sh derives it from these; tests/deploy checks Terraform's).
 TASK_DISK_MB = 2048
 RUNNER_RESERVE_MB = 512
+# The runner's sandbox backends (job_runner/sandboxes/choice.py); "auto" probes them.
+SANDBOXES = ("auto", "gvisor", "bwrap-root", "bwrap", "gvisor-rootless", "none")
 MAX_WAIT_SECONDS = 60
 # Requests that hold a server thread (?wait, SSE) at once; the rest get an immediate
 # answer (wait) or a 429 (SSE), so health checks and short calls always find a
@@ -53,6 +55,11 @@ MAX_STDIN_BYTES = 100 * 1024
 MAX_FILES = 20
 MAX_FILES_TOTAL_BYTES = 200 * 1024
 MAX_FILE_PATH_CHARS = 200
+# How long a task, its events and its output files are kept (Firestore TTL on
+# tasks/events `expireAt`, the bucket's lifecycle rule on tasks/).
+TASK_RETENTION_DAYS = 30
+# One name in a path: Linux file systems hold 255 bytes (NAME_MAX), not characters.
+MAX_FILE_NAME_BYTES = 255
 # Output kept per stream in the result (the runner drains and counts the rest).
 MAX_OUTPUT_BYTES = 128 * 1024
 
@@ -88,6 +95,14 @@ MAX_SKIPPED_LISTED = 100
 MAX_RUNNER_CHUNK_BYTES = 32 * 1024 * 1024
 # How long one Cloud Storage call retries transient errors before the API answers 503.
 STORAGE_RETRY_SECONDS = 10.0
+# Deadlines on a client (api/serving.py, ADR 0013): its request line and headers, each
+# piece of its body, and taking each piece of a response.
+REQUEST_HEADER_SECONDS = 10.0
+REQUEST_BODY_IDLE_SECONDS = 10.0
+RESPONSE_WRITE_IDLE_SECONDS = 30.0
+GOOGLE_OIDC_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+# How long one Firestore call (its retries included) may take before the API answers 503.
+FIRESTORE_DEADLINE_SECONDS = 8.0
 # A conversation's workspace, unpacked (its hidden engine directory included).
 MAX_WORKSPACE_BYTES = 1024 * 1024 * 1024
 
@@ -241,6 +256,10 @@ class Settings(BaseSettings):
     firebase_certs_url: str = Field(
         default=FIREBASE_CERTS_URL, validation_alias="FIREBASE_CERTS_URL"
     )
+    # Google's OIDC signing certificates, for the scheduler's reconcile token.
+    google_oidc_certs_url: str = Field(
+        default=GOOGLE_OIDC_CERTS_URL, validation_alias="GOOGLE_OIDC_CERTS_URL"
+    )
     # Set by Cloud Run itself (K_SERVICE), never by an operator.
     on_cloud_run: bool = False
     task_token_key: bytes = Field(
@@ -252,7 +271,7 @@ class Settings(BaseSettings):
     task_token_key_secret: str | None = Field(
         default=None, validation_alias="TASK_TOKEN_KEY_SECRET"
     )
-    sandbox: str = Field(default="bwrap", validation_alias="SANDBOX")
+    sandbox: str = Field(default="auto", validation_alias="SANDBOX")
     allow_task_network: bool = Field(default=False, validation_alias="ALLOW_TASK_NETWORK")
     local_max_concurrent_tasks: int = Field(
         default=LOCAL_MAX_CONCURRENT_TASKS, validation_alias="LOCAL_MAX_CONCURRENT_TASKS"
@@ -351,6 +370,21 @@ class Settings(BaseSettings):
     webhook_first_retry_seconds: float = Field(
         default=WEBHOOK_FIRST_RETRY_SECONDS, validation_alias="WEBHOOK_FIRST_RETRY_SECONDS"
     )
+    task_retention_days: int = Field(
+        default=TASK_RETENTION_DAYS, ge=1, validation_alias="TASK_RETENTION_DAYS"
+    )
+    firestore_deadline_seconds: float = Field(
+        default=FIRESTORE_DEADLINE_SECONDS, validation_alias="FIRESTORE_DEADLINE_SECONDS"
+    )
+    request_header_seconds: float = Field(
+        default=REQUEST_HEADER_SECONDS, validation_alias="REQUEST_HEADER_SECONDS"
+    )
+    request_body_idle_seconds: float = Field(
+        default=REQUEST_BODY_IDLE_SECONDS, validation_alias="REQUEST_BODY_IDLE_SECONDS"
+    )
+    response_write_idle_seconds: float = Field(
+        default=RESPONSE_WRITE_IDLE_SECONDS, validation_alias="RESPONSE_WRITE_IDLE_SECONDS"
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -440,8 +474,8 @@ class Settings(BaseSettings):
                 "WEBHOOK_ALLOW_LOOPBACK is for local development and is refused on Cloud Run "
                 "(K_SERVICE is set)."
             )
-        if self.sandbox not in ("bwrap", "none"):
-            raise ValueError(f"SANDBOX must be 'bwrap' or 'none', got {self.sandbox!r}")
+        if self.sandbox not in SANDBOXES:
+            raise ValueError(f"SANDBOX must be one of {', '.join(SANDBOXES)}, got {self.sandbox!r}")
         modes = self.auth_modes
         if not (modes == {"dev"} or (modes and modes <= {"firebase", "apikey"})):
             raise ValueError(

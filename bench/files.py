@@ -35,10 +35,10 @@ from job_runner.file_channel import FileChannel  # noqa: E402
 from job_runner.task_files import restore_workspace, save_workspace  # noqa: E402
 from job_runner.workspace import prepare_workspace  # noqa: E402
 
-from devtools.local_stack import LocalStack, add_quick_flag  # noqa: E402
-
 if TYPE_CHECKING:
     from job_runner.spec import TaskSpec
+
+from devtools.local_stack import LocalStack, add_quick_flag  # noqa: E402
 
 PROJECT = "demo-bench"
 TOKEN_KEY = secrets.token_hex(32)
@@ -117,7 +117,7 @@ def workspace_turn(url: str, mib: int) -> tuple[float, float]:
         with open(os.path.join(workspace, "data.bin"), "wb") as out:
             out.write(os.urandom(mib * 1024 * 1024))  # incompressible: the worst case
         started = time.perf_counter()
-        snapshot = save_workspace(spec, channel, root, workspace)
+        snapshot = save_workspace(cast("TaskSpec", spec), channel, root, workspace)
         save_s = time.perf_counter() - started
         assert snapshot is not None, "the runner saved no workspace snapshot"
         # What settling the turn does: the conversation now points to the snapshot.
@@ -126,7 +126,7 @@ def workspace_turn(url: str, mib: int) -> tuple[float, float]:
         restored, uid = prepare_workspace(root)
         spec["workspace"]["restore"] = {"size": snapshot["size"]}
         started = time.perf_counter()
-        restore_workspace(spec, channel, root, restored, uid)
+        restore_workspace(cast("TaskSpec", spec), channel, root, restored, uid)
         restore_s = time.perf_counter() - started
         assert os.path.getsize(os.path.join(restored, "data.bin")) == mib * 1024 * 1024
     return save_s, restore_s

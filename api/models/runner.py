@@ -129,7 +129,18 @@ class RunnerError(BaseModel):
     message: str = Field(max_length=2000)
 
 
+class SandboxReport(BaseModel):
+    """How the runner isolated and bounded the task (kept in the task's execution)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    sandbox: Literal[config.SANDBOXES]  # type: ignore[valid-type]  # a tuple of names, as Literal's
+    memory_bound: Literal["cgroup", "watchdog"] | None = Field(None, alias="memoryBound")
+    disk_bound: Literal["tmpfs", "watchdog"] | None = Field(None, alias="diskBound")
+
+
 class ResultBody(EventsBody):
     status: Literal["completed", "timed_out", "failed"]
+    sandbox: SandboxReport | None = None
     result: AgentResult | RunnerResult | None = None
     error: RunnerError | None = None

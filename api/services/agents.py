@@ -82,7 +82,8 @@ class AgentService:
         if "model" in changes and changes["model"] is None:
             changes["model"] = self.default_model  # null: back to the default model
         changes["updatedAt"] = utcnow()
-        self.store.update_agent(agent_id, changes)
+        if not self.store.update_agent(agent_id, changes):
+            raise not_found("agent")  # deleted since it was read
         return {**agent, **changes}
 
     def delete(self, owner: str, agent_id: str) -> None:

@@ -222,7 +222,7 @@ class ConversationService:
                 raise
             raise ApiError(422, "agent_deleted", "This conversation's agent was deleted.") from None
         now = utcnow()
-        turn = self._claim_turn(conversation, now, key_id)
+        turn = self._claim_turn(conversation, now, key_id, body_hash)
         if isinstance(turn, tuple):
             return turn  # the same Idempotency-Key won the race: its turn is this one
         try:
@@ -264,11 +264,16 @@ class ConversationService:
         return message, self.tasks.start(task)
 
     def _claim_turn(
-        self, conversation: ConversationDoc, now: datetime, key_id: str | None
+        self,
+        conversation: ConversationDoc,
+        now: datetime,
+        key_id: str | None,
+        body_hash: str | None,
     ) -> int | tuple[MessageDoc, TaskDoc]:
         """The number of the turn this request may start, or 409 `turn_in_progress`.
         With an Idempotency-Key that another request is already using for this turn,
-        that request's (message, task) once it has stored them."""
+        that request's (message, task) once it has stored them, or 422 when that
+        request sent another message (its body hash differs)."""
         conversation_id = conversation["id"]
         active = conversation.get("activeTaskId")
         if active:
@@ -282,7 +287,7 @@ class ConversationService:
         holder = self.store.get_turn_claim(conversation_id, turn)
         if key_id is not None and holder is not None and holder.get("idempotencyKey") == key_id:
             repeated = wait_for_record(
-                lambda: self._repeated_message(conversation_id, key_id, None)
+                lambda: self._repeated_message(conversation_id, key_id, body_hash)
             )
             if repeated is not None:
                 return repeated

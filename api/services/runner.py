@@ -13,7 +13,7 @@ from api import config
 from api.errors import ApiError
 from api.services.conversation_turns import snapshot_object
 from api.services.files import MAX_OUTPUT_PARTS, MAX_SNAPSHOT_PARTS, output_object
-from api.services.reconcile_auth import authorize_reconcile
+from api.services.reconcile_auth import ReconcileAuth
 from api.services.runner_spec import task_spec
 from api.services.state_machine import ClaimRefused, TaskStatus, utcnow
 from api.services.task_tokens import InvalidTaskToken, verify_task_token
@@ -53,6 +53,7 @@ class RunnerService:
         self.files = files
         self.conversations = conversations
         self.webhooks = webhooks
+        self.reconcile_auth = ReconcileAuth(settings)
         self.llm_budget = llm_budget
 
     def authorize(self, task_id: str, token: str) -> None:
@@ -65,7 +66,7 @@ class RunnerService:
     def authorize_reconcile(self, headers: Mapping[str, str]) -> None:
         """401 unless the caller is Cloud Scheduler's OIDC identity (RECONCILE_INVOKER)
         or holds RECONCILE_SECRET."""
-        if not authorize_reconcile(self.settings, headers):
+        if not self.reconcile_auth.authorized(headers):
             raise ApiError(
                 401,
                 "unauthenticated",
@@ -129,9 +130,11 @@ class RunnerService:
         result: dict | None,
         error: dict | None,
         events: list[Event],
+        sandbox: dict | None = None,
     ) -> tuple[TaskDoc, bool]:
         """Settle the task with the runner's outcome: (task, accepted). A duplicate or
-        late report is not accepted: the first terminal status stands."""
+        late report is not accepted: the first terminal status stands. sandbox: how the
+        runner isolated and bounded it, kept in the task's `execution`."""
         result = self.files.shape_result(task_id, result)
         events = self._priced(task_id, events)
         if result is not None and isinstance(result.get("usage"), dict) and self.llm_budget:
@@ -146,6 +149,7 @@ class RunnerService:
             error,
             events=events,
             max_events=config.MAX_EVENTS_PER_TASK,
+            sandbox=sandbox,
         )
         if task is None:
             raise ApiError(404, "not_found", "No such task.")
