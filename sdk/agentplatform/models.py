@@ -178,6 +178,7 @@ class Agent:
     engine: str = ""
     max_turns: int = _json("maxTurns", 0)
     max_tokens: int = _json("maxTokens", 0)
+    max_cost_usd: float | None = _json("maxCostUsd")
     created_at: datetime | None = _json("createdAt")
     updated_at: datetime | None = _json("updatedAt")
     raw: dict = _raw()
@@ -245,6 +246,16 @@ class UsageCounter:
 
 
 @dataclass(frozen=True)
+class CostCounter:
+    """Dollars against a limit (0: none); estimates from the deployment's price table."""
+
+    __schema__: ClassVar[tuple[str, ...]] = ("CostCounter",)
+    used: float
+    limit: float
+    raw: dict = _raw()
+
+
+@dataclass(frozen=True)
 class Usage:
     """Today's counters against their limits; `raw` has any the API adds."""
 
@@ -254,6 +265,8 @@ class Usage:
     unsettled_tasks: UsageCounter = _json("unsettledTasks")
     active_tasks: UsageCounter = _json("activeTasks")
     llm_tokens_today: UsageCounter = _json("llmTokensToday")
+    cost_usd_today: CostCounter | None = _json("costUsdToday")
+    cost_usd_month: float = _json("costUsdMonth", 0.0)
     resets_at: datetime | None = _json("resetsAt")
     raw: dict = _raw()
 
