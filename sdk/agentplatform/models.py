@@ -39,6 +39,9 @@ class Execution:
     attempt: int = 0
     log_uri: str | None = _json("logUri")
     console_uri: str | None = _json("consoleUri")
+    sandbox: str | None = None
+    memory_bound: str | None = _json("memoryBound")
+    disk_bound: str | None = _json("diskBound")
     raw: dict = _raw()
 
 
@@ -247,7 +250,8 @@ class UsageCounter:
 
 @dataclass(frozen=True)
 class CostCounter:
-    """Dollars against a limit (0: none); estimates from the deployment's price table."""
+    """USD, estimated from the operator's price table (not Anthropic's invoice); a
+    limit of 0 means none."""
 
     __schema__: ClassVar[tuple[str, ...]] = ("CostCounter",)
     used: float
