@@ -62,6 +62,12 @@ Every deploy ends with a smoke test: one code task (print(6 * 7)) through the ne
 and the candidate job, with an API key the script writes for the user deploy-smoke and
 deletes when the task has ended; then /health, answered by the new revision.
 
+Rolling out images that are built already (what cloudbuild.yaml runs, as the builder):
+  --rollout-only            only the candidate checks, the live job and the traffic: no
+                            API, resource, secret or grant is touched, nothing is built
+                            (--tag names the pushed images)
+  --project-number N        the project's number (the builder may not read the project)
+
   --dry-run                 print every command and run none
   -h, --help                this text
 EOF
@@ -90,6 +96,8 @@ JOB_MEMORY=${JOB_MEMORY:-}
 IMAGE_TAG=${IMAGE_TAG:-}
 ANTHROPIC_API_KEY_FILE=${ANTHROPIC_API_KEY_FILE:-}
 ROTATE_TOKEN_KEY=false
+ROLLOUT_ONLY=false
+PROJECT_NUMBER=
 DRY_RUN=false
 
 # Fixed names: the service accounts, the secrets, the custom role.
@@ -230,6 +238,8 @@ parse_args() {
 		--tag) need_value "$@"; IMAGE_TAG=$2; shift ;;
 		--anthropic-key-file) need_value "$@"; ANTHROPIC_API_KEY_FILE=$2; shift ;;
 		--rotate-token-key) ROTATE_TOKEN_KEY=true ;;
+		--rollout-only) ROLLOUT_ONLY=true ;;
+		--project-number) need_value "$@"; PROJECT_NUMBER=$2; shift ;;
 		--dry-run) DRY_RUN=true ;;
 		-h | --help) usage; exit 0 ;;
 		--anthropic-key | --anthropic-api-key | --api-key)
@@ -293,6 +303,9 @@ validate_settings() {
 	local given=${BASH_REMATCH[1]}
 	if [[ ${BASH_REMATCH[2]} == Gi ]]; then given=$((given * 1024)); fi
 	((given >= needed)) || die "--job-memory $JOB_MEMORY cannot hold the largest task: it needs ${needed}Mi (MAX_MEMORY_MB + TASK_DISK_MB + RUNNER_RESERVE_MB in api/config.py)"
+	if [[ $ROLLOUT_ONLY == true && -z $IMAGE_TAG ]]; then
+		die "--rollout-only needs --tag: the tag of the images pushed already"
+	fi
 	if [[ -z $IMAGE_TAG ]]; then
 		local commit
 		commit=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo manual)
@@ -340,16 +353,16 @@ check_tools() {
 	command -v curl >/dev/null || die "curl is needed for the smoke test"
 }
 
-PROJECT_NUMBER=
 check_auth_and_project() {
-	local account number
+	local account number=$PROJECT_NUMBER
 	# Any credential gcloud can use: a login, a service account, or an access token
 	# (auth/access_token_file, as CI gives one). The token itself goes nowhere.
 	if [[ $DRY_RUN == false ]] && ! gcloud auth print-access-token >/dev/null 2>&1; then
 		die "gcloud has no credentials: run 'gcloud auth login' first"
 	fi
 	account=$(query gcloud config get account 2>/dev/null || true)
-	if ! number=$(gcloud_query projects describe "$PROJECT" --format='value(projectNumber)'); then
+	if [[ -z $number ]] &&
+		! number=$(gcloud_query projects describe "$PROJECT" --format='value(projectNumber)'); then
 		die "project $PROJECT was not found, or $account cannot see it"
 	fi
 	say "Deploying to project $PROJECT${number:+ ($number)} in $REGION as ${account:-<the active account>}"
@@ -627,6 +640,9 @@ grant_foundation_roles() {
 	# project is the narrowest plain scope), the builder writes its build logs.
 	grant "$PROJECT" "serviceAccount:$API_SA" roles/datastore.user projects
 	grant "$PROJECT" "serviceAccount:$BUILDER_SA" roles/logging.logWriter projects
+	# The builder writes and deletes the smoke task's API key (cloudbuild.yaml). It adds
+	# nothing to what it can do: it deploys code that runs as api, which has this role.
+	grant "$PROJECT" "serviceAccount:$BUILDER_SA" roles/datastore.user projects
 	# api: its two secrets, and acting as the runner for RunJob; the builder deploys as
 	# api and runner (cloudbuild.yaml).
 	grant "$ANTHROPIC_SECRET" "serviceAccount:$API_SA" roles/secretmanager.secretAccessor secrets
@@ -690,6 +706,7 @@ deploy_job() {
 		--service-account="$RUNNER_SA" --clear-env-vars \
 		--tasks=1 --max-retries="$JOB_MAX_RETRIES" --task-timeout="$JOB_TASK_TIMEOUT" \
 		--cpu="$JOB_CPU" --memory="$JOB_MEMORY"
+	if [[ $ROLLOUT_ONLY == true ]]; then return 0; fi
 	grant "$name" "serviceAccount:$API_SA" "projects/$PROJECT/roles/$LAUNCHER_ROLE" \
 		"run jobs" --region="$REGION"
 	grant "$name" "serviceAccount:$BUILDER_SA" roles/run.developer "run jobs" --region="$REGION"
@@ -787,6 +804,9 @@ deploy_candidate_service() {
 	SERVICE_EXISTS=$exists
 	local -a placement=(--no-traffic --tag=candidate)
 	CANDIDATE_URL="https://candidate---${url#https://}"
+	if [[ $exists == no && $ROLLOUT_ONLY == true && $DRY_RUN == false ]]; then
+		die "no service $SERVICE_NAME to roll out onto: create it with deploy-gcp.sh or terraform/"
+	fi
 	if [[ $exists == no ]]; then
 		placement=()
 		CANDIDATE_URL=$SERVICE_URL
@@ -805,15 +825,20 @@ deploy_candidate_service() {
 	# Domain Restricted Sharing refuses, the default for organizations since 2024):
 	# https://cloud.google.com/run/docs/securing/managing-access#invoker_check
 	# Clients authenticate to the API itself (AUTH_MODE), runners with their task token,
-	# the scheduler with its OIDC token. CPU is allocated during requests only, so an
-	# idle service costs nothing (README, "Deploy").
+	# the scheduler with its OIDC token. Changing that setting takes
+	# run.services.setIamPolicy, which the builder lacks: a rollout keeps the service's.
+	local -a public=(--no-invoker-iam-check)
+	if [[ $ROLLOUT_ONLY == true ]]; then public=(); fi
+	# CPU is allocated during requests only, so an idle service costs nothing (README,
+	# "Deploy").
 	gcloud_run run deploy "$SERVICE_NAME" --image="$API_IMAGE" --region="$REGION" \
-		--service-account="$API_SA" --no-invoker-iam-check \
+		--service-account="$API_SA" ${public[@]+"${public[@]}"} \
 		--concurrency="$API_CONCURRENCY" --cpu="$API_CPU" --memory="$API_MEMORY" \
 		--timeout="$API_REQUEST_TIMEOUT" "${scaling[@]}" \
 		--cpu-throttling --cpu-boost ${placement[@]+"${placement[@]}"} \
 		--update-env-vars="^|^$(service_env "$CANDIDATE_JOB_RESOURCE" "$CANDIDATE_URL" "$auth_mode")" \
 		--update-secrets="TASK_TOKEN_KEY=$TOKEN_SECRET:latest,ANTHROPIC_API_KEY=$ANTHROPIC_SECRET:latest"
+	if [[ $ROLLOUT_ONLY == true ]]; then return 0; fi
 	grant "$SERVICE_NAME" "serviceAccount:$SCHEDULER_SA" roles/run.invoker \
 		"run services" --region="$REGION"
 	grant "$SERVICE_NAME" "serviceAccount:$BUILDER_SA" roles/run.developer \
@@ -983,16 +1008,18 @@ main() {
 	if [[ $DRY_RUN == true ]]; then say "Dry run: printing every command, running none."; fi
 	check_tools
 	check_auth_and_project
-	enable_apis
-	ensure_repository
-	ensure_build_bucket
-	ensure_files_bucket
-	ensure_firestore
-	ensure_service_accounts
-	ensure_launcher_role
-	ensure_secrets
-	grant_foundation_roles
-	build_images
+	if [[ $ROLLOUT_ONLY == false ]]; then
+		enable_apis
+		ensure_repository
+		ensure_build_bucket
+		ensure_files_bucket
+		ensure_firestore
+		ensure_service_accounts
+		ensure_launcher_role
+		ensure_secrets
+		grant_foundation_roles
+		build_images
+	fi
 	deploy_job "$CANDIDATE_JOB_NAME"
 	self_check_job "$CANDIDATE_JOB_NAME"
 	deploy_candidate_service
@@ -1000,7 +1027,7 @@ main() {
 	# Both checks passed: the live job gets the image, then the traffic moves.
 	deploy_job "$JOB_NAME"
 	release_service
-	ensure_scheduler
+	if [[ $ROLLOUT_ONLY == false ]]; then ensure_scheduler; fi
 	printf 'Service URL: %s\n' "$SERVICE_URL"
 	smoke_health
 	say "Done."

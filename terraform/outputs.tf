@@ -5,7 +5,7 @@ output "service_url" {
 
 output "job_name" {
   description = "The runner job's full name, as CLOUD_RUN_JOB holds it."
-  value       = google_cloud_run_v2_job.runner.id
+  value       = google_cloud_run_v2_job.runner["live"].id
 }
 
 output "image_repository" {

@@ -22,8 +22,12 @@ locals {
   job_max_retries  = 1
 }
 
+# The live job, and its candidate (<job>-candidate) that every rollout checks a new
+# image in first (self-check and a smoke task) before the live job gets it (README,
+# "Deploy"; docs/decisions/0011). Both alike but for the name.
 resource "google_cloud_run_v2_job" "runner" {
-  name                = var.job_name
+  for_each            = toset(["live", "candidate"])
+  name                = each.key == "live" ? var.job_name : "${var.job_name}-candidate"
   location            = var.region
   deletion_protection = var.deletion_protection
 
@@ -54,7 +58,6 @@ resource "google_cloud_run_v2_job" "runner" {
   }
 
   lifecycle {
-    # cloudbuild.yaml rolls out new images.
     # cloudbuild.yaml rolls out new images; gcloud labels and annotates what it deploys.
     ignore_changes = [
       template[0].template[0].containers[0].image, template[0].labels, template[0].annotations,
@@ -70,6 +73,11 @@ resource "google_cloud_run_v2_service" "api" {
   location            = var.region
   ingress             = "INGRESS_TRAFFIC_ALL"
   deletion_protection = var.deletion_protection
+  # Public through the disabled invoker IAM check, never an allUsers binding, which
+  # Domain Restricted Sharing refuses (the default for organizations since May 2024):
+  # https://cloud.google.com/run/docs/securing/managing-access#invoker_check
+  # Clients authenticate to the API itself (AUTH_MODE), runners with their task token.
+  invoker_iam_disabled = true
 
   template {
     service_account                  = google_service_account.api.email
@@ -104,7 +112,7 @@ resource "google_cloud_run_v2_service" "api" {
       }
       env {
         name  = "CLOUD_RUN_JOB"
-        value = google_cloud_run_v2_job.runner.id
+        value = google_cloud_run_v2_job.runner["live"].id
       }
       env {
         name  = "GOOGLE_CLOUD_PROJECT"
@@ -129,6 +137,21 @@ resource "google_cloud_run_v2_service" "api" {
       env {
         name  = "FILES_BUCKET"
         value = google_storage_bucket.files.name
+      }
+      # The operator's settings: each a variable, so an apply keeps what they hold.
+      dynamic "env" {
+        for_each = var.firebase_web_config == "" ? {} : { FIREBASE_WEB_CONFIG = var.firebase_web_config }
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+      dynamic "env" {
+        for_each = var.api_env
+        content {
+          name  = env.key
+          value = env.value
+        }
       }
       # Secrets by reference: Cloud Run reads them when an instance starts.
       env {
@@ -164,6 +187,14 @@ resource "google_cloud_run_v2_service" "api" {
   depends_on = [
     google_secret_manager_secret_iam_member.api_reads_anthropic_key,
     google_secret_manager_secret_iam_member.api_reads_token_key,
+    google_secret_manager_secret_version.anthropic_api_key,
+    google_secret_manager_secret_version.task_token_key,
     google_storage_bucket_iam_member.api_uses_files,
   ]
+}
+
+# The job was a single resource before its candidate existed: keep its state.
+moved {
+  from = google_cloud_run_v2_job.runner
+  to   = google_cloud_run_v2_job.runner["live"]
 }

@@ -295,7 +295,8 @@ DOCS = DB + r"/documents/" + NAME
 @route("POST", DOCS)
 def create_document(cloud, request, project, database, collection):
     _project(cloud, project)
-    name = f"projects/{project}/databases/{database}/documents/{collection}/{request.arg('documentId')}"
+    document = request.arg("documentId")
+    name = f"projects/{project}/databases/{database}/documents/{collection}/{document}"
     return cloud.create(name, {**request.body, "name": name})
 
 

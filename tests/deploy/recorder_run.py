@@ -337,8 +337,10 @@ def _caller(cloud: Cloud, request: Request, revision: dict) -> str:
     digest = hashlib.sha256(key.encode()).hexdigest()
     name = f"projects/{cloud.project}/databases/(default)/documents/apiKeys/{digest}"
     document = cloud.resources.get(name)
-    if not key.startswith("ak_") or document is None or "nullValue" not in (
-        document["fields"].get("revokedAt", {})
+    if (
+        not key.startswith("ak_")
+        or document is None
+        or "nullValue" not in (document["fields"].get("revokedAt", {}))
     ):
         raise Reply(401, "The API key is unknown or revoked.", "UNAUTHENTICATED")
     return document["fields"]["owner"]["stringValue"]

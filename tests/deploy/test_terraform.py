@@ -116,7 +116,7 @@ def test_every_variable_has_a_description_and_a_type():
 def test_the_outputs_are_the_service_url_and_the_job_name():
     outputs = blocks("output")
     assert unwrap(outputs["service_url"]["value"]) == "${google_cloud_run_v2_service.api.uri}"
-    assert unwrap(outputs["job_name"]["value"]) == "${google_cloud_run_v2_job.runner.id}"
+    assert unwrap(outputs["job_name"]["value"]) == '${google_cloud_run_v2_job.runner["live"].id}'
     assert all(str(unwrap(o.get("description", ""))).strip() for o in outputs.values())
 
 
@@ -155,7 +155,7 @@ def test_no_grant_uses_a_primitive_or_admin_role():
         assert "admin" not in role.lower() or role == "roles/storage.objectAdmin", key
 
 
-def test_only_two_grants_are_project_wide():
+def test_only_three_grants_are_project_wide():
     project_wide = {
         (member_of(body), unwrap(body["role"]))
         for key, body in iam_members().items()
@@ -164,6 +164,8 @@ def test_only_two_grants_are_project_wide():
     assert project_wide == {
         ("serviceAccount:${google_service_account.api.email}", "roles/datastore.user"),
         ("serviceAccount:${google_service_account.builder.email}", "roles/logging.logWriter"),
+        # The smoke task's key (cloudbuild.yaml's rollout): no more than it deploys as api.
+        ("serviceAccount:${google_service_account.builder.email}", "roles/datastore.user"),
     }
 
 
@@ -190,7 +192,7 @@ def test_the_api_account_gets_exactly_its_grants_each_on_its_resource():
             (
                 "google_cloud_run_v2_job_iam_member",
                 "${google_project_iam_custom_role.task_launcher.name}",
-                "${google_cloud_run_v2_job.runner.name}",
+                "${each.value.name}",
             ),
             (
                 "google_service_account_iam_member",
@@ -204,6 +206,23 @@ def test_the_api_account_gets_exactly_its_grants_each_on_its_resource():
             ),
         ]
     )
+
+
+def test_the_job_grants_cover_the_live_job_and_its_candidate():
+    resources = blocks("resource")
+    jobs = resources["google_cloud_run_v2_job.runner"]
+    assert unwrap(jobs["for_each"]) == "${toset(['live', 'candidate'])}"
+    assert "-candidate" in unwrap(jobs["name"])
+    for grant in ("api_launches_tasks", "builder_updates_job"):
+        body = resources[f"google_cloud_run_v2_job_iam_member.{grant}"]
+        assert unwrap(body["for_each"]) == "${google_cloud_run_v2_job.runner}", grant
+
+
+def test_the_service_is_public_through_the_disabled_invoker_check_never_all_users():
+    service = blocks("resource")["google_cloud_run_v2_service.api"]
+    assert unwrap(service["invoker_iam_disabled"]) is True
+    members = [member_of(body) for body in iam_members().values()]
+    assert not [m for m in members if m in ("allUsers", "allAuthenticatedUsers")]
 
 
 def _scope(body: dict) -> str:
@@ -297,7 +316,10 @@ def test_firestore_is_native_with_the_declared_indexes_and_a_ttl():
     )
 
 
-def test_secrets_are_containers_only():
+def test_secret_values_are_write_only_so_a_plain_apply_works_and_no_state_holds_them():
+    """A plain `terraform apply` creates each secret with a version (the service's first
+    revision reads `latest`), from an ephemeral variable through a write-only argument:
+    no value in the plan, the state or the configuration."""
     resources = blocks("resource")
     secrets = {
         unwrap(b["secret_id"])
@@ -305,8 +327,33 @@ def test_secrets_are_containers_only():
         if k.startswith("google_secret_manager_secret.")
     }
     assert secrets == {script_setting("ANTHROPIC_SECRET"), script_setting("TOKEN_SECRET")}
-    assert not [k for k in resources if k.startswith("google_secret_manager_secret_version")]
+    variables = blocks("variable")
+    versions = {
+        k: b for k, b in resources.items() if k.startswith("google_secret_manager_secret_version.")
+    }
+    assert sorted(versions) == [
+        "google_secret_manager_secret_version.anthropic_api_key",
+        "google_secret_manager_secret_version.task_token_key",
+    ]
+    for key, body in versions.items():
+        name = key.split(".")[1]
+        assert "secret_data" not in body, f"{key} would keep its value in the state"
+        assert unwrap(body["secret_data_wo"]) == f"${{var.{name}}}"
+        assert unwrap(body["secret_data_wo_version"]) == f"${{var.{name}_version}}"
+        assert unwrap(variables[name]["ephemeral"]) is True
+        assert unwrap(variables[name]["sensitive"]) is True
+        assert f"google_secret_manager_secret_version.{name}" in str(
+            resources["google_cloud_run_v2_service.api"]["depends_on"]
+        )
     assert not [k for k in resources if k.startswith("random_")]
+
+
+def test_every_operator_setting_is_a_variable_the_service_applies():
+    variables = blocks("variable")
+    assert {"auth_mode", "api_max_instances", "firebase_web_config", "api_env"} <= set(variables)
+    run_tf = (TERRAFORM / "run.tf").read_text()
+    assert "FIREBASE_WEB_CONFIG = var.firebase_web_config" in run_tf
+    assert "for_each = var.api_env" in run_tf
 
 
 def test_the_same_apis_and_defaults_as_the_script():
@@ -320,9 +367,9 @@ def test_the_same_apis_and_defaults_as_the_script():
         ("job_name", "JOB_NAME"),
         ("repository_id", "REPOSITORY"),
         ("scheduler_job_name", "SCHEDULER_JOB"),
-        ("auth_mode", "AUTH_MODE"),
+        ("auth_mode", "DEFAULT_AUTH_MODE"),
         ("job_cpu", "JOB_CPU"),
-        ("api_max_instances", "MAX_INSTANCES"),
+        ("api_max_instances", "DEFAULT_MAX_INSTANCES"),
     ):
         assert str(unwrap(variables[variable]["default"])) == script_setting(setting), variable
 
