@@ -24,7 +24,7 @@ locals {
 
 # The live job, and its candidate (<job>-candidate) that every rollout checks a new
 # image in first (self-check and a smoke task) before the live job gets it (README,
-# "Deploy"; docs/decisions/0011). Both alike but for the name.
+# "Deploy"; docs/decisions/0012). Both alike but for the name.
 resource "google_cloud_run_v2_job" "runner" {
   for_each            = toset(["live", "candidate"])
   name                = each.key == "live" ? var.job_name : "${var.job_name}-candidate"
