@@ -220,6 +220,10 @@ need_value() { [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value (see --help)"; }
 
 parse_args() {
 	while [[ $# -gt 0 ]]; do
+		# --name=value is --name value.
+		if [[ $1 =~ ^(--[a-z-]+)=(.*)$ ]]; then
+			set -- "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" "${@:2}"
+		fi
 		case $1 in
 		--project) need_value "$@"; PROJECT=$2; shift ;;
 		--region) need_value "$@"; REGION=$2; shift ;;
