@@ -8,6 +8,11 @@ output "job_name" {
   value       = google_cloud_run_v2_job.runner["live"].id
 }
 
+output "small_job_name" {
+  description = "The small runner job's full name, as CLOUD_RUN_JOB_SMALL holds it."
+  value       = google_cloud_run_v2_job.runner["small"].id
+}
+
 output "image_repository" {
   description = "Where cloudbuild.yaml pushes the api and runner images."
   value       = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"

@@ -20,14 +20,24 @@ locals {
   # (RUNNER_OVERHEAD_SECONDS 30); each execution is started with its own timeout.
   job_task_timeout = "3630s"
   job_max_retries  = 1
+
+  # The jobs by memory class: executions cannot override CPU or memory, so a small code
+  # task runs in the small job, billed for its size, and agents and larger tasks in the
+  # large one (the dispatcher picks; api/config.py). Each has its candidate, which every
+  # rollout checks a new image in first (self-check and a smoke task) before the live
+  # job gets it (README, "Deploy"; docs/decisions/0012).
+  small_job_name = coalesce(var.small_job_name, "${var.job_name}-small")
+  jobs = {
+    live              = { name = var.job_name, cpu = var.job_cpu, memory = var.job_memory }
+    candidate         = { name = "${var.job_name}-candidate", cpu = var.job_cpu, memory = var.job_memory }
+    "small"           = { name = local.small_job_name, cpu = var.small_job_cpu, memory = var.small_job_memory }
+    "small-candidate" = { name = "${local.small_job_name}-candidate", cpu = var.small_job_cpu, memory = var.small_job_memory }
+  }
 }
 
-# The live job, and its candidate (<job>-candidate) that every rollout checks a new
-# image in first (self-check and a smoke task) before the live job gets it (README,
-# "Deploy"; docs/decisions/0012). Both alike but for the name.
 resource "google_cloud_run_v2_job" "runner" {
-  for_each            = toset(["live", "candidate"])
-  name                = each.key == "live" ? var.job_name : "${var.job_name}-candidate"
+  for_each            = local.jobs
+  name                = each.value.name
   location            = var.region
   deletion_protection = var.deletion_protection
 
@@ -49,8 +59,8 @@ resource "google_cloud_run_v2_job" "runner" {
         image = var.runner_image
         resources {
           limits = {
-            cpu    = var.job_cpu
-            memory = var.job_memory
+            cpu    = each.value.cpu
+            memory = each.value.memory
           }
         }
       }
@@ -113,6 +123,10 @@ resource "google_cloud_run_v2_service" "api" {
       env {
         name  = "CLOUD_RUN_JOB"
         value = google_cloud_run_v2_job.runner["live"].id
+      }
+      env {
+        name  = "CLOUD_RUN_JOB_SMALL"
+        value = google_cloud_run_v2_job.runner["small"].id
       }
       env {
         name  = "GOOGLE_CLOUD_PROJECT"

@@ -71,15 +71,33 @@ variable "api_max_instances" {
 }
 
 variable "job_cpu" {
-  description = "CPU of each task execution (a Cloud Run CPU limit; more than 4 GiB of memory needs \"2\")."
+  description = "CPU of each large task execution (a Cloud Run CPU limit; more than 4 GiB of memory needs \"2\")."
   type        = string
   default     = "2"
 }
 
 variable "job_memory" {
-  description = "Memory of each task execution: the largest task (MAX_MEMORY_MB), its tmpfs disk (TASK_DISK_MB) and the runner (RUNNER_RESERVE_MB) of api/config.py; tests/deploy checks the default against them."
+  description = "Memory of each large task execution: the largest task (MAX_MEMORY_MB), its tmpfs disk (TASK_DISK_MB) and the runner (RUNNER_RESERVE_MB) of api/config.py; tests/deploy checks the default against them."
   type        = string
   default     = "6656Mi"
+}
+
+variable "small_job_name" {
+  description = "Name of the small Cloud Run job (code tasks of up to SMALL_JOB_MAX_TASK_MEMORY_MB). Empty means <job_name>-small."
+  type        = string
+  default     = ""
+}
+
+variable "small_job_cpu" {
+  description = "CPU of each small task execution (a Cloud Run CPU limit; 1 CPU allows up to 4 GiB)."
+  type        = string
+  default     = "1"
+}
+
+variable "small_job_memory" {
+  description = "Memory of each small task execution: the small job's largest task (SMALL_JOB_MAX_TASK_MEMORY_MB), its tmpfs disk (TASK_DISK_MB) and the runner (RUNNER_RESERVE_MB) of api/config.py; tests/deploy checks the default against them."
+  type        = string
+  default     = "3584Mi"
 }
 
 variable "deletion_protection" {

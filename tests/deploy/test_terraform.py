@@ -211,8 +211,8 @@ def test_the_api_account_gets_exactly_its_grants_each_on_its_resource():
 def test_the_job_grants_cover_the_live_job_and_its_candidate():
     resources = blocks("resource")
     jobs = resources["google_cloud_run_v2_job.runner"]
-    assert unwrap(jobs["for_each"]) == "${toset(['live', 'candidate'])}"
-    assert "-candidate" in unwrap(jobs["name"])
+    assert unwrap(jobs["for_each"]) == "${local.jobs}"
+    assert unwrap(jobs["name"]) == "${each.value.name}"
     for grant in ("api_launches_tasks", "builder_updates_job"):
         body = resources[f"google_cloud_run_v2_job_iam_member.{grant}"]
         assert unwrap(body["for_each"]) == "${google_cloud_run_v2_job.runner}", grant
@@ -263,6 +263,7 @@ def test_the_service_gets_the_env_contract_and_its_secrets_by_reference():
     assert set(env) == {
         "EXECUTOR",
         "CLOUD_RUN_JOB",
+        "CLOUD_RUN_JOB_SMALL",
         "GOOGLE_CLOUD_PROJECT",
         "AUTH_MODE",
         "RECONCILE_INVOKER",
@@ -379,6 +380,27 @@ def test_the_jobs_memory_holds_the_largest_task_and_the_runner():
 
     needed = config.MAX_MEMORY_MB + config.TASK_DISK_MB + config.RUNNER_RESERVE_MB
     assert unwrap(blocks("variable")["job_memory"]["default"]) == f"{needed}Mi"
+
+
+def test_the_small_jobs_memory_holds_its_largest_task_and_the_runner():
+    from api import config
+
+    needed = config.SMALL_JOB_MAX_TASK_MEMORY_MB + config.TASK_DISK_MB + config.RUNNER_RESERVE_MB
+    variables = blocks("variable")
+    assert unwrap(variables["small_job_memory"]["default"]) == f"{needed}Mi"
+    # Cloud Run allows up to 4 GiB with 1 CPU: the small job's size is a 1-CPU size.
+    assert unwrap(variables["small_job_cpu"]["default"]) == "1" and needed <= 4096
+
+
+def test_four_jobs_live_and_candidate_of_each_size_and_the_service_names_both_live_ones():
+    jobs = locals_()["jobs"]
+    assert set(jobs) == {"live", "candidate", "small", "small-candidate"}
+    run_tf = (TERRAFORM / "run.tf").read_text()
+    assert 'value = google_cloud_run_v2_job.runner["live"].id' in run_tf
+    assert 'value = google_cloud_run_v2_job.runner["small"].id' in run_tf
+    service = blocks("resource")["google_cloud_run_v2_service.api"]
+    env = {unwrap(e["name"]) for e in unwrap(unwrap(service["template"])["containers"])["env"]}
+    assert {"CLOUD_RUN_JOB", "CLOUD_RUN_JOB_SMALL"} <= env
 
 
 def test_the_files_bucket_is_private_with_the_same_lifecycle_as_the_script():
