@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 UV_VERSION := 0.13.9
 
-.PHONY: dev test lint format bench system-deps browser-deps console-vendor
+.PHONY: dev test test-unit test-integration lint typecheck format bench bench-quick system-deps browser-deps console-vendor
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -69,19 +69,35 @@ $(SCHEMA)/node_modules/.installed: $(SCHEMA)/package-lock.json
 test: $(VENV)/.synced system-deps browser-deps $(SCHEMA)/node_modules/.installed $(CONSOLE_VENDOR)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
+	@$(MAKE) --no-print-directory typecheck
 	@$(VENV)/bin/pytest
+
+# Fast tiers while working (`make test` still runs everything): the unit and contract
+# tests (no emulator, seconds), and the integration tests (the app against the
+# Firestore and Cloud Storage emulators, no server process, no browser).
+test-unit: $(VENV)/.synced system-deps
+	@$(VENV)/bin/pytest tests/unit tests/contract
+
+test-integration: $(VENV)/.synced
+	@$(VENV)/bin/pytest tests/integration
 
 lint: $(VENV)/.synced
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
+	@$(MAKE) --no-print-directory typecheck
+
+# mypy over api/, job-runner/, devtools/, bench/ and tests/ (pyproject.toml's [tool.mypy]).
+typecheck: $(VENV)/.synced
+	@$(VENV)/bin/mypy
 
 format: $(VENV)/.synced
 	@$(VENV)/bin/ruff check --fix .
 	@$(VENV)/bin/ruff format .
 
+# Every script in bench/, each starting what it needs (devtools/local_stack.py).
 bench: $(VENV)/.synced system-deps
-	@$(VENV)/bin/python bench/task_latency.py
-	@$(VENV)/bin/python bench/dispatch_throughput.py
-	@$(VENV)/bin/python bench/files.py
-	@$(VENV)/bin/python bench/admission.py
-	@$(VENV)/bin/python bench/agent_engines.py
+	@for script in bench/*.py; do $(VENV)/bin/python $$script || exit 1; done
+
+# The same in quick mode (a handful of iterations): they still run and print figures.
+bench-quick: $(VENV)/.synced system-deps
+	@for script in bench/*.py; do $(VENV)/bin/python $$script --quick || exit 1; done

@@ -1,43 +1,71 @@
-"""The agent platform's API: a stateless Flask app (DESIGN sections 3 and 6)."""
+"""The agent platform's API: a stateless Flask app (DESIGN sections 3 and 6).
+
+`create_app` composes four pieces: the services built from the settings
+(`build_services`), the routes (`register_routes`), the error handlers and CLI, and
+the background work (`start_background_work`)."""
 
 from __future__ import annotations
 
 import atexit
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 from api import config
 from api.config import Settings
 
+if TYPE_CHECKING:
+    from api.adapters.executors.base import Executor
+    from api.adapters.file_store import FileStore
+    from api.adapters.firestore_store import FirestoreStore
+    from api.adapters.llm import AnthropicUpstream
+    from api.services.agents import AgentService
+    from api.services.auth import ApiKeyService, Authenticator
+    from api.services.conversations import ConversationService
+    from api.services.dispatcher import Dispatcher
+    from api.services.files import FileService
+    from api.services.llm_proxy import LlmProxy
+    from api.services.request_rate import RequestRate
+    from api.services.runner import RunnerService
+    from api.services.state_machine import TaskStateMachine
+    from api.services.task_watch import TaskWatch
+    from api.services.tasks import TaskService
+    from api.services.webhooks import WebhookService
+
 
 @dataclass
 class Services:
-    """Everything the routes use, built once per app from the settings."""
+    """Everything the routes use, built once per app from the settings
+    (`api.routes.common.services()` returns it)."""
 
     settings: Settings
-    store: object
-    machine: object
-    dispatcher: object
-    tasks: object
-    watch: object
-    agents: object
-    conversations: object
-    llm_proxy: object
-    auth: object
-    api_keys: object
-    files: object
-    request_rate: object
-    webhooks: object
+    store: FirestoreStore
+    machine: TaskStateMachine
+    executor: Executor
+    dispatcher: Dispatcher
+    tasks: TaskService
+    watch: TaskWatch
+    agents: AgentService
+    conversations: ConversationService
+    upstream: AnthropicUpstream
+    llm_proxy: LlmProxy
+    auth: Authenticator
+    api_keys: ApiKeyService
+    files: FileService
+    request_rate: RequestRate
+    webhooks: WebhookService
+    runner: RunnerService
 
 
 def create_app(
     settings: Settings | None = None,
     *,
-    store=None,
-    executor=None,
-    file_store=None,
+    store: FirestoreStore | None = None,
+    executor: Executor | None = None,
+    file_store: FileStore | None = None,
     start_background: bool | None = None,
 ) -> Flask:
     """Build the app. Tests pass `settings`, `store`, `executor` or `file_store` to override the
@@ -45,45 +73,41 @@ def create_app(
     `start_background` is False, or the app is built for a `flask` CLI command
     (`flask --app api keys ...`; see api/cli.py)."""
     from api import cli, errors
-    from api.adapters.executors import make_executor
-    from api.adapters.file_store import GcsFileStore
-    from api.adapters.firebase_certs import FirebaseCerts
-    from api.adapters.firestore_store import FirestoreStore
-    from api.adapters.llm import AnthropicUpstream
     from api.logging_setup import configure_logging
-    from api.routes import agents as agent_routes
-    from api.routes import (
-        console,
-        deployment,
-        health,
-        internal,
-        internal_files,
-        openapi,
-        tasks,
-        usage,
-        webhooks,
-    )
-    from api.routes import conversations as conversation_routes
-    from api.routes import files as file_routes
-    from api.services.admission import TaskAdmission
-    from api.services.agents import AgentService
-    from api.services.auth import ApiKeyService, Authenticator, FirebaseTokenVerifier
-    from api.services.conversations import ConversationService
-    from api.services.dispatcher import Dispatcher
-    from api.services.files import FileService
-    from api.services.llm_proxy import LlmProxy
-    from api.services.request_rate import RequestRate
-    from api.services.state_machine import IN_FLIGHT, TaskStateMachine
-    from api.services.task_watch import TaskWatch
-    from api.services.tasks import TaskService, render_task
-    from api.services.webhooks import WebhookService
+    from api.routes import common
 
     settings = settings or Settings.from_env()
     configure_logging(settings.project)
-
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.MAX_BODY_BYTES
-    app.json.sort_keys = False
+    if isinstance(app.json, DefaultJSONProvider):
+        app.json.sort_keys = False
+    services = build_services(settings, store=store, executor=executor, file_store=file_store)
+    app.extensions["agent_platform"] = services
+    errors.init_app(app)
+    cli.init_app(app)
+    common.init_app(app)  # every public route authenticates unless marked public
+    register_routes(app)
+    if start_background is None:
+        start_background = not cli.loading_for_a_command()
+    if start_background:
+        start_background_work(services)
+    return app
+
+
+def build_services(
+    settings: Settings,
+    *,
+    store: FirestoreStore | None = None,
+    executor: Executor | None = None,
+    file_store: FileStore | None = None,
+) -> Services:
+    """Every service, each built once from the settings; the tasks' side first."""
+    from api.adapters.executors import make_executor
+    from api.adapters.firestore_store import FirestoreStore
+    from api.adapters.llm import AnthropicUpstream
+    from api.services.state_machine import IN_FLIGHT, TaskStateMachine
+    from api.services.task_watch import TaskWatch
 
     store = store or FirestoreStore(settings.project)
     machine = TaskStateMachine(
@@ -92,13 +116,26 @@ def create_app(
         heartbeat_grace_seconds=settings.heartbeat_grace_seconds,
         claim_grace_seconds=config.CLAIM_GRACE_SECONDS,
     )
-    watch = TaskWatch()
-    holder: dict = {}
     executor = executor or make_executor(
-        settings,
-        on_exit=lambda *args: holder["dispatcher"].runner_exited(*args),
-        count_in_flight=lambda: store.count_tasks_with_status(IN_FLIGHT),
+        settings, count_in_flight=lambda: store.count_tasks_with_status(IN_FLIGHT)
     )
+    watch = TaskWatch()
+    dispatcher = _dispatcher(settings, machine, executor, watch)
+    upstream = AnthropicUpstream(
+        api_key=settings.anthropic_api_key,
+        api_key_secret=settings.anthropic_api_key_secret,
+        base_url=settings.anthropic_base_url,
+    )
+    return _with_public_services(
+        settings, store, machine, executor, dispatcher, watch, upstream, file_store
+    )
+
+
+def _dispatcher(
+    settings: Settings, machine: TaskStateMachine, executor: Executor, watch: TaskWatch
+) -> Dispatcher:
+    from api.services.dispatcher import Dispatcher
+
     dispatcher = Dispatcher(
         machine,
         executor,
@@ -113,101 +150,168 @@ def create_app(
         ),
         max_running_per_owner=settings.max_active_tasks_per_user,
     )
-    holder["dispatcher"] = dispatcher
-    upstream = AnthropicUpstream(
-        api_key=settings.anthropic_api_key,
-        api_key_secret=settings.anthropic_api_key_secret,
-        base_url=settings.anthropic_base_url,
+    # The executor needs no dispatcher to be built: it is told where to report a
+    # runner's exit once the dispatcher exists.
+    executor.notify_exits(dispatcher.runner_exited)
+    return dispatcher
+
+
+def _with_public_services(
+    settings: Settings,
+    store: FirestoreStore,
+    machine: TaskStateMachine,
+    executor: Executor,
+    dispatcher: Dispatcher,
+    watch: TaskWatch,
+    upstream: AnthropicUpstream,
+    file_store: FileStore | None,
+) -> Services:
+    """The services the routes call, around the task machinery."""
+    from api.adapters.file_store import GcsFileStore
+    from api.services.agents import AgentService
+    from api.services.conversations import ConversationService
+    from api.services.files import FileService
+    from api.services.request_rate import RequestRate
+    from api.services.runner import RunnerService
+
+    tasks, webhooks = _task_service(settings, store, machine, dispatcher, watch, upstream)
+    agents = AgentService(
+        store, default_model=settings.default_model, allowed_models=settings.allowed_models
     )
-    webhook_service = WebhookService(
+    file_store = file_store or GcsFileStore(
+        settings.files_bucket, settings.project, retry_seconds=settings.storage_retry_seconds
+    )
+    files = FileService(store, file_store, max_upload_bytes=settings.max_upload_bytes)
+    conversations = ConversationService(store, tasks, agents, files)
+    auth, api_keys = _identity(settings, store)
+    return Services(
+        settings=settings,
+        store=store,
+        machine=machine,
+        executor=executor,
+        dispatcher=dispatcher,
+        tasks=tasks,
+        watch=watch,
+        agents=agents,
+        conversations=conversations,
+        upstream=upstream,
+        llm_proxy=_llm_proxy(settings, store, upstream),
+        auth=auth,
+        api_keys=api_keys,
+        files=files,
+        request_rate=RequestRate(settings.user_requests_per_second, settings.user_request_burst),
+        webhooks=webhooks,
+        runner=RunnerService(settings, machine, dispatcher, watch, files, conversations, webhooks),
+    )
+
+
+def _task_service(
+    settings: Settings,
+    store: FirestoreStore,
+    machine: TaskStateMachine,
+    dispatcher: Dispatcher,
+    watch: TaskWatch,
+    upstream: AnthropicUpstream,
+) -> tuple[TaskService, WebhookService]:
+    """Tasks as clients see them, with their admission limits and webhooks."""
+    from api.models.responses import Task
+    from api.services.admission import TaskAdmission
+    from api.services.tasks import TaskService
+    from api.services.webhooks import WebhookService
+
+    webhooks = WebhookService(
         store,
-        render_task=render_task,
+        render_task=lambda task: Task.of(task).body(),
         allow_loopback=settings.webhook_allow_loopback,
         retry_hours=settings.webhook_retry_hours,
         first_retry_seconds=settings.webhook_first_retry_seconds,
     )
-    task_service = TaskService(
+    admission = TaskAdmission(
+        store,
+        max_unsettled=settings.max_unsettled_tasks_per_user,
+        max_per_day=settings.max_tasks_per_user_per_day,
+        max_active=settings.max_active_tasks_per_user,
+        daily_token_budget=settings.user_daily_token_budget,
+    )
+    tasks = TaskService(
         machine,
         dispatcher,
         watch,
         allow_network=settings.allow_task_network,
         max_pending=settings.max_pending_tasks,
         llm_configured=upstream.configured,
-        admission=TaskAdmission(
-            store,
-            max_unsettled=settings.max_unsettled_tasks_per_user,
-            max_per_day=settings.max_tasks_per_user_per_day,
-            max_active=settings.max_active_tasks_per_user,
-            daily_token_budget=settings.user_daily_token_budget,
-        ),
-        check_webhook_url=webhook_service.check_url,
+        admission=admission,
+        check_webhook_url=webhooks.check_url,
     )
-    agents = AgentService(
-        store, default_model=settings.default_model, allowed_models=settings.allowed_models
-    )
-    llm_proxy = LlmProxy(
+    return tasks, webhooks
+
+
+def _identity(settings: Settings, store: FirestoreStore) -> tuple[Authenticator, ApiKeyService]:
+    from api.adapters.firebase_certs import FirebaseCerts
+    from api.services.auth import ApiKeyService, Authenticator, FirebaseTokenVerifier
+
+    api_keys = ApiKeyService(store)
+    firebase = FirebaseTokenVerifier(settings.project, FirebaseCerts(settings.firebase_certs_url))
+    return Authenticator(settings.auth_modes, firebase=firebase, api_keys=api_keys), api_keys
+
+
+def _llm_proxy(settings: Settings, store: FirestoreStore, upstream: AnthropicUpstream) -> LlmProxy:
+    from api.services.llm_proxy import LlmProxy
+
+    return LlmProxy(
         store,
         upstream,
         token_key=settings.task_token_key,
         allowed_models=settings.allowed_models,
         user_daily_token_budget=settings.user_daily_token_budget,
     )
-    api_keys = ApiKeyService(store)
-    files = FileService(
-        store,
-        file_store
-        or GcsFileStore(
-            settings.files_bucket,
-            settings.project,
-            retry_seconds=settings.storage_retry_seconds,
-        ),
-        max_upload_bytes=settings.max_upload_bytes,
-    )
-    firebase = FirebaseTokenVerifier(settings.project, FirebaseCerts(settings.firebase_certs_url))
-    auth = Authenticator(settings.auth_modes, firebase=firebase, api_keys=api_keys)
-    app.extensions["agent_platform"] = Services(
-        settings=settings,
-        store=store,
-        machine=machine,
-        dispatcher=dispatcher,
-        tasks=task_service,
-        watch=watch,
-        agents=agents,
-        conversations=ConversationService(store, task_service, agents, files),
-        llm_proxy=llm_proxy,
-        auth=auth,
-        api_keys=api_keys,
-        files=files,
-        request_rate=RequestRate(settings.user_requests_per_second, settings.user_request_burst),
-        webhooks=webhook_service,
+
+
+def register_routes(app: Flask) -> None:
+    """Every blueprint: the public API, the console, and the runner's internal routes."""
+    from api.routes import (
+        agents,
+        console,
+        conversations,
+        deployment,
+        files,
+        health,
+        internal,
+        internal_files,
+        openapi,
+        tasks,
+        usage,
+        webhooks,
     )
 
-    errors.init_app(app)
-    cli.init_app(app)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(tasks.bp)
-    app.register_blueprint(internal.bp)
-    app.register_blueprint(internal_files.bp)
-    app.register_blueprint(file_routes.bp)
-    app.register_blueprint(agent_routes.bp)
-    app.register_blueprint(conversation_routes.bp)
-    app.register_blueprint(openapi.bp)
-    app.register_blueprint(usage.bp)
-    app.register_blueprint(deployment.bp)
-    app.register_blueprint(console.bp)
-    app.register_blueprint(webhooks.bp)
+    for module in (
+        health,
+        tasks,
+        internal,
+        internal_files,
+        files,
+        agents,
+        conversations,
+        openapi,
+        usage,
+        deployment,
+        console,
+        webhooks,
+    ):
+        app.register_blueprint(module.bp)
 
-    if start_background is None:
-        start_background = not cli.loading_for_a_command()
-    if start_background:
-        dispatcher.start()
-        webhook_service.start(interval=min(settings.reconcile_interval_seconds, 2.0))
-        threading.Thread(target=upstream.warm_up, name="llm-warm-up", daemon=True).start()
 
-        def _shutdown() -> None:
-            webhook_service.stop()
-            dispatcher.stop()
-            executor.shutdown()
+def start_background_work(services: Services) -> None:
+    """The dispatcher's loop, webhook deliveries and the LLM connection's warm-up;
+    stopped when the process exits."""
+    settings = services.settings
+    services.dispatcher.start()
+    services.webhooks.start(interval=min(settings.reconcile_interval_seconds, 2.0))
+    threading.Thread(target=services.upstream.warm_up, name="llm-warm-up", daemon=True).start()
 
-        atexit.register(_shutdown)
-    return app
+    def shutdown() -> None:
+        services.webhooks.stop()
+        services.dispatcher.stop()
+        services.executor.shutdown()
+
+    atexit.register(shutdown)

@@ -5,7 +5,16 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import dataclass, field, replace
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 # Defaults and bounds, in one place.
 DEFAULT_PORT = 8080
@@ -69,8 +78,6 @@ MIB = 1024 * 1024
 FILES_BUCKET = "agent-files"  # the local default: `make dev` creates it in the emulator
 MAX_UPLOAD_BYTES = 256 * 1024 * 1024
 UPLOAD_TTL_HOURS = 24
-MAX_INLINE_FILE_BYTES = 8192  # a small UTF-8 output file's content stays in the result
-MAX_INLINE_TOTAL_BYTES = 65536
 MAX_OUTPUT_FILES = 500
 MAX_OUTPUT_FILE_BYTES = 1024 * 1024 * 1024
 MAX_OUTPUT_TOTAL_BYTES = 2 * 1024 * 1024 * 1024
@@ -92,7 +99,6 @@ DEFAULT_MODEL = "claude-sonnet-4-6"
 ALLOWED_MODELS = ("claude-sonnet-4-6", "claude-opus-4-7", "claude-haiku-4-5")
 RUNNER_TOOLS = ("bash", "python", "read_file", "write_file", "edit_file", "list_files")
 # Agent engines (DESIGN section 12): the real Claude Code CLI, or the built-in loop.
-AGENT_ENGINES = ("claude-code", "messages")
 DEFAULT_AGENT_ENGINE = "claude-code"
 # Agents created before engines existed ran the built-in loop, and still do.
 STORED_AGENT_ENGINE = "messages"
@@ -143,46 +149,12 @@ FIREBASE_CERTS_URL = (
 )
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
-
-
-def _int_env(name: str, default: int) -> int:
-    raw = _env(name)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-
-
-def _float_env(name: str, default: float) -> float:
-    raw = _env(name)
-    if raw is None:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
-
-
-def _bool_env(name: str, default: bool) -> bool:
-    raw = _env(name)
-    if raw is None:
-        return default
-    return raw.lower() in ("1", "true", "yes", "on")
-
-
 FIREBASE_WEB_CONFIG_FIELDS = ("apiKey", "authDomain", "projectId")
 
 
-def _firebase_web_config(raw: str | None) -> dict | None:
+def _firebase_web_config(raw: str) -> dict[str, str]:
     """FIREBASE_WEB_CONFIG: the `firebaseConfig` object of the Firebase console's web
     app, as JSON. Only string fields are kept; three of them are required."""
-    if raw is None:
-        return None
     try:
         value = json.loads(raw)
     except ValueError:
@@ -195,136 +167,189 @@ def _firebase_web_config(raw: str | None) -> dict | None:
     return {name: text for name, text in value.items() if isinstance(text, str)}
 
 
-@dataclass(frozen=True)
-class Settings:
-    port: int = DEFAULT_PORT
-    project: str = "demo-agent-platform"
-    firestore_emulator_host: str | None = None
-    executor: str = "local"
-    cloud_run_job: str | None = None
-    cloud_run_endpoint: str = "https://run.googleapis.com"
-    public_url: str | None = None
-    auth_mode: str = "dev"
-    firebase_certs_url: str = FIREBASE_CERTS_URL
+# Variables given in MiB whose setting is in bytes.
+_MIB_VARIABLES = {"MAX_UPLOAD_MB": "max_upload_bytes", "MAX_WORKSPACE_MB": "max_workspace_bytes"}
+
+
+class Settings(BaseSettings):
+    """The API's settings. `Settings.from_env()` reads them from the environment once
+    (each field's `validation_alias` is its variable); `Settings(...)` takes fields by
+    name and reads no environment, for tests."""
+
+    model_config = SettingsConfigDict(
+        frozen=True, case_sensitive=True, env_ignore_empty=True, validate_by_name=True
+    )
+
+    port: int = Field(default=DEFAULT_PORT, validation_alias="PORT")
+    project: str = Field(default="demo-agent-platform", validation_alias="GOOGLE_CLOUD_PROJECT")
+    executor: str = Field(default="local", validation_alias="EXECUTOR")
+    cloud_run_job: str | None = Field(default=None, validation_alias="CLOUD_RUN_JOB")
+    cloud_run_endpoint: str = Field(
+        default="https://run.googleapis.com", validation_alias="CLOUD_RUN_ENDPOINT"
+    )
+    # Unset: derived from PORT by from_env.
+    public_url: str | None = Field(default=None, validation_alias="PUBLIC_URL")
+    auth_mode: str = Field(default="dev", validation_alias="AUTH_MODE")
+    firebase_certs_url: str = Field(
+        default=FIREBASE_CERTS_URL, validation_alias="FIREBASE_CERTS_URL"
+    )
+    # Set by Cloud Run itself (K_SERVICE), never by an operator.
     on_cloud_run: bool = False
-    task_token_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
-    sandbox: str = "bwrap"
-    allow_task_network: bool = False
-    local_max_concurrent_tasks: int = LOCAL_MAX_CONCURRENT_TASKS
-    runner_python: str | None = None
-    max_tasks_in_flight: int = MAX_TASKS_IN_FLIGHT
-    dispatch_inline: bool | None = None  # None: inline for cloudrun, background for local
-    max_pending_tasks: int = MAX_PENDING_TASKS
-    reconcile_secret: str | None = field(default=None, repr=False)
-    reconcile_invoker: str | None = None
+    task_token_key: bytes = Field(
+        default_factory=lambda: secrets.token_bytes(32),
+        validation_alias="TASK_TOKEN_KEY",
+        repr=False,
+    )
+    # Read by from_env when TASK_TOKEN_KEY is unset.
+    task_token_key_secret: str | None = Field(
+        default=None, validation_alias="TASK_TOKEN_KEY_SECRET"
+    )
+    sandbox: str = Field(default="bwrap", validation_alias="SANDBOX")
+    allow_task_network: bool = Field(default=False, validation_alias="ALLOW_TASK_NETWORK")
+    local_max_concurrent_tasks: int = Field(
+        default=LOCAL_MAX_CONCURRENT_TASKS, validation_alias="LOCAL_MAX_CONCURRENT_TASKS"
+    )
+    runner_python: str | None = Field(default=None, validation_alias="RUNNER_PYTHON")
+    max_tasks_in_flight: int = Field(
+        default=MAX_TASKS_IN_FLIGHT, validation_alias="MAX_TASKS_IN_FLIGHT"
+    )
+    # None: inline for cloudrun, background for local.
+    dispatch_inline: bool | None = Field(default=None, validation_alias="DISPATCH_INLINE")
+    max_pending_tasks: int = Field(default=MAX_PENDING_TASKS, validation_alias="MAX_PENDING_TASKS")
+    reconcile_secret: str | None = Field(
+        default=None, validation_alias="RECONCILE_SECRET", repr=False
+    )
+    reconcile_invoker: str | None = Field(default=None, validation_alias="RECONCILE_INVOKER")
     max_output_bytes: int = MAX_OUTPUT_BYTES
-    task_disk_mb: int = TASK_DISK_MB
-    reconcile_interval_seconds: float = RECONCILE_INTERVAL_SECONDS
-    heartbeat_grace_seconds: float = HEARTBEAT_GRACE_SECONDS
-    anthropic_api_key: str | None = field(default=None, repr=False)
-    anthropic_api_key_secret: str | None = None
-    anthropic_base_url: str | None = None
-    default_model: str = DEFAULT_MODEL
-    allowed_models: tuple[str, ...] = ALLOWED_MODELS
-    user_daily_token_budget: int = USER_DAILY_TOKEN_BUDGET
-    max_active_tasks_per_user: int = MAX_ACTIVE_TASKS_PER_USER
-    max_unsettled_tasks_per_user: int = MAX_UNSETTLED_TASKS_PER_USER
-    max_tasks_per_user_per_day: int = MAX_TASKS_PER_USER_PER_DAY
+    task_disk_mb: int = Field(default=TASK_DISK_MB, validation_alias="TASK_DISK_MB")
+    reconcile_interval_seconds: float = Field(
+        default=RECONCILE_INTERVAL_SECONDS, validation_alias="RECONCILE_INTERVAL_SECONDS"
+    )
+    heartbeat_grace_seconds: float = Field(
+        default=HEARTBEAT_GRACE_SECONDS, validation_alias="HEARTBEAT_GRACE_SECONDS"
+    )
+    anthropic_api_key: str | None = Field(
+        default=None, validation_alias="ANTHROPIC_API_KEY", repr=False
+    )
+    anthropic_api_key_secret: str | None = Field(
+        default=None, validation_alias="ANTHROPIC_API_KEY_SECRET"
+    )
+    anthropic_base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
+    default_model: str = Field(default=DEFAULT_MODEL, validation_alias="DEFAULT_MODEL")
+    # A comma-separated list in the environment.
+    allowed_models: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=ALLOWED_MODELS, validation_alias="ALLOWED_MODELS"
+    )
+    user_daily_token_budget: int = Field(
+        default=USER_DAILY_TOKEN_BUDGET, validation_alias="USER_DAILY_TOKEN_BUDGET"
+    )
+    max_active_tasks_per_user: int = Field(
+        default=MAX_ACTIVE_TASKS_PER_USER, validation_alias="MAX_ACTIVE_TASKS_PER_USER"
+    )
+    max_unsettled_tasks_per_user: int = Field(
+        default=MAX_UNSETTLED_TASKS_PER_USER, validation_alias="MAX_UNSETTLED_TASKS_PER_USER"
+    )
+    max_tasks_per_user_per_day: int = Field(
+        default=MAX_TASKS_PER_USER_PER_DAY, validation_alias="MAX_TASKS_PER_USER_PER_DAY"
+    )
     # The Firebase web app's config (public by design: it names the project, it grants
-    # nothing), for the console's Google sign-in.
-    firebase_web_config: dict | None = None
-    files_bucket: str = FILES_BUCKET
-    storage_emulator_host: str | None = None
-    max_upload_bytes: int = MAX_UPLOAD_BYTES
-    max_workspace_bytes: int = MAX_WORKSPACE_BYTES
-    storage_retry_seconds: float = STORAGE_RETRY_SECONDS
-    user_requests_per_second: float = USER_REQUESTS_PER_SECOND
-    user_request_burst: int = USER_REQUEST_BURST
-    webhook_allow_loopback: bool = False
-    webhook_retry_hours: float = WEBHOOK_RETRY_HOURS
-    webhook_first_retry_seconds: float = WEBHOOK_FIRST_RETRY_SECONDS
+    # nothing), for the console's Google sign-in. JSON in the environment.
+    firebase_web_config: Annotated[dict[str, str] | None, NoDecode] = Field(
+        default=None, validation_alias="FIREBASE_WEB_CONFIG"
+    )
+    files_bucket: str = Field(default=FILES_BUCKET, validation_alias="FILES_BUCKET")
+    # The Cloud Storage emulator (the standard client variable), checked at start.
+    storage_emulator_host: str | None = Field(
+        default=None, validation_alias="STORAGE_EMULATOR_HOST"
+    )
+    # In MiB in the environment (MAX_UPLOAD_MB, MAX_WORKSPACE_MB: see _MIB_VARIABLES).
+    max_upload_bytes: int = Field(default=MAX_UPLOAD_BYTES, validation_alias="MAX_UPLOAD_MB")
+    max_workspace_bytes: int = Field(
+        default=MAX_WORKSPACE_BYTES, validation_alias="MAX_WORKSPACE_MB"
+    )
+    storage_retry_seconds: float = Field(
+        default=STORAGE_RETRY_SECONDS, validation_alias="STORAGE_RETRY_SECONDS"
+    )
+    user_requests_per_second: float = Field(
+        default=USER_REQUESTS_PER_SECOND, validation_alias="USER_REQUESTS_PER_SECOND"
+    )
+    user_request_burst: int = Field(
+        default=USER_REQUEST_BURST, validation_alias="USER_REQUEST_BURST"
+    )
+    webhook_allow_loopback: bool = Field(default=False, validation_alias="WEBHOOK_ALLOW_LOOPBACK")
+    webhook_retry_hours: float = Field(
+        default=WEBHOOK_RETRY_HOURS, validation_alias="WEBHOOK_RETRY_HOURS"
+    )
+    webhook_first_retry_seconds: float = Field(
+        default=WEBHOOK_FIRST_RETRY_SECONDS, validation_alias="WEBHOOK_FIRST_RETRY_SECONDS"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only from_env reads the environment: Settings(...) in a test is what it says.
+        return (init_settings,)
+
+    @classmethod
+    def variables(cls) -> frozenset[str]:
+        """The environment variables the settings read (README's configuration table)."""
+        return frozenset(
+            field.validation_alias
+            for field in cls.model_fields.values()
+            if isinstance(field.validation_alias, str)
+        )
 
     @classmethod
     def from_env(cls) -> Settings:
-        on_cloud_run = _env("K_SERVICE") is not None
-        auth_mode = _env("AUTH_MODE", "dev")
-        key = _env("TASK_TOKEN_KEY")
-        key_secret = _env("TASK_TOKEN_KEY_SECRET")
-        if key is None and key_secret is not None:
+        read = EnvSettingsSource(cls)()
+        # The source also answers to a field's own name (validate_by_name): only the
+        # documented variables count.
+        environment = {name: value for name, value in read.items() if name in cls.variables()}
+        if "TASK_TOKEN_KEY" not in environment and "TASK_TOKEN_KEY_SECRET" in environment:
             from api.adapters.secrets import read_secret
 
-            key = read_secret(key_secret)
-        port = _int_env("PORT", DEFAULT_PORT)
-        settings = cls(
-            port=port,
-            project=_env("GOOGLE_CLOUD_PROJECT", "demo-agent-platform"),
-            firestore_emulator_host=_env("FIRESTORE_EMULATOR_HOST"),
-            executor=_env("EXECUTOR", "local"),
-            cloud_run_job=_env("CLOUD_RUN_JOB"),
-            cloud_run_endpoint=_env("CLOUD_RUN_ENDPOINT", "https://run.googleapis.com"),
-            public_url=_env("PUBLIC_URL", f"http://127.0.0.1:{port}"),
-            auth_mode=auth_mode,
-            firebase_certs_url=_env("FIREBASE_CERTS_URL", FIREBASE_CERTS_URL),
-            on_cloud_run=on_cloud_run,
-            sandbox=_env("SANDBOX", "bwrap"),
-            allow_task_network=_bool_env("ALLOW_TASK_NETWORK", False),
-            local_max_concurrent_tasks=_int_env(
-                "LOCAL_MAX_CONCURRENT_TASKS", LOCAL_MAX_CONCURRENT_TASKS
-            ),
-            runner_python=_env("RUNNER_PYTHON"),
-            max_tasks_in_flight=_int_env("MAX_TASKS_IN_FLIGHT", MAX_TASKS_IN_FLIGHT),
-            dispatch_inline=(
-                None if _env("DISPATCH_INLINE") is None else _bool_env("DISPATCH_INLINE", False)
-            ),
-            max_pending_tasks=_int_env("MAX_PENDING_TASKS", MAX_PENDING_TASKS),
-            task_disk_mb=_int_env("TASK_DISK_MB", TASK_DISK_MB),
-            reconcile_secret=_env("RECONCILE_SECRET"),
-            reconcile_invoker=_env("RECONCILE_INVOKER"),
-            reconcile_interval_seconds=_float_env(
-                "RECONCILE_INTERVAL_SECONDS", RECONCILE_INTERVAL_SECONDS
-            ),
-            heartbeat_grace_seconds=_float_env("HEARTBEAT_GRACE_SECONDS", HEARTBEAT_GRACE_SECONDS),
-            anthropic_api_key=_env("ANTHROPIC_API_KEY"),
-            anthropic_api_key_secret=_env("ANTHROPIC_API_KEY_SECRET"),
-            anthropic_base_url=_env("ANTHROPIC_BASE_URL"),
-            default_model=_env("DEFAULT_MODEL", DEFAULT_MODEL),
-            allowed_models=tuple(
-                m.strip()
-                for m in _env("ALLOWED_MODELS", ",".join(ALLOWED_MODELS)).split(",")
-                if m.strip()
-            ),
-            user_daily_token_budget=_int_env("USER_DAILY_TOKEN_BUDGET", USER_DAILY_TOKEN_BUDGET),
-            max_active_tasks_per_user=_int_env(
-                "MAX_ACTIVE_TASKS_PER_USER", MAX_ACTIVE_TASKS_PER_USER
-            ),
-            max_unsettled_tasks_per_user=_int_env(
-                "MAX_UNSETTLED_TASKS_PER_USER", MAX_UNSETTLED_TASKS_PER_USER
-            ),
-            max_tasks_per_user_per_day=_int_env(
-                "MAX_TASKS_PER_USER_PER_DAY", MAX_TASKS_PER_USER_PER_DAY
-            ),
-            firebase_web_config=_firebase_web_config(_env("FIREBASE_WEB_CONFIG")),
-            files_bucket=_env("FILES_BUCKET", FILES_BUCKET),
-            storage_emulator_host=_env("STORAGE_EMULATOR_HOST"),
-            max_upload_bytes=_int_env("MAX_UPLOAD_MB", MAX_UPLOAD_BYTES // MIB) * MIB,
-            max_workspace_bytes=_int_env("MAX_WORKSPACE_MB", MAX_WORKSPACE_BYTES // MIB) * MIB,
-            storage_retry_seconds=_float_env("STORAGE_RETRY_SECONDS", STORAGE_RETRY_SECONDS),
-            user_requests_per_second=_float_env(
-                "USER_REQUESTS_PER_SECOND", USER_REQUESTS_PER_SECOND
-            ),
-            user_request_burst=_int_env("USER_REQUEST_BURST", USER_REQUEST_BURST),
-            webhook_allow_loopback=_bool_env("WEBHOOK_ALLOW_LOOPBACK", False),
-            webhook_retry_hours=_float_env("WEBHOOK_RETRY_HOURS", WEBHOOK_RETRY_HOURS),
-            webhook_first_retry_seconds=_float_env(
-                "WEBHOOK_FIRST_RETRY_SECONDS", WEBHOOK_FIRST_RETRY_SECONDS
-            ),
-        )
-        if key is not None:
-            settings = replace(settings, task_token_key=key.encode())
-        settings.validate()
+            environment["TASK_TOKEN_KEY"] = read_secret(environment["TASK_TOKEN_KEY_SECRET"])
+        settings = cls(**environment, on_cloud_run=bool(os.environ.get("K_SERVICE")))
+        if settings.public_url is None:
+            settings = settings.model_copy(
+                update={"public_url": f"http://127.0.0.1:{settings.port}"}
+            )
         return settings
 
-    def validate(self) -> None:
+    @model_validator(mode="before")
+    @classmethod
+    def _from_mib(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for variable, name in _MIB_VARIABLES.items():
+                if variable in data:
+                    data = {**data}
+                    raw = data.pop(variable)
+                    try:
+                        data[name] = int(raw) * MIB
+                    except ValueError:
+                        raise ValueError(f"{variable} must be an integer, got {raw!r}") from None
+        return data
+
+    @field_validator("allowed_models", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(model.strip() for model in value.split(",") if model.strip())
+        return value
+
+    @field_validator("firebase_web_config", mode="before")
+    @classmethod
+    def _json_object(cls, value: Any) -> Any:
+        return _firebase_web_config(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
         if self.executor not in ("local", "cloudrun"):
             raise ValueError(f"EXECUTOR must be 'local' or 'cloudrun', got {self.executor!r}")
         if self.executor == "cloudrun" and not self.cloud_run_job:
@@ -355,6 +380,7 @@ class Settings:
                 "AUTH_MODE=dev trusts the X-User-Id header and is refused on Cloud Run "
                 "(K_SERVICE is set): set AUTH_MODE=firebase, apikey or firebase,apikey."
             )
+        return self
 
     @property
     def auth_modes(self) -> frozenset[str]:

@@ -72,7 +72,7 @@ def init_app(app: Flask) -> None:
         from google.api_core import exceptions as gexc
 
         from api.adapters.file_store import StorageUnavailable
-        from api.adapters.firestore_admission import CounterBusy
+        from api.adapters.firestore_counters import CounterBusy
         from api.adapters.firestore_store import Contended
 
         if isinstance(error, Contended | CounterBusy):

@@ -1,13 +1,14 @@
 """The OpenAPI 3.1 document of the public API (DESIGN section 6.6).
 
 Schemas come from the pydantic models themselves: the request models that the
-routes validate with (api/models) and the response models of
-api/models/responses.py, so the published contract cannot drift from validation.
-What pydantic cannot know (paths, methods, statuses, headers, query strings the
-routes parse by hand) is the route table below (its parts in api/openapi_table.py,
-the files routes in api/openapi_files.py), kept next to the bounds it shares with
-the routes. tests/contract/test_openapi_document.py checks that it covers every
-public Flask route and no internal one; tests/contract fuzzes a live server with it.
+routes validate with (api/models), the query models they parse with, and the
+response models they answer with (api/models/responses.py), so the published
+contract cannot drift from validation. What pydantic cannot know (statuses,
+headers, summaries) each route declares beside its view with `@operation`
+(api/routes/operations.py), which also routes the view: a public route cannot go
+undocumented. tests/contract/test_openapi_document.py checks that the document
+covers every public Flask route and no internal one; tests/contract fuzzes a live
+server with it.
 """
 
 from __future__ import annotations
@@ -15,37 +16,34 @@ from __future__ import annotations
 import re
 from typing import Any, get_args
 
-from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from api import config
-from api.models import (
-    AgentCreate,
-    AgentPatch,
-    AgentTaskInput,
-    CodeTaskInput,
-    CompatConversationBody,
-    ConversationCreate,
-    ListTasksQuery,
-    MessageCreate,
-    TaskBatch,
-)
 from api.models import responses as r
-from api.openapi_files import FILE_ROUTES, FILES
-from api.openapi_table import (
-    AUTHED,
+from api.routes import (  # noqa: F401 (imported for their operations)
+    agents,
+    conversations,
+    deployment,
+    files,
+    health,
+    openapi,
+    tasks,
+    usage,
+    webhooks,
+)
+from api.routes.operations import (
+    ACCOUNT,
+    AGENTS,
     BYTES,
-    Param,
-    Reply,
+    CONVERSATIONS,
+    FILES,
+    OPERATIONS,
+    SERVICE,
+    TASKS,
     Route,
     SchemaGenerator,
-    int_range,
-    limit_param,
-    model_params,
 )
-from api.routes import agents as agent_routes
-from api.routes import conversations as conversation_routes
-from api.services.conversations import MESSAGES_PAGE_DEFAULT, MESSAGES_PAGE_MAX
+
+__all__ = ["REF", "ROUTES", "SchemaGenerator", "build_spec"]
 
 # The contract's own version: bump it when a change would break a client.
 API_VERSION = "1.0.0"
@@ -105,110 +103,8 @@ SECURITY_SCHEMES = {
 }
 
 
-IDEMPOTENCY_KEY = Param(
-    "Idempotency-Key",
-    "header",
-    {"type": "string", "minLength": 1, "maxLength": 200},
-    "The same key with the same body returns the first response's resource; with "
-    "another body, 422.",
-)
-TASK, AGENT, CONVERSATION, ACCOUNT = "tasks", "agents", "conversations", "account"
-
-ROUTES: tuple[Route, ...] = (
-    Route("get", "/", "root", "Health (no credentials, no I/O)", "service",
-          Reply(200, "The service is up.", r.Health), public=True),
-    Route("get", "/health", "health", "Health (no credentials, no I/O)", "service",
-          Reply(200, "The service is up.", r.Health), public=True),
-    Route("get", "/openapi.json", "openapi", "This document", "service",
-          Reply(200, "The OpenAPI 3.1 document of the public API.", {"type": "object"}),
-          public=True),
-    Route("get", "/api/config", "getConfig",
-          "How to sign in here, and the languages, models, tools and engines on offer",
-          "service", Reply(200, "This deployment's public settings.", r.DeploymentConfig),
-          public=True),
-    # -- usage ---------------------------------------------------------------------
-    Route("get", "/api/usage", "getUsage", "Your usage today against your limits", ACCOUNT,
-          Reply(200, "Your counters and their limits.", r.Usage), AUTHED),
-    # -- tasks (6.2) ---------------------------------------------------------------
-    Route("post", "/api/tasks", "submitTask", "Queue a code or agent task", TASK,
-          Reply(202, "The queued task.", r.Task, ("Location",)),
-          (*BODY_ERRORS, 404, 422, 429, *AUTHED), body=(CodeTaskInput, AgentTaskInput),
-          params=(IDEMPOTENCY_KEY,)),
-    Route("post", "/api/tasks/batch", "submitTaskBatch",
-          "Queue up to 100 tasks at once: all are admitted, or none", TASK,
-          Reply(202, "The queued tasks, in the order given.", r.TaskBatchAccepted),
-          (*BODY_ERRORS, 404, 422, 429, *AUTHED), body=(TaskBatch,),
-          params=(IDEMPOTENCY_KEY,)),
-    Route("get", "/api/tasks", "listTasks", "Your tasks, newest first", TASK,
-          Reply(200, "A page of tasks.", r.TaskList), (400, *AUTHED),
-          params=model_params(ListTasksQuery)),
-    Route("get", "/api/tasks/{taskId}", "getTask", "A task", TASK,
-          Reply(200, "The task.", r.Task), (400, 404, *AUTHED),
-          params=(Param("wait", "query", int_range(0, config.MAX_WAIT_SECONDS, 0),
-                        "Hold the request until the task is terminal or this many "
-                        "seconds have passed."),)),
-    Route("post", "/api/tasks/{taskId}/cancel", "cancelTask", "Cancel a task", TASK,
-          Reply(200, "The task: cancelled, unless it had already ended.", r.Task),
-          (404, *AUTHED)),
-    Route("get", "/api/tasks/{taskId}/events", "listTaskEvents", "A task's events", TASK,
-          Reply(200, "Events after `after`; with `Accept: text/event-stream`, the same "
-                "events as Server-Sent Events (`id:` is `seq`) until the task ends.",
-                r.TaskEventList, stream=True),
-          (400, 404, 429, *AUTHED),
-          params=(Param("after", "query", int_range(0, 10**9, 0), "Only events with a larger seq."),
-                  Param("Last-Event-ID", "header", {"type": "integer", "minimum": 0},
-                        "Resume a stream after this seq (text/event-stream only)."))),
-    # -- webhooks (13) -------------------------------------------------------------
-    Route("get", "/api/webhooks/secret", "getWebhookSecret",
-          "The secret that signs your webhooks", "webhooks",
-          Reply(200, "Your signing secret (made on first use).", r.WebhookSecret), AUTHED),
-    Route("post", "/api/webhooks/secret:rotate", "rotateWebhookSecret",
-          "Replace your webhook secret (the old one signs too for 24 hours)", "webhooks",
-          Reply(200, "The new secret.", r.WebhookSecret), AUTHED),
-    # -- agents (6.3) --------------------------------------------------------------
-    Route("post", "/api/agents", "createAgent", "Create an agent", AGENT,
-          Reply(201, "The agent.", r.Agent, ("Location",)), (*BODY_ERRORS, 422, *AUTHED),
-          body=(AgentCreate,)),
-    Route("get", "/api/agents", "listAgents", "Your agents", AGENT,
-          Reply(200, "Your agents.", r.AgentList), (400, *AUTHED),
-          params=(limit_param(agent_routes.LIST_DEFAULT, agent_routes.LIST_MAX),)),
-    Route("get", "/api/agents/{agentId}", "getAgent", "An agent", AGENT,
-          Reply(200, "The agent.", r.Agent), (404, *AUTHED)),
-    Route("patch", "/api/agents/{agentId}", "updateAgent", "Change an agent's fields", AGENT,
-          Reply(200, "The agent as changed.", r.Agent), (*BODY_ERRORS, 404, 422, *AUTHED),
-          body=(AgentPatch,)),
-    Route("delete", "/api/agents/{agentId}", "deleteAgent", "Delete an agent", AGENT,
-          Reply(204, "Deleted."), (404, *AUTHED)),
-    # -- conversations (6.4, 6.5) --------------------------------------------------
-    Route("post", "/api/conversations", "createConversation", "Start a conversation",
-          CONVERSATION, Reply(201, "The conversation.", r.Conversation),
-          (*BODY_ERRORS, 404, *AUTHED), body=(ConversationCreate,)),
-    Route("get", "/api/conversations", "listConversations", "Your conversations",
-          CONVERSATION, Reply(200, "Your conversations.", r.ConversationList), (400, *AUTHED),
-          params=(limit_param(conversation_routes.LIST_DEFAULT, conversation_routes.LIST_MAX),)),
-    Route("get", "/api/conversations/{conversationId}", "getConversation",
-          "A conversation with a page of its messages", CONVERSATION,
-          Reply(200, "The conversation and its messages, oldest first.",
-                r.ConversationWithMessages), (400, 404, *AUTHED),
-          params=(limit_param(MESSAGES_PAGE_DEFAULT, MESSAGES_PAGE_MAX),
-                  Param("after", "query", {"type": "string", "minLength": 1, "maxLength": 64},
-                        "A message id: `nextMessagesAfter` of the previous page."))),
-    Route("delete", "/api/conversations/{conversationId}", "deleteConversation",
-          "Delete a conversation and its messages", CONVERSATION,
-          Reply(204, "Deleted."), (404, *AUTHED)),
-    Route("post", "/api/conversations/{conversationId}/messages", "postMessage",
-          "Send a message: starts the agent's turn", CONVERSATION,
-          Reply(202, "The stored message and the turn's task.", r.MessageAccepted,
-                ("Location",)),
-          (*BODY_ERRORS, 404, 409, 422, 429, *AUTHED), body=(MessageCreate,),
-          params=(IDEMPOTENCY_KEY,)),
-    Route("post", "/api/conversation", "compatConversation",
-          "The old clients' call: send a message and wait (bounded) for the reply",
-          CONVERSATION, Reply(200, "The reply, or its status if not ready.",
-                              r.CompatConversationReply),
-          (*BODY_ERRORS, 404, 409, 422, 429, *AUTHED), body=(CompatConversationBody,)),
-    *FILE_ROUTES,
-)  # fmt: skip
+# Every public operation, as the route modules declare them.
+ROUTES: tuple[Route, ...] = tuple(OPERATIONS)
 
 
 # How an answer names the resource later calls act on (OpenAPI links): for each
@@ -260,7 +156,10 @@ def _sse_event(model_ref: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _operation(route: Route, refs: dict[type[BaseModel], dict]) -> dict[str, Any]:
+Refs = dict[Any, dict[str, Any]]  # a model -> its {"$ref": ...}
+
+
+def _operation(route: Route, refs: Refs) -> dict[str, Any]:
     reply = route.reply
     success: dict[str, Any] = {"description": reply.description}
     if reply.model is not None:
@@ -308,7 +207,7 @@ def _operation(route: Route, refs: dict[type[BaseModel], dict]) -> dict[str, Any
     return operation
 
 
-def _body(route: Route, refs: dict[type[BaseModel], dict]) -> dict[str, Any]:
+def _body(route: Route, refs: Refs) -> dict[str, Any]:
     if len(route.body) == 1:
         return refs[route.body[0]]
     return {
@@ -327,8 +226,8 @@ def _header_ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/headers/{name}"}
 
 
-def _error_responses(refs: dict[type[BaseModel], dict]) -> dict[str, Any]:
-    responses = {}
+def _error_responses(refs: Refs) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
     for status, (name, description) in ERRORS.items():
         schema = {"type": "string"} if status == 414 else refs[r.ErrorResponse]
         media_type = "text/html" if status == 414 else JSON
@@ -362,7 +261,9 @@ def build_spec() -> dict[str, Any]:
             "camelCase fields, RFC 3339 UTC times. Every error is "
             '`{"error": {"code", "message"}}`.',
         },
-        "tags": [{"name": name} for name in ("service", TASK, AGENT, CONVERSATION, FILES, ACCOUNT)],
+        "tags": [
+            {"name": name} for name in (SERVICE, TASKS, AGENTS, CONVERSATIONS, FILES, ACCOUNT)
+        ],
         "paths": paths,
         "components": {
             "schemas": definitions["$defs"],

@@ -12,7 +12,8 @@ answers at once), so the sandbox does not bound what is measured. Prints:
   4. Firestore reads, writes and transactions per code task, counted in this process
      by wrapping the Firestore client's RPCs, for an API served in-process whose
      stand-in starts the real job-runner (submit, launch, claim, result, one ?wait).
-Run with `.venv/bin/python bench/admission.py` (or `make bench`).
+Run with `.venv/bin/python bench/admission.py` (or `make bench`; `--quick` for a smoke
+run: smaller numbers everywhere).
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -33,17 +34,41 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devtools.api_server import ApiServer  # noqa: E402
 from devtools.cloud_run_standin import CloudRunStandIn  # noqa: E402
-from devtools.emulator import FirestoreEmulator, free_port  # noqa: E402
+from devtools.emulator import free_port  # noqa: E402
+from devtools.local_stack import LocalStack, add_quick_flag  # noqa: E402
 
 PROJECT = "demo-bench"
 JOB = f"projects/{PROJECT}/locations/us-central1/jobs/runner"
 CODE = {"kind": "code", "language": "python", "code": "print(1)"}
-PROBE_RATES = (10, 20, 40, 80, 160)
-PROBE_SECONDS = 5
 KEEPING_UP_P50_SECONDS = 1.0
 NO_ANSWER: Counter[str] = Counter()  # requests that got no answer, by httpx error
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much of each phase: the full measurement, or a smoke run (`--quick`)."""
+
+    warm_up: int = 20
+    burst: int = 100
+    probe_rates: tuple[int, ...] = (10, 20, 40, 80, 160)
+    probe_seconds: float = 5
+    sustained_seconds: float = 30
+    slots: int = 4
+    backlog: int = 40
+    cost_tasks: int = 20
+
+
+QUICK = Scale(
+    warm_up=3,
+    burst=10,
+    probe_rates=(10,),
+    probe_seconds=1,
+    sustained_seconds=2,
+    slots=2,
+    backlog=6,
+    cost_tasks=2,
+)
 
 
 def api_env(standin: CloudRunStandIn, **extra: str) -> dict[str, str]:
@@ -114,53 +139,54 @@ def steady(url: str, user: str, rate: float, seconds: float) -> list[tuple[int, 
         return [f.result() for f in futures]
 
 
-def load_phases(logs: Path, emulator: FirestoreEmulator) -> None:
-    standin = CloudRunStandIn(launch_runners=False).start()
-    server = ApiServer(emulator, logs / "api-load.log", **api_env(standin)).start()
-    try:
+def load_phases(stack: LocalStack, scale: Scale) -> None:
+    with CloudRunStandIn(launch_runners=False) as standin:
+        server = stack.api_server("api-load.log", **api_env(standin))
         # A warm instance, as a burst meets one in production: the first requests of a
         # process build its Firestore and Cloud Run clients (a second or more).
         with httpx.Client(base_url=server.url, timeout=60) as http:
-            for _ in range(20):
+            for _ in range(scale.warm_up):
                 post(http, "warm-up")
-        results = burst(server.url, "burst-user", 100)
-        print(f"1. burst of 100 from one user: {summary(results)}")
+        results = burst(server.url, "burst-user", scale.burst)
+        print(f"1. burst of {scale.burst} from one user: {summary(results)}")
         best = None
-        for rate in PROBE_RATES:
-            probe = steady(server.url, f"probe-{rate}", rate, PROBE_SECONDS)
+        for rate in scale.probe_rates:
+            probe = steady(server.url, f"probe-{rate}", rate, scale.probe_seconds)
             clean = all(status < 500 for status, _ in probe)
             keeping_up = percentile([s for _, s in probe], 0.5) < KEEPING_UP_P50_SECONDS
-            print(f"   probe {rate}/s for {PROBE_SECONDS} s: {summary(probe)}")
+            print(f"   probe {rate}/s for {scale.probe_seconds:.0f} s: {summary(probe)}")
             if not (clean and keeping_up):
                 break
             best = rate
         if best is None:
             print("2. sustained: even the lowest probed rate saw a 5xx")
             return
+        seconds = scale.sustained_seconds
         started = time.monotonic()
-        results = steady(server.url, "steady-user", best, 30)
+        results = steady(server.url, "steady-user", best, seconds)
         elapsed = time.monotonic() - started
         print(
-            f"2. sustained from one user at {best}/s for 30 s ({len(results) / elapsed:.1f}/s "
-            f"achieved): {summary(results)}"
+            f"2. sustained from one user at {best}/s for {seconds:.0f} s "
+            f"({len(results) / elapsed:.1f}/s achieved): {summary(results)}"
         )
-    finally:
         server.stop()
-        standin.stop()
 
 
-def fairness_phase(logs: Path, emulator: FirestoreEmulator) -> None:
-    emulator.clear(PROJECT)
-    standin = CloudRunStandIn(launch_runners=False).start()
-    env = api_env(standin, MAX_TASKS_IN_FLIGHT="4", MAX_ACTIVE_TASKS_PER_USER="100")
-    server = ApiServer(emulator, logs / "api-fair.log", **env).start()
-    try:
+def fairness_phase(stack: LocalStack, scale: Scale) -> None:
+    assert stack.firestore is not None
+    stack.firestore.clear(PROJECT)
+    with CloudRunStandIn(launch_runners=False) as standin:
+        env = api_env(
+            standin, MAX_TASKS_IN_FLIGHT=str(scale.slots), MAX_ACTIVE_TASKS_PER_USER="100"
+        )
+        server = stack.api_server("api-fair.log", **env)
         with httpx.Client(base_url=server.url, timeout=60) as http:
             alice = {"X-User-Id": "alice"}
             backlog = [
-                http.post("/api/tasks", json=CODE, headers=alice).json()["id"] for _ in range(40)
+                http.post("/api/tasks", json=CODE, headers=alice).json()["id"]
+                for _ in range(scale.backlog)
             ]
-            wait_until(lambda: launched(standin) >= 4)
+            wait_until(lambda: launched(standin) >= scale.slots)
             bob_submitted = time.monotonic()
             bob = http.post("/api/tasks", json=CODE, headers={"X-User-Id": "bob"}).json()["id"]
             ahead, freed_at = 0, None
@@ -175,14 +201,14 @@ def fairness_phase(logs: Path, emulator: FirestoreEmulator) -> None:
                     if status(http, bob, "bob") == "queued":
                         ahead += 1
             done = time.monotonic()
+        assert freed_at is not None, "no slot of alice's freed before bob's task launched"
         print(
-            f"3. fairness: bob's task behind alice's 40 (4 slots): {ahead} of alice's queued "
-            f"tasks started before it; {(done - freed_at) * 1000:.0f} ms from the slot freeing "
-            f"to bob's launch; {done - bob_submitted:.2f} s from bob's submission"
+            f"3. fairness: bob's task behind alice's {scale.backlog} ({scale.slots} slots): "
+            f"{ahead} of alice's queued tasks started before it; "
+            f"{(done - freed_at) * 1000:.0f} ms from the slot freeing to bob's launch; "
+            f"{done - bob_submitted:.2f} s from bob's submission"
         )
-    finally:
         server.stop()
-        standin.stop()
 
 
 def status(http: httpx.Client, task_id: str, user: str) -> str:
@@ -243,19 +269,19 @@ class RpcCounter:
         wrap("run_aggregation_query", aggregation)
 
 
-def cost_phase(logs: Path, emulator: FirestoreEmulator, tasks: int) -> None:
+def cost_phase(stack: LocalStack, tasks: int) -> None:
     from werkzeug.serving import make_server
 
-    emulator.clear(PROJECT)
+    assert stack.firestore is not None
+    stack.firestore.clear(PROJECT)
     counter = RpcCounter()
     counter.install()
+    logs = stack.logs
     standin = CloudRunStandIn(launch_runners=True, log_path=logs / "runners.log").start()
     port = free_port()
-    os.environ.update(
-        api_env(standin, PORT=str(port), FIRESTORE_EMULATOR_HOST=emulator.host, AUTH_MODE="dev")
-    )
-    from dataclasses import replace
-
+    # This process serves the app itself: the stack already put its emulators, project
+    # and NO_GCE_CHECK into the environment.
+    os.environ.update(api_env(standin, PORT=str(port), AUTH_MODE="dev"))
     from api import create_app
     from api.config import Settings
 
@@ -304,16 +330,15 @@ def cost_phase(logs: Path, emulator: FirestoreEmulator, tasks: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cost-tasks", type=int, default=20)
+    parser.add_argument("--cost-tasks", type=int, default=Scale.cost_tasks)
+    add_quick_flag(parser)
     args = parser.parse_args()
-    logs = Path(tempfile.mkdtemp(prefix="bench-admission-"))
-    emulator = FirestoreEmulator(logs / "firestore.log").start()
-    try:
-        load_phases(logs, emulator)
-        fairness_phase(logs, emulator)
-        cost_phase(logs, emulator, args.cost_tasks)
-    finally:
-        emulator.stop()
+    scale = QUICK if args.quick else replace(Scale(), cost_tasks=args.cost_tasks)
+    with LocalStack(PROJECT) as stack:
+        load_phases(stack, scale)
+        fairness_phase(stack, scale)
+        cost_phase(stack, scale.cost_tasks)
+        logs = stack.logs
     if NO_ANSWER:
         print(f"requests without an answer (599 above), by client error: {dict(NO_ANSWER)}")
     print(f"(logs: {logs})")

@@ -1,15 +1,17 @@
 """The two agent engines side by side, on one scripted two-tool-call turn.
 
-Starts its own Firestore emulator, the scripted Messages API (streaming SSE, as
-Claude Code needs) and an API server (gunicorn, local executor, real bubblewrap),
-then, for `engine: "claude-code"` and `engine: "messages"` in the same run, prints
+Starts its own emulators (devtools/local_stack.py: Firestore, and Cloud Storage for
+the turn's output files), the scripted Messages API (streaming SSE, as Claude Code
+needs) and an API server (gunicorn, local executor, real bubblewrap), then, for
+`engine: "claude-code"` and `engine: "messages"` in the same run, prints
 the p50 (and max) of:
   - submit -> the first assistant text event (`assistant_delta` for Claude Code,
     which streams; the messages engine does not stream, so its first `assistant`);
   - submit -> completed;
 and, measured alone, Claude Code's own start-up: the sandbox started with the CLI
 until its `system/init` line (no model call yet).
-Run with `make bench` (or `.venv/bin/python bench/agent_engines.py --runs 5`).
+Run with `make bench` (or `.venv/bin/python bench/agent_engines.py --runs 5`; `--quick`
+for a smoke run).
 """
 
 from __future__ import annotations
@@ -33,8 +35,7 @@ from job_runner.claude_code import cli_arguments, engine_env, find_cli  # noqa: 
 from job_runner.sandbox import BubblewrapSandbox, Limits  # noqa: E402
 from job_runner.workspace import prepare_workspace  # noqa: E402
 
-from devtools.api_server import ApiServer  # noqa: E402
-from devtools.emulator import FirestoreEmulator  # noqa: E402
+from devtools.local_stack import LocalStack, add_quick_flag  # noqa: E402
 from devtools.scripted_anthropic import ScriptedAnthropic, reply, tool_use  # noqa: E402
 
 TEXT_EVENTS = ("assistant_delta", "assistant")
@@ -72,14 +73,14 @@ def one_turn(http: httpx.Client, engine: str) -> tuple[float, float]:
     return first_text or elapsed, elapsed
 
 
-def cli_start_up(runs: int) -> list[float]:
+def cli_start_up(runs: int, warm_up: int) -> list[float]:
     """The sandbox with the CLI, until the CLI's init line: its start-up alone."""
     cli = find_cli()
     spec = {"agent": {"model": "claude-sonnet-4-6", "tools": ["bash"]}, "input": {}}
     times = []
     with tempfile.TemporaryDirectory() as root:
         Path(root).chmod(0o755)
-        for i in range(runs + 1):
+        for i in range(runs + warm_up):
             workspace, _ = prepare_workspace(Path(root) / str(i))
             home = Path(workspace) / ".engine" / "home"
             home.mkdir(parents=True)
@@ -114,7 +115,7 @@ def cli_start_up(runs: int) -> list[float]:
                 on_output=on_output,
                 env=env,
             )
-            if i >= 1 and "init" in seen:  # the first run warms the page cache
+            if i >= warm_up and "init" in seen:  # a first run warms the page cache
                 times.append(seen["init"])
     return times
 
@@ -122,38 +123,30 @@ def cli_start_up(runs: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    add_quick_flag(parser)
     args = parser.parse_args()
+    runs, warm_up = (1, 0) if args.quick else (args.runs, 1)
 
-    start_up = cli_start_up(args.runs)
-    logs = Path(tempfile.mkdtemp(prefix="bench-agents-"))
-    emulator = FirestoreEmulator(logs / "firestore.log").start()
-    anthropic = ScriptedAnthropic().start()
-    server = ApiServer(
-        emulator,
-        logs / "api.log",
-        GOOGLE_CLOUD_PROJECT="demo-bench-agents",
-        ANTHROPIC_API_KEY="bench-key",
-        ANTHROPIC_BASE_URL=anthropic.url,
-    )
+    start_up = cli_start_up(runs, warm_up)
     figures: dict[str, list[tuple[float, float]]] = {"claude-code": [], "messages": []}
-    try:
-        url = server.start().url
-        with httpx.Client(base_url=url, headers={"X-User-Id": "bench"}, timeout=120) as http:
-            for i in range(args.runs + 1):
-                for engine, runs in figures.items():
+    with LocalStack("demo-bench-agents") as stack, ScriptedAnthropic() as anthropic:
+        server = stack.api_server(
+            "api.log", ANTHROPIC_API_KEY="bench-key", ANTHROPIC_BASE_URL=anthropic.url
+        )
+        with httpx.Client(base_url=server.url, headers={"X-User-Id": "bench"}, timeout=120) as http:
+            for i in range(runs + warm_up):
+                for engine, measured in figures.items():
                     anthropic.add(*two_tool_calls(engine))
-                    measured = one_turn(http, engine)
-                    if i >= 1:  # warm-up: first imports, first connections
-                        runs.append(measured)
-    finally:
-        server.stop()
-        anthropic.stop()
-        emulator.stop()
+                    turn = one_turn(http, engine)
+                    if i >= warm_up:  # warm-up: first imports, first connections
+                        measured.append(turn)
 
-    print(f"agent engines, a scripted two-tool-call turn: {args.runs} runs each (after 1 warm-up)")
-    for engine, runs in figures.items():
-        first = [r[0] for r in runs]
-        total = [r[1] for r in runs]
+    print(
+        f"agent engines, a scripted two-tool-call turn: {runs} runs each (after {warm_up} warm-up)"
+    )
+    for engine, turns in figures.items():
+        first = [turn[0] for turn in turns]
+        total = [turn[1] for turn in turns]
         label = "assistant_delta" if engine == "claude-code" else "assistant"
         print(
             f"  {engine:<11} submit->first {label}: p50 {statistics.median(first) * 1000:.0f} ms"

@@ -1,6 +1,6 @@
 """Dispatch throughput of the Cloud Run Jobs executor, and its Admin API calls per task.
 
-Starts its own Firestore emulator, a Cloud Run Admin API stand-in whose RunJob
+Starts its own emulators (devtools/local_stack.py), a Cloud Run Admin API stand-in whose RunJob
 answers at once without starting a runner, and an API server (gunicorn,
 EXECUTOR=cloudrun, the real run_v2 REST client). Submits N tasks from a few threads
 as fast as it can, waits until the stand-in has had a RunJob for every task, then
@@ -9,14 +9,15 @@ prints:
   - Admin API calls per task, by kind (run, get execution, cancel, operations).
 `--run-latency S` makes each RunJob take S seconds, to see what the real Admin API's
 latency does to a dispatcher that launches one task at a time.
-Run with `.venv/bin/python bench/dispatch_throughput.py --tasks 200`.
+Exits 1 if not every task was launched before `--deadline`.
+Run with `.venv/bin/python bench/dispatch_throughput.py --tasks 200` (`--quick` for a
+smoke run).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from devtools.api_server import ApiServer  # noqa: E402
 from devtools.cloud_run_standin import CloudRunStandIn  # noqa: E402
-from devtools.emulator import FirestoreEmulator  # noqa: E402
+from devtools.local_stack import LocalStack, add_quick_flag  # noqa: E402
 
 JOB = "projects/demo-bench/locations/us-central1/jobs/runner"
 
@@ -45,13 +46,9 @@ def call_kind(method: str, path: str) -> str:
     return "other"
 
 
-def start_api(
-    logs: Path, emulator: FirestoreEmulator, standin: CloudRunStandIn, tasks: int
-) -> ApiServer:
-    server = ApiServer(
-        emulator,
-        logs / "api.log",
-        GOOGLE_CLOUD_PROJECT="demo-bench",
+def start_api(stack: LocalStack, standin: CloudRunStandIn, tasks: int) -> ApiServer:
+    return stack.api_server(
+        "api.log",
         EXECUTOR="cloudrun",
         CLOUD_RUN_JOB=JOB,
         CLOUD_RUN_ENDPOINT=standin.url,
@@ -62,10 +59,9 @@ def start_api(
         MAX_TASKS_PER_USER_PER_DAY=str(tasks + 10),
         MAX_PENDING_TASKS=str(max(1000, tasks + 100)),
     )
-    return server.start()
 
 
-BUSY_RETRIES = []  # one entry per 503 "busy" answered (and retried as Retry-After says)
+BUSY_RETRIES: list[int] = []  # one entry per 503 "busy" answered (and retried as Retry-After says)
 
 
 def submit_all(url: str, tasks: int, threads: int) -> list[str]:
@@ -102,22 +98,20 @@ def launched_ids(standin: CloudRunStandIn) -> dict[str, float]:
     return launched
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--deadline", type=float, default=120, help="seconds to wait for RunJobs")
     parser.add_argument("--run-latency", type=float, default=0.0, help="seconds per RunJob")
+    add_quick_flag(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.tasks, args.threads = 10, 2
 
-    logs = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
-    emulator = FirestoreEmulator(logs / "firestore.log").start()
-    standin = CloudRunStandIn(launch_runners=False).start()
-    standin.run_latency = args.run_latency
-    server = None
-    try:
-        server = start_api(logs, emulator, standin, args.tasks)
-        url = server.url
+    with LocalStack("demo-bench") as stack, CloudRunStandIn(launch_runners=False) as standin:
+        standin.run_latency = args.run_latency
+        url = start_api(stack, standin, args.tasks).url
         started = time.time()
         ids = submit_all(url, args.tasks, args.threads)
         submitted = time.time()
@@ -126,11 +120,7 @@ def main() -> None:
             time.sleep(0.05)  # polling interval of a deadline-bounded wait
         launched = launched_ids(standin)
         calls = list(standin.calls)
-    finally:
-        if server is not None:
-            server.stop()
-        standin.stop()
-        emulator.stop()
+        logs = stack.logs
 
     done = [launched[task_id] for task_id in ids if task_id in launched]
     print(
@@ -143,6 +133,7 @@ def main() -> None:
     )
     if len(done) < len(ids):
         print(f"NOT all launched within {args.deadline:.0f} s (see {logs / 'api.log'})")
+        return 1
     if done:
         elapsed = max(done) - started
         print(
@@ -157,7 +148,8 @@ def main() -> None:
         "Admin API calls per task: "
         + ", ".join(f"{kind} {counts[kind] / len(ids):.2f}" for kind in kinds)
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,7 +1,7 @@
 """Files through the API, against Cloud Storage (the emulator) read directly.
 
-Starts its own Firestore and Cloud Storage emulators and an API server (gunicorn,
-local executor, real bubblewrap), then prints:
+Starts its own Firestore and Cloud Storage emulators and an API server
+(devtools/local_stack.py: gunicorn, local executor, real bubblewrap), then prints:
   - upload throughput: POST /api/uploads, against the storage client uploading the
     same bytes straight to fake-gcs-server;
   - download throughput: GET /api/tasks/{id}/files/{path} of a task's output file,
@@ -9,7 +9,8 @@ local executor, real bubblewrap), then prints:
   - the time a conversation turn spends restoring and saving a 10 MiB workspace: the
     runner's own code (job_runner/task_files.py) against the live API, for a turn
     stored as running with a task token.
-Run with `make bench` (or `.venv/bin/python bench/files.py --mib 64`).
+Run with `make bench` (or `.venv/bin/python bench/files.py --mib 64`; `--quick` for a
+smoke run).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -33,11 +35,8 @@ from job_runner.file_channel import FileChannel  # noqa: E402
 from job_runner.task_files import restore_workspace, save_workspace  # noqa: E402
 from job_runner.workspace import prepare_workspace  # noqa: E402
 
-from devtools.api_server import ApiServer  # noqa: E402
-from devtools.emulator import FirestoreEmulator  # noqa: E402
-from devtools.storage_emulator import StorageEmulator  # noqa: E402
+from devtools.local_stack import LocalStack, add_quick_flag  # noqa: E402
 
-BUCKET = "bench-agent-files"
 PROJECT = "demo-bench"
 TOKEN_KEY = secrets.token_hex(32)
 
@@ -77,11 +76,11 @@ def through_api(url: str, data: bytes) -> tuple[float, float]:
     return upload_s, download_s
 
 
-def direct(data: bytes) -> tuple[float, float]:
+def direct(data: bytes, bucket: str) -> tuple[float, float]:
     """(upload seconds, download seconds) of `data` with the storage client itself."""
-    from google.cloud import storage
+    from google.cloud.storage import Client
 
-    blob = storage.Client(project=PROJECT).bucket(BUCKET).blob("bench/direct.bin")
+    blob = Client(project=PROJECT).bucket(bucket).blob("bench/direct.bin")
     blob.chunk_size = 8 * 1024 * 1024
     started = time.perf_counter()
     blob.upload_from_file(io.BytesIO(data), size=len(data))
@@ -107,7 +106,7 @@ def workspace_turn(url: str, mib: int) -> tuple[float, float]:
     store.create_doc(f"tasks/{task_id}", task)
     token = issue_task_token(TOKEN_KEY.encode(), task_id, time.time() + 600)
     channel = FileChannel(url, task_id, token)
-    spec = {"workspace": {"restore": None, "maxBytes": 1024 * 1024 * 1024}}
+    spec: dict[str, Any] = {"workspace": {"restore": None, "maxBytes": 1024 * 1024 * 1024}}
     with tempfile.TemporaryDirectory() as root:
         os.chmod(root, 0o711)
         workspace, _ = prepare_workspace(root)
@@ -116,6 +115,7 @@ def workspace_turn(url: str, mib: int) -> tuple[float, float]:
         started = time.perf_counter()
         snapshot = save_workspace(spec, channel, root, workspace)
         save_s = time.perf_counter() - started
+        assert snapshot is not None, "the runner saved no workspace snapshot"
         # What settling the turn does: the conversation now points to the snapshot.
         pointer = {"object": snapshot_object(conversation_id, task_id), **snapshot}
         store.update_doc(conversation_path(conversation_id), {"workspace": pointer})
@@ -132,26 +132,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mib", type=int, default=64, help="size of the transfer test")
     parser.add_argument("--workspace-mib", type=int, default=10)
+    add_quick_flag(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.mib, args.workspace_mib = 8, 1
     data = os.urandom(args.mib * 1024 * 1024)
-    with tempfile.TemporaryDirectory() as logs:
-        storage = StorageEmulator(Path(logs) / "gcs.log").start()
-        storage.create_bucket(BUCKET)
-        os.environ.update(
-            STORAGE_EMULATOR_HOST=storage.url, FILES_BUCKET=BUCKET, GOOGLE_CLOUD_PROJECT=PROJECT
-        )
-        firestore = FirestoreEmulator(Path(logs) / "firestore.log").start()
-        os.environ["FIRESTORE_EMULATOR_HOST"] = firestore.host
-        env = {"GOOGLE_CLOUD_PROJECT": PROJECT, "TASK_TOKEN_KEY": TOKEN_KEY}
-        server = ApiServer(firestore, Path(logs) / "api.log", **env).start()
-        try:
-            api_up, api_down = through_api(server.url, data)
-            direct_up, direct_down = direct(data)
-            save_s, restore_s = workspace_turn(server.url, args.workspace_mib)
-        finally:
-            server.stop()
-            firestore.stop()
-            storage.stop()
+    with LocalStack(PROJECT) as stack:
+        server = stack.api_server("api.log", TASK_TOKEN_KEY=TOKEN_KEY)
+        api_up, api_down = through_api(server.url, data)
+        direct_up, direct_down = direct(data, stack.bucket)
+        save_s, restore_s = workspace_turn(server.url, args.workspace_mib)
     size = len(data)
     print(f"files: {args.mib} MiB, through the API vs the Cloud Storage emulator directly")
     print(f"  upload    API {mib_per_s(size, api_up)}   direct {mib_per_s(size, direct_up)}")

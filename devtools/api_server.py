@@ -16,6 +16,10 @@ from devtools.emulator import FirestoreEmulator, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_SECONDS = 30
+# Every local process: google-auth must never probe the GCE metadata server
+# (169.254.169.254) from a developer's machine while it looks for credentials. The
+# emulators need none; a missing one is an error at start (api/adapters/storage_check.py).
+LOCAL_ENV = {"NO_GCE_CHECK": "true"}
 
 
 def gunicorn_command() -> list[str]:
@@ -35,6 +39,7 @@ class ApiServer:
             "GOOGLE_CLOUD_PROJECT": "demo-agent-platform",
             "EXECUTOR": "local",
             "AUTH_MODE": "dev",
+            **LOCAL_ENV,
             **env,
         }
         self.process: subprocess.Popen | None = None
@@ -68,6 +73,7 @@ class ApiServer:
 
     def kill(self) -> None:
         """SIGKILL the server's master and worker together: no clean shutdown at all."""
+        assert self.process is not None, "kill() of a server never started"
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
 

@@ -85,7 +85,7 @@ class CloudRunStandIn:
         self._operations: dict[str, str] = {}  # operation name -> execution name
         self._lock = threading.RLock()
         self._workdir = tempfile.mkdtemp(prefix="cloud-run-standin-")
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.daemon_threads = True
         self._server.standin = self
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -94,9 +94,16 @@ class CloudRunStandIn:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
+    def __enter__(self) -> CloudRunStandIn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def kill_runner(self, execution_name: str) -> None:
         """SIGKILL the runner process alone, as if its container crashed."""
         process = self.executions[execution_name].process
+        assert process is not None, f"{execution_name} has no runner yet"
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signal.SIGKILL)
 
@@ -153,7 +160,7 @@ class CloudRunStandIn:
             SANDBOX="bwrap",
         )
         with open(self.log_path or os.devnull, "ab") as log:
-            record.process = subprocess.Popen(
+            process = record.process = subprocess.Popen(
                 [sys.executable, "-m", "job_runner", *args],
                 env=env,
                 cwd=self._workdir,
@@ -168,10 +175,12 @@ class CloudRunStandIn:
         timer = threading.Timer(record.timeout.total_seconds(), self._kill_group, [record])
         timer.daemon = True
         timer.start()
-        threading.Thread(target=self._watch, args=(record, timer), daemon=True).start()
+        threading.Thread(target=self._watch, args=(record, process, timer), daemon=True).start()
 
-    def _watch(self, record: ExecutionRecord, timer: threading.Timer) -> None:
-        code = record.process.wait()
+    def _watch(
+        self, record: ExecutionRecord, process: subprocess.Popen, timer: threading.Timer
+    ) -> None:
+        code = process.wait()
         timer.cancel()
         with self._lock:
             record.exit_code = code
@@ -283,7 +292,12 @@ def _error_json(error: gexc.GoogleAPICallError) -> str:
     return json.dumps({"error": {"code": error.code, "message": error.message, "status": status}})
 
 
+class _Server(ThreadingHTTPServer):
+    standin: CloudRunStandIn
+
+
 class _Handler(BaseHTTPRequestHandler):
+    server: _Server
     protocol_version = "HTTP/1.1"  # keep-alive, as the client's requests.Session expects
     # Headers and body go out in two writes; with Nagle on, the second waits for the
     # client's delayed ACK and every call costs ~40 ms on loopback.
@@ -295,7 +309,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             status, text = 200, self.server.standin.handle(self.command, path, body)
         except gexc.GoogleAPICallError as error:
-            status, text = error.code, _error_json(error)
+            status, text = error.code or 500, _error_json(error)
         except Exception as error:  # a bug here must reach the client as a 500, not a hang
             status, text = 500, _error_json(gexc.InternalServerError(repr(error)))
         payload = text.encode()

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from devtools.api_server import gunicorn_command
+from devtools.api_server import LOCAL_ENV, gunicorn_command
 from devtools.emulator import FirestoreEmulator
 from devtools.storage_emulator import StorageEmulator
 
@@ -55,6 +55,8 @@ def main() -> int:
     env.setdefault("EXECUTOR", "local")
     env.setdefault("AUTH_MODE", "dev")
     env.setdefault("GOOGLE_CLOUD_PROJECT", "demo-agent-platform")
+    for name, value in LOCAL_ENV.items():  # no metadata-server probe from a laptop
+        env.setdefault(name, value)
     emulator = None
     # An emulator unless the caller chose: FIRESTORE_EMULATOR_HOST=host:port for their
     # own emulator, or set but empty for the real Firestore of GOOGLE_CLOUD_PROJECT.

@@ -69,6 +69,15 @@ class FirestoreEmulator:
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
 
+    @classmethod
+    def existing(cls, host: str) -> FirestoreEmulator:
+        """One already running at `host` (host:port), started by someone else: stop()
+        leaves it running."""
+        emulator = cls()
+        emulator.host = host
+        emulator.port = int(host.rsplit(":", 1)[1])
+        return emulator
+
     def start(self) -> FirestoreEmulator:
         gcloud = shutil.which("gcloud")
         if gcloud is None:

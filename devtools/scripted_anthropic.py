@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -104,14 +104,12 @@ class RecordedRequest:
 
     def last_user_content(self) -> list[dict]:
         """The last user turn's content, as blocks ("text" for a plain string)."""
+        assert self.body is not None, "not a Messages API call"
         content = [m for m in self.body["messages"] if m["role"] == "user"][-1]["content"]
         return [{"type": "text", "text": content}] if isinstance(content, str) else content
 
     def tool_results(self) -> list[dict]:
         return [b for b in self.last_user_content() if b["type"] == "tool_result"]
-
-    def last_user_text(self) -> str:
-        return "\n".join(b["text"] for b in self.last_user_content() if b["type"] == "text")
 
 
 def echo(body: dict) -> Reply:
@@ -127,7 +125,7 @@ def echo(body: dict) -> Reply:
 
 
 class ScriptedAnthropic:
-    def __init__(self, steps: list[Step] = (), *, fallback=None, port: int = 0) -> None:
+    def __init__(self, steps: Iterable[Step] = (), *, fallback=None, port: int = 0) -> None:
         self.fallback: Callable[[dict], Reply | Failure] | None = fallback
         self._steps = list(steps)
         self._requests: list[RecordedRequest] = []
@@ -176,17 +174,19 @@ class ScriptedAnthropic:
         refusal = _refusal(request)
         if refusal:
             return _failure(refusal)
+        body = request.body
+        assert body is not None  # _refusal checked it is a JSON object
         with self._lock:
             step = self._steps.pop(0) if self._steps else self.fallback
         if step is None:
             return _failure(Failure(400, "invalid_request_error", "the script has no more steps"))
         if callable(step):
-            step = step(request.body)
+            step = step(body)
         if isinstance(step, Failure):
             return _failure(step)
-        if request.body.get("stream"):
+        if body.get("stream"):
             return 200, {}, step
-        return 200, {}, _message(step, request.body["model"])
+        return 200, {}, _message(step, body["model"])
 
 
 def _refusal(request: RecordedRequest) -> Failure | None:
@@ -239,15 +239,18 @@ def _dump(model) -> dict:
 
 
 def _message(step: Reply, model: str) -> dict:
-    message = types.Message(
-        id=f"msg_{uuid.uuid4().hex[:24]}",
-        type="message",
-        role="assistant",
-        model=model,
-        content=step.content,
-        stop_reason=_stop_reason(step),
-        stop_sequence=None,
-        usage=_usage(step),
+    # From plain data, as the SDK reads the API's answers (the blocks are dicts).
+    message = types.Message.model_validate(
+        {
+            "id": f"msg_{uuid.uuid4().hex[:24]}",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": step.content,
+            "stop_reason": _stop_reason(step),
+            "stop_sequence": None,
+            "usage": _usage(step),
+        }
     )
     return {**_dump(message), "stop_sequence": None}  # always sent, even when null
 
@@ -268,34 +271,36 @@ def stream_events(step: Reply, model: str) -> Iterator[tuple[str, dict]]:
     )
     yield "message_start", _dump(types.RawMessageStartEvent(type="message_start", message=start))
     for index, block in enumerate(step.content):
+        deltas: list[types.TextDelta | types.InputJSONDelta]
         if block["type"] == "text":
-            opening, deltas = {"type": "text", "text": ""}, _text_deltas(block["text"])
+            opening: dict = {"type": "text", "text": ""}
+            deltas = [*_text_deltas(block["text"])]
         else:
             opening = {**block, "input": {}}
             deltas = [
                 types.InputJSONDelta(type="input_json_delta", partial_json=part)
                 for part in _halves(json.dumps(block["input"]))
             ]
-        event = types.RawContentBlockStartEvent(
-            type="content_block_start", index=index, content_block=opening
+        start_event = types.RawContentBlockStartEvent.model_validate(
+            {"type": "content_block_start", "index": index, "content_block": opening}
         )
-        yield "content_block_start", _dump(event)
-        for delta in deltas:
-            event = types.RawContentBlockDeltaEvent(
-                type="content_block_delta", index=index, delta=delta
+        yield "content_block_start", _dump(start_event)
+        for block_delta in deltas:
+            delta_event = types.RawContentBlockDeltaEvent(
+                type="content_block_delta", index=index, delta=block_delta
             )
-            yield "content_block_delta", _dump(event)
+            yield "content_block_delta", _dump(delta_event)
         stop = types.RawContentBlockStopEvent(type="content_block_stop", index=index)
         yield "content_block_stop", _dump(stop)
     usage = _usage(step)
-    delta = types.RawMessageDeltaEvent(
-        type="message_delta",
-        delta={"stop_reason": _stop_reason(step), "stop_sequence": None},
-        usage=types.MessageDeltaUsage(
-            **usage.model_dump(include=set(types.MessageDeltaUsage.model_fields))
-        ),
+    message_delta = types.RawMessageDeltaEvent.model_validate(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": _stop_reason(step), "stop_sequence": None},
+            "usage": usage.model_dump(include=set(types.MessageDeltaUsage.model_fields)),
+        }
     )
-    yield "message_delta", _dump(delta)
+    yield "message_delta", _dump(message_delta)
     yield "message_stop", _dump(types.RawMessageStopEvent(type="message_stop"))
 
 
@@ -326,6 +331,8 @@ def _failure(failure: Failure) -> tuple[int, dict[str, str], dict]:
 
 
 class _Server(ThreadingHTTPServer):
+    scripted: ScriptedAnthropic
+
     def handle_error(self, request, client_address) -> None:
         # A client that hangs up mid-call (a cancelled runner) is normal here.
         if not isinstance(sys.exc_info()[1], ConnectionError):
@@ -333,6 +340,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
+    server: _Server
     protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's connection pool expects
     # Headers and body go out in two writes; with Nagle on, the second waits for the
     # client's delayed ACK and every call costs ~40 ms on loopback.
@@ -351,6 +359,7 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as error:  # a bug in a step must reach the client, not hang it
             status, extra, payload = _failure(Failure(500, "api_error", repr(error)))
         if isinstance(payload, Reply):
+            assert body is not None  # a reply answers a well-formed request
             self._stream(payload, body["model"])
             return
         data = json.dumps(payload).encode()

@@ -45,6 +45,14 @@ class StorageEmulator:
         self.process: subprocess.Popen | None = None
         self._root: str | None = None
 
+    @classmethod
+    def existing(cls, url: str) -> StorageEmulator:
+        """One already running at `url`, started by someone else: stop() leaves it running."""
+        storage = cls()
+        storage.url = url.rstrip("/")
+        storage.port = int(storage.url.rsplit(":", 1)[1])
+        return storage
+
     def start(self) -> StorageEmulator:
         self._root = tempfile.mkdtemp(prefix="fake-gcs-")
         command = [

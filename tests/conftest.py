@@ -4,8 +4,8 @@ tests), the app with its test client, and a real API server process."""
 from __future__ import annotations
 
 import os
+import re
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -14,6 +14,8 @@ import pytest
 from devtools.api_server import ApiServer as DevApiServer
 from devtools.emulator import FirestoreEmulator
 from devtools.storage_emulator import StorageEmulator
+
+os.environ["NO_GCE_CHECK"] = "true"  # no metadata-server probe (devtools.api_server.LOCAL_ENV)
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "demo-test"
@@ -30,6 +32,28 @@ def wait_for(condition, timeout: float, interval: float = 0.05, message: str = "
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {message}")
         time.sleep(interval)  # polling interval of a deadline-bounded wait
+
+
+def must_match(pattern: str, text: str, flags: int = 0) -> re.Match[str]:
+    """re.search that fails the test when `pattern` is not in `text`."""
+    match = re.search(pattern, text, flags)
+    assert match, f"{pattern!r} not found"
+    return match
+
+
+def output_limits(**changes):
+    """The runner's OutputLimits from the `limits.outputs` the API sends it."""
+    from job_runner.outputs import OutputLimits
+
+    from api import config
+
+    spec = {
+        "maxFiles": config.MAX_OUTPUT_FILES,
+        "maxFileBytes": config.MAX_OUTPUT_FILE_BYTES,
+        "maxTotalBytes": config.MAX_OUTPUT_TOTAL_BYTES,
+        "maxPathChars": config.MAX_OUTPUT_PATH_CHARS,
+    }
+    return OutputLimits.from_spec(spec)._replace(**changes)
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -53,9 +77,10 @@ def storage_emulator(tmp_path_factory):
     log = tmp_path_factory.mktemp("storage") / "fake-gcs-server.log"
     storage = StorageEmulator(log).start()
     storage.create_bucket(BUCKET)
-    os.environ["STORAGE_EMULATOR_HOST"] = storage.url
-    os.environ["FILES_BUCKET"] = BUCKET
-    yield storage
+    with pytest.MonkeyPatch.context() as environment:  # restored when the session ends
+        environment.setenv("STORAGE_EMULATOR_HOST", storage.url)
+        environment.setenv("FILES_BUCKET", BUCKET)
+        yield storage
     storage.stop()
 
 
@@ -63,9 +88,10 @@ def storage_emulator(tmp_path_factory):
 def emulator(tmp_path_factory, storage_emulator):
     log = tmp_path_factory.mktemp("emulator") / "firestore.log"
     emulator = FirestoreEmulator(log).start()
-    os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host
-    os.environ["GOOGLE_CLOUD_PROJECT"] = PROJECT
-    yield emulator
+    with pytest.MonkeyPatch.context() as environment:  # restored when the session ends
+        environment.setenv("FIRESTORE_EMULATOR_HOST", emulator.host)
+        environment.setenv("GOOGLE_CLOUD_PROJECT", PROJECT)
+        yield emulator
     emulator.stop()
 
 
@@ -156,4 +182,4 @@ def bob(api_server, firestore):
 
 
 def with_settings(settings, **changes):
-    return replace(settings, **changes)
+    return settings.model_copy(update=changes)

@@ -12,7 +12,7 @@ class WebhookReceiver:
         self.received: list[tuple[dict[str, str], bytes]] = []
         self.answers: list[int] = []  # statuses to answer first, in order
         self.redirect_to: str | None = None
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._server.receiver = self
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
@@ -26,7 +26,13 @@ class WebhookReceiver:
         self._server.server_close()
 
 
+class _Server(ThreadingHTTPServer):
+    receiver: WebhookReceiver
+
+
 class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         receiver: WebhookReceiver = self.server.receiver
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))

@@ -120,9 +120,15 @@ class GcsFileStore:
         if self._client is None:
             with self._lock:
                 if self._client is None:
+                    from google.auth.exceptions import DefaultCredentialsError
                     from google.cloud import storage
 
-                    self._client = storage.Client(project=self.project)
+                    try:
+                        self._client = storage.Client(project=self.project)
+                    except DefaultCredentialsError as error:
+                        # No credential (the start-up check stops a server before
+                        # this): a 503, never a 500 and a lost file.
+                        raise StorageUnavailable(f"no storage credentials: {error}") from error
         return self._client.bucket(self.bucket_name)
 
     def _retry(self):
@@ -131,14 +137,18 @@ class GcsFileStore:
         return DEFAULT_RETRY.with_deadline(self.retry_seconds)
 
     def _call(self, work):
-        """Run one storage call; unreachable or 5xx becomes StorageUnavailable."""
+        """Run one storage call; unreachable, 5xx or a credential that fails (no
+        token, a refresh that fails) becomes StorageUnavailable."""
         import requests
         from google.api_core import exceptions as gexc
+        from google.auth.exceptions import GoogleAuthError
 
         try:
             return work()
         except (gexc.ServerError, gexc.TooManyRequests, gexc.RetryError) as error:
             raise StorageUnavailable(str(error)) from error
+        except GoogleAuthError as error:
+            raise StorageUnavailable(f"storage credentials: {error}") from error
         except (requests.ConnectionError, requests.Timeout, ConnectionError) as error:
             raise StorageUnavailable(str(error)) from error
 
@@ -193,7 +203,12 @@ class GcsFileStore:
                 while piece := reader.read(READ_CHUNK_BYTES):
                     out.write(piece)
 
-        self._call(upload)
+        from google.api_core import exceptions as gexc
+
+        try:
+            self._call(upload)
+        except gexc.NotFound as error:  # the bucket itself: misnamed or deleted
+            raise StorageUnavailable(f"bucket {self.bucket_name!r}: {error}") from error
         return StoredObject(name, reader.size, reader.digest.hexdigest())
 
     def read(self, name: str, start: int = 0, stop: int | None = None) -> Iterator[bytes]:

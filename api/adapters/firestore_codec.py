@@ -16,24 +16,19 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
-TASKS = "tasks"
-EVENTS = "events"
-# collection kind -> the fields stored as JSON strings, and their stored names
+from api.adapters.firestore_paths import document_id, document_kind
+
+__all__ = ["decode", "document_id", "dump_json", "encode", "load_json", "stored_size"]
+
+# document kind (firestore_paths.document_kind) -> its fields stored as JSON strings,
+# and their stored names
 OPAQUE_FIELDS = {
     "task": {"input": "inputJson", "result": "resultJson"},
     "event": {"data": "dataJson"},
 }
-
-
-def _kind(path: str) -> str | None:
-    parts = path.strip("/").split("/")
-    if len(parts) == 2 and parts[0] == TASKS:
-        return "task"
-    if len(parts) == 4 and parts[0] == TASKS and parts[2] == EVENTS:
-        return "event"
-    return None
 
 
 # Inside strings only `"` and `\` are escaped, and lone surrogates (JSON allows them,
@@ -44,7 +39,7 @@ def _kind(path: str) -> str | None:
 _ESCAPED = re.compile(r'["\\\ud800-\udfff]')
 
 
-def _escape(match: re.Match) -> str:
+def _escape(match: re.Match[str]) -> str:
     char = match.group()
     return "\\" + char if char in '"\\' else f"\\u{ord(char):04x}"
 
@@ -89,12 +84,12 @@ def stored_size(value: Any) -> int:
     return len(dump_json(value).encode("utf-8"))
 
 
-def encode(path: str, data: dict) -> dict:
+def encode(path: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """The document as stored: opaque fields of `path`'s kind become JSON strings.
     Also for partial updates (only the fields present are converted)."""
-    fields = OPAQUE_FIELDS.get(_kind(path) or "")
+    fields = OPAQUE_FIELDS.get(document_kind(path) or "")
     if not fields or not any(name in data for name in fields):
-        return data
+        return data if isinstance(data, dict) else dict(data)
     stored = dict(data)
     for name, stored_name in fields.items():
         if name in stored:
@@ -103,9 +98,9 @@ def encode(path: str, data: dict) -> dict:
     return stored
 
 
-def decode(path: str, stored: dict | None) -> dict | None:
+def decode(path: str, stored: dict[str, Any] | None) -> dict[str, Any] | None:
     """The document as the services know it (the inverse of `encode`)."""
-    fields = OPAQUE_FIELDS.get(_kind(path) or "")
+    fields = OPAQUE_FIELDS.get(document_kind(path) or "")
     if stored is None or not fields:
         return stored
     data = dict(stored)
@@ -114,12 +109,3 @@ def decode(path: str, stored: dict | None) -> dict | None:
             text = data.pop(stored_name)
             data[name] = None if text is None else load_json(text)
     return data
-
-
-def document_id(name: str) -> str:
-    """`name` as a document id, unchanged unless Firestore would refuse it (`.`, `..`,
-    `__.*__`): those become `~` and their hex, which no user id (api/services/auth.py
-    USER_ID) can be, so no two names share an id."""
-    if name in (".", "..") or (len(name) >= 4 and name.startswith("__") and name.endswith("__")):
-        return "~" + name.encode().hex()
-    return name

@@ -1,11 +1,12 @@
-"""The Firestore store: the only module that talks to Firestore.
+"""The Firestore store: with the firestore_* modules it is made of, the only code that
+talks to Firestore.
 
-Collections:
-  tasks/{taskId}                  the task resource plus bookkeeping fields
-  tasks/{taskId}/events/{seq}     its event log (zero-padded seq as the id)
-  idempotency/{hash}              Idempotency-Key -> task id and body hash
-  usage/{owner}_{yyyymmdd}        per-user daily counters, incremented at settle time
-  users/{owner}/admission/...     admission counters, sharded (firestore_admission.py)
+Where each document lives: firestore_paths.py; what each holds: api/models/documents.py.
+The store's verbs are split by subject: task creation (firestore_tasks.py), sharded
+counters (firestore_counters.py), the queues' queries (firestore_queues.py),
+conversations (firestore_conversations.py) and the other documents
+(firestore_documents.py). This module holds the client, task transitions and the
+generic document verbs the others build on.
 
 Maps keyed by callers, programs or models (a task's input and result, an event's
 data) are stored as JSON strings: see firestore_codec.py. Locally and in tests the
@@ -14,53 +15,41 @@ client talks to the emulator (FIRESTORE_EMULATOR_HOST), never to an in-memory fa
 
 from __future__ import annotations
 
-import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
-from api.adapters.firestore_admission import AdmissionStore
-from api.adapters.firestore_codec import EVENTS, TASKS, decode, encode
-
-IDEMPOTENCY = "idempotency"
-USAGE = "usage"
+from api.adapters.firestore_codec import decode, encode
+from api.adapters.firestore_conversations import ConversationStore
+from api.adapters.firestore_counters import CounterStore
+from api.adapters.firestore_documents import DocumentStore
+from api.adapters.firestore_paths import EVENTS, TASKS, event_doc_id, usage_path
+from api.adapters.firestore_queues import QueueQueries
+from api.adapters.firestore_tasks import TaskCreation
+from api.models.documents import EventDoc, TaskDoc
+from api.retry import retry_call
 
 
 @dataclass
 class Change:
-    """What a transition writes: task field updates, new events, counter increments,
-    and other documents written in the same transaction (path, data, merge)."""
+    """What a transition writes: task field updates, new events, counter increments
+    (document path, counters), and other documents written in the same transaction
+    (path, data, merge)."""
 
     updates: dict[str, Any] = field(default_factory=dict)
     events: list[tuple[str, Any]] = field(default_factory=list)
-    increments: list[tuple[str, str, dict[str, int]]] = field(default_factory=list)
+    increments: list[tuple[str, dict[str, int]]] = field(default_factory=list)
     writes: list[tuple[str, dict, bool]] = field(default_factory=list)
 
 
 # Reads another document ("collection/id[/sub/id...]") inside the same transaction.
-Reader = Callable[[str], dict | None]
+Reader = Callable[[str], dict[str, Any] | None]
 # A mutation sees the current task (a dict, or None when absent) and returns the Change
 # to apply, or None to write nothing. It runs inside a transaction and may be retried;
 # any other document it needs it reads through `read`, before anything is written.
-Mutation = Callable[[dict | None, Reader], Change | None]
-
-
-# Idempotency keys are kept this long (Firestore's TTL policy on `expireAt` deletes
-# them afterwards; see terraform/firestore.tf).
-IDEMPOTENCY_TTL = timedelta(hours=24)
-
-
-def idempotency_record(task_id: str, body_hash: str, now: datetime, **extra) -> dict:
-    return {
-        "taskId": task_id,
-        "bodyHash": body_hash,
-        "createdAt": now,
-        "expireAt": now + IDEMPOTENCY_TTL,
-        **extra,
-    }
+Mutation = Callable[[Any, Reader], Change | None]
 
 
 CONTENTION_BUDGET_SECONDS = 8.0
@@ -70,23 +59,19 @@ class Contended(Exception):
     """A transaction kept losing races for the same documents; try again later."""
 
 
-def event_doc_id(seq: int) -> str:
-    return f"{seq:010d}"
-
-
-def _read(snapshot) -> dict | None:
+def _read(snapshot: Any) -> Any:
     """A document as the services know it, or None when it does not exist."""
     return decode(snapshot.reference.path, snapshot.to_dict()) if snapshot.exists else None
 
 
-class FirestoreStore(AdmissionStore):
+class FirestoreStore(TaskCreation, CounterStore, QueueQueries, ConversationStore, DocumentStore):
     def __init__(self, project: str, client: Any = None) -> None:
         self.project = project
         self._client = client
         self._lock = threading.Lock()
 
     @property
-    def client(self):
+    def client(self) -> Any:
         # Built on first use, never at import time (the SDK is heavy, and tests pick
         # the emulator through the environment before the first call).
         if self._client is None:
@@ -107,35 +92,40 @@ class FirestoreStore(AdmissionStore):
         """
         from google.api_core import exceptions as gexc
 
-        deadline = time.monotonic() + CONTENTION_BUDGET_SECONDS
-        delay = 0.02
-        while True:
-            try:
-                return attempt()
-            except (gexc.Aborted, ValueError) as error:
-                if isinstance(error, ValueError) and "transaction" not in str(error).lower():
-                    raise
-                if time.monotonic() + delay > deadline:
-                    raise Contended(str(error)) from error
-                time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 0.5)
+        def lost_race(error: Exception) -> bool:
+            if isinstance(error, ValueError):
+                return "transaction" in str(error).lower()
+            return isinstance(error, gexc.Aborted)
 
-    def _task_ref(self, task_id: str):
+        try:
+            return retry_call(
+                attempt,
+                retry_if=lost_race,
+                initial=0.02,
+                maximum=0.5,
+                deadline_seconds=CONTENTION_BUDGET_SECONDS,
+            )
+        except (gexc.Aborted, ValueError) as error:
+            if not lost_race(error):
+                raise
+            raise Contended(str(error)) from error
+
+    def _task_ref(self, task_id: str) -> Any:
         return self.client.collection(TASKS).document(task_id)
 
     # -- tasks -----------------------------------------------------------------
 
-    def get_task(self, task_id: str) -> dict | None:
+    def get_task(self, task_id: str) -> TaskDoc | None:
         return _read(self._task_ref(task_id).get())
 
     @staticmethod
-    def _set_event(transaction, task_ref, event: dict) -> None:
+    def _set_event(transaction: Any, task_ref: Any, event: EventDoc) -> None:
         ref = task_ref.collection(EVENTS).document(event_doc_id(event["seq"]))
         transaction.set(ref, encode(ref.path, event))
 
     def update_task(
         self, task_id: str, mutate: Mutation, now: datetime
-    ) -> tuple[dict | None, bool]:
+    ) -> tuple[TaskDoc | None, bool]:
         """Apply `mutate` to the task in one transaction; return (task after, changed)."""
         from google.cloud import firestore
 
@@ -143,7 +133,7 @@ class FirestoreStore(AdmissionStore):
         task_ref = self._task_ref(task_id)
 
         @firestore.transactional
-        def apply(transaction) -> tuple[dict | None, bool]:
+        def apply(transaction: Any) -> tuple[TaskDoc | None, bool]:
             current = _read(task_ref.get(transaction=transaction))
 
             def read(path: str) -> dict | None:
@@ -163,19 +153,55 @@ class FirestoreStore(AdmissionStore):
             transaction.update(task_ref, encode(task_ref.path, dict(change.updates, eventSeq=seq)))
             for path, data, merge in change.writes:
                 transaction.set(client.document(path), encode(path, data), merge=merge)
-            for collection, doc_id, counters in change.increments:
+            for path, counters in change.increments:
                 transaction.set(
-                    client.collection(collection).document(doc_id),
+                    client.document(path),
                     {name: firestore.Increment(n) for name, n in counters.items()},
                     merge=True,
                 )
-            return updated, True
+            return cast(TaskDoc, updated), True
 
-        return self._contended(lambda: apply(client.transaction(max_attempts=1)))
+        result: tuple[TaskDoc | None, bool] = self._contended(
+            lambda: apply(client.transaction(max_attempts=1))
+        )
+        return result
+
+    def append_task_event(self, task_id: str, kind: str, data: Any, now: datetime) -> None:
+        """One more event on a task, whatever its status (a webhook attempt is recorded
+        on a finished task)."""
+        self.update_task(task_id, lambda task, read: Change(events=[(kind, data)]), now)
+
+    def add_llm_usage(
+        self, task_id: str, input_tokens: int, output_tokens: int, now: datetime
+    ) -> None:
+        """Count one LLM call on the task (`llmUsage`) and on its owner's day (`usage`),
+        in one transaction."""
+
+        def mutate(current: TaskDoc | None, read: Reader) -> Change | None:
+            if current is None:
+                return None
+            before = cast(dict[str, int], current.get("llmUsage") or {})
+            totals = {
+                "inputTokens": before.get("inputTokens", 0) + input_tokens,
+                "outputTokens": before.get("outputTokens", 0) + output_tokens,
+                "calls": before.get("calls", 0) + 1,
+            }
+            counters = {
+                "llmInputTokens": input_tokens,
+                "llmOutputTokens": output_tokens,
+                "llmTokens": input_tokens + output_tokens,
+                "llmCalls": 1,
+            }
+            return Change(
+                updates={"llmUsage": totals},
+                increments=[(usage_path(current["owner"], now), counters)],
+            )
+
+        self.update_task(task_id, mutate, now)
 
     def list_tasks(
         self, owner: str, *, status: str | None, limit: int, after_id: str | None
-    ) -> list[dict]:
+    ) -> list[TaskDoc]:
         """The owner's tasks, newest first; `after_id` continues after that task."""
         from google.cloud import firestore
         from google.cloud.firestore_v1.base_query import FieldFilter
@@ -195,7 +221,7 @@ class FirestoreStore(AdmissionStore):
 
     def tasks_with_status(
         self, statuses: list[str], *, due_field: str, due_before: datetime, limit: int
-    ) -> list[dict]:
+    ) -> list[TaskDoc]:
         """Tasks in `statuses` whose `due_field` is at or before `due_before`, oldest
         due first. Used by the dispatcher (queued) and the reconciler (in flight)."""
         from google.cloud.firestore_v1.base_query import FieldFilter
@@ -218,7 +244,7 @@ class FirestoreStore(AdmissionStore):
 
     # -- events ----------------------------------------------------------------
 
-    def list_events(self, task_id: str, *, after: int, limit: int) -> list[dict]:
+    def list_events(self, task_id: str, *, after: int, limit: int) -> list[EventDoc]:
         from google.cloud.firestore_v1.base_query import FieldFilter
 
         query = (
@@ -232,13 +258,13 @@ class FirestoreStore(AdmissionStore):
 
     # -- other documents (agents, conversations, usage) ----------------------------
 
-    def get_doc(self, path: str) -> dict | None:
+    def get_doc(self, path: str) -> Any:
         return _read(self.client.document(path).get())
 
-    def create_doc(self, path: str, data: dict) -> None:
+    def create_doc(self, path: str, data: dict[str, Any]) -> None:
         self.client.document(path).create(encode(path, data))
 
-    def create_doc_if_absent(self, path: str, data: dict) -> bool:
+    def create_doc_if_absent(self, path: str, data: dict[str, Any]) -> bool:
         """Create a document unless it exists: one commit with a precondition, so of
         any number of racing callers exactly one gets True, and none waits on a lock."""
         from google.api_core import exceptions as gexc
@@ -252,10 +278,12 @@ class FirestoreStore(AdmissionStore):
     def delete_doc(self, path: str) -> None:
         self.client.document(path).delete()
 
-    def update_doc(self, path: str, updates: dict) -> None:
+    def update_doc(self, path: str, updates: dict[str, Any]) -> None:
         self.client.document(path).update(encode(path, updates))
 
-    def list_owned(self, collection: str, owner: str, *, limit: int, after_id: str | None):
+    def list_owned(
+        self, collection: str, owner: str, *, limit: int, after_id: str | None
+    ) -> list[Any]:
         """The owner's documents of `collection`, newest first."""
         from google.cloud import firestore
         from google.cloud.firestore_v1.base_query import FieldFilter
@@ -273,7 +301,7 @@ class FirestoreStore(AdmissionStore):
             query = query.start_after(cursor)
         return [_read(doc) for doc in query.limit(limit).stream()]
 
-    def list_children(self, path: str, *, limit: int, after_id: str | None = None) -> list[dict]:
+    def list_children(self, path: str, *, limit: int, after_id: str | None = None) -> list[Any]:
         """A subcollection's first `limit` documents after `after_id`, in id order (our
         ids sort by time)."""
         collection = self.client.collection(path)
@@ -282,7 +310,7 @@ class FirestoreStore(AdmissionStore):
             query = query.start_after({"__name__": collection.document(after_id)})
         return [_read(doc) for doc in query.limit(limit).stream()]
 
-    def list_children_before(self, path: str, *, before: datetime, limit: int) -> list[dict]:
+    def list_children_before(self, path: str, *, before: datetime, limit: int) -> list[Any]:
         """The last `limit` documents of a subcollection created before `before`, oldest
         first. (By `createdAt`, not by id: Firestore scans keys in ascending order only.)"""
         from google.cloud import firestore
@@ -310,7 +338,7 @@ class FirestoreStore(AdmissionStore):
                 batch.commit()
         doc.delete()
 
-    def run_transaction(self, work: Callable[[Reader, Callable], Any]) -> Any:
+    def run_transaction(self, work: Callable[[Reader, Callable[..., None]], Any]) -> Any:
         """Run `work(read, write)` in one transaction: `read(path)` returns a document
         or None; `write(path, data, merge=False)` sets one. Reads come first."""
         from google.cloud import firestore
@@ -318,7 +346,7 @@ class FirestoreStore(AdmissionStore):
         client = self.client
 
         @firestore.transactional
-        def run(transaction):
+        def run(transaction: Any) -> Any:
             def read(path: str) -> dict | None:
                 return _read(client.document(path).get(transaction=transaction))
 
@@ -328,8 +356,3 @@ class FirestoreStore(AdmissionStore):
             return work(read, write)
 
         return self._contended(lambda: run(client.transaction(max_attempts=1)))
-
-    # -- idempotency -----------------------------------------------------------
-
-    def get_idempotency(self, key_id: str) -> dict | None:
-        return _read(self.client.collection(IDEMPOTENCY).document(key_id).get())

@@ -19,8 +19,12 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from api import config
+
+if TYPE_CHECKING:
+    import anthropic
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +70,7 @@ class AnthropicUpstream:
         self._api_key = api_key
         self._api_key_secret = api_key_secret
         self._base_url = base_url
-        self._client = None
+        self._client: anthropic.Anthropic | None = None
         self._lock = threading.Lock()
 
     @property

@@ -71,7 +71,7 @@ def resolve(url: str, *, allow_loopback: bool) -> Target:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         raise WebhookRefused(f"the host {host!r} does not resolve") from None
-    addresses = sorted({info[4][0] for info in infos})
+    addresses = sorted({str(info[4][0]) for info in infos})  # the IP address, as text
     refused = [a for a in addresses if not _allowed(a, allow_loopback)]
     if refused or not addresses:
         raise WebhookRefused(
@@ -98,6 +98,7 @@ def post(url: str, body: bytes, headers: dict[str, str], *, allow_loopback: bool
     for _ in range(config.WEBHOOK_MAX_REDIRECTS + 1):
         target = resolve(url, allow_loopback=allow_loopback)
         timeout = urllib3.Timeout(total=config.WEBHOOK_TIMEOUT_SECONDS)
+        pool: urllib3.HTTPConnectionPool
         if target.scheme == "https":
             pool = urllib3.HTTPSConnectionPool(
                 target.address,

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from api import config
+from api.models.documents import TOOLS, Engine, ToolName
 from api.models.tasks import MemoryMb, TimeoutSeconds, WebhookUrl
 
-Engine = Literal["claude-code", "messages"]
-ToolName = Literal["bash", "python", "read_file", "write_file", "edit_file", "list_files"]
+__all__ = ["Engine", "ToolName"]  # and the models below; Engine, ToolName: documents.py
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Prompt = Annotated[str, StringConstraints(min_length=1, max_length=config.MAX_PROMPT_CHARS)]
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
@@ -34,9 +34,9 @@ class AgentCreate(BaseModel):
     description: str = Field("", max_length=2000)
     system_prompt: str = Field("", alias="systemPrompt", max_length=config.MAX_SYSTEM_PROMPT_CHARS)
     model: ModelName | None = None
-    tools: list[ToolName] = Field(default_factory=lambda: list(config.RUNNER_TOOLS))
+    tools: list[ToolName] = Field(default_factory=lambda: list(TOOLS))
     engine: Engine = Field(
-        config.DEFAULT_AGENT_ENGINE,
+        cast(Engine, config.DEFAULT_AGENT_ENGINE),
         description='"claude-code": the real Claude Code CLI in the sandbox (its tools, '
         "prompts and sub-agents; `tools` choose which of its built-in tools it has). "
         '"messages": the built-in tool loop, lighter.',
@@ -63,16 +63,18 @@ class AgentPatch(BaseModel):
         extra="forbid", populate_by_name=True, json_schema_extra=_patch_schema
     )
 
-    name: Name = None
-    description: str = Field(None, max_length=2000)
-    system_prompt: str = Field(
+    # The other fields default to None without admitting it (so an explicit null is
+    # refused, and absence means unchanged): hence their `type: ignore[assignment]`.
+    name: Name = None  # type: ignore[assignment]
+    description: str = Field(None, max_length=2000)  # type: ignore[assignment]
+    system_prompt: str = Field(  # type: ignore[assignment]
         None, alias="systemPrompt", max_length=config.MAX_SYSTEM_PROMPT_CHARS
     )
     model: ModelName | None = None
-    tools: list[ToolName] = None
-    engine: Engine = None
-    max_turns: MaxTurns = Field(None, alias="maxTurns")
-    max_tokens: MaxTokens = Field(None, alias="maxTokens")
+    tools: list[ToolName] = None  # type: ignore[assignment]
+    engine: Engine = None  # type: ignore[assignment]
+    max_turns: MaxTurns = Field(None, alias="maxTurns")  # type: ignore[assignment]
+    max_tokens: MaxTokens = Field(None, alias="maxTokens")  # type: ignore[assignment]
 
     _tools = field_validator("tools")(_unique_tools)
 

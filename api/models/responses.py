@@ -1,29 +1,31 @@
 """Response models: the bodies the public API answers with (DESIGN section 6).
 
-The routes build their bodies with the `render_*` functions, not with these models;
-the models are the contract those functions must keep. `api/openapi.py` publishes
-them and the contract tests (tests/contract) check every response against them, so
-a render function that drifts from them fails a test rather than a client.
+The routes answer with these models: each resource's `of(document)` reads the stored
+document (the one place that maps stored fields to public ones) and `body()` is the
+JSON. `api/openapi.py` publishes them and the contract tests (tests/contract) check
+every response against them.
 
 Where a response echoes what was validated on the way in (a task's `input`) or what
-a runner reported (its `result`), it reuses the model that validated it.
+a runner reported (its `result`), it reuses the model that validated it, and echoes
+the stored value as it is (`AS_STORED`): it was validated when it was stored, and a
+page of tasks should not run every input's checks again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WrapValidator
 
-from api.models.agents import AgentTaskInput, Engine, ToolName
+from api.config import STORED_AGENT_ENGINE
+from api.models.agents import AgentTaskInput
 from api.models.deployment import DeploymentConfig, Usage
+from api.models.documents import Engine, MessageRole, TaskKind, TaskStatusName, ToolName
 from api.models.runner import AgentResult, OutputFile, RunnerResult, SkippedFile
 from api.models.tasks import CodeTaskInput
 
-TaskStatusName = Literal[
-    "queued", "dispatched", "running", "completed", "failed", "timed_out", "cancelled"
-]
 # `heartbeat` never reaches the API's event log: the events route drops it.
 EventType = Literal[
     "status",
@@ -39,13 +41,21 @@ EventType = Literal[
 ]
 # Times are RFC 3339 in UTC; a task's start and finish are null until they happen.
 Timestamp = datetime | None
+# A stored value echoed as it is; its schema is still the annotated model's.
+AS_STORED = (WrapValidator(lambda value, _: value), PlainSerializer(lambda value: value))
+Document = Mapping[str, Any]
 
 
 class Contract(BaseModel):
-    """A response body: no field beyond the ones listed, so a render function that
-    leaks one (an owner, a claim) breaks the contract tests."""
+    """A response body: no field beyond the ones listed, so a document that leaks
+    one (an owner, a claim) is refused here and breaks the contract tests."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body: camelCase names, RFC 3339 times, optional fields that were
+        not given left out."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 class ErrorDetail(Contract):
@@ -65,6 +75,12 @@ class Health(Contract):
     # Only on Cloud Run: the revision that answered (its K_REVISION).
     revision: str | None = None
 
+    @classmethod
+    def of(cls, service: str, revision: str | None) -> Self:
+        return cls.model_validate(
+            {"status": "ok", "service": service} | ({"revision": revision} if revision else {})
+        )
+
 
 class Execution(Contract):
     """Where the task runs: a local runner process or a Cloud Run Job execution."""
@@ -75,18 +91,30 @@ class Execution(Contract):
     log_uri: str | None = Field(alias="logUri")
     console_uri: str | None = Field(None, alias="consoleUri")
 
+    @classmethod
+    def of(cls, execution: Document) -> Self:
+        shown = {
+            "backend": execution.get("backend"),
+            "name": execution.get("name"),
+            "attempt": execution.get("attempt", 0),
+            "logUri": execution.get("logUri"),
+        }
+        if execution.get("consoleUri"):  # Cloud Run: the execution's page in the Console
+            shown["consoleUri"] = execution["consoleUri"]
+        return cls.model_validate(shown)
+
 
 class Task(Contract):
     id: str
-    kind: Literal["code", "agent"]
+    kind: TaskKind
     status: TaskStatusName
     created_at: datetime = Field(alias="createdAt")
     started_at: Timestamp = Field(alias="startedAt")
     finished_at: Timestamp = Field(alias="finishedAt")
-    input: Annotated[CodeTaskInput | AgentTaskInput, Field(discriminator="kind")] = Field(
-        description="The request as validated, with every default filled in."
-    )
-    result: RunnerResult | AgentResult | None = Field(
+    input: Annotated[
+        Annotated[CodeTaskInput | AgentTaskInput, Field(discriminator="kind")], *AS_STORED
+    ] = Field(description="The request as validated, with every default filled in.")
+    result: Annotated[RunnerResult | AgentResult | None, *AS_STORED] = Field(
         description="A code task's exit code and output, or an agent task's answer; "
         "partial output is kept when the task timed out."
     )
@@ -105,6 +133,39 @@ class Task(Contract):
     webhook_url: str | None = Field(
         alias="webhookUrl", description="Where the finished task is POSTed, if anywhere."
     )
+
+    @classmethod
+    def of(cls, task: Document, queue_position: int | None = None) -> Self:
+        """The public task: no owner, claim or bookkeeping fields."""
+        execution = task.get("execution")
+        return cls.model_validate(
+            {
+                "id": task["id"],
+                "kind": task["kind"],
+                "status": task["status"],
+                "createdAt": task.get("createdAt"),
+                "startedAt": task.get("startedAt"),
+                "finishedAt": task.get("finishedAt"),
+                "input": task["input"],
+                "result": _public_result(task.get("result")),
+                "error": task.get("error"),
+                "execution": Execution.of(execution) if execution is not None else None,
+                "queuePosition": queue_position if task["status"] == "queued" else None,
+                "webhookUrl": task.get("webhookUrl"),
+            }
+        )
+
+
+def public_file(entry: Document) -> dict[str, Any]:
+    """A result.files entry as clients see it, without the object index it is
+    stored under."""
+    return {k: v for k, v in entry.items() if k != "stored"}
+
+
+def _public_result(result: Document | None) -> Document | None:
+    if not result or not result.get("files"):
+        return result
+    return {**result, "files": [public_file(entry) for entry in result["files"]]}
 
 
 class TaskBatchAccepted(Contract):
@@ -125,6 +186,16 @@ class WebhookSecret(Contract):
         "until then.",
     )
 
+    @classmethod
+    def of(cls, record: Document) -> Self:
+        return cls.model_validate(
+            {
+                "secret": record["secret"],
+                "createdAt": record.get("createdAt"),
+                "previousValidUntil": record.get("previousUntil"),
+            }
+        )
+
 
 class TaskList(Contract):
     tasks: list[Task]
@@ -136,6 +207,12 @@ class TaskEvent(Contract):
     type: EventType
     data: str | dict[str, Any]
     at: datetime
+
+    @classmethod
+    def of(cls, event: Document) -> Self:
+        return cls.model_validate(
+            {"seq": event["seq"], "type": event["type"], "data": event["data"], "at": event["at"]}
+        )
 
 
 class TaskEventList(Contract):
@@ -156,6 +233,22 @@ class Agent(Contract):
     created_at: datetime = Field(alias="createdAt")
     updated_at: datetime = Field(alias="updatedAt")
 
+    @classmethod
+    def of(cls, agent: Document) -> Self:
+        fields = ("name", "description", "systemPrompt", "model", "tools")
+        return cls.model_validate(
+            {
+                "id": agent["id"],
+                **{name: agent.get(name) for name in fields},
+                # Agents stored before engines existed ran on the SDK loop.
+                "engine": agent.get("engine") or STORED_AGENT_ENGINE,
+                "maxTurns": agent.get("maxTurns"),
+                "maxTokens": agent.get("maxTokens"),
+                "createdAt": agent.get("createdAt"),
+                "updatedAt": agent.get("updatedAt"),
+            }
+        )
+
 
 class AgentList(Contract):
     agents: list[Agent]
@@ -171,6 +264,21 @@ class Conversation(Contract):
     created_at: datetime = Field(alias="createdAt")
     updated_at: datetime = Field(alias="updatedAt")
 
+    @classmethod
+    def fields_of(cls, conversation: Document) -> dict[str, Any]:
+        return {
+            "id": conversation["id"],
+            "title": conversation.get("title", ""),
+            "agentId": conversation.get("agentId"),
+            "activeTaskId": conversation.get("activeTaskId"),
+            "createdAt": conversation.get("createdAt"),
+            "updatedAt": conversation.get("updatedAt"),
+        }
+
+    @classmethod
+    def of(cls, conversation: Document) -> Self:
+        return cls.model_validate(cls.fields_of(conversation))
+
 
 class ConversationList(Contract):
     conversations: list[Conversation]
@@ -178,10 +286,22 @@ class ConversationList(Contract):
 
 class Message(Contract):
     id: str
-    role: Literal["user", "assistant"]
+    role: MessageRole
     content: str
     task_id: str | None = Field(alias="taskId")
     created_at: datetime = Field(alias="createdAt")
+
+    @classmethod
+    def of(cls, message: Document) -> Self:
+        return cls.model_validate(
+            {
+                "id": message["id"],
+                "role": message["role"],
+                "content": message["content"],
+                "taskId": message.get("taskId"),
+                "createdAt": message.get("createdAt"),
+            }
+        )
 
 
 class ConversationWithMessages(Conversation):
@@ -189,6 +309,18 @@ class ConversationWithMessages(Conversation):
     next_messages_after: str | None = Field(
         alias="nextMessagesAfter", description="Pass as `?after=` for the next page."
     )
+
+    @classmethod
+    def of_page(
+        cls, conversation: Document, messages: list[Document], next_after: str | None
+    ) -> Self:
+        return cls.model_validate(
+            {
+                **Conversation.fields_of(conversation),
+                "messages": [Message.of(m) for m in messages],
+                "nextMessagesAfter": next_after,
+            }
+        )
 
 
 class MessageAccepted(Contract):
@@ -218,6 +350,17 @@ class Upload(Contract):
     sha256: str
     expires_at: datetime = Field(alias="expiresAt")
 
+    @classmethod
+    def of(cls, record: Document) -> Self:
+        return cls.model_validate(
+            {
+                "id": record["id"],
+                "size": record["size"],
+                "sha256": record["sha256"],
+                "expiresAt": record["expireAt"],
+            }
+        )
+
 
 class UploadInParts(Contract):
     """An upload sent in parts (`POST /api/uploads?parts=N`, then `PUT
@@ -232,12 +375,34 @@ class UploadInParts(Contract):
     sha256: str | None = Field(None, description="Complete: the whole file's hash.")
     expires_at: datetime = Field(alias="expiresAt")
 
+    @classmethod
+    def of(cls, record: Document, missing: list[int]) -> Self:
+        """Complete: its size and hash; pending: the parts it still waits for
+        (`missing`, api/services/files.py: missing_parts)."""
+        shown = {"id": record["id"], "status": record.get("status", "complete")}
+        if shown["status"] == "complete":
+            shown |= {"size": record["size"], "sha256": record["sha256"]}
+        else:
+            shown |= {"parts": record["parts"], "missing": missing}
+        return cls.model_validate(shown | {"expiresAt": record["expireAt"]})
+
 
 class FileListing(Contract):
     """A task's (or a conversation's current workspace's) files, and what was skipped."""
 
     files: list[OutputFile]
     skipped: list[SkippedFile]
+
+    @classmethod
+    def of(cls, task: Document | None) -> Self:
+        """The task's files (none for no task: a conversation without a workspace)."""
+        result = (task or {}).get("result") or {}
+        return cls.model_validate(
+            {
+                "files": [public_file(entry) for entry in result.get("files") or []],
+                "skipped": result.get("skipped") or [],
+            }
+        )
 
 
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (

@@ -108,7 +108,7 @@ class AgentResult(OutputListing):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     text: str = Field(max_length=config.MAX_OUTPUT_BYTES * 2)
-    usage: TokenUsage = Field(default_factory=TokenUsage)
+    usage: TokenUsage = Field(default_factory=lambda: TokenUsage.model_validate({}))
     turns: int = Field(0, ge=0)
     stop_reason: str | None = Field(None, alias="stopReason", max_length=50)
     workspace: WorkspaceSnapshot | None = None

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from pydantic_core import PydanticCustomError
 
 from api import config
+from api.models.documents import TaskStatusName
 
 Language = Literal["python", "bash"]
 # Bounds shared by every kind of task (and the agents' limits in models/agents.py).
@@ -148,7 +149,4 @@ class ListTasksQuery(BaseModel):
 
     limit: int = Field(config.LIST_PAGE_DEFAULT, ge=1, le=config.LIST_PAGE_MAX)
     page_token: str | None = Field(None, alias="pageToken", max_length=200)
-    status: (
-        Literal["queued", "dispatched", "running", "completed", "failed", "timed_out", "cancelled"]
-        | None
-    ) = None
+    status: TaskStatusName | None = None

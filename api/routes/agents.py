@@ -3,47 +3,56 @@ clients (6.5)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, request
+from flask import Blueprint
+from pydantic import Field
 
-from api.errors import ApiError
 from api.models import AgentCreate, AgentPatch
-from api.routes.common import current_user, json_body, services, validate
-from api.services.agents import render_agent
+from api.models import responses as r
+from api.routes.common import Query, current_user, json_body, parse_query, services, validate
+from api.routes.operations import AGENTS, AUTHED, BODY_ERRORS, Reply, operation
 
 bp = Blueprint("agents", __name__, url_prefix="/api/agents")
 
 LIST_DEFAULT, LIST_MAX = 50, 100
 
 
-@bp.post("")
-def create():
+class AgentListQuery(Query):
+    limit: int = Field(LIST_DEFAULT, ge=1, le=LIST_MAX, description="Page size.")
+
+
+@operation(bp, "post", "", "createAgent", "Create an agent", AGENTS,
+           Reply(201, "The agent.", r.Agent, ("Location",)), (*BODY_ERRORS, 422, *AUTHED),
+           body=(AgentCreate,))  # fmt: skip
+def create() -> tuple[dict, int, dict[str, str]]:
     """201 with the agent; 400 invalid fields, 422 a model not offered here."""
     agent = services().agents.create(current_user(), validate(AgentCreate, json_body()))
-    return render_agent(agent), 201, {"Location": f"/api/agents/{agent['id']}"}
+    return r.Agent.of(agent).body(), 201, {"Location": f"/api/agents/{agent['id']}"}
 
 
-@bp.get("")
-def list_agents():
-    user = current_user()
-    raw = request.args.get("limit", str(LIST_DEFAULT))
-    if not raw.isdecimal() or not 1 <= int(raw) <= LIST_MAX:
-        raise ApiError(400, "invalid_request", f"limit must be between 1 and {LIST_MAX}.")
-    agents = services().agents.list(user, limit=int(raw))
-    return {"agents": [render_agent(a) for a in agents]}
+@operation(bp, "get", "", "listAgents", "Your agents", AGENTS,
+           Reply(200, "Your agents.", r.AgentList), (400, *AUTHED),
+           query=AgentListQuery)  # fmt: skip
+def list_agents() -> dict:
+    agents = services().agents.list(current_user(), limit=parse_query(AgentListQuery).limit)
+    return r.AgentList(agents=[r.Agent.of(a) for a in agents]).body()
 
 
-@bp.get("/<agent_id>")
-def get(agent_id: str):
-    return render_agent(services().agents.get(current_user(), agent_id))
+@operation(bp, "get", "/<agent_id>", "getAgent", "An agent", AGENTS,
+           Reply(200, "The agent.", r.Agent), (404, *AUTHED))  # fmt: skip
+def get(agent_id: str) -> dict:
+    return r.Agent.of(services().agents.get(current_user(), agent_id)).body()
 
 
-@bp.patch("/<agent_id>")
-def update(agent_id: str):
+@operation(bp, "patch", "/<agent_id>", "updateAgent", "Change an agent's fields", AGENTS,
+           Reply(200, "The agent as changed.", r.Agent), (*BODY_ERRORS, 404, 422, *AUTHED),
+           body=(AgentPatch,))  # fmt: skip
+def update(agent_id: str) -> dict:
     patch = validate(AgentPatch, json_body())
-    return render_agent(services().agents.update(current_user(), agent_id, patch))
+    return r.Agent.of(services().agents.update(current_user(), agent_id, patch)).body()
 
 
-@bp.delete("/<agent_id>")
-def delete(agent_id: str):
+@operation(bp, "delete", "/<agent_id>", "deleteAgent", "Delete an agent", AGENTS,
+           Reply(204, "Deleted."), (404, *AUTHED))  # fmt: skip
+def delete(agent_id: str) -> tuple[str, int]:
     services().agents.delete(current_user(), agent_id)
     return "", 204

@@ -1,4 +1,5 @@
-"""What every route needs: the caller's identity, the JSON body, validation errors."""
+"""What every route needs: the caller's identity, the JSON body and query string,
+validation errors."""
 
 from __future__ import annotations
 
@@ -6,31 +7,80 @@ import functools
 import json
 import re
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
-from flask import current_app, request
-from pydantic import BaseModel, ValidationError
+from flask import Flask, current_app, request
+from pydantic import BaseModel, ConfigDict, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from api import config
 from api.errors import ApiError
 
+if TYPE_CHECKING:
+    from api import Services
+
 M = TypeVar("M", bound=BaseModel)
-F = TypeVar("F", bound=Callable)
+F = TypeVar("F", bound=Callable[..., Any])
 
 _USER = "agent_platform.user"
+_PUBLIC = "agent_platform_public"
+# The runner's blueprints: a task token (api/services/runner.py), the scheduler's
+# identity or the LLM proxy's own check authorizes each of their routes instead.
+TASK_TOKEN_BLUEPRINTS = frozenset({"internal", "internal_files"})
+
+
+def public(view: F) -> F:
+    """Mark a view that answers without credentials (health, the OpenAPI document, the
+    console). Every other view of a public blueprint authenticates first."""
+    setattr(view, _PUBLIC, True)
+    return view
+
+
+def is_public(view: Callable[..., Any]) -> bool:
+    return bool(getattr(view, _PUBLIC, False))
+
+
+def init_app(app: Flask) -> None:
+    """Authenticate by default: before any view of a public blueprint, unless it is
+    marked `public`."""
+    app.before_request(_authenticate)
+
+
+def _authenticate() -> None:
+    if request.endpoint is None or request.blueprint in TASK_TOKEN_BLUEPRINTS:
+        return  # no such route (404, 405), or one the runner calls
+    if request.method == "OPTIONS":
+        return  # Flask's own answer: the allowed methods, nothing of anyone's
+    if not is_public(current_app.view_functions[request.endpoint]):
+        current_user()
 
 
 def current_user() -> str:
     """The caller, as AUTH_MODE says (api/services/auth.py): a verified Firebase ID
-    token or API key, or in dev mode the X-User-Id header. Checked once per request."""
+    token or API key, or in dev mode the X-User-Id header. Checked once per request,
+    before the view (`init_app`)."""
     # Kept on the request itself: `g` can outlive a request (an app context that a
     # test or a CLI command holds open is shared by the requests made inside it).
     if _USER not in request.environ:
-        user = services().auth.authenticate(request.headers)
-        services().request_rate.take(user)  # 429 past the per-user request rate
-        request.environ[_USER] = user
-    return request.environ[_USER]
+        # werkzeug names the headers in title case (X-User-Id) whatever the client sent.
+        caller = services().auth.authenticate(dict(request.headers))
+        services().request_rate.take(caller)  # 429 past the per-user request rate
+        request.environ[_USER] = caller
+    user: str = request.environ[_USER]
+    return user
+
+
+class Query(BaseModel):
+    """A route's query string: one model per route, parsed with `parse_query` and
+    published as the route's query parameters in the OpenAPI document
+    (api/routes/operations.py). Unknown parameters are ignored."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+def parse_query(model: type[M]) -> M:
+    """The query string as `model`; 400 `invalid_request` naming a bad parameter."""
+    return validate(model, request.args.to_dict())
 
 
 def body_limit(max_bytes: int) -> Callable[[F], F]:
@@ -48,6 +98,12 @@ def body_limit(max_bytes: int) -> Callable[[F], F]:
         return limited  # type: ignore[return-value]
 
     return decorate
+
+
+def body_stream() -> BinaryIO:
+    """The request body as a stream, read without buffering. werkzeug types it as
+    IO[bytes]; the services only `read(n)` it, which BinaryIO declares alike."""
+    return cast(BinaryIO, request.stream)
 
 
 def limit_body(max_bytes: int) -> None:
@@ -172,5 +228,6 @@ def validate(model: type[M], data: object) -> M:
         raise ApiError(status, code, describe_errors(error)) from None
 
 
-def services():
-    return current_app.extensions["agent_platform"]
+def services() -> Services:
+    found: Services = current_app.extensions["agent_platform"]
+    return found

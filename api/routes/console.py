@@ -18,8 +18,9 @@ import mimetypes
 from pathlib import Path
 
 from flask import Blueprint, Response, abort, redirect, request
+from werkzeug.wrappers import Response as ResponseBase
 
-from api.routes.common import services
+from api.routes.common import public, services
 
 bp = Blueprint("console", __name__)
 
@@ -74,7 +75,8 @@ def _secure(response: Response) -> Response:
 
 @bp.get("/console")
 @bp.get("/console/")
-def page():
+@public
+def page() -> ResponseBase:
     """The console's one page; the rest is its modules."""
     if request.path.endswith("/"):
         return redirect("/console", 301)
@@ -85,7 +87,8 @@ def page():
 
 
 @bp.get(f"{ASSETS}/<digest>/<path:name>")
-def asset(digest: str, name: str):
+@public
+def asset(digest: str, name: str) -> Response:
     """A module, the style sheet or a vendored bundle; immutable under its digest."""
     content = _asset_files().get(name)
     if content is None or digest != _digest():

@@ -7,123 +7,56 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from api import config
-from api.errors import ApiError
 from api.models import ClaimBody, EventsBody, ResultBody
 from api.routes.common import body_limit, json_body, services, validate
 from api.services.llm_proxy import ProxyRefusal, UpstreamError
-from api.services.reconcile_auth import authorize_reconcile
-from api.services.state_machine import ClaimRefused, TaskStatus
-from api.services.task_tokens import InvalidTaskToken, verify_task_token
+from api.services.state_machine import TaskStatus
 
 bp = Blueprint("internal", __name__, url_prefix="/internal/v1")
 
 
 def authorize_task(task_id: str) -> None:
     """401 unless the request carries the task token of `task_id`."""
-    header = request.headers.get("Authorization", "")
-    token = header.removeprefix("Bearer ").strip()
-    try:
-        verify_task_token(services().settings.task_token_key, token, task_id)
-    except InvalidTaskToken as error:
-        raise ApiError(401, "invalid_task_token", str(error)) from None
-
-
-def _spec(task: dict) -> dict:
-    """What the runner needs to run the task: kind, input and sandbox limits; for an
-    agent task also the agent's settings and the conversation so far."""
-    settings = services().settings
-    spec = {
-        "id": task["id"],
-        "kind": task["kind"],
-        "input": task["input"],
-        "limits": {
-            "maxOutputBytes": settings.max_output_bytes,
-            "diskMb": settings.task_disk_mb,
-            "network": bool(task["input"].get("network")) and settings.allow_task_network,
-            "heartbeatSeconds": config.HEARTBEAT_INTERVAL_SECONDS,
-            "outputs": {
-                "maxFiles": config.MAX_OUTPUT_FILES,
-                "maxFileBytes": config.MAX_OUTPUT_FILE_BYTES,
-                "maxTotalBytes": config.MAX_OUTPUT_TOTAL_BYTES,
-                "maxPathChars": config.MAX_OUTPUT_PATH_CHARS,
-            },
-        },
-        "inputFiles": services().files.input_listing(task),
-    }
-    workspace = services().files.workspace_spec(task, settings.max_workspace_bytes)
-    if workspace is not None:
-        spec["workspace"] = workspace
-    if task["kind"] == "agent":
-        spec["agent"] = task["agent"]
-        spec["conversationId"] = task.get("conversationId")
-        spec["history"] = services().conversations.history(task)
-    return spec
+    token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    services().runner.authorize(task_id, token)
 
 
 @bp.post("/tasks/<task_id>/claim")
 @body_limit(config.MAX_RUNNER_CLAIM_BYTES)
-def claim(task_id: str):
+def claim(task_id: str) -> dict:
     """200 with the task's spec when this execution attempt may run it (idempotent);
     409 otherwise. One round trip: the runner's start is on every task's critical path."""
     authorize_task(task_id)
     body = validate(ClaimBody, json_body())
-    try:
-        task = services().machine.claim(
-            task_id,
-            body.execution,
-            body.attempt,
-            execution_name=services().dispatcher.executor.qualify_execution(body.execution),
-        )
-    except ClaimRefused as refusal:
-        raise ApiError(409, "claim_refused", str(refusal)) from None
-    services().watch.changed(task_id, task)
-    return {"status": task["status"], "claim": task["claim"], "spec": _spec(task)}
+    return services().runner.claim(task_id, body.execution, body.attempt)
 
 
 @bp.post("/tasks/<task_id>/events")
 @body_limit(config.MAX_RUNNER_EVENTS_BYTES)
-def events(task_id: str):
+def events(task_id: str) -> dict:
     """Store a batch of events; also the heartbeat. 409 tells the runner to stop."""
     authorize_task(task_id)
     body = validate(EventsBody, json_body(replace_surrogates=True))
     batch = _event_batch(body)
-    task = services().machine.append_events(
-        task_id, body.execution, body.attempt, batch, config.MAX_EVENTS_PER_TASK
-    )
-    if task is None:
-        raise ApiError(409, "not_running", "This execution no longer holds the task; stop.")
-    if batch:
-        services().watch.changed(task_id, task)
-    return {"next": task["eventSeq"]}
+    return {"next": services().runner.events(task_id, body.execution, body.attempt, batch)}
 
 
 @bp.post("/tasks/<task_id>/result")
 @body_limit(config.MAX_RUNNER_RESULT_BYTES)
-def result(task_id: str):
+def result(task_id: str) -> dict:
     """Settle the task with the runner's outcome. A duplicate or late report is
     accepted and ignored (`accepted: false`): the first terminal status stands."""
     authorize_task(task_id)
     body = validate(ResultBody, json_body(replace_surrogates=True))
-    result = body.result.model_dump(by_alias=True) if body.result else None
-    result = services().files.shape_result(task_id, result)
-    error = body.error.model_dump() if body.error else None
-    task, accepted = services().machine.finish(
+    task, accepted = services().runner.finish(
         task_id,
         body.execution,
         body.attempt,
         TaskStatus(body.status),
-        result,
-        error,
-        events=_event_batch(body),
-        max_events=config.MAX_EVENTS_PER_TASK,
+        body.result.model_dump(by_alias=True) if body.result else None,
+        body.error.model_dump() if body.error else None,
+        _event_batch(body),
     )
-    if task is None:
-        raise ApiError(404, "not_found", "No such task.")
-    services().watch.changed(task_id, task)
-    if task.get("conversationId"):
-        services().files.turn_settled(task)
-    if accepted:
-        services().dispatcher.kick()  # its slot is free: the next queued task may start
     return {"accepted": accepted, "status": task["status"]}
 
 
@@ -132,22 +65,12 @@ def _event_batch(body: EventsBody) -> list[tuple[str, object]]:
 
 
 @bp.post("/reconcile")
-def reconcile():
+def reconcile() -> dict:
     """Launch due queued tasks and settle overdue ones; Cloud Scheduler calls this.
     Authorized by an OIDC token of RECONCILE_INVOKER, or by RECONCILE_SECRET."""
-    settings = services().settings
-    if not authorize_reconcile(settings, request.headers):
-        raise ApiError(
-            401,
-            "unauthenticated",
-            "Reconciliation needs the scheduler's OIDC token or the X-Reconcile-Secret header.",
-        )
-    dispatcher = services().dispatcher
-    return {
-        "dispatched": dispatcher.dispatch_pending(),
-        "settled": dispatcher.reconcile(),
-        "webhooksSent": services().webhooks.deliver_due(),
-    }
+    runner = services().runner
+    runner.authorize_reconcile(dict(request.headers))
+    return runner.reconcile()
 
 
 @bp.before_request

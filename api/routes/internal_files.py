@@ -10,54 +10,40 @@ from flask import Blueprint, Response, request
 
 from api import config
 from api.errors import ApiError
-from api.routes.common import piece_length, services
+from api.routes.common import Query, body_stream, parse_query, piece_length, services
 from api.routes.internal import authorize_task
-from api.services.conversation_turns import snapshot_object
-from api.services.files import MAX_OUTPUT_PARTS, MAX_SNAPSHOT_PARTS, output_object
 
 bp = Blueprint("internal_files", __name__, url_prefix="/internal/v1/tasks/<task_id>")
 
 
-def _task(task_id: str) -> dict:
-    authorize_task(task_id)
-    task = services().files.task(task_id)
-    if task is None:
-        raise ApiError(404, "not_found", "No such task.")
-    return task
+@bp.before_request
+def _authorize() -> None:
+    authorize_task((request.view_args or {})["task_id"])
 
 
-def _piece_args() -> tuple[int, int]:
-    try:
-        return int(request.args.get("part", "0")), int(request.args.get("parts", "1"))
-    except ValueError:
-        raise ApiError(400, "invalid_request", "part and parts must be integers.") from None
+class PieceQuery(Query):
+    """Which piece of a file sent in several requests this is."""
 
-
-def _receive(task: dict, target: str, max_parts: int, always_join: bool = False):
-    length = piece_length()
-    part, parts = _piece_args()
-    return services().files.store_piece(
-        task, target, part, parts, request.stream, max_parts, always_join, length
-    )
+    part: int = 0
+    parts: int = 1
 
 
 @bp.put("/outputs/<int:index>")
-def put_output(task_id: str, index: int):
+def put_output(task_id: str, index: int) -> dict:
     """One piece of the task's index-th output file."""
-    task = _task(task_id)
-    if index >= config.MAX_OUTPUT_FILES:
-        raise ApiError(400, "invalid_request", f"index must be below {config.MAX_OUTPUT_FILES}.")
-    return _receive(task, output_object(task_id, index), MAX_OUTPUT_PARTS)
+    length = piece_length()
+    piece = parse_query(PieceQuery)
+    return services().runner.put_output(
+        task_id, index, piece.part, piece.parts, body_stream(), length
+    )
 
 
 @bp.put("/snapshot")
-def put_snapshot(task_id: str):
+def put_snapshot(task_id: str) -> dict:
     """One piece of this conversation turn's workspace archive."""
-    task = _task(task_id)
-    if not task.get("conversationId"):
-        raise ApiError(409, "no_workspace", "This task is not a conversation turn.")
-    target = snapshot_object(task["conversationId"], task_id)
-    return _receive(task, target, MAX_SNAPSHOT_PARTS, always_join=True)
+    length = piece_length()
+    piece = parse_query(PieceQuery)
+    return services().runner.put_snapshot(task_id, piece.part, piece.parts, body_stream(), length)
 
 
 def _send(name: str, size: int) -> Response:
@@ -72,7 +58,7 @@ def _send(name: str, size: int) -> Response:
         raise ApiError(
             416, "range_too_large", f"Ask for at most {config.MAX_RUNNER_CHUNK_BYTES} bytes."
         )
-    pieces = services().files.open_object(name, start, stop)
+    pieces = services().runner.open_object(name, start, stop)
     response = Response(
         pieces, status=status, mimetype="application/octet-stream", direct_passthrough=True
     )
@@ -81,16 +67,12 @@ def _send(name: str, size: int) -> Response:
 
 
 @bp.get("/inputs/<int:index>")
-def get_input(task_id: str, index: int):
+def get_input(task_id: str, index: int) -> Response:
     """The task's index-th input file (an upload), in ranges."""
-    task = _task(task_id)
-    name, size = services().files.input_object(task, index)
-    return _send(name, size)
+    return _send(*services().runner.input_file(task_id, index))
 
 
 @bp.get("/workspace")
-def get_workspace(task_id: str):
+def get_workspace(task_id: str) -> Response:
     """The conversation's current workspace archive, for this turn to start from."""
-    task = _task(task_id)
-    name, size = services().files.workspace_object(task)
-    return _send(name, size)
+    return _send(*services().runner.workspace(task_id))

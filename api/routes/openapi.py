@@ -9,6 +9,8 @@ import json
 
 from flask import Blueprint, Response
 
+from api.routes.operations import SERVICE, Reply, operation
+
 bp = Blueprint("openapi", __name__)
 
 
@@ -19,7 +21,9 @@ def _document() -> bytes:
     return json.dumps(build_spec(), separators=(",", ":")).encode()
 
 
-@bp.get("/openapi.json")
+@operation(bp, "get", "/openapi.json", "openapi", "This document", SERVICE,
+           Reply(200, "The OpenAPI 3.1 document of the public API.", {"type": "object"}),
+           public=True)  # fmt: skip
 def openapi() -> Response:
     """200 with the OpenAPI 3.1 document."""
     return Response(_document(), mimetype="application/json")

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 
 from flask import Blueprint, Response, request, stream_with_context
+from pydantic import Field
 
 from api import config
 from api.errors import ApiError
 from api.models import AgentTaskInput, CodeTaskInput, ListTasksQuery, TaskBatch
-from api.routes.common import current_user, json_body, services, validate
+from api.models import responses as r
+from api.routes.common import Query, current_user, json_body, parse_query, services, validate
+from api.routes.operations import (
+    AUTHED,
+    BODY_ERRORS,
+    IDEMPOTENCY_KEY,
+    TASKS,
+    Param,
+    Reply,
+    operation,
+)
 from api.services.state_machine import is_terminal
-from api.services.tasks import render_event, render_task
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/tasks")
 
@@ -20,10 +31,34 @@ EVENTS_PAGE = 500
 # An SSE stream ends after this long; the client resumes with Last-Event-ID.
 SSE_MAX_SECONDS = 300
 SSE_KEEPALIVE_SECONDS = 15
+MAX_SEQ = 10**9
 
 
-@bp.post("")
-def submit():
+class WaitQuery(Query):
+    wait: int = Field(
+        0,
+        ge=0,
+        le=config.MAX_WAIT_SECONDS,
+        description="Hold the request until the task is terminal or this many seconds have passed.",
+    )
+
+
+class EventsQuery(Query):
+    after: int = Field(0, ge=0, le=MAX_SEQ, description="Only events with a larger seq.")
+
+
+def _accepted(body: dict, location: str | None = None) -> Response:
+    response = Response(json.dumps(body), 202, mimetype="application/json")
+    if location is not None:
+        response.headers["Location"] = location
+    return response
+
+
+@operation(bp, "post", "", "submitTask", "Queue a code or agent task", TASKS,
+           Reply(202, "The queued task.", r.Task, ("Location",)),
+           (*BODY_ERRORS, 404, 422, 429, *AUTHED), body=(CodeTaskInput, AgentTaskInput),
+           params=(IDEMPOTENCY_KEY,))  # fmt: skip
+def submit() -> Response:
     """Queue a task. 202 with the task and its Location; 400/413/415/422 on bad input."""
     user = current_user()
     body = json_body()
@@ -39,13 +74,15 @@ def submit():
         task = services().conversations.submit_agent_task(user, validate(AgentTaskInput, body), key)
     else:
         raise ApiError(400, "invalid_request", 'kind must be "code" or "agent".')
-    response = Response(json.dumps(render_task(task)), 202, mimetype="application/json")
-    response.headers["Location"] = f"/api/tasks/{task['id']}"
-    return response
+    return _accepted(r.Task.of(task).body(), f"/api/tasks/{task['id']}")
 
 
-@bp.post("/batch")
-def submit_batch():
+@operation(bp, "post", "/batch", "submitTaskBatch",
+           "Queue up to 100 tasks at once: all are admitted, or none", TASKS,
+           Reply(202, "The queued tasks, in the order given.", r.TaskBatchAccepted),
+           (*BODY_ERRORS, 404, 422, 429, *AUTHED), body=(TaskBatch,),
+           params=(IDEMPOTENCY_KEY,))  # fmt: skip
+def submit_batch() -> Response:
     """Queue up to 100 tasks at once, all or none. 202 with the tasks in the order
     given; 400 naming the index of an invalid one; 429 if they do not all fit."""
     user = current_user()
@@ -63,51 +100,48 @@ def submit_batch():
             items.append(("agent", task_input, {**extra, **more}))
     key = request.headers.get("Idempotency-Key")
     tasks = services().tasks.submit_batch(user, items, key, body)
-    payload = {"tasks": [render_task(task) for task in tasks]}
-    return Response(json.dumps(payload), 202, mimetype="application/json")
+    return _accepted(r.TaskBatchAccepted(tasks=[r.Task.of(task) for task in tasks]).body())
 
 
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "invalid_request", f"{name} must be an integer.") from None
-    if not low <= value <= high:
-        raise ApiError(400, "invalid_request", f"{name} must be between {low} and {high}.")
-    return value
+@operation(bp, "get", "", "listTasks", "Your tasks, newest first", TASKS,
+           Reply(200, "A page of tasks.", r.TaskList), (400, *AUTHED),
+           query=ListTasksQuery)  # fmt: skip
+def list_tasks() -> dict:
+    query = parse_query(ListTasksQuery)
+    tasks, next_token = services().tasks.list(
+        current_user(), limit=query.limit, page_token=query.page_token, status=query.status
+    )
+    page = {"tasks": [r.Task.of(t) for t in tasks], "nextPageToken": next_token}
+    return r.TaskList.model_validate(page).body()
 
 
-@bp.get("/<task_id>")
-def get(task_id: str):
+@operation(bp, "get", "/<task_id>", "getTask", "A task", TASKS,
+           Reply(200, "The task.", r.Task), (400, 404, *AUTHED), query=WaitQuery)  # fmt: skip
+def get(task_id: str) -> dict:
     """The task; with ?wait=N (N <= 60) once it is terminal or N seconds have passed."""
     user = current_user()
-    wait = _int_arg("wait", 0, 0, config.MAX_WAIT_SECONDS)
+    wait = parse_query(WaitQuery).wait
     tasks = services().tasks
     task = tasks.wait(user, task_id, wait) if wait else tasks.get(user, task_id)
-    return render_task(task, tasks.queue_position(task))
+    return r.Task.of(task, tasks.queue_position(task)).body()
 
 
-@bp.get("")
-def list_tasks():
-    user = current_user()
-    query = validate(ListTasksQuery, request.args.to_dict())
-    tasks, next_token = services().tasks.list(
-        user, limit=query.limit, page_token=query.page_token, status=query.status
-    )
-    return {"tasks": [render_task(t) for t in tasks], "nextPageToken": next_token}
-
-
-@bp.post("/<task_id>/cancel")
-def cancel(task_id: str):
+@operation(bp, "post", "/<task_id>/cancel", "cancelTask", "Cancel a task", TASKS,
+           Reply(200, "The task: cancelled, unless it had already ended.", r.Task),
+           (404, *AUTHED))  # fmt: skip
+def cancel(task_id: str) -> dict:
     """Cancel unless already terminal; returns the task."""
-    return render_task(services().tasks.cancel(current_user(), task_id))
+    return r.Task.of(services().tasks.cancel(current_user(), task_id)).body()
 
 
-@bp.get("/<task_id>/events")
-def events(task_id: str):
+@operation(bp, "get", "/<task_id>/events", "listTaskEvents", "A task's events", TASKS,
+           Reply(200, "Events after `after`; with `Accept: text/event-stream`, the same "
+                 "events as Server-Sent Events (`id:` is `seq`) until the task ends.",
+                 r.TaskEventList, stream=True),
+           (400, 404, 429, *AUTHED), query=EventsQuery,
+           params=(Param("Last-Event-ID", "header", {"type": "integer", "minimum": 0},
+                         "Resume a stream after this seq (text/event-stream only)."),))  # fmt: skip
+def events(task_id: str) -> Response | dict:
     """Events after `after` (or the `Last-Event-ID` header, as SSE clients resume) as
     JSON, or as Server-Sent Events until the task ends."""
     user = current_user()
@@ -133,32 +167,32 @@ def events(task_id: str):
         return response
     _, events = services().tasks.events(user, task_id, after, EVENTS_PAGE)
     next_seq = events[-1]["seq"] if events else after
-    return {"events": [render_event(e) for e in events], "next": next_seq}
+    return r.TaskEventList(events=[r.TaskEvent.of(e) for e in events], next=next_seq).body()
 
 
 def _resume_point() -> int:
     header = request.headers.get("Last-Event-ID")
     if header is None:
-        return _int_arg("after", 0, 0, 10**9)
-    if not header.isdecimal() or int(header) > 10**9:
+        return parse_query(EventsQuery).after
+    if not header.isdecimal() or int(header) > MAX_SEQ:
         raise ApiError(400, "invalid_request", "Last-Event-ID must be an event's seq number.")
     return int(header)
 
 
-def _sse(user: str, task_id: str, after: int):
+def _sse(user: str, task_id: str, after: int) -> Iterator[str]:
     with services().watch.watching(task_id):
         yield from _sse_events(user, task_id, after)
 
 
-def _sse_events(user: str, task_id: str, after: int):
-    tasks = services().tasks
+def _sse_events(user: str, task_id: str, after: int) -> Iterator[str]:
+    tasks, watch = services().tasks, services().watch
     started = last_sent = time.monotonic()
     while time.monotonic() - started < SSE_MAX_SECONDS:
-        seen = tasks.watch.version(task_id)
+        seen = watch.version(task_id)
         task, events = tasks.events(user, task_id, after, EVENTS_PAGE)
         for event in events:
             after = event["seq"]
-            payload = json.dumps(render_event(event))
+            payload = json.dumps(r.TaskEvent.of(event).body())
             yield f"id: {after}\nevent: {event['type']}\ndata: {payload}\n\n"
             last_sent = time.monotonic()
         if len(events) == EVENTS_PAGE:
@@ -170,4 +204,4 @@ def _sse_events(user: str, task_id: str, after: int):
         if time.monotonic() - last_sent > SSE_KEEPALIVE_SECONDS:
             yield ": keep-alive\n\n"
             last_sent = time.monotonic()
-        tasks.watch.wait(task_id, seen, 0.5)
+        watch.wait(task_id, seen, 0.5)

@@ -26,49 +26,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from api import config
-from api.adapters.firestore_admission import CounterBusy
-from api.adapters.firestore_codec import document_id
+from api.adapters.firestore_counters import CounterBusy, CounterChange
+from api.adapters.firestore_paths import utc_day
+from api.adapters.firestore_store import FirestoreStore
 from api.errors import ApiError
+from api.retry import retry_call
 
 # Unsettled tasks free up within seconds; a shard seen full is skipped this long.
 FULL_SHARD_MEMORY_SECONDS = 1.0
 UNSETTLED_RETRY_AFTER_SECONDS = 10
-# Shards tried when commits are refused for contention, and tries to give one back.
+# Shards tried when commits are refused for contention, and how long a give-back retries.
 BUSY_TRIES = 2 * config.ADMISSION_SHARDS
-GIVE_BACK_TRIES = 8
+GIVE_BACK_SECONDS = 2.0
 MAX_REMEMBERED = 10_000
-
-
-# Top-level collections, so the dispatcher's query for owners with queued tasks needs
-# only Firestore's automatic single-field index. The ids end with a fixed-form suffix
-# after the owner, so no two (owner, shard) pairs share one.
-UNSETTLED_SHARDS = "admissionShards"
-DAILY_SHARDS = "admissionDaily"
-RUNNING = "admissionRunning"
-
-
-def unsettled_shard_id(owner: str, shard: int) -> str:
-    return f"{owner}:u{shard}"
-
-
-def unsettled_shard_path(owner: str, shard: int) -> str:
-    return f"{UNSETTLED_SHARDS}/{unsettled_shard_id(owner, shard)}"
-
-
-def daily_shard_path(owner: str, day: str, shard: int) -> str:
-    return f"{DAILY_SHARDS}/{owner}:d{day}s{shard}"
-
-
-def running_path(owner: str) -> str:
-    return f"{RUNNING}/{running_doc_id(owner)}"
-
-
-def running_doc_id(owner: str) -> str:
-    return document_id(owner)  # an owner such as `__x__` is not a valid document id
-
-
-def utc_day(now: datetime) -> str:
-    return now.astimezone(UTC).strftime("%Y%m%d")
 
 
 def seconds_until_utc_midnight(now: datetime) -> int:
@@ -101,7 +71,7 @@ class Reservation:
 class TaskAdmission:
     def __init__(
         self,
-        store,
+        store: FirestoreStore,
         *,
         max_unsettled: int,
         max_per_day: int,
@@ -168,10 +138,7 @@ class TaskAdmission:
         day = utc_day(now)
         u_shards, d_shards = shard_count(self.max_unsettled), shard_count(self.max_per_day)
         for _ in range(3):
-            unsettled, created = self.store.read_counters(
-                [unsettled_shard_path(owner, k) for k in range(u_shards)],
-                [daily_shard_path(owner, day, k) for k in range(d_shards)],
-            )
+            unsettled, created = self.store.read_counters(owner, day, u_shards, d_shards)
             u_room = [
                 max(0, shard_share(self.max_unsettled, k) - unsettled[k]) for k in range(u_shards)
             ]
@@ -214,12 +181,11 @@ class TaskAdmission:
         the shards in one round trip, the running count, the day's usage record."""
         day = utc_day(now)
         unsettled, created = self.store.read_counters(
-            [unsettled_shard_path(owner, k) for k in range(shard_count(self.max_unsettled))],
-            [daily_shard_path(owner, day, k) for k in range(shard_count(self.max_per_day))],
+            owner, day, shard_count(self.max_unsettled), shard_count(self.max_per_day)
         )
-        running = (self.store.get_doc(running_path(owner)) or {}).get("running", 0)
+        running = self.store.running_count(owner)
         # The LLM proxy meters tokens on the day's usage record (api/services/llm_proxy.py).
-        tokens = (self.store.get_doc(f"usage/{owner}_{day}") or {}).get("llmTokens", 0)
+        tokens = self.store.get_usage(owner, now).get("llmTokens", 0)
         midnight = (now.astimezone(UTC) + timedelta(days=1)).replace(
             hour=0, minute=0, second=0, microsecond=0
         )
@@ -243,34 +209,38 @@ class TaskAdmission:
         )
         return after["u"][shard], after["d"][day_shard]
 
-    def _give_back_one(self, owner, shard, day, day_shard, now) -> None:
+    def _give_back_one(
+        self, owner: str, shard: int, day: str, day_shard: int, now: datetime
+    ) -> None:
         self._must_add(self._writes(owner, day, {shard: 1}, {day_shard: 1}, -1, now))
 
-    def _must_add(self, writes) -> None:
+    def _must_add(self, change: CounterChange) -> None:
         """A give-back must happen: retried with backoff when contended."""
-        for attempt in range(GIVE_BACK_TRIES):
-            try:
-                self.store.add_to_counters(writes)
-                return
-            except CounterBusy:
-                if attempt == GIVE_BACK_TRIES - 1:
-                    raise
-                time.sleep(0.05 * (attempt + 1) * (0.5 + random.random()))
+        retry_call(
+            lambda: self.store.add_to_counters(change),
+            retry_if=lambda error: isinstance(error, CounterBusy),
+            initial=0.05,
+            maximum=0.4,
+            deadline_seconds=GIVE_BACK_SECONDS,
+        )
 
-    def _writes(self, owner, day, u_take, d_take, sign, now) -> list[tuple[str, str, int, dict]]:
-        """(kind, path, increment, fields set alongside) for `add_to_counters`."""
-        expire = now + timedelta(days=2)
-        writes = [
-            ("u", unsettled_shard_path(owner, k), sign * n, {"owner": owner, "shard": k})
-            for k, n in u_take.items()
-            if n
-        ]
-        writes += [
-            ("d", daily_shard_path(owner, day, k), sign * n, {"shard": k, "expireAt": expire})
-            for k, n in d_take.items()
-            if n
-        ]
-        return writes
+    def _writes(
+        self,
+        owner: str,
+        day: str,
+        u_take: dict[int, int],
+        d_take: dict[int, int],
+        sign: int,
+        now: datetime,
+    ) -> CounterChange:
+        """What `add_to_counters` adds: `sign` times the shares taken."""
+        return CounterChange(
+            owner,
+            day,
+            {k: sign * n for k, n in u_take.items()},
+            {k: sign * n for k, n in d_take.items()},
+            expire_at=now + timedelta(days=2),
+        )
 
     def _candidates(self, owner: str, kind: str, limit: int) -> list[int]:
         now = time.monotonic()

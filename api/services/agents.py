@@ -3,15 +3,18 @@ Each agent is visible only to its owner."""
 
 from __future__ import annotations
 
+import builtins
 import secrets
+from typing import cast
 
-from api.config import DEFAULT_AGENT_ENGINE, RUNNER_TOOLS, STORED_AGENT_ENGINE
+from api.adapters.firestore_store import FirestoreStore
+from api.config import DEFAULT_AGENT_ENGINE
 from api.errors import ApiError, not_found
 from api.models import AgentCreate, AgentPatch
+from api.models.documents import TOOLS, AgentDoc
+from api.models.responses import Agent
 from api.services.state_machine import utcnow
-from api.services.tasks import rfc3339
 
-AGENTS = "agents"
 PUBLIC_FIELDS = (
     "name",
     "description",
@@ -24,16 +27,10 @@ PUBLIC_FIELDS = (
 )
 
 
-def render_agent(agent: dict) -> dict:
-    rendered = {"id": agent["id"], **{name: agent.get(name) for name in PUBLIC_FIELDS}}
-    rendered["engine"] = agent.get("engine") or STORED_AGENT_ENGINE
-    rendered["createdAt"] = rfc3339(agent.get("createdAt"))
-    rendered["updatedAt"] = rfc3339(agent.get("updatedAt"))
-    return rendered
-
-
 class AgentService:
-    def __init__(self, store, *, default_model: str, allowed_models: tuple[str, ...]) -> None:
+    def __init__(
+        self, store: FirestoreStore, *, default_model: str, allowed_models: tuple[str, ...]
+    ) -> None:
         self.store = store
         self.default_model = default_model
         self.allowed_models = allowed_models
@@ -47,10 +44,10 @@ class AgentService:
                 f"{', '.join(self.allowed_models)}.",
             )
 
-    def create(self, owner: str, spec: AgentCreate) -> dict:
+    def create(self, owner: str, spec: AgentCreate) -> AgentDoc:
         self._check_model(spec.model)
         now = utcnow()
-        agent = {
+        fields = {
             **spec.model_dump(by_alias=True),
             "model": spec.model or self.default_model,
             "id": secrets.token_hex(12),
@@ -58,17 +55,18 @@ class AgentService:
             "createdAt": now,
             "updatedAt": now,
         }
-        self.store.create_doc(f"{AGENTS}/{agent['id']}", agent)
+        agent = cast(AgentDoc, fields)
+        self.store.create_agent(agent)
         return agent
 
-    def get(self, owner: str, agent_id: str) -> dict:
-        agent = self.store.get_doc(f"{AGENTS}/{agent_id}") if _plausible(agent_id) else None
+    def get(self, owner: str, agent_id: str) -> AgentDoc:
+        agent = self.store.get_agent(agent_id) if _plausible(agent_id) else None
         if agent is None or agent.get("owner") != owner:
             raise not_found("agent")
         return agent
 
-    def list(self, owner: str, *, limit: int) -> list[dict]:
-        return self.store.list_owned(AGENTS, owner, limit=limit, after_id=None)
+    def list(self, owner: str, *, limit: int) -> builtins.list[AgentDoc]:
+        return self.store.list_agents(owner, limit=limit)
 
     def update(self, owner: str, agent_id: str, patch: AgentPatch) -> dict:
         agent = self.get(owner, agent_id)
@@ -82,12 +80,12 @@ class AgentService:
         if "model" in changes and changes["model"] is None:
             changes["model"] = self.default_model  # null: back to the default model
         changes["updatedAt"] = utcnow()
-        self.store.update_doc(f"{AGENTS}/{agent_id}", changes)
+        self.store.update_agent(agent_id, changes)
         return {**agent, **changes}
 
     def delete(self, owner: str, agent_id: str) -> None:
         self.get(owner, agent_id)
-        self.store.delete_tree(f"{AGENTS}/{agent_id}", ())
+        self.store.delete_agent(agent_id)
 
     def settings_for(self, owner: str, agent_id: str | None) -> dict:
         """What an agent task runs with: the agent's settings, or the defaults."""
@@ -95,12 +93,12 @@ class AgentService:
             return {
                 "systemPrompt": "",
                 "model": self.default_model,
-                "tools": list(RUNNER_TOOLS),
+                "tools": list(TOOLS),
                 "engine": DEFAULT_AGENT_ENGINE,
                 "maxTurns": None,
                 "maxTokens": None,
             }
-        settings = render_agent(self.get(owner, agent_id))
+        settings = Agent.of(self.get(owner, agent_id)).body()
         return {name: settings[name] for name in PUBLIC_FIELDS if name not in ("name",)}
 
 

@@ -4,6 +4,7 @@ the API holds a few pieces at a time whatever the files add up to."""
 
 from __future__ import annotations
 
+import io
 import queue
 import tarfile
 import threading
@@ -39,6 +40,20 @@ class _QueueWriter:
 
     def flush(self) -> None:
         pass
+
+    def close(self) -> None:
+        """The queue's end is told apart (_DONE), not by closing the file."""
+
+    # The rest of a file object's methods, which an unseekable, write-only stream
+    # refuses: zipfile then writes data descriptors, and tarfile's "w|gz" only writes.
+    def read(self, size: int = -1, /) -> bytes:
+        raise io.UnsupportedOperation("write-only")
+
+    def tell(self) -> int:
+        raise io.UnsupportedOperation("unseekable")
+
+    def seek(self, pos: int, /) -> int:
+        raise io.UnsupportedOperation("unseekable")
 
 
 class _ObjectFile:

@@ -17,6 +17,7 @@ Tokens and keys are never logged nor echoed in an error.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import logging
 import re
@@ -24,9 +25,12 @@ import secrets
 import time
 from collections.abc import Mapping
 from datetime import timedelta
+from typing import TypeGuard, cast
 
 from api.adapters.firebase_certs import CertsUnavailable, FirebaseCerts
+from api.adapters.firestore_store import FirestoreStore
 from api.errors import ApiError, BackendUnavailable
+from api.models.documents import ApiKeyDoc
 from api.services.state_machine import utcnow
 
 log = logging.getLogger(__name__)
@@ -40,7 +44,6 @@ MAX_TOKEN_CHARS = 8192
 CLOCK_SKEW_SECONDS = 60
 FIREBASE_ISSUER_PREFIX = "https://securetoken.google.com/"
 
-API_KEYS = "apiKeys"
 API_KEY_PREFIX = "ak_"
 API_KEY_BYTES = 32  # secrets.token_urlsafe(32): 43 characters, 256 bits
 API_KEY_SHAPE = re.compile(r"^ak_[A-Za-z0-9_-]{32,128}$")
@@ -118,9 +121,9 @@ class FirebaseTokenVerifier:
         exp, iat = claims.get("exp"), claims.get("iat")
         if not _is_number(exp) or not _is_number(iat):
             raise self._refused("has no exp or iat")
-        if exp + self.clock_skew < now:
+        if cast(float, exp) + self.clock_skew < now:
             raise self._refused("has expired")
-        if iat - self.clock_skew > now:
+        if cast(float, iat) - self.clock_skew > now:
             raise self._refused("was issued in the future (iat)")
         if claims.get("aud") != self.project:
             raise self._refused(f"is not for project {self.project} (aud)")
@@ -133,17 +136,17 @@ class FirebaseTokenVerifier:
             raise self._refused(f"has a uid this API does not accept ({USER_ID_RULE})")
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class ApiKeyService:
     """API keys: created for a user, listed without their secret, revoked, and used."""
 
-    def __init__(self, store) -> None:
+    def __init__(self, store: FirestoreStore) -> None:
         self.store = store
 
-    def create(self, owner: str, name: str = "") -> tuple[str, dict]:
+    def create(self, owner: str, name: str = "") -> tuple[str, ApiKeyDoc]:
         """A new key for `owner`: (the key, shown this once; its stored record)."""
         if not USER_ID.match(owner):
             raise ApiError(400, "invalid_request", f"The user id must be {USER_ID_RULE}.")
@@ -153,7 +156,7 @@ class ApiKeyService:
                 400, "invalid_request", f"The name is longer than {MAX_KEY_NAME_CHARS} characters."
             )
         key = API_KEY_PREFIX + secrets.token_urlsafe(API_KEY_BYTES)
-        record = {
+        record: ApiKeyDoc = {
             "id": hash_api_key(key),
             "owner": owner,
             "prefix": key[:DISPLAY_PREFIX_CHARS],
@@ -162,20 +165,20 @@ class ApiKeyService:
             "lastUsedAt": None,
             "revokedAt": None,
         }
-        self.store.create_doc(f"{API_KEYS}/{record['id']}", record)
+        self.store.create_api_key(record)
         return key, record
 
-    def list(self, owner: str) -> list[dict]:
+    def list(self, owner: str) -> builtins.list[ApiKeyDoc]:
         """All of `owner`'s keys, revoked ones included, newest first."""
-        keys: list[dict] = []
+        keys: builtins.list[ApiKeyDoc] = []
         while True:
             after = keys[-1]["id"] if keys else None
-            page = self.store.list_owned(API_KEYS, owner, limit=KEYS_PAGE, after_id=after)
+            page = self.store.list_api_keys(owner, limit=KEYS_PAGE, after_id=after)
             keys += page
             if len(page) < KEYS_PAGE:
                 return keys
 
-    def revoke(self, owner: str, ref: str) -> dict:
+    def revoke(self, owner: str, ref: str) -> ApiKeyDoc:
         """Revoke one of `owner`'s keys, named by its id, a unique start of its id (8+
         characters) or its display prefix. Revoking twice is a no-op."""
         ref = ref.strip()
@@ -191,7 +194,7 @@ class ApiKeyService:
         key = matches[0]
         if key.get("revokedAt") is None:
             key["revokedAt"] = utcnow()
-            self.store.update_doc(f"{API_KEYS}/{key['id']}", {"revokedAt": key["revokedAt"]})
+            self.store.update_api_key(key["id"], {"revokedAt": key["revokedAt"]})
         return key
 
     def authenticate(self, key: str) -> str:
@@ -199,7 +202,7 @@ class ApiKeyService:
         if not API_KEY_SHAPE.match(key):
             raise unauthenticated("The API key is malformed. Send Authorization: Bearer ak_<key>.")
         # Found by its hash, the document id: no comparison of secrets in this process.
-        record = self.store.get_doc(f"{API_KEYS}/{hash_api_key(key)}")
+        record = self.store.get_api_key(hash_api_key(key))
         if record is None or record.get("revokedAt") is not None:
             raise unauthenticated(
                 "The API key is unknown or revoked. Send Authorization: Bearer <a live API key>."
@@ -207,13 +210,13 @@ class ApiKeyService:
         self._record_use(record)
         return record["owner"]
 
-    def _record_use(self, record: dict) -> None:
+    def _record_use(self, record: ApiKeyDoc) -> None:
         now = utcnow()
         last = record.get("lastUsedAt")
         if last is not None and now - last < LAST_USED_RESOLUTION:
             return
         try:
-            self.store.update_doc(f"{API_KEYS}/{record['id']}", {"lastUsedAt": now})
+            self.store.update_api_key(record["id"], {"lastUsedAt": now})
         except Exception:
             # Bookkeeping: the caller is authenticated whether or not this lands.
             log.warning("could not record the use of API key %s", record["id"][:16])

@@ -5,25 +5,27 @@ rules so the state machine needs nothing else of them."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
-from api.adapters.firestore_store import Reader
+from api.adapters.firestore_paths import conversation_path, message_path
+from api.models.documents import MessageDoc, MessageRole, TaskDoc
 
-CONVERSATIONS = "conversations"
-MESSAGES = "messages"
+# Reads a document inside the settling transaction (firestore_store.Reader).
+Reader = Callable[[str], Any]
+# (path, data, merge): a write of that transaction (firestore_store.Change.writes)
+Write = tuple[str, dict[str, Any], bool]
 
+# Where snapshots live in the files bucket (not a Firestore collection).
+SNAPSHOT_OBJECTS = "conversations"
 
-def conversation_path(conversation_id: str) -> str:
-    return f"{CONVERSATIONS}/{conversation_id}"
-
-
-def message_path(conversation_id: str, message_id: str) -> str:
-    return f"{CONVERSATIONS}/{conversation_id}/{MESSAGES}/{message_id}"
+__all__ = ["conversation_path", "conversation_turn_ended", "message_doc", "snapshot_object"]
 
 
 def snapshot_object(conversation_id: str, task_id: str) -> str:
     """A turn's workspace snapshot in the files bucket (api/services/files.py)."""
-    return f"{CONVERSATIONS}/{conversation_id}/snapshots/{task_id}.tar.gz"
+    return f"{SNAPSHOT_OBJECTS}/{conversation_id}/snapshots/{task_id}.tar.gz"
 
 
 def new_message_id(now: datetime) -> str:
@@ -31,21 +33,23 @@ def new_message_id(now: datetime) -> str:
     return f"{int(now.timestamp() * 1_000_000):017d}-{secrets.token_hex(4)}"
 
 
-def message_doc(message_id: str, role: str, content: str, now: datetime, task_id: str | None):
+def message_doc(
+    message_id: str, role: MessageRole, content: str, now: datetime, task_id: str | None
+) -> MessageDoc:
     return {"id": message_id, "role": role, "content": content, "taskId": task_id, "createdAt": now}
 
 
 def conversation_turn_ended(
-    task: dict, status: str, result: dict | None, read: Reader, now: datetime
-) -> list[tuple[str, dict, bool]]:
+    task: TaskDoc, status: str, result: dict[str, Any] | None, read: Reader, now: datetime
+) -> list[Write]:
     """Free the conversation for its next message and, when the agent answered,
     append its reply (role "assistant", with the task id)."""
     conversation_id = task["conversationId"]
     conversation = read(conversation_path(conversation_id))
     if conversation is None:
         return []  # deleted meanwhile: nothing to append to
-    writes: list[tuple[str, dict, bool]] = []
-    updates: dict = {}
+    writes: list[Write] = []
+    updates: dict[str, Any] = {}
     if conversation.get("activeTaskId") == task["id"]:
         updates.update(activeTaskId=None, updatedAt=now)
     snapshot = (result or {}).get("workspace")
@@ -69,7 +73,7 @@ def conversation_turn_ended(
         writes.append(
             (
                 message_path(conversation_id, message_id),
-                message_doc(message_id, "assistant", text, now, task["id"]),
+                dict(message_doc(message_id, "assistant", text, now, task["id"])),
                 False,
             )
         )

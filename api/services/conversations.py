@@ -9,43 +9,38 @@ task ends), so replies never interleave and each turn sees the whole history.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import secrets
 import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
 
 from api import config
-from api.adapters.firestore_store import (
-    EVENTS,
-    IDEMPOTENCY,
-    TASKS,
-    event_doc_id,
-    idempotency_record,
-)
+from api.adapters.firestore_store import FirestoreStore
+from api.adapters.firestore_tasks import idempotency_record
 from api.errors import ApiError, not_found
 from api.models import AgentTaskInput, CompatConversationBody, ConversationCreate
-from api.services.agents import AgentService
-from api.services.conversation_turns import (
-    CONVERSATIONS,
-    MESSAGES,
-    conversation_path,
-    message_doc,
-    message_path,
-    new_message_id,
+from api.models.documents import (
+    TERMINAL,
+    AgentSnapshot,
+    ConversationDoc,
+    MessageDoc,
+    TaskDoc,
+    TurnClaim,
 )
+from api.services.agents import AgentService
+from api.services.conversation_turns import message_doc, new_message_id
 from api.services.files import FileService
-from api.services.state_machine import TERMINAL, utcnow
-from api.services.tasks import TaskService, rfc3339
+from api.services.state_machine import utcnow
+from api.services.tasks import TaskService
 
 MESSAGES_PAGE_DEFAULT, MESSAGES_PAGE_MAX = 50, 200
-TURNS = "turns"
 # A turn claimed this long ago whose request never stored it is taken over.
 TURN_CLAIM_STALE_SECONDS = 60
 # How long a request waits for a racing twin (same Idempotency-Key) to store its turn.
 TWIN_WAIT_SECONDS = 5.0
-
-
-def turn_path(conversation_id: str, turn: int) -> str:
-    return f"{conversation_path(conversation_id)}/{TURNS}/{turn:010d}"
 
 
 def _turn_in_progress(active: str | None) -> ApiError:
@@ -57,7 +52,12 @@ def _turn_in_progress(active: str | None) -> ApiError:
     )
 
 
-def wait_for_record(read, seconds: float = TWIN_WAIT_SECONDS):
+Found = TypeVar("Found")
+
+
+def wait_for_record(
+    read: Callable[[], Found | None], seconds: float = TWIN_WAIT_SECONDS
+) -> Found | None:
     """Poll `read` until it returns something, for at most `seconds`."""
     deadline = time.monotonic() + seconds
     while True:
@@ -68,39 +68,20 @@ def wait_for_record(read, seconds: float = TWIN_WAIT_SECONDS):
 
 
 def idempotency_ids(owner: str, key: str, conversation_id: str, text: str) -> tuple[str, str]:
-    """(document path, body hash) of a message's Idempotency-Key."""
+    """(key id, body hash) of a message's Idempotency-Key."""
     if not 1 <= len(key) <= 200:
         raise ApiError(
             400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 200 characters."
         )
     key_id = hashlib.sha256(f"{owner}\x00message\x00{key}".encode()).hexdigest()
     body_hash = hashlib.sha256(f"{conversation_id}\x00{text}".encode()).hexdigest()
-    return f"{IDEMPOTENCY}/{key_id}", body_hash
-
-
-def render_message(message: dict) -> dict:
-    return {
-        "id": message["id"],
-        "role": message["role"],
-        "content": message["content"],
-        "taskId": message.get("taskId"),
-        "createdAt": rfc3339(message.get("createdAt")),
-    }
-
-
-def render_conversation(conversation: dict) -> dict:
-    return {
-        "id": conversation["id"],
-        "title": conversation.get("title", ""),
-        "agentId": conversation.get("agentId"),
-        "activeTaskId": conversation.get("activeTaskId"),
-        "createdAt": rfc3339(conversation.get("createdAt")),
-        "updatedAt": rfc3339(conversation.get("updatedAt")),
-    }
+    return key_id, body_hash
 
 
 class ConversationService:
-    def __init__(self, store, tasks: TaskService, agents: AgentService, files: FileService) -> None:
+    def __init__(
+        self, store: FirestoreStore, tasks: TaskService, agents: AgentService, files: FileService
+    ) -> None:
         self.store = store
         self.tasks = tasks
         self.agents = agents
@@ -108,7 +89,9 @@ class ConversationService:
 
     # -- agent tasks -------------------------------------------------------------
 
-    def _agent_task(self, owner: str, prompt: str, agent_id: str | None, **limits) -> tuple:
+    def _agent_task(
+        self, owner: str, prompt: str, agent_id: str | None, **limits: Any
+    ) -> tuple[dict[str, Any], AgentSnapshot]:
         """The input and the agent snapshot of an agent task. The snapshot is taken now,
         so later edits of the agent do not change a task already submitted."""
         settings = self.agents.settings_for(owner, agent_id)
@@ -124,7 +107,7 @@ class ConversationService:
             "memoryMb": limits.get("memory_mb", config.DEFAULT_AGENT_MEMORY_MB),
             "network": limits.get("network", False),
         }
-        agent = {
+        agent: AgentSnapshot = {
             "systemPrompt": settings["systemPrompt"] or "",
             "model": settings["model"],
             "tools": settings["tools"],
@@ -133,14 +116,16 @@ class ConversationService:
         }
         return task_input, agent
 
-    def submit_agent_task(self, owner: str, spec: AgentTaskInput, key: str | None) -> dict:
+    def submit_agent_task(self, owner: str, spec: AgentTaskInput, key: str | None) -> TaskDoc:
         task_input, extra = self.agent_task_parts(owner, spec)
         task, _ = self.tasks.submit(
             owner, "agent", task_input, key, webhook_url=spec.webhook_url, **extra
         )
         return task
 
-    def agent_task_parts(self, owner: str, spec: AgentTaskInput) -> tuple[dict, dict]:
+    def agent_task_parts(
+        self, owner: str, spec: AgentTaskInput
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """(input, extra task fields) of an agent task: one, or an item of a batch."""
         task_input, agent = self._agent_task(
             owner,
@@ -157,11 +142,11 @@ class ConversationService:
 
     # -- conversations -------------------------------------------------------------
 
-    def create(self, owner: str, spec: ConversationCreate) -> dict:
+    def create(self, owner: str, spec: ConversationCreate) -> ConversationDoc:
         if spec.agent_id is not None:
             self.agents.get(owner, spec.agent_id)  # 404 unless it is the caller's
         now = utcnow()
-        conversation = {
+        conversation: ConversationDoc = {
             "id": secrets.token_hex(12),
             "owner": owner,
             "agentId": spec.agent_id,
@@ -170,12 +155,12 @@ class ConversationService:
             "createdAt": now,
             "updatedAt": now,
         }
-        self.store.create_doc(conversation_path(conversation["id"]), conversation)
+        self.store.create_conversation(conversation)
         return conversation
 
-    def get(self, owner: str, conversation_id: str) -> dict:
+    def get(self, owner: str, conversation_id: str) -> ConversationDoc:
         conversation = (
-            self.store.get_doc(conversation_path(conversation_id))
+            self.store.get_conversation(conversation_id)
             if conversation_id.isalnum() and len(conversation_id) <= 64
             else None
         )
@@ -183,29 +168,30 @@ class ConversationService:
             raise not_found("conversation")
         return conversation
 
-    def list(self, owner: str, *, limit: int) -> list[dict]:
-        return self.store.list_owned(CONVERSATIONS, owner, limit=limit, after_id=None)
+    def list(self, owner: str, *, limit: int) -> list[ConversationDoc]:
+        return self.store.list_conversations(owner, limit=limit)
 
-    def messages(self, conversation: dict, *, after: str | None, limit: int):
+    def messages(
+        self, conversation: ConversationDoc, *, after: str | None, limit: int
+    ) -> tuple[builtins.list[MessageDoc], str | None]:
         """A page of messages, oldest first; the id to continue after, or None."""
-        page = self.store.list_children(
-            f"{conversation_path(conversation['id'])}/{MESSAGES}", after_id=after, limit=limit + 1
-        )
+        page = self.store.list_messages(conversation["id"], after_id=after, limit=limit + 1)
         next_after = page[limit - 1]["id"] if len(page) > limit else None
         return page[:limit], next_after
 
     def delete(self, owner: str, conversation_id: str) -> None:
         conversation = self.get(owner, conversation_id)
-        if conversation.get("activeTaskId"):
-            self.tasks.cancel(owner, conversation["activeTaskId"])
-        self.store.delete_tree(conversation_path(conversation_id), (MESSAGES, TURNS))
+        active = conversation.get("activeTaskId")
+        if active:
+            self.tasks.cancel(owner, active)
+        self.store.delete_conversation(conversation_id)
         # Its workspace snapshots go with it (after the record: a snapshot nothing
         # points to is harmless, a record pointing to nothing is not).
         self.files.delete_conversation(conversation_id)
 
     def post_message(
         self, owner: str, conversation_id: str, text: str, idempotency_key: str | None = None
-    ) -> tuple[dict, dict]:
+    ) -> tuple[MessageDoc, TaskDoc]:
         """Store the user's message and start the turn's agent task. The same
         Idempotency-Key with the same message returns the same message and task, even
         when the two requests race; with another message, 422.
@@ -219,10 +205,10 @@ class ConversationService:
         """
         conversation = self.get(owner, conversation_id)
         self.tasks.admit(network=False)
-        key_path = body_hash = None
+        key_id = body_hash = None
         if idempotency_key is not None:
-            key_path, body_hash = idempotency_ids(owner, idempotency_key, conversation_id, text)
-            repeated = self._repeated_message(conversation_id, key_path, body_hash)
+            key_id, body_hash = idempotency_ids(owner, idempotency_key, conversation_id, text)
+            repeated = self._repeated_message(conversation_id, key_id, body_hash)
             if repeated is not None:
                 return repeated
         try:
@@ -232,13 +218,13 @@ class ConversationService:
                 raise
             raise ApiError(422, "agent_deleted", "This conversation's agent was deleted.") from None
         now = utcnow()
-        turn = self._claim_turn(conversation, now, key_path)
+        turn = self._claim_turn(conversation, now, key_id)
         if isinstance(turn, tuple):
             return turn  # the same Idempotency-Key won the race: its turn is this one
         try:
             reservation = self.tasks.admission.reserve(owner, now)
         except ApiError:
-            self.store.delete_doc(turn_path(conversation_id, turn))
+            self.store.release_turn(conversation_id, turn)
             raise
         message_id = new_message_id(now)
         message = message_doc(message_id, "user", text, now, None)
@@ -250,41 +236,32 @@ class ConversationService:
             conversationId=conversation_id,
             conversationMessageId=message_id,
             conversationMessageAt=now,
-            eventSeq=1,
             admissionShard=reservation.shard,
         )
         message["taskId"] = task["id"]
 
-        def start_turn(read, write):
-            current = read(conversation_path(conversation_id))
+        def check(current: ConversationDoc | None) -> None:
             if current is None or current.get("owner") != owner:
                 raise not_found("conversation")
             if current.get("turns", 0) != turn - 1:
                 raise _turn_in_progress(current.get("activeTaskId"))
-            write(message_path(conversation_id, message_id), message)
-            write(f"{TASKS}/{task['id']}", task)
-            write(
-                f"{TASKS}/{task['id']}/{EVENTS}/{event_doc_id(1)}",
-                {"seq": 1, "type": "status", "data": {"status": "queued"}, "at": now},
-            )
-            write(
-                conversation_path(conversation_id),
-                {"activeTaskId": task["id"], "updatedAt": now, "turns": turn},
-                merge=True,
-            )
-            if key_path is not None:
-                record = idempotency_record(task["id"], body_hash, now, messageId=message_id)
-                write(key_path, record)
 
+        idempotency = None
+        if key_id is not None and body_hash is not None:
+            record = idempotency_record(task["id"], body_hash, now, messageId=message_id)
+            idempotency = (key_id, record)
+        updates = {"activeTaskId": task["id"], "updatedAt": now, "turns": turn}
         try:
-            self.store.run_transaction(start_turn)
+            self.store.start_turn(conversation_id, check, message, task, updates, idempotency)
         except BaseException:
             self.tasks.admission.give_back(owner, [reservation], now)
-            self.store.delete_doc(turn_path(conversation_id, turn))
+            self.store.release_turn(conversation_id, turn)
             raise
         return message, self.tasks.start(task)
 
-    def _claim_turn(self, conversation: dict, now, key_path: str | None):
+    def _claim_turn(
+        self, conversation: ConversationDoc, now: datetime, key_id: str | None
+    ) -> int | tuple[MessageDoc, TaskDoc]:
         """The number of the turn this request may start, or 409 `turn_in_progress`.
         With an Idempotency-Key that another request is already using for this turn,
         that request's (message, task) once it has stored them."""
@@ -295,27 +272,28 @@ class ConversationService:
             if running is not None and running["status"] not in TERMINAL:
                 raise _turn_in_progress(active)
         turn = conversation.get("turns", 0) + 1
-        path = turn_path(conversation_id, turn)
-        claim = {"createdAt": now, "idempotencyKey": key_path}
-        if self.store.create_doc_if_absent(path, claim):
+        claim: TurnClaim = {"createdAt": now, "idempotencyKey": key_id}
+        if self.store.claim_turn(conversation_id, turn, claim):
             return turn
-        holder = self.store.get_doc(path) or {}
-        if key_path is not None and holder.get("idempotencyKey") == key_path:
+        holder = self.store.get_turn_claim(conversation_id, turn)
+        if key_id is not None and holder is not None and holder.get("idempotencyKey") == key_id:
             repeated = wait_for_record(
-                lambda: self._repeated_message(conversation_id, key_path, None)
+                lambda: self._repeated_message(conversation_id, key_id, None)
             )
             if repeated is not None:
                 return repeated
-        created = holder.get("createdAt")
+        created = holder.get("createdAt") if holder is not None else None
         if created is not None and (now - created).total_seconds() > TURN_CLAIM_STALE_SECONDS:
             # The request that claimed it died before storing its turn: take it over.
-            self.store.delete_doc(path)
-            if self.store.create_doc_if_absent(path, claim):
+            self.store.release_turn(conversation_id, turn)
+            if self.store.claim_turn(conversation_id, turn, claim):
                 return turn
         raise _turn_in_progress(active)
 
-    def _repeated_message(self, conversation_id: str, key_path: str, body_hash: str | None):
-        earlier = self.store.get_doc(key_path)
+    def _repeated_message(
+        self, conversation_id: str, key_id: str, body_hash: str | None
+    ) -> tuple[MessageDoc, TaskDoc] | None:
+        earlier = self.store.get_idempotency(key_id)
         if earlier is None:
             return None
         if body_hash is not None and earlier["bodyHash"] != body_hash:
@@ -324,19 +302,19 @@ class ConversationService:
                 "idempotency_key_reused",
                 "This Idempotency-Key was used with a different message.",
             )
-        earlier_message = self.store.get_doc(message_path(conversation_id, earlier["messageId"]))
+        earlier_message = self.store.get_message(conversation_id, earlier["messageId"])
         earlier_task = self.store.get_task(earlier["taskId"])
         if earlier_message is None or earlier_task is None:
             return None
         return earlier_message, earlier_task
 
-    def history(self, task: dict) -> list[dict]:
+    def history(self, task: TaskDoc) -> builtins.list[dict[str, str]]:
         """The conversation before this turn's message, oldest first, bounded."""
         conversation_id = task.get("conversationId")
         if not conversation_id:
             return []
-        earlier = self.store.list_children_before(
-            f"{conversation_path(conversation_id)}/{MESSAGES}",
+        earlier = self.store.messages_before(
+            conversation_id,
             before=task["conversationMessageAt"],
             limit=config.MAX_HISTORY_MESSAGES,
         )
@@ -350,11 +328,11 @@ class ConversationService:
 
     # -- the old clients' call -------------------------------------------------
 
-    def compat_conversation(self, owner: str, body: CompatConversationBody) -> dict:
+    def compat_conversation(self, owner: str, body: CompatConversationBody) -> dict[str, Any]:
         if body.conversation_id is not None:
             conversation_id = body.conversation_id
         else:
-            conversation_id = self.create(owner, ConversationCreate())["id"]
+            conversation_id = self.create(owner, ConversationCreate.model_validate({}))["id"]
         _, task = self.post_message(owner, conversation_id, body.message)
         task = self.tasks.wait(owner, task["id"], config.COMPAT_REPLY_WAIT_SECONDS)
         completed = task["status"] == "completed"

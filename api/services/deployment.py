@@ -7,8 +7,9 @@ from __future__ import annotations
 import typing
 from typing import Any
 
-from api.config import RUNNER_TOOLS, Settings
+from api.config import Settings
 from api.models import AgentCreate
+from api.models.documents import TOOLS
 from api.models.tasks import Language
 
 
@@ -37,7 +38,7 @@ def deployment_config(settings: Settings) -> dict:
         "firebase": settings.firebase_web_config if "firebase" in modes else None,
         "languages": literal_values(Language),
         "models": {"default": settings.default_model, "allowed": list(settings.allowed_models)},
-        "tools": list(RUNNER_TOOLS),
+        "tools": list(TOOLS),
         "engines": engines,
         "defaultEngine": default_engine,
     }

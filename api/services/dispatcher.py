@@ -24,6 +24,7 @@ import random
 import secrets
 import threading
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
@@ -58,7 +59,7 @@ class Dispatcher:
         token_key: bytes,
         runner_overhead_seconds: int,
         interval_seconds: float,
-        on_change=None,
+        on_change: Callable[[str], None] | None = None,
         launch_in_request: bool = False,
         max_running_per_owner: int = 1_000_000,
     ) -> None:
@@ -123,6 +124,14 @@ class Dispatcher:
                 self._inline.release()
         self.kick(task_id)
 
+    def qualify_execution(self, reported: str) -> str:
+        """The execution's full name from what its runner reports (CLOUD_RUN_EXECUTION)."""
+        return self.executor.qualify_execution(reported)
+
+    def cancel_execution(self, execution_name: str) -> None:
+        """Stop a task's execution and everything it started (a cancelled task)."""
+        self.executor.cancel(execution_name)
+
     def kick(self, task_id: str | None = None) -> None:
         """Wake the loop (the task id is only a hint that there is work)."""
         self._kicks.put(task_id)
@@ -146,7 +155,7 @@ class Dispatcher:
                 next_sweep = now + self.interval
                 self._guard(self.reconcile)
 
-    def _guard(self, fn, *args, **kwargs) -> None:
+    def _guard(self, fn: Callable[..., object], *args: object, **kwargs: object) -> None:
         # A Firestore or executor hiccup must not kill the loop; the next pass retries.
         try:
             fn(*args, **kwargs)
@@ -292,7 +301,8 @@ class Dispatcher:
         if state == ExecutionState.RUNNING:
             deadline = task.get("deadlineAt")
             if deadline is not None and now > deadline:
-                self.executor.cancel(execution_name)
+                if execution_name is not None:
+                    self.executor.cancel(execution_name)
                 self.machine.settle(
                     task_id,
                     TaskStatus.TIMED_OUT,

@@ -15,9 +15,9 @@ from __future__ import annotations
 import itertools
 import mimetypes
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from api import config
 from api.adapters.file_store import (
@@ -27,13 +27,19 @@ from api.adapters.file_store import (
     StoredObject,
     TooLarge,
 )
+from api.adapters.firestore_store import FirestoreStore
 from api.errors import ApiError, not_found
-from api.services.conversation_turns import conversation_path, snapshot_object
+from api.models.documents import ConversationDoc, TaskDoc, UploadDoc, UploadStatus
+from api.services.archives import stream_archive
+from api.services.conversation_turns import snapshot_object
 from api.services.state_machine import TaskStatus, utcnow
 
-UPLOADS = "uploads"
+# Uploads' objects in the bucket (their records: firestore_paths.upload_path).
+UPLOAD_OBJECTS = "uploads"
 # An upload's status; a record without one (the single-request form) is complete.
-PENDING, JOINING, COMPLETE = "pending", "joining", "complete"
+PENDING: UploadStatus = "pending"
+JOINING: UploadStatus = "joining"
+COMPLETE: UploadStatus = "complete"
 UPLOAD_TTL = timedelta(hours=config.UPLOAD_TTL_HOURS)
 # Parts one runner file may come in: its size limit in pieces of the request limit.
 MAX_OUTPUT_PARTS = -(-config.MAX_OUTPUT_FILE_BYTES // config.MAX_RUNNER_CHUNK_BYTES)
@@ -41,14 +47,14 @@ MAX_SNAPSHOT_PARTS = 2 * -(-config.MAX_WORKSPACE_BYTES // config.MAX_RUNNER_CHUN
 
 
 def upload_object(upload_id: str) -> str:
-    return f"{UPLOADS}/{upload_id}"
+    return f"{UPLOAD_OBJECTS}/{upload_id}"
 
 
 def piece_object(target: str, part: int) -> str:
     return f"{target}.part{part}"
 
 
-def missing_parts(record: dict) -> list[int]:
+def missing_parts(record: Mapping[str, Any]) -> list[int]:
     """The parts a pending upload still waits for."""
     received = record.get("received") or {}
     return [i for i in range(record.get("parts", 0)) if str(i) not in received]
@@ -69,14 +75,14 @@ def public_file(entry: dict) -> dict:
 
 
 class FileService:
-    def __init__(self, store, files: FileStore, *, max_upload_bytes: int) -> None:
+    def __init__(self, store: FirestoreStore, files: FileStore, *, max_upload_bytes: int) -> None:
         self.store = store
         self.files = files
         self.max_upload_bytes = max_upload_bytes
 
     # -- uploads ------------------------------------------------------------------
 
-    def create_upload(self, owner: str, stream: BinaryIO, size: int | None = None) -> dict:
+    def create_upload(self, owner: str, stream: BinaryIO, size: int | None = None) -> UploadDoc:
         """Store the bytes, then the record that makes them usable: an upload whose
         bytes did not arrive whole never exists."""
         upload_id = secrets.token_hex(12)
@@ -91,7 +97,7 @@ class FileService:
         except TooLarge:
             raise self.upload_too_large() from None
         now = utcnow()
-        record = {
+        record: UploadDoc = {
             "id": upload_id,
             "owner": owner,
             "size": stored.size,
@@ -99,7 +105,7 @@ class FileService:
             "createdAt": now,
             "expireAt": now + UPLOAD_TTL,  # Firestore's TTL policy deletes the record
         }
-        self.store.create_doc(f"{UPLOADS}/{upload_id}", record)
+        self.store.create_upload(record)
         return record
 
     def upload_too_large(self) -> ApiError:
@@ -110,9 +116,9 @@ class FileService:
             f"({self.max_upload_bytes // (1024 * 1024)} MiB).",
         )
 
-    def owned_upload(self, owner: str, upload_id: str) -> dict:
+    def owned_upload(self, owner: str, upload_id: str) -> UploadDoc:
         """The caller's live upload record, complete or still pending its parts."""
-        record = self.store.get_doc(f"{UPLOADS}/{upload_id}") if upload_id.isalnum() else None
+        record = self.store.get_upload(upload_id) if upload_id.isalnum() else None
         if record is None or record["owner"] != owner or record["expireAt"] <= utcnow():
             raise ApiError(
                 404,
@@ -122,7 +128,7 @@ class FileService:
             )
         return record
 
-    def upload(self, owner: str, upload_id: str) -> dict:
+    def upload(self, owner: str, upload_id: str) -> UploadDoc:
         """A complete upload of the caller's, for a task to use."""
         record = self.owned_upload(owner, upload_id)
         if record.get("status", COMPLETE) != COMPLETE:
@@ -143,11 +149,11 @@ class FileService:
 
     # -- a task's inputs, as the runner sees them -------------------------------------
 
-    def task(self, task_id: str) -> dict | None:
+    def task(self, task_id: str) -> TaskDoc | None:
         """The task a runner's file call names (its token was checked)."""
         return self.store.get_task(task_id) if task_id.isalnum() else None
 
-    def input_listing(self, task: dict) -> list[dict]:
+    def input_listing(self, task: TaskDoc) -> list[dict]:
         """The runner's list of input files, in path order (the index is the place)."""
         listing = []
         for index, path in enumerate(sorted(task["input"].get("files") or {})):
@@ -158,20 +164,20 @@ class FileService:
                 listing.append({"path": path, "base64": value["base64"]})
             else:
                 # None once the upload has expired (its record is gone).
-                record = self.store.get_doc(f"{UPLOADS}/{value['upload']}") or {}
-                if record.get("owner") != task.get("owner"):
-                    record = {}  # checked at submission too: only the owner's own uploads
+                record = self.store.get_upload(value["upload"])
+                if record is not None and record["owner"] != task.get("owner"):
+                    record = None  # checked at submission too: only the owner's own uploads
                 listing.append(
                     {
                         "path": path,
                         "upload": value["upload"],
-                        "size": record.get("size"),
+                        "size": record.get("size") if record is not None else None,
                         "index": index,
                     }
                 )
         return listing
 
-    def input_object(self, task: dict, index: int) -> tuple[str, int]:
+    def input_object(self, task: TaskDoc, index: int) -> tuple[str, int]:
         """(object name, size) of the task's index-th input file, an upload."""
         listing = self.input_listing(task)
         if not 0 <= index < len(listing) or listing[index].get("size") is None:
@@ -182,7 +188,7 @@ class FileService:
 
     def store_piece(
         self,
-        task: dict | None,
+        task: TaskDoc | None,
         target: str,
         part: int,
         parts: int,
@@ -205,8 +211,8 @@ class FileService:
         stored = self.write_piece(name, stream, size, temporary=joined_later)
         if joined_later and part == parts - 1:
             joined = self.join_pieces(target, parts)
-            latest = self.task(task["id"]) or {}
-            if latest.get("status") != TaskStatus.RUNNING:
+            latest = self.task(task["id"])
+            if latest is None or latest["status"] != TaskStatus.RUNNING:
                 # Settled (cancelled, timed out) while the pieces were joined: nothing
                 # will ever point to this object.
                 self.files.retire(target, utcnow())
@@ -272,13 +278,20 @@ class FileService:
         if names:
             self.files.stat(names[0])
 
-    def output_entry(self, task: dict, path: str) -> dict:
+    def output_archive(self, task: TaskDoc, kind: str) -> Iterator[bytes]:
+        """Every stored output file of the task in one zip or tar.gz, as it is read;
+        503 now rather than a broken archive later if the bucket is unreachable."""
+        stored = self.stored_outputs(task)
+        self.check_available([name for _, name in stored])
+        return stream_archive(kind, stored, lambda name: self.files.read(name))
+
+    def output_entry(self, task: TaskDoc, path: str) -> dict:
         for entry in (task.get("result") or {}).get("files") or []:
             if entry["path"] == path and entry.get("stored") is not None:
                 return entry
         raise not_found("file")
 
-    def stored_outputs(self, task: dict) -> list[tuple[dict, str]]:
+    def stored_outputs(self, task: TaskDoc) -> list[tuple[dict, str]]:
         """(entry, object name) of every stored output file of the task."""
         return [
             (entry, output_object(task["id"], entry["stored"]))
@@ -288,46 +301,45 @@ class FileService:
 
     # -- conversation workspaces ---------------------------------------------------------
 
-    def workspace_spec(self, task: dict, max_bytes: int) -> dict | None:
+    def workspace_spec(self, task: TaskDoc, max_bytes: int) -> dict | None:
         """What the runner does with a conversation turn's workspace: restore the
         current snapshot (if any) and save a new one, within max_bytes."""
         conversation_id = task.get("conversationId")
         if not conversation_id:
             return None
-        conversation = self.store.get_doc(conversation_path(conversation_id)) or {}
-        current = conversation.get("workspace")
+        conversation = self.store.get_conversation(conversation_id)
+        current = conversation.get("workspace") if conversation is not None else None
         restore = {"size": current["size"]} if current else None
         return {"restore": restore, "maxBytes": max_bytes}
 
-    def workspace_task(self, conversation: dict) -> dict | None:
+    def workspace_task(self, conversation: ConversationDoc) -> TaskDoc | None:
         """The turn whose saved workspace is the conversation's current one."""
         current = conversation.get("workspace")
         return self.store.get_task(current["taskId"]) if current else None
 
-    def workspace_object(self, task: dict) -> tuple[str, int]:
+    def workspace_object(self, task: TaskDoc) -> tuple[str, int]:
         conversation_id = task.get("conversationId")
-        conversation = (
-            self.store.get_doc(conversation_path(conversation_id)) if conversation_id else None
-        )
-        current = (conversation or {}).get("workspace")
+        conversation = self.store.get_conversation(conversation_id) if conversation_id else None
+        current = conversation.get("workspace") if conversation is not None else None
         if not current:
             raise not_found("workspace")
         return current["object"], current["size"]
 
-    def turn_settled(self, task: dict) -> None:
+    def turn_settled(self, task: TaskDoc) -> None:
         """After the transaction that settled a turn: delete the snapshot nothing points
         to any more, the superseded one or, if the turn did not move the pointer, its
         own (a failed or cancelled turn's)."""
         conversation_id = task.get("conversationId")
         if not conversation_id:
             return
-        conversation = self.store.get_doc(conversation_path(conversation_id)) or {}
-        current = conversation.get("workspace") or {}
+        conversation = self.store.get_conversation(conversation_id)
+        current = conversation.get("workspace") if conversation is not None else None
         mine = snapshot_object(conversation_id, task["id"])
         now = utcnow()
-        if current.get("object") == mine:
-            if current.get("previous"):
-                self.files.retire(current["previous"], now)
+        if current is not None and current.get("object") == mine:
+            previous = current.get("previous")
+            if previous:
+                self.files.retire(previous, now)
         else:
             self.files.retire(mine, now)
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 from api import config
-from api.adapters.firestore_store import USAGE, Change
+from api.adapters.firestore_store import FirestoreStore
 from api.adapters.llm import AnthropicUpstream, UpstreamError, UpstreamReply, error_body
+from api.models.documents import TaskDoc
 from api.services.state_machine import TaskStatus, utcnow
 from api.services.task_tokens import InvalidTaskToken, verify_task_token
 from api.services.tasks import LLM_NOT_CONFIGURED
@@ -68,10 +68,6 @@ class ProxyRefusal(Exception):
         self.headers = {} if retry else {"x-should-retry": "false"}
 
 
-def _usage_doc_id(owner: str, now: datetime) -> str:
-    return f"{owner}_{now.astimezone(UTC).strftime('%Y%m%d')}"
-
-
 def _invalid(message: str) -> ProxyRefusal:
     return ProxyRefusal(400, "invalid_request_error", message, retry=False)
 
@@ -79,7 +75,7 @@ def _invalid(message: str) -> ProxyRefusal:
 class LlmProxy:
     def __init__(
         self,
-        store,
+        store: FirestoreStore,
         upstream: AnthropicUpstream,
         *,
         token_key: bytes,
@@ -150,7 +146,7 @@ class LlmProxy:
                 raise _invalid(f"tools of type {kind!r} are not available to tasks.")
         return body
 
-    def _metered(self, task: dict, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    def _metered(self, task: TaskDoc, chunks: Iterator[bytes]) -> Iterator[bytes]:
         """Relay the stream; record its usage once, when it ends however it ends (a
         caller that hangs up closes this generator, and what was used is still paid)."""
         meter = StreamUsage()
@@ -164,7 +160,7 @@ class LlmProxy:
                 close()
             self._record_usage(task, meter.usage)
 
-    def _task_for(self, token: str) -> dict:
+    def _task_for(self, token: str) -> TaskDoc:
         parts = token.split(".")
         task_id = parts[1] if len(parts) == 4 and token.isascii() else ""
         try:
@@ -183,9 +179,9 @@ class LlmProxy:
             )
         return task
 
-    def _remaining_budget(self, task: dict) -> int:
-        usage = task.get("llmUsage") or {}
-        used = usage.get("inputTokens", 0) + usage.get("outputTokens", 0)
+    def _remaining_budget(self, task: TaskDoc) -> int:
+        usage = task.get("llmUsage")
+        used = usage.get("inputTokens", 0) + usage.get("outputTokens", 0) if usage else 0
         task_left = task["input"]["maxTokens"] - used
         if task_left <= 0:
             raise ProxyRefusal(
@@ -194,7 +190,7 @@ class LlmProxy:
                 f"The task's token budget ({task['input']['maxTokens']}) is spent.",
                 retry=False,
             )
-        daily = self.store.get_doc(f"{USAGE}/{_usage_doc_id(task['owner'], utcnow())}") or {}
+        daily = self.store.get_usage(task["owner"], utcnow())
         user_left = self.user_daily_token_budget - daily.get("llmTokens", 0)
         if user_left <= 0:
             raise ProxyRefusal(
@@ -206,39 +202,14 @@ class LlmProxy:
             )
         return min(task_left, user_left)
 
-    def _record_usage(self, task: dict, usage: dict) -> None:
+    def _record_usage(self, task: TaskDoc, usage: dict) -> None:
         # Cached prompt tokens (read and written) are input too.
         input_tokens = sum(
             int(usage.get(name) or 0)
             for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
         )
         output_tokens = int(usage.get("output_tokens") or 0)
-        now = utcnow()
-
-        def mutate(current: dict | None, read) -> Change | None:
-            if current is None:
-                return None
-            totals = dict(current.get("llmUsage") or {})
-            totals["inputTokens"] = totals.get("inputTokens", 0) + input_tokens
-            totals["outputTokens"] = totals.get("outputTokens", 0) + output_tokens
-            totals["calls"] = totals.get("calls", 0) + 1
-            return Change(
-                updates={"llmUsage": totals},
-                increments=[
-                    (
-                        USAGE,
-                        _usage_doc_id(current["owner"], now),
-                        {
-                            "llmInputTokens": input_tokens,
-                            "llmOutputTokens": output_tokens,
-                            "llmTokens": input_tokens + output_tokens,
-                            "llmCalls": 1,
-                        },
-                    )
-                ],
-            )
-
-        self.store.update_task(task["id"], mutate, now)
+        self.store.add_llm_usage(task["id"], input_tokens, output_tokens, utcnow())
 
 
 class StreamUsage:
@@ -277,7 +248,7 @@ def _clamped(body: dict, max_tokens: int) -> dict:
     forwarded = dict(body, max_tokens=max_tokens)
     thinking = body.get("thinking")
     budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
-    if isinstance(budget, int) and budget >= max_tokens:
+    if isinstance(thinking, dict) and isinstance(budget, int) and budget >= max_tokens:
         if max_tokens > 1024:
             forwarded["thinking"] = dict(thinking, budget_tokens=max_tokens - 1)
         else:

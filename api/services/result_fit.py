@@ -9,7 +9,10 @@ fits beside the task's input.
 
 from __future__ import annotations
 
+from typing import Any
+
 from api.adapters.firestore_codec import stored_size
+from api.models.documents import TaskDoc
 
 # Firestore's limit is 1,048,576 bytes per document; the rest of a task's fields
 # (status, times, execution, claim, error) take a few KiB.
@@ -17,7 +20,7 @@ MAX_TASK_DOCUMENT_BYTES = 960_000
 TRIMMED_TEXTS = {"stdout": "stdoutTruncated", "stderr": "stderrTruncated", "text": None}
 
 
-def fit_result(task: dict, result: dict | None) -> dict | None:
+def fit_result(task: TaskDoc, result: dict[str, Any] | None) -> dict[str, Any] | None:
     """`result`, cut down (if need be) to fit in `task`'s document."""
     if result is None:
         return None
@@ -35,7 +38,8 @@ def fit_result(task: dict, result: dict | None) -> dict | None:
         if longest is None or not fitted[longest]:
             break
         fitted[longest] = fitted[longest][: len(fitted[longest]) * 3 // 4]
-        if TRIMMED_TEXTS[longest]:
-            fitted[TRIMMED_TEXTS[longest]] = True
+        flag = TRIMMED_TEXTS[longest]
+        if flag:
+            fitted[flag] = True
         size = stored_size(fitted)
     return fitted

@@ -15,51 +15,39 @@ exactly once however many runners, retries or reconcilers report.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from api import config
-from api.adapters.firestore_store import USAGE, Change, FirestoreStore, Reader
-from api.services.admission import (
-    RUNNING,
-    UNSETTLED_SHARDS,
-    running_doc_id,
+from api.adapters.firestore_paths import (
+    delivery_path,
     running_path,
-    unsettled_shard_id,
+    unsettled_shard_path,
+    usage_path,
 )
+from api.adapters.firestore_store import Change, FirestoreStore, Reader
+from api.models.documents import IN_FLIGHT, TERMINAL, TaskDoc, TaskStatus
 from api.services.conversation_turns import conversation_turn_ended
 from api.services.result_fit import fit_result
-from api.services.webhooks import DELIVERIES, delivery_record
+from api.services.webhooks import delivery_record
 
-
-class TaskStatus(StrEnum):
-    QUEUED = "queued"
-    DISPATCHED = "dispatched"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    TIMED_OUT = "timed_out"
-    CANCELLED = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        return self in TERMINAL
-
-
-TERMINAL = frozenset(
-    {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.TIMED_OUT, TaskStatus.CANCELLED}
-)
-IN_FLIGHT = [TaskStatus.DISPATCHED.value, TaskStatus.RUNNING.value]
-# What a runner may report as the end of its task.
-RUNNER_OUTCOMES = frozenset({TaskStatus.COMPLETED, TaskStatus.TIMED_OUT, TaskStatus.FAILED})
+__all__ = [
+    "IN_FLIGHT",
+    "TERMINAL",
+    "ClaimRefused",
+    "TaskStateMachine",
+    "TaskStatus",
+    "is_terminal",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def is_terminal(task: dict) -> bool:
+def is_terminal(task: TaskDoc) -> bool:
     return TaskStatus(task["status"]).terminal
 
 
@@ -85,7 +73,7 @@ class TaskStateMachine:
 
     def _status_change(
         self,
-        task: dict,
+        task: TaskDoc,
         status: TaskStatus,
         now: datetime,
         read: Reader | None = None,
@@ -102,17 +90,16 @@ class TaskStateMachine:
         change.increments += _admission_counts(task, status)
         if status.terminal:
             # Counted once: only the first terminal transition gets here.
-            day = now.strftime("%Y%m%d")
             counters = {"tasksSettled": 1, f"tasks_{status.value}": 1}
             duration = (updates.get("result") or {}).get("durationMs")
             if isinstance(duration, int):
                 counters["sandboxMs"] = duration
-            change.increments.append((USAGE, f"{task['owner']}_{day}", counters))
+            change.increments.append((usage_path(task["owner"], now), counters))
             if task.get("webhookUrl"):
                 # Queued for delivery in the transaction that settles the task: it
                 # cannot be lost, whatever happens to this instance next.
                 change.writes.append(
-                    (f"{DELIVERIES}/{task['id']}", delivery_record(task, now), False)
+                    (delivery_path(task["id"]), dict(delivery_record(task, now)), False)
                 )
             if task.get("conversationId") and read is not None:
                 # The reply joins the conversation in the transaction that settles the
@@ -130,7 +117,7 @@ class TaskStateMachine:
         backend: str,
         dispatch_id: str,
         max_running: int = config.MAX_ACTIVE_TASKS_PER_USER,
-    ) -> tuple[dict | None, bool]:
+    ) -> tuple[TaskDoc | None, bool]:
         """queued -> dispatched, before the executor is asked to launch, if its owner
         has fewer than `max_running` tasks dispatched or running (read in this same
         transaction, so the cap holds across instances). Returns (the task when this
@@ -139,7 +126,7 @@ class TaskStateMachine:
         now = utcnow()
         at_cap: list[bool] = []
 
-        def mutate(task: dict | None, read: Reader) -> Change | None:
+        def mutate(task: TaskDoc | None, read: Reader) -> Change | None:
             at_cap.clear()
             if task is None or task["status"] != TaskStatus.QUEUED:
                 return None
@@ -165,10 +152,10 @@ class TaskStateMachine:
         """Store what the executor said about the launch (name, log link)."""
         now = utcnow()
 
-        def mutate(task: dict | None, read: Reader) -> Change | None:
+        def mutate(task: TaskDoc | None, read: Reader) -> Change | None:
             if task is None or task.get("dispatchId") != dispatch_id or is_terminal(task):
                 return None
-            current = task.get("execution") or {}
+            current: dict[str, Any] = dict(task.get("execution") or {})
             if task.get("claim") and current.get("name") != execution.get("name"):
                 # Another execution (an earlier launch whose RunJob timed out but ran)
                 # claimed the task first: its name, set by the claim, is the truth.
@@ -182,7 +169,7 @@ class TaskStateMachine:
         """dispatched -> queued after a retryable launch failure (429, 5xx, timeout)."""
         now = utcnow()
 
-        def mutate(task: dict | None, read: Reader) -> Change | None:
+        def mutate(task: TaskDoc | None, read: Reader) -> Change | None:
             if task is None or task["status"] != TaskStatus.DISPATCHED:
                 return None
             if task.get("dispatchId") != dispatch_id:
@@ -197,14 +184,14 @@ class TaskStateMachine:
 
     def claim(
         self, task_id: str, execution: str, attempt: int, execution_name: str | None = None
-    ) -> dict:
+    ) -> TaskDoc:
         """A runner claims its task. Idempotent for the same (execution, attempt); a
         later attempt of the same execution takes over (Cloud Run retried it); any
         other execution is refused, so a duplicate launch cannot run twice."""
         now = utcnow()
         refusal: list[str] = []
 
-        def mutate(task: dict | None, read: Reader) -> Change | None:
+        def mutate(task: TaskDoc | None, read: Reader) -> Change | None:
             refusal.clear()
             if task is None:
                 refusal.append("no such task")
@@ -226,7 +213,7 @@ class TaskStateMachine:
             execution_info = dict(
                 task.get("execution") or {}, name=execution_name or execution, attempt=attempt
             )
-            updates = dict(
+            updates: dict[str, Any] = dict(
                 claim={"execution": execution, "attempt": attempt},
                 execution=execution_info,
                 heartbeatAt=now,
@@ -245,8 +232,8 @@ class TaskStateMachine:
         assert task is not None
         return task
 
-    def _claim_matches(self, task: dict, execution: str, attempt: int) -> bool:
-        claim = task.get("claim") or {}
+    def _claim_matches(self, task: TaskDoc, execution: str, attempt: int) -> bool:
+        claim: dict[str, Any] = dict(task.get("claim") or {})
         return (
             task["status"] == TaskStatus.RUNNING
             and claim.get("execution") == execution
@@ -260,12 +247,12 @@ class TaskStateMachine:
         attempt: int,
         events: list[tuple[str, Any]],
         max_events: int,
-    ) -> dict | None:
+    ) -> TaskDoc | None:
         """Store a batch of runner events (also a heartbeat). Returns the task, or None
         when the caller no longer holds the task (settled, cancelled, taken over)."""
         now = utcnow()
 
-        def mutate(task: dict | None, read: Reader) -> Change | None:
+        def mutate(task: TaskDoc | None, read: Reader) -> Change | None:
             if task is None or not self._claim_matches(task, execution, attempt):
                 return None
             kept, truncated = _fit_events(task, events, max_events)
@@ -288,14 +275,14 @@ class TaskStateMachine:
         status: TaskStatus,
         result: dict | None,
         error: dict | None,
-        events: list[tuple[str, Any]] = (),
+        events: Sequence[tuple[str, Any]] = (),
         max_events: int = 0,
-    ) -> tuple[dict | None, bool]:
+    ) -> tuple[TaskDoc | None, bool]:
         """The runner's final report, with its last events. Only the current claim may
         settle the task, and only once; a duplicate or late report changes nothing."""
         now = utcnow()
 
-        def mutate(task: dict | None, read: Reader) -> Change | None:
+        def mutate(task: TaskDoc | None, read: Reader) -> Change | None:
             if task is None or not self._claim_matches(task, execution, attempt):
                 return None
             kept, truncated = _fit_events(task, list(events), max_events)
@@ -315,13 +302,13 @@ class TaskStateMachine:
         status: TaskStatus,
         error: dict | None = None,
         only_if: set[TaskStatus] | None = None,
-    ) -> tuple[dict | None, bool]:
+    ) -> tuple[TaskDoc | None, bool]:
         """Settle a task from outside the runner: cancel, runner lost, timed out.
         Terminal tasks never change."""
         assert status.terminal
         now = utcnow()
 
-        def mutate(task: dict | None, read: Reader) -> Change | None:
+        def mutate(task: TaskDoc | None, read: Reader) -> Change | None:
             if task is None or is_terminal(task):
                 return None
             if only_if is not None and TaskStatus(task["status"]) not in only_if:
@@ -334,7 +321,7 @@ class TaskStateMachine:
         """Nothing wrong yet: look at this in-flight task again at `until`."""
         now = utcnow()
 
-        def mutate(task: dict | None, read: Reader) -> Change | None:
+        def mutate(task: TaskDoc | None, read: Reader) -> Change | None:
             if task is None or is_terminal(task):
                 return None
             return Change(updates={"checkAt": until})
@@ -342,33 +329,33 @@ class TaskStateMachine:
         self.store.update_task(task_id, mutate, now)
 
 
-def _admission_counts(task: dict, status: TaskStatus) -> list[tuple[str, str, dict[str, int]]]:
+def _admission_counts(task: TaskDoc, status: TaskStatus) -> list[tuple[str, dict[str, int]]]:
     """The owner's admission counters a transition moves (api/services/admission.py):
     queued tasks on the task's shard, unsettled ones when it settles, and the tasks
     holding a dispatch slot (`running`)."""
     if "admissionShard" not in task:
         return []
     owner = task["owner"]
-    shard = (UNSETTLED_SHARDS, unsettled_shard_id(owner, task["admissionShard"]))
-    running = (RUNNING, running_doc_id(owner))
+    shard = unsettled_shard_path(owner, task["admissionShard"])
+    running = running_path(owner)
     before = TaskStatus(task["status"])
-    counts: list[tuple[str, str, dict[str, int]]] = []
+    counts: list[tuple[str, dict[str, int]]] = []
     if status == TaskStatus.DISPATCHED and before == TaskStatus.QUEUED:
-        counts += [(*shard, {"queued": -1}), (*running, {"running": 1})]
+        counts += [(shard, {"queued": -1}), (running, {"running": 1})]
     elif status == TaskStatus.QUEUED and before == TaskStatus.DISPATCHED:
-        counts += [(*shard, {"queued": 1}), (*running, {"running": -1})]
+        counts += [(shard, {"queued": 1}), (running, {"running": -1})]
     elif status.terminal:
         shard_counts = {"unsettled": -1}
         if before == TaskStatus.QUEUED:
             shard_counts["queued"] = -1
-        counts.append((*shard, shard_counts))
+        counts.append((shard, shard_counts))
         if before.value in IN_FLIGHT:
-            counts.append((*running, {"running": -1}))
+            counts.append((running, {"running": -1}))
     return counts
 
 
 def _fit_events(
-    task: dict, events: list[tuple[str, Any]], max_events: int
+    task: TaskDoc, events: list[tuple[str, Any]], max_events: int
 ) -> tuple[list[tuple[str, Any]], bool]:
     """Keep a task's event log bounded: past `max_events`, one `events_truncated`
     marker is stored and the rest dropped (the result still holds the output)."""

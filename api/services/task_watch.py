@@ -15,6 +15,7 @@ import threading
 from contextlib import contextmanager
 
 from api import config
+from api.models.documents import TaskDoc
 
 
 class _Watched:
@@ -23,7 +24,7 @@ class _Watched:
     def __init__(self) -> None:
         self.waiters = 0
         self.version = 0
-        self.latest: dict | None = None
+        self.latest: TaskDoc | None = None
 
 
 class TaskWatch:
@@ -84,7 +85,7 @@ class TaskWatch:
                 if entry.waiters == 0:
                     del self._watched[task_id]
 
-    def changed(self, task_id: str, task: dict | None = None) -> None:
+    def changed(self, task_id: str, task: TaskDoc | None = None) -> None:
         """Tell waiters `task_id` changed; `task` is its new state when known."""
         with self._cond:
             entry = self._watched.get(task_id)
@@ -99,7 +100,7 @@ class TaskWatch:
             entry = self._watched.get(task_id)
             return entry.version if entry else 0
 
-    def wait(self, task_id: str, seen: int, timeout: float) -> dict | None:
+    def wait(self, task_id: str, seen: int, timeout: float) -> TaskDoc | None:
         """Block until the task changes past version `seen` (or `timeout`); return its
         new state if the change carried one. Call inside `watching(task_id)`."""
         with self._cond:

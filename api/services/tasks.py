@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import json
 import secrets
 import threading
 import time
+from typing import Any, cast
 
 from api import config
-from api.adapters.firestore_store import IDEMPOTENCY, idempotency_record
+from api.adapters.firestore_tasks import idempotency_record
 from api.errors import ApiError, not_found
+from api.models.documents import NOT_SETTLED, EventDoc, IdempotencyDoc, TaskDoc, TaskKind
 from api.services.admission import Reservation, TaskAdmission
 from api.services.dispatcher import Dispatcher
 from api.services.state_machine import (
-    IN_FLIGHT,
     TaskStateMachine,
     TaskStatus,
     is_terminal,
@@ -23,7 +25,6 @@ from api.services.state_machine import (
 )
 from api.services.task_watch import TaskWatch
 
-NOT_SETTLED = [TaskStatus.QUEUED.value, *IN_FLIGHT]
 PENDING_RECOUNT_SECONDS = 1.0
 LLM_NOT_CONFIGURED = {
     "code": "llm_not_configured",
@@ -39,58 +40,6 @@ QUEUE_OWNERS_LIMIT = 1000
 
 def new_task_id() -> str:
     return secrets.token_hex(12)
-
-
-def rfc3339(value) -> str | None:
-    if value is None:
-        return None
-    return value.isoformat().replace("+00:00", "Z")
-
-
-def render_task(task: dict, queue_position: int | None = None) -> dict:
-    """The public task resource: no owner, claim or bookkeeping fields."""
-    execution = task.get("execution")
-    if execution is not None:
-        rendered = {
-            "backend": execution.get("backend"),
-            "name": execution.get("name"),
-            "attempt": execution.get("attempt", 0),
-            "logUri": execution.get("logUri"),
-        }
-        if execution.get("consoleUri"):  # Cloud Run: the execution's page in the Console
-            rendered["consoleUri"] = execution["consoleUri"]
-        execution = rendered
-    return {
-        "id": task["id"],
-        "kind": task["kind"],
-        "status": task["status"],
-        "createdAt": rfc3339(task.get("createdAt")),
-        "startedAt": rfc3339(task.get("startedAt")),
-        "finishedAt": rfc3339(task.get("finishedAt")),
-        "input": task["input"],
-        "result": _public_result(task.get("result")),
-        "error": task.get("error"),
-        "execution": execution,
-        "queuePosition": queue_position if task["status"] == "queued" else None,
-        "webhookUrl": task.get("webhookUrl"),
-    }
-
-
-def _public_result(result: dict | None) -> dict | None:
-    """The result without the runner's object indexes of its files."""
-    if not result or not result.get("files"):
-        return result
-    files = [{k: v for k, v in entry.items() if k != "stored"} for entry in result["files"]]
-    return {**result, "files": files}
-
-
-def render_event(event: dict) -> dict:
-    return {
-        "seq": event["seq"],
-        "type": event["type"],
-        "data": event["data"],
-        "at": rfc3339(event["at"]),
-    }
 
 
 class TaskService:
@@ -144,10 +93,10 @@ class TaskService:
                 retry_after=30,
             )
 
-    def new_task(self, owner: str, kind: str, task_input: dict, **extra) -> dict:
+    def new_task(self, owner: str, kind: TaskKind, task_input: dict, **extra: Any) -> TaskDoc:
         """A queued task document, not yet stored."""
         now = utcnow()
-        return {
+        task = {
             "id": new_task_id(),
             "owner": owner,
             "kind": kind,
@@ -163,16 +112,17 @@ class TaskService:
             "checkAt": None,
             **extra,
         }
+        return cast(TaskDoc, task)
 
     def submit(
         self,
         owner: str,
-        kind: str,
+        kind: TaskKind,
         task_input: dict,
         idempotency_key: str | None,
         webhook_url: str | None = None,
         **extra,
-    ) -> tuple[dict, bool]:
+    ) -> tuple[TaskDoc, bool]:
         """Store a queued task and start it. Returns (task, created).
 
         No transaction: the owner's limits are taken from sharded counters
@@ -189,22 +139,22 @@ class TaskService:
             idempotency_ids(owner, idempotency_key, hashed) if idempotency_key is not None else None
         )
         if key is not None:
-            earlier = self.store.get_doc(key[0])
+            earlier = self.store.get_idempotency(key[0])
             if earlier is not None:
                 return self.repeated(owner, earlier, key[1])[0], False
         reservation = self.admission.reserve(owner, task["createdAt"])
         stored = self.store_new(owner, [task], [reservation], key)
-        if stored is not None:
+        if stored is not None and key is not None:
             return self.repeated(owner, stored, key[1])[0], False
         return self.start(task), True
 
     def submit_batch(
         self,
         owner: str,
-        items: list[tuple[str, dict, dict]],
+        items: list[tuple[TaskKind, dict, dict]],
         idempotency_key: str | None,
         body: object,
-    ) -> list[dict]:
+    ) -> list[TaskDoc]:
         """Store (kind, input, extra fields) tasks all at once, or none: admission for
         the whole batch (429 if it does not fit), then one commit for every task. A
         few Firestore calls whatever the batch's size, none of them a transaction."""
@@ -219,12 +169,12 @@ class TaskService:
             else None
         )
         if key is not None:
-            earlier = self.store.get_doc(key[0])
+            earlier = self.store.get_idempotency(key[0])
             if earlier is not None:
                 return self.repeated(owner, earlier, key[1])
         reservations = self.admission.reserve_many(owner, len(tasks), tasks[0]["createdAt"])
         stored = self.store_new(owner, tasks, reservations, key)
-        if stored is not None:
+        if stored is not None and key is not None:
             return self.repeated(owner, stored, key[1])
         started = [self.start(task, launch=False) for task in tasks]
         self.dispatcher.kick()
@@ -233,21 +183,21 @@ class TaskService:
     def store_new(
         self,
         owner: str,
-        tasks: list[dict],
+        tasks: list[TaskDoc],
         reservations: list[Reservation],
         key: tuple[str, str] | None,
-    ) -> dict | None:
+    ) -> IdempotencyDoc | None:
         """Create reserved tasks in one commit; the earlier Idempotency-Key record when
         another request stored that key first (then the reservations are given back)."""
         for task, reservation in zip(tasks, reservations, strict=True):
             task["admissionShard"] = reservation.shard
-        record = None
+        record: tuple[str, IdempotencyDoc] | None = None
         if key is not None:
             ids = [task["id"] for task in tasks]
             now = tasks[0]["createdAt"]
             record = (key[0], idempotency_record(ids[0], key[1], now, taskIds=ids))
         try:
-            earlier = self.store.create_tasks(tasks, ("status", {"status": "queued"}), record)
+            earlier = self.store.create_tasks(tasks, idempotency=record)
         except BaseException:
             self.admission.give_back(owner, reservations, tasks[0]["createdAt"])
             raise
@@ -255,7 +205,7 @@ class TaskService:
             self.admission.give_back(owner, reservations, tasks[0]["createdAt"])
         return earlier
 
-    def repeated(self, owner: str, record: dict, body_hash: str) -> list[dict]:
+    def repeated(self, owner: str, record: IdempotencyDoc, body_hash: str) -> list[TaskDoc]:
         """The tasks an Idempotency-Key record names, if the body is the same."""
         if record.get("bodyHash") != body_hash:
             raise ApiError(
@@ -265,11 +215,12 @@ class TaskService:
             )
         ids = record.get("taskIds") or [record["taskId"]]
         tasks = self.store.get_tasks(ids)
-        if any(task is None or task["owner"] != owner for task in tasks):
+        found = [task for task in tasks if task is not None and task["owner"] == owner]
+        if len(found) != len(tasks):
             raise not_found("task")
-        return tasks
+        return found
 
-    def start(self, task: dict, launch: bool = True) -> dict:
+    def start(self, task: TaskDoc, launch: bool = True) -> TaskDoc:
         """A task was just stored: hand it to the dispatcher (`launch=False`: the
         caller kicks it once for many), or fail it at once when it can never run here
         (an agent task without an LLM key)."""
@@ -282,7 +233,7 @@ class TaskService:
             self.dispatcher.submitted(task["id"])
         return task
 
-    def queue_position(self, task: dict) -> int | None:
+    def queue_position(self, task: TaskDoc) -> int | None:
         """An estimate of how many queued tasks start before this one: the dispatcher
         takes one task per owner in turn (round-robin), so it is this owner's tasks
         ahead of it, plus as many of every other owner's (at most theirs). Costs one
@@ -329,7 +280,11 @@ class TaskService:
             self._pending_counted_at = time.monotonic()
             return counted
 
-    def get(self, owner: str, task_id: str) -> dict:
+    def usage(self, owner: str) -> dict:
+        """The owner's counters today against their limits (TaskAdmission.usage)."""
+        return self.admission.usage(owner, utcnow())
+
+    def get(self, owner: str, task_id: str) -> TaskDoc:
         task = self.store.get_task(task_id) if _plausible_id(task_id) else None
         if task is None or task["owner"] != owner:
             raise not_found("task")
@@ -340,7 +295,7 @@ class TaskService:
             self.dispatcher.kick()
         return task
 
-    def wait(self, owner: str, task_id: str, seconds: float) -> dict:
+    def wait(self, owner: str, task_id: str, seconds: float) -> TaskDoc:
         """The task once it is terminal, or as it is after `seconds` (at once when too
         many requests are already waiting in this process)."""
         deadline = time.monotonic() + seconds
@@ -366,7 +321,7 @@ class TaskService:
             next_token = base64.urlsafe_b64encode(tasks[-1]["id"].encode()).decode()
         return tasks, next_token
 
-    def cancel(self, owner: str, task_id: str) -> dict:
+    def cancel(self, owner: str, task_id: str) -> TaskDoc:
         task = self.get(owner, task_id)
         if is_terminal(task):
             return task
@@ -375,21 +330,23 @@ class TaskService:
             TaskStatus.CANCELLED,
             {"code": "cancelled", "message": "The task was cancelled by its owner."},
         )
-        execution = (settled or task).get("execution") or {}
+        execution: dict[str, Any] = dict((settled or task).get("execution") or {})
         if changed and execution.get("name"):
-            self.dispatcher.executor.cancel(execution["name"])
+            self.dispatcher.cancel_execution(execution["name"])
         if changed and task["status"] != "queued":
             self.dispatcher.kick()  # its slot is free: the next queued task may start
         self.watch.changed(task_id, settled)
         return settled or task
 
-    def events(self, owner: str, task_id: str, after: int, limit: int) -> tuple[dict, list[dict]]:
+    def events(
+        self, owner: str, task_id: str, after: int, limit: int
+    ) -> tuple[TaskDoc, builtins.list[EventDoc]]:
         task = self.get(owner, task_id)
         return task, self.store.list_events(task_id, after=after, limit=limit)
 
 
 def idempotency_ids(owner: str, key: str, body: object, scope: str = "task") -> tuple[str, str]:
-    """(document path, body hash) of an Idempotency-Key: per user and per kind of
+    """(key id, body hash) of an Idempotency-Key: per user and per kind of
     request, so the same key on a task and on a batch are two keys."""
     if not 1 <= len(key) <= 200:
         raise ApiError(
@@ -398,7 +355,7 @@ def idempotency_ids(owner: str, key: str, body: object, scope: str = "task") -> 
     prefix = "" if scope == "task" else f"{scope}\x00"
     key_id = hashlib.sha256(f"{owner}\x00{prefix}{key}".encode()).hexdigest()
     body_hash = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-    return f"{IDEMPOTENCY}/{key_id}", body_hash
+    return key_id, body_hash
 
 
 def _plausible_id(task_id: str) -> bool:

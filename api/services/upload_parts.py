@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from api import config
 from api.errors import ApiError
+from api.models.documents import UploadDoc
 from api.services.files import (
     COMPLETE,
     JOINING,
     PENDING,
     UPLOAD_TTL,
-    UPLOADS,
     FileService,
     missing_parts,
     piece_object,
@@ -44,14 +45,14 @@ def max_parts(files: FileService) -> int:
     return max(MIN_PARTS_LIMIT, -(-files.max_upload_bytes // config.MAX_RUNNER_CHUNK_BYTES))
 
 
-def begin(files: FileService, owner: str, parts: int) -> dict:
+def begin(files: FileService, owner: str, parts: int) -> UploadDoc:
     """A pending upload of `parts` parts, its owner's only, expiring like any upload."""
     limit = max_parts(files)
     if not 1 <= parts <= limit:
         raise ApiError(400, "invalid_request", f"parts must be between 1 and {limit}.")
     upload_id = secrets.token_hex(12)
     now = utcnow()
-    record = {
+    record: UploadDoc = {
         "id": upload_id,
         "owner": owner,
         "status": PENDING,
@@ -60,26 +61,28 @@ def begin(files: FileService, owner: str, parts: int) -> dict:
         "createdAt": now,
         "expireAt": now + UPLOAD_TTL,  # Firestore's TTL policy deletes the record
     }
-    files.store.create_doc(f"{UPLOADS}/{upload_id}", record)
+    files.store.create_upload(record)
     return record
 
 
 def put_part(
     files: FileService, owner: str, upload_id: str, part: int, stream: BinaryIO, size: int | None
-) -> dict:
+) -> dict[str, Any]:
     """Store part `part` (replacing it if sent before); join them all once the last
     missing one is in. Returns the upload's record as it now stands."""
-    record = files.owned_upload(owner, upload_id)
-    _check_pending(record)
-    if not 0 <= part < record["parts"]:
-        raise ApiError(400, "invalid_request", f"This upload has parts 0 to {record['parts'] - 1}.")
+    upload = files.owned_upload(owner, upload_id)
+    _check_pending(upload)
+    parts = upload["parts"]
+    if not 0 <= part < parts:
+        raise ApiError(400, "invalid_request", f"This upload has parts 0 to {parts - 1}.")
     target = upload_object(upload_id)
     stored = files.write_piece(piece_object(target, part), stream, size)
-    path = f"{UPLOADS}/{upload_id}"
 
-    def record_part(read, write) -> tuple[dict, bool]:
-        latest = read(path)
+    def record_part(
+        latest: dict[str, Any] | None,
+    ) -> tuple[dict[str, Any], tuple[dict[str, Any], bool]]:
         _check_pending(latest)
+        assert latest is not None  # _check_pending refuses a missing upload
         received = dict(latest.get("received") or {})
         received[str(part)] = stored.size
         over = sum(received.values()) > files.max_upload_bytes
@@ -87,15 +90,14 @@ def put_part(
             received.pop(str(part))
         latest["received"] = received
         latest["status"] = PENDING if missing_parts(latest) else JOINING
-        update = {"received": received, "status": latest["status"]}
+        update: dict[str, Any] = {"received": received, "status": latest["status"]}
         if latest["status"] == JOINING:
             update["joiningSince"] = utcnow()
-        write(path, update, merge=True)
-        return latest, over
+        return update, (latest, over)
 
     over = False
     try:
-        record, over = files.store.run_transaction(record_part)
+        record, over = files.store.change_upload(upload_id, record_part)
     except ApiError:
         over = True  # complete or joining meanwhile: nothing will join this part
         raise
@@ -109,9 +111,9 @@ def put_part(
     return record
 
 
-def _check_pending(record: dict | None) -> None:
+def _check_pending(record: Mapping[str, Any] | None) -> None:
     status = (record or {}).get("status", COMPLETE)
-    if status == JOINING and record["joiningSince"] < utcnow() - JOIN_STALE:
+    if status == JOINING and record is not None and record["joiningSince"] < utcnow() - JOIN_STALE:
         return  # the request joining it died: this part may start the join again
     if status == JOINING:
         raise ApiError(409, "upload_joining", "Its last part is being joined; wait for it.")
@@ -119,11 +121,11 @@ def _check_pending(record: dict | None) -> None:
         raise ApiError(409, "upload_complete", "This upload is complete: its parts are fixed.")
 
 
-def _join(files: FileService, record: dict) -> dict:
+def _join(files: FileService, record: dict[str, Any]) -> dict[str, Any]:
     """Compose the parts, then hash the whole (SHA-256 does not compose; a streamed
     read, in constant memory), then mark the upload complete. Should the join fail,
     the upload is pending again, with the parts still stored."""
-    upload_id, path = record["id"], f"{UPLOADS}/{record['id']}"
+    upload_id = record["id"]
     target = upload_object(upload_id)
     joined = False
     try:
@@ -139,10 +141,11 @@ def _join(files: FileService, record: dict) -> dict:
             digest.update(piece)
     except Exception:
         # The next join checks again which parts exist; once joined, none do.
-        files.store.update_doc(path, {"status": PENDING} | ({"received": {}} if joined else {}))
+        reset: dict[str, Any] = {"status": PENDING} | ({"received": {}} if joined else {})
+        files.store.update_upload(upload_id, reset)
         raise
     update = {"status": COMPLETE, "size": info.size, "sha256": digest.hexdigest()}
-    files.store.update_doc(path, update)
+    files.store.update_upload(upload_id, update)
     return record | update
 
 

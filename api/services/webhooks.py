@@ -20,15 +20,15 @@ import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 from api.adapters import webhook_http
-from api.adapters.firestore_codec import document_id
+from api.adapters.firestore_store import FirestoreStore
 from api.errors import ApiError
+from api.models.documents import DeliveryDoc, TaskDoc, WebhookSecretsDoc
 
 log = logging.getLogger(__name__)
 
-DELIVERIES = "webhookDeliveries"
-SECRETS = "webhookSecrets"
 # An attempt holds its delivery this long; a crashed attempt is retried after it.
 LEASE_SECONDS = 60
 MAX_BACKOFF_SECONDS = 3600
@@ -43,7 +43,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def delivery_record(task: dict, now: datetime) -> dict:
+def delivery_record(task: TaskDoc, now: datetime) -> DeliveryDoc:
     """What the settling transaction writes for a task with a webhook."""
     return {
         "taskId": task["id"],
@@ -63,7 +63,7 @@ def new_secret() -> str:
 class WebhookService:
     def __init__(
         self,
-        store,
+        store: FirestoreStore,
         *,
         render_task,
         allow_loopback: bool,
@@ -88,32 +88,33 @@ class WebhookService:
         except webhook_http.WebhookRefused as error:
             raise ApiError(422, "webhook_url_refused", f"webhookUrl {error}.") from None
 
-    def secret(self, owner: str) -> dict:
+    def secret(self, owner: str) -> WebhookSecretsDoc:
         """The owner's signing secret, made on first use."""
-        path = f"{SECRETS}/{document_id(owner)}"
-        record = self.store.get_doc(path)
+        record = self.store.get_webhook_secrets(owner)
         if record is None:
-            self.store.create_doc_if_absent(path, {"secret": new_secret(), "createdAt": utcnow()})
-            record = self.store.get_doc(path)
-        return record
+            fresh: WebhookSecretsDoc = {"secret": new_secret(), "createdAt": utcnow()}
+            self.store.create_webhook_secrets_if_absent(owner, fresh)
+            record = self.store.get_webhook_secrets(owner)
+        return cast(WebhookSecretsDoc, record)  # exists: created just above if not before
 
-    def rotate(self, owner: str) -> dict:
+    def rotate(self, owner: str) -> WebhookSecretsDoc:
         """A new secret; the old one still signs for ROTATION_GRACE."""
         old = self.secret(owner)
         now = utcnow()
 
-        def swap(read, write):
-            current = read(f"{SECRETS}/{document_id(owner)}") or old
-            record = {
+        def swap(
+            current: WebhookSecretsDoc | None,
+        ) -> tuple[dict[str, Any], WebhookSecretsDoc]:
+            previous = current or old
+            record: WebhookSecretsDoc = {
                 "secret": new_secret(),
                 "createdAt": now,
-                "previous": current["secret"],
+                "previous": previous["secret"],
                 "previousUntil": now + ROTATION_GRACE,
             }
-            write(f"{SECRETS}/{document_id(owner)}", record)
-            return record
+            return dict(record), record
 
-        return self.store.run_transaction(swap)
+        return self.store.change_webhook_secrets(owner, swap)
 
     # -- the delivery loop -----------------------------------------------------------
 
@@ -138,27 +139,24 @@ class WebhookService:
         leased = [d for d in (self._lease(d["taskId"]) for d in due) if d is not None]
         return sum(self._senders.map(self._attempt, leased))
 
-    def _lease(self, task_id: str) -> dict | None:
+    def _lease(self, task_id: str) -> DeliveryDoc | None:
         now = utcnow()
 
-        def lease(read, write):
-            delivery = read(f"{DELIVERIES}/{task_id}")
+        def lease(
+            delivery: DeliveryDoc | None,
+        ) -> tuple[dict[str, Any] | None, DeliveryDoc | None]:
             if delivery is None or delivery["status"] != "pending":
-                return None
+                return None, None
             if delivery["nextAttemptAt"] > now:
-                return None  # another instance has it, or it is not due yet
+                return None, None  # another instance has it, or it is not due yet
             attempts = delivery["attempts"] + 1
             lease_until = now + timedelta(seconds=LEASE_SECONDS)
-            write(
-                f"{DELIVERIES}/{task_id}",
-                {"attempts": attempts, "nextAttemptAt": lease_until},
-                merge=True,
-            )
-            return dict(delivery, attempts=attempts)
+            leased: DeliveryDoc = {**delivery, "attempts": attempts}
+            return {"attempts": attempts, "nextAttemptAt": lease_until}, leased
 
-        return self.store.run_transaction(lease)
+        return self.store.change_delivery(task_id, lease)
 
-    def _attempt(self, delivery: dict) -> int:
+    def _attempt(self, delivery: DeliveryDoc) -> int:
         task_id, attempt = delivery["taskId"], delivery["attempts"]
         task = self.store.get_task(task_id)
         if task is None:
@@ -178,7 +176,11 @@ class WebhookService:
         except OSError as failure:
             error = f"could not reach the receiver: {failure}"
         delivered = status_code is not None and 200 <= status_code < 300
-        event = {"statusCode": status_code, "attempt": attempt, "delivered": delivered}
+        event: dict[str, Any] = {
+            "statusCode": status_code,
+            "attempt": attempt,
+            "delivered": delivered,
+        }
         if error:
             event["error"] = error[:500]
         self.store.append_task_event(task_id, "webhook", event, utcnow())
@@ -208,20 +210,20 @@ class WebhookService:
             "webhook-signature": signatures,
         }
 
-    def _retry_later(self, delivery: dict, status_code: int | None) -> None:
+    def _retry_later(self, delivery: DeliveryDoc, status_code: int | None) -> None:
         now = utcnow()
         backoff = min(MAX_BACKOFF_SECONDS, self.first_retry * 2 ** (delivery["attempts"] - 1))
         next_at = now + timedelta(seconds=backoff * (0.8 + 0.4 * random.random()))
         if next_at > delivery["createdAt"] + self.retry_for:
             self._finish(delivery["taskId"], "failed", status_code)
             return
-        self.store.update_doc(
-            f"{DELIVERIES}/{delivery['taskId']}",
+        self.store.update_delivery(
+            delivery["taskId"],
             {"nextAttemptAt": next_at, "lastStatusCode": status_code},
         )
 
     def _finish(self, task_id: str, status: str, status_code: int | None) -> None:
-        self.store.update_doc(
-            f"{DELIVERIES}/{task_id}",
+        self.store.update_delivery(
+            task_id,
             {"status": status, "lastStatusCode": status_code, "finishedAt": utcnow()},
         )

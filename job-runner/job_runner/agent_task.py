@@ -27,7 +27,7 @@ from job_runner.task_files import (
     save_turn_workspace,
     store_outputs,
 )
-from job_runner.task_space import DEFAULT_DISK_MB, TaskSpace
+from job_runner.task_space import TaskSpace
 from job_runner.tools import Toolbox, clip
 from job_runner.workspace import make_private_dir
 
@@ -37,12 +37,10 @@ if TYPE_CHECKING:
 
     from job_runner.file_channel import FileChannel
     from job_runner.sandbox import Sandbox
+    from job_runner.spec import TaskSpec
 
     Emit = Callable[[str, dict | str], None]
 
-DEFAULT_MAX_TURNS = 10
-DEFAULT_MAX_TOKENS = 100_000
-DEFAULT_MAX_RESPONSE_TOKENS = 4096
 # One model call may take this long at most (and never past the task's deadline).
 LLM_CALL_TIMEOUT_SECONDS = 300
 # One tool call may take this long at most (and never past the task's deadline).
@@ -69,7 +67,7 @@ class _Stop(Exception):
 
 
 def run_agent_task(
-    spec: dict,
+    spec: TaskSpec,
     sandbox: Sandbox,
     api_url: str,
     token: str,
@@ -90,7 +88,7 @@ def run_agent_task(
         max_output_bytes=spec["limits"]["maxOutputBytes"],
         network=spec["limits"]["network"],
     )
-    disk_mb = spec["limits"].get("diskMb", DEFAULT_DISK_MB)
+    disk_mb = spec["limits"]["diskMb"]
     # The workspace archive lives beside the task's space, not in it: it must not take
     # the task's own disk (a tmpfs of diskMb).
     archives = make_private_dir(os.environ.get("TMPDIR", "/tmp"), "snapshot-")
@@ -159,10 +157,10 @@ class AgentLoop:
         self.client, self.toolbox, self.emit, self.cancel = client, toolbox, emit, cancel
         self.deadline = deadline
         self.timeout_seconds = task_input["timeoutSeconds"]
-        self.max_turns = task_input.get("maxTurns") or DEFAULT_MAX_TURNS
-        self.max_tokens = task_input.get("maxTokens") or DEFAULT_MAX_TOKENS
+        self.max_turns = task_input["maxTurns"]
+        self.max_tokens = task_input["maxTokens"]
         self.model = agent["model"]
-        self.max_response_tokens = agent.get("maxResponseTokens") or DEFAULT_MAX_RESPONSE_TOKENS
+        self.max_response_tokens = agent["maxResponseTokens"]
         self.system = agent.get("systemPrompt") or ""
         self.messages = _initial_messages(spec.get("history") or [], task_input["prompt"])
         self.turns = self.input_tokens = self.output_tokens = 0
@@ -356,7 +354,8 @@ def _error_of(error) -> tuple[str, str]:
     """(error.type, error.message) from an error body in the Messages API's shape,
     `{"type": "error", "error": {"type", "message"}}`, which our proxy also uses."""
     body = error.body if isinstance(error.body, dict) else {}
-    inner = body.get("error") if isinstance(body.get("error"), dict) else body
+    nested = body.get("error")
+    inner = nested if isinstance(nested, dict) else body
     return str(inner.get("type") or "unknown_error"), str(inner.get("message") or error.message)
 
 

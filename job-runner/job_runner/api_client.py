@@ -3,9 +3,8 @@ the task token. Standard library only, so the runner starts fast."""
 
 from __future__ import annotations
 
-import time
-
 from job_runner import http_json
+from job_runner.retry import with_retries
 
 REQUEST_TIMEOUT_SECONDS = 30
 RETRIES = 5
@@ -24,6 +23,10 @@ class ApiUnreachable(Exception):
     pass
 
 
+def _unreachable(error: Exception) -> bool:
+    return isinstance(error, ApiUnreachable)
+
+
 class TaskApi:
     """The internal endpoints of one task, as one execution attempt."""
 
@@ -39,24 +42,21 @@ class TaskApi:
     def _call(self, method: str, path: str, body: dict | None = None) -> dict:
         url = f"{self.base_url.rstrip('/')}/internal/v1/tasks/{self.task_id}/{path}"
         headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
-        delay = 0.2
-        for attempt in range(RETRIES):
+
+        def once() -> dict:
             try:
                 status, payload = http_json.request(
                     method, url, body, headers, REQUEST_TIMEOUT_SECONDS
                 )
             except (OSError, ValueError) as error:
-                problem: Exception = ApiUnreachable(f"{method} {path}: {error}")
-            else:
-                if status < 300:
-                    return payload
-                if status < 500 and status != 429:
-                    raise ApiRefused(status, payload)
-                problem = ApiUnreachable(f"{method} {path}: {status} {payload}")
-            if attempt < RETRIES - 1:
-                time.sleep(delay)
-                delay = min(delay * 3, 10)
-        raise problem
+                raise ApiUnreachable(f"{method} {path}: {error}") from None
+            if status < 300:
+                return payload
+            if status < 500 and status != 429:
+                raise ApiRefused(status, payload)
+            raise ApiUnreachable(f"{method} {path}: {status} {payload}")
+
+        return with_retries(once, retry_if=_unreachable, tries=RETRIES, first_delay=0.2)
 
     def _who(self) -> dict:
         return {"execution": self.execution, "attempt": self.attempt}

@@ -36,7 +36,7 @@ from job_runner.task_files import (
     save_turn_workspace,
     store_outputs,
 )
-from job_runner.task_space import DEFAULT_DISK_MB, TaskSpace
+from job_runner.task_space import TaskSpace
 from job_runner.workspace import make_private_dir
 
 TYPE_CHECKING = False
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
     from job_runner.file_channel import FileChannel
     from job_runner.sandbox import Sandbox
+    from job_runner.spec import TaskSpec
 
     Emit = Callable[[str, dict | str], None]
 
@@ -99,13 +100,13 @@ def find_cli() -> str:
     return path
 
 
-def session_id_for(spec: dict) -> str:
+def session_id_for(spec: TaskSpec) -> str:
     """One session per conversation; a lone task gets its own."""
     return str(uuid.uuid5(SESSION_NAMESPACE, spec.get("conversationId") or spec["id"]))
 
 
 def run_claude_code_task(
-    spec: dict,
+    spec: TaskSpec,
     sandbox: Sandbox,
     api_url: str,
     token: str,
@@ -137,7 +138,7 @@ def _in_task_space(spec, sandbox, cli, api_url, token, emit, cancel, channel, ar
         spec["id"],
         "agent-",
         memory_mb=task_input["memoryMb"],
-        disk_mb=spec["limits"].get("diskMb", DEFAULT_DISK_MB),
+        disk_mb=spec["limits"]["diskMb"],
         max_processes=MAX_PROCESSES,
     ) as space:
         if channel is not None:
@@ -201,7 +202,7 @@ def _run(spec, sandbox, cli, space: TaskSpace, socket_dir: str, relay, emit, can
         report_all_output=True,
     )
     if space.disk_bounded:
-        limits = limits._replace(max_file_mb=spec["limits"].get("diskMb", DEFAULT_DISK_MB))
+        limits = limits._replace(max_file_mb=spec["limits"]["diskMb"])
     forwarder = os.path.join(os.path.dirname(__file__), "loopback_forwarder.py")
     command = ["python3", "-I", FORWARDER_IN_SANDBOX, f"{CHANNEL_IN_SANDBOX}/{SOCKET_NAME}"]
     command += ["--", CLI_IN_SANDBOX, *cli_arguments(spec, session, resume)]
@@ -248,7 +249,7 @@ def _report(outcome, line: dict, relay: LlmRelay, result: dict, stderr_tail: str
     return "completed", result, None
 
 
-def cli_arguments(spec: dict, session: str, resume: bool) -> list[str]:
+def cli_arguments(spec: TaskSpec, session: str, resume: bool) -> list[str]:
     agent, task_input = spec["agent"], spec["input"]
     tools = sorted({name for tool in agent.get("tools") or [] for name in TOOL_NAMES[tool]})
     arguments = [
@@ -262,7 +263,7 @@ def cli_arguments(spec: dict, session: str, resume: bool) -> list[str]:
         "--model",
         agent["model"],
         "--max-turns",
-        str(task_input.get("maxTurns") or 10),
+        str(task_input["maxTurns"]),
         "--tools",
         ",".join([*tools, *ALWAYS_TOOLS]),
         "--strict-mcp-config",
@@ -289,7 +290,7 @@ def engine_env(agent: dict, run_key: str = "") -> dict[str, str]:
     }
 
 
-def _prompt(spec: dict, resume: bool) -> str:
+def _prompt(spec: TaskSpec, resume: bool) -> str:
     """The turn's prompt. A conversation whose session did not come back (its
     workspace snapshot is gone) gets its earlier turns as text instead."""
     prompt = spec["input"]["prompt"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from job_runner.sandbox import Limits
 from job_runner.task_files import InputsUnavailable, store_outputs, write_inputs
-from job_runner.task_space import DEFAULT_DISK_MB, TaskSpace
+from job_runner.task_space import TaskSpace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from job_runner.file_channel import FileChannel
     from job_runner.sandbox import Sandbox
+    from job_runner.spec import TaskSpec
 
 PROGRAMS = {
     "python": ("main.py", ["python3", "-I", "/task/main.py"]),
@@ -27,7 +28,7 @@ def inputs_unavailable(problem: InputsUnavailable) -> dict:
 
 
 def run_code_task(
-    spec: dict,
+    spec: TaskSpec,
     sandbox: Sandbox,
     on_output,
     cancel: threading.Event,
@@ -38,7 +39,7 @@ def run_code_task(
     limits = spec["limits"]
     filename, command = PROGRAMS[task_input["language"]]
     memory_mb = task_input["memoryMb"]
-    disk_mb = limits.get("diskMb", DEFAULT_DISK_MB)
+    disk_mb = limits["diskMb"]
     run_limits = Limits(
         wall_seconds=task_input["timeoutSeconds"],
         memory_mb=memory_mb,

@@ -12,12 +12,20 @@ here, not at start-up: only tasks that move files pay for it (see http_json.py).
 from __future__ import annotations
 
 import os
-import time
+
+from job_runner.retry import with_retries
 
 CHUNK_BYTES = 32 * 1024 * 1024
 READ_BYTES = 1024 * 1024
 RETRIES = 4
 TIMEOUT_SECONDS = 120
+
+
+def _transient(error: Exception) -> bool:
+    """A failure worth another try: no answer, 429 or 5xx."""
+    if not isinstance(error, TransferFailed):
+        return False  # ChangedWhileRead among them
+    return error.status is None or error.status == 429 or error.status >= 500
 
 
 class TransferFailed(Exception):
@@ -71,8 +79,7 @@ class FileChannel:
         body is written to it piece by piece; otherwise it is returned (parsed JSON)."""
         import json
 
-        delay = 0.5
-        for attempt in range(RETRIES):
+        def once():
             connection = self._connection()
             try:
                 all_headers = {"Authorization": f"Bearer {self.token}", **(headers or {})}
@@ -90,23 +97,17 @@ class FileChannel:
                 if reply.status < 300:
                     return reply.status, payload
                 error = (payload.get("error") or {}) if isinstance(payload, dict) else {}
-                failure = TransferFailed(
+                raise TransferFailed(
                     f"{method} {path}: {reply.status} {error.get('message', '')}",
                     reply.status,
                     error.get("code"),
                 )
-                if reply.status < 500 and reply.status != 429:
-                    raise failure
-            except ChangedWhileRead:
-                raise
             except OSError as problem:
-                failure = TransferFailed(f"{method} {path}: {problem}")
+                raise TransferFailed(f"{method} {path}: {problem}") from None
             finally:
                 connection.close()
-            if attempt < RETRIES - 1:
-                time.sleep(delay)  # backoff between retries of a failed transfer
-                delay *= 3
-        raise failure
+
+        return with_retries(once, retry_if=_transient, tries=RETRIES, first_delay=0.5)
 
     def send_file(self, path: str, fd: int, size: int) -> str:
         """Send `size` bytes of fd to `path` (an internal upload endpoint) in pieces of

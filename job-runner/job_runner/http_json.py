@@ -83,7 +83,7 @@ def _read_head(reader) -> tuple[int, dict[str, str]]:
 
 def _read_body(reader, headers: dict[str, str]) -> bytes:
     if headers.get("transfer-encoding", "").lower() == "chunked":
-        chunks = []
+        chunks: list[bytes] = []
         total = 0
         while True:
             size = int(reader.readline(1024).split(b";")[0].strip() or b"0", 16)

@@ -156,8 +156,8 @@ class _Handler(BaseHTTPRequestHandler):
         relay = self.server.relay
         self.send_response(response.status)
         for name in PASSED_BACK_HEADERS:
-            if response.getheader(name):
-                self.send_header(name, response.getheader(name))
+            if value := response.getheader(name):
+                self.send_header(name, value)
         streamed = (response.getheader("content-type") or "").startswith("text/event-stream")
         if not streamed:
             data = response.read()

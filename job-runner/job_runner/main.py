@@ -24,6 +24,10 @@ from job_runner.file_channel import FileChannel
 from job_runner.sandbox import SandboxError, make_sandbox
 from job_runner.task_space import enter_private_mounts
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from job_runner.spec import TaskSpec
+
 EXIT_REPORTED = 0
 EXIT_UNREPORTED = 1
 EXIT_BAD_ENV = 2
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event, senders: list) -> int:
     try:
-        spec = api.claim()["spec"]
+        spec: TaskSpec = api.claim()["spec"]
     except ApiRefused as refused:
         log.info("not running this task: %s", refused)
         return EXIT_REPORTED

@@ -29,15 +29,18 @@ if TYPE_CHECKING:
     # store(fd, size, index) -> sha256 of the bytes stored
     Store = Callable[[int, int, int], str]
 
+    from job_runner.spec import OutputLimitsSpec
+
 
 class OutputLimits(
     namedtuple(
         "OutputLimits",
         "max_files max_file_bytes max_total_bytes max_path_chars max_skipped_listed "
         "inline_bytes inline_total_bytes max_listing_chars",
-        # The listing lives in the task's Firestore document (1 MiB at most): its
-        # paths together (max_listing_chars) stay well below that.
-        defaults=(500, 1024**3, 2 * 1024**3, 1000, 100, 8192, 65536, 200_000),
+        # The first four come from the task's spec (the API's limits); the rest are the
+        # runner's own. The listing lives in the task's Firestore document (1 MiB at
+        # most): its paths together (max_listing_chars) stay well below that.
+        defaults=(100, 8192, 65536, 200_000),
     )
 ):
     """What collect_outputs keeps. A namedtuple, not a dataclass: `dataclasses`
@@ -46,9 +49,9 @@ class OutputLimits(
     __slots__ = ()
 
     @classmethod
-    def from_spec(cls, spec: dict | None) -> OutputLimits:
-        spec = spec or {}
-        return cls(**{name: spec[key] for key, name in _SPEC_KEYS.items() if key in spec})
+    def from_spec(cls, spec: OutputLimitsSpec | None) -> OutputLimits:
+        given: dict[str, object] = dict(spec or {})
+        return cls(**{name: given[key] for key, name in _SPEC_KEYS.items() if key in given})
 
 
 _SPEC_KEYS = {
@@ -90,31 +93,39 @@ class _Collector:
         try:
             path.encode("utf-8")
         except UnicodeEncodeError:
-            return self.skip(path, "name_not_utf8")
+            self.skip(path, "name_not_utf8")
+            return None
         try:
             info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         except OSError as error:
-            return self.skip(path, f"unreadable: {error.strerror}")
+            self.skip(path, f"unreadable: {error.strerror}")
+            return None
         if len(path) > self.limits.max_path_chars:
-            return self.skip(path, f"path_too_long: over {self.limits.max_path_chars} characters")
+            self.skip(path, f"path_too_long: over {self.limits.max_path_chars} characters")
+            return None
         if stat.S_ISDIR(info.st_mode):
             if depth >= MAX_DEPTH:
-                return self.skip(path + "/", f"too_deep: over {MAX_DEPTH} levels")
+                self.skip(path + "/", f"too_deep: over {MAX_DEPTH} levels")
+                return None
             try:
                 return _open(name, dir_fd, os.O_DIRECTORY)
             except OSError as error:
-                return self.skip(path + "/", f"unreadable: {error.strerror}")
+                self.skip(path + "/", f"unreadable: {error.strerror}")
+                return None
         if len(self.files) >= self.limits.max_files:
-            return self.skip(path, f"too_many_files: over {self.limits.max_files}")
+            self.skip(path, f"too_many_files: over {self.limits.max_files}")
+            return None
         if len(path) > self.listing_budget:
-            return self.skip(path, "listing_full: the paths listed fill the result")
+            self.skip(path, "listing_full: the paths listed fill the result")
+            return None
         self.listing_budget -= len(path)
         if stat.S_ISLNK(info.st_mode):
             target = _target(name, dir_fd)
             self.files.append({"path": path, "size": 0, "symlink": True, "target": target})
             return None
         if not stat.S_ISREG(info.st_mode):
-            return self.skip(path, f"not_a_regular_file: {_kind(info.st_mode)}")
+            self.skip(path, f"not_a_regular_file: {_kind(info.st_mode)}")
+            return None
         try:
             self.regular(dir_fd, name, path, info)
         except SkipFile as reason:

@@ -320,6 +320,7 @@ def _execute(argv, limits, stdin, on_output, cancel, cgroup=None, **popen) -> Ou
     finally:
         for fd in attach:
             os.close(fd)
+    assert proc.stdout is not None and proc.stderr is not None  # both started as PIPE
     readers = [
         _Capture(
             "stdout", proc.stdout, limits.max_output_bytes, on_output, limits.report_all_output

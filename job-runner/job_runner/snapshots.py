@@ -39,6 +39,7 @@ def save_archive(workspace: str, archive_path: str, max_bytes: int) -> int:
     # well (wbits 31: the gzip format).
     compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
     total = 0
+    assert process.stdout is not None  # started with stdout=PIPE
     try:
         with open(archive_path, "wb", opener=_private) as out:
             while chunk := process.stdout.read(READ_BYTES):

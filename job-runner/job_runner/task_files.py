@@ -12,6 +12,10 @@ from job_runner.outputs import OutputLimits, SkipFile, collect_outputs
 from job_runner.snapshots import WorkspaceTooLarge, restore_archive, save_archive
 from job_runner.workspace import write_input_files
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from job_runner.spec import TaskSpec
+
 
 class InputsUnavailable(Exception):
     """An input file could not be fetched: `code` says why."""
@@ -21,7 +25,7 @@ class InputsUnavailable(Exception):
         self.code = code
 
 
-def input_writers(spec: dict, channel: FileChannel | None) -> dict:
+def input_writers(spec: TaskSpec, channel: FileChannel | None) -> dict:
     """path -> what write_input_files writes: text, bytes, or a fetch into the fd.
 
     The spec lists each file as {"path", "text"} | {"path", "base64"} |
@@ -40,13 +44,14 @@ def input_writers(spec: dict, channel: FileChannel | None) -> dict:
         else:
             if channel is None:
                 raise InputsUnavailable("this runner has no channel to fetch uploads")
-            if item.get("size") is None:
+            size = item.get("size")
+            if size is None:
                 raise InputsUnavailable(
                     f"the upload {item['upload']} for {item['path']!r} has expired "
                     "(uploads are kept 24 h): upload it again",
                     "input_expired",
                 )
-            writers[item["path"]] = _fetcher(channel, item["index"], item["size"])
+            writers[item["path"]] = _fetcher(channel, item["index"], size)
     return writers
 
 
@@ -60,14 +65,18 @@ def _fetcher(channel: FileChannel, index: int, size: int):
     return fetch
 
 
-def write_inputs(spec: dict, channel: FileChannel | None, workspace: str, uid) -> None:
+def write_inputs(spec: TaskSpec, channel: FileChannel | None, workspace: str, uid) -> None:
     write_input_files(workspace, input_writers(spec, channel), uid)
 
 
-def store_outputs(spec: dict, channel: FileChannel | None, workspace: str) -> dict:
+def store_outputs(spec: TaskSpec, channel: FileChannel | None, workspace: str) -> dict:
     """{"files", "skipped", "skippedCount"}: every file kept is in the bucket."""
+    limits = OutputLimits.from_spec(spec["limits"]["outputs"])
+    if channel is None:
+        return collect_outputs(workspace, limits)
 
     def store(fd: int, size: int, index: int) -> str:
+        assert channel is not None  # passed on only with a channel (below)
         try:
             return channel.send_file(f"/outputs/{index}", fd, size)
         except ChangedWhileRead:
@@ -76,13 +85,13 @@ def store_outputs(spec: dict, channel: FileChannel | None, workspace: str) -> di
             reason = "too_large" if failure.status == 413 else "storage_unavailable"
             raise SkipFile(f"{reason}: {failure}") from None
 
-    limits = OutputLimits.from_spec(spec.get("limits", {}).get("outputs"))
-    return collect_outputs(workspace, limits, store if channel is not None else None)
+    return collect_outputs(workspace, limits, store)
 
 
-def restore_workspace(spec: dict, channel: FileChannel, root: str, workspace: str, uid) -> None:
+def restore_workspace(spec: TaskSpec, channel: FileChannel, root: str, workspace: str, uid) -> None:
     """Bring the conversation's last snapshot back into the (new) workspace."""
-    snapshot = (spec.get("workspace") or {}).get("restore")
+    settings = spec.get("workspace")
+    snapshot = settings.get("restore") if settings else None
     if not snapshot:
         return
     archive = os.path.join(root, "restore.tar.gz")
@@ -99,7 +108,7 @@ def restore_workspace(spec: dict, channel: FileChannel, root: str, workspace: st
         os.unlink(archive)
 
 
-def save_workspace(spec: dict, channel: FileChannel, root: str, workspace: str) -> dict | None:
+def save_workspace(spec: TaskSpec, channel: FileChannel, root: str, workspace: str) -> dict | None:
     """Archive the workspace and send it; returns {"size", "sha256"} of the snapshot,
     or None when this task keeps no workspace.
 
@@ -123,7 +132,7 @@ def save_workspace(spec: dict, channel: FileChannel, root: str, workspace: str) 
 
 
 def save_turn_workspace(
-    spec: dict, channel: FileChannel, root: str, workspace: str, result: dict
+    spec: TaskSpec, channel: FileChannel, root: str, workspace: str, result: dict
 ) -> tuple[str, dict | None]:
     """Snapshot an agent turn's workspace (an engine's state in it too) for the
     conversation's next turn, into `result["workspace"]`: ("completed", None), or

@@ -23,7 +23,6 @@ from job_runner.workspace import make_private_dir, random_sandbox_uid
 CLONE_NEWNS = 0x00020000
 MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 2, 4, 1 << 14, 1 << 18
 MNT_DETACH = 2
-DEFAULT_DISK_MB = 2048
 _state = {"private_mounts": False}
 
 
@@ -74,7 +73,7 @@ class TaskSpace:
         self.root, self.uid, self.disk_bounded, self.cgroup = root, uid, disk_bounded, cgroup
         self.workspace = self._subdir("workspace")
         # Without the task's tmpfs, the sandbox makes its own /tmp and /dev/shm.
-        self.scratch = (
+        self.scratch: dict[str, str | os.PathLike] | None = (
             {"/tmp": self._subdir("tmp"), "/dev/shm": self._subdir("shm")} if disk_bounded else None
         )
 

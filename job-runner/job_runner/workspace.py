@@ -84,7 +84,7 @@ def chown_tree(workspace: str | os.PathLike, uid: int) -> None:
     if os.lstat(workspace).st_uid == uid:
         return
     os.chown(workspace, uid, uid, follow_symlinks=False)
-    for parent, dirs, files in os.walk(workspace):
+    for parent, dirs, files in os.walk(os.fspath(workspace)):
         for name in dirs + files:
             os.chown(os.path.join(parent, name), uid, uid, follow_symlinks=False)
 

@@ -3,6 +3,8 @@ recorder. gcloud starts in about a second, so each scenario is one or two runs."
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from tests.deploy.harness import Project, Run, assert_ok
@@ -17,7 +19,7 @@ def project(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def deployed(tmp_path_factory) -> tuple[Project, Run, Run]:
+def deployed(tmp_path_factory) -> Iterator[tuple[Project, Run, Run]]:
     """A fresh project deployed twice with the same settings: (project, first, second)."""
     project = Project(tmp_path_factory.mktemp("deployed"))
     key = str(project.key_file())
@@ -31,7 +33,7 @@ def deployed(tmp_path_factory) -> tuple[Project, Run, Run]:
 
 
 @pytest.fixture(scope="session")
-def scenarios(deployed, tmp_path_factory) -> dict:
+def scenarios(deployed, tmp_path_factory) -> Iterator[dict]:
     """scenarios.py's runs, each on a copy of what `deployed` left, all at once."""
     results = run_all(deployed[0], tmp_path_factory.mktemp("scenarios"))
     yield results

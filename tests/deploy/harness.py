@@ -54,6 +54,8 @@ def assert_ok(run: Run) -> None:
 class Project:
     """One project in the recorder, and deploy-gcp.sh's runs against it."""
 
+    after_first: Cloud  # the `deployed` fixture's: what its first run left
+
     def __init__(self, tmp: Path, cloud: Cloud | None = None) -> None:
         self.tmp = tmp
         self.cloud = cloud or Cloud(PROJECT)

@@ -23,6 +23,7 @@ import subprocess
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -171,7 +172,7 @@ class Request:
         return self.query.get(name, [default])[0]
 
 
-ROUTES: list[tuple[str, re.Pattern, object]] = []
+ROUTES: list[tuple[str, re.Pattern, Callable[..., object]]] = []
 
 
 def route(method: str, pattern: str):
@@ -232,7 +233,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             body = self._read_chunked()
         url = urlsplit(self.path)
-        host = url.hostname or getattr(self, "tunnel_host", "") or self.headers.get("Host", "")
+        host = url.hostname or getattr(self, "tunnel_host", "") or self.headers.get("Host") or ""
         request = Request(
             self.command, host.split(":")[0], url.path, parse_qs(url.query), body, self.headers
         )

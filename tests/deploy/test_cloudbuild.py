@@ -8,6 +8,7 @@ import subprocess
 
 import yaml
 
+from tests.conftest import must_match
 from tests.deploy.harness import ROOT, SCRIPT, venv_tool
 
 CONFIG = ROOT / "cloudbuild.yaml"
@@ -132,7 +133,7 @@ def test_the_test_step_runs_only_suites_its_image_can_run():
     """python:3.11-slim-bookworm has no gcloud, node, bwrap or /usr/bin/python3, and
     runs as a user without root: the step must not select the tests that need them."""
     script = args("tests")[1]
-    selected = re.search(r"pytest -q (.*)", script).group(1).split()
+    selected = must_match(r"pytest -q (.*)", script).group(1).split()
     assert selected and all(p.startswith("tests/deploy/test_") for p in selected)
     needs_more = {"test_deploy_script.py", "test_terraform_schema.py", "test_readme_deploy.py"}
     assert not needs_more & {p.rsplit("/", 1)[1] for p in selected}

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from packaging.specifiers import SpecifierSet
 
+from tests.conftest import must_match
 from tests.deploy.harness import ROOT, venv_tool
 
 API_DOCKERFILE = ROOT / "api" / "Dockerfile"
@@ -79,14 +80,16 @@ def exported_packages(dockerfile: Path, tmp_path: Path) -> dict[str, str]:
     blocks = re.split(r"\n(?=[a-z0-9])", out.read_text())
     pinned = [block for block in blocks if "==" in block.split("\n", 1)[0]]
     assert pinned and all("--hash=sha256:" in block for block in pinned), "hashes for pip"
-    return dict(re.match(r"([a-z0-9][a-z0-9._-]*)==([^\s;]+)", block).groups() for block in pinned)
+    pins = (must_match(r"^([a-z0-9][a-z0-9._-]*)==([^\s;]+)", block) for block in pinned)
+    return {pin[1]: pin[2] for pin in pins}
 
 
 def lock_closure(*roots: str) -> set[str]:
     """The packages uv.lock resolves `roots` to, their dependencies included."""
     lock = tomllib.loads((ROOT / "uv.lock").read_text())
     packages = {p["name"]: p for p in lock["package"]}
-    seen, todo = set(), [(root, []) for root in roots]
+    seen: set[str] = set()
+    todo: list[tuple[str, list[str]]] = [(root, []) for root in roots]
     while todo:
         name, extras = todo.pop()
         package = packages[name]
@@ -133,7 +136,7 @@ def test_python_version_is_the_same_in_pyproject_dockerfiles_and_cloud_build():
 
 
 def test_uv_is_the_makefiles_version_everywhere():
-    version = re.search(r"^UV_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
+    version = must_match(r"^UV_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
     for path in (*DOCKERFILES, ROOT / "cloudbuild.yaml"):
         assert re.findall(r"uv==(\S+)", path.read_text()) == [version], path
 

@@ -9,6 +9,7 @@ import subprocess
 
 import hcl2
 
+from tests.conftest import must_match
 from tests.deploy.harness import ROOT, SCRIPT, venv_tool
 
 TERRAFORM = ROOT / "terraform"
@@ -300,7 +301,7 @@ def test_firestore_is_native_with_the_declared_indexes_and_a_ttl():
     assert "../firestore.indexes.json" in (TERRAFORM / "firestore.tf").read_text()
     index = resources["google_firestore_index.composite"]
     assert unwrap(index["for_each"]) == "${local.firestore_indexes}"
-    ttls = re.search(r"^TTLS=\((.*)\)$", SCRIPT.read_text(), re.M).group(1).split()
+    ttls = must_match(r"^TTLS=\((.*)\)$", SCRIPT.read_text(), re.M).group(1).split()
     found = [
         f"{unwrap(b['collection'])}.{unwrap(b['field'])}"
         for k, b in resources.items()
@@ -359,7 +360,7 @@ def test_every_operator_setting_is_a_variable_the_service_applies():
 
 def test_the_same_apis_and_defaults_as_the_script():
     apis = sorted(re.findall(r"'([a-z.]+\.googleapis\.com)'", unwrap(locals_()["apis"])))
-    script_apis = re.search(r"REQUIRED_APIS=\(\n(.*?)\n\)", SCRIPT.read_text(), re.S).group(1)
+    script_apis = must_match(r"REQUIRED_APIS=\(\n(.*?)\n\)", SCRIPT.read_text(), re.S).group(1)
     assert apis == sorted(script_apis.split())
     variables = blocks("variable")
     for variable, setting in (
@@ -409,7 +410,7 @@ def test_the_files_bucket_is_private_with_the_same_lifecycle_as_the_script():
     assert unwrap(bucket["uniform_bucket_level_access"]) is True
     assert unwrap(bucket["public_access_prevention"]) == "enforced"
     script = json.loads(
-        re.search(r"^FILES_LIFECYCLE='(.*?)'$", SCRIPT.read_text(), re.M | re.S).group(1)
+        must_match(r"^FILES_LIFECYCLE='(.*?)'$", SCRIPT.read_text(), re.M | re.S).group(1)
     )
     rules = []
     for rule in bucket["lifecycle_rule"]:

@@ -114,8 +114,8 @@ def walk(text: str, file: str):
             continue
         dynamic = re.fullmatch(r'dynamic "(\w+)" \{', line)
         block = re.fullmatch(r"(\w+) \{", line) or re.fullmatch(r'(\w+)(?: "[^"]*")* \{', line)
-        if dynamic or block:
-            name = (dynamic or block).group(1)
+        if opened := dynamic or block:
+            name = opened.group(1)
             if dynamic:
                 yield where, tuple(stack), "block", name
                 stack.append(f"dynamic:{name}")

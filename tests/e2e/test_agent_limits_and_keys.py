@@ -5,11 +5,13 @@ Real server, runner and sandbox; a scripted Messages API as Anthropic."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from devtools.scripted_anthropic import reply, tool_use
 from tests.conftest import Caller
 
 REAL_KEY = "sk-ant-test-model-keys"
-RESERVED = {"__x__": "1", "": "2", "__main__": {"__y__": 3}, "a.b": "4"}
+RESERVED: dict[str, Any] = {"__x__": "1", "": "2", "__main__": {"__y__": 3}, "a.b": "4"}
 
 
 def test_a_tool_call_with_reserved_keys_completes_with_all_its_events(

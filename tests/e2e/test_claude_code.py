@@ -15,11 +15,15 @@ from tests.conftest import Caller, processes_mentioning, wait_for
 REAL_KEY = "sk-ant-e2e-claude-code-canary-4815162342"
 
 
+class AgentCaller(Caller):
+    seen = 0  # the scripted API's requests before this test's
+
+
 @pytest.fixture
 def alice(agent_server, firestore, anthropic_api):
     anthropic_api.fallback = None
     seen = len(anthropic_api.requests)
-    caller = Caller(agent_server.url, "alice")
+    caller = AgentCaller(agent_server.url, "alice")
     caller.seen = seen
     yield caller
     caller.http.close()

@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from devtools.scripted_anthropic import reply, tool_use
-from tests.conftest import PROJECT, ROOT, ApiServer
+from tests.conftest import PROJECT, ROOT, ApiServer, must_match
 from tests.integration.test_identity import CertsServer, SigningKey
 
 CHROMIUM = "/usr/bin/chromium"
@@ -101,7 +101,7 @@ def page(browser, firestore):
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    page.on("console", lambda m: errors.extend([m.text] if m.type == "error" else []))
     yield page
     context.close()
     # A CSP violation or a script error shows up here; 4xx answers the test caused
@@ -131,7 +131,7 @@ def test_the_page_is_served_with_a_strict_policy_and_cacheable_assets(dev_server
     policy = page.headers["Content-Security-Policy"]
     assert "script-src 'self';" in policy and "default-src 'none'" in policy
     assert "unsafe-inline" not in policy and "http" not in policy
-    script = re.search(r'src="(/console/assets/[0-9a-f]+/js/main.js)"', page.text).group(1)
+    script = must_match(r'src="(/console/assets/[0-9a-f]+/js/main.js)"', page.text).group(1)
     asset = httpx.get(dev_server.url + script)
     assert asset.status_code == 200 and asset.headers["Content-Type"].startswith("text/javascript")
     assert "immutable" in asset.headers["Cache-Control"]
@@ -185,7 +185,7 @@ def test_a_long_tasks_output_arrives_live_resumes_after_a_drop_and_cancels(page,
     streams: list[dict] = []
     page.on(
         "request",
-        lambda r: "/events" in r.url and streams.append(r.headers),
+        lambda r: streams.extend([r.headers] if "/events" in r.url else []),
     )
 
     # The first stream is cut short after the events so far, as a dropped connection
@@ -265,7 +265,7 @@ def test_a_file_over_32_mib_goes_up_in_parts(page, dev_server, tmp_path):
     sign_in_dev(page, dev_server, "gina")
     page.goto(page.url.split("#")[0] + "#/run")
     parts = []
-    page.on("request", lambda r: "/parts/" in r.url and parts.append((r.method, r.url)))
+    page.on("request", lambda r: parts.extend([(r.method, r.url)] if "/parts/" in r.url else []))
     page.set_input_files("#files", files=[str(big)])
     run_code(
         page, "import hashlib; print(hashlib.sha256(open('big.bin', 'rb').read()).hexdigest())"
@@ -447,7 +447,10 @@ def test_firebase_sign_in_is_offered_and_its_id_token_is_sent(
     # network error, after which the SDK keeps the user.
     page.route("https://identitytoolkit.googleapis.com/**", lambda route: route.abort())
     sent: list[str] = []
-    page.on("request", lambda r: "/api/" in r.url and sent.append(r.headers.get("authorization")))
+    page.on(
+        "request",
+        lambda r: sent.extend([r.headers.get("authorization")] if "/api/" in r.url else []),
+    )
     page.reload()
     expect(page.locator("#who-name")).to_have_text("hedy@example.com")
     expect(page.locator("#tasks")).to_be_visible()

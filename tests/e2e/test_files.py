@@ -118,7 +118,8 @@ def test_listing_and_archives_hold_every_file(alice):
         assert bundle.read("out/deep/b.bin") == bytes(range(256))
     archive = alice.http.get(f"/api/tasks/{task['id']}/files", params={"archive": "tar.gz"})
     with tarfile.open(fileobj=io.BytesIO(archive.content), mode="r:gz") as bundle:
-        assert bundle.extractfile("out/a.txt").read() == b"alpha"
+        member = bundle.extractfile("out/a.txt")
+        assert member is not None and member.read() == b"alpha"
 
 
 def test_another_user_gets_404_on_every_file_route(alice, bob):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -75,7 +76,7 @@ class ReadmeRun:
 
 
 @pytest.fixture(scope="module")
-def readme(api_server, emulator) -> ReadmeRun:
+def readme(api_server, emulator) -> Iterator[ReadmeRun]:
     emulator.clear(PROJECT)  # what the `firestore` fixture does, once for this module
     run = ReadmeRun(api_server.url)
     yield run

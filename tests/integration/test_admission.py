@@ -14,10 +14,9 @@ from api.adapters.firestore_store import FirestoreStore
 from api.services.state_machine import IN_FLIGHT
 from devtools.cloud_run_standin import CloudRunStandIn
 from tests.conftest import with_settings
+from tests.integration.conftest import ALICE, BOB
 
 JOB = "projects/demo-test/locations/us-central1/jobs/runner"
-ALICE = {"X-User-Id": "alice"}
-BOB = {"X-User-Id": "bob"}
 CODE = {"kind": "code", "language": "python", "code": "print(1)"}
 
 

@@ -4,15 +4,15 @@ runs whole conversations with the real runner and a scripted Messages API."""
 
 from __future__ import annotations
 
+from typing import get_args
+
 import anthropic
 import pytest
 from anthropic.types import model_param
 
 from api import config, create_app
 from tests.conftest import with_settings
-
-ALICE = {"X-User-Id": "alice"}
-BOB = {"X-User-Id": "bob"}
+from tests.integration.conftest import ALICE, BOB
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def make_agent(api, **fields) -> dict:
 
 
 def test_the_default_models_are_current_models_the_sdk_knows():
-    known = set(model_param.ModelParam.__args__[0].__args__)
+    known = set(get_args(get_args(model_param.ModelParam)[0]))
     deprecated = set(anthropic.resources.messages.messages.DEPRECATED_MODELS)
     assert set(config.ALLOWED_MODELS) <= known
     assert not set(config.ALLOWED_MODELS) & deprecated

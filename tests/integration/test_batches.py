@@ -7,8 +7,7 @@ import pytest
 
 from api import create_app
 from tests.conftest import with_settings
-
-ALICE = {"X-User-Id": "alice"}
+from tests.integration.conftest import ALICE
 
 
 def code(n: int) -> dict:

@@ -4,7 +4,6 @@ HTTP edge answering with payloads built from run_v2 types, and the real emulator
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,13 +17,12 @@ from api import create_app
 from api.adapters.executors.base import DispatchError, ExecutionState
 from api.adapters.executors.cloudrun import CloudRunJobsExecutor
 from api.services.state_machine import IN_FLIGHT
-from api.services.task_tokens import issue_task_token
 from tests.conftest import with_settings
+from tests.integration.conftest import ALICE, task_token
 
 ENDPOINT = "http://127.0.0.1:9"  # loopback: anonymous credentials, like the emulator
 JOB = "projects/demo-test/locations/us-central1/jobs/runner"
 RUN_URL = f"{ENDPOINT}/v2/{JOB}:run"
-ALICE = {"X-User-Id": "alice"}
 
 
 def execution_name(short: str) -> str:
@@ -233,7 +231,7 @@ def submit(api) -> str:
 
 
 def runner_claims(api, platform, task_id: str, short: str):
-    token = issue_task_token(platform.settings.task_token_key, task_id, time.time() + 600)
+    token = task_token(platform, task_id)
     return api.post(
         f"/internal/v1/tasks/{task_id}/claim",
         json={"execution": short, "attempt": 0},

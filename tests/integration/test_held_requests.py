@@ -8,8 +8,7 @@ import time
 import pytest
 
 from api import config
-
-ALICE = {"X-User-Id": "alice"}
+from tests.integration.conftest import ALICE
 
 
 @pytest.fixture

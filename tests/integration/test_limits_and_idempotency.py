@@ -9,8 +9,8 @@ import pytest
 
 from api import create_app
 from tests.conftest import with_settings
+from tests.integration.conftest import ALICE
 
-ALICE = {"X-User-Id": "alice"}
 CODE = {"kind": "code", "language": "python", "code": "print(1)"}
 
 

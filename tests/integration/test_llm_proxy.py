@@ -11,9 +11,9 @@ from api import create_app
 from api.services.task_tokens import issue_task_token
 from devtools.scripted_anthropic import Failure, ScriptedAnthropic, reply
 from tests.conftest import with_settings
+from tests.integration.conftest import ALICE, task_token
 
 REAL_KEY = "sk-ant-real-key-canary-31337"
-ALICE = {"X-User-Id": "alice"}
 MODEL = "claude-sonnet-4-6"
 
 
@@ -57,7 +57,7 @@ def running_agent_task(api, platform, **fields) -> tuple[str, str]:
     task_id = api.post("/api/tasks", json=body, headers=ALICE).get_json()["id"]
     platform.machine.mark_dispatched(task_id, "local", "d1", max_running=10)
     platform.machine.claim(task_id, "exec-1", 0)
-    token = issue_task_token(platform.settings.task_token_key, task_id, time.time() + 600)
+    token = task_token(platform, task_id)
     return task_id, token
 
 

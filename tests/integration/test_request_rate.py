@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from api import create_app
 from tests.conftest import with_settings
-
-ALICE = {"X-User-Id": "alice"}
+from tests.integration.conftest import ALICE
 
 
 def rated_client(settings, per_second: float, burst: int):

@@ -4,30 +4,17 @@ nothing the runner reports is dropped (issue 9, item 1)."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from api.services.task_tokens import issue_task_token
+from tests.integration.conftest import ALICE, runner_headers
 
 # Reserved by Firestore (`__.*__`), empty, field-path syntax, and too long for a
 # field name (1,500 bytes).
 RESERVED_KEYS = ["__main__", "__x__", "", "a.b", "a/b", "`a`", "a" * 1600, "__name__"]
-ALICE = {"X-User-Id": "alice"}
 
 
 def reserved_map(value="v") -> dict:
     return {key: value for key in RESERVED_KEYS} | {"nested": {k: {k: 1} for k in RESERVED_KEYS}}
-
-
-@pytest.fixture
-def services(app):
-    return app.extensions["agent_platform"]
-
-
-def token(services, task_id: str) -> dict:
-    signed = issue_task_token(services.settings.task_token_key, task_id, time.time() + 600)
-    return {"Authorization": f"Bearer {signed}"}
 
 
 def running_task(client, services) -> str:
@@ -38,7 +25,7 @@ def running_task(client, services) -> str:
     services.machine.mark_dispatched(task_id, "local", "d1")
     who = {"execution": "exec-1", "attempt": 0}
     claimed = client.post(
-        f"/internal/v1/tasks/{task_id}/claim", json=who, headers=token(services, task_id)
+        f"/internal/v1/tasks/{task_id}/claim", json=who, headers=runner_headers(services, task_id)
     )
     assert claimed.status_code == 200, claimed.get_json()
     return task_id
@@ -117,7 +104,7 @@ def test_tool_calls_with_reserved_keys_are_stored_and_shown_as_sent(client, serv
     reply = client.post(
         f"/internal/v1/tasks/{task_id}/events",
         json={"execution": "exec-1", "attempt": 0, "events": events},
-        headers=token(services, task_id),
+        headers=runner_headers(services, task_id),
     )
     assert reply.status_code == 200, reply.get_json()
     shown = [e for e in public_events(client, task_id) if e["type"] != "status"]
@@ -136,7 +123,7 @@ def test_a_result_whose_last_events_hold_reserved_keys_settles_the_task(client, 
             "result": {"exitCode": 0, "stdout": "__x__", "durationMs": 1},
             "events": [{"type": "tool_call", "data": tool_call}],
         },
-        headers=token(services, task_id),
+        headers=runner_headers(services, task_id),
     )
     assert reply.status_code == 200, reply.get_json()
     task = client.get(f"/api/tasks/{task_id}", headers=ALICE).get_json()
@@ -158,7 +145,7 @@ def test_a_tool_input_with_a_lone_surrogate_is_kept_not_refused(client, services
         f"/internal/v1/tasks/{task_id}/events",
         data=raw,
         content_type="application/json",
-        headers=token(services, task_id),
+        headers=runner_headers(services, task_id),
     )
     assert reply.status_code == 200, reply.get_json()
     [call] = [e for e in public_events(client, task_id) if e["type"] == "tool_call"]

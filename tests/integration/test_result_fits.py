@@ -4,25 +4,12 @@ truncated, never refused by Firestore with the task's result lost."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from api.services.task_tokens import issue_task_token
+from tests.integration.conftest import ALICE, runner_headers
 
-ALICE = {"X-User-Id": "alice"}
 KIB = 1024
 WHO = {"execution": "exec-1", "attempt": 0}
-
-
-@pytest.fixture
-def services(app):
-    return app.extensions["agent_platform"]
-
-
-def token(services, task_id: str) -> dict:
-    signed = issue_task_token(services.settings.task_token_key, task_id, time.time() + 600)
-    return {"Authorization": f"Bearer {signed}"}
 
 
 def big_running_task(client, services) -> str:
@@ -34,7 +21,7 @@ def big_running_task(client, services) -> str:
     task_id = reply.get_json()["id"]
     services.machine.mark_dispatched(task_id, "local", "d1")
     claimed = client.post(
-        f"/internal/v1/tasks/{task_id}/claim", json=WHO, headers=token(services, task_id)
+        f"/internal/v1/tasks/{task_id}/claim", json=WHO, headers=runner_headers(services, task_id)
     )
     assert claimed.status_code == 200
     return task_id
@@ -51,7 +38,7 @@ def test_output_that_grows_when_stored_is_cut_not_lost(client, services, char):
             "status": "completed",
             "result": {"exitCode": 0, "stdout": stream, "stderr": stream, "durationMs": 1},
         },
-        headers=token(services, task_id),
+        headers=runner_headers(services, task_id),
     )
     assert reply.status_code == 200, reply.get_json()
     task = client.get(f"/api/tasks/{task_id}", headers=ALICE).get_json()

@@ -3,18 +3,11 @@ The test plays the runner over HTTP against the app and the real emulator."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from api.services.task_tokens import issue_task_token
+from tests.integration.conftest import runner_headers
 
 EXECUTION = "exec-1"
-
-
-@pytest.fixture
-def services(app):
-    return app.extensions["agent_platform"]
 
 
 @pytest.fixture
@@ -29,16 +22,11 @@ def task_id(client, services):
     return task_id
 
 
-def token_for(services, task_id: str, expires_in: float = 600) -> dict:
-    token = issue_task_token(services.settings.task_token_key, task_id, time.time() + expires_in)
-    return {"Authorization": f"Bearer {token}"}
-
-
 def claim(client, services, task_id, execution=EXECUTION, attempt=0):
     return client.post(
         f"/internal/v1/tasks/{task_id}/claim",
         json={"execution": execution, "attempt": attempt},
-        headers=token_for(services, task_id),
+        headers=runner_headers(services, task_id),
     )
 
 
@@ -52,7 +40,7 @@ def report(client, services, task_id, stdout, execution=EXECUTION, attempt=0):
             "result": {"exitCode": 0, "stdout": stdout, "durationMs": 5},
             "events": [{"type": "stdout", "data": stdout}],
         },
-        headers=token_for(services, task_id),
+        headers=runner_headers(services, task_id),
     )
 
 
@@ -130,7 +118,7 @@ def test_events_from_an_execution_that_lost_the_task_answer_409(client, services
     claim(client, services, task_id)
     body = {"execution": "exec-2", "attempt": 0, "events": [{"type": "stdout", "data": "x"}]}
     reply = client.post(
-        f"/internal/v1/tasks/{task_id}/events", json=body, headers=token_for(services, task_id)
+        f"/internal/v1/tasks/{task_id}/events", json=body, headers=runner_headers(services, task_id)
     )
     assert reply.status_code == 409
 
@@ -140,7 +128,9 @@ def test_events_are_stored_in_order_with_increasing_seq(client, services, task_i
     for chunk in ("a", "b", "c"):
         body = {"execution": EXECUTION, "attempt": 0, "events": [{"type": "stdout", "data": chunk}]}
         reply = client.post(
-            f"/internal/v1/tasks/{task_id}/events", json=body, headers=token_for(services, task_id)
+            f"/internal/v1/tasks/{task_id}/events",
+            json=body,
+            headers=runner_headers(services, task_id),
         )
         assert reply.status_code == 200
     events = client.get(f"/api/tasks/{task_id}/events", headers={"X-User-Id": "alice"})
@@ -151,7 +141,7 @@ def test_events_are_stored_in_order_with_increasing_seq(client, services, task_i
 
 @pytest.mark.parametrize("endpoint", ["claim", "events", "result"])
 def test_a_token_for_another_task_is_refused(client, services, task_id, endpoint):
-    other = token_for(services, "0" * 24)
+    other = runner_headers(services, "0" * 24)
     body = {"execution": EXECUTION, "attempt": 0}
     reply = client.post(f"/internal/v1/tasks/{task_id}/{endpoint}", headers=other, json=body)
     assert reply.status_code == 401
@@ -159,7 +149,7 @@ def test_a_token_for_another_task_is_refused(client, services, task_id, endpoint
 
 
 def test_an_expired_token_or_none_is_refused(client, services, task_id):
-    expired = token_for(services, task_id, expires_in=-1)
+    expired = runner_headers(services, task_id, expires_in=-1)
     body = {"execution": EXECUTION, "attempt": 0}
     url = f"/internal/v1/tasks/{task_id}/claim"
     assert client.post(url, headers=expired, json=body).status_code == 401

@@ -61,7 +61,7 @@ def _put(client, upload_id: str, part: int, data: bytes, user: str = "alice"):
 
 
 def _task_with(client, upload_id: str):
-    body = {"kind": "code", "language": "python", "code": "print(1)"}
+    body: dict = {"kind": "code", "language": "python", "code": "print(1)"}
     body["files"] = {"data.bin": {"upload": upload_id}}
     return client.post("/api/tasks", json=body, headers={"X-User-Id": "alice"})
 

@@ -11,9 +11,9 @@ from standardwebhooks import Webhook
 
 from api import create_app
 from tests.conftest import wait_for, with_settings
+from tests.integration.conftest import ALICE
 from tests.webhook_receiver import WebhookReceiver
 
-ALICE = {"X-User-Id": "alice"}
 CODE = {"kind": "code", "language": "python", "code": "print(1)"}
 
 

@@ -9,6 +9,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from job_runner.agent_task import run_agent_task
@@ -49,25 +50,38 @@ def agent_spec(prompt="Hello", *, tools=TOOL_NAMES, history=(), system="", **tas
             "maxResponseTokens": 4096,
         },
         "history": list(history),
-        "limits": {"maxOutputBytes": 131072, "network": False, "heartbeatSeconds": 5},
+        "limits": {
+            "maxOutputBytes": 131072,
+            "diskMb": 2048,
+            "network": False,
+            "heartbeatSeconds": 5,
+            "outputs": {
+                "maxFiles": 500,
+                "maxFileBytes": 1024**3,
+                "maxTotalBytes": 2 * 1024**3,
+                "maxPathChars": 1000,
+            },
+        },
     }
 
 
 @dataclass
 class AgentRun:
     status: str
-    result: dict | None
-    error: dict | None
-    events: list[tuple[str, dict]]
+    # A dict, or None: typed Any so a test indexes what it expects (a wrong guess
+    # fails the test all the same).
+    result: Any
+    error: Any
+    events: list[tuple[str, Any]]
 
-    def of_type(self, kind: str) -> list[dict]:
+    def of_type(self, kind: str) -> list[Any]:
         return [data for event_type, data in self.events if event_type == kind]
 
 
 def run_agent(llm, spec, cancel=None, on_event=lambda kind, data: None) -> AgentRun:
-    events = []
+    events: list[tuple[str, Any]] = []
 
-    def emit(kind: str, data: dict) -> None:
+    def emit(kind: str, data: dict | str) -> None:
         events.append((kind, data))
         on_event(kind, data)
 

@@ -10,6 +10,7 @@ import shutil
 import socket
 import tempfile
 import threading
+from typing import Any
 
 import pytest
 from job_runner.claude_code import cli_arguments, run_claude_code_task
@@ -38,8 +39,8 @@ def text_delta(text: str) -> bytes:
     return line(type="stream_event", event={"type": "content_block_delta", "delta": delta})
 
 
-def mapped(*chunks: bytes, clock=None) -> tuple[StreamMapper, list[tuple[str, dict]]]:
-    events: list[tuple[str, dict]] = []
+def mapped(*chunks: bytes, clock=None) -> tuple[StreamMapper, list[tuple[str, Any]]]:
+    events: list[tuple[str, Any]] = []
     mapper = StreamMapper(lambda kind, data: events.append((kind, data)), clock or Clock())
     for chunk in chunks:
         mapper.feed(chunk)
@@ -49,7 +50,7 @@ def mapped(*chunks: bytes, clock=None) -> tuple[StreamMapper, list[tuple[str, di
 
 def test_text_deltas_are_batched_to_a_few_events_a_second():
     clock = Clock()
-    events: list[tuple[str, dict]] = []
+    events: list[tuple[str, Any]] = []
     mapper = StreamMapper(lambda kind, data: events.append((kind, data)), clock)
     for step in range(100):  # 100 tokens over one second
         mapper.feed(text_delta(f"t{step} "))
@@ -90,6 +91,7 @@ def test_assistant_tool_call_and_tool_result_lines_become_events():
         ("tool_call", {"id": "toolu_1", "name": "Bash", "input": {"command": "ls"}}),
         ("tool_result", {"id": "toolu_1", "output": "a.txt", "isError": False}),
     ]
+    assert mapper.result is not None
     assert mapper.result["result"] == "Done." and mapper.texts == ["Checking."]
 
 
@@ -179,6 +181,7 @@ def test_a_missing_cli_fails_the_task_engine_unavailable_without_a_fallback(monk
     status, result, error = run_claude_code_task(
         spec, BubblewrapSandbox(), "http://127.0.0.1:9", "tt1.x", lambda *a: None, threading.Event()
     )
+    assert error is not None
     assert (status, result, error["code"]) == ("failed", None, "engine_unavailable")
     assert "/nonexistent/claude" in error["message"] and "claude-agent-sdk" in error["message"]
 

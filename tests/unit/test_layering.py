@@ -3,7 +3,7 @@
 - `api` and `job_runner` never import each other: they meet only over HTTP;
 - the runner holds no SDK at all: it imports the standard library and itself;
 - routes never touch Firestore: only the Firestore adapter does
-  (`api.adapters.firestore_store`, and `firestore_admission`, which it extends);
+  (`api.adapters.firestore_store`, and the `firestore_*` modules it is made of);
 - no client, and no heavy SDK, at import time.
 
 The source is read with `ast`, so lazy imports inside functions count too."""
@@ -22,6 +22,14 @@ ROOT = Path(__file__).resolve().parents[2]
 API = ROOT / "api"
 RUNNER = ROOT / "job-runner" / "job_runner"
 HEAVY_SDKS = ("google", "grpc", "anthropic")
+# The modules that make up the Firestore adapter (the only ones that use the SDK).
+FIRESTORE_ADAPTER = (
+    "api.adapters.firestore_store",
+    "api.adapters.firestore_tasks",
+    "api.adapters.firestore_counters",
+    "api.adapters.firestore_queues",
+    "api.adapters.firestore_conversations",
+)
 
 
 def sources(package: Path) -> list[Path]:
@@ -142,12 +150,26 @@ def test_job_runner_imports_only_the_standard_library_and_itself():
 
 def test_routes_never_touch_firestore_directly():
     routes = sources(API / "routes")
-    forbidden = ("google.cloud", "api.adapters.firestore_store", "api.adapters.firestore_admission")
+    forbidden = ("google.cloud", *FIRESTORE_ADAPTER)
     assert violations(routes, lambda m: is_within(m, *forbidden)) == []
 
 
+def test_services_speak_store_verbs_not_paths_or_transaction_shapes():
+    """Only the state machine (and the writes it gathers for a settling transaction,
+    conversation_turns.py) names Firestore paths or builds a transaction's Change
+    (admission takes only `utc_day`, the day its shards are named by); every other
+    service calls the store's verbs."""
+    allowed = {"state_machine.py", "conversation_turns.py", "admission.py"}
+    services = [p for p in sources(API / "services") if p.name not in allowed]
+    shapes = (
+        "api.adapters.firestore_paths",
+        *(f"api.adapters.firestore_store.{name}" for name in ("Change", "Reader", "Mutation")),
+    )
+    assert violations(services, lambda m: is_within(m, *shapes)) == []
+
+
 def test_only_the_firestore_adapter_imports_the_firestore_sdk():
-    adapter = {API / "adapters" / "firestore_store.py", API / "adapters" / "firestore_admission.py"}
+    adapter = {API / "adapters" / f"{name.rsplit('.', 1)[1]}.py" for name in FIRESTORE_ADAPTER}
     others = [p for p in sources(API) if p not in adapter]
     assert violations(others, lambda m: is_within(m, "google.cloud.firestore")) == []
     assert violations(others, lambda m: m.startswith("google.cloud.firestore_v1")) == []

@@ -9,7 +9,9 @@ import socket
 import stat
 
 import pytest
-from job_runner.outputs import OutputLimits, SkipFile, collect_outputs, remove_tree
+from job_runner.outputs import SkipFile, collect_outputs, remove_tree
+
+from tests.conftest import output_limits
 
 
 @pytest.fixture
@@ -37,7 +39,7 @@ def test_large_and_binary_files_are_listed_with_their_hash_not_inline(workspace)
     (workspace / "big.txt").write_text("a" * 9000)
     (workspace / "blob.bin").write_bytes(b"\xff\xfe\x00")
 
-    files = collect_outputs(workspace, OutputLimits())["files"]
+    files = collect_outputs(workspace, output_limits())["files"]
 
     assert files == [
         {"path": "big.txt", "size": 9000, "sha256": hashlib.sha256(b"a" * 9000).hexdigest(),
@@ -60,7 +62,7 @@ def test_whatever_cannot_be_kept_is_skipped_with_a_reason(workspace):
     (long_dir / "f").write_text("L")
     (workspace / "ok.txt").write_text("kept")
 
-    collected = collect_outputs(workspace, OutputLimits())
+    collected = collect_outputs(workspace, output_limits())
 
     assert [f["path"] for f in collected["files"]] == ["ok.txt"]
     reasons = [(s["path"][:8], s["reason"].split(":")[0]) for s in collected["skipped"]]
@@ -81,7 +83,7 @@ def test_limits_on_count_and_size_skip_the_rest(workspace):
         (workspace / name).write_bytes(b"12345")
     (workspace / "big").write_bytes(b"x" * 100)
 
-    collected = collect_outputs(workspace, OutputLimits(max_files=2, max_file_bytes=50))
+    collected = collect_outputs(workspace, output_limits(max_files=2, max_file_bytes=50))
 
     assert [f["path"] for f in collected["files"]] == ["a", "c"]
     assert [(s["path"], s["reason"].split(":")[0]) for s in collected["skipped"]] == [
@@ -98,7 +100,7 @@ def test_a_file_changing_while_it_is_stored_is_skipped(workspace):
             f.write(" and more")
         return "0" * 64
 
-    collected = collect_outputs(workspace, OutputLimits(), store)
+    collected = collect_outputs(workspace, output_limits(), store)
 
     assert collected["files"] == []
     assert collected["skipped"][0]["reason"].startswith("changed_while_read")
@@ -116,7 +118,7 @@ def test_a_store_refusal_skips_the_file_and_keeps_the_rest(workspace):
             raise SkipFile("storage_unavailable: the API answered 503")
         return hashlib.sha256(os.pread(fd, size, 0)).hexdigest()
 
-    collected = collect_outputs(workspace, OutputLimits(), store)
+    collected = collect_outputs(workspace, output_limits(), store)
 
     assert [f["path"] for f in collected["files"]] == ["b.txt"]
     assert collected["files"][0]["stored"] == 0
@@ -131,7 +133,7 @@ def test_the_engine_directory_is_never_listed(workspace):
     (workspace / "sub" / ".engine").mkdir(parents=True)
     (workspace / "sub" / ".engine" / "x").write_text("listed: only the top one is hidden")
 
-    files = collect_outputs(workspace, OutputLimits())["files"]
+    files = collect_outputs(workspace, output_limits())["files"]
 
     assert [f["path"] for f in files] == ["sub/.engine/x"]
 

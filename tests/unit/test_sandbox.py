@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from job_runner.outputs import OutputLimits, collect_outputs
+from job_runner.outputs import collect_outputs
 from job_runner.sandbox import (
     BubblewrapSandbox,
     Limits,
@@ -23,6 +23,8 @@ from job_runner.sandbox import (
     make_sandbox,
 )
 from job_runner.workspace import prepare_workspace, write_input_files
+
+from tests.conftest import output_limits
 
 SECRETS = {
     "TASK_TOKEN": "tok-9f2c4e-do-not-leak",
@@ -360,7 +362,7 @@ def test_collecting_outputs_does_not_follow_symlinks(run_python, workspace):
     )
     assert outcome.exit_code == 0
 
-    files = collect_outputs(workspace, OutputLimits())["files"]
+    files = collect_outputs(workspace, output_limits())["files"]
 
     assert [(f["path"], f.get("symlink", False), f.get("content"))
             for f in files] == [("etc", True, None), ("leak", True, None),

@@ -45,6 +45,7 @@ def test_a_scripted_error_raises_the_sdks_error_with_body_and_retry_after(server
     with pytest.raises(anthropic.RateLimitError) as raised:
         ask(client)
 
+    assert isinstance(raised.value.body, dict)
     assert raised.value.body["error"] == {"type": "rate_limit_error", "message": "slow down"}
     assert raised.value.response.headers["retry-after"] == "2"
 

@@ -8,11 +8,11 @@ from api.adapters.executors.base import Executor
 from api.config import Settings
 
 
-def make_executor(
-    settings: Settings,
-    on_exit: Callable[[str, str, int], None],
-    count_in_flight: Callable[[], int],
-) -> Executor:
+def make_executor(settings: Settings, count_in_flight: Callable[[], int]) -> Executor:
+    """The executor EXECUTOR names; `count_in_flight` counts the tasks in flight
+    everywhere (Cloud Run's cap is for the whole deployment)."""
+    if settings.public_url is None:
+        raise ValueError("PUBLIC_URL must be set: the job-runner calls the API there.")
     if settings.executor == "local":
         from api.adapters.executors.local import LocalExecutor
 
@@ -21,10 +21,11 @@ def make_executor(
             max_concurrent=settings.local_max_concurrent_tasks,
             sandbox=settings.sandbox,
             python=settings.runner_python,
-            on_exit=on_exit,
         )
     from api.adapters.executors.cloudrun import CloudRunJobsExecutor
 
+    if settings.cloud_run_job is None:  # Settings.validate refuses this too
+        raise ValueError("EXECUTOR=cloudrun needs CLOUD_RUN_JOB.")
     return CloudRunJobsExecutor(
         settings.cloud_run_job,
         settings.public_url,

@@ -7,9 +7,14 @@ task); both hand the runner exactly the same environment (DESIGN section 8).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
+
+# Told when a runner ended on its own: (task id, execution name, exit code, or minus
+# the signal that killed it).
+RunnerExited = Callable[[str, str, int], None]
 
 
 class ExecutionState(StrEnum):
@@ -51,6 +56,12 @@ class Executor(Protocol):
 
     def describe(self, execution_name: str | None) -> ExecutionState:
         """The execution's real state, for the reconciler."""
+
+    def notify_exits(self, listener: RunnerExited) -> None:
+        """Call `listener` when a runner process ends (the dispatcher settles a task
+        whose runner never reported). Set once, after construction: the dispatcher
+        needs the executor first. An executor that cannot see its runners end (Cloud
+        Run) ignores it; the reconciler asks it instead."""
 
     def qualify_execution(self, reported: str) -> str:
         """The execution's full name from what its runner reports (CLOUD_RUN_EXECUTION)."""

@@ -16,9 +16,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from api.adapters.executors.base import DispatchError, ExecutionState, Launched
+from api.adapters.executors.base import DispatchError, ExecutionState, Launched, RunnerExited
+
+if TYPE_CHECKING:
+    from google.cloud import run_v2
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +69,8 @@ class CloudRunJobsExecutor:
         self.count_in_flight = count_in_flight
         self.extra_env = extra_env or {}
         self._lock = threading.Lock()
-        self._jobs = None
-        self._executions = None
+        self._jobs: run_v2.JobsClient | None = None
+        self._executions: run_v2.ExecutionsClient | None = None
 
     # -- clients, built on first use ---------------------------------------------
 
@@ -81,7 +85,7 @@ class CloudRunJobsExecutor:
         return kwargs
 
     @property
-    def jobs(self):
+    def jobs(self) -> run_v2.JobsClient:
         with self._lock:
             if self._jobs is None:
                 from google.cloud import run_v2
@@ -90,7 +94,7 @@ class CloudRunJobsExecutor:
             return self._jobs
 
     @property
-    def executions(self):
+    def executions(self) -> run_v2.ExecutionsClient:
         with self._lock:
             if self._executions is None:
                 from google.cloud import run_v2
@@ -108,7 +112,9 @@ class CloudRunJobsExecutor:
     def launch(self, task_id: str, token: str, timeout_seconds: int) -> Launched:
         from google.api_core import exceptions as gexc
         from google.cloud import run_v2
-        from google.protobuf import duration_pb2
+
+        # types-protobuf is not in the lock; duration_pb2 is only built here.
+        from google.protobuf import duration_pb2  # type: ignore[import-untyped]
 
         env = {"TASK_ID": task_id, "TASK_TOKEN": token, "API_URL": self.api_url}
         env.update(self.extra_env)
@@ -183,6 +189,9 @@ class CloudRunJobsExecutor:
         if _hit_its_timeout(execution):
             return ExecutionState.TIMED_OUT
         return ExecutionState.FAILED
+
+    def notify_exits(self, listener: RunnerExited) -> None:
+        """Ignored: an execution's end is seen by the reconciler (describe)."""
 
     def qualify_execution(self, reported: str) -> str:
         # Cloud Run sets CLOUD_RUN_EXECUTION to the execution's short id.

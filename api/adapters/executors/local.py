@@ -20,9 +20,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 
-from api.adapters.executors.base import DispatchError, ExecutionState, Launched
+from api.adapters.executors.base import DispatchError, ExecutionState, Launched, RunnerExited
 from api.adapters.executors.local_cleanup import (
     make_runner_dir,
     remove_orphaned_runner_dirs,
@@ -52,13 +51,12 @@ class LocalExecutor:
         max_concurrent: int,
         sandbox: str,
         python: str | None = None,
-        on_exit: Callable[[str, str, int], None] | None = None,
     ) -> None:
         self.api_url = api_url
         self.max_concurrent = max_concurrent
         self.sandbox = sandbox
         self.python = python or sys.executable
-        self.on_exit = on_exit
+        self.on_exit: RunnerExited | None = None
         self._lock = threading.Lock()
         self._running: dict[str, subprocess.Popen] = {}
         self._watchers: dict[str, threading.Thread] = {}
@@ -158,6 +156,9 @@ class LocalExecutor:
         except PermissionError:
             pass
         return ExecutionState.RUNNING
+
+    def notify_exits(self, listener: RunnerExited) -> None:
+        self.on_exit = listener
 
     def qualify_execution(self, reported: str) -> str:
         return reported  # local runners are given their full name

@@ -1,0 +1,187 @@
+"""What the job-runner asks of the API (docs/decisions/0001-runner-reports-over-http.md):
+claim its task and get its spec, report events and the result, send and fetch files.
+The routes in api/routes/internal.py and internal_files.py parse and answer; the rules
+(the state machine, the watch, the dispatcher, files and conversation history) meet
+here. A task token authorizes each call, for its own task only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from api import config
+from api.errors import ApiError
+from api.services.conversation_turns import snapshot_object
+from api.services.files import MAX_OUTPUT_PARTS, MAX_SNAPSHOT_PARTS, output_object
+from api.services.reconcile_auth import authorize_reconcile
+from api.services.runner_spec import task_spec
+from api.services.state_machine import ClaimRefused, TaskStatus
+from api.services.task_tokens import InvalidTaskToken, verify_task_token
+
+if TYPE_CHECKING:
+    from api.config import Settings
+    from api.models.documents import TaskDoc
+    from api.services.conversations import ConversationService
+    from api.services.dispatcher import Dispatcher
+    from api.services.files import FileService
+    from api.services.state_machine import TaskStateMachine
+    from api.services.task_watch import TaskWatch
+    from api.services.webhooks import WebhookService
+
+# An event as the state machine stores it: (type, data).
+Event = tuple[str, object]
+
+
+class RunnerService:
+    def __init__(
+        self,
+        settings: Settings,
+        machine: TaskStateMachine,
+        dispatcher: Dispatcher,
+        watch: TaskWatch,
+        files: FileService,
+        conversations: ConversationService,
+        webhooks: WebhookService,
+    ) -> None:
+        self.settings = settings
+        self.machine = machine
+        self.dispatcher = dispatcher
+        self.watch = watch
+        self.files = files
+        self.conversations = conversations
+        self.webhooks = webhooks
+
+    def authorize(self, task_id: str, token: str) -> None:
+        """401 unless `token` is the task token of `task_id`."""
+        try:
+            verify_task_token(self.settings.task_token_key, token, task_id)
+        except InvalidTaskToken as error:
+            raise ApiError(401, "invalid_task_token", str(error)) from None
+
+    def authorize_reconcile(self, headers: Mapping[str, str]) -> None:
+        """401 unless the caller is Cloud Scheduler's OIDC identity (RECONCILE_INVOKER)
+        or holds RECONCILE_SECRET."""
+        if not authorize_reconcile(self.settings, headers):
+            raise ApiError(
+                401,
+                "unauthenticated",
+                "Reconciliation needs the scheduler's OIDC token or the X-Reconcile-Secret header.",
+            )
+
+    def reconcile(self) -> dict[str, int]:
+        """Launch due queued tasks, settle overdue ones, send due webhooks."""
+        return {
+            "dispatched": self.dispatcher.dispatch_pending(),
+            "settled": self.dispatcher.reconcile(),
+            "webhooksSent": self.webhooks.deliver_due(),
+        }
+
+    # -- the task's life ----------------------------------------------------------------
+
+    def claim(self, task_id: str, execution: str, attempt: int) -> dict:
+        """The claimed task's status, claim and spec when this execution attempt may run
+        it (idempotent); 409 otherwise."""
+        try:
+            task = self.machine.claim(
+                task_id,
+                execution,
+                attempt,
+                execution_name=self.dispatcher.qualify_execution(execution),
+            )
+        except ClaimRefused as refusal:
+            raise ApiError(409, "claim_refused", str(refusal)) from None
+        self.watch.changed(task_id, task)
+        return {"status": task["status"], "claim": task["claim"], "spec": self.spec(task)}
+
+    def spec(self, task: TaskDoc) -> dict[str, Any]:
+        """What the runner needs to run the task (api/services/runner_spec.py)."""
+        return task_spec(task, self.settings, self.files, self.conversations)
+
+    def events(self, task_id: str, execution: str, attempt: int, batch: list[Event]) -> int:
+        """Store a batch of events (an empty one is a heartbeat); the next sequence
+        number. 409 tells the runner to stop."""
+        task = self.machine.append_events(
+            task_id, execution, attempt, batch, config.MAX_EVENTS_PER_TASK
+        )
+        if task is None:
+            raise ApiError(409, "not_running", "This execution no longer holds the task; stop.")
+        if batch:
+            self.watch.changed(task_id, task)
+        return task["eventSeq"]
+
+    def finish(
+        self,
+        task_id: str,
+        execution: str,
+        attempt: int,
+        status: TaskStatus,
+        result: dict | None,
+        error: dict | None,
+        events: list[Event],
+    ) -> tuple[dict, bool]:
+        """Settle the task with the runner's outcome: (task, accepted). A duplicate or
+        late report is not accepted: the first terminal status stands."""
+        result = self.files.shape_result(task_id, result)
+        task, accepted = self.machine.finish(
+            task_id,
+            execution,
+            attempt,
+            status,
+            result,
+            error,
+            events=events,
+            max_events=config.MAX_EVENTS_PER_TASK,
+        )
+        if task is None:
+            raise ApiError(404, "not_found", "No such task.")
+        self.watch.changed(task_id, task)
+        if task.get("conversationId"):
+            self.files.turn_settled(task)
+        if accepted:
+            self.dispatcher.kick()  # its slot is free: the next queued task may start
+        return task, accepted
+
+    # -- the task's files ---------------------------------------------------------------
+
+    def task(self, task_id: str) -> dict:
+        task = self.files.task(task_id)
+        if task is None:
+            raise ApiError(404, "not_found", "No such task.")
+        return task
+
+    def put_output(
+        self, task_id: str, index: int, part: int, parts: int, stream: BinaryIO, size: int | None
+    ) -> dict:
+        """One piece of the task's index-th output file."""
+        task = self.task(task_id)
+        if index >= config.MAX_OUTPUT_FILES:
+            raise ApiError(
+                400, "invalid_request", f"index must be below {config.MAX_OUTPUT_FILES}."
+            )
+        target = output_object(task_id, index)
+        return self.files.store_piece(
+            task, target, part, parts, stream, MAX_OUTPUT_PARTS, False, size
+        )
+
+    def put_snapshot(
+        self, task_id: str, part: int, parts: int, stream: BinaryIO, size: int | None
+    ) -> dict:
+        """One piece of this conversation turn's workspace archive."""
+        task = self.task(task_id)
+        if not task.get("conversationId"):
+            raise ApiError(409, "no_workspace", "This task is not a conversation turn.")
+        target = snapshot_object(task["conversationId"], task_id)
+        return self.files.store_piece(
+            task, target, part, parts, stream, MAX_SNAPSHOT_PARTS, True, size
+        )
+
+    def input_file(self, task_id: str, index: int) -> tuple[str, int]:
+        """(object name, size) of the task's index-th input file (an upload)."""
+        return self.files.input_object(self.task(task_id), index)
+
+    def workspace(self, task_id: str) -> tuple[str, int]:
+        """(object name, size) of the conversation's current workspace archive."""
+        return self.files.workspace_object(self.task(task_id))
+
+    def open_object(self, name: str, start: int, stop: int) -> Iterator[bytes]:
+        return self.files.open_object(name, start, stop)

@@ -1,0 +1,46 @@
+"""The task spec a runner's claim is answered with: built here, in one function, so a
+contract test can check it against the runner's declaration of it
+(job-runner/job_runner/spec.py TaskSpec) without a runner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api import config
+from api.config import Settings
+from api.models.documents import TaskDoc
+from api.services.conversations import ConversationService
+from api.services.files import FileService
+
+
+def task_spec(
+    task: TaskDoc, settings: Settings, files: FileService, conversations: ConversationService
+) -> dict[str, Any]:
+    """What the runner needs to run the task: kind, input and sandbox limits; for an
+    agent task also the agent's settings and the conversation so far."""
+    spec: dict[str, Any] = {
+        "id": task["id"],
+        "kind": task["kind"],
+        "input": task["input"],
+        "limits": {
+            "maxOutputBytes": settings.max_output_bytes,
+            "diskMb": settings.task_disk_mb,
+            "network": bool(task["input"].get("network")) and settings.allow_task_network,
+            "heartbeatSeconds": config.HEARTBEAT_INTERVAL_SECONDS,
+            "outputs": {
+                "maxFiles": config.MAX_OUTPUT_FILES,
+                "maxFileBytes": config.MAX_OUTPUT_FILE_BYTES,
+                "maxTotalBytes": config.MAX_OUTPUT_TOTAL_BYTES,
+                "maxPathChars": config.MAX_OUTPUT_PATH_CHARS,
+            },
+        },
+        "inputFiles": files.input_listing(task),
+    }
+    workspace = files.workspace_spec(task, settings.max_workspace_bytes)
+    if workspace is not None:
+        spec["workspace"] = workspace
+    if task["kind"] == "agent":
+        spec["agent"] = task["agent"]
+        spec["conversationId"] = task.get("conversationId")
+        spec["history"] = conversations.history(task)
+    return spec

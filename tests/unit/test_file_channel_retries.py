@@ -1,0 +1,79 @@
+"""The runner's file channel and the API's answers: a 503 (storage_unavailable, with
+Retry-After) is retried, so a moment without storage loses no output file; a 4xx is
+final. A loopback HTTP server plays the API's internal file endpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from job_runner.file_channel import FileChannel, TransferFailed
+
+
+class InternalFilesStandIn:
+    """Answers each PUT with the next of `answers` (status codes), then 201."""
+
+    def __init__(self, answers: list[int]) -> None:
+        self.answers = list(answers)
+        self.bodies: list[bytes] = []
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                stand_in.bodies.append(body)
+                status = stand_in.answers.pop(0) if stand_in.answers else 201
+                code = {503: "storage_unavailable", 400: "invalid_request"}.get(status)
+                payload = json.dumps({"error": {"code": code, "message": "no"}} if code else {})
+                self.send_response(status)
+                if status == 503:
+                    self.send_header("Retry-After", "1")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload.encode())
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def send(stand_in: InternalFilesStandIn, tmp_path, data: bytes) -> str:
+    path = tmp_path / "out.txt"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        channel = FileChannel(stand_in.url, "task-1", "token")
+        return channel.send_file("/outputs/0", fd, len(data))
+    finally:
+        os.close(fd)
+
+
+def test_a_503_storage_unavailable_is_retried_and_the_file_arrives(tmp_path):
+    stand_in = InternalFilesStandIn([503])
+    try:
+        send(stand_in, tmp_path, b"kept")
+    finally:
+        stand_in.close()
+    assert stand_in.bodies == [b"kept", b"kept"]
+
+
+def test_a_4xx_is_final(tmp_path):
+    stand_in = InternalFilesStandIn([400])
+    try:
+        with pytest.raises(TransferFailed) as refused:
+            send(stand_in, tmp_path, b"refused")
+    finally:
+        stand_in.close()
+    assert refused.value.status == 400
+    assert stand_in.bodies == [b"refused"]
