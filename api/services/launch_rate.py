@@ -23,8 +23,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-# The collection of window shards; Firestore's TTL on expireAt deletes spent windows.
-LAUNCH_WINDOWS = "runLaunchWindows"
+from api.adapters.firestore_paths import launch_window_path
+
+# Windows of this many seconds (Firestore's TTL on runLaunchWindows.expireAt deletes
+# spent ones).
 WINDOW_SECONDS = 10
 MAX_SHARDS = 4
 # Spent windows are kept a little while for anyone reading them, then expire.
@@ -76,7 +78,7 @@ class LaunchRate:
         return window, (window + 1) * self.window_seconds - now
 
     def _path(self, window: int, shard: int) -> str:
-        return f"{LAUNCH_WINDOWS}/{window}-{shard}"
+        return launch_window_path(window, shard)
 
     def _expiry(self, window: int) -> datetime:
         end = datetime.fromtimestamp((window + 1) * self.window_seconds, UTC)
