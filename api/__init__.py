@@ -166,11 +166,9 @@ def _launch_rate(
     """The fleet-wide RunJob rate, shared through Firestore (Cloud Run only)."""
     if executor.backend != "cloudrun":
         return None
-    from api.adapters.firestore_launch_rate import FirestoreWindowCounters
     from api.services.launch_rate import LaunchRate
 
-    counters = FirestoreWindowCounters(machine.store.client)
-    return LaunchRate(counters, settings.run_job_launches_per_minute)
+    return LaunchRate(machine.store, settings.run_job_launches_per_minute)
 
 
 def _with_public_services(

@@ -23,8 +23,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from api.adapters.firestore_paths import launch_window_path
-
 # Windows of this many seconds (Firestore's TTL on runLaunchWindows.expireAt deletes
 # spent ones).
 WINDOW_SECONDS = 10
@@ -34,8 +32,8 @@ WINDOW_TTL = timedelta(hours=1)
 
 
 class WindowCounters(Protocol):
-    def add(self, path: str, amount: int, expire_at: datetime) -> int:
-        """Add `amount` to the document's `count` atomically; the value after."""
+    def add_launch_count(self, window: int, shard: int, amount: int, expire_at: datetime) -> int:
+        """Add `amount` to the shard's count of launches atomically; the value after."""
         ...
 
 
@@ -77,9 +75,6 @@ class LaunchRate:
         window = int(now // self.window_seconds)
         return window, (window + 1) * self.window_seconds - now
 
-    def _path(self, window: int, shard: int) -> str:
-        return launch_window_path(window, shard)
-
     def _expiry(self, window: int) -> datetime:
         end = datetime.fromtimestamp((window + 1) * self.window_seconds, UTC)
         return end + WINDOW_TTL
@@ -91,7 +86,7 @@ class LaunchRate:
             candidates = [s for s in range(self.shards) if (window, s) not in self._spent]
         random.shuffle(candidates)
         for shard in candidates:
-            count = self.counters.add(self._path(window, shard), 1, self._expiry(window))
+            count = self.counters.add_launch_count(window, shard, 1, self._expiry(window))
             if count <= self.share(shard):
                 return 0.0
             with self._lock:
@@ -107,4 +102,4 @@ class LaunchRate:
                 if (window, shard) in self._spent:
                     continue
                 self._spent.add((window, shard))
-            self.counters.add(self._path(window, shard), self.share(shard), self._expiry(window))
+            self.counters.add_launch_count(window, shard, self.share(shard), self._expiry(window))

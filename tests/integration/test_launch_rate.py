@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from api.adapters.firestore_launch_rate import FirestoreWindowCounters
+from api.adapters.firestore_store import FirestoreStore
 from api.services.launch_rate import LaunchRate
 from tests.conftest import PROJECT
 
@@ -25,9 +25,7 @@ class Clock:
 
 @pytest.fixture
 def counters(firestore):
-    from google.cloud import firestore as gfirestore
-
-    return FirestoreWindowCounters(gfirestore.Client(project=PROJECT))
+    return FirestoreStore(PROJECT)
 
 
 def instances(counters, clock, per_minute: int, count: int) -> list[LaunchRate]:
