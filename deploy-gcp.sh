@@ -29,14 +29,20 @@ Settings (a flag wins over its environment variable, which wins over the default
                                                      refuse builds on the default pool)
   --firestore-location LOC  FIRESTORE_LOCATION       the region (used only on creation)
   --service NAME            SERVICE_NAME             agent-api (the Cloud Run service)
-  --job NAME                JOB_NAME                 agent-runner (the Cloud Run job); every deploy
+  --job NAME                JOB_NAME                 agent-runner (the large Cloud Run job: agents
+                                                     and code tasks of more memory); every deploy
                                                      checks the new image in NAME-candidate first
+  --small-job NAME          SMALL_JOB_NAME           <job>-small (code tasks of up to
+                                                     SMALL_JOB_MAX_TASK_MEMORY_MB, api/config.py)
   --repository NAME         REPOSITORY               agent-platform (Artifact Registry)
   --scheduler-job NAME      SCHEDULER_JOB            agent-reconcile (Cloud Scheduler)
   --job-cpu CPU             JOB_CPU                  2 (per task execution; Cloud Run needs 2
                                                      CPUs for more than 4 GiB)
   --job-memory SIZE         JOB_MEMORY               the largest task plus the runner, from
                                                      api/config.py (6656Mi); no less is accepted
+  --small-job-cpu CPU       SMALL_JOB_CPU            1
+  --small-job-memory SIZE   SMALL_JOB_MEMORY         the small job's largest task plus the runner,
+                                                     from api/config.py (3584Mi); no less
   --tag TAG                 IMAGE_TAG                <git commit>-<UTC time>
 
 The API's settings. A rerun keeps every one it is not given (update semantics: a setting
@@ -93,6 +99,9 @@ DEFAULT_MAX_INSTANCES=10
 EXTRA_ENV=()
 JOB_CPU=${JOB_CPU:-2}
 JOB_MEMORY=${JOB_MEMORY:-}
+SMALL_JOB_NAME=${SMALL_JOB_NAME:-}
+SMALL_JOB_CPU=${SMALL_JOB_CPU:-1}
+SMALL_JOB_MEMORY=${SMALL_JOB_MEMORY:-}
 IMAGE_TAG=${IMAGE_TAG:-}
 ANTHROPIC_API_KEY_FILE=${ANTHROPIC_API_KEY_FILE:-}
 ROTATE_TOKEN_KEY=false
@@ -124,16 +133,17 @@ API_MEMORY=1Gi
 # Seconds: ?wait holds a request for 60 s at most, an SSE stream lasts as long as
 # its task (up to an hour).
 API_REQUEST_TIMEOUT=3600
-# The longest task (MAX_TIMEOUT_SECONDS 3600) plus the runner's overhead
-# (RUNNER_OVERHEAD_SECONDS 30); each execution is started with its own task's timeout.
-JOB_TASK_TIMEOUT=3630s
+# The jobs' timeout, JOB_TASK_TIMEOUT: the longest task (MAX_TIMEOUT_SECONDS) plus the
+# execution's margin (RUNNER_OVERHEAD_SECONDS: its start, the workspace restore, the
+# upload), from api/config.py (validate_settings); each execution is started with its
+# own task's timeout plus that margin.
 # One retry of an attempt that died (the runner exits non-zero only when it could not
 # report); its claim is idempotent, so a retry never yields a second result.
 JOB_MAX_RETRIES=1
 RECONCILE_PATH=/internal/v1/reconcile
 RECONCILE_SCHEDULE='* * * * *'
 # Firestore deletes these records once their field has passed: "collection.field".
-TTLS=(idempotency.expireAt uploads.expireAt admissionDaily.expireAt)
+TTLS=(idempotency.expireAt uploads.expireAt admissionDaily.expireAt runLaunchWindows.expireAt)
 # The files bucket (DESIGN section 11): uploads live a day (their records too, by the
 # TTL above); a superseded conversation snapshot gets a Custom-Time from the API, which
 # deletes it, and this rule is the backstop a day later.
@@ -239,6 +249,9 @@ parse_args() {
 		--max-instances) need_value "$@"; MAX_INSTANCES=$2; shift ;;
 		--job-cpu) need_value "$@"; JOB_CPU=$2; shift ;;
 		--job-memory) need_value "$@"; JOB_MEMORY=$2; shift ;;
+		--small-job) need_value "$@"; SMALL_JOB_NAME=$2; shift ;;
+		--small-job-cpu) need_value "$@"; SMALL_JOB_CPU=$2; shift ;;
+		--small-job-memory) need_value "$@"; SMALL_JOB_MEMORY=$2; shift ;;
 		--tag) need_value "$@"; IMAGE_TAG=$2; shift ;;
 		--anthropic-key-file) need_value "$@"; ANTHROPIC_API_KEY_FILE=$2; shift ;;
 		--rotate-token-key) ROTATE_TOKEN_KEY=true ;;
@@ -254,8 +267,11 @@ parse_args() {
 	done
 }
 
-# The memory one execution needs, in MiB: the largest task's memory, its tmpfs disk
-# (memory on Cloud Run) and the runner itself, as api/config.py sets them.
+# Prints "LARGE SMALL TASK TIMEOUT": in MiB, the memory an execution of each job needs
+# (its largest task's memory, that task's tmpfs disk, which is memory on Cloud Run, and
+# the runner itself) and the largest task's, as api/config.py sets them (MAX_MEMORY_MB
+# for the large job, SMALL_JOB_MAX_TASK_MEMORY_MB for the small one); then the jobs'
+# timeout in seconds.
 JOB_MEMORY_PY='
 import ast, sys
 sizes = {}
@@ -265,9 +281,21 @@ for node in ast.parse(open(sys.argv[1]).read()).body:
                                  node.value.elts if isinstance(node.value, ast.Tuple) else [node.value]):
             if isinstance(target, ast.Name) and isinstance(value, ast.Constant):
                 sizes[target.id] = value.value
-print(sizes["MAX_MEMORY_MB"] + sizes["TASK_DISK_MB"] + sizes["RUNNER_RESERVE_MB"])
+overhead = sizes["TASK_DISK_MB"] + sizes["RUNNER_RESERVE_MB"]
+print(sizes["MAX_MEMORY_MB"] + overhead, sizes["SMALL_JOB_MAX_TASK_MEMORY_MB"] + overhead,
+      sizes["MAX_MEMORY_MB"], sizes["MAX_TIMEOUT_SECONDS"] + sizes["RUNNER_OVERHEAD_SECONDS"])
 '
 job_memory_mb() { python3 -c "$JOB_MEMORY_PY" "$ROOT/api/config.py"; }
+
+# memory_at_least NAME FLAG VALUE NEEDED: VALUE (like 6656Mi or 8Gi) in MiB, if it holds
+# NEEDED MiB.
+memory_at_least() {
+	local flag=$1 value=$2 needed=$3 given
+	[[ $value =~ ^([0-9]+)(Mi|Gi)$ ]] || die "$flag must be like 6656Mi or 8Gi, not '$value'"
+	given=${BASH_REMATCH[1]}
+	if [[ ${BASH_REMATCH[2]} == Gi ]]; then given=$((given * 1024)); fi
+	((given >= needed)) || die "$flag $value cannot hold the largest task: it needs ${needed}Mi (the task's memory + TASK_DISK_MB + RUNNER_RESERVE_MB in api/config.py)"
+}
 
 validate_settings() {
 	command -v python3 >/dev/null || die "python3 is needed (it reads api/config.py and firestore.indexes.json)"
@@ -289,7 +317,7 @@ validate_settings() {
 		[[ $setting =~ ^[A-Z][A-Z0-9_]*=.*$ ]] || die "--env takes NAME=VALUE, not '$setting'"
 		case ${setting%%=*} in
 		# The script's own: each has its flag, or is derived.
-		EXECUTOR | CLOUD_RUN_JOB | GOOGLE_CLOUD_PROJECT | PUBLIC_URL | FILES_BUCKET | \
+		EXECUTOR | CLOUD_RUN_JOB | CLOUD_RUN_JOB_SMALL | GOOGLE_CLOUD_PROJECT | PUBLIC_URL | FILES_BUCKET | \
 			RECONCILE_INVOKER | GUNICORN_THREADS | TASK_TOKEN_KEY | ANTHROPIC_API_KEY | \
 			AUTH_MODE | FIREBASE_WEB_CONFIG)
 			die "--env ${setting%%=*}=...: the script sets ${setting%%=*} itself (see --help)" ;;
@@ -300,13 +328,13 @@ validate_settings() {
 		die "cannot read the Anthropic key file $ANTHROPIC_API_KEY_FILE"
 	fi
 	FIRESTORE_LOCATION=${FIRESTORE_LOCATION:-$REGION}
-	local needed
-	needed=$(job_memory_mb)
+	local needed small_needed timeout
+	read -r needed small_needed MAX_TASK_MEMORY_MB timeout <<<"$(job_memory_mb)"
+	JOB_TASK_TIMEOUT="${timeout}s"
 	JOB_MEMORY=${JOB_MEMORY:-${needed}Mi}
-	[[ $JOB_MEMORY =~ ^([0-9]+)(Mi|Gi)$ ]] || die "--job-memory must be like 6656Mi or 8Gi, not '$JOB_MEMORY'"
-	local given=${BASH_REMATCH[1]}
-	if [[ ${BASH_REMATCH[2]} == Gi ]]; then given=$((given * 1024)); fi
-	((given >= needed)) || die "--job-memory $JOB_MEMORY cannot hold the largest task: it needs ${needed}Mi (MAX_MEMORY_MB + TASK_DISK_MB + RUNNER_RESERVE_MB in api/config.py)"
+	SMALL_JOB_MEMORY=${SMALL_JOB_MEMORY:-${small_needed}Mi}
+	memory_at_least --job-memory "$JOB_MEMORY" "$needed"
+	memory_at_least --small-job-memory "$SMALL_JOB_MEMORY" "$small_needed"
 	if [[ $ROLLOUT_ONLY == true && -z $IMAGE_TAG ]]; then
 		die "--rollout-only needs --tag: the tag of the images pushed already"
 	fi
@@ -324,9 +352,11 @@ validate_settings() {
 	IMAGE_BASE="$REGION-docker.pkg.dev/$PROJECT/$REPOSITORY"
 	API_IMAGE="$IMAGE_BASE/api:$IMAGE_TAG"
 	RUNNER_IMAGE="$IMAGE_BASE/runner:$IMAGE_TAG"
-	CANDIDATE_JOB_NAME="$JOB_NAME-candidate"
-	JOB_RESOURCE="projects/$PROJECT/locations/$REGION/jobs/$JOB_NAME"
-	CANDIDATE_JOB_RESOURCE="projects/$PROJECT/locations/$REGION/jobs/$CANDIDATE_JOB_NAME"
+	SMALL_JOB_NAME=${SMALL_JOB_NAME:-$JOB_NAME-small}
+	local jobs="projects/$PROJECT/locations/$REGION/jobs"
+	JOB_RESOURCE="$jobs/$JOB_NAME" SMALL_JOB_RESOURCE="$jobs/$SMALL_JOB_NAME"
+	CANDIDATE_JOB_RESOURCE="$jobs/$JOB_NAME-candidate"
+	SMALL_CANDIDATE_JOB_RESOURCE="$jobs/$SMALL_JOB_NAME-candidate"
 }
 
 # The Anthropic key, read once from the file or stdin named (or a terminal prompt).
@@ -699,17 +729,17 @@ EOF
 # A failure stops the deploy with the live job and the serving revision untouched
 # (docs/decisions/0012-candidate-job-and-launch-rate.md).
 
-# deploy_job NAME: create the job, or roll the new image onto it. No secrets and no
+# deploy_job NAME CPU MEMORY: create the job, or roll the new image onto it. No secrets and no
 # environment (--clear-env-vars): the API passes TASK_ID, TASK_TOKEN and API_URL to each
 # execution as overrides, and the runner holds nothing else. Jobs always run in the
 # second-generation execution environment, whose user namespaces bubblewrap needs;
 # --self-check proves it works.
 deploy_job() {
-	local name=$1
+	local name=$1 cpu=$2 memory=$3
 	gcloud_run run jobs deploy "$name" --image="$RUNNER_IMAGE" --region="$REGION" \
 		--service-account="$RUNNER_SA" --clear-env-vars \
 		--tasks=1 --max-retries="$JOB_MAX_RETRIES" --task-timeout="$JOB_TASK_TIMEOUT" \
-		--cpu="$JOB_CPU" --memory="$JOB_MEMORY"
+		--cpu="$cpu" --memory="$memory"
 	if [[ $ROLLOUT_ONLY == true ]]; then return 0; fi
 	grant "$name" "serviceAccount:$API_SA" "projects/$PROJECT/roles/$LAUNCHER_ROLE" \
 		"run jobs" --region="$REGION"
@@ -732,7 +762,7 @@ self_check_job() {
 	execution=$(grep -Eo 'executions describe [a-z0-9-]+' "$output" | tail -n 1 | cut -d' ' -f3 || true)
 	say "the runner's self-check failed in job $name${execution:+ (execution $execution)}"
 	if [[ -n $execution ]]; then print_self_check_verdict "$name" "$execution"; fi
-	die "the runner's self-check failed in job $name: the live job $JOB_NAME and the serving revision are unchanged"
+	die "the runner's self-check failed in job $name: the live jobs and the serving revision are unchanged"
 }
 
 # Prints the self-check's verdict from the execution's log: the JSON line with "ok".
@@ -784,11 +814,12 @@ service_state() {
 }
 
 # The env every revision gets ('|' separates: AUTH_MODE's value has a comma), with the
-# job its tasks launch on and the URL its runners call back. Operator settings are in it
+# jobs its tasks launch on (large, small) and the URL its runners call back. Operator settings are in it
 # only when given, or when the service is created: --update-env-vars keeps the others.
 service_env() {
-	local job=$1 public_url=$2 auth_mode=$3 env setting
-	env="EXECUTOR=cloudrun|CLOUD_RUN_JOB=$job|GOOGLE_CLOUD_PROJECT=$PROJECT"
+	local job=$1 small_job=$2 public_url=$3 auth_mode=$4 env setting
+	env="EXECUTOR=cloudrun|CLOUD_RUN_JOB=$job|CLOUD_RUN_JOB_SMALL=$small_job"
+	env+="|GOOGLE_CLOUD_PROJECT=$PROJECT"
 	env+="|RECONCILE_INVOKER=$SCHEDULER_SA|GUNICORN_THREADS=$API_CONCURRENCY"
 	env+="|PUBLIC_URL=$public_url|FILES_BUCKET=$FILES_BUCKET"
 	if [[ -n $auth_mode ]]; then env+="|AUTH_MODE=$auth_mode"; fi
@@ -840,7 +871,8 @@ deploy_candidate_service() {
 		--concurrency="$API_CONCURRENCY" --cpu="$API_CPU" --memory="$API_MEMORY" \
 		--timeout="$API_REQUEST_TIMEOUT" "${scaling[@]}" \
 		--cpu-throttling --cpu-boost ${placement[@]+"${placement[@]}"} \
-		--update-env-vars="^|^$(service_env "$CANDIDATE_JOB_RESOURCE" "$CANDIDATE_URL" "$auth_mode")" \
+		--update-env-vars="^|^$(service_env "$CANDIDATE_JOB_RESOURCE" "$SMALL_CANDIDATE_JOB_RESOURCE" \
+			"$CANDIDATE_URL" "$auth_mode")" \
 		--update-secrets="TASK_TOKEN_KEY=$TOKEN_SECRET:latest,ANTHROPIC_API_KEY=$ANTHROPIC_SECRET:latest"
 	if [[ $ROLLOUT_ONLY == true ]]; then return 0; fi
 	grant "$SERVICE_NAME" "serviceAccount:$SCHEDULER_SA" roles/run.invoker \
@@ -853,7 +885,8 @@ deploy_candidate_service() {
 # and settings otherwise), all traffic to it, and the candidate tag removed so that
 # nothing launches on the candidate job any more.
 release_service() {
-	local env="EXECUTOR=cloudrun|CLOUD_RUN_JOB=$JOB_RESOURCE|PUBLIC_URL=$SERVICE_URL"
+	local env="EXECUTOR=cloudrun|CLOUD_RUN_JOB=$JOB_RESOURCE|CLOUD_RUN_JOB_SMALL=$SMALL_JOB_RESOURCE"
+	env+="|PUBLIC_URL=$SERVICE_URL"
 	if [[ -n $RELEASE_AUTH_MODE ]]; then env+="|AUTH_MODE=$RELEASE_AUTH_MODE"; fi
 	gcloud_run run services update "$SERVICE_NAME" --region="$REGION" --update-env-vars="^|^$env"
 	local -a tags=()
@@ -952,19 +985,25 @@ revoke_smoke_key() {
 	SMOKE_KEY_DOC=
 }
 
-# print(6 * 7) through the candidate revision, on the candidate job, with the runner
+# print(6 * 7) through the candidate revision, twice: a small code task (the small
+# candidate job) and one of the largest memory (the large candidate job), with the runner
 # calling the candidate back: the RunJob permission, the callback URL and the task token
-# are exercised before any user's task is.
-smoke_task() {
-	local url=$1 task id status stdout execution
+# are exercised on both jobs before any user's task is.
+smoke_tasks() {
+	local url=$1
 	mint_smoke_key
+	smoke_task "$url" 512 "$SMALL_CANDIDATE_JOB_RESOURCE"
+	smoke_task "$url" "$MAX_TASK_MEMORY_MB" "$CANDIDATE_JOB_RESOURCE"
+	revoke_smoke_key
+}
+
+smoke_task() {
+	local url=$1 memory=$2 job=$3 task id status stdout execution body
+	body="{\"kind\": \"code\", \"language\": \"python\", \"code\": \"print(6 * 7)\", \"timeoutSeconds\": 60, \"memoryMb\": $memory}"
 	task=$(query curl --silent --show-error --fail --max-time 60 --retry 5 --retry-connrefused \
-		-H "@$TMP_DIR/smoke-auth" -H 'Content-Type: application/json' \
-		--data '{"kind": "code", "language": "python", "code": "print(6 * 7)", "timeoutSeconds": 60}' \
-		"$url/api/tasks") || {
-		revoke_smoke_key
-		die "smoke test: $url/api/tasks refused the smoke task: the live job and the serving revision are unchanged"
-	}
+		-H "@$TMP_DIR/smoke-auth" -H 'Content-Type: application/json' --data "$body" \
+		"$url/api/tasks") ||
+		die "smoke test: $url/api/tasks refused the smoke task: the live jobs and the serving revision are unchanged"
 	id=TASK_ID
 	if [[ $DRY_RUN == false ]]; then id=$(json_field id <<<"$task"); fi
 	# A cold execution takes tens of seconds to start: wait up to 5 minutes.
@@ -972,20 +1011,18 @@ smoke_task() {
 	for attempt in 1 2 3 4 5; do
 		task=$(query curl --silent --show-error --fail --max-time 90 -H "@$TMP_DIR/smoke-auth" \
 			"$url/api/tasks/$id?wait=60") || task='{}'
-		if [[ $DRY_RUN == true ]]; then break; fi
+		if [[ $DRY_RUN == true ]]; then return 0; fi
 		status=$(json_field status <<<"$task")
 		case $status in queued | dispatched | running) ;; *) break ;; esac
 		say "smoke test: task $id is $status (wait $attempt of 5)"
 	done
-	revoke_smoke_key
-	if [[ $DRY_RUN == true ]]; then return 0; fi
 	stdout=$(json_field result stdout <<<"$task")
 	execution=$(json_field execution name <<<"$task")
 	[[ $status == completed && $stdout == 42 ]] ||
-		die "smoke test: task $id ended ${status:-unknown} with stdout '$stdout' (the live job and the serving revision are unchanged): $task"
-	[[ $execution == "$CANDIDATE_JOB_RESOURCE/executions/"* ]] ||
-		die "smoke test: task $id ran in '$execution', not in the candidate job $CANDIDATE_JOB_NAME"
-	say "smoke test: task $id printed 42 in job $CANDIDATE_JOB_NAME"
+		die "smoke test: task $id ended ${status:-unknown} with stdout '$stdout' (the live jobs and the serving revision are unchanged): $task"
+	[[ $execution == "$job/executions/"* ]] ||
+		die "smoke test: task $id of ${memory} MB ran in '$execution', not in the candidate job ${job##*/}"
+	say "smoke test: task $id (${memory} MB) printed 42 in job ${job##*/}"
 }
 
 SERVING_REVISION=
@@ -1024,12 +1061,15 @@ main() {
 		grant_foundation_roles
 		build_images
 	fi
-	deploy_job "$CANDIDATE_JOB_NAME"
-	self_check_job "$CANDIDATE_JOB_NAME"
+	deploy_job "$JOB_NAME-candidate" "$JOB_CPU" "$JOB_MEMORY"
+	deploy_job "$SMALL_JOB_NAME-candidate" "$SMALL_JOB_CPU" "$SMALL_JOB_MEMORY"
+	self_check_job "$JOB_NAME-candidate"
+	self_check_job "$SMALL_JOB_NAME-candidate"
 	deploy_candidate_service
-	smoke_task "$CANDIDATE_URL"
-	# Both checks passed: the live job gets the image, then the traffic moves.
-	deploy_job "$JOB_NAME"
+	smoke_tasks "$CANDIDATE_URL"
+	# Every check passed: the live jobs get the image, then the traffic moves.
+	deploy_job "$JOB_NAME" "$JOB_CPU" "$JOB_MEMORY"
+	deploy_job "$SMALL_JOB_NAME" "$SMALL_JOB_CPU" "$SMALL_JOB_MEMORY"
 	release_service
 	if [[ $ROLLOUT_ONLY == false ]]; then ensure_scheduler; fi
 	printf 'Service URL: %s\n' "$SERVICE_URL"

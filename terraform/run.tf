@@ -16,9 +16,10 @@ locals {
   # (?wait, SSE; at most MAX_HELD_REQUESTS = 12), and the autoscaler adds instances.
   api_concurrency = 16
 
-  # The longest task (MAX_TIMEOUT_SECONDS 3600) plus the runner's overhead
-  # (RUNNER_OVERHEAD_SECONDS 30); each execution is started with its own timeout.
-  job_task_timeout = "3630s"
+  # The longest task (MAX_TIMEOUT_SECONDS 3600) plus the execution's margin
+  # (RUNNER_OVERHEAD_SECONDS 300: its start, the workspace restore, the upload); each
+  # execution is started with its own task's timeout plus that margin.
+  job_task_timeout = "3900s"
   job_max_retries  = 1
 
   # The jobs by memory class: executions cannot override CPU or memory, so a small code

@@ -8,6 +8,7 @@ import hashlib
 import json
 import time
 
+from api import config
 from tests.deploy.recorder import PROJECT_NUMBER, Cloud, Reply, Request, not_found, route
 
 NAME = r"([^/:]+)"
@@ -350,7 +351,12 @@ def _caller(cloud: Cloud, request: Request, revision: dict) -> str:
 def create_task(cloud, request):
     revision = serving_revision(cloud, request.host)
     owner = _caller(cloud, request, revision)
-    job_resource = revision_env(revision).get("CLOUD_RUN_JOB") or ""
+    # The API's choice of job (api/services/job_classes.py), for a code task.
+    env = revision_env(revision)
+    small = request.body.get("memoryMb", 512) <= config.SMALL_JOB_MAX_TASK_MEMORY_MB
+    job_resource = (
+        (env.get("CLOUD_RUN_JOB_SMALL") if small else None) or env.get("CLOUD_RUN_JOB") or ""
+    )
     job = job_resource.rsplit("/", 1)[-1]
     api = f"serviceAccount:{revision['spec']['serviceAccountName']}"
     launcher = f"projects/{cloud.project}/roles/agentTaskLauncher"

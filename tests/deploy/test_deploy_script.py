@@ -36,6 +36,18 @@ IMAGES = f"{REGION}-docker.pkg.dev/{PROJECT}/agent-platform"
 FILES_BUCKET = f"{PROJECT}-agent-files"
 BUILD_BUCKET = f"{PROJECT}-agent-builds"
 JOB_MEMORY_MB = config.MAX_MEMORY_MB + config.TASK_DISK_MB + config.RUNNER_RESERVE_MB
+SMALL_JOB_MEMORY_MB = (
+    config.SMALL_JOB_MAX_TASK_MEMORY_MB + config.TASK_DISK_MB + config.RUNNER_RESERVE_MB
+)
+SMALL_JOB = f"projects/{PROJECT}/locations/{REGION}/jobs/agent-runner-small"
+# Every job: (name, CPU, MiB). The live ones and their candidates, large and small.
+JOBS = [
+    ("agent-runner", "2", JOB_MEMORY_MB),
+    ("agent-runner-candidate", "2", JOB_MEMORY_MB),
+    ("agent-runner-small", "1", SMALL_JOB_MEMORY_MB),
+    ("agent-runner-small-candidate", "1", SMALL_JOB_MEMORY_MB),
+]
+LIVE_JOBS = ("/jobs/agent-runner", "/jobs/agent-runner-small")
 api, builder, scheduler = (f"serviceAccount:{sa}" for sa in (API_SA, BUILDER_SA, SCHEDULER_SA))
 # DESIGN section 9, plus the files bucket (interfaces item 2): every grant, exactly.
 GRANTS = {
@@ -51,8 +63,7 @@ GRANTS = {
         api,
     ),
     (f"projects/{PROJECT}/serviceAccounts/{RUNNER_SA}", "roles/iam.serviceAccountUser", api),
-    ("run/jobs/agent-runner", f"projects/{PROJECT}/roles/agentTaskLauncher", api),
-    ("run/jobs/agent-runner-candidate", f"projects/{PROJECT}/roles/agentTaskLauncher", api),
+    *((f"run/jobs/{job}", f"projects/{PROJECT}/roles/agentTaskLauncher", api) for job, *_ in JOBS),
     (f"b/{FILES_BUCKET}", "roles/storage.objectAdmin", api),
     ("run/services/agent-api", "roles/run.invoker", scheduler),
     (f"projects/{PROJECT}", "roles/logging.logWriter", builder),
@@ -65,8 +76,7 @@ GRANTS = {
     (f"b/{BUILD_BUCKET}", "roles/storage.objectViewer", builder),
     (f"projects/{PROJECT}/serviceAccounts/{API_SA}", "roles/iam.serviceAccountUser", builder),
     (f"projects/{PROJECT}/serviceAccounts/{RUNNER_SA}", "roles/iam.serviceAccountUser", builder),
-    ("run/jobs/agent-runner", "roles/run.developer", builder),
-    ("run/jobs/agent-runner-candidate", "roles/run.developer", builder),
+    *((f"run/jobs/{job}", "roles/run.developer", builder) for job, *_ in JOBS),
     ("run/services/agent-api", "roles/run.developer", builder),
 }
 KEYS = f"/v1/projects/{PROJECT}/databases/(default)/documents/apiKeys"
@@ -75,13 +85,15 @@ KEYS = f"/v1/projects/{PROJECT}/databases/(default)/documents/apiKeys"
 ROLLOUT = {
     ("POST", f"/upload/storage/v1/b/{BUILD_BUCKET}/o"),
     ("POST", f"/v1/projects/{PROJECT}/locations/{REGION}/builds"),
-    ("PUT", f"/apis/run.googleapis.com/v1/namespaces/{PROJECT}/jobs/agent-runner-candidate"),
-    ("POST", f"/apis/run.googleapis.com/v1/namespaces/{PROJECT}/jobs/agent-runner-candidate:run"),
+    *(("PUT", f"/apis/run.googleapis.com/v1/namespaces/{PROJECT}/jobs/{job}") for job, *_ in JOBS),
+    *(
+        ("POST", f"/apis/run.googleapis.com/v1/namespaces/{PROJECT}/jobs/{job}:run")
+        for job in ("agent-runner-candidate", "agent-runner-small-candidate")
+    ),
     ("PUT", f"/apis/serving.knative.dev/v1/namespaces/{PROJECT}/services/agent-api"),
     ("POST", KEYS),
     ("POST", "/api/tasks"),
     ("DELETE", f"{KEYS}/"),
-    ("PUT", f"/apis/run.googleapis.com/v1/namespaces/{PROJECT}/jobs/agent-runner"),
 }
 
 
@@ -120,7 +132,7 @@ def test_a_fresh_project_gets_every_resource(deployed):
         ),
         *(
             f"projects/{PROJECT}/databases/(default)/collectionGroups/{g}/fields/expireAt"
-            for g in ("idempotency", "uploads", "admissionDaily")
+            for g in ("idempotency", "uploads", "admissionDaily", "runLaunchWindows")
         ),
     ):
         assert name in names, name
@@ -148,9 +160,9 @@ def test_the_launcher_role_holds_only_what_the_executor_calls(deployed):
     ]
 
 
-@pytest.mark.parametrize("name", ["agent-runner", "agent-runner-candidate"])
+@pytest.mark.parametrize(("name", "cpu", "memory"), JOBS)
 def test_the_job_runs_as_the_runner_with_no_env_no_secrets_and_room_for_the_largest_task(
-    deployed, name
+    deployed, name, cpu, memory
 ):
     project, _, _ = deployed
     job = project.cloud.resources[f"run/jobs/{name}"]
@@ -158,13 +170,14 @@ def test_the_job_runs_as_the_runner_with_no_env_no_secrets_and_room_for_the_larg
     task = execution["template"]["spec"]
     assert execution["taskCount"] == 1
     assert task["serviceAccountName"] == RUNNER_SA
-    assert task["maxRetries"] == 1 and task["timeoutSeconds"] == "3630"
+    timeout = config.MAX_TIMEOUT_SECONDS + config.RUNNER_OVERHEAD_SECONDS
+    assert task["maxRetries"] == 1 and task["timeoutSeconds"] == str(timeout)
     box = container(task)
     assert box["image"] == f"{IMAGES}/runner:t1"
     assert "env" not in box and "envFrom" not in box and "volumeMounts" not in box
     assert not task.get("volumes")
     limits = box["resources"]["limits"]
-    assert limits == {"cpu": "2", "memory": f"{JOB_MEMORY_MB}Mi"}
+    assert limits == {"cpu": cpu, "memory": f"{memory}Mi"}
 
 
 def test_the_service_gets_the_env_contract_its_secrets_by_reference_and_public_url_at_once(
@@ -179,6 +192,7 @@ def test_the_service_gets_the_env_contract_its_secrets_by_reference_and_public_u
     assert {k: v for k, v in env.items() if isinstance(v, str)} == {
         "EXECUTOR": "cloudrun",
         "CLOUD_RUN_JOB": JOB,
+        "CLOUD_RUN_JOB_SMALL": SMALL_JOB,
         "GOOGLE_CLOUD_PROJECT": PROJECT,
         "AUTH_MODE": "firebase,apikey",
         "RECONCILE_INVOKER": SCHEDULER_SA,
@@ -255,21 +269,24 @@ def test_every_run_checks_the_sandbox_in_one_execution_of_the_candidate_job(depl
     project, first, second = deployed
     for run in (first, second):
         runs = [r for r in run.requests if r["path"].endswith(":run")]
-        # The deploy's own execution is the candidate's self-check; the smoke task's (which
-        # the API launches) ran there too (test_every_deploy_runs_a_task_end_to_end...).
-        assert [r["path"].rsplit("/", 1)[1] for r in runs] == ["agent-runner-candidate:run"]
-        assert runs[0]["body"]["overrides"]["containerOverrides"][0]["args"] == ["--self-check"]
-        assert "self-check: the sandbox works in job agent-runner-candidate" in run.stderr
+        # The deploy's own executions are the candidates' self-checks; the smoke tasks'
+        # (which the API launches) ran there too (test_every_deploy_runs_a_task_end_to_end...).
+        candidates = ["agent-runner-candidate", "agent-runner-small-candidate"]
+        assert [r["path"].rsplit("/", 1)[1] for r in runs] == [f"{c}:run" for c in candidates]
+        for request, candidate in zip(runs, candidates, strict=True):
+            assert request["body"]["overrides"]["containerOverrides"][0]["args"] == ["--self-check"]
+            assert f"self-check: the sandbox works in job {candidate}\n" in run.stderr
 
 
 def test_the_live_job_gets_the_image_only_after_the_self_check_and_the_smoke_task(deployed):
     project, _, second = deployed
     paths = [(r["method"], r["path"]) for r in second.requests if is_change(r)]
-    live = paths.index(
-        ("PUT", f"/apis/run.googleapis.com/v1/namespaces/{PROJECT}/jobs/agent-runner")
+    live = min(
+        paths.index(("PUT", f"/apis/run.googleapis.com/v1/namespaces/{PROJECT}{job}"))
+        for job in LIVE_JOBS
     )
-    smoke = paths.index(("POST", "/api/tasks"))
-    check = [i for i, p in enumerate(paths) if p[1].endswith("agent-runner-candidate:run")][0]
+    smoke = max(i for i, p in enumerate(paths) if p == ("POST", "/api/tasks"))
+    check = max(i for i, p in enumerate(paths) if p[1].endswith("-candidate:run"))
     assert check < smoke < live
     # Then the traffic moves, to a revision that launches on the live job.
     services = [i for i, p in enumerate(paths) if p[1].endswith("/services/agent-api")]
@@ -281,20 +298,23 @@ def test_every_deploy_runs_a_task_end_to_end_on_the_candidate_with_a_key_it_then
 ):
     project, first, second = deployed
     for run in (first, second):
-        [post] = [r for r in run.requests if r["path"] == "/api/tasks"]
-        assert post["body"]["code"] == "print(6 * 7)"
+        # A small task and one of the largest memory: each job class's candidate runs one.
+        small, large = [r for r in run.requests if r["path"] == "/api/tasks"]
+        assert small["body"]["code"] == large["body"]["code"] == "print(6 * 7)"
+        assert (small["body"]["memoryMb"], large["body"]["memoryMb"]) == (512, config.MAX_MEMORY_MB)
+        assert "(512 MB) printed 42 in job agent-runner-small-candidate" in run.stderr
+        assert f"({config.MAX_MEMORY_MB} MB) printed 42 in job agent-runner-candidate" in run.stderr
         [written] = [r for r in run.requests if r["method"] == "POST" and r["path"] == KEYS]
         [deleted] = [r for r in run.requests if r["method"] == "DELETE"]
         assert deleted["path"] == f"{KEYS}/{written['query'].split('documentId=')[1]}"
-        assert written["time"] < post["time"] < deleted["time"]
+        assert written["time"] < small["time"] < large["time"] < deleted["time"]
         assert written["body"]["fields"]["owner"] == {"stringValue": "deploy-smoke"}
-        assert "task" in run.stderr and "printed 42 in job agent-runner-candidate" in run.stderr
         # The key went only in a header, to the service; the access token only to Google.
-        key = post["headers"]["Authorization"].removeprefix("Bearer ")
+        key = small["headers"]["Authorization"].removeprefix("Bearer ")
         assert key.startswith("ak_") and key not in run.stdout + run.stderr
-    # The second run's task went to the candidate revision, not the serving one.
-    [post] = [r for r in second.requests if r["path"] == "/api/tasks"]
-    assert post["host"] == f"candidate---{URL.removeprefix('https://')}"
+    # The second run's tasks went to the candidate revision, not the serving one.
+    hosts = {r["host"] for r in second.requests if r["path"] == "/api/tasks"}
+    assert hosts == {f"candidate---{URL.removeprefix('https://')}"}
     assert not [k for k in project.cloud.resources if "/documents/apiKeys/" in k]
 
 
@@ -350,7 +370,7 @@ def test_a_failing_self_check_leaves_the_live_job_and_serving_revision_untouched
     # Its verdict, read back from the execution's log (execute --wait prints none).
     assert "the fix: allow unprivileged user namespaces" in run.stderr
     assert not [c for c in run.changes() if "/services/agent-api" in c[1]]
-    assert not [c for c in run.changes() if c[1].endswith("/jobs/agent-runner")]
+    assert not [c for c in run.changes() if c[1].endswith(LIVE_JOBS)]
     assert (
         container(project.job()["spec"]["template"]["spec"]["template"]["spec"])["image"]
         == f"{IMAGES}/runner:t1"
@@ -362,7 +382,7 @@ def test_a_failing_smoke_task_leaves_the_live_job_and_serving_revision_untouched
     run = runs["run"]
     assert run.returncode != 0
     assert "smoke test: task" in run.stderr and "ended completed with stdout '41'" in run.stderr
-    assert not [c for c in run.changes() if c[1].endswith("/jobs/agent-runner")]
+    assert not [c for c in run.changes() if c[1].endswith(LIVE_JOBS)]
     image = container(project.job()["spec"]["template"]["spec"]["template"]["spec"])["image"]
     assert image == f"{IMAGES}/runner:t1"
     candidate = project.cloud.resources["run/jobs/agent-runner-candidate"]
@@ -524,10 +544,11 @@ def test_cloud_builds_rollout_checks_the_candidate_then_moves_the_live_job_and_t
         ("POST", f"/v1/projects/{PROJECT}/locations/{REGION}/builds"),
     }
     assert "printed 42 in job agent-runner-candidate" in run.stderr
-    for job in ("agent-runner", "agent-runner-candidate"):
+    for job, *_ in JOBS:
         spec = project.cloud.resources[f"run/jobs/{job}"]["spec"]["template"]["spec"]
         assert container(spec["template"]["spec"])["image"] == f"{IMAGES}/runner:build-7"
     service = project.service()
     assert container(service["spec"]["template"]["spec"])["image"] == f"{IMAGES}/api:build-7"
     assert env_of(service["spec"]["template"]["spec"])["CLOUD_RUN_JOB"] == JOB
+    assert env_of(service["spec"]["template"]["spec"])["CLOUD_RUN_JOB_SMALL"] == SMALL_JOB
     assert [t.get("tag") for t in service["status"]["traffic"]] == [None]

@@ -58,7 +58,13 @@ def test_the_teardown_deletes_everything_the_script_creates(tmp_path):
         if positional[:2] == ["projects", "add-iam-policy-binding"]:
             project_grants.append([a for a in argv if a.startswith(("--member=", "--role="))])
     teardown = shell_blocks()[-1].replace("$P", PROJECT)
-    assert {"agent-runner", "agent-runner-candidate", "agent-api"} <= set(created)
+    assert {
+        "agent-runner",
+        "agent-runner-candidate",
+        "agent-runner-small",
+        "agent-runner-small-candidate",
+        "agent-api",
+    } <= set(created)
     for name in created:
         if name is None:  # the Firestore database and indexes, by --database
             assert "firestore databases delete" in teardown
