@@ -287,11 +287,8 @@ class Dispatcher:
     def _wait_for_quota(self, task: dict, dispatch_id: str, error: DispatchError) -> None:
         """RunJob said 429: the quota, not a fault. The task goes back to `queued` until
         Retry-After (or a backoff) has passed, for as long as MAX_QUEUED_SECONDS from its
-        creation allows; and the current window of the fleet's rate is closed, since
-        Cloud Run refuses every instance alike."""
+        creation allows."""
         task_id = task["id"]
-        if self.launch_rate is not None:
-            self.launch_rate.close_window()
         attempts = task.get("dispatchAttempts", 1)
         backoff = min(MAX_BACKOFF_SECONDS, 2**attempts) * (0.5 + random.random())
         retry_at = utcnow() + timedelta(seconds=error.retry_after or backoff)

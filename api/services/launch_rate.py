@@ -38,9 +38,7 @@ class WindowCounters(Protocol):
 
 
 class LaunchRate:
-    """`acquire()` grants one RunJob call now (0.0) or says how many seconds to wait;
-    `close_window()` spends the rest of the window fleet-wide (after a 429: Cloud Run
-    is already refusing, so no instance should keep asking)."""
+    """`acquire()` grants one RunJob call now (0.0) or says how many seconds to wait."""
 
     def __init__(
         self,
@@ -94,12 +92,3 @@ class LaunchRate:
         # Every shard is spent: the next window, spread a little so that the waiting
         # instances do not all ask at its first instant.
         return left + random.uniform(0, self.window_seconds / 4)
-
-    def close_window(self) -> None:
-        window, _ = self._window()
-        for shard in range(self.shards):
-            with self._lock:
-                if (window, shard) in self._spent:
-                    continue
-                self._spent.add((window, shard))
-            self.counters.add_launch_count(window, shard, self.share(shard), self._expiry(window))
