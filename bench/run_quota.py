@@ -62,7 +62,7 @@ def main() -> int:
     add_quick_flag(parser)
     args = parser.parse_args()
     if args.quick:
-        args.tasks, args.rate, args.quota, args.deadline = 40, 240, 300, 180
+        args.tasks, args.rate, args.quota, args.deadline = 24, 240, 300, 150
 
     env = {
         "EXECUTOR": "cloudrun",
