@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from api import config
 from api.adapters.executors.base import DispatchError, ExecutionState, Executor
@@ -34,6 +35,9 @@ from api.services.job_classes import job_class
 from api.services.launch_rate import LaunchRate
 from api.services.state_machine import IN_FLIGHT, TaskStateMachine, TaskStatus, utcnow
 from api.services.task_tokens import issue_task_token
+
+if TYPE_CHECKING:
+    from api.models.documents import TaskDoc
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +186,7 @@ class Dispatcher:
         owners = self.store.owners_with_queued(QUEUED_SHARDS_PER_PASS)
         order = sorted(owners, key=lambda owner: self._served.get(owner, 0))
         heads: dict[str, deque] = {}
-        claimed: list[tuple[dict, str]] = []
+        claimed: list[tuple[TaskDoc, str]] = []
         now = utcnow()
         while slots > 0 and order:
             still_queued = []
@@ -209,7 +213,7 @@ class Dispatcher:
             return sum(self._launch(task, dispatch_id) for task, dispatch_id in claimed)
         return sum(self._pool.map(lambda pair: self._launch(*pair), claimed))
 
-    def _claim_next(self, queued: deque) -> tuple[dict, str] | None:
+    def _claim_next(self, queued: deque) -> tuple[TaskDoc, str] | None:
         """Mark the first of an owner's queued tasks that is still queued dispatched;
         at the owner's cap, forget the rest for this pass."""
         while queued:
@@ -250,7 +254,7 @@ class Dispatcher:
         """One RunJob call of the fleet's rate (always, without a limit)."""
         return self.launch_rate is None or self.launch_rate.acquire() == 0.0
 
-    def _launch(self, task: dict, dispatch_id: str) -> int:
+    def _launch(self, task: TaskDoc, dispatch_id: str) -> int:
         task_id = task["id"]
         timeout = task["input"]["timeoutSeconds"]
         expires = utcnow() + timedelta(seconds=timeout + 2 * self.runner_overhead + 600)
@@ -284,7 +288,7 @@ class Dispatcher:
         self.on_change(task_id)
         return 1
 
-    def _wait_for_quota(self, task: dict, dispatch_id: str, error: DispatchError) -> None:
+    def _wait_for_quota(self, task: TaskDoc, dispatch_id: str, error: DispatchError) -> None:
         """RunJob said 429: the quota, not a fault. The task goes back to `queued` until
         Retry-After (or a backoff) has passed, for as long as MAX_QUEUED_SECONDS from its
         creation allows."""
@@ -331,13 +335,13 @@ class Dispatcher:
         for task in self.store.tasks_with_status(
             IN_FLIGHT, due_field="checkAt", due_before=horizon, limit=100
         ):
-            execution = task.get("execution") or {}
+            execution: dict[str, Any] = dict(task.get("execution") or {})
             if execution.get("backend") != self.executor.backend:
                 continue
             settled += self._reconcile_task(task, execution.get("name"), now)
         return settled
 
-    def _reconcile_task(self, task: dict, execution_name: str | None, now: datetime) -> int:
+    def _reconcile_task(self, task: TaskDoc, execution_name: str | None, now: datetime) -> int:
         task_id = task["id"]
         state = self.executor.describe(execution_name)
         if state == ExecutionState.RUNNING:

@@ -23,7 +23,7 @@ def standin(tmp_path):
 
 
 def serve(emulator, standin, tmp_path, **env: str) -> ApiServer:
-    return ApiServer(
+    server = ApiServer(
         emulator,
         tmp_path / "api.log",
         EXECUTOR="cloudrun",
@@ -31,7 +31,9 @@ def serve(emulator, standin, tmp_path, **env: str) -> ApiServer:
         CLOUD_RUN_ENDPOINT=standin.url,
         RECONCILE_INTERVAL_SECONDS="1",
         **env,
-    ).start()
+    )
+    server.start()
+    return server
 
 
 @pytest.fixture
