@@ -36,20 +36,22 @@ define apt_require
 	fi
 endef
 
-# bubblewrap for the sandbox, a system python3 for the code it runs, and npm for the
-# console's vendored Firebase SDK.
+# bubblewrap and gVisor's runsc for the sandboxes (Debian's packages, ADR 0013), a
+# system python3 for the code it runs, and npm for the console's vendored libraries.
 system-deps:
-	$(call apt_require,bwrap:bubblewrap /usr/bin/python3:python3 npm:npm)
+	$(call apt_require,bwrap:bubblewrap runsc:runsc /usr/bin/python3:python3 npm:npm)
 
 # Chromium for the console's browser tests (make test only).
 browser-deps:
 	$(call apt_require,/usr/bin/chromium:chromium)
 
-# The console's Firebase JS SDK (sign-in in AUTH_MODE=firebase), bundled from the
-# versions locked in console/package-lock.json; the API image builds it the same way.
-CONSOLE_VENDOR := api/console/vendor/firebase.js
+# The console's vendored libraries (the Firebase JS SDK for sign-in in
+# AUTH_MODE=firebase; marked and DOMPurify for Markdown replies), bundled from the
+# versions locked in console/package-lock.json; the API image builds them the same way.
+# One build writes every bundle: the target is the last one added.
+CONSOLE_VENDOR := api/console/vendor/markdown.js
 
-$(CONSOLE_VENDOR): console/package.json console/package-lock.json console/src/firebase.js | system-deps
+$(CONSOLE_VENDOR): console/package.json console/package-lock.json $(wildcard console/src/*.js) | system-deps
 	@npm ci --prefix console --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
 	@npm run --prefix console --silent build
 

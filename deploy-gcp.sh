@@ -143,13 +143,18 @@ JOB_MAX_RETRIES=1
 RECONCILE_PATH=/internal/v1/reconcile
 RECONCILE_SCHEDULE='* * * * *'
 # Firestore deletes these records once their field has passed: "collection.field".
-TTLS=(idempotency.expireAt uploads.expireAt admissionDaily.expireAt runLaunchWindows.expireAt)
+TTLS=(idempotency.expireAt uploads.expireAt admissionDaily.expireAt tasks.expireAt events.expireAt runLaunchWindows.expireAt)
 # The files bucket (DESIGN section 11): uploads live a day (their records too, by the
 # TTL above); a superseded conversation snapshot gets a Custom-Time from the API, which
-# deletes it, and this rule is the backstop a day later.
+# deletes it, and this rule is the backstop a day later. A task's files live
+# TASK_RETENTION_DAYS (30, api/config.py), as its records do (the TTLs on tasks and
+# events); a piece of a file (`<name>.part<i>`, at most 32) older than a day was left
+# by an upload that was cancelled or crashed before it was joined.
 FILES_LIFECYCLE='{"rule": [
   {"action": {"type": "Delete"}, "condition": {"age": 1, "matchesPrefix": ["uploads/"]}},
-  {"action": {"type": "Delete"}, "condition": {"daysSinceCustomTime": 1, "matchesPrefix": ["conversations/"]}}
+  {"action": {"type": "Delete"}, "condition": {"daysSinceCustomTime": 1, "matchesPrefix": ["conversations/"]}},
+  {"action": {"type": "Delete"}, "condition": {"age": 30, "matchesPrefix": ["tasks/"]}},
+  {"action": {"type": "Delete"}, "condition": {"age": 1, "matchesSuffix": [".part0", ".part1", ".part2", ".part3", ".part4", ".part5", ".part6", ".part7", ".part8", ".part9", ".part10", ".part11", ".part12", ".part13", ".part14", ".part15", ".part16", ".part17", ".part18", ".part19", ".part20", ".part21", ".part22", ".part23", ".part24", ".part25", ".part26", ".part27", ".part28", ".part29", ".part30", ".part31"]}}
 ]}'
 REQUIRED_APIS=(
 	artifactregistry.googleapis.com
@@ -727,7 +732,7 @@ EOF
 # the candidate runs one real code task end to end. Only when both passed does the live
 # job get the image, right before the traffic moves to a revision that launches on it.
 # A failure stops the deploy with the live job and the serving revision untouched
-# (docs/decisions/0012-candidate-job-and-launch-rate.md).
+# (docs/decisions/0014-candidate-job-and-launch-rate.md).
 
 # deploy_job NAME CPU MEMORY: create the job, or roll the new image onto it. No secrets and no
 # environment (--clear-env-vars): the API passes TASK_ID, TASK_TOKEN and API_URL to each
@@ -746,9 +751,10 @@ deploy_job() {
 	grant "$name" "serviceAccount:$BUILDER_SA" roles/run.developer "run jobs" --region="$REGION"
 }
 
-# One execution of the job with --self-check (job_runner/self_check.py): the sandbox
-# starts there, with no network and an empty environment. `execute --wait` prints no
-# container log, so on failure the verdict (with its fix) is read back from Cloud Logging.
+# One execution of the job with --self-check (job_runner/self_check.py): every sandbox
+# backend is probed there, and the one SANDBOX=auto picks must start a program with its
+# own uid, no network and an empty environment. `execute --wait` prints no container
+# log, so on failure the verdict (with its fix) is read back from Cloud Logging.
 self_check_job() {
 	local name=$1 output="$TMP_DIR/self-check.out" execution
 	show gcloud run jobs execute "$name" --region="$REGION" --args=--self-check --wait \

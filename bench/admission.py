@@ -286,7 +286,8 @@ def cost_phase(stack: LocalStack, tasks: int) -> None:
     from api.config import Settings
 
     # The submission request alone: an app that neither launches nor runs a loop.
-    quiet = create_app(replace(Settings.from_env(), dispatch_inline=False), start_background=False)
+    submit_only = Settings.from_env().model_copy(update={"dispatch_inline": False})
+    quiet = create_app(submit_only, start_background=False)
     logging.getLogger().handlers = [logging.FileHandler(logs / "api-cost.log")]
     before = Counter(counter.counts)
     for _ in range(tasks):

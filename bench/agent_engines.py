@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import httpx
 
@@ -34,6 +35,9 @@ sys.path.insert(0, str(ROOT / "job-runner"))
 from job_runner.claude_code import cli_arguments, engine_env, find_cli  # noqa: E402
 from job_runner.sandbox import BubblewrapSandbox, Limits  # noqa: E402
 from job_runner.workspace import prepare_workspace  # noqa: E402
+
+if TYPE_CHECKING:
+    from job_runner.spec import TaskSpec
 
 from devtools.local_stack import LocalStack, add_quick_flag  # noqa: E402
 from devtools.scripted_anthropic import ScriptedAnthropic, reply, tool_use  # noqa: E402
@@ -76,7 +80,11 @@ def one_turn(http: httpx.Client, engine: str) -> tuple[float, float]:
 def cli_start_up(runs: int, warm_up: int) -> list[float]:
     """The sandbox with the CLI, until the CLI's init line: its start-up alone."""
     cli = find_cli()
-    spec = {"agent": {"model": "claude-sonnet-4-6", "tools": ["bash"]}, "input": {}}
+    # Only what cli_arguments reads; maxTurns is the API's default (api/config.py).
+    spec = cast(
+        "TaskSpec",
+        {"agent": {"model": "claude-sonnet-4-6", "tools": ["bash"]}, "input": {"maxTurns": 10}},
+    )
     times = []
     with tempfile.TemporaryDirectory() as root:
         Path(root).chmod(0o755)

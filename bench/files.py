@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 import httpx
 
@@ -34,6 +34,9 @@ sys.path.insert(0, str(ROOT / "job-runner"))
 from job_runner.file_channel import FileChannel  # noqa: E402
 from job_runner.task_files import restore_workspace, save_workspace  # noqa: E402
 from job_runner.workspace import prepare_workspace  # noqa: E402
+
+if TYPE_CHECKING:
+    from job_runner.spec import TaskSpec
 
 from devtools.local_stack import LocalStack, add_quick_flag  # noqa: E402
 
@@ -106,14 +109,15 @@ def workspace_turn(url: str, mib: int) -> tuple[float, float]:
     store.create_doc(f"tasks/{task_id}", task)
     token = issue_task_token(TOKEN_KEY.encode(), task_id, time.time() + 600)
     channel = FileChannel(url, task_id, token)
-    spec: dict[str, Any] = {"workspace": {"restore": None, "maxBytes": 1024 * 1024 * 1024}}
+    # What save_workspace and restore_workspace read of a claimed spec: its workspace.
+    spec = cast("TaskSpec", {"workspace": {"restore": None, "maxBytes": 1024 * 1024 * 1024}})
     with tempfile.TemporaryDirectory() as root:
         os.chmod(root, 0o711)
         workspace, _ = prepare_workspace(root)
         with open(os.path.join(workspace, "data.bin"), "wb") as out:
             out.write(os.urandom(mib * 1024 * 1024))  # incompressible: the worst case
         started = time.perf_counter()
-        snapshot = save_workspace(spec, channel, root, workspace)
+        snapshot = save_workspace(cast("TaskSpec", spec), channel, root, workspace)
         save_s = time.perf_counter() - started
         assert snapshot is not None, "the runner saved no workspace snapshot"
         # What settling the turn does: the conversation now points to the snapshot.
@@ -122,7 +126,7 @@ def workspace_turn(url: str, mib: int) -> tuple[float, float]:
         restored, uid = prepare_workspace(root)
         spec["workspace"]["restore"] = {"size": snapshot["size"]}
         started = time.perf_counter()
-        restore_workspace(spec, channel, root, restored, uid)
+        restore_workspace(cast("TaskSpec", spec), channel, root, restored, uid)
         restore_s = time.perf_counter() - started
         assert os.path.getsize(os.path.join(restored, "data.bin")) == mib * 1024 * 1024
     return save_s, restore_s

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Self
 
 import httpx
 
@@ -44,7 +45,7 @@ class ApiServer:
         }
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> ApiServer:
+    def start(self) -> Self:
         """Start it and return once it answers /health; RuntimeError otherwise."""
         self.process = subprocess.Popen(
             gunicorn_command(),

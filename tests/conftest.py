@@ -44,10 +44,11 @@ def must_match(pattern: str, text: str, flags: int = 0) -> re.Match[str]:
 def output_limits(**changes):
     """The runner's OutputLimits from the `limits.outputs` the API sends it."""
     from job_runner.outputs import OutputLimits
+    from job_runner.spec import OutputLimitsSpec
 
     from api import config
 
-    spec = {
+    spec: OutputLimitsSpec = {
         "maxFiles": config.MAX_OUTPUT_FILES,
         "maxFileBytes": config.MAX_OUTPUT_FILE_BYTES,
         "maxTotalBytes": config.MAX_OUTPUT_TOTAL_BYTES,

@@ -12,6 +12,7 @@ from pydantic import Field
 from api import config
 from api.errors import ApiError
 from api.models import responses as r
+from api.models.documents import TaskDoc
 from api.routes.common import (
     Query,
     body_stream,
@@ -122,7 +123,7 @@ def put_upload_part(upload_id: str, part: int) -> dict:
     return r.UploadInParts.of(record, missing_parts(record)).body()
 
 
-def serve_task_files(task: dict | None, label: str) -> Response | dict:
+def serve_task_files(task: TaskDoc | None, label: str) -> Response | dict:
     """The listing, or with ?archive=zip|tar.gz all stored files in one archive."""
     kind = parse_query(ListingQuery).archive
     if kind is None or task is None:
@@ -133,7 +134,7 @@ def serve_task_files(task: dict | None, label: str) -> Response | dict:
     return response
 
 
-def serve_file(task: dict, path: str) -> Response:
+def serve_file(task: TaskDoc, path: str) -> Response:
     """One output file's bytes, whole or the one `Range` asked (206)."""
     files = services().files
     entry = files.output_entry(task, path)
@@ -182,7 +183,7 @@ def task_file(task_id: str, path: str) -> Response:
     return serve_file(services().tasks.get(current_user(), task_id), path)
 
 
-def _workspace_task(conversation_id: str) -> dict | None:
+def _workspace_task(conversation_id: str) -> TaskDoc | None:
     conversation = services().conversations.get(current_user(), conversation_id)
     return services().files.workspace_task(conversation)
 

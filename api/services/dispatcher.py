@@ -27,17 +27,14 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
 
 from api import config
 from api.adapters.executors.base import DispatchError, ExecutionState, Executor
+from api.models.documents import TaskDoc
 from api.services.job_classes import job_class
 from api.services.launch_rate import LaunchRate
 from api.services.state_machine import IN_FLIGHT, TaskStateMachine, TaskStatus, utcnow
 from api.services.task_tokens import issue_task_token
-
-if TYPE_CHECKING:
-    from api.models.documents import TaskDoc
 
 log = logging.getLogger(__name__)
 
@@ -335,8 +332,8 @@ class Dispatcher:
         for task in self.store.tasks_with_status(
             IN_FLIGHT, due_field="checkAt", due_before=horizon, limit=100
         ):
-            execution: dict[str, Any] = dict(task.get("execution") or {})
-            if execution.get("backend") != self.executor.backend:
+            execution = task.get("execution")
+            if execution is None or execution.get("backend") != self.executor.backend:
                 continue
             settled += self._reconcile_task(task, execution.get("name"), now)
         return settled

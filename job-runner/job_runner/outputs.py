@@ -26,10 +26,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from job_runner.spec import OutputLimitsSpec
+
     # store(fd, size, index) -> sha256 of the bytes stored
     Store = Callable[[int, int, int], str]
-
-    from job_runner.spec import OutputLimitsSpec
 
 
 class OutputLimits(
@@ -49,17 +49,11 @@ class OutputLimits(
     __slots__ = ()
 
     @classmethod
-    def from_spec(cls, spec: OutputLimitsSpec | None) -> OutputLimits:
-        given: dict[str, object] = dict(spec or {})
-        return cls(**{name: given[key] for key, name in _SPEC_KEYS.items() if key in given})
-
-
-_SPEC_KEYS = {
-    "maxFiles": "max_files",
-    "maxFileBytes": "max_file_bytes",
-    "maxTotalBytes": "max_total_bytes",
-    "maxPathChars": "max_path_chars",
-}
+    def from_spec(cls, spec: OutputLimitsSpec) -> OutputLimits:
+        """The limits of the spec's `limits.outputs` (the API's, never copied here)."""
+        return cls(
+            spec["maxFiles"], spec["maxFileBytes"], spec["maxTotalBytes"], spec["maxPathChars"]
+        )
 
 
 class SkipFile(Exception):
@@ -67,10 +61,16 @@ class SkipFile(Exception):
 
 
 def shown(path: str) -> str:
-    """A path as a person can read it: bytes that are not UTF-8 as \\xNN escapes,
-    and at most 300 characters."""
+    """A path as a person can read it: bytes that are not UTF-8 and control
+    characters (a newline, an ESC sequence for a terminal) as \\xNN escapes, and at
+    most 300 characters."""
     text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    text = "".join(f"\\x{ord(c):02x}" if _is_control(c) else c for c in text)
     return text if len(text) <= 300 else text[:299] + "…"
+
+
+def _is_control(char: str) -> bool:
+    return ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0
 
 
 class _Collector:
@@ -94,6 +94,10 @@ class _Collector:
             path.encode("utf-8")
         except UnicodeEncodeError:
             self.skip(path, "name_not_utf8")
+            return None
+        if any(_is_control(char) for char in name):
+            # Names go into result.files, archives' listings, logs and terminals.
+            self.skip(path, "name_has_control_characters")
             return None
         try:
             info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from job_runner import events, file_channel, llm_relay
 from job_runner.outputs import OutputLimits
+from job_runner.spec import OutputLimitsSpec
 
 from api import config
 
@@ -26,5 +27,10 @@ def test_the_llm_relay_passes_what_the_llm_proxy_takes():
 
 
 def test_the_skipped_files_listed_are_what_the_api_takes():
-    spec = {"maxFiles": 1, "maxFileBytes": 1, "maxTotalBytes": 1, "maxPathChars": 1}
+    spec: OutputLimitsSpec = {
+        "maxFiles": 1,
+        "maxFileBytes": 1,
+        "maxTotalBytes": 1,
+        "maxPathChars": 1,
+    }
     assert OutputLimits.from_spec(spec).max_skipped_listed == config.MAX_SKIPPED_LISTED

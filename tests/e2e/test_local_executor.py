@@ -60,8 +60,9 @@ def test_a_restarted_api_settles_what_the_dead_one_left(server_factory):
     )
     first.kill()  # its runner dies with it (PR_SET_PDEATHSIG); nothing settles the task
     store = FirestoreStore(PROJECT)
-    assert (store.get_task(running) or {}).get("status") == "running"
-    assert (store.get_task(waiting) or {}).get("status") == "queued"
+    first_task, second_task = store.get_task(running), store.get_task(waiting)
+    assert first_task is not None and first_task["status"] == "running"
+    assert second_task is not None and second_task["status"] == "queued"
 
     second = server_factory()
     alice = Caller(second.url, "alice")

@@ -152,11 +152,10 @@ def test_a_storage_credential_error_in_a_request_is_a_503_storage_unavailable(
 
 
 def test_a_missing_bucket_is_a_503_storage_unavailable_not_a_500(firestore, settings):
-    from dataclasses import replace
-
     from api import create_app
+    from tests.conftest import with_settings
 
-    app = create_app(replace(settings, files_bucket="no-such-bucket"), start_background=False)
+    app = create_app(with_settings(settings, files_bucket="no-such-bucket"), start_background=False)
     reply = app.test_client().post(
         "/api/uploads",
         data=b"x",

@@ -117,9 +117,7 @@ class CloudRunJobsExecutor:
     ) -> Launched:
         from google.api_core import exceptions as gexc
         from google.cloud import run_v2
-
-        # types-protobuf is not in the lock; duration_pb2 is only built here.
-        from google.protobuf import duration_pb2  # type: ignore[import-untyped]
+        from google.protobuf import duration_pb2
 
         env = {"TASK_ID": task_id, "TASK_TOKEN": token, "API_URL": self.api_url}
         env.update(self.extra_env)
