@@ -19,6 +19,7 @@ path, in one place (as rq's `rq/keys.py` names its Redis keys).
   webhookDeliveries/{taskId}              a finished task's webhook delivery
   webhookSecrets/{owner*}                 an owner's webhook signing secrets
   apiKeys/{sha256 of the key}             an API key's record
+  runLaunchWindows/{window}-{shard}       RunJob calls taken in one window (launch_rate.py)
 
 `{owner*}` is the owner passed through `document_id` (an owner such as `__x__` is
 not a valid document id). The admission collections are top-level, so the
@@ -49,6 +50,7 @@ UPLOADS = "uploads"
 DELIVERIES = "webhookDeliveries"
 WEBHOOK_SECRETS = "webhookSecrets"
 API_KEYS = "apiKeys"
+LAUNCH_WINDOWS = "runLaunchWindows"
 
 
 def document_id(name: str) -> str:
@@ -172,6 +174,10 @@ def webhook_secrets_path(owner: str) -> str:
 
 def api_key_path(key_id: str) -> str:
     return f"{API_KEYS}/{key_id}"
+
+
+def launch_window_path(window: int, shard: int) -> str:
+    return f"{LAUNCH_WINDOWS}/{window}-{shard}"
 
 
 # -- what kind of document a path names (firestore_codec.py) -------------------------

@@ -4,6 +4,7 @@ runner's sandbox works as the image's non-root user."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -292,3 +293,20 @@ def test_every_package_the_image_installs_has_a_wheel_for_it(dockerfile, tmp_pat
     for name in exported_packages(dockerfile, tmp_path):
         wheels = [w["url"].rsplit("/", 1)[1] for w in lock[name].get("wheels", [])]
         assert any(parse_wheel_filename(w)[3] & supported for w in wheels), f"{name}: no wheel"
+
+
+def test_the_console_is_built_with_the_node_its_locked_packages_ask_for():
+    """The locked Firebase SDK's packages ask for Node >= 20 (engines in the lock);
+    Debian bookworm's nodejs is 18, so the console stage takes node from a Node image."""
+    lock = json.loads((ROOT / "console" / "package-lock.json").read_text())
+    wanted = max(
+        int(m.group(1))
+        for package in lock["packages"].values()
+        if (m := re.match(r">=\s*(\d+)", package.get("engines", {}).get("node", "")))
+    )
+    text = API_DOCKERFILE.read_text()
+    sources = re.findall(
+        r"^COPY --from=node:(\d+)-\S+ /usr/local/(?:bin/node|lib/node_modules/npm) ", text, re.M
+    )
+    assert len(sources) == 2 and {int(major) for major in sources} == {wanted}
+    assert "apt-get install -y --no-install-recommends nodejs" not in text

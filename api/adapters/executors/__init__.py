@@ -32,4 +32,5 @@ def make_executor(settings: Settings, count_in_flight: Callable[[], int]) -> Exe
         endpoint=settings.cloud_run_endpoint,
         max_in_flight=settings.max_tasks_in_flight,
         count_in_flight=count_in_flight,
+        small_job=settings.cloud_run_job_small,
     )

@@ -72,7 +72,10 @@ class LocalExecutor:
         with self._lock:
             return max(0, self.max_concurrent - len(self._running))
 
-    def launch(self, task_id: str, token: str, timeout_seconds: int) -> Launched:
+    def launch(
+        self, task_id: str, token: str, timeout_seconds: int, job_class: str = "large"
+    ) -> Launched:
+        # One kind of process: the class only picks a Cloud Run job.
         with self._lock:
             self._counter += 1
             name = f"{self._prefix}-{self._counter}"
