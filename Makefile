@@ -36,10 +36,10 @@ define apt_require
 	fi
 endef
 
-# bubblewrap for the sandbox, a system python3 for the code it runs, and npm for the
-# console's vendored Firebase SDK.
+# bubblewrap for the sandbox, mmdebstrap for the root it gives tasks (devtools/task_root.py),
+# a system python3, and npm for the console's vendored Firebase SDK.
 system-deps:
-	$(call apt_require,bwrap:bubblewrap /usr/bin/python3:python3 npm:npm)
+	$(call apt_require,bwrap:bubblewrap /usr/bin/python3:python3 npm:npm mmdebstrap:mmdebstrap)
 
 # Chromium for the console's browser tests (make test only).
 browser-deps:

@@ -92,7 +92,9 @@ def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event, send
     sender.start()
     senders.append(sender)
     try:
-        sandbox = make_sandbox(os.environ.get("SANDBOX", "bwrap"))
+        sandbox = make_sandbox(
+            os.environ.get("SANDBOX", "bwrap"), os.environ.get("TASK_ROOT") or None
+        )
         channel = FileChannel(api.base_url, api.task_id, api.token)
         if spec["kind"] == "code":
             status, result, error = run_code_task(spec, sandbox, sender.output, cancel, channel)

@@ -38,16 +38,23 @@ MIB = 1024 * 1024
 CANCEL_POLL_SECONDS = 0.05
 READER_JOIN_SECONDS = 5.0
 WORKSPACE_MOUNT = "/workspace"
+# The default environment's venv (environments/default/) comes first on PATH.
 SANDBOX_ENV = {
-    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "PATH": "/opt/venv/bin:/usr/local/bin:/usr/bin:/bin",
     "HOME": WORKSPACE_MOUNT,
     "LANG": "C.UTF-8",
     "TMPDIR": "/tmp",
     "PYTHONDONTWRITEBYTECODE": "1",
+    # matplotlib writes its cache there; not in HOME (/workspace), whose files are outputs.
+    "MPLCONFIGDIR": "/tmp/matplotlib",
 }
 MERGED_USR_DIRS = ("bin", "lib", "lib64", "sbin")
 ETC_FILES = ("/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime")
 NETWORK_ETC_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/ssl/certs")
+# A task root's top-level entries that are not the system: bwrap makes its own.
+ROOT_NOT_SYSTEM = frozenset(
+    ("proc", "dev", "sys", "tmp", "run", "home", "root", "mnt", "media", "boot", "srv")
+)
 RESERVED_MOUNTS = ("/", "/usr", "/etc", "/proc", "/dev", "/tmp", WORKSPACE_MOUNT)
 FIX_HINT = (
     "install bubblewrap 0.8 or later (apt-get install bubblewrap) on a host that allows "
@@ -140,18 +147,12 @@ class BubblewrapSandbox:
     Host paths bound in (workspace, readonly_binds) must be reachable by that uid.
     """
 
-    def __init__(self, bwrap: str = "bwrap", uid: int | None = None):
+    def __init__(self, bwrap: str = "bwrap", uid: int | None = None, task_root: str | None = None):
         self._bwrap = bwrap
         self._uid = uid
         self._path: str | None = None
-        # Debian/Ubuntu merge /bin, /lib... into /usr as symlinks; keep that layout.
-        self._usr_dirs: list[str] = []
-        for name in MERGED_USR_DIRS:
-            host = f"/{name}"
-            if os.path.islink(host):
-                self._usr_dirs += ["--symlink", os.readlink(host), host]
-            elif os.path.isdir(host):
-                self._usr_dirs += ["--ro-bind", host, host]
+        self._task_root = task_root
+        self._system = system_binds(task_root)
 
     def run(
         self,
@@ -214,8 +215,9 @@ class BubblewrapSandbox:
         # bwrap writes {"exit-code": N} here only if it exec'd the program: that is how a
         # setup failure is told apart from a program that prints "bwrap: ..." itself.
         argv += ["--json-status-fd", str(status_fd)]
-        argv += ["--ro-bind", "/usr", "/usr", *self._usr_dirs]
-        for path in ETC_FILES + (NETWORK_ETC_FILES if limits.network else ()):
+        argv += self._system
+        etc_files = () if self._task_root else ETC_FILES
+        for path in etc_files + (NETWORK_ETC_FILES if limits.network else ()):
             argv += ["--ro-bind-try", path, path]
         # tmpfs pages are not counted by RLIMIT_AS, so each tmpfs gets a size of its own.
         size = str(limits.memory_mb * MIB)
@@ -266,13 +268,43 @@ class UnsandboxedRunner:
         return _execute(argv, limits, stdin, on_output, cancel, cgroup, cwd=workspace, env=env)
 
 
-def make_sandbox(kind: str) -> Sandbox:
-    """The sandbox named by SANDBOX: "bwrap" or "none"."""
+def make_sandbox(kind: str, task_root: str | None = None) -> Sandbox:
+    """The sandbox named by SANDBOX: "bwrap" or "none". task_root (TASK_ROOT) is the
+    system tasks see as /; without it, the host's /usr."""
     if kind == "bwrap":
-        return BubblewrapSandbox()
+        return BubblewrapSandbox(task_root=task_root)
     if kind == "none":
         return UnsandboxedRunner()
     raise ValueError(f"unknown sandbox {kind!r}: expected 'bwrap' or 'none'")
+
+
+def system_binds(task_root: str | None) -> list[str]:
+    """bwrap's options for the system a task sees, read-only: the task root's top-level
+    directories and symlinks (the default environment, environments/default/: the same
+    in the runner image and locally, so no host-only tool is visible), or, without one,
+    the host's /usr. bwrap's own tmpfs stays /, so mount points can still be made."""
+    if task_root is None:
+        binds: list[str] = ["--ro-bind", "/usr", "/usr"]
+        # Debian/Ubuntu merge /bin, /lib... into /usr as symlinks; keep that layout.
+        for name in MERGED_USR_DIRS:
+            host = f"/{name}"
+            if os.path.islink(host):
+                binds += ["--symlink", os.readlink(host), host]
+            elif os.path.isdir(host):
+                binds += ["--ro-bind", host, host]
+        return binds
+    if not os.path.isdir(os.path.join(task_root, "usr")):
+        raise SandboxError(f"the task root {task_root!r} (TASK_ROOT) is not a root filesystem")
+    binds = []
+    for name in sorted(os.listdir(task_root)):
+        path = os.path.join(task_root, name)
+        if name in ROOT_NOT_SYSTEM or name == WORKSPACE_MOUNT.strip("/"):
+            continue
+        if os.path.islink(path):
+            binds += ["--symlink", os.readlink(path), f"/{name}"]
+        elif os.path.isdir(path):
+            binds += ["--ro-bind", path, f"/{name}"]
+    return binds
 
 
 def _with_env(argv: list[str], env: dict[str, str] | None) -> list[str]:
