@@ -96,7 +96,7 @@ def _mmdebstrap(root: Path, wheels: Path) -> None:
     setup = "/tmp/environment-setup"
     hooks = [
         f'mkdir -p "$1"{setup}',
-        f'copy-in {wheels} {MANIFEST_DIR}/python.lock {MANIFEST_DIR}/install-python.sh {setup}',
+        f"copy-in {wheels} {MANIFEST_DIR}/python.lock {MANIFEST_DIR}/install-python.sh {setup}",
         f'chroot "$1" /bin/sh {setup}/install-python.sh {setup}/{wheels.name} {setup}/python.lock',
         f'rm -rf "$1"{setup}',
         # Mount points for the host's files that a task with network gets (sandbox.py).

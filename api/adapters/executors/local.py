@@ -4,8 +4,8 @@ It mirrors a Cloud Run Job execution: the runner gets exactly the env contract o
 DESIGN section 8 (TASK_ID, TASK_TOKEN, API_URL and Cloud Run's own CLOUD_RUN_*
 variables), plus PATH so it can find bubblewrap, SANDBOX and TASK_ROOT, the sandbox
 policy and the task environment the job image would carry, and TMPDIR, a directory of
-its own that the executor removes when the runner is gone (local_cleanup.py). Nothing of the API's own environment
-leaks into it.
+its own that the executor removes when the runner is gone (local_cleanup.py). Nothing
+of the API's own environment leaks into it.
 """
 
 from __future__ import annotations
