@@ -116,7 +116,7 @@ def restore_environment(archive: str, key: str, cache_dir: str) -> Restored:
     with tarfile.open(archive, "r:*") as tar:
         # "data": no absolute paths, no links out, no device files, no setuid bits.
         tar.extractall(partial, filter="data")
-    for directory, dirs, files in os.walk(partial):
+    for directory, _dirs, files in os.walk(partial):
         os.chmod(directory, 0o755)
         for name in files:
             path = os.path.join(directory, name)
