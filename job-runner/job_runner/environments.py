@@ -48,7 +48,7 @@ class Restored(namedtuple("Restored", "path seconds reused")):
 
     __slots__ = ()
 
-    def readonly_binds(self) -> dict[str, str]:
+    def readonly_binds(self) -> dict[str, str | os.PathLike]:
         return {ENV_MOUNT: self.path}
 
     def env(self) -> dict[str, str]:
