@@ -51,7 +51,7 @@ def self_check() -> dict:
     verdict: dict = {"ok": False, "uid": os.geteuid(), "checks": checks}
     with tempfile.TemporaryDirectory(prefix="self-check-") as workspace:
         try:
-            outcome = make_sandbox("bwrap").run(
+            outcome = make_sandbox("bwrap", os.environ.get("TASK_ROOT") or None).run(
                 ["python3", "-c", PROBE], Limits(wall_seconds=30), workspace=workspace
             )
         except SandboxError as error:

@@ -73,3 +73,22 @@ def test_the_roots_own_proc_and_missing_system_are_refused_or_skipped(small_root
     assert "/proc" not in binds  # bwrap mounts its own
     with pytest.raises(SandboxError, match="TASK_ROOT"):
         BubblewrapSandbox(task_root=str(small_root / "etc"))
+
+
+def test_with_network_a_task_gets_the_machines_resolver_and_trust_store(task_root):
+    """The machine's CA bundle (on Cloud Run, the image's) is what reaches the package
+    index and the egress proxy; Debian's own bundle in the root may not (issue 23)."""
+    workspace = prepare_workspace(tempfile.mkdtemp(prefix="sandbox-test-"))[0]
+    os.chmod(os.path.dirname(workspace), 0o711)
+    outcome = make_sandbox("bwrap", str(task_root)).run(
+        ["sha256sum", "/etc/ssl/certs/ca-certificates.crt", "/etc/resolv.conf"],
+        Limits(wall_seconds=10, network=True),
+        workspace=workspace,
+    )
+    assert outcome.exit_code == 0, outcome.stderr
+    host = subprocess.run(
+        ["sha256sum", "/etc/ssl/certs/ca-certificates.crt", "/etc/resolv.conf"],
+        capture_output=True,
+        check=True,
+    )
+    assert outcome.stdout == host.stdout
