@@ -35,6 +35,9 @@ DPKG_EXCLUDES = (
     "path-include=/usr/share/doc/*/copyright",
     "path-exclude=/usr/share/locale/*",
 )
+# Merged /usr set up by mmdebstrap itself, without Debian's usrmerge package (and the
+# Perl modules it pulls in), which the runner image's root does not have either.
+MERGED_USR_HOOK = "/usr/share/mmdebstrap/hooks/merged-usr"
 WHEEL_PLATFORM = ("--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64")
 
 
@@ -43,11 +46,17 @@ def manifest_files() -> list[Path]:
 
 
 def manifest_hash() -> str:
-    """sha256 over the manifest's files (names and contents): the cache key."""
+    """sha256 over the manifest's files (names and contents): the manifest's identity."""
     digest = hashlib.sha256()
     for path in manifest_files():
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def cache_key() -> str:
+    """The manifest's hash and how this script builds it: a change to either rebuilds."""
+    recipe = "\0".join([manifest_hash(), SUITE, *DPKG_EXCLUDES, *WHEEL_PLATFORM, MERGED_USR_HOOK])
+    return hashlib.sha256(recipe.encode()).hexdigest()[:16]
 
 
 def debian_packages() -> list[str]:
@@ -57,7 +66,7 @@ def debian_packages() -> list[str]:
 
 def ensure_task_root(log=print) -> Path:
     """The cached root for the current manifest, built first if missing."""
-    key = manifest_hash()
+    key = cache_key()
     root = CACHE_DIR / key / "root"
     if (CACHE_DIR / key / "complete").exists():
         return root
@@ -67,15 +76,17 @@ def ensure_task_root(log=print) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (CACHE_DIR / key / "complete").exists():
             return root
-        for stale in CACHE_DIR.iterdir():  # an older manifest's root, or a broken build
-            shutil.rmtree(stale, ignore_errors=True)
-        log(f"building the task root for manifest {key} (once; a few minutes)")
+        shutil.rmtree(CACHE_DIR / key, ignore_errors=True)  # a broken build's leftovers
+        log(f"building the task root for manifest {manifest_hash()} (once; a few minutes)")
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="task-root-wheels-") as wheels:
             _download_wheels(Path(wheels))
             _mmdebstrap(root, Path(wheels))
         (CACHE_DIR / key / "complete").write_text(key + "\n")
         log(f"built the task root in {time.monotonic() - started:.0f} s: {root}")
+        for stale in CACHE_DIR.iterdir():  # an older manifest's (or recipe's) root
+            if stale.name != key:
+                shutil.rmtree(stale, ignore_errors=True)
     return root
 
 
@@ -102,7 +113,7 @@ def _mmdebstrap(root: Path, wheels: Path) -> None:
         # Mount points for the host's files that a task with network gets (sandbox.py).
         'touch "$1"/etc/resolv.conf "$1"/etc/hosts',
     ]
-    command = ["mmdebstrap", "--variant=minbase", "--quiet"]
+    command = ["mmdebstrap", "--variant=minbase", "--quiet", f"--hook-dir={MERGED_USR_HOOK}"]
     command += [f"--dpkgopt={option}" for option in DPKG_EXCLUDES]
     command += ["--include=" + ",".join(debian_packages())]
     command += [f"--customize-hook={hook}" for hook in hooks]
