@@ -88,6 +88,7 @@ def test_the_test_step_passes_without_root_bwrap_or_a_system_python():
             "UV_PROJECT_ENVIRONMENT": f"{tmp}/venv",
             "UV_PYTHON": "/usr/bin/python3.11",
             "RUFF_CACHE_DIR": f"{tmp}/ruff-cache",
+            "MYPY_CACHE_DIR": f"{tmp}/mypy-cache",
             "PYTEST_ADDOPTS": "-p no:cacheprovider",
         }
         # The install may download (through this machine's TLS settings) what the
