@@ -21,6 +21,7 @@ import time
 from collections import namedtuple
 
 from job_runner.logs import log
+from job_runner.task_root import TaskRootError, system_mounts
 from job_runner.workspace import chown_tree, random_sandbox_uid, sandbox_owner
 
 # Types only: importing typing and pathlib would add ~10 ms to every task's start-up
@@ -48,13 +49,8 @@ SANDBOX_ENV = {
     # matplotlib writes its cache there; not in HOME (/workspace), whose files are outputs.
     "MPLCONFIGDIR": "/tmp/matplotlib",
 }
-MERGED_USR_DIRS = ("bin", "lib", "lib64", "sbin")
 ETC_FILES = ("/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime")
 NETWORK_ETC_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/ssl/certs")
-# A task root's top-level entries that are not the system: bwrap makes its own.
-ROOT_NOT_SYSTEM = frozenset(
-    ("proc", "dev", "sys", "tmp", "run", "home", "root", "mnt", "media", "boot", "srv")
-)
 RESERVED_MOUNTS = ("/", "/usr", "/etc", "/proc", "/dev", "/tmp", WORKSPACE_MOUNT)
 FIX_HINT = (
     "install bubblewrap 0.8 or later (apt-get install bubblewrap) on a host that allows "
@@ -279,32 +275,13 @@ def make_sandbox(kind: str, task_root: str | None = None) -> Sandbox:
 
 
 def system_binds(task_root: str | None) -> list[str]:
-    """bwrap's options for the system a task sees, read-only: the task root's top-level
-    directories and symlinks (the default environment, environments/default/: the same
-    in the runner image and locally, so no host-only tool is visible), or, without one,
-    the host's /usr. bwrap's own tmpfs stays /, so mount points can still be made."""
-    if task_root is None:
-        binds: list[str] = ["--ro-bind", "/usr", "/usr"]
-        # Debian/Ubuntu merge /bin, /lib... into /usr as symlinks; keep that layout.
-        for name in MERGED_USR_DIRS:
-            host = f"/{name}"
-            if os.path.islink(host):
-                binds += ["--symlink", os.readlink(host), host]
-            elif os.path.isdir(host):
-                binds += ["--ro-bind", host, host]
-        return binds
-    if not os.path.isdir(os.path.join(task_root, "usr")):
-        raise SandboxError(f"the task root {task_root!r} (TASK_ROOT) is not a root filesystem")
-    binds = []
-    for name in sorted(os.listdir(task_root)):
-        path = os.path.join(task_root, name)
-        if name in ROOT_NOT_SYSTEM or name == WORKSPACE_MOUNT.strip("/"):
-            continue
-        if os.path.islink(path):
-            binds += ["--symlink", os.readlink(path), f"/{name}"]
-        elif os.path.isdir(path):
-            binds += ["--ro-bind", path, f"/{name}"]
-    return binds
+    """bwrap's options for the system a task sees (task_root.py), read-only over bwrap's
+    own tmpfs root, where mount points can still be made."""
+    try:
+        mounts = system_mounts(task_root, skip=(WORKSPACE_MOUNT.strip("/"),))
+    except TaskRootError as error:
+        raise SandboxError(str(error)) from None
+    return [item for kind, source, dest in mounts for item in (f"--{kind}", source, dest)]
 
 
 def _with_env(argv: list[str], env: dict[str, str] | None) -> list[str]:
