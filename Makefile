@@ -36,10 +36,11 @@ define apt_require
 	fi
 endef
 
-# bubblewrap for the sandbox, mmdebstrap for the root it gives tasks (devtools/task_root.py),
-# a system python3, and npm for the console's vendored Firebase SDK.
+# bubblewrap and gVisor's runsc for the sandboxes (Debian's packages, ADR 0013),
+# mmdebstrap for the root they give tasks (devtools/task_root.py), a system python3, and
+# npm for the console's vendored libraries.
 system-deps:
-	$(call apt_require,bwrap:bubblewrap /usr/bin/python3:python3 npm:npm mmdebstrap:mmdebstrap)
+	$(call apt_require,bwrap:bubblewrap runsc:runsc /usr/bin/python3:python3 npm:npm mmdebstrap:mmdebstrap)
 
 # The default task environment's Python lock (environments/default/python.lock), from
 # its top-level list, with hashes, for the runner image's platform. `make dev` and the
@@ -56,11 +57,13 @@ task-root: $(VENV)/.synced system-deps
 browser-deps:
 	$(call apt_require,/usr/bin/chromium:chromium)
 
-# The console's Firebase JS SDK (sign-in in AUTH_MODE=firebase), bundled from the
-# versions locked in console/package-lock.json; the API image builds it the same way.
-CONSOLE_VENDOR := api/console/vendor/firebase.js
+# The console's vendored libraries (the Firebase JS SDK for sign-in in
+# AUTH_MODE=firebase; marked and DOMPurify for Markdown replies), bundled from the
+# versions locked in console/package-lock.json; the API image builds them the same way.
+# One build writes every bundle: the target is the last one added.
+CONSOLE_VENDOR := api/console/vendor/markdown.js
 
-$(CONSOLE_VENDOR): console/package.json console/package-lock.json console/src/firebase.js | system-deps
+$(CONSOLE_VENDOR): console/package.json console/package-lock.json $(wildcard console/src/*.js) | system-deps
 	@npm ci --prefix console --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
 	@npm run --prefix console --silent build
 

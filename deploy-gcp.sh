@@ -108,13 +108,18 @@ JOB_MAX_RETRIES=1
 RECONCILE_PATH=/internal/v1/reconcile
 RECONCILE_SCHEDULE='* * * * *'
 # Firestore deletes these records once their field has passed: "collection.field".
-TTLS=(idempotency.expireAt uploads.expireAt admissionDaily.expireAt)
+TTLS=(idempotency.expireAt uploads.expireAt admissionDaily.expireAt tasks.expireAt events.expireAt)
 # The files bucket (DESIGN section 11): uploads live a day (their records too, by the
 # TTL above); a superseded conversation snapshot gets a Custom-Time from the API, which
-# deletes it, and this rule is the backstop a day later.
+# deletes it, and this rule is the backstop a day later. A task's files live
+# TASK_RETENTION_DAYS (30, api/config.py), as its records do (the TTLs on tasks and
+# events); a piece of a file (`<name>.part<i>`, at most 32) older than a day was left
+# by an upload that was cancelled or crashed before it was joined.
 FILES_LIFECYCLE='{"rule": [
   {"action": {"type": "Delete"}, "condition": {"age": 1, "matchesPrefix": ["uploads/"]}},
-  {"action": {"type": "Delete"}, "condition": {"daysSinceCustomTime": 1, "matchesPrefix": ["conversations/"]}}
+  {"action": {"type": "Delete"}, "condition": {"daysSinceCustomTime": 1, "matchesPrefix": ["conversations/"]}},
+  {"action": {"type": "Delete"}, "condition": {"age": 30, "matchesPrefix": ["tasks/"]}},
+  {"action": {"type": "Delete"}, "condition": {"age": 1, "matchesSuffix": [".part0", ".part1", ".part2", ".part3", ".part4", ".part5", ".part6", ".part7", ".part8", ".part9", ".part10", ".part11", ".part12", ".part13", ".part14", ".part15", ".part16", ".part17", ".part18", ".part19", ".part20", ".part21", ".part22", ".part23", ".part24", ".part25", ".part26", ".part27", ".part28", ".part29", ".part30", ".part31"]}}
 ]}'
 REQUIRED_APIS=(
 	artifactregistry.googleapis.com
@@ -619,8 +624,8 @@ EOF
 deploy_job() {
 	# No secrets and no environment (--clear-env-vars): the API passes TASK_ID,
 	# TASK_TOKEN and API_URL to each execution as overrides, and the runner holds
-	# nothing else. Jobs run only in the second-generation execution environment,
-	# whose user namespaces bubblewrap needs; --self-check below proves it works.
+	# nothing else. Jobs run only in the second-generation execution environment;
+	# --self-check below proves a sandbox backend works there (ADR 0012).
 	gcloud_run run jobs deploy "$JOB_NAME" --image="$RUNNER_IMAGE" --region="$REGION" \
 		--service-account="$RUNNER_SA" --clear-env-vars \
 		--tasks=1 --max-retries="$JOB_MAX_RETRIES" --task-timeout="$JOB_TASK_TIMEOUT" \
@@ -632,8 +637,9 @@ deploy_job() {
 	self_check_job
 }
 
-# One execution of the new job with --self-check (job_runner/self_check.py): the
-# sandbox starts there, as uid 10001, with no network and an empty environment.
+# One execution of the new job with --self-check (job_runner/self_check.py): every
+# sandbox backend is probed there, and the one SANDBOX=auto picks must start a program
+# with its own uid, no network and an empty environment.
 # Nothing is served before it passes.
 self_check_job() {
 	if ! gcloud_run run jobs execute "$JOB_NAME" --region="$REGION" --args=--self-check --wait; then

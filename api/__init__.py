@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from api.services.conversations import ConversationService
     from api.services.dispatcher import Dispatcher
     from api.services.files import FileService
+    from api.services.llm_budget import LlmBudget
     from api.services.llm_proxy import LlmProxy
     from api.services.request_rate import RequestRate
     from api.services.runner import RunnerService
@@ -109,7 +110,9 @@ def build_services(
     from api.services.state_machine import IN_FLIGHT, TaskStateMachine
     from api.services.task_watch import TaskWatch
 
-    store = store or FirestoreStore(settings.project)
+    store = store or FirestoreStore(
+        settings.project, deadline_seconds=settings.firestore_deadline_seconds
+    )
     machine = TaskStateMachine(
         store,
         runner_overhead_seconds=config.RUNNER_OVERHEAD_SECONDS,
@@ -184,6 +187,7 @@ def _with_public_services(
     files = FileService(store, file_store, max_upload_bytes=settings.max_upload_bytes)
     conversations = ConversationService(store, tasks, agents, files)
     auth, api_keys = _identity(settings, store)
+    llm_proxy = _llm_proxy(settings, store, upstream)
     return Services(
         settings=settings,
         store=store,
@@ -195,13 +199,22 @@ def _with_public_services(
         agents=agents,
         conversations=conversations,
         upstream=upstream,
-        llm_proxy=_llm_proxy(settings, store, upstream),
+        llm_proxy=llm_proxy,
         auth=auth,
         api_keys=api_keys,
         files=files,
         request_rate=RequestRate(settings.user_requests_per_second, settings.user_request_burst),
         webhooks=webhooks,
-        runner=RunnerService(settings, machine, dispatcher, watch, files, conversations, webhooks),
+        runner=RunnerService(
+            settings,
+            machine,
+            dispatcher,
+            watch,
+            files,
+            conversations,
+            webhooks,
+            llm_budget=llm_proxy.budget,
+        ),
     )
 
 
@@ -232,6 +245,7 @@ def _task_service(
         max_per_day=settings.max_tasks_per_user_per_day,
         max_active=settings.max_active_tasks_per_user,
         daily_token_budget=settings.user_daily_token_budget,
+        daily_cost_budget_usd=settings.user_daily_cost_budget_usd,
     )
     tasks = TaskService(
         machine,
@@ -242,6 +256,7 @@ def _task_service(
         llm_configured=upstream.configured,
         admission=admission,
         check_webhook_url=webhooks.check_url,
+        retention_days=settings.task_retention_days,
     )
     return tasks, webhooks
 
@@ -256,14 +271,29 @@ def _identity(settings: Settings, store: FirestoreStore) -> tuple[Authenticator,
 
 
 def _llm_proxy(settings: Settings, store: FirestoreStore, upstream: AnthropicUpstream) -> LlmProxy:
+    from api.services.llm_pricing import PriceTable
     from api.services.llm_proxy import LlmProxy
 
     return LlmProxy(
         store,
         upstream,
+        _llm_budget(settings, store),
+        PriceTable(settings.model_prices),
         token_key=settings.task_token_key,
         allowed_models=settings.allowed_models,
-        user_daily_token_budget=settings.user_daily_token_budget,
+        helper_models=settings.helper_models,
+        count_tokens_per_minute=settings.count_tokens_per_task_per_minute,
+    )
+
+
+def _llm_budget(settings: Settings, store: FirestoreStore) -> LlmBudget:
+    from api.services.llm_budget import LlmBudget
+
+    return LlmBudget(
+        store,
+        daily_tokens=settings.user_daily_token_budget,
+        daily_cost_usd=settings.user_daily_cost_budget_usd,
+        in_flight_per_task=settings.llm_calls_in_flight_per_task,
     )
 
 
@@ -278,6 +308,7 @@ def register_routes(app: Flask) -> None:
         health,
         internal,
         internal_files,
+        keys,
         openapi,
         tasks,
         usage,
@@ -294,6 +325,7 @@ def register_routes(app: Flask) -> None:
         conversations,
         openapi,
         usage,
+        keys,
         deployment,
         console,
         webhooks,
@@ -307,10 +339,12 @@ def start_background_work(services: Services) -> None:
     settings = services.settings
     services.dispatcher.start()
     services.webhooks.start(interval=min(settings.reconcile_interval_seconds, 2.0))
+    services.llm_proxy.budget.start(interval=settings.reconcile_interval_seconds)
     threading.Thread(target=services.upstream.warm_up, name="llm-warm-up", daemon=True).start()
 
     def shutdown() -> None:
         services.webhooks.stop()
+        services.llm_proxy.budget.stop()
         services.dispatcher.stop()
         services.executor.shutdown()
 

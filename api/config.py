@@ -28,6 +28,8 @@ MIN_MEMORY_MB, MAX_MEMORY_MB = 64, 4096
 # (deploy-gcp.sh derives it from these; tests/deploy checks Terraform's).
 TASK_DISK_MB = 2048
 RUNNER_RESERVE_MB = 512
+# The runner's sandbox backends (job_runner/sandboxes/choice.py); "auto" probes them.
+SANDBOXES = ("auto", "gvisor", "bwrap-root", "bwrap", "gvisor-rootless", "none")
 MAX_WAIT_SECONDS = 60
 # Requests that hold a server thread (?wait, SSE) at once; the rest get an immediate
 # answer (wait) or a 429 (SSE), so health checks and short calls always find a
@@ -53,6 +55,11 @@ MAX_STDIN_BYTES = 100 * 1024
 MAX_FILES = 20
 MAX_FILES_TOTAL_BYTES = 200 * 1024
 MAX_FILE_PATH_CHARS = 200
+# How long a task, its events and its output files are kept (Firestore TTL on
+# tasks/events `expireAt`, the bucket's lifecycle rule on tasks/).
+TASK_RETENTION_DAYS = 30
+# One name in a path: Linux file systems hold 255 bytes (NAME_MAX), not characters.
+MAX_FILE_NAME_BYTES = 255
 # Output kept per stream in the result (the runner drains and counts the rest).
 MAX_OUTPUT_BYTES = 128 * 1024
 
@@ -88,6 +95,14 @@ MAX_SKIPPED_LISTED = 100
 MAX_RUNNER_CHUNK_BYTES = 32 * 1024 * 1024
 # How long one Cloud Storage call retries transient errors before the API answers 503.
 STORAGE_RETRY_SECONDS = 10.0
+# Deadlines on a client (api/serving.py, ADR 0013): its request line and headers, each
+# piece of its body, and taking each piece of a response.
+REQUEST_HEADER_SECONDS = 10.0
+REQUEST_BODY_IDLE_SECONDS = 10.0
+RESPONSE_WRITE_IDLE_SECONDS = 30.0
+GOOGLE_OIDC_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+# How long one Firestore call (its retries included) may take before the API answers 503.
+FIRESTORE_DEADLINE_SECONDS = 8.0
 # A conversation's workspace, unpacked (its hidden engine directory included).
 MAX_WORKSPACE_BYTES = 1024 * 1024 * 1024
 
@@ -141,6 +156,32 @@ LLM_MAX_RESPONSE_TOKENS = 64_000
 # https://docs.anthropic.com/en/api/overview#request-size-limits
 LLM_PROXY_MAX_BODY_BYTES = 32 * 1000 * 1000
 
+# Spend (DESIGN section 15, README "Spend"). Model calls of one task in flight at once;
+# past it the proxy answers 429 with Retry-After.
+LLM_CALLS_IN_FLIGHT_PER_TASK = 4
+LLM_BUSY_RETRY_AFTER_SECONDS = 2
+# count_tokens calls per task per minute (a token bucket per API instance).
+COUNT_TOKENS_PER_TASK_PER_MINUTE = 30
+# Models a task may call besides its agent's own, when they cost no more: Claude Code
+# uses its small model for some of its own work (it names it with and without a date).
+HELPER_MODELS = ("claude-haiku-4-5", "claude-haiku-4-5-20251001")
+USER_DAILY_COST_BUDGET_USD = 50.0
+MAX_MAX_COST_USD = 10_000.0
+# USD per million tokens: input, output, cache write (5-minute), cache read; Anthropic's
+# list prices (https://docs.anthropic.com/en/docs/about-claude/pricing). A dated model id
+# takes the prices of the longest entry it starts with. MODEL_PRICES (JSON) overrides.
+DEFAULT_MODEL_PRICES: dict[str, dict[str, float]] = {
+    "claude-opus-4": {"input": 15.0, "output": 75.0, "cacheWrite": 18.75, "cacheRead": 1.5},
+    "claude-opus-4-5": {"input": 5.0, "output": 25.0, "cacheWrite": 6.25, "cacheRead": 0.5},
+    "claude-opus-4-6": {"input": 5.0, "output": 25.0, "cacheWrite": 6.25, "cacheRead": 0.5},
+    "claude-opus-4-7": {"input": 5.0, "output": 25.0, "cacheWrite": 6.25, "cacheRead": 0.5},
+    "claude-sonnet-4": {"input": 3.0, "output": 15.0, "cacheWrite": 3.75, "cacheRead": 0.3},
+    "claude-haiku-4-5": {"input": 1.0, "output": 5.0, "cacheWrite": 1.25, "cacheRead": 0.1},
+}
+# Reconciler: a reservation whose call never settled (its API instance died) is
+# settled this long after the upstream timeout, counted as spent.
+LLM_RESERVATION_GRACE_SECONDS = 60
+
 # Identity (DESIGN 6.1): where Firebase ID tokens' signing certificates are published
 # (x509 PEM by key id), as Firebase documents:
 # https://firebase.google.com/docs/auth/admin/verify-id-tokens#verify_id_tokens_using_a_third-party_jwt_library
@@ -165,6 +206,28 @@ def _firebase_web_config(raw: str) -> dict[str, str]:
     if missing:
         raise ValueError(f"FIREBASE_WEB_CONFIG lacks {', '.join(missing)}")
     return {name: text for name, text in value.items() if isinstance(text, str)}
+
+
+PRICE_FIELDS = ("input", "output", "cacheWrite", "cacheRead")
+
+
+def _model_prices(raw: str) -> dict[str, dict[str, float]]:
+    """MODEL_PRICES: JSON, model -> the four prices (USD per million tokens), merged over
+    DEFAULT_MODEL_PRICES (an entry replaces the default entry of its model)."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ValueError("MODEL_PRICES must be a JSON object") from None
+    if not isinstance(value, dict):
+        raise ValueError("MODEL_PRICES must be a JSON object")
+    table = dict(DEFAULT_MODEL_PRICES)
+    for model, prices in value.items():
+        if not isinstance(prices, dict) or set(prices) != set(PRICE_FIELDS):
+            raise ValueError(f"MODEL_PRICES[{model!r}] needs exactly {', '.join(PRICE_FIELDS)}")
+        if not all(isinstance(p, int | float) and p >= 0 for p in prices.values()):
+            raise ValueError(f"MODEL_PRICES[{model!r}]: prices are numbers >= 0")
+        table[model] = {name: float(prices[name]) for name in PRICE_FIELDS}
+    return table
 
 
 # Variables given in MiB whose setting is in bytes.
@@ -193,6 +256,10 @@ class Settings(BaseSettings):
     firebase_certs_url: str = Field(
         default=FIREBASE_CERTS_URL, validation_alias="FIREBASE_CERTS_URL"
     )
+    # Google's OIDC signing certificates, for the scheduler's reconcile token.
+    google_oidc_certs_url: str = Field(
+        default=GOOGLE_OIDC_CERTS_URL, validation_alias="GOOGLE_OIDC_CERTS_URL"
+    )
     # Set by Cloud Run itself (K_SERVICE), never by an operator.
     on_cloud_run: bool = False
     task_token_key: bytes = Field(
@@ -204,7 +271,7 @@ class Settings(BaseSettings):
     task_token_key_secret: str | None = Field(
         default=None, validation_alias="TASK_TOKEN_KEY_SECRET"
     )
-    sandbox: str = Field(default="bwrap", validation_alias="SANDBOX")
+    sandbox: str = Field(default="auto", validation_alias="SANDBOX")
     # The local executor's runners give tasks this root as / (devtools/task_root.py);
     # the runner image sets its own (/opt/task-root).
     task_root: str | None = Field(default=None, validation_alias="TASK_ROOT")
@@ -246,6 +313,26 @@ class Settings(BaseSettings):
     user_daily_token_budget: int = Field(
         default=USER_DAILY_TOKEN_BUDGET, validation_alias="USER_DAILY_TOKEN_BUDGET"
     )
+    user_daily_cost_budget_usd: float = Field(
+        default=USER_DAILY_COST_BUDGET_USD, ge=0, validation_alias="USER_DAILY_COST_BUDGET_USD"
+    )
+    llm_calls_in_flight_per_task: int = Field(
+        default=LLM_CALLS_IN_FLIGHT_PER_TASK, ge=1, validation_alias="LLM_CALLS_IN_FLIGHT_PER_TASK"
+    )
+    count_tokens_per_task_per_minute: int = Field(
+        default=COUNT_TOKENS_PER_TASK_PER_MINUTE,
+        ge=1,
+        validation_alias="COUNT_TOKENS_PER_TASK_PER_MINUTE",
+    )
+    # A comma-separated list in the environment.
+    helper_models: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=HELPER_MODELS, validation_alias="HELPER_MODELS"
+    )
+    # JSON in the environment: {"model": {"input": .., "output": .., "cacheWrite": ..,
+    # "cacheRead": ..}}, USD per million tokens, merged over the defaults.
+    model_prices: Annotated[dict[str, dict[str, float]], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_MODEL_PRICES), validation_alias="MODEL_PRICES"
+    )
     max_active_tasks_per_user: int = Field(
         default=MAX_ACTIVE_TASKS_PER_USER, validation_alias="MAX_ACTIVE_TASKS_PER_USER"
     )
@@ -285,6 +372,21 @@ class Settings(BaseSettings):
     )
     webhook_first_retry_seconds: float = Field(
         default=WEBHOOK_FIRST_RETRY_SECONDS, validation_alias="WEBHOOK_FIRST_RETRY_SECONDS"
+    )
+    task_retention_days: int = Field(
+        default=TASK_RETENTION_DAYS, ge=1, validation_alias="TASK_RETENTION_DAYS"
+    )
+    firestore_deadline_seconds: float = Field(
+        default=FIRESTORE_DEADLINE_SECONDS, validation_alias="FIRESTORE_DEADLINE_SECONDS"
+    )
+    request_header_seconds: float = Field(
+        default=REQUEST_HEADER_SECONDS, validation_alias="REQUEST_HEADER_SECONDS"
+    )
+    request_body_idle_seconds: float = Field(
+        default=REQUEST_BODY_IDLE_SECONDS, validation_alias="REQUEST_BODY_IDLE_SECONDS"
+    )
+    response_write_idle_seconds: float = Field(
+        default=RESPONSE_WRITE_IDLE_SECONDS, validation_alias="RESPONSE_WRITE_IDLE_SECONDS"
     )
 
     @classmethod
@@ -339,12 +441,17 @@ class Settings(BaseSettings):
                         raise ValueError(f"{variable} must be an integer, got {raw!r}") from None
         return data
 
-    @field_validator("allowed_models", mode="before")
+    @field_validator("allowed_models", "helper_models", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(model.strip() for model in value.split(",") if model.strip())
         return value
+
+    @field_validator("model_prices", mode="before")
+    @classmethod
+    def _price_table(cls, value: Any) -> Any:
+        return _model_prices(value) if isinstance(value, str) else value
 
     @field_validator("firebase_web_config", mode="before")
     @classmethod
@@ -370,8 +477,8 @@ class Settings(BaseSettings):
                 "WEBHOOK_ALLOW_LOOPBACK is for local development and is refused on Cloud Run "
                 "(K_SERVICE is set)."
             )
-        if self.sandbox not in ("bwrap", "none"):
-            raise ValueError(f"SANDBOX must be 'bwrap' or 'none', got {self.sandbox!r}")
+        if self.sandbox not in SANDBOXES:
+            raise ValueError(f"SANDBOX must be one of {', '.join(SANDBOXES)}, got {self.sandbox!r}")
         modes = self.auth_modes
         if not (modes == {"dev"} or (modes and modes <= {"firebase", "apikey"})):
             raise ValueError(

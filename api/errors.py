@@ -50,6 +50,26 @@ _HTTP_CODES = {
 }
 
 
+def _backend_unavailable(error: Exception) -> bool:
+    """A Google backend that did not answer in time (its retries spent: RetryError),
+    refused the connection, or failed on its side: the client may retry."""
+    import requests
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exceptions
+
+    return isinstance(
+        error,
+        gexc.RetryError
+        | gexc.ServerError
+        | gexc.DeadlineExceeded
+        | auth_exceptions.TransportError
+        | requests.ConnectionError
+        | requests.Timeout
+        | ConnectionError
+        | TimeoutError,
+    )
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError):
@@ -69,7 +89,6 @@ def init_app(app: Flask) -> None:
     def _unexpected(error: Exception):
         # Backends (Firestore, the executor) can be down; that is a 503 the client can
         # retry, never a 500 with a stack trace.
-        from google.api_core import exceptions as gexc
 
         from api.adapters.file_store import StorageUnavailable
         from api.adapters.firestore_counters import CounterBusy
@@ -83,8 +102,8 @@ def init_app(app: Flask) -> None:
             return _response(
                 503, "storage_unavailable", "File storage is unavailable; retry shortly.", 5
             )
-        if isinstance(error, gexc.ServiceUnavailable | gexc.DeadlineExceeded):
-            log.warning("backend unavailable: %s", error)
+        if _backend_unavailable(error):
+            log.warning("backend unavailable: %r", error)
             return _response(503, "backend_unavailable", "A backend is unavailable.", 5)
         log.exception("unhandled error")
         return _response(500, "internal", "Internal error.")

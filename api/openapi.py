@@ -25,6 +25,7 @@ from api.routes import (  # noqa: F401 (imported for their operations)
     deployment,
     files,
     health,
+    keys,
     openapi,
     tasks,
     usage,
@@ -240,15 +241,16 @@ def _error_responses(refs: Refs) -> dict[str, Any]:
 
 def build_spec() -> dict[str, Any]:
     """The whole document. Pure: no I/O, the same every call."""
-    models = {m for route in ROUTES for m in route.body} | set(r.RESPONSE_MODELS)
+    replies = {route.reply.model for route in ROUTES if isinstance(route.reply.model, type)}
+    models = {m for route in ROUTES for m in route.body} | replies | set(r.RESPONSE_MODELS)
     ordered = sorted(models, key=lambda m: m.__name__)
-    keys, definitions = models_json_schema(
+    schema_keys, definitions = models_json_schema(
         [(m, "validation") for m in ordered],
         by_alias=True,
         ref_template=REF,
         schema_generator=SchemaGenerator,
     )
-    refs = {model: ref for (model, _), ref in keys.items()}
+    refs = {model: ref for (model, _), ref in schema_keys.items()}
     paths: dict[str, dict[str, Any]] = {}
     for route in ROUTES:
         paths.setdefault(route.path, {})[route.method] = _operation(route, refs)

@@ -66,5 +66,27 @@ resource "google_storage_bucket" "files" {
     }
   }
 
+  # A task's files live TASK_RETENTION_DAYS (api/config.py), as its records do.
+  lifecycle_rule {
+    condition {
+      age            = 30
+      matches_prefix = ["tasks/"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  # Pieces (`<name>.part<i>`) a cancelled or crashed upload left unjoined.
+  lifecycle_rule {
+    condition {
+      age            = 1
+      matches_suffix = [".part0", ".part1", ".part2", ".part3", ".part4", ".part5", ".part6", ".part7", ".part8", ".part9", ".part10", ".part11", ".part12", ".part13", ".part14", ".part15", ".part16", ".part17", ".part18", ".part19", ".part20", ".part21", ".part22", ".part23", ".part24", ".part25", ".part26", ".part27", ".part28", ".part29", ".part30", ".part31"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
   depends_on = [google_project_service.enabled]
 }

@@ -62,3 +62,20 @@ resource "google_firestore_field" "admission_daily_ttl" {
 
   ttl_config {}
 }
+
+# Tasks and their events live TASK_RETENTION_DAYS: the API writes each one's expireAt.
+resource "google_firestore_field" "tasks_ttl" {
+  database   = google_firestore_database.default.name
+  collection = "tasks"
+  field      = "expireAt"
+
+  ttl_config {}
+}
+
+resource "google_firestore_field" "events_ttl" {
+  database   = google_firestore_database.default.name
+  collection = "events"
+  field      = "expireAt"
+
+  ttl_config {}
+}

@@ -30,7 +30,7 @@ MAX_COMPOSE_SOURCES = 32
 # How long one storage call may keep retrying transient errors before we give up
 # and answer 503: the client's default (120 s) would hold a request thread far too long.
 RETRY_DEADLINE_SECONDS = 10.0
-REQUEST_TIMEOUT = (5.0, 60.0)  # connect, read
+CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 class StorageUnavailable(Exception):
@@ -112,6 +112,9 @@ class GcsFileStore:
         self.bucket_name = bucket
         self.project = project
         self.retry_seconds = retry_seconds
+        # (connect, read) of each attempt: a hung Cloud Storage held a request for the
+        # client's 60 s read timeout whatever the retry deadline (issue 21).
+        self.timeout = (min(CONNECT_TIMEOUT_SECONDS, retry_seconds), retry_seconds)
         self._client = client
         self._lock = threading.Lock()
 
@@ -192,7 +195,7 @@ class GcsFileStore:
                     b"".join(head),
                     content_type=content_type,
                     retry=self._retry(),
-                    timeout=REQUEST_TIMEOUT,
+                    timeout=self.timeout,
                 )
                 return
             with blob.open(
@@ -222,7 +225,7 @@ class GcsFileStore:
             end = min(offset + READ_CHUNK_BYTES, stop)
             data = self._call(
                 lambda o=offset, e=end: blob.download_as_bytes(
-                    start=o, end=e - 1, checksum=None, retry=self._retry(), timeout=REQUEST_TIMEOUT
+                    start=o, end=e - 1, checksum=None, retry=self._retry(), timeout=self.timeout
                 )
             )
             if not data:
@@ -232,7 +235,7 @@ class GcsFileStore:
 
     def stat(self, name: str) -> ObjectInfo | None:
         blob = self._call(
-            lambda: self.bucket.get_blob(name, retry=self._retry(), timeout=REQUEST_TIMEOUT)
+            lambda: self.bucket.get_blob(name, retry=self._retry(), timeout=self.timeout)
         )
         return None if blob is None else ObjectInfo(name, int(blob.size or 0), blob.content_type)
 
@@ -267,7 +270,7 @@ class GcsFileStore:
         try:
             self._call(
                 lambda: target.compose(
-                    [bucket.blob(s) for s in sources], retry=self._retry(), timeout=REQUEST_TIMEOUT
+                    [bucket.blob(s) for s in sources], retry=self._retry(), timeout=self.timeout
                 )
             )
         except gexc.NotFound as error:
@@ -278,7 +281,7 @@ class GcsFileStore:
 
         with contextlib.suppress(gexc.NotFound):
             self._call(
-                lambda: self.bucket.blob(name).delete(retry=self._retry(), timeout=REQUEST_TIMEOUT)
+                lambda: self.bucket.blob(name).delete(retry=self._retry(), timeout=self.timeout)
             )
 
     def retire(self, name: str, now: datetime) -> None:
@@ -289,7 +292,7 @@ class GcsFileStore:
         blob = self.bucket.blob(name)
         blob.custom_time = now
         try:
-            self._call(lambda: blob.patch(retry=self._retry(), timeout=REQUEST_TIMEOUT))
+            self._call(lambda: blob.patch(retry=self._retry(), timeout=self.timeout))
         except gexc.NotFound:
             return
         self._delete(name)
@@ -300,7 +303,7 @@ class GcsFileStore:
             lambda: [
                 blob.name
                 for blob in self.bucket.client.list_blobs(
-                    self.bucket_name, prefix=prefix, retry=self._retry(), timeout=REQUEST_TIMEOUT
+                    self.bucket_name, prefix=prefix, retry=self._retry(), timeout=self.timeout
                 )
             ]
         )

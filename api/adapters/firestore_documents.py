@@ -67,8 +67,15 @@ class DocumentStore:
     def list_agents(self, owner: str, *, limit: int) -> list[AgentDoc]:
         return self.list_owned(AGENTS, owner, limit=limit, after_id=None)
 
-    def update_agent(self, agent_id: str, changes: dict[str, Any]) -> None:
-        self.update_doc(agent_path(agent_id), changes)
+    def update_agent(self, agent_id: str, changes: dict[str, Any]) -> bool:
+        """Apply `changes`; False when the agent is gone (a DELETE won the race)."""
+        from google.api_core import exceptions as gexc
+
+        try:
+            self.update_doc(agent_path(agent_id), changes)
+        except gexc.NotFound:
+            return False
+        return True
 
     def delete_agent(self, agent_id: str) -> None:
         self.delete_tree(agent_path(agent_id), ())

@@ -5,6 +5,9 @@ path, in one place (as rq's `rq/keys.py` names its Redis keys).
   tasks/{taskId}/events/{seq:010d}        its event log
   idempotency/{sha256}                    an Idempotency-Key: the task(s) it created
   usage/{owner}_{yyyymmdd}                an owner's counters for one UTC day
+  usage/{owner}_{yyyymmdd}/llmShards/{k}  its model spend that day, spent and reserved, sharded
+  llmSpend/{taskId}                       a task's model spend: spent, reserved, calls in flight
+  llmCalls/{callId}                       a model call's reservation until it settles (the outbox)
   admissionShards/{owner}:u{k}            unsettled (and queued) tasks, sharded
   admissionDaily/{owner}:d{yyyymmdd}s{k}  tasks created per UTC day, sharded
   admissionRunning/{owner*}               tasks running at once
@@ -32,6 +35,9 @@ TASKS = "tasks"
 EVENTS = "events"
 IDEMPOTENCY = "idempotency"
 USAGE = "usage"
+LLM_SHARDS = "llmShards"
+LLM_SPEND = "llmSpend"
+LLM_CALLS = "llmCalls"
 UNSETTLED_SHARDS = "admissionShards"
 DAILY_SHARDS = "admissionDaily"
 RUNNING = "admissionRunning"
@@ -87,6 +93,23 @@ def usage_id(owner: str, now: datetime) -> str:
 
 def usage_path(owner: str, now: datetime) -> str:
     return f"{USAGE}/{usage_id(owner, now)}"
+
+
+def day_usage_path(owner: str, day: str) -> str:
+    """`usage_path` by the day's `yyyymmdd`."""
+    return f"{USAGE}/{owner}_{day}"
+
+
+def llm_shard_path(owner: str, day: str, shard: int) -> str:
+    return f"{USAGE}/{owner}_{day}/{LLM_SHARDS}/{shard}"
+
+
+def llm_spend_path(task_id: str) -> str:
+    return f"{LLM_SPEND}/{task_id}"
+
+
+def llm_call_path(call_id: str) -> str:
+    return f"{LLM_CALLS}/{call_id}"
 
 
 def unsettled_shard_id(owner: str, shard: int) -> str:

@@ -24,9 +24,11 @@ from typing import Any, cast
 from api.adapters.firestore_codec import decode, encode
 from api.adapters.firestore_conversations import ConversationStore
 from api.adapters.firestore_counters import CounterStore
+from api.adapters.firestore_deadlines import bound_every_call
 from api.adapters.firestore_documents import DocumentStore
 from api.adapters.firestore_paths import EVENTS, TASKS, event_doc_id, usage_path
 from api.adapters.firestore_queues import QueueQueries
+from api.adapters.firestore_spend import SpendStore
 from api.adapters.firestore_tasks import TaskCreation
 from api.models.documents import EventDoc, TaskDoc
 from api.retry import retry_call
@@ -64,10 +66,15 @@ def _read(snapshot: Any) -> Any:
     return decode(snapshot.reference.path, snapshot.to_dict()) if snapshot.exists else None
 
 
-class FirestoreStore(TaskCreation, CounterStore, QueueQueries, ConversationStore, DocumentStore):
-    def __init__(self, project: str, client: Any = None) -> None:
+class FirestoreStore(
+    TaskCreation, CounterStore, QueueQueries, ConversationStore, DocumentStore, SpendStore
+):
+    def __init__(
+        self, project: str, client: Any = None, deadline_seconds: float | None = None
+    ) -> None:
         self.project = project
         self._client = client
+        self._deadline_seconds = deadline_seconds
         self._lock = threading.Lock()
 
     @property
@@ -79,7 +86,10 @@ class FirestoreStore(TaskCreation, CounterStore, QueueQueries, ConversationStore
                 if self._client is None:
                     from google.cloud import firestore
 
-                    self._client = firestore.Client(project=self.project)
+                    client = firestore.Client(project=self.project)
+                    if self._deadline_seconds is not None:
+                        bound_every_call(client, self._deadline_seconds)
+                    self._client = client
         return self._client
 
     def _contended(self, attempt: Callable[[], Any]) -> Any:
@@ -146,9 +156,10 @@ class FirestoreStore(TaskCreation, CounterStore, QueueQueries, ConversationStore
             seq = current.get("eventSeq", 0)
             for kind, data in change.events:
                 seq += 1
-                self._set_event(
-                    transaction, task_ref, {"seq": seq, "type": kind, "data": data, "at": now}
-                )
+                event: EventDoc = {"seq": seq, "type": kind, "data": data, "at": now}
+                if "expireAt" in current:
+                    event["expireAt"] = current["expireAt"]
+                self._set_event(transaction, task_ref, event)
             updated["eventSeq"] = seq
             transaction.update(task_ref, encode(task_ref.path, dict(change.updates, eventSeq=seq)))
             for path, data, merge in change.writes:

@@ -38,6 +38,8 @@ def new_task_writes(task: TaskDoc, first_event: tuple[str, Any] = FIRST_EVENT) -
     stamped with the task's creation time."""
     kind, data = first_event
     event: EventDoc = {"seq": 1, "type": kind, "data": data, "at": task["createdAt"]}
+    if "expireAt" in task:
+        event["expireAt"] = task["expireAt"]
     return [
         (task_path(task["id"]), dict(task, eventSeq=1)),
         (event_path(task["id"], 1), dict(event)),

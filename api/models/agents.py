@@ -17,6 +17,16 @@ ModelName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 ResourceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,64}$")]
 MaxTurns = Annotated[int, Field(ge=1, le=config.MAX_MAX_TURNS, strict=True)]
 MaxTokens = Annotated[int, Field(ge=config.MIN_MAX_TOKENS, le=config.MAX_MAX_TOKENS, strict=True)]
+MaxCostUsd = Annotated[
+    float,
+    Field(
+        gt=0,
+        le=config.MAX_MAX_COST_USD,
+        description="The most this task (or each task of this agent) may spend on model "
+        "calls, in USD, as estimated from the price table (MODEL_PRICES); null: no limit "
+        "but the tokens' and the owner's daily ones.",
+    ),
+]
 
 
 def _unique_tools(tools: list[str] | None) -> list[str] | None:
@@ -43,6 +53,7 @@ class AgentCreate(BaseModel):
     )
     max_turns: MaxTurns = Field(config.DEFAULT_MAX_TURNS, alias="maxTurns")
     max_tokens: MaxTokens = Field(config.DEFAULT_MAX_TOKENS, alias="maxTokens")
+    max_cost_usd: MaxCostUsd | None = Field(None, alias="maxCostUsd")
 
     _tools = field_validator("tools")(_unique_tools)
 
@@ -75,6 +86,7 @@ class AgentPatch(BaseModel):
     engine: Engine = None  # type: ignore[assignment]
     max_turns: MaxTurns = Field(None, alias="maxTurns")  # type: ignore[assignment]
     max_tokens: MaxTokens = Field(None, alias="maxTokens")  # type: ignore[assignment]
+    max_cost_usd: MaxCostUsd | None = Field(None, alias="maxCostUsd")
 
     _tools = field_validator("tools")(_unique_tools)
 
@@ -91,6 +103,7 @@ class AgentTaskInput(BaseModel):
     engine: Engine | None = Field(None, description="Overrides the agent's engine.")
     max_turns: MaxTurns | None = Field(None, alias="maxTurns")
     max_tokens: MaxTokens | None = Field(None, alias="maxTokens")
+    max_cost_usd: MaxCostUsd | None = Field(None, alias="maxCostUsd")
     timeout_seconds: TimeoutSeconds = Field(
         config.DEFAULT_AGENT_TIMEOUT_SECONDS, alias="timeoutSeconds"
     )

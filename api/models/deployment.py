@@ -18,6 +18,11 @@ class UsageCounter(_Contract):
     limit: int = Field(ge=0, description="Beyond it, the API answers 429 (or fails the task).")
 
 
+class CostCounter(_Contract):
+    used: float = Field(ge=0, description="USD, estimated from the price table.")
+    limit: float = Field(ge=0, description="USD; 0: no limit.")
+
+
 class Usage(_Contract):
     """The caller's usage against their limits; the daily counters are per UTC day."""
 
@@ -37,6 +42,16 @@ class Usage(_Contract):
     llm_tokens_today: UsageCounter = Field(
         alias="llmTokensToday",
         description="LLM tokens (input, cache and output) today (USER_DAILY_TOKEN_BUDGET).",
+    )
+    cost_usd_today: CostCounter = Field(
+        alias="costUsdToday",
+        description="What today's model calls cost, in USD (USER_DAILY_COST_BUDGET_USD): an "
+        "estimate from the price table (MODEL_PRICES), not Anthropic's invoice.",
+    )
+    cost_usd_month: float = Field(
+        alias="costUsdMonth",
+        ge=0,
+        description="What this UTC month's model calls cost, in USD (an estimate, as above).",
     )
     resets_at: datetime = Field(alias="resetsAt", description="When the daily counters restart.")
 

@@ -74,6 +74,10 @@ class ExecutionInfo(TypedDict):
     attempt: int
     logUri: str | None
     consoleUri: NotRequired[str | None]
+    # How the runner isolated and bounded the task (its result's report).
+    sandbox: NotRequired[str]
+    memoryBound: NotRequired[str]
+    diskBound: NotRequired[str]
 
 
 class Claim(TypedDict):
@@ -119,6 +123,8 @@ class TaskDoc(TypedDict):
     deadlineAt: NotRequired[datetime]
     eventsTruncated: NotRequired[bool]
     llmUsage: NotRequired[LlmUsage]
+    # Firestore's TTL deletes the task and its events after this (TASK_RETENTION_DAYS).
+    expireAt: NotRequired[datetime]
 
 
 class EventDoc(TypedDict):
@@ -128,6 +134,7 @@ class EventDoc(TypedDict):
     type: str
     data: Any
     at: datetime
+    expireAt: NotRequired[datetime]  # its task's
 
 
 class IdempotencyDoc(TypedDict):
@@ -194,6 +201,7 @@ class AgentDoc(TypedDict):
     maxTokens: int
     createdAt: datetime
     updatedAt: datetime
+    maxCostUsd: NotRequired[float | None]
 
 
 class WorkspacePointer(TypedDict):

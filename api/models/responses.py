@@ -90,6 +90,23 @@ class Execution(Contract):
     attempt: int = Field(ge=0)
     log_uri: str | None = Field(alias="logUri")
     console_uri: str | None = Field(None, alias="consoleUri")
+    sandbox: str | None = Field(
+        None,
+        description="The sandbox backend the runner isolated the task with (SANDBOX=auto "
+        "picks the strongest that works where it runs); absent until the runner reports.",
+        examples=["gvisor", "bwrap-root", "bwrap"],
+    )
+    memory_bound: Literal["cgroup", "watchdog"] | None = Field(
+        None,
+        alias="memoryBound",
+        description="How the task's memory was bounded: its own cgroup, or, where none "
+        "could be made, a watchdog over its process tree.",
+    )
+    disk_bound: Literal["tmpfs", "watchdog"] | None = Field(
+        None,
+        alias="diskBound",
+        description="How the task's files were bounded: a tmpfs of diskMb, or a watchdog.",
+    )
 
     @classmethod
     def of(cls, execution: Document) -> Self:
@@ -101,6 +118,9 @@ class Execution(Contract):
         }
         if execution.get("consoleUri"):  # Cloud Run: the execution's page in the Console
             shown["consoleUri"] = execution["consoleUri"]
+        for key in ("sandbox", "memoryBound", "diskBound"):  # once the runner reported
+            if execution.get(key):
+                shown[key] = execution[key]
         return cls.model_validate(shown)
 
 
@@ -154,6 +174,21 @@ class Task(Contract):
                 "webhookUrl": task.get("webhookUrl"),
             }
         )
+
+
+class CancelledTask(Task):
+    """`POST /api/tasks/{taskId}/cancel`: the task, cancelled unless it had ended."""
+
+    already_ended: bool = Field(
+        alias="alreadyEnded",
+        description="True if the task had already ended: the cancel changed nothing and "
+        "the task stays as it ended.",
+    )
+
+    @classmethod
+    def after_cancel(cls, task: Document, already_ended: bool) -> Self:
+        return cls.model_validate(Task.of(task).model_dump(by_alias=True) | {
+            "alreadyEnded": already_ended})  # fmt: skip
 
 
 def public_file(entry: Document) -> dict[str, Any]:
@@ -230,11 +265,15 @@ class Agent(Contract):
     engine: Engine
     max_turns: int = Field(alias="maxTurns")
     max_tokens: int = Field(alias="maxTokens")
+    max_cost_usd: float | None = Field(
+        None, alias="maxCostUsd", description="Each task's cost limit in USD (an estimate)."
+    )
     created_at: datetime = Field(alias="createdAt")
     updated_at: datetime = Field(alias="updatedAt")
 
     @classmethod
     def of(cls, agent: Document) -> Self:
+        cost = agent.get("maxCostUsd")
         fields = ("name", "description", "systemPrompt", "model", "tools")
         return cls.model_validate(
             {
@@ -244,6 +283,7 @@ class Agent(Contract):
                 "engine": agent.get("engine") or STORED_AGENT_ENGINE,
                 "maxTurns": agent.get("maxTurns"),
                 "maxTokens": agent.get("maxTokens"),
+                **({"maxCostUsd": cost} if cost is not None else {}),
                 "createdAt": agent.get("createdAt"),
                 "updatedAt": agent.get("updatedAt"),
             }

@@ -100,6 +100,14 @@ class TokenUsage(BaseModel):
 
     input_tokens: int = Field(0, alias="inputTokens", ge=0)
     output_tokens: int = Field(0, alias="outputTokens", ge=0)
+    # Set by the API from what its LLM proxy metered (a runner's is replaced).
+    cost_usd: float | None = Field(
+        None,
+        alias="costUsd",
+        ge=0,
+        description="What the task's model calls cost in USD: an estimate from the price "
+        "table (MODEL_PRICES), not Anthropic's invoice.",
+    )
 
 
 class AgentResult(OutputListing):
@@ -121,7 +129,18 @@ class RunnerError(BaseModel):
     message: str = Field(max_length=2000)
 
 
+class SandboxReport(BaseModel):
+    """How the runner isolated and bounded the task (kept in the task's execution)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    sandbox: Literal[config.SANDBOXES]  # type: ignore[valid-type]  # a tuple of names, as Literal's
+    memory_bound: Literal["cgroup", "watchdog"] | None = Field(None, alias="memoryBound")
+    disk_bound: Literal["tmpfs", "watchdog"] | None = Field(None, alias="diskBound")
+
+
 class ResultBody(EventsBody):
     status: Literal["completed", "timed_out", "failed"]
+    sandbox: SandboxReport | None = None
     result: AgentResult | RunnerResult | None = None
     error: RunnerError | None = None

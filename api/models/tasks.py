@@ -3,6 +3,7 @@ schema). Bounds come from api.config so there is one place for every limit."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -112,6 +113,7 @@ class CodeTaskInput(BaseModel):
         if len(files) > config.MAX_FILES:
             raise too_large(f"at most {config.MAX_FILES} files are allowed")
         total = 0
+        check_writable(files)
         for path, content in files.items():
             check_relative_path(path)
             try:
@@ -132,6 +134,28 @@ class CodeTaskInput(BaseModel):
     def public(self) -> dict:
         """The task's `input`: what the runner needs (the webhook is the API's)."""
         return self.model_dump(by_alias=True, exclude={"webhook_url"})
+
+
+def unwritable(message: str) -> PydanticCustomError:
+    """Paths no file system can hold together: the routes answer these with 422."""
+    return PydanticCustomError("unwritable_path", message)
+
+
+def check_writable(paths: Iterable[str]) -> None:
+    """Paths the runner can write: each name within the file system's 255 bytes, and
+    no path both a file and a directory (`a` and `a/b`)."""
+    given = set(paths)
+    for path in given:
+        parts = path.split("/")
+        for part in parts:
+            if len(part.encode("utf-8", "surrogatepass")) > config.MAX_FILE_NAME_BYTES:
+                raise unwritable(
+                    f"file path {path!r} has a name longer than {config.MAX_FILE_NAME_BYTES} bytes"
+                )
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if parent in given:
+                raise unwritable(f"{parent!r} cannot be both a file and the directory of {path!r}")
 
 
 def check_relative_path(path: str) -> None:

@@ -225,6 +225,8 @@ def validate(model: type[M], data: object) -> M:
         status, code = 400, "invalid_request"
         if any(item["type"] == "too_large" for item in error.errors()):
             status, code = 413, "too_large"
+        elif any(item["type"] == "unwritable_path" for item in error.errors()):
+            status, code = 422, "unwritable_path"
         raise ApiError(status, code, describe_errors(error)) from None
 
 

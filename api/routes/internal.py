@@ -56,6 +56,7 @@ def result(task_id: str) -> dict:
         body.result.model_dump(by_alias=True) if body.result else None,
         body.error.model_dump() if body.error else None,
         _event_batch(body),
+        sandbox=body.sandbox.model_dump(by_alias=True, exclude_none=True) if body.sandbox else None,
     )
     return {"accepted": accepted, "status": task["status"]}
 

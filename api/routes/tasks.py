@@ -127,12 +127,23 @@ def get(task_id: str) -> dict:
     return r.Task.of(task, tasks.queue_position(task)).body()
 
 
+@operation(bp, "delete", "/<task_id>", "deleteTask", "Delete a finished task", TASKS,
+           Reply(204, "Deleted: the task, its events and its files."),
+           (404, 409, *AUTHED))  # fmt: skip
+def delete(task_id: str) -> tuple[str, int]:
+    """Delete a finished task now, rather than after TASK_RETENTION_DAYS."""
+    services().tasks.delete(current_user(), task_id, services().files.delete_task_files)
+    return "", 204
+
+
 @operation(bp, "post", "/<task_id>/cancel", "cancelTask", "Cancel a task", TASKS,
-           Reply(200, "The task: cancelled, unless it had already ended.", r.Task),
-           (404, *AUTHED))  # fmt: skip
+           Reply(200, "The task: cancelled, unless it had already ended (then unchanged, "
+                 "with `alreadyEnded: true`).", r.CancelledTask),
+           (404, 409, *AUTHED))  # fmt: skip
 def cancel(task_id: str) -> dict:
-    """Cancel unless already terminal; returns the task."""
-    return r.Task.of(services().tasks.cancel(current_user(), task_id)).body()
+    """Cancel unless already terminal; returns the task, saying whether it had ended."""
+    task, already_ended = services().tasks.cancel(current_user(), task_id)
+    return r.CancelledTask.after_cancel(task, already_ended).body()
 
 
 @operation(bp, "get", "/<task_id>/events", "listTaskEvents", "A task's events", TASKS,

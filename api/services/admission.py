@@ -31,6 +31,7 @@ from api.adapters.firestore_paths import utc_day
 from api.adapters.firestore_store import FirestoreStore
 from api.errors import ApiError
 from api.retry import retry_call
+from api.services.llm_pricing import usd
 
 # Unsettled tasks free up within seconds; a shard seen full is skipped this long.
 FULL_SHARD_MEMORY_SECONDS = 1.0
@@ -77,9 +78,11 @@ class TaskAdmission:
         max_per_day: int,
         max_active: int,
         daily_token_budget: int = config.USER_DAILY_TOKEN_BUDGET,
+        daily_cost_budget_usd: float = config.USER_DAILY_COST_BUDGET_USD,
     ) -> None:
         self.store = store
         self.daily_token_budget = daily_token_budget
+        self.daily_cost_budget_usd = daily_cost_budget_usd
         self.max_unsettled = max_unsettled
         self.max_per_day = max_per_day
         self.max_active = max_active
@@ -184,8 +187,10 @@ class TaskAdmission:
             owner, day, shard_count(self.max_unsettled), shard_count(self.max_per_day)
         )
         running = self.store.running_count(owner)
-        # The LLM proxy meters tokens on the day's usage record (api/services/llm_proxy.py).
-        tokens = self.store.get_usage(owner, now).get("llmTokens", 0)
+        # The LLM proxy meters tokens and their cost on each day's usage record
+        # (api/services/llm_budget.py); this month's days are read in one round trip.
+        days = self.store.month_usages(owner, now)
+        tokens = days[-1].get("llmTokens", 0)
         midnight = (now.astimezone(UTC) + timedelta(days=1)).replace(
             hour=0, minute=0, second=0, microsecond=0
         )
@@ -195,6 +200,11 @@ class TaskAdmission:
             "unsettledTasks": {"used": max(0, sum(unsettled)), "limit": self.max_unsettled},
             "activeTasks": {"used": max(0, running), "limit": self.max_active},
             "llmTokensToday": {"used": tokens, "limit": self.daily_token_budget},
+            "costUsdToday": {
+                "used": usd(days[-1].get("llmCostNanos", 0)),
+                "limit": self.daily_cost_budget_usd,
+            },
+            "costUsdMonth": usd(sum(day.get("llmCostNanos", 0) for day in days)),
             # When the daily counters start again: the next 00:00 UTC.
             "resetsAt": midnight.strftime("%Y-%m-%dT%H:%M:%SZ"),
         }

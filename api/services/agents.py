@@ -24,6 +24,7 @@ PUBLIC_FIELDS = (
     "engine",
     "maxTurns",
     "maxTokens",
+    "maxCostUsd",
 )
 
 
@@ -73,14 +74,16 @@ class AgentService:
         changes = patch.model_dump(by_alias=True, exclude_unset=True)
         if not changes:
             raise ApiError(400, "invalid_request", "Send at least one field to change.")
-        nulls = [name for name, value in changes.items() if value is None and name != "model"]
+        nullable = ("model", "maxCostUsd")  # null: the default model; no cost limit
+        nulls = [name for name, value in changes.items() if value is None and name not in nullable]
         if nulls:
             raise ApiError(400, "invalid_request", f"{', '.join(nulls)} cannot be null.")
         self._check_model(changes.get("model"))
         if "model" in changes and changes["model"] is None:
             changes["model"] = self.default_model  # null: back to the default model
         changes["updatedAt"] = utcnow()
-        self.store.update_agent(agent_id, changes)
+        if not self.store.update_agent(agent_id, changes):
+            raise not_found("agent")  # deleted since it was read
         return {**agent, **changes}
 
     def delete(self, owner: str, agent_id: str) -> None:
@@ -97,9 +100,10 @@ class AgentService:
                 "engine": DEFAULT_AGENT_ENGINE,
                 "maxTurns": None,
                 "maxTokens": None,
+                "maxCostUsd": None,
             }
         settings = Agent.of(self.get(owner, agent_id)).body()
-        return {name: settings[name] for name in PUBLIC_FIELDS if name not in ("name",)}
+        return {name: settings.get(name) for name in PUBLIC_FIELDS if name not in ("name",)}
 
 
 def _plausible(resource_id: str) -> bool:

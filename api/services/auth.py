@@ -47,6 +47,7 @@ FIREBASE_ISSUER_PREFIX = "https://securetoken.google.com/"
 API_KEY_PREFIX = "ak_"
 API_KEY_BYTES = 32  # secrets.token_urlsafe(32): 43 characters, 256 bits
 API_KEY_SHAPE = re.compile(r"^ak_[A-Za-z0-9_-]{32,128}$")
+API_KEY_ID = re.compile(r"^[0-9a-f]{64}$")  # a key's SHA-256, its document id
 DISPLAY_PREFIX_CHARS = 12  # "ak_" and 9 characters: enough to tell keys apart
 MAX_KEY_NAME_CHARS = 100
 KEYS_PAGE = 100
@@ -197,6 +198,14 @@ class ApiKeyService:
             self.store.update_api_key(key["id"], {"revokedAt": key["revokedAt"]})
         return key
 
+    def revoke_own(self, owner: str, key_id: str) -> None:
+        """`DELETE /api/keys/{id}`: revoke `owner`'s live key `key_id` (its full id);
+        404 for any other: unknown, already revoked, or someone else's."""
+        record = self.store.get_api_key(key_id) if API_KEY_ID.match(key_id) else None
+        if record is None or record["owner"] != owner or record.get("revokedAt") is not None:
+            raise ApiError(404, "not_found", "No such API key.")
+        self.store.update_api_key(key_id, {"revokedAt": utcnow()})
+
     def authenticate(self, key: str) -> str:
         """The owner of a live key; raises 401 for any other."""
         if not API_KEY_SHAPE.match(key):
@@ -232,7 +241,9 @@ class Authenticator:
     ) -> None:
         self.modes = modes
         self.firebase = firebase if "firebase" in modes else None
-        self.api_keys = api_keys if "apikey" in modes else None
+        # Keys a user made at /api/keys work locally too (dev mode), as they will in
+        # production: a script written against `make dev` keeps its credentials.
+        self.api_keys = api_keys if modes & {"apikey", "dev"} else None
         expected = []
         if self.firebase:
             expected.append("<Firebase ID token>")
@@ -242,10 +253,13 @@ class Authenticator:
 
     def authenticate(self, headers: Mapping[str, str]) -> str:
         """The caller's user id; raises 401 (503 when tokens cannot be checked)."""
-        if self.modes == {"dev"}:
-            return _dev_user(headers)
         scheme, _, credential = headers.get("Authorization", "").partition(" ")
         credential = credential.strip()
+        if self.modes == {"dev"}:
+            is_key = scheme.lower() == "bearer" and credential.startswith(API_KEY_PREFIX)
+            if is_key and self.api_keys is not None:
+                return self.api_keys.authenticate(credential)
+            return _dev_user(headers)
         if scheme.lower() != "bearer" or not credential:
             raise unauthenticated(f"No credentials. {self.expected}")
         if credential.startswith(API_KEY_PREFIX):

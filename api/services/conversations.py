@@ -107,6 +107,9 @@ class ConversationService:
             "memoryMb": limits.get("memory_mb", config.DEFAULT_AGENT_MEMORY_MB),
             "network": limits.get("network", False),
         }
+        max_cost = limits.get("max_cost_usd") or settings.get("maxCostUsd")
+        if max_cost is not None:
+            task_input["maxCostUsd"] = max_cost
         agent: AgentSnapshot = {
             "systemPrompt": settings["systemPrompt"] or "",
             "model": settings["model"],
@@ -134,6 +137,7 @@ class ConversationService:
             engine=spec.engine,
             max_turns=spec.max_turns,
             max_tokens=spec.max_tokens,
+            max_cost_usd=spec.max_cost_usd,
             timeout_seconds=spec.timeout_seconds,
             memory_mb=spec.memory_mb,
             network=spec.network,
@@ -218,7 +222,7 @@ class ConversationService:
                 raise
             raise ApiError(422, "agent_deleted", "This conversation's agent was deleted.") from None
         now = utcnow()
-        turn = self._claim_turn(conversation, now, key_id)
+        turn = self._claim_turn(conversation, now, key_id, body_hash)
         if isinstance(turn, tuple):
             return turn  # the same Idempotency-Key won the race: its turn is this one
         try:
@@ -260,11 +264,16 @@ class ConversationService:
         return message, self.tasks.start(task)
 
     def _claim_turn(
-        self, conversation: ConversationDoc, now: datetime, key_id: str | None
+        self,
+        conversation: ConversationDoc,
+        now: datetime,
+        key_id: str | None,
+        body_hash: str | None,
     ) -> int | tuple[MessageDoc, TaskDoc]:
         """The number of the turn this request may start, or 409 `turn_in_progress`.
         With an Idempotency-Key that another request is already using for this turn,
-        that request's (message, task) once it has stored them."""
+        that request's (message, task) once it has stored them, or 422 when that
+        request sent another message (its body hash differs)."""
         conversation_id = conversation["id"]
         active = conversation.get("activeTaskId")
         if active:
@@ -278,7 +287,7 @@ class ConversationService:
         holder = self.store.get_turn_claim(conversation_id, turn)
         if key_id is not None and holder is not None and holder.get("idempotencyKey") == key_id:
             repeated = wait_for_record(
-                lambda: self._repeated_message(conversation_id, key_id, None)
+                lambda: self._repeated_message(conversation_id, key_id, body_hash)
             )
             if repeated is not None:
                 return repeated

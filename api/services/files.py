@@ -343,5 +343,9 @@ class FileService:
         else:
             self.files.retire(mine, now)
 
+    def delete_task_files(self, task_id: str) -> int:
+        """Every object of a task: its outputs, and pieces a cancelled upload left."""
+        return self.files.delete_prefix(f"tasks/{task_id}/")
+
     def delete_conversation(self, conversation_id: str) -> int:
         return self.files.delete_prefix(f"conversations/{conversation_id}/")

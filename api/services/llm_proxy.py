@@ -2,13 +2,14 @@
 
 The caller sends Messages API requests to `{API_URL}/internal/v1/llm/v1/messages`
 with its task token as the API key. Here the token is checked (it names a running
-agent task), then the body (known fields only, the model against the allow-list,
-nothing that changes who pays or where the request goes), then the task's token
-budget and its owner's daily budget; only then is the request forwarded with the
-real key. A streamed answer is relayed as it arrives and metered from its own
-`message_start` and `message_delta` usage; a JSON answer from its `usage`. Either
-way the usage is recorded once, in the transaction that also updates the task's
-running total. The real key never leaves this process.
+agent task), then the body (known fields only, the model the agent's or one of its
+helpers, nothing that changes who pays or where the request goes), then the call's
+most is reserved against the task's and its owner's budgets (llm_budget.py), and
+`max_tokens` clamped to what the reservation holds; only then is the request
+forwarded with the real key. A streamed answer is relayed as it arrives and metered
+from its own `message_start` and `message_delta` usage; a JSON answer from its
+`usage`. Either way the real usage replaces the reservation, exactly once. The real
+key never leaves this process.
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ import json
 import logging
 from collections.abc import Iterator
 
-from api import config
+from api.adapters.firestore_spend import CallRecord, Spent
 from api.adapters.firestore_store import FirestoreStore
 from api.adapters.llm import AnthropicUpstream, UpstreamError, UpstreamReply, error_body
+from api.errors import ApiError
 from api.models.documents import TaskDoc
+from api.services.llm_budget import BudgetBusy, BudgetExceeded, LlmBudget
+from api.services.llm_pricing import ModelPrice, PriceTable, estimate_input_tokens
+from api.services.request_rate import RequestRate
 from api.services.state_machine import TaskStatus, utcnow
 from api.services.task_tokens import InvalidTaskToken, verify_task_token
 from api.services.tasks import LLM_NOT_CONFIGURED
@@ -55,17 +60,28 @@ COUNT_TOKENS_PARAMS = {"model", "messages", "system", "tools", "tool_choice", "t
 REFUSED_BETA_PREFIXES = ("files-api", "mcp-client", "code-execution", "skills")
 # Server-side tools Anthropic runs (and bills) itself, or that fetch from elsewhere.
 REFUSED_TOOL_PREFIXES = ("web_search", "web_fetch", "code_execution", "mcp", "bash_code")
+# count_tokens calls a task may make at once before its per-minute rate applies.
+COUNT_TOKENS_BURST = 10
 # Headers passed to Anthropic; the key is ours.
 FORWARDED_HEADERS = ("anthropic-beta", "anthropic-version")
 
 
 class ProxyRefusal(Exception):
-    def __init__(self, status: int, kind: str, message: str, retry: bool = True) -> None:
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        message: str,
+        retry: bool = True,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.body = error_body(kind, message)
         # Claude Code and the SDKs retry a 429 unless told not to.
         self.headers = {} if retry else {"x-should-retry": "false"}
+        if retry_after is not None:
+            self.headers["retry-after"] = str(retry_after)
 
 
 def _invalid(message: str) -> ProxyRefusal:
@@ -77,54 +93,92 @@ class LlmProxy:
         self,
         store: FirestoreStore,
         upstream: AnthropicUpstream,
+        budget: LlmBudget,
+        prices: PriceTable,
         *,
         token_key: bytes,
         allowed_models: tuple[str, ...],
-        user_daily_token_budget: int,
+        helper_models: tuple[str, ...],
+        count_tokens_per_minute: int,
     ) -> None:
         self.store = store
         self.upstream = upstream
+        self.budget = budget
+        self.prices = prices
         self.token_key = token_key
         self.allowed_models = allowed_models
-        self.user_daily_token_budget = user_daily_token_budget
+        self.helper_models = helper_models
+        self.count_tokens_rate = RequestRate(
+            count_tokens_per_minute / 60, min(COUNT_TOKENS_BURST, count_tokens_per_minute)
+        )
 
     def messages(
         self, token: str, body: object, headers: dict[str, str] | None = None
     ) -> UpstreamReply:
-        """Forward one Messages API call for the task the token names. A streamed
-        reply's `chunks` meter its usage as they pass; iterate (or close) them.
+        """Forward one Messages API call for the task the token names, within what its
+        budgets have left (llm_budget.py). A streamed reply's `chunks` settle its usage
+        as they end; iterate (or close) them.
 
         :raises ProxyRefusal: refused here (token, body, model, budget, configuration).
         :raises UpstreamError: Anthropic's own answer, passed back as is.
         """
         task = self._task_for(token)
-        body = self._checked(body, ALLOWED_PARAMS)
-        remaining = self._remaining_budget(task)
+        body = self._checked(task, body, ALLOWED_PARAMS)
         requested = body.get("max_tokens")
         if not isinstance(requested, int) or isinstance(requested, bool) or requested < 1:
             raise _invalid("max_tokens must be a positive integer.")
-        forwarded = _clamped(body, min(requested, remaining, config.LLM_MAX_RESPONSE_TOKENS))
-        reply = self.upstream.forward(
-            "/v1/messages", forwarded, headers=_forwarded_headers(headers), query={"beta": "true"}
-        )
+        price = self._price(body["model"])
+        input_estimate, cached = estimate_input_tokens(body)
+        try:
+            record, max_tokens = self.budget.reserve(
+                task, price, input_estimate, cached, requested, utcnow()
+            )
+        except BudgetExceeded as spent:
+            raise ProxyRefusal(429, "budget_exceeded", str(spent), retry=False) from None
+        except BudgetBusy as busy:
+            raise ProxyRefusal(
+                429, "rate_limit_error", str(busy), retry_after=busy.retry_after
+            ) from None
+        try:
+            reply = self.upstream.forward(
+                "/v1/messages",
+                _clamped(body, max_tokens),
+                headers=_forwarded_headers(headers),
+                query={"beta": "true"},
+            )
+        except BaseException:
+            self.budget.settle(record, Spent(), utcnow())  # refused upstream: nothing spent
+            raise
         if reply.chunks is None:
-            self._record_usage(task, (reply.body or {}).get("usage") or {})
+            self._settle(record, price, (reply.body or {}).get("usage") or {})
         else:
-            reply.chunks = self._metered(task, reply.chunks)
+            reply.chunks = self._metered(record, price, reply.chunks)
         return reply
 
     def count_tokens(self, token: str, body: object, headers: dict[str, str] | None = None):
-        """`POST /v1/messages/count_tokens` (free, not metered), for the task's caller."""
-        self._task_for(token)
-        body = self._checked(body, COUNT_TOKENS_PARAMS)
-        return self.upstream.forward(
+        """`POST /v1/messages/count_tokens` for the task's caller: free upstream, but on
+        the platform's key and its rate limits, so throttled per task and counted."""
+        task = self._task_for(token)
+        body = self._checked(task, body, COUNT_TOKENS_PARAMS)
+        try:
+            self.count_tokens_rate.take(task["id"])
+        except ApiError as limited:
+            raise ProxyRefusal(
+                429, "rate_limit_error", limited.message, retry_after=limited.retry_after
+            ) from None
+        reply = self.upstream.forward(
             "/v1/messages/count_tokens",
             body,
             headers=_forwarded_headers(headers),
             query={"beta": "true"},
         )
+        try:
+            self.store.count_tokens_call(task["id"], task["owner"], utcnow())
+        except Exception:  # a count is not worth failing an answered call for
+            log.warning("count_tokens call of %s not counted", task["id"], exc_info=True)
+        return reply
 
-    def _checked(self, body: object, allowed: set[str]) -> dict:
+    def _checked(self, task: TaskDoc, body: object, allowed: set[str]) -> dict:
         if not self.upstream.configured:
             raise ProxyRefusal(503, "llm_not_configured", LLM_NOT_CONFIGURED["message"])
         if not isinstance(body, dict):
@@ -132,11 +186,7 @@ class LlmProxy:
         unknown = set(body) - allowed
         if unknown:
             raise _invalid(f"Unsupported parameters: {sorted(unknown)}")
-        if body.get("model") not in self.allowed_models:
-            raise _invalid(
-                f"model {body.get('model')!r} is not allowed; allowed: "
-                f"{', '.join(self.allowed_models)}"
-            )
+        self._check_model(task, body.get("model"))
         tools = body.get("tools") or []
         if not isinstance(tools, list):
             raise _invalid("tools must be a list.")
@@ -146,8 +196,39 @@ class LlmProxy:
                 raise _invalid(f"tools of type {kind!r} are not available to tasks.")
         return body
 
-    def _metered(self, task: TaskDoc, chunks: Iterator[bytes]) -> Iterator[bytes]:
-        """Relay the stream; record its usage once, when it ends however it ends (a
+    def _check_model(self, task: TaskDoc, model: object) -> None:
+        """The agent's model is the ceiling: it, or a helper model (HELPER_MODELS) that
+        costs no more; never another, even one on the allow-list."""
+        agent = task.get("agent")
+        agent_model = agent["model"] if agent else None
+        helpers = [
+            h for h in self.helper_models if agent_model and self.prices.no_dearer(h, agent_model)
+        ]
+        if (model == agent_model and model in self.allowed_models) or model in helpers:
+            return
+        if model not in self.allowed_models and model not in self.helper_models:
+            raise _invalid(
+                f"model {model!r} is not allowed; allowed: {', '.join(self.allowed_models)}"
+            )
+        raise _invalid(
+            f"model {model!r} is not this task's: its agent uses {agent_model!r}, and a task "
+            f"may call only that model and its helper models ({', '.join(helpers) or 'none'})."
+        )
+
+    def _price(self, model: str) -> ModelPrice:
+        price = self.prices.price(model)
+        if price is None:
+            raise ProxyRefusal(
+                400,
+                "invalid_request_error",
+                f"model {model!r} has no price in the price table (MODEL_PRICES); the "
+                "operator must add one before it can be used.",
+                retry=False,
+            )
+        return price
+
+    def _metered(self, record: CallRecord, price: ModelPrice, chunks: Iterator[bytes]):
+        """Relay the stream; settle its usage once, when it ends however it ends (a
         caller that hangs up closes this generator, and what was used is still paid)."""
         meter = StreamUsage()
         try:
@@ -158,7 +239,22 @@ class LlmProxy:
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
-            self._record_usage(task, meter.usage)
+            self._settle(record, price, meter.usage)
+
+    def _settle(self, record: CallRecord, price: ModelPrice, usage: dict) -> None:
+        # Cached prompt tokens (read and written) are input too.
+        input_tokens = sum(
+            int(usage.get(name) or 0)
+            for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+        )
+        spent = Spent(
+            input_tokens=input_tokens,
+            output_tokens=int(usage.get("output_tokens") or 0),
+            nanos=price.cost_nanos(usage),
+            answered=True,
+            usage={k: v for k, v in usage.items() if isinstance(v, int)},
+        )
+        self.budget.settle(record, spent, utcnow())
 
     def _task_for(self, token: str) -> TaskDoc:
         parts = token.split(".")
@@ -178,38 +274,6 @@ class LlmProxy:
                 retry=False,
             )
         return task
-
-    def _remaining_budget(self, task: TaskDoc) -> int:
-        usage = task.get("llmUsage")
-        used = usage.get("inputTokens", 0) + usage.get("outputTokens", 0) if usage else 0
-        task_left = task["input"]["maxTokens"] - used
-        if task_left <= 0:
-            raise ProxyRefusal(
-                429,
-                "budget_exceeded",
-                f"The task's token budget ({task['input']['maxTokens']}) is spent.",
-                retry=False,
-            )
-        daily = self.store.get_usage(task["owner"], utcnow())
-        user_left = self.user_daily_token_budget - daily.get("llmTokens", 0)
-        if user_left <= 0:
-            raise ProxyRefusal(
-                429,
-                "budget_exceeded",
-                f"The daily token budget ({self.user_daily_token_budget}) of this task's "
-                "owner is spent; it resets at 00:00 UTC.",
-                retry=False,
-            )
-        return min(task_left, user_left)
-
-    def _record_usage(self, task: TaskDoc, usage: dict) -> None:
-        # Cached prompt tokens (read and written) are input too.
-        input_tokens = sum(
-            int(usage.get(name) or 0)
-            for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-        )
-        output_tokens = int(usage.get("output_tokens") or 0)
-        self.store.add_llm_usage(task["id"], input_tokens, output_tokens, utcnow())
 
 
 class StreamUsage:

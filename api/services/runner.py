@@ -13,9 +13,9 @@ from api import config
 from api.errors import ApiError
 from api.services.conversation_turns import snapshot_object
 from api.services.files import MAX_OUTPUT_PARTS, MAX_SNAPSHOT_PARTS, output_object
-from api.services.reconcile_auth import authorize_reconcile
+from api.services.reconcile_auth import ReconcileAuth
 from api.services.runner_spec import task_spec
-from api.services.state_machine import ClaimRefused, TaskStatus
+from api.services.state_machine import ClaimRefused, TaskStatus, utcnow
 from api.services.task_tokens import InvalidTaskToken, verify_task_token
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from api.services.conversations import ConversationService
     from api.services.dispatcher import Dispatcher
     from api.services.files import FileService
+    from api.services.llm_budget import LlmBudget
     from api.services.state_machine import TaskStateMachine
     from api.services.task_watch import TaskWatch
     from api.services.webhooks import WebhookService
@@ -42,6 +43,8 @@ class RunnerService:
         files: FileService,
         conversations: ConversationService,
         webhooks: WebhookService,
+        *,
+        llm_budget: LlmBudget | None = None,
     ) -> None:
         self.settings = settings
         self.machine = machine
@@ -50,6 +53,8 @@ class RunnerService:
         self.files = files
         self.conversations = conversations
         self.webhooks = webhooks
+        self.reconcile_auth = ReconcileAuth(settings)
+        self.llm_budget = llm_budget
 
     def authorize(self, task_id: str, token: str) -> None:
         """401 unless `token` is the task token of `task_id`."""
@@ -61,7 +66,7 @@ class RunnerService:
     def authorize_reconcile(self, headers: Mapping[str, str]) -> None:
         """401 unless the caller is Cloud Scheduler's OIDC identity (RECONCILE_INVOKER)
         or holds RECONCILE_SECRET."""
-        if not authorize_reconcile(self.settings, headers):
+        if not self.reconcile_auth.authorized(headers):
             raise ApiError(
                 401,
                 "unauthenticated",
@@ -69,7 +74,10 @@ class RunnerService:
             )
 
     def reconcile(self) -> dict[str, int]:
-        """Launch due queued tasks, settle overdue ones, send due webhooks."""
+        """Launch due queued tasks, settle overdue ones, send due webhooks, settle model
+        calls whose usage was parked (api/services/llm_budget.py)."""
+        if self.llm_budget is not None:
+            self.llm_budget.settle_due(utcnow())
         return {
             "dispatched": self.dispatcher.dispatch_pending(),
             "settled": self.dispatcher.reconcile(),
@@ -95,11 +103,15 @@ class RunnerService:
 
     def spec(self, task: TaskDoc) -> dict[str, Any]:
         """What the runner needs to run the task (api/services/runner_spec.py)."""
-        return task_spec(task, self.settings, self.files, self.conversations)
+        budget = None
+        if task["kind"] == "agent" and self.llm_budget is not None:
+            budget = self.llm_budget.remaining_usd(task, utcnow())
+        return task_spec(task, self.settings, self.files, self.conversations, budget)
 
     def events(self, task_id: str, execution: str, attempt: int, batch: list[Event]) -> int:
         """Store a batch of events (an empty one is a heartbeat); the next sequence
         number. 409 tells the runner to stop."""
+        batch = self._priced(task_id, batch)
         task = self.machine.append_events(
             task_id, execution, attempt, batch, config.MAX_EVENTS_PER_TASK
         )
@@ -118,10 +130,16 @@ class RunnerService:
         result: dict | None,
         error: dict | None,
         events: list[Event],
+        sandbox: dict | None = None,
     ) -> tuple[TaskDoc, bool]:
         """Settle the task with the runner's outcome: (task, accepted). A duplicate or
-        late report is not accepted: the first terminal status stands."""
+        late report is not accepted: the first terminal status stands. sandbox: how the
+        runner isolated and bounded it, kept in the task's `execution`."""
         result = self.files.shape_result(task_id, result)
+        events = self._priced(task_id, events)
+        if result is not None and isinstance(result.get("usage"), dict) and self.llm_budget:
+            # What the proxy metered, not what the runner counted: the one authority.
+            result = {**result, "usage": {**result["usage"], "costUsd": self._cost(task_id)}}
         task, accepted = self.machine.finish(
             task_id,
             execution,
@@ -131,6 +149,7 @@ class RunnerService:
             error,
             events=events,
             max_events=config.MAX_EVENTS_PER_TASK,
+            sandbox=sandbox,
         )
         if task is None:
             raise ApiError(404, "not_found", "No such task.")
@@ -140,6 +159,22 @@ class RunnerService:
         if accepted:
             self.dispatcher.kick()  # its slot is free: the next queued task may start
         return task, accepted
+
+    def _priced(self, task_id: str, batch: list[Event]) -> list[Event]:
+        """`usage` events with the task's cost so far (`costUsd`, as metered)."""
+        if self.llm_budget is None or not any(kind == "usage" for kind, _ in batch):
+            return batch
+        cost = self._cost(task_id)
+        return [
+            (kind, {**data, "costUsd": cost})
+            if kind == "usage" and isinstance(data, dict)
+            else (kind, data)
+            for kind, data in batch
+        ]
+
+    def _cost(self, task_id: str) -> float:
+        assert self.llm_budget is not None
+        return self.llm_budget.spent_usd(task_id)
 
     # -- the task's files ---------------------------------------------------------------
 

@@ -14,10 +14,15 @@ from api.services.files import FileService
 
 
 def task_spec(
-    task: TaskDoc, settings: Settings, files: FileService, conversations: ConversationService
+    task: TaskDoc,
+    settings: Settings,
+    files: FileService,
+    conversations: ConversationService,
+    max_budget_usd: float | None = None,
 ) -> dict[str, Any]:
     """What the runner needs to run the task: kind, input and sandbox limits; for an
-    agent task also the agent's settings and the conversation so far."""
+    agent task also the agent's settings, the conversation so far, and what it may still
+    spend in dollars (`maxBudgetUsd`, for an engine that stops itself at a budget)."""
     spec: dict[str, Any] = {
         "id": task["id"],
         "kind": task["kind"],
@@ -43,4 +48,6 @@ def task_spec(
         spec["agent"] = task["agent"]
         spec["conversationId"] = task.get("conversationId")
         spec["history"] = conversations.history(task)
+        if max_budget_usd is not None:
+            spec["limits"]["maxBudgetUsd"] = max_budget_usd
     return spec

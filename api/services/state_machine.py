@@ -277,9 +277,11 @@ class TaskStateMachine:
         error: dict | None,
         events: Sequence[tuple[str, Any]] = (),
         max_events: int = 0,
+        sandbox: dict | None = None,
     ) -> tuple[TaskDoc | None, bool]:
-        """The runner's final report, with its last events. Only the current claim may
-        settle the task, and only once; a duplicate or late report changes nothing."""
+        """The runner's final report, with its last events and how it sandboxed the
+        task (into `execution`). Only the current claim may settle the task, and only
+        once; a duplicate or late report changes nothing."""
         now = utcnow()
 
         def mutate(task: TaskDoc | None, read: Reader) -> Change | None:
@@ -292,6 +294,8 @@ class TaskStateMachine:
             change.events[:0] = kept
             if truncated:
                 change.updates["eventsTruncated"] = True
+            if sandbox:
+                change.updates["execution"] = {**(task.get("execution") or {}), **sandbox}
             return change
 
         return self.store.update_task(task_id, mutate, now)

@@ -9,9 +9,13 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, cast
 
 from api import config
+from api.adapters.firestore_paths import EVENTS, task_path
+from api.adapters.firestore_store import Contended
 from api.adapters.firestore_tasks import idempotency_record
 from api.errors import ApiError, not_found
 from api.models.documents import NOT_SETTLED, EventDoc, IdempotencyDoc, TaskDoc, TaskKind
@@ -54,7 +58,9 @@ class TaskService:
         llm_configured: bool = False,
         admission: TaskAdmission | None = None,
         check_webhook_url=None,
+        retention_days: float = config.TASK_RETENTION_DAYS,
     ) -> None:
+        self.retention_days = retention_days
         self.machine = machine
         self.store = machine.store
         self.dispatcher = dispatcher
@@ -110,6 +116,7 @@ class TaskService:
             "execution": None,
             "nextDispatchAt": now,
             "checkAt": None,
+            "expireAt": now + timedelta(days=self.retention_days),
             **extra,
         }
         return cast(TaskDoc, task)
@@ -321,22 +328,55 @@ class TaskService:
             next_token = base64.urlsafe_b64encode(tasks[-1]["id"].encode()).decode()
         return tasks, next_token
 
-    def cancel(self, owner: str, task_id: str) -> TaskDoc:
+    def cancel(self, owner: str, task_id: str) -> tuple[TaskDoc, bool]:
+        """Cancel the task unless it has ended: (the task, whether it had already
+        ended, in which case nothing changed)."""
         task = self.get(owner, task_id)
         if is_terminal(task):
-            return task
-        settled, changed = self.machine.settle(
-            task_id,
-            TaskStatus.CANCELLED,
-            {"code": "cancelled", "message": "The task was cancelled by its owner."},
-        )
+            return task, True
+        try:
+            settled, changed = self.machine.settle(
+                task_id,
+                TaskStatus.CANCELLED,
+                {"code": "cancelled", "message": "The task was cancelled by its owner."},
+            )
+        except Contended:
+            # Its runner kept changing it (events, a result) for the whole contention
+            # budget: whatever won is the task's truth, and a retry is safe.
+            task = self.get(owner, task_id)
+            if is_terminal(task):
+                return task, True
+            raise ApiError(
+                409, "task_busy", "The task is changing too often to cancel now; retry."
+            ) from None
         execution: dict[str, Any] = dict((settled or task).get("execution") or {})
         if changed and execution.get("name"):
             self.dispatcher.cancel_execution(execution["name"])
         if changed and task["status"] != "queued":
             self.dispatcher.kick()  # its slot is free: the next queued task may start
         self.watch.changed(task_id, settled)
-        return settled or task
+        return settled or task, not changed
+
+    def delete(self, owner: str, task_id: str, delete_files: Callable[[str], object]) -> None:
+        """Delete a finished task: its files (first, so a failure leaves the task to
+        delete again), its events and its document.
+
+        :raises ApiError: 404 not the caller's; 409 still running, or a conversation's
+            turn (delete the conversation instead).
+        """
+        task = self.get(owner, task_id)
+        if not is_terminal(task):
+            raise ApiError(
+                409, "task_not_finished", "Only a finished task can be deleted: cancel it first."
+            )
+        if task.get("conversationId"):
+            raise ApiError(
+                409,
+                "conversation_task",
+                "This task is a conversation's turn: delete the conversation.",
+            )
+        delete_files(task_id)
+        self.store.delete_tree(task_path(task_id), (EVENTS,))
 
     def events(
         self, owner: str, task_id: str, after: int, limit: int

@@ -35,8 +35,15 @@ MAX_BACKOFF_SECONDS = 3600
 # After a rotation, deliveries are signed with the old secret too for this long, so
 # receivers can switch over without dropping any (the spec allows several signatures).
 ROTATION_GRACE = timedelta(hours=24)
+# A pass sends at most this many deliveries, all at once, and ends when the slowest
+# attempt does (WEBHOOK_TIMEOUT_SECONDS at most); each owner gets at most
+# PER_OWNER_PER_PASS of them, taken from the oldest DUE_SCAN due ones. So one user's
+# dead receivers delay another user's delivery by one pass, one attempt's timeout,
+# however many deliveries they have due (issue 21).
 DELIVERIES_PER_PASS = 20
-SENDERS = 4
+PER_OWNER_PER_PASS = 2
+DUE_SCAN = 200
+SENDERS = DELIVERIES_PER_PASS
 
 
 def utcnow() -> datetime:
@@ -54,6 +61,21 @@ def delivery_record(task: TaskDoc, now: datetime) -> DeliveryDoc:
         "createdAt": now,
         "nextAttemptAt": now,
     }
+
+
+def fair_share(due: list[DeliveryDoc]) -> list[DeliveryDoc]:
+    """The deliveries of one pass: the oldest first, at most PER_OWNER_PER_PASS of each
+    owner, at most DELIVERIES_PER_PASS in all."""
+    taken: dict[str, int] = {}
+    chosen: list[DeliveryDoc] = []
+    for delivery in due:
+        owner = delivery["owner"]
+        if taken.get(owner, 0) < PER_OWNER_PER_PASS:
+            taken[owner] = taken.get(owner, 0) + 1
+            chosen.append(delivery)
+            if len(chosen) == DELIVERIES_PER_PASS:
+                break
+    return chosen
 
 
 def new_secret() -> str:
@@ -135,7 +157,7 @@ class WebhookService:
 
     def deliver_due(self) -> int:
         """Lease the due deliveries and send them (in parallel); how many were sent."""
-        due = self.store.due_deliveries(utcnow(), DELIVERIES_PER_PASS)
+        due = fair_share(self.store.due_deliveries(utcnow(), DUE_SCAN))
         leased = [d for d in (self._lease(d["taskId"]) for d in due) if d is not None]
         return sum(self._senders.map(self._attempt, leased))
 

@@ -101,8 +101,7 @@ def run_agent_task(
             disk_mb=disk_mb,
             max_processes=limits.max_processes,
         ) as space:
-            if space.disk_bounded:
-                limits = limits._replace(max_file_mb=disk_mb)
+            limits = space.bound(limits)
             workspace = space.workspace
             if channel is not None:
                 try:

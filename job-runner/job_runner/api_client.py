@@ -68,7 +68,16 @@ class TaskApi:
         return self._call("POST", "events", {**self._who(), "events": events})
 
     def post_result(
-        self, status: str, result: dict | None, error: dict | None, events: list[dict]
+        self,
+        status: str,
+        result: dict | None,
+        error: dict | None,
+        events: list[dict],
+        sandbox: dict | None = None,
     ) -> dict:
+        """sandbox: how the task was isolated and bounded ({"sandbox": "gvisor",
+        "memoryBound": "cgroup", "diskBound": "tmpfs"}), for the task's `execution`."""
         body = {**self._who(), "status": status, "result": result, "error": error, "events": events}
+        if sandbox:
+            body["sandbox"] = sandbox
         return self._call("POST", "result", body)

@@ -149,6 +149,13 @@ class TaskCgroup:
             raise
         return cls(1, memory, pids)
 
+    def set_max_processes(self, count: int) -> None:
+        """A new pids.max (gVisor's own threads count here; its program's processes
+        are bounded inside it, by RLIMIT_NPROC)."""
+        for path in self.dirs:
+            if os.path.exists(f"{path}/pids.max"):  # v1: the pids directory only
+                _write(f"{path}/pids.max", str(count))
+
     def attach_fds(self) -> list[int]:
         """Open `cgroup.procs` of each directory, for the sandbox's child to write "0"
         to (moving itself) after it has dropped root: the open-time credentials are

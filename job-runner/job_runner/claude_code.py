@@ -26,7 +26,7 @@ import threading
 import uuid
 
 from job_runner.claude_stream import StreamMapper
-from job_runner.code_task import memory_exceeded_error
+from job_runner.code_task import disk_exceeded_error, memory_exceeded_error
 from job_runner.llm_relay import LlmRelay
 from job_runner.outputs import remove_tree
 from job_runner.sandbox import Limits
@@ -37,7 +37,7 @@ from job_runner.task_files import (
     store_outputs,
 )
 from job_runner.task_space import TaskSpace
-from job_runner.workspace import make_private_dir
+from job_runner.workspace import ensure_dirs, exists_beneath, make_private_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -172,16 +172,15 @@ def _in_task_space(spec, sandbox, cli, api_url, token, emit, cancel, channel, ar
 
 def _run(spec, sandbox, cli, space: TaskSpace, socket_dir: str, relay, emit, cancel):
     workspace = space.workspace
-    home = os.path.join(workspace, ENGINE_STATE, "home")
-    os.makedirs(home, exist_ok=True)
-    owner = os.lstat(workspace).st_uid
-    if os.geteuid() == 0:  # the sandbox's uid writes its session files there
-        for path in (os.path.join(workspace, ENGINE_STATE), home):
-            os.chown(path, owner, owner, follow_symlinks=False)
+    # The sandbox's uid writes its session files there. No path is followed: the
+    # sandbox may have made .engine a symlink to a host directory (workspace.py).
+    owner = os.lstat(workspace).st_uid if os.geteuid() == 0 else None
+    replaced = ensure_dirs(workspace, [ENGINE_STATE, "home"], owner)
+    if replaced:
+        emit("log", f"the workspace's {'/'.join(replaced)} was not a directory: replaced")
     session = session_id_for(spec)
-    resume = os.path.exists(
-        os.path.join(home, ".claude", "projects", "-workspace", f"{session}.jsonl")
-    )
+    session_file = [ENGINE_STATE, "home", ".claude", "projects", "-workspace", f"{session}.jsonl"]
+    resume = exists_beneath(workspace, session_file)
     mapper = StreamMapper(emit)
     stderr = bytearray()
 
@@ -201,8 +200,7 @@ def _run(spec, sandbox, cli, space: TaskSpace, socket_dir: str, relay, emit, can
         address_space_limit=False,  # bounded by the cgroup, or not per process at all
         report_all_output=True,
     )
-    if space.disk_bounded:
-        limits = limits._replace(max_file_mb=spec["limits"]["diskMb"])
+    limits = space.bound(limits)
     forwarder = os.path.join(os.path.dirname(__file__), "loopback_forwarder.py")
     command = ["python3", "-I", FORWARDER_IN_SANDBOX, f"{CHANNEL_IN_SANDBOX}/{SOCKET_NAME}"]
     command += ["--", CLI_IN_SANDBOX, *cli_arguments(spec, session, resume)]
@@ -225,10 +223,12 @@ def _run(spec, sandbox, cli, space: TaskSpace, socket_dir: str, relay, emit, can
     mapper.close()
     result = _result(mapper, relay)
     tail = stderr.decode("utf-8", "replace")[-STDERR_TAIL_CHARS:].strip()
-    return _report(outcome, mapper.result or {}, relay, result, tail, task_input)
+    return _report(outcome, mapper.result or {}, relay, result, tail, task_input, space.disk_mb)
 
 
-def _report(outcome, line: dict, relay: LlmRelay, result: dict, stderr_tail: str, task_input):
+def _report(
+    outcome, line: dict, relay: LlmRelay, result: dict, stderr_tail: str, task_input, disk_mb
+):
     """(status, result, error) from how the CLI ended and what it said last."""
     if relay.refusal is not None:
         return "failed", {**result, "stopReason": "budget_exceeded"}, relay.refusal
@@ -236,11 +236,23 @@ def _report(outcome, line: dict, relay: LlmRelay, result: dict, stderr_tail: str
         return "completed", {**result, "stopReason": "cancelled"}, None
     if outcome.memory_exceeded:
         return "failed", result, memory_exceeded_error(task_input["memoryMb"])
+    if outcome.disk_exceeded:
+        return "failed", result, disk_exceeded_error(disk_mb)
     if outcome.timed_out:
         message = f"Claude Code ran longer than {task_input['timeoutSeconds']} s."
         return "timed_out", result, {"code": "timeout", "message": message}
     if line.get("subtype") == "error_max_turns":  # as the messages engine reports it
         return "completed", {**result, "stopReason": "max_turns"}, None
+    if line.get("subtype") == "error_max_budget_usd":  # it stopped at --max-budget-usd
+        message = "Claude Code stopped at the task's remaining budget (maxCostUsd)."
+        return (
+            "failed",
+            {**result, "stopReason": "budget_exceeded"},
+            {
+                "code": "budget_exceeded",
+                "message": message,
+            },
+        )
     if outcome.exit_code != 0 or line.get("is_error") or not line:
         reason = line.get("terminal_reason") or line.get("subtype") or "no result line"
         said = line.get("result") if isinstance(line.get("result"), str) else ""
@@ -271,6 +283,11 @@ def cli_arguments(spec: TaskSpec, session: str, resume: bool) -> list[str]:
     ]
     if agent.get("systemPrompt"):
         arguments += ["--append-system-prompt", agent["systemPrompt"]]
+    # The CLI stops cleanly at the task's remaining budget; the proxy stays the authority
+    # (and refuses a call past it, which ends the task budget_exceeded).
+    budget = (spec.get("limits") or {}).get("maxBudgetUsd")
+    if budget is not None and budget > 0:
+        arguments += ["--max-budget-usd", f"{budget:.6f}"]
     return arguments
 
 

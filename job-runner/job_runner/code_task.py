@@ -25,7 +25,7 @@ PROGRAMS = {
 def inputs_unavailable(problem: InputsUnavailable) -> dict:
     return {
         "code": problem.code,
-        "message": f"The task's input files could not be fetched: {problem}"[:2000],
+        "message": f"The task's input files could not be placed: {problem}"[:2000],
     }
 
 
@@ -55,8 +55,7 @@ def run_code_task(
         disk_mb=disk_mb,
         max_processes=run_limits.max_processes,
     ) as space:
-        if space.disk_bounded:  # the task's tmpfs bounds its files in all
-            run_limits = run_limits._replace(max_file_mb=disk_mb)
+        run_limits = space.bound(run_limits)
         # Bound read-only into the sandbox: its uid may read the program, not change it.
         program_dir = space.write_program(filename, task_input["code"])
         workspace = space.workspace
@@ -86,6 +85,8 @@ def run_code_task(
         }
         if outcome.memory_exceeded:
             return "failed", result, memory_exceeded_error(memory_mb)
+        if outcome.disk_exceeded:
+            return "failed", result, disk_exceeded_error(disk_mb)
         if outcome.timed_out:
             return (
                 "timed_out",
@@ -104,4 +105,12 @@ def memory_exceeded_error(memory_mb: int) -> dict:
         "message": f"The task used more than its {memory_mb} MiB of memory (memoryMb; files "
         "in /workspace, /tmp and /dev/shm count too) and was stopped; its output so far is "
         "in the result.",
+    }
+
+
+def disk_exceeded_error(disk_mb: int) -> dict:
+    return {
+        "code": "disk_exceeded",
+        "message": f"The task's files in /workspace, /tmp and /dev/shm took more than its "
+        f"{disk_mb} MiB (diskMb) and it was stopped; its output so far is in the result.",
     }

@@ -17,6 +17,7 @@ import contextlib
 import http.client
 import json
 import socketserver
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
@@ -39,6 +40,12 @@ PASSED_BACK_HEADERS = (
 # Anthropic's request limit; the proxy enforces it too.
 MAX_BODY_BYTES = 32 * 1000 * 1000
 CALL_TIMEOUT_SECONDS = 600
+# Each connection is a thread of the root runner, outside the task's cgroup: 4,000
+# idle ones made 4,006 threads (issue 18). Claude Code and its sub-agents need a few.
+MAX_CONNECTIONS = 32
+# A connection that sends nothing for this long (idle keep-alive, or a slow request)
+# is closed; the engine's HTTP client reconnects.
+READ_TIMEOUT_SECONDS = 120
 
 
 class LlmRelay:
@@ -52,6 +59,8 @@ class LlmRelay:
         on_call: Callable[[dict], None],
         *,
         run_key: str,
+        max_connections: int = MAX_CONNECTIONS,
+        read_timeout: float = READ_TIMEOUT_SECONDS,
     ) -> None:
         target = urlsplit(api_url.rstrip("/"))
         self.scheme, self.netloc = target.scheme, target.netloc
@@ -62,8 +71,11 @@ class LlmRelay:
         self.refusal: dict | None = None  # the proxy's budget_exceeded, if it said so
         self.input_tokens = self.output_tokens = self.calls = 0
         self._lock = threading.Lock()
-        self._server = _Server(socket_path, _Handler)
+        handler = type("Handler", (_Handler,), {"timeout": read_timeout})
+        self._server = _Server(socket_path, handler)
         self._server.relay = self
+        self._server.slots = threading.BoundedSemaphore(max_connections)
+        self._server.cap = max_connections
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,), daemon=True)
 
     def start(self) -> LlmRelay:
@@ -106,9 +118,30 @@ class LlmRelay:
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     relay: LlmRelay
+    slots: threading.BoundedSemaphore
+    cap: int
+
+    def process_request(self, request, client_address) -> None:
+        """A thread per connection, up to the cap; past it the connection is closed
+        at once (the engine retries), with no thread made for it."""
+        if not self.slots.acquire(blocking=False):
+            log.warning("the LLM relay refused a connection: %d already open", self.cap)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
     def handle_error(self, request, client_address) -> None:
-        log.warning("the LLM relay dropped a connection", exc_info=True)
+        log.warning("the LLM relay dropped a connection: %s", sys.exc_info()[1])
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -19,10 +19,12 @@ import threading
 from job_runner import logs
 from job_runner.api_client import ApiRefused, ApiUnreachable, TaskApi
 from job_runner.code_task import run_code_task
+from job_runner.environ import forget_environment_variable
 from job_runner.events import EventSender
 from job_runner.file_channel import FileChannel
 from job_runner.sandbox import SandboxError, make_sandbox
-from job_runner.task_space import enter_private_mounts
+from job_runner.sandboxes.choice import forget_choice
+from job_runner.task_space import bounds_used, enter_private_mounts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,9 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         log.error("TASK_ID, TASK_TOKEN and API_URL must all be set")
         return EXIT_BAD_ENV
     # Nothing below may hand the token to user code: the sandbox starts from an empty
-    # environment, but drop it from ours too.
-    for name in ("TASK_TOKEN",):
-        os.environ.pop(name, None)
+    # environment, but drop it from ours too, and from /proc/<pid>/environ.
+    if not forget_environment_variable("TASK_TOKEN"):
+        log.warning("the task token is still in /proc/self/environ (it could not be blanked)")
     # Before any thread: a mount namespace can only be entered by a single thread.
     enter_private_mounts()
 
@@ -91,10 +93,11 @@ def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event, send
     sender = EventSender(api, spec["limits"]["heartbeatSeconds"], on_lost=cancel.set)
     sender.start()
     senders.append(sender)
+    used: dict = {}
     try:
-        sandbox = make_sandbox(
-            os.environ.get("SANDBOX", "bwrap"), os.environ.get("TASK_ROOT") or None
-        )
+        sandbox = make_sandbox(os.environ.get("SANDBOX", "auto"))
+        used["sandbox"] = sandbox.name
+        log.info("sandbox: %s", sandbox.name)
         channel = FileChannel(api.base_url, api.task_id, api.token)
         if spec["kind"] == "code":
             status, result, error = run_code_task(spec, sandbox, sender.output, cancel, channel)
@@ -112,9 +115,12 @@ def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event, send
             raise SandboxError(f"this runner cannot run tasks of kind {spec['kind']!r}")
     except SandboxError as problem:
         log.error("sandbox error: %s", problem)
+        if os.environ.get("SANDBOX", "auto") == "auto":
+            forget_choice()  # a remembered backend that failed: probe again next time
         status, result, error = "failed", None, {"code": "sandbox_error", "message": str(problem)}
     finally:
         last_events = sender.finish()
+        used.update(bounds_used())
     if sender.lost.is_set():
         log.info("the task was taken from this execution (cancelled?): not reporting")
         return EXIT_REPORTED
@@ -124,12 +130,26 @@ def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event, send
             {"code": "runner_terminated", "message": "The runner was asked to stop."},
         )
     try:
-        reply = api.post_result(status, result, error, last_events)
+        reply = api.post_result(status, result, error, last_events, used)
     except ApiRefused as refused:
         log.error("the API refused our result: %s", refused)
         return EXIT_UNREPORTED
     log.info("reported %s (accepted: %s)", status, reply.get("accepted"))
+    log.info("runner peak memory: %d KiB (outside the task)", _peak_memory_kib())
     return EXIT_REPORTED
+
+
+def _peak_memory_kib() -> int:
+    """The runner process's own peak resident memory (VmHWM): the task's processes
+    are its children, counted apart."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _handle_migration(log) -> list:

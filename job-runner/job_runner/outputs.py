@@ -61,10 +61,16 @@ class SkipFile(Exception):
 
 
 def shown(path: str) -> str:
-    """A path as a person can read it: bytes that are not UTF-8 as \\xNN escapes,
-    and at most 300 characters."""
+    """A path as a person can read it: bytes that are not UTF-8 and control
+    characters (a newline, an ESC sequence for a terminal) as \\xNN escapes, and at
+    most 300 characters."""
     text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    text = "".join(f"\\x{ord(c):02x}" if _is_control(c) else c for c in text)
     return text if len(text) <= 300 else text[:299] + "…"
+
+
+def _is_control(char: str) -> bool:
+    return ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0
 
 
 class _Collector:
@@ -88,6 +94,10 @@ class _Collector:
             path.encode("utf-8")
         except UnicodeEncodeError:
             self.skip(path, "name_not_utf8")
+            return None
+        if any(_is_control(char) for char in name):
+            # Names go into result.files, archives' listings, logs and terminals.
+            self.skip(path, "name_has_control_characters")
             return None
         try:
             info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)

@@ -33,6 +33,8 @@ class LimitsSpec(TypedDict):
     network: bool
     heartbeatSeconds: float
     outputs: OutputLimitsSpec
+    # agent tasks: what the task may still spend on model calls, in USD (estimated)
+    maxBudgetUsd: NotRequired[float]
 
 
 class InputFileSpec(TypedDict):

@@ -66,7 +66,18 @@ def _fetcher(channel: FileChannel, index: int, size: int):
 
 
 def write_inputs(spec: TaskSpec, channel: FileChannel | None, workspace: str, uid) -> None:
-    write_input_files(workspace, input_writers(spec, channel), uid)
+    """Write the task's input files into its workspace.
+
+    :raises InputsUnavailable: an upload could not be fetched, or a file could not be
+        written (`input_unwritable`: a name too long for the file system, a file where a
+        directory must be): a task error with its reason, never a lost runner.
+    """
+    try:
+        write_input_files(workspace, input_writers(spec, channel), uid)
+    except (OSError, ValueError) as error:
+        raise InputsUnavailable(
+            f"an input file cannot be written: {error}", code="input_unwritable"
+        ) from None
 
 
 def store_outputs(spec: TaskSpec, channel: FileChannel | None, workspace: str) -> dict:

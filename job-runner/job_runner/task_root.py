@@ -18,6 +18,11 @@ NOT_SYSTEM = frozenset(
 )
 
 
+def configured_task_root() -> str | None:
+    """The runner's TASK_ROOT (the image sets /opt/task-root), or None: the host's /usr."""
+    return os.environ.get("TASK_ROOT") or None
+
+
 class TaskRootError(Exception):
     """TASK_ROOT names no root filesystem."""
 

@@ -20,10 +20,21 @@ from job_runner.logs import log
 from job_runner.outputs import remove_tree
 from job_runner.workspace import make_private_dir, random_sandbox_uid
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from job_runner.sandboxes.process import Limits
+
 CLONE_NEWNS = 0x00020000
 MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 2, 4, 1 << 14, 1 << 18
 MNT_DETACH = 2
 _state = {"private_mounts": False}
+_bounds: dict[str, str] = {}  # how the last task space was bounded, for main.py to report
+
+
+def bounds_used() -> dict[str, str]:
+    """How the task's memory and disk were bounded: {"memoryBound": "cgroup" or
+    "watchdog", "diskBound": "tmpfs" or "watchdog"}; empty before any task space."""
+    return dict(_bounds)
 
 
 def _libc():
@@ -69,8 +80,11 @@ def _mount_tmpfs(path: str, size_mb: int, uid: int | None) -> bool:
 class TaskSpace:
     """A task's directories (workspace, /tmp, /dev/shm) and its cgroup."""
 
-    def __init__(self, root: str, uid: int | None, disk_bounded: bool, cgroup) -> None:
+    def __init__(
+        self, root: str, uid: int | None, disk_bounded: bool, cgroup, disk_mb: int
+    ) -> None:
         self.root, self.uid, self.disk_bounded, self.cgroup = root, uid, disk_bounded, cgroup
+        self.disk_mb = disk_mb
         self.workspace = self._subdir("workspace")
         # Without the task's tmpfs, the sandbox makes its own /tmp and /dev/shm.
         self.scratch: dict[str, str | os.PathLike] | None = (
@@ -90,7 +104,9 @@ class TaskSpace:
             # The runner's pid in the name: a cgroup whose runner is gone is garbage.
             name = f"{PREFIX}{task_id}-{os.getpid()}"
             cgroup = TaskCgroup.create(name, memory_mb, max_processes)
-            return cls(root, uid, bounded, cgroup)
+            _bounds["memoryBound"] = "cgroup" if cgroup is not None else "watchdog"
+            _bounds["diskBound"] = "tmpfs" if bounded else "watchdog"
+            return cls(root, uid, bounded, cgroup, disk_mb)
         except BaseException:
             _remove_root(root)
             raise
@@ -101,6 +117,14 @@ class TaskSpace:
         if self.uid is not None:
             os.chown(path, self.uid, self.uid)
         return path
+
+    def bound(self, limits: Limits) -> Limits:
+        """limits with the task's disk bound: the tmpfs holds the files in all (each
+        file may take it whole); without it, the sandbox's watchdog sums the blocks
+        under the task's directories (and, without a cgroup, the tree's memory)."""
+        if self.disk_bounded:
+            return limits._replace(max_file_mb=self.disk_mb)
+        return limits._replace(disk_mb=self.disk_mb)
 
     def write_program(self, filename: str, text: str) -> str:
         """The program's directory (bound read-only into the sandbox), with the file."""

@@ -71,6 +71,61 @@ def write_input_files(workspace: str | os.PathLike, files: dict, owner_uid: int 
             os.close(dir_fd)
 
 
+def ensure_dirs(workspace: str | os.PathLike, parts: list[str], owner: int | None) -> list[str]:
+    """Make workspace/parts[0]/parts[1]/... directories owned by owner, never through
+    a symlink: the workspace is the sandbox's, which may have planted one there (a
+    conversation's workspace comes back from its last turn) to steer root's mkdir and
+    chown onto a host path (issue 18). Whatever is in the way that is not a real
+    directory (a symlink, dangling or not, a file) is removed and replaced: these are
+    the runner's own directories, and refusing would stop the conversation for good.
+    Returns what was replaced, for the log."""
+    replaced = []
+    dir_fd = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        for part in parts:
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=dir_fd)
+            except FileNotFoundError:
+                child = _make_dir_at(part, dir_fd)
+            except OSError as error:
+                if error.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                os.unlink(part, dir_fd=dir_fd)  # unlink never follows the symlink
+                replaced.append(part)
+                child = _make_dir_at(part, dir_fd)
+            os.close(dir_fd)
+            dir_fd = child
+            _give(dir_fd, owner)
+    finally:
+        os.close(dir_fd)
+    return replaced
+
+
+def exists_beneath(workspace: str | os.PathLike, parts: list[str]) -> bool:
+    """Whether workspace/parts... is a regular file, reached through no symlink."""
+    fd = -1
+    try:
+        fd = os.open(workspace, _DIR_FLAGS)
+        for part in parts[:-1]:
+            fd, parent = os.open(part, _DIR_FLAGS, dir_fd=fd), fd
+            os.close(parent)
+        found = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+    except OSError:
+        return False
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return (found.st_mode & 0o170000) == 0o100000  # S_ISREG
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _make_dir_at(name: str, dir_fd: int) -> int:
+    os.mkdir(name, 0o700, dir_fd=dir_fd)
+    return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+
+
 def random_sandbox_uid() -> int:
     return random.randrange(*SANDBOX_UID_RANGE)
 

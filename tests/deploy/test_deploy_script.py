@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from api import config
+from api.config import MAX_OUTPUT_FILE_BYTES, MAX_RUNNER_CHUNK_BYTES, TASK_RETENTION_DAYS
 from tests.deploy.harness import (
     ANTHROPIC_KEY,
     API_SA,
@@ -111,7 +112,7 @@ def test_a_fresh_project_gets_every_resource(deployed):
         ),
         *(
             f"projects/{PROJECT}/databases/(default)/collectionGroups/{g}/fields/expireAt"
-            for g in ("idempotency", "uploads", "admissionDaily")
+            for g in ("idempotency", "uploads", "admissionDaily", "tasks", "events")
         ),
     ):
         assert name in names, name
@@ -202,6 +203,10 @@ def test_the_scheduler_calls_reconcile_every_minute_with_the_schedulers_oidc_tok
     assert target["oidcToken"] == {"serviceAccountEmail": SCHEDULER_SA, "audience": target["uri"]}
 
 
+# A file is joined from at most this many pieces (api/services/files.py).
+MAX_PIECES = MAX_OUTPUT_FILE_BYTES // MAX_RUNNER_CHUNK_BYTES
+
+
 def test_the_files_bucket_is_private_with_the_lifecycle_of_its_layout(deployed):
     project, _, _ = deployed
     bucket = project.bucket(FILES_BUCKET)
@@ -216,6 +221,14 @@ def test_the_files_bucket_is_private_with_the_lifecycle_of_its_layout(deployed):
             {
                 "action": {"type": "Delete"},
                 "condition": {"daysSinceCustomTime": 1, "matchesPrefix": ["conversations/"]},
+            },
+            {
+                "action": {"type": "Delete"},
+                "condition": {"age": TASK_RETENTION_DAYS, "matchesPrefix": ["tasks/"]},
+            },
+            {
+                "action": {"type": "Delete"},
+                "condition": {"age": 1, "matchesSuffix": [f".part{i}" for i in range(MAX_PIECES)]},
             },
         ],
         key=str,

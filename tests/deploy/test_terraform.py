@@ -292,7 +292,9 @@ def test_firestore_is_native_with_the_declared_indexes_and_a_ttl():
         == sorted(ttls)
         == [
             "admissionDaily.expireAt",
+            "events.expireAt",
             "idempotency.expireAt",
+            "tasks.expireAt",
             "uploads.expireAt",
         ]
     )
@@ -354,7 +356,8 @@ def test_the_files_bucket_is_private_with_the_same_lifecycle_as_the_script():
                         "age": "age",
                         "days_since_custom_time": "daysSinceCustomTime",
                         "matches_prefix": "matchesPrefix",
-                    }[k]: (v[0] if k == "matches_prefix" else unwrap(v))
+                        "matches_suffix": "matchesSuffix",
+                    }[k]: (v[0] if k.startswith("matches_") else unwrap(v))
                     for k, v in condition.items()
                 },
             }

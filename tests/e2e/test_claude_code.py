@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from api import config
 from devtools.scripted_anthropic import Failure, Reply, reply, tool_use
 from tests.conftest import Caller, processes_mentioning, wait_for
 
@@ -87,15 +88,24 @@ def test_a_bash_tool_call_writes_a_file_and_the_reply_lands_in_the_conversation(
     shown = alice.http.get(f"/api/conversations/{conversation}").json()["messages"]
     assert shown[-1]["role"] == "assistant"
     assert shown[-1]["content"] == "Saved 42 in answer.txt."
-    # Usage once per call, with the stream's own figures (not the CLI's repeats).
-    assert task["result"]["usage"] == {"inputTokens": 320, "outputTokens": 42}
+    # Usage once per call, with the stream's own figures (not the CLI's repeats), and its
+    # cost from the price table: Sonnet's $3 and $15 per million input and output tokens.
+    assert task["result"]["usage"] == {
+        "inputTokens": 320,
+        "outputTokens": 42,
+        "costUsd": pytest.approx((320 * 3 + 42 * 15) / 1e6),
+    }
     usage_events = [e["data"] for e in events if e["type"] == "usage"]
     assert [u["inputTokens"] for u in usage_events] == [120, 200]
+    assert usage_events[-1]["costUsd"] == task["result"]["usage"]["costUsd"]
     # Anthropic saw the real key on every request, and only the real key.
     sent = requests_since(anthropic_api, alice)
     assert len(sent) == 2
     assert all(keys_of(r) == {REAL_KEY} for r in sent)
     assert all(r.body["stream"] is True and r.body["model"] for r in sent)
+    # The pinned CLI (2.1.332) sends only the agent's model here; a helper it may use
+    # (its small model) is paired with it by HELPER_MODELS, and nothing else passes.
+    assert {r.body["model"] for r in sent} <= {"claude-sonnet-4-6", *config.HELPER_MODELS}
 
 
 def test_nothing_in_the_sandbox_shows_the_key_or_a_task_token(alice, anthropic_api, agent_server):
@@ -162,13 +172,29 @@ def test_cancel_mid_stream_ends_cancelled_with_no_process_left(alice, anthropic_
 
 
 def test_a_budget_crossed_mid_turn_ends_budget_exceeded(alice, anthropic_api):
-    anthropic_api.add(reply(tool_use("Bash", command="true"), usage=(900, 200)))
+    # The first call fits (its input is reserved as bytes / 3: Claude Code's requests
+    # are tens of kilobytes); what it used leaves no room for the next one.
+    anthropic_api.add(reply(tool_use("Bash", command="true"), usage=(99_000, 900)))
     anthropic_api.fallback = lambda body: reply("never reached")
-    conversation = new_conversation(alice, maxTokens=1000)
+    conversation = new_conversation(alice, maxTokens=100_000)
     task = alice.wait(post_message(alice, conversation, "Spend it all."))
     assert task["status"] == "failed", task
     assert task["error"]["code"] == "budget_exceeded"
     assert len(requests_since(anthropic_api, alice)) == 1  # the next call never went out
+
+
+def test_claude_code_stops_itself_at_the_tasks_cost_budget(alice, anthropic_api):
+    # $0.60 of Sonnet by Claude Code's own count, over the agent's $0.50: the CLI, given
+    # --max-budget-usd, stops before a second call, and the task ends budget_exceeded.
+    anthropic_api.add(reply(tool_use("Bash", command="true"), usage=(200_000, 100)))
+    anthropic_api.fallback = lambda body: reply("never reached")
+    conversation = new_conversation(alice, maxTokens=1_000_000, maxCostUsd=0.5)
+    task = alice.wait(post_message(alice, conversation, "Spend it."))
+    assert task["status"] == "failed", task
+    assert task["error"]["code"] == "budget_exceeded"
+    assert "Claude Code stopped" in task["error"]["message"]
+    assert task["result"]["usage"]["costUsd"] == pytest.approx((200_000 * 3 + 100 * 15) / 1e6)
+    assert len(requests_since(anthropic_api, alice)) == 1
 
 
 def test_the_cli_exiting_with_an_error_fails_the_task_engine_error(alice, anthropic_api):

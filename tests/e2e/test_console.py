@@ -2,9 +2,10 @@
 Playwright), against real API servers with the emulator, real runners and real
 bubblewrap, and the scripted Messages API as Anthropic.
 
-One browser for the whole session; each test has its own page (a fresh context). Screenshots of the
-main pages go to a temporary directory, or to docs/console/ (the README shows them)
-with UPDATE_SCREENSHOTS=1.
+One browser for the whole session; each test has its own page (a fresh context), and
+fails on any uncaught page error (tests/e2e/conftest.py). Screenshots of the main pages
+go to a temporary directory, or to docs/console/ (the README shows them) with
+UPDATE_SCREENSHOTS=1.
 """
 
 from __future__ import annotations
@@ -18,58 +19,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import expect
 
 from devtools.scripted_anthropic import reply, tool_use
-from tests.conftest import PROJECT, ROOT, ApiServer, must_match
+from tests.conftest import PROJECT, ApiServer, must_match
+from tests.e2e.console_helpers import FIREBASE_WEB_CONFIG, SECONDS, run_code, sign_in_dev
 from tests.integration.test_identity import CertsServer, SigningKey
-
-CHROMIUM = "/usr/bin/chromium"
-# Without the background-networking flags Chromium calls Google hosts, which fail here.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SECONDS = 1000  # Playwright's timeouts are in milliseconds
-FIREBASE_WEB_CONFIG = {
-    "apiKey": "AIzaSy-test-web-key",
-    "authDomain": f"{PROJECT}.firebaseapp.com",
-    "projectId": PROJECT,
-    "appId": "1:1234:web:abcd",
-}
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory):
-    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
-        return ROOT / "docs" / "console"
-    return tmp_path_factory.mktemp("screenshots")
-
-
-@pytest.fixture(scope="session")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def dev_server(emulator, tmp_path_factory, anthropic_api):
-    server = ApiServer(
-        emulator,
-        tmp_path_factory.mktemp("console") / "api.log",
-        ANTHROPIC_API_KEY="sk-ant-console-test",
-        ANTHROPIC_BASE_URL=anthropic_api.url,
-        MAX_UNSETTLED_TASKS_PER_USER="2",
-    ).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -92,37 +47,6 @@ def signed_in_server(emulator, tmp_path_factory, signing_key):
     server.stop()
     certs.server.shutdown()
     certs.server.server_close()
-
-
-@pytest.fixture
-def page(browser, firestore):
-    context = browser.new_context(viewport={"width": 1200, "height": 860}, accept_downloads=True)
-    context.set_default_timeout(30 * SECONDS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda m: errors.extend([m.text] if m.type == "error" else []))
-    yield page
-    context.close()
-    # A CSP violation or a script error shows up here; 4xx answers the test caused
-    # are logged by Chromium as "Failed to load resource" and are expected.
-    assert [e for e in errors if "Failed to load resource" not in e] == []
-
-
-def sign_in_dev(page: Page, server: ApiServer, user: str) -> None:
-    page.goto(f"{server.url}/console")
-    page.fill("#dev-user", user)
-    page.click("#dev-sign-in button[type=submit]")
-    expect(page.locator("#who-name")).to_have_text(f"{user} (dev)")
-
-
-def run_code(page: Page, code: str, **fields: str) -> None:
-    if not page.url.endswith("#/run"):
-        page.goto(page.url.split("#")[0] + "#/run")
-    page.fill("#code", code)
-    for field, value in fields.items():
-        page.fill(f"#{field}", value)
-    page.click("#run")
 
 
 def test_the_page_is_served_with_a_strict_policy_and_cacheable_assets(dev_server):
@@ -317,6 +241,10 @@ def test_create_an_agent_and_chat_one_turn_with_its_tool_call(
     expect(page.locator("#send")).to_be_enabled()
     # Two model calls of 10 input and 5 output tokens each, metered by the LLM proxy.
     expect(page.locator("#usage [data-counter=llmTokensToday]")).to_contain_text("30 / 2,000,000")
+    # Their cost at Haiku's $1 and $5 per million tokens ($0.00007), shown as an estimate.
+    cost = page.locator("#usage [data-counter=costUsdToday]")
+    expect(cost).to_contain_text("$0.0001")
+    expect(cost).to_contain_text("(estimate)")
     with page.expect_download() as download:
         page.click("#workspace-files button.download[data-path='answer.txt']")
     assert Path(download.value.path()).read_text() == "42"

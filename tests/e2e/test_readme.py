@@ -1,7 +1,9 @@
-"""The README's "API by example" is true when copy-pasted: its shell blocks run, in
-order and unchanged but for the server's address, in one `bash -e -o pipefail`
-script against a real API server (local executor, real runner, real bubblewrap), and
-what they print is what the README says they print."""
+"""The README is true when copy-pasted. Its "Quick start" installs the SDK with pip
+into a fresh virtual environment and runs the CLI and the Python example there; its
+"API by example" shell blocks run, in order and unchanged but for the server's
+address, in one `bash -e -o pipefail` script. Both against a real API server (local
+executor, real runner, real bubblewrap), and what they print is what the README says
+they print."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from devtools.emulator import free_port
+from devtools.scripted_anthropic import reply, tool_use
 from tests.conftest import PROJECT, ROOT
 
 README = ROOT / "README.md"
@@ -21,11 +25,11 @@ README_URL = "http://127.0.0.1:8080"
 MARK = "@@readme-command-done@@"
 
 
-def api_section() -> str:
-    """The README from the "API by example" heading up to the next `## ` heading."""
+def api_section(heading: str = SECTION) -> str:
+    """The README from `heading` up to the next `## ` heading."""
     text = README.read_text()
-    start = text.index(SECTION)
-    end = text.find("\n## ", start + len(SECTION))
+    start = text.index(heading)
+    end = text.find("\n## ", start + len(heading))
     return text[start:] if end == -1 else text[start:end]
 
 
@@ -46,11 +50,17 @@ def commands(block: str) -> list[str]:
 
 
 class ReadmeRun:
-    """The README's commands, each with what it printed."""
+    """The README's commands of one section, each with what it printed. Blocks that
+    start a server (`make dev`, the scripted Messages API) are left out: the test's own
+    server stands in for them."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, heading: str = SECTION) -> None:
         self.base_url = base_url
-        self.blocks = fenced(api_section(), "sh")
+        self.blocks = [
+            block
+            for block in fenced(api_section(heading), "sh")
+            if "make dev" not in block and "devtools.scripted_anthropic" not in block
+        ]
         self.commands = [command for block in self.blocks for command in commands(block)]
         script = "".join(
             command.replace(README_URL, base_url) + f"printf '\\n{MARK}\\n'\n"
@@ -231,3 +241,126 @@ def test_upload_in_parts_example_ends_complete_with_the_files_sha256(readme):
     assert replies[0]["missing"] == [1, 2]
     (digest, _name) = readme.output_of("sha256sum big.bin").split()
     assert (replies[-1]["sha256"], replies[-1]["size"]) == (digest, 20_000_000)
+
+
+QUICK_START = "## Quick start: the SDK and the CLI"
+
+
+@pytest.fixture(scope="module")
+def quick_start(api_server, emulator, tmp_path_factory):
+    """The quick start's shell block in a fresh virtual environment (its `pip install
+    ./sdk` from the repository root), then its Python block with that environment's
+    Python: (shell run, python run)."""
+    emulator.clear(PROJECT)
+    home = tmp_path_factory.mktemp("quick-start")
+    subprocess.run(["python3", "-m", "venv", str(home / "venv")], check=True, timeout=120)
+    env = {
+        "PATH": f"{home / 'venv' / 'bin'}:/usr/bin:/bin",
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / "config"),
+    }
+    section = api_section(QUICK_START)
+    (shell,) = fenced(section, "sh")
+    shell_run = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", shell.replace(README_URL, api_server.url)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT, env=env,
+    )  # fmt: skip
+    (program,) = fenced(section, "python")
+    python_run = subprocess.run(
+        [str(home / "venv" / "bin" / "python"), "-c", program.replace(README_URL, api_server.url)],
+        capture_output=True, text=True, timeout=180, cwd=home, env=env,
+    )  # fmt: skip
+    yield shell_run, python_run
+    emulator.clear(PROJECT)
+
+
+def test_quick_start_installs_the_sdk_and_runs_print_6_times_7(quick_start):
+    shell, _ = quick_start
+    assert shell.returncode == 0, shell.stderr
+    assert "Signed in to" in shell.stdout
+    assert "\n42\n" in shell.stdout
+    header = next(line for line in shell.stdout.splitlines() if line.startswith("ID "))
+    assert header.split()[:3] == ["ID", "KIND", "STATUS"]
+
+
+def test_quick_start_python_prints_what_its_comments_say(quick_start):
+    _, python = quick_start
+    assert python.returncode == 0, python.stderr
+    assert python.stdout.splitlines() == [
+        "completed 0 olleh",
+        "0",
+        "1",
+        "2",
+        "2 data.txt",
+        "404 not_found",
+    ]
+
+
+AGENTS = "## Agents and conversations"
+TWO_TO_THE_100 = str(2**100)
+
+
+@pytest.fixture(scope="module")
+def agents_readme(agent_server, anthropic_api, emulator):
+    """The agents section's commands against a server whose Claude is the scripted
+    Messages API, answering as a model would: the real Claude Code runs its Bash call."""
+    emulator.clear(PROJECT)
+    anthropic_api.add(
+        reply("Computing.", tool_use("Bash", command="python3 -c 'print(2**100)' > notes.txt")),
+        reply(f"2**100 = {TWO_TO_THE_100}; it is in notes.txt."),
+    )
+    run = ReadmeRun(agent_server.url, AGENTS)
+    yield run
+    emulator.clear(PROJECT)
+
+
+def test_agents_section_script_exits_0(agents_readme):
+    assert agents_readme.completed.returncode == 0, agents_readme.completed.stderr
+    assert len(agents_readme.outputs) == len(agents_readme.commands)
+
+
+def test_the_agents_turn_completes_and_its_reply_is_in_the_conversation(agents_readme):
+    turn = agents_readme.json_of("$TURN?wait=60")
+    assert turn["status"] == "completed", turn
+    conversation = agents_readme.json_of('"http://127.0.0.1:8080/api/conversations/$CONVERSATION"')
+    assert conversation["title"] == "numbers"
+    assert [m["role"] for m in conversation["messages"]] == ["user", "assistant"]
+    assert TWO_TO_THE_100 in conversation["messages"][1]["content"]
+
+
+def test_the_conversation_files_examples_list_and_fetch_notes_txt(agents_readme):
+    listing = agents_readme.json_of('/files"')
+    assert [f["path"] for f in listing["files"]] == ["notes.txt"]
+    assert agents_readme.output_of("/files/notes.txt").strip() == TWO_TO_THE_100
+
+
+def test_the_scripted_messages_api_starts_as_the_readme_says(tmp_path):
+    (block,) = [b for b in fenced(api_section(AGENTS), "sh") if "scripted_anthropic" in b]
+    line = next(line for line in block.splitlines() if "scripted_anthropic" in line)
+    command = line.removesuffix("&").strip().replace("8091", str(free_port()))
+    assert command.startswith(".venv/bin/python -m devtools.scripted_anthropic --port ")
+    started = subprocess.Popen(command.split(), cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert started.stdout is not None
+        assert "Scripted Messages API at http://127.0.0.1:" in started.stdout.readline()
+    finally:
+        started.terminate()
+        started.wait(timeout=30)
+
+
+def test_a_self_service_key_works_and_is_listed_without_its_secret(readme):
+    assert readme.json_of('/api/agents -H "Authorization') == {"agents": []}
+    keys = readme.json_of('/api/keys -H "Authorization')["keys"]
+    assert [k["name"] for k in keys] == ["laptop"]
+    assert "key" not in keys[0] and keys[0]["lastUsedAt"] is not None
+
+
+def test_a_revoked_key_is_refused(readme):
+    assert readme.output_of("-X DELETE").strip() == "204"
+    refused = readme.json_of('/api/conversations -H "Authorization')
+    assert refused["error"]["code"] == "unauthenticated"
+
+
+def test_cancelling_a_finished_task_says_it_had_already_ended(readme):
+    task = readme.json_of("/cancel")
+    assert task["status"] == "completed" and task["alreadyEnded"] is True

@@ -1,12 +1,13 @@
-"""`python -m job_runner --self-check` for real: bubblewrap, as the runner image's
-non-root user (uid 10001, as on Cloud Run), and its verdict when the sandbox cannot
-start. Needs root (to become that uid) and bubblewrap: `make test` provides both."""
+"""`python -m job_runner --self-check` for real: bubblewrap, as a non-root user (uid
+10001: the runner image ran as it before ADR 0013, and an operator may still run the
+runner so), and its verdict when no sandbox can start. Needs root (to become that
+uid) and bubblewrap: `make test` provides both. The runner as root, under each row of
+issue 18's table: test_sandbox_under_container_restrictions.py."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -16,9 +17,7 @@ from tests.deploy.harness import ROOT
 RUNNER = ROOT / "job-runner"
 
 
-def image_uid() -> int:
-    users = re.findall(r"^USER (\d+)", (RUNNER / "Dockerfile").read_text(), re.M)
-    return int(users[-1])
+NON_ROOT_UID = 10001
 
 
 def self_check(path: str, python: str = sys.executable, **popen) -> tuple[int, dict, str]:
@@ -34,10 +33,10 @@ def self_check(path: str, python: str = sys.executable, **popen) -> tuple[int, d
     return done.returncode, json.loads(done.stdout), done.stderr
 
 
-def test_the_sandbox_works_as_the_runner_images_non_root_user():
-    assert os.geteuid() == 0, "this test becomes the image's uid: run it as root"
+def test_the_sandbox_works_as_a_non_root_user():
+    assert os.geteuid() == 0, "this test becomes a non-root uid: run it as root"
     assert shutil.which("bwrap"), "run `make system-deps`"
-    uid = image_uid()
+    uid = NON_ROOT_UID
     code, verdict, stderr = self_check(
         # The runner needs only the standard library: the system python, which the
         # image's uid can read (the test session's venv is root's).
@@ -49,13 +48,18 @@ def test_the_sandbox_works_as_the_runner_images_non_root_user():
     )
     assert code == 0, (verdict, stderr)
     assert verdict["ok"] is True and verdict["uid"] == uid
+    assert verdict["sandbox"] == "bwrap"  # the one backend a non-root runner has
     assert verdict["checks"] == {
         "sandbox": True,
         "program": True,
         "network": True,
         "environment": True,
+        "uid": True,
+        "statx": True,
     }
     assert verdict["sandboxUid"] not in (0, uid)
+    assert not verdict["backends"]["bwrap-root"]["ok"]  # not root: refused, and why
+    assert "not root" in verdict["backends"]["bwrap-root"]["error"]
 
 
 def test_without_bubblewrap_the_verdict_fails_and_says_how_to_fix_it(tmp_path):
@@ -64,3 +68,7 @@ def test_without_bubblewrap_the_verdict_fails_and_says_how_to_fix_it(tmp_path):
     assert code == 1
     assert verdict["ok"] is False and verdict["failed"] == "sandbox"
     assert "user namespaces" in verdict["fix"] and "self-check failed" in stderr
+    # Every backend, and what each needs.
+    assert set(verdict["backends"]) == {"gvisor", "bwrap-root", "bwrap", "gvisor-rootless"}
+    assert "bubblewrap (bwrap) was not found" in verdict["fix"]
+    assert "runsc (apt-get install runsc)" in verdict["fix"]

@@ -162,3 +162,24 @@ def test_fields_a_client_may_not_set_are_refused(firestore, settings, field, val
     reply = submit(client, {**CODE, field: value})
     assert reply.status_code == 400
     assert client.get("/api/tasks", headers=ALICE).get_json()["tasks"] == []
+
+
+def test_racing_messages_with_one_key_and_different_text_are_422_to_the_losers(firestore, settings):
+    app = limited_app(settings, anthropic_api_key="sk-test")
+    client = app.test_client()
+    conversation = client.post("/api/conversations", json={}, headers=ALICE).get_json()
+    url = f"/api/conversations/{conversation['id']}/messages"
+    headers = {**ALICE, "Idempotency-Key": "msg-race"}
+
+    def send(text: str):
+        return lambda: app.test_client().post(url, json={"message": text}, headers=headers)
+
+    replies = in_parallel([send(text) for text in ["hi", "yo"] * 5])
+    by_text = {"hi": replies[0::2], "yo": replies[1::2]}
+    winners = [text for text, group in by_text.items() if {r.status_code for r in group} == {202}]
+    assert len(winners) == 1, [(r.status_code, r.get_json()) for r in replies]
+    loser = "yo" if winners == ["hi"] else "hi"
+    assert {r.status_code for r in by_text[loser]} == {422}
+    assert {r.get_json()["error"]["code"] for r in by_text[loser]} == {"idempotency_key_reused"}
+    shown = client.get(f"/api/conversations/{conversation['id']}", headers=ALICE).get_json()
+    assert [m["content"] for m in shown["messages"]] == [winners[0]]

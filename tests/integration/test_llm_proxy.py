@@ -8,6 +8,7 @@ import time
 import pytest
 
 from api import create_app
+from api.services.llm_pricing import estimate_input_tokens
 from api.services.task_tokens import issue_task_token
 from devtools.scripted_anthropic import Failure, ScriptedAnthropic, reply
 from tests.conftest import with_settings
@@ -103,12 +104,15 @@ def test_a_spent_task_budget_is_refused_without_calling_anthropic(api, platform,
     assert len(anthropic_api.messages_requests) == 1
 
 
-def test_max_tokens_is_capped_to_the_remaining_budget(api, platform, anthropic_api):
+def test_max_tokens_is_capped_to_the_remaining_budget_less_the_input(api, platform, anthropic_api):
     anthropic_api.add(reply("a", usage=(950, 10)), reply("b"))
     _, token = running_agent_task(api, platform, maxTokens=1000)
     call(api, token, max_tokens=4096)
     call(api, token, max_tokens=4096)
-    assert anthropic_api.messages_requests[1].body["max_tokens"] == 40
+    sent = anthropic_api.messages_requests[1].body
+    input_estimate, _ = estimate_input_tokens(sent)
+    # 40 tokens are left; the call's input is reserved first, its output gets the rest.
+    assert sent["max_tokens"] == 40 - input_estimate
 
 
 def test_the_owners_daily_budget_is_enforced(api, platform, anthropic_api):
@@ -235,7 +239,10 @@ def test_count_tokens_is_forwarded_and_not_metered(api, platform, anthropic_api)
 def test_the_proxy_takes_anthropics_request_size_not_the_public_apis(api, platform, anthropic_api):
     anthropic_api.add(reply("ok"))
     _, token = running_agent_task(api, platform)
-    big = "x" * (3 * 1024 * 1024)  # over the public API's 1 MiB
+    # Over the public API's 1 MiB; an image, which costs tokens by its pixels, not its bytes
+    # (a text this size would pass the task's token budget).
+    source = {"type": "base64", "media_type": "image/png", "data": "x" * (3 * 1024 * 1024)}
+    big = [{"type": "image", "source": source}, {"type": "text", "text": "what is it?"}]
     assert call(api, token, messages=[{"role": "user", "content": big}]).status_code == 200
     huge = "x" * (33 * 1000 * 1000)
     assert call(api, token, messages=[{"role": "user", "content": huge}]).status_code == 413

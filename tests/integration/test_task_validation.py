@@ -438,3 +438,21 @@ def test_runner_endpoint_refuses_a_non_ascii_bearer_token_with_401_not_500(clien
         headers={"Authorization": f"Bearer tt1.{task_id}.2000000000.\u00e9t\u00e9"},
     )
     assert_error(reply, 401, "invalid_task_token")
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"é" * 128: "x"},  # 128 characters, 256 bytes: one name over NAME_MAX
+        {f"dir/{'é' * 128}/f.txt": "x"},
+        {"a": "file", "a/b": "file under a"},
+        {"a/b": "file", "a/b/c/d": "deeper"},
+    ],
+)
+def test_input_paths_the_runner_could_not_write_are_422(client, files):
+    assert_error(post(client, task(files=files)), 422, "unwritable_path")
+
+
+def test_a_255_byte_name_beside_its_directory_sibling_is_accepted(client):
+    files = {"é" * 127 + "x": "ok", "a/b": "ok", "ab": "ok"}
+    assert post(client, task(files=files)).status_code == 202

@@ -124,6 +124,9 @@ def test_retries_stop_after_the_retry_window(firestore, settings, receiver):
         "https://192.168.0.10/hook",
         "https://[fd00::1]/hook",  # unique-local
         "https://[::ffff:10.0.0.1]/hook",  # private, IPv4-mapped
+        "https://[64:ff9b::7f00:1]/hook",  # 127.0.0.1 through NAT64
+        "https://[2002:7f00:1::]/hook",  # 127.0.0.1 as 6to4
+        "https://[2002:a00:1::]/hook",  # 10.0.0.1 as 6to4
         "https://user:pw@example.com/hook",
         "ftp://example.com/hook",
         "https://no-such-host.invalid/hook",
@@ -183,3 +186,35 @@ def test_the_delivery_record_expires_with_the_task_not_before(hook_app, receiver
     delivery = store.get_doc(f"webhookDeliveries/{task['id']}")
     assert delivery["status"] == "pending"
     assert delivery["nextAttemptAt"] - delivery["createdAt"] < timedelta(seconds=1)
+
+
+def test_one_users_dead_receivers_delay_anothers_delivery_by_at_most_one_attempt(
+    hook_app, receiver
+):
+    import socket
+    import threading
+    import time
+
+    from api.config import WEBHOOK_TIMEOUT_SECONDS
+
+    # A receiver that accepts connections (the kernel's backlog) and never answers.
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead.listen(64)
+    dead_url = f"http://127.0.0.1:{dead.getsockname()[1]}/hook"
+    client = hook_app.test_client()
+    mallory = {"X-User-Id": "mallory"}
+    for _ in range(10):
+        task = client.post("/api/tasks", json={**CODE, "webhookUrl": dead_url}, headers=mallory)
+        client.post(f"/api/tasks/{task.get_json()['id']}/cancel", headers=mallory)
+    finished_task(hook_app, receiver.url)  # alice's, due after all of mallory's
+    webhooks = hook_app.extensions["agent_platform"].webhooks
+    started = time.monotonic()
+    delivering = threading.Thread(target=webhooks.deliver_due)
+    delivering.start()
+    try:
+        wait_for(lambda: receiver.received, WEBHOOK_TIMEOUT_SECONDS, message="alice's hook")
+        assert time.monotonic() - started < WEBHOOK_TIMEOUT_SECONDS
+    finally:
+        delivering.join(WEBHOOK_TIMEOUT_SECONDS * 3)
+        dead.close()

@@ -128,6 +128,23 @@ def test_tools_map_onto_claude_codes_and_the_session_is_resumed_when_it_exists()
     assert later[later.index("--resume") + 1] == "sid" and "--session-id" not in later
 
 
+def test_the_cli_is_given_the_tasks_remaining_budget_in_dollars():
+    spec = cast(  # only what cli_arguments reads
+        TaskSpec,
+        {
+            "agent": {"model": "claude-sonnet-4-6", "tools": []},
+            "input": {"maxTurns": 4},
+            "limits": {"maxBudgetUsd": 0.25},
+        },
+    )
+    arguments = cli_arguments(spec, "sid", resume=False)
+    assert arguments[arguments.index("--max-budget-usd") + 1] == "0.250000"
+    spent = cast(
+        TaskSpec, {**spec, "limits": {"maxBudgetUsd": 0.0}}
+    )  # the proxy refuses; the CLI is not told 0
+    assert "--max-budget-usd" not in cli_arguments(spent, "sid", resume=False)
+
+
 @pytest.fixture
 def workspace():
     # Not under tmp_path: pytest's base directory is 0700, and the sandbox's uid must
@@ -224,3 +241,41 @@ def test_the_relay_takes_only_this_runs_key_and_sends_the_task_token_on():
         assert calls == [
             {"inputTokens": 10, "outputTokens": 5, "totalInputTokens": 10, "totalOutputTokens": 5}
         ]
+
+
+def test_the_relay_caps_its_connections_and_closes_idle_ones():
+    with (
+        ScriptedAnthropic([reply("after the flood")]) as upstream,
+        tempfile.TemporaryDirectory() as d,
+    ):
+        path = os.path.join(d, "llm.sock")
+        relay = LlmRelay(
+            path, upstream.url, "tt1.x", lambda usage: None, run_key="k1", max_connections=4,
+            read_timeout=1.0,
+        )  # fmt: skip
+        relay.start()
+        threads_before = threading.active_count()
+        idle = []
+        try:
+            for _ in range(40):  # idle connections, as a hostile program would hold
+                conn = socket.socket(socket.AF_UNIX)
+                conn.connect(path)
+                idle.append(conn)
+            # Past the cap, connections are closed at once, with no thread made.
+            closed = 0
+            for conn in idle[4:]:
+                conn.settimeout(5)
+                closed += conn.recv(1) == b""
+            assert closed == 36
+            assert threading.active_count() <= threads_before + 4
+            # The four held ones are closed after the read timeout, freeing the slots.
+            for conn in idle[:4]:
+                conn.settimeout(10)
+                assert conn.recv(1) == b""
+            body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+            status, answer = post_over_socket(path, "/v1/messages", "k1", body)
+        finally:
+            for conn in idle:
+                conn.close()
+            relay.close()
+        assert status == 200 and b"after the flood" in answer

@@ -152,3 +152,26 @@ def test_remove_tree_deletes_any_depth_and_any_name(workspace):
 
     assert not workspace.exists()
     assert os.path.exists("/etc/passwd")  # the symlink was removed, not followed
+
+
+def test_names_with_control_characters_are_skipped_and_shown_escaped(workspace):
+    (workspace / "two\nlines.txt").write_text("x")
+    (workspace / "\x1b[31mred").write_text("x")
+    (workspace / "dir\r").mkdir()
+    (workspace / "dir\r" / "inside.txt").write_text("x")
+    (workspace / "fine.txt").write_text("x")
+    os.symlink("target\x1b]0;title\x07", workspace / "link")
+
+    collected = collect_outputs(workspace, output_limits())
+
+    files = {f["path"]: f for f in collected["files"]}
+    assert set(files) == {"fine.txt", "link"}
+    assert files["link"]["target"] == "target\\x1b]0;title\\x07"
+    skipped = {s["path"]: s["reason"] for s in collected["skipped"]}
+    assert skipped == {
+        "two\\x0alines.txt": "name_has_control_characters",
+        "\\x1b[31mred": "name_has_control_characters",
+        "dir\\x0d": "name_has_control_characters",
+    }
+    shown = [v for entry in [*collected["files"], *collected["skipped"]] for v in entry.values()]
+    assert not any(char in str(value) for value in shown for char in ("\n", "\x1b", "\r"))

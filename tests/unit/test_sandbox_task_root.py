@@ -12,7 +12,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from job_runner.sandbox import BubblewrapSandbox, Limits, SandboxError, make_sandbox, system_binds
+from job_runner.sandbox import BubblewrapSandbox, Limits, SandboxError
+from job_runner.sandboxes.bwrap import system_binds
 from job_runner.workspace import prepare_workspace
 
 
@@ -45,7 +46,7 @@ def small_root():
 def test_the_task_root_is_the_system_a_task_sees_and_it_is_read_only(small_root):
     workspace = prepare_workspace(tempfile.mkdtemp(prefix="sandbox-test-"))[0]
     os.chmod(os.path.dirname(workspace), 0o711)
-    outcome = make_sandbox("bwrap", str(small_root)).run(
+    outcome = BubblewrapSandbox(task_root=str(small_root)).run(
         [
             "bash",
             "-c",
@@ -80,7 +81,7 @@ def test_with_network_a_task_gets_the_machines_resolver_and_trust_store(task_roo
     index and the egress proxy; Debian's own bundle in the root may not (issue 23)."""
     workspace = prepare_workspace(tempfile.mkdtemp(prefix="sandbox-test-"))[0]
     os.chmod(os.path.dirname(workspace), 0o711)
-    outcome = make_sandbox("bwrap", str(task_root)).run(
+    outcome = BubblewrapSandbox(task_root=str(task_root)).run(
         ["sha256sum", "/etc/ssl/certs/ca-certificates.crt", "/etc/resolv.conf"],
         Limits(wall_seconds=10, network=True),
         workspace=workspace,

@@ -1,13 +1,15 @@
 // Agents: list, create, edit and delete, with every field the API takes. The model,
 // tool and engine choices come from GET /api/config, so they follow the deployment.
 import { api } from "./api.js";
-import { action, errorSlot, h, showError, view, when } from "./ui.js";
+import { action, errorSlot, h, tableNote, showError, view, when } from "./ui.js";
 
 export async function agentList() {
   const slot = errorSlot();
   const body = h("tbody");
+  const foot = tableNote(5, "Loading agents…");
   view(h("h1", {}, "Agents"), h("div", { class: "toolbar" }, h("a", { href: "#/agents/new", id: "new-agent" }, "New agent…")), slot,
-    h("table", { id: "agents" }, h("thead", {}, h("tr", {}, ["Name", "Model", "Tools", "Updated", ""].map((t) => h("th", {}, t)))), body));
+    h("div", { class: "table-wrap" }, h("table", { id: "agents", class: "stack" },
+      h("thead", {}, h("tr", {}, ["Name", "Model", "Tools", "Updated", ""].map((t) => h("th", {}, t)))), body, foot)));
   try {
     const { agents } = await api("/api/agents");
     body.replaceChildren(...agents.map((agent) => {
@@ -24,7 +26,8 @@ export async function agentList() {
         h("td", {}, when(agent.updatedAt)), h("td", {}, remove, rowSlot));
       return row;
     }));
-    if (!agents.length) body.append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No agents yet.")));
+    foot.note();
+    if (!agents.length) foot.note("No agents yet. ", h("a", { href: "#/agents/new" }, "Create one."));
   } catch (error) {
     showError(slot, error);
   }
@@ -79,7 +82,7 @@ export async function agentForm(config, id) {
     const target = `#/agents/${saved.id}`;
     if (location.hash === target) slot.replaceChildren(h("p", { class: "note", id: "saved" }, "Saved."));
     else location.hash = target;
-  }));
+  }, { name, description, systemPrompt, model, maxTurns, maxTokens, ...(engine ? { engine } : {}) }));
   const chat = agent ? h("button", { type: "button", class: "secondary", id: "chat-with-agent" }, "Start a conversation") : null;
   const chatSlot = errorSlot();
   if (chat) {

@@ -3,12 +3,15 @@
 // those), tool calls and their results folded, and the workspace's files.
 import { ApiError, api, followEvents } from "./api.js";
 import { fileList } from "./files.js";
-import { TERMINAL, action, errorSlot, h, showError, statusBadge, view, when } from "./ui.js";
+import {
+  TERMINAL, action, enterSubmits, errorSlot, h, markdown, tableNote, showError, statusBadge, view, when,
+} from "./ui.js";
 import { refreshUsage } from "./usage.js";
 
 export async function conversationList() {
   const slot = errorSlot();
   const body = h("tbody");
+  const foot = tableNote(4, "Loading conversations…");
   const agent = h("select", { id: "conversation-agent" }, h("option", { value: "" }, "default agent settings"));
   const title = h("input", { type: "text", id: "conversation-title", placeholder: "Title" });
   const createSlot = errorSlot();
@@ -19,7 +22,8 @@ export async function conversationList() {
     location.hash = `#/conversations/${conversation.id}`;
   }));
   view(h("h1", {}, "Conversations"), form, slot,
-    h("table", { id: "conversations" }, h("thead", {}, h("tr", {}, ["Title", "Agent", "Updated", ""].map((t) => h("th", {}, t)))), body));
+    h("div", { class: "table-wrap" }, h("table", { id: "conversations", class: "stack" },
+      h("thead", {}, h("tr", {}, ["Title", "Agent", "Updated", ""].map((t) => h("th", {}, t)))), body, foot)));
   try {
     const [{ conversations }, { agents }] = await Promise.all([api("/api/conversations"), api("/api/agents")]);
     const names = Object.fromEntries(agents.map((a) => [a.id, a.name]));
@@ -28,7 +32,8 @@ export async function conversationList() {
       h("td", {}, h("a", { href: `#/conversations/${c.id}` }, c.title || "(untitled)")),
       h("td", {}, c.agentId ? names[c.agentId] || c.agentId : "—"), h("td", {}, when(c.updatedAt)),
       h("td", {}, c.activeTaskId ? "answering…" : ""))));
-    if (!conversations.length) body.append(h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No conversations yet.")));
+    foot.note();
+    if (!conversations.length) foot.note("No conversations yet: pick an agent above and start one.");
   } catch (error) {
     showError(slot, error);
   }
@@ -78,7 +83,7 @@ function pastTools(taskId) {
 
 export async function conversationPage(id, signal) {
   const slot = errorSlot();
-  view(h("h1", {}, "Conversation"), slot);
+  view(h("h1", {}, "Conversation"), slot, h("p", { class: "muted loading" }, "Loading the conversation…"));
   let conversation;
   try {
     conversation = await loadConversation(id);
@@ -87,8 +92,8 @@ export async function conversationPage(id, signal) {
     return;
   }
   const chat = h("div", { class: "chat", id: "chat" });
-  const message = h("textarea", { id: "message", rows: 3, placeholder: "Message the agent" });
-  const send = h("button", { type: "submit", id: "send" }, "Send");
+  const message = h("textarea", { id: "message", rows: 3, placeholder: "Message the agent (Enter sends, Shift+Enter for a new line)" });
+  const send = h("button", { type: "submit", id: "send", title: "Enter" }, "Send");
   const reason = h("p", { class: "note", id: "send-reason" });
   const sendSlot = errorSlot();
   const cancelTurn = h("button", { type: "button", class: "danger", id: "cancel-turn", hidden: true }, "Stop the turn");
@@ -106,8 +111,10 @@ export async function conversationPage(id, signal) {
     h("section", {}, h("h2", {}, "Workspace files"), files),
     remove, removeSlot, slot);
 
+  enterSubmits(message, form);
+  if (!conversation.messages.length) chat.append(h("p", { class: "muted empty" }, "No messages yet: say something to the agent below."));
   for (const m of conversation.messages) {
-    chat.append(h("div", { class: `message ${m.role}`, dataset: { role: m.role } }, m.content));
+    chat.append(messageBubble(m.role, m.content, m.createdAt));
     if (m.role === "assistant" && m.taskId) chat.append(pastTools(m.taskId));
   }
   refreshFiles(id, files);
@@ -125,20 +132,28 @@ export async function conversationPage(id, signal) {
     conversation.activeTaskId = taskId;
     busy(taskId);
     let bubble = null; // the assistant message being written
-    const status = h("div", { class: "muted turn-status" });
+    let written = ""; // its Markdown so far
+    const status = h("div", { class: "muted turn-status" }, "Turn ", statusBadge("queued"), h("span", { class: "spinner", "aria-hidden": "true" }));
     chat.append(status);
+    const open = () => {
+      if (!bubble) {
+        chat.insertBefore((bubble = h("div", { class: "message assistant live markdown", dataset: { role: "assistant" } })), status);
+        written = "";
+      }
+      return bubble;
+    };
     await followEvents(taskId, {
       signal,
       onError: (error) => showError(sendSlot, error),
       onEvent: (event) => {
         const data = event.data || {};
         if (event.type === "assistant_delta") {
-          if (!bubble) chat.insertBefore((bubble = h("div", { class: "message assistant live", dataset: { role: "assistant" } })), status);
-          bubble.append(typeof data === "string" ? data : data.text || "");
+          open();
+          written += typeof data === "string" ? data : data.text || "";
+          bubble.replaceChildren(markdown(written));
         } else if (event.type === "assistant") {
           // The whole text of one model message: it replaces what its deltas wrote.
-          if (!bubble) chat.insertBefore((bubble = h("div", { class: "message assistant live", dataset: { role: "assistant" } })), status);
-          bubble.textContent = data.text || "";
+          open().replaceChildren(markdown(data.text || ""));
           bubble = null;
         } else if (event.type === "tool_call") {
           bubble = null;
@@ -147,7 +162,10 @@ export async function conversationPage(id, signal) {
           const fold = [...chat.querySelectorAll("details.tool")].find((d) => d.dataset.callId === (data.id || ""));
           if (fold) fold.result.textContent = data.output;
         } else if (event.type === "status") {
-          status.replaceChildren("Turn ", statusBadge(data.status));
+          // The API's status changes carry `status`; an engine's own carry `state`
+          // (Claude Code's {"state": "engine_started", ...}).
+          if (data.status) status.replaceChildren("Turn ", statusBadge(data.status), TERMINAL.has(data.status) ? null : h("span", { class: "spinner", "aria-hidden": "true" }));
+          else if (data.state) status.dataset.engineState = data.state;
         }
       },
       isDone: async () => TERMINAL.has((await api(`/api/tasks/${taskId}`, { signal })).status),
@@ -177,7 +195,9 @@ export async function conversationPage(id, signal) {
       return;
     }
     message.value = "";
-    chat.append(h("div", { class: "message user", dataset: { role: "user" } }, accepted.message.content));
+    const empty = chat.querySelector(".empty");
+    if (empty) empty.remove();
+    chat.append(messageBubble("user", accepted.message.content, accepted.message.createdAt));
     watchTurn(accepted.task.id).catch((error) => showError(sendSlot, error));
   });
   busy(conversation.activeTaskId);
@@ -195,4 +215,11 @@ async function refreshFiles(id, slot) {
       slot.replaceChildren(h("div", { class: "error" }, error.message));
     }
   }
+}
+
+/** A message of the conversation: the agent's rendered from Markdown, the user's as text. */
+function messageBubble(role, content, createdAt) {
+  const title = createdAt ? when(createdAt) : undefined;
+  if (role === "assistant") return markdown(content, { class: `message ${role}`, dataset: { role }, title });
+  return h("div", { class: `message ${role}`, dataset: { role }, title }, content);
 }

@@ -4,6 +4,7 @@ import { api, onUnauthenticated } from "./api.js";
 import { agentForm, agentList } from "./agents.js";
 import { describe, restore, signInView, signOut } from "./auth.js";
 import { conversationList, conversationPage } from "./conversations.js";
+import { keyList } from "./keys.js";
 import { runForm, taskList, taskPage } from "./tasks.js";
 import { errorBox, view } from "./ui.js";
 import { refreshUsage } from "./usage.js";
@@ -13,13 +14,14 @@ let current = new AbortController(); // ends the previous page's streams
 
 const ROUTES = [
   [/^#\/tasks\/(\w+)$/, (m, signal) => taskPage(m[1], signal)],
-  [/^#\/tasks(?:\?(.*))?$/, (m) => taskList(new URLSearchParams(m[1] || ""))],
+  [/^#\/tasks(?:\?(.*))?$/, (m, signal) => taskList(new URLSearchParams(m[1] || ""), signal)],
   [/^#\/run$/, () => runForm(config)],
   [/^#\/agents\/new$/, () => agentForm(config, null)],
   [/^#\/agents\/(\w+)$/, (m) => agentForm(config, m[1])],
   [/^#\/agents$/, () => agentList()],
   [/^#\/conversations\/(\w+)$/, (m, signal) => conversationPage(m[1], signal)],
   [/^#\/conversations$/, () => conversationList()],
+  [/^#\/keys$/, () => keyList()],
 ];
 
 async function route() {

@@ -2,13 +2,34 @@
 // its output arriving live over SSE.
 import { ApiError, api, followEvents } from "./api.js";
 import { fileList } from "./files.js";
-import { TERMINAL, action, errorSlot, h, showError, statusBadge, view, when } from "./ui.js";
+import {
+  TERMINAL, action, clock, ctrlEnterSubmits, duration, errorSlot, exitCodeOf, h, markdown,
+  tableNote, showError, statusBadge, view, when,
+} from "./ui.js";
 import { refreshUsage } from "./usage.js";
 
 const STATUSES = ["queued", "dispatched", "running", "completed", "failed", "timed_out", "cancelled"];
 const PAGE = 20;
 
-export async function taskList(params) {
+// The list refreshes itself this often while it is shown.
+const LIST_REFRESH_MS = 3000;
+
+/** What a task ran, in a line: the code's first line, or the agent and its prompt. */
+function whatRan(task, agentNames) {
+  const input = task.input || {};
+  if (task.kind === "code") {
+    const line = (input.code || "").split("\n").find((l) => l.trim()) || "";
+    return [h("span", { class: "tag" }, input.language || "code"), " ", h("code", {}, clip(line, 60))];
+  }
+  const agent = input.agentId ? agentNames[input.agentId] || "agent" : "agent";
+  return [h("span", { class: "tag" }, agent), " ", clip(input.prompt || "", 60)];
+}
+
+function clip(text, length) {
+  return text.length > length ? `${text.slice(0, length - 1)}…` : text;
+}
+
+export async function taskList(params, signal) {
   const status = params.get("status") || "";
   const token = params.get("page") || "";
   const limit = params.get("limit") || String(PAGE);
@@ -16,30 +37,59 @@ export async function taskList(params) {
     STATUSES.map((s) => h("option", { value: s, selected: s === status }, s.replace("_", " "))));
   filter.addEventListener("change", () => { location.hash = `#/tasks?${new URLSearchParams({ status: filter.value, limit })}`; });
   const slot = errorSlot();
+  const columns = ["Task", "What ran", "Status", "Took", "Created"];
   const body = h("tbody");
+  const foot = tableNote(columns.length, "Loading tasks…");
   const pager = h("div", { class: "pager" });
   view(h("h1", {}, "Tasks"),
     h("div", { class: "toolbar" }, h("label", { class: "inline" }, "Status ", filter), h("a", { href: "#/run" }, "Run code…")),
     slot,
-    h("table", { id: "tasks" }, h("thead", {}, h("tr", {}, ["Task", "Kind", "Status", "Created", "Exit"].map((t) => h("th", {}, t)))), body),
+    h("div", { class: "table-wrap" }, h("table", { id: "tasks", class: "stack" },
+      h("thead", {}, h("tr", {}, columns.map((t) => h("th", {}, t)))), body, foot)),
     pager);
   const query = new URLSearchParams({ limit });
   if (status) query.set("status", status);
   if (token) query.set("pageToken", token);
+  let agentNames = {};
   try {
-    const page = await api(`/api/tasks?${query}`);
-    body.replaceChildren(...page.tasks.map((task) => h("tr", { dataset: { id: task.id } },
-      h("td", {}, h("a", { href: `#/tasks/${task.id}` }, task.id)),
-      h("td", {}, task.kind), h("td", {}, statusBadge(task.status)), h("td", {}, when(task.createdAt)),
-      h("td", {}, task.result && task.result.exitCode !== undefined ? String(task.result.exitCode) : ""))));
-    if (!page.tasks.length) body.append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No tasks.")));
-    if (token) pager.append(h("button", { type: "button", class: "secondary", onclick: () => history.back() }, "Back"));
-    if (page.nextPageToken) {
-      const next = new URLSearchParams({ page: page.nextPageToken, limit, ...(status ? { status } : {}) });
-      pager.append(h("button", { type: "button", class: "secondary", id: "next-page", onclick: () => { location.hash = `#/tasks?${next}`; } }, "Next page"));
+    agentNames = Object.fromEntries((await api("/api/agents", { signal })).agents.map((a) => [a.id, a.name]));
+  } catch {
+    // names are a nicety: the list shows "agent" without them
+  }
+  const row = (task) => h("tr", { dataset: { id: task.id, status: task.status } },
+    h("td", { class: "id" }, h("a", { href: `#/tasks/${task.id}` }, task.id)),
+    h("td", { class: "what" }, whatRan(task, agentNames)),
+    h("td", {}, statusBadge(task.status, exitCodeOf(task))),
+    h("td", { class: "took" }, duration(task) || ""),
+    h("td", { class: "created" }, when(task.createdAt)));
+  let first = true;
+  while (!signal || !signal.aborted) {
+    try {
+      const page = await api(`/api/tasks?${query}`, { signal });
+      body.replaceChildren(...page.tasks.map(row));
+      foot.note();
+      if (!page.tasks.length) {
+        foot.note(status ? "No tasks with this status." : "No tasks yet. ",
+          status ? null : h("a", { href: "#/run" }, "Run some code."));
+      }
+      if (first) {
+        if (token) pager.append(h("button", { type: "button", class: "secondary", onclick: () => history.back() }, "Back"));
+        if (page.nextPageToken) {
+          const next = new URLSearchParams({ page: page.nextPageToken, limit, ...(status ? { status } : {}) });
+          pager.append(h("button", { type: "button", class: "secondary", id: "next-page", onclick: () => { location.hash = `#/tasks?${next}`; } }, "Next page"));
+        }
+        first = false;
+      }
+      showError(slot, null);
+    } catch (error) {
+      if (error.name === "AbortError") return;
+      showError(slot, error);
     }
-  } catch (error) {
-    showError(slot, error);
+    if (!signal) return;
+    await new Promise((resolve) => {
+      const timer = setTimeout(resolve, LIST_REFRESH_MS);
+      signal.addEventListener("abort", () => { clearTimeout(timer); resolve(); }, { once: true });
+    });
   }
 }
 
@@ -94,17 +144,19 @@ export function runForm(config) {
   const memory = h("input", { type: "number", id: "memory", value: "512" });
   const network = h("input", { type: "checkbox", id: "network" });
   const slot = errorSlot();
-  const button = h("button", { type: "submit", id: "run" }, "Run");
+  const button = h("button", { type: "submit", id: "run", title: "Ctrl+Enter" }, "Run");
   const form = h("form", { class: "card", id: "run-form" },
     h("div", { class: "row" }, h("div", {}, h("label", { for: "language" }, "Language"), language),
       h("div", {}, h("label", { for: "timeout" }, "Timeout (s)"), timeout),
       h("div", {}, h("label", { for: "memory" }, "Memory (MB)"), memory)),
-    h("label", { for: "code" }, "Code"), code,
+    h("label", { for: "code" }, "Code ", h("span", { class: "muted hint" }, "Ctrl+Enter runs it")), code,
     h("label", { for: "stdin" }, "Standard input"), stdin,
     h("label", { for: "files" }, "Files for /workspace"), files,
     h("p", { class: "note" }, "Small text files are sent as text, other small files as base64, larger ones as uploads."),
     h("label", { class: "inline" }, network, "Network access"),
     slot, button);
+  ctrlEnterSubmits(code, form);
+  const fields = { language, code, stdin, files, timeoutSeconds: timeout, memoryMb: memory, network };
   form.addEventListener("submit", action(button, slot, async () => {
     const body = {
       kind: "code", language: language.value, code: code.value, stdin: stdin.value,
@@ -116,13 +168,13 @@ export function runForm(config) {
     }
     const task = await api("/api/tasks", { method: "POST", body });
     location.hash = `#/tasks/${task.id}`;
-  }));
+  }, fields));
   view(h("h1", {}, "Run code"), form);
 }
 
 export async function taskPage(id, signal) {
   const slot = errorSlot();
-  view(h("h1", {}, "Task ", h("code", {}, id)), slot);
+  view(h("h1", {}, "Task ", h("code", {}, id)), slot, h("p", { class: "muted loading" }, "Loading the task…"));
   let task;
   try {
     task = await api(`/api/tasks/${id}`);
@@ -130,7 +182,8 @@ export async function taskPage(id, signal) {
     showError(slot, error);
     return;
   }
-  const badge = h("span", { id: "task-status" }, statusBadge(task.status));
+  const badge = h("span", { id: "task-status" }, statusBadge(task.status, exitCodeOf(task)));
+  const execution = h("div", { id: "execution", class: "muted" });
   const cancelSlot = errorSlot();
   const cancel = h("button", { type: "button", class: "danger", id: "cancel" }, "Cancel");
   cancel.addEventListener("click", action(cancel, cancelSlot, async () => update(await api(`/api/tasks/${id}/cancel`, { method: "POST" }))));
@@ -141,7 +194,7 @@ export async function taskPage(id, signal) {
   const files = h("div", { id: "files" });
   view(h("h1", {}, "Task ", h("code", {}, id), " ", badge),
     h("section", {}, h("div", { class: "muted" }, `${task.kind} · created ${when(task.createdAt)}`),
-      inputSummary(task.input), outcome, cancel, cancelSlot),
+      execution, inputSummary(task.input), outcome, cancel, cancelSlot),
     h("section", {}, h("h2", {}, "Standard output"), stdout, h("h2", {}, "Standard error"), stderr),
     h("section", {}, h("h2", {}, "Files"), files),
     h("section", {}, h("details", {}, h("summary", {}, "Events"), events)),
@@ -149,7 +202,8 @@ export async function taskPage(id, signal) {
 
   function update(latest) {
     task = latest;
-    badge.replaceChildren(statusBadge(task.status));
+    badge.replaceChildren(statusBadge(task.status, exitCodeOf(task)));
+    execution.replaceChildren(...describeExecution(task));
     cancel.hidden = TERMINAL.has(task.status);
     if (!TERMINAL.has(task.status)) {
       files.replaceChildren(h("p", { class: "muted" }, "Its files are listed when the task has ended."));
@@ -163,7 +217,9 @@ export async function taskPage(id, signal) {
   }
 
   const onEvent = (event) => {
-    events.append(h("li", {}, `${event.seq} ${event.type} `, h("code", {}, typeof event.data === "string" ? event.data : JSON.stringify(event.data))));
+    events.append(h("li", { dataset: { seq: String(event.seq), type: event.type } },
+      h("time", { datetime: event.at || "", title: when(event.at) }, clock(event.at)), ` ${event.seq} ${event.type} `,
+      h("code", {}, typeof event.data === "string" ? event.data : JSON.stringify(event.data))));
     if (event.type === "stdout") stdout.append(event.data);
     else if (event.type === "stderr") stderr.append(event.data);
     else if (event.type === "status" && event.data && event.data.status) badge.replaceChildren(statusBadge(event.data.status));
@@ -197,11 +253,24 @@ function inputSummary(input) {
   return h("details", { open: true }, h("summary", {}, "Prompt"), h("pre", {}, input.prompt));
 }
 
+/** Where the task ran, how long it took, and links to its logs and execution. */
+function describeExecution(task) {
+  const parts = [];
+  const run = task.execution || {};
+  if (run.backend) parts.push(`ran on ${run.backend}${run.sandbox ? ` (${run.sandbox})` : ""}`);
+  const took = duration(task);
+  if (took) parts.push(`took ${took}`);
+  const shown = parts.length ? [parts.join(" · ")] : [];
+  if (run.logUri) shown.push(" · ", h("a", { href: run.logUri, id: "log-link", target: "_blank", rel: "noopener noreferrer" }, "Logs"));
+  if (run.consoleUri) shown.push(" · ", h("a", { href: run.consoleUri, id: "console-link", target: "_blank", rel: "noopener noreferrer" }, "Cloud Console"));
+  return shown;
+}
+
 function describeOutcome(task) {
   const parts = [];
   const result = task.result || {};
   if (result.exitCode !== undefined) parts.push(h("div", { id: "exit-code" }, `Exit code ${result.exitCode} · ${result.durationMs} ms`));
-  if (typeof result.text === "string") parts.push(h("div", { class: "message assistant" }, result.text));
+  if (typeof result.text === "string") parts.push(markdown(result.text, { class: "message assistant" }));
   if (task.error) parts.push(h("div", { class: "error" }, `${task.error.message} `, h("code", {}, `(${task.error.code})`)));
   return parts;
 }
