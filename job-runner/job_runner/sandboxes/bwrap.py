@@ -146,7 +146,7 @@ class BubblewrapSandbox:
         # setup failure is told apart from a program that prints "bwrap: ..." itself.
         argv += ["--json-status-fd", str(status_fd)]
         argv += self._system
-        etc_files = () if self._task_root else ETC_FILES  # a task root has its own /etc
+        etc_files: tuple[str, ...] = () if self._task_root else ETC_FILES  # the root's own /etc
         etc_files += NETWORK_ETC_FILES if limits.network else ()
         # bwrap makes a bind's missing parents 0700 and root's: bwrap-root's program,
         # not root, could not pass through them (/etc, /engine). Made first, 0755.
