@@ -14,7 +14,6 @@ from datetime import timedelta
 from typing import Any, cast
 
 from api import config
-from api.adapters.firestore_paths import EVENTS, task_path
 from api.adapters.firestore_store import Contended
 from api.adapters.firestore_tasks import idempotency_record
 from api.errors import ApiError, not_found
@@ -376,7 +375,7 @@ class TaskService:
                 "This task is a conversation's turn: delete the conversation.",
             )
         delete_files(task_id)
-        self.store.delete_tree(task_path(task_id), (EVENTS,))
+        self.store.delete_task(task_id)
 
     def events(
         self, owner: str, task_id: str, after: int, limit: int
