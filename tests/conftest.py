@@ -4,6 +4,7 @@ tests), the app with its test client, and a real API server process."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 import re
 import time
 from pathlib import Path
@@ -106,7 +107,7 @@ def firestore(emulator):
 
 
 @pytest.fixture(scope="session")
-def task_root() -> Path:
+def task_root() -> Iterator[Path]:
     """The default environment's root (environments/default/), which every runner the
     tests start gives its tasks as /, as the runner image does: built on the first run
     (a few minutes), then cached under .cache/task-root/."""
