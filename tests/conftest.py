@@ -4,9 +4,9 @@ tests), the app with its test client, and a real API server process."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
