@@ -288,6 +288,9 @@ class Settings(BaseSettings):
         default=None, validation_alias="TASK_TOKEN_KEY_SECRET"
     )
     sandbox: str = Field(default="auto", validation_alias="SANDBOX")
+    # The local executor's runners give tasks this root as / (devtools/task_root.py);
+    # the runner image sets its own (/opt/task-root).
+    task_root: str | None = Field(default=None, validation_alias="TASK_ROOT")
     allow_task_network: bool = Field(default=False, validation_alias="ALLOW_TASK_NETWORK")
     local_max_concurrent_tasks: int = Field(
         default=LOCAL_MAX_CONCURRENT_TASKS, validation_alias="LOCAL_MAX_CONCURRENT_TASKS"

@@ -204,6 +204,8 @@ class CloudRunStandIn:
             PATH=os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
             SANDBOX="bwrap",
         )
+        if os.environ.get("TASK_ROOT"):  # the image's /opt/task-root, here the local root
+            env["TASK_ROOT"] = os.environ["TASK_ROOT"]
         with open(self.log_path or os.devnull, "ab") as log:
             process = record.process = subprocess.Popen(
                 [sys.executable, "-m", "job_runner", *args],

@@ -20,6 +20,7 @@ def make_executor(settings: Settings, count_in_flight: Callable[[], int]) -> Exe
             settings.public_url,
             max_concurrent=settings.local_max_concurrent_tasks,
             sandbox=settings.sandbox,
+            task_root=settings.task_root,
             python=settings.runner_python,
         )
     from api.adapters.executors.cloudrun import CloudRunJobsExecutor
