@@ -16,6 +16,7 @@ from flask.json.provider import DefaultJSONProvider
 
 from api import config
 from api.config import Settings
+from api.routes.common import FilePathConverter
 
 if TYPE_CHECKING:
     from api.adapters.executors.base import Executor
@@ -81,6 +82,7 @@ def create_app(
     settings = settings or Settings.from_env()
     configure_logging(settings.project)
     app = Flask(__name__)
+    app.url_map.converters["path"] = FilePathConverter
     app.config["MAX_CONTENT_LENGTH"] = config.MAX_BODY_BYTES
     if isinstance(app.json, DefaultJSONProvider):
         app.json.sort_keys = False
