@@ -111,7 +111,7 @@ MAX_SKIPPED_LISTED = 100
 MAX_RUNNER_CHUNK_BYTES = 32 * 1024 * 1024
 # How long one Cloud Storage call retries transient errors before the API answers 503.
 STORAGE_RETRY_SECONDS = 10.0
-# Deadlines on a client (api/serving.py, ADR 0014): its request line and headers, each
+# Deadlines on a client (api/serving.py, ADR 0015): its request line and headers, each
 # piece of its body, and taking each piece of a response.
 REQUEST_HEADER_SECONDS = 10.0
 REQUEST_BODY_IDLE_SECONDS = 10.0
