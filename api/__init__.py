@@ -16,6 +16,7 @@ from flask.json.provider import DefaultJSONProvider
 
 from api import config
 from api.config import Settings
+from api.routes.common import FilePathConverter
 
 if TYPE_CHECKING:
     from api.adapters.executors.base import Executor
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from api.services.conversations import ConversationService
     from api.services.dispatcher import Dispatcher
     from api.services.files import FileService
+    from api.services.launch_rate import LaunchRate
     from api.services.llm_budget import LlmBudget
     from api.services.llm_proxy import LlmProxy
     from api.services.request_rate import RequestRate
@@ -82,6 +84,7 @@ def create_app(
     settings = settings or Settings.from_env()
     configure_logging(settings.project)
     app = Flask(__name__)
+    app.url_map.converters["path"] = FilePathConverter
     app.config["MAX_CONTENT_LENGTH"] = config.MAX_BODY_BYTES
     if isinstance(app.json, DefaultJSONProvider):
         app.json.sort_keys = False
@@ -154,11 +157,25 @@ def _dispatcher(
             else executor.backend == "cloudrun"
         ),
         max_running_per_owner=settings.max_active_tasks_per_user,
+        launch_rate=_launch_rate(settings, machine, executor),
+        small_job_max_memory_mb=settings.small_job_max_task_memory_mb,
+        max_queued_seconds=settings.max_queued_seconds,
     )
     # The executor needs no dispatcher to be built: it is told where to report a
     # runner's exit once the dispatcher exists.
     executor.notify_exits(dispatcher.runner_exited)
     return dispatcher
+
+
+def _launch_rate(
+    settings: Settings, machine: TaskStateMachine, executor: Executor
+) -> LaunchRate | None:
+    """The fleet-wide RunJob rate, shared through Firestore (Cloud Run only)."""
+    if executor.backend != "cloudrun":
+        return None
+    from api.services.launch_rate import LaunchRate
+
+    return LaunchRate(machine.store, settings.run_job_launches_per_minute)
 
 
 def _with_public_services(

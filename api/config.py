@@ -63,8 +63,12 @@ MAX_FILE_NAME_BYTES = 255
 # Output kept per stream in the result (the runner drains and counts the rest).
 MAX_OUTPUT_BYTES = 128 * 1024
 
-# Seconds a runner may take beyond the task's own timeout (start-up, upload).
-RUNNER_OVERHEAD_SECONDS = 30
+# Seconds an execution may take beyond its task's own timeout: its start (tens of
+# seconds on Cloud Run, sometimes minutes), the workspace restore and the output
+# upload. The execution's timeout and the task's deadline both hold it. Billing is for
+# what runs, so a generous margin costs nothing; the runner still stops the program at
+# the task's own timeout. (deploy-gcp.sh derives the jobs' timeout from it.)
+RUNNER_OVERHEAD_SECONDS = 300
 # How long a non-terminal task may go without a heartbeat before it is checked.
 HEARTBEAT_INTERVAL_SECONDS = 5
 HEARTBEAT_GRACE_SECONDS = 30
@@ -74,6 +78,18 @@ RECONCILE_INTERVAL_SECONDS = 5
 LOCAL_MAX_CONCURRENT_TASKS = 4
 # Cloud Run runs at most 1,000 job executions per region at once; stay well below.
 MAX_TASKS_IN_FLIGHT = 200
+# Jobs by memory class (executions cannot override CPU or memory): code tasks of up to
+# this much memory run in the small job (CLOUD_RUN_JOB_SMALL), 1 CPU; the rest, and
+# Claude Code agents, in the large one (CLOUD_RUN_JOB). Each job's memory holds its
+# largest task + TASK_DISK_MB + RUNNER_RESERVE_MB (deploy-gcp.sh derives both sizes).
+SMALL_JOB_MAX_TASK_MEMORY_MB = 1024
+# RunJob calls per minute, fleet-wide (api/services/launch_rate.py): below Cloud Run's
+# "Job run requests per minute per region" quota (its default is not published; read it
+# in the Console's Quotas page).
+RUN_JOB_LAUNCHES_PER_MINUTE = 50
+# How long a task may stay queued while RunJob answers 429 before it fails
+# dispatch_failed.
+MAX_QUEUED_SECONDS = 3600
 # Tasks not yet settled (queued included) beyond which submissions get 503.
 MAX_PENDING_TASKS = 1000
 LIST_PAGE_DEFAULT, LIST_PAGE_MAX = 20, 100
@@ -95,7 +111,7 @@ MAX_SKIPPED_LISTED = 100
 MAX_RUNNER_CHUNK_BYTES = 32 * 1024 * 1024
 # How long one Cloud Storage call retries transient errors before the API answers 503.
 STORAGE_RETRY_SECONDS = 10.0
-# Deadlines on a client (api/serving.py, ADR 0013): its request line and headers, each
+# Deadlines on a client (api/serving.py, ADR 0015): its request line and headers, each
 # piece of its body, and taking each piece of a response.
 REQUEST_HEADER_SECONDS = 10.0
 REQUEST_BODY_IDLE_SECONDS = 10.0
@@ -305,6 +321,9 @@ class Settings(BaseSettings):
         default=None, validation_alias="TASK_TOKEN_KEY_SECRET"
     )
     sandbox: str = Field(default="auto", validation_alias="SANDBOX")
+    # The local executor's runners give tasks this root as / (devtools/task_root.py);
+    # the runner image sets its own (/opt/task-root).
+    task_root: str | None = Field(default=None, validation_alias="TASK_ROOT")
     allow_task_network: bool = Field(default=False, validation_alias="ALLOW_TASK_NETWORK")
     local_max_concurrent_tasks: int = Field(
         default=LOCAL_MAX_CONCURRENT_TASKS, validation_alias="LOCAL_MAX_CONCURRENT_TASKS"
@@ -312,6 +331,17 @@ class Settings(BaseSettings):
     runner_python: str | None = Field(default=None, validation_alias="RUNNER_PYTHON")
     max_tasks_in_flight: int = Field(
         default=MAX_TASKS_IN_FLIGHT, validation_alias="MAX_TASKS_IN_FLIGHT"
+    )
+    # The small job (unset: every task runs in CLOUD_RUN_JOB) and its largest task.
+    cloud_run_job_small: str | None = Field(default=None, validation_alias="CLOUD_RUN_JOB_SMALL")
+    small_job_max_task_memory_mb: int = Field(
+        default=SMALL_JOB_MAX_TASK_MEMORY_MB, validation_alias="SMALL_JOB_MAX_TASK_MEMORY_MB"
+    )
+    run_job_launches_per_minute: int = Field(
+        default=RUN_JOB_LAUNCHES_PER_MINUTE, validation_alias="RUN_JOB_LAUNCHES_PER_MINUTE"
+    )
+    max_queued_seconds: float = Field(
+        default=MAX_QUEUED_SECONDS, validation_alias="MAX_QUEUED_SECONDS"
     )
     # None: inline for cloudrun, background for local.
     dispatch_inline: bool | None = Field(default=None, validation_alias="DISPATCH_INLINE")
@@ -543,6 +573,8 @@ class Settings(BaseSettings):
                 "EXECUTOR=cloudrun needs CLOUD_RUN_JOB=projects/P/locations/L/jobs/J "
                 "(the job-runner job; see README, 'Running tasks on Cloud Run')."
             )
+        if self.run_job_launches_per_minute < 1:
+            raise ValueError("RUN_JOB_LAUNCHES_PER_MINUTE must be at least 1.")
         if self.default_model not in self.allowed_models:
             raise ValueError(
                 f"DEFAULT_MODEL={self.default_model!r} is not in ALLOWED_MODELS "

@@ -1,5 +1,5 @@
 """The Flask app served from an event loop, so that a slow client holds a coroutine and
-a few buffers, never one of the request threads (ADR 0013).
+a few buffers, never one of the request threads (ADR 0015).
 
 A thread-per-connection server (gunicorn's `gthread`) gives a connection a thread as
 soon as its first bytes arrive; the thread then blocks reading headers, reading the
@@ -15,6 +15,7 @@ api/serving.py).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import logging
 import sys
@@ -148,7 +149,8 @@ class WsgiBridge:
         client_gone = threading.Event()
         listening = asyncio.create_task(self._listen(receive, body, complete, client_gone))
         try:
-            await self._respond(_environ(scope, body, client_gone), _caller(scope), send)
+            environ = _environ(scope, body, client_gone)
+            await self._respond(environ, _caller(scope), send, client_gone)
         finally:
             listening.cancel()
             client_gone.set()
@@ -202,11 +204,18 @@ class WsgiBridge:
             body.fail(f"nothing arrived for {self.body_idle_seconds:g} s")
             return False
 
-    async def _respond(self, environ: dict[str, Any], caller: str, send: Send) -> None:
+    async def _respond(
+        self, environ: dict[str, Any], caller: str, send: Send, client_gone: threading.Event
+    ) -> None:
         started: list[Any] = []
+        # The app, and each piece of its response, may run on a different thread: they
+        # all run in this one context, so the request context Flask keeps in context
+        # variables (`stream_with_context`) is there for every piece. One at a time.
+        context = contextvars.copy_context()
 
         async def on_thread(call: Callable[..., Any], *args: Any) -> Any:
-            return await asyncio.wrap_future(self.threads.submit(caller, partial(call, *args)))
+            work = partial(context.run, call, *args)
+            return await asyncio.wrap_future(self.threads.submit(caller, work))
 
         def start_response(status: str, headers: list[tuple[str, str]], exc_info=None):
             started[:] = [status, headers]
@@ -228,7 +237,8 @@ class WsgiBridge:
                 },
             )
             piece = first
-            while piece is not _END:
+            # Nobody to write to once the client is gone: stop producing.
+            while piece is not _END and not client_gone.is_set():
                 if piece:
                     await self._send(
                         send, {"type": "http.response.body", "body": piece, "more_body": True}

@@ -12,10 +12,12 @@ from typing import Any, TypeVar, cast
 from api.adapters.firestore_paths import (
     AGENTS,
     API_KEYS,
+    EVENTS,
     agent_path,
     api_key_path,
     delivery_path,
     running_path,
+    task_path,
     upload_path,
     usage_path,
     webhook_secrets_path,
@@ -79,6 +81,10 @@ class DocumentStore:
 
     def delete_agent(self, agent_id: str) -> None:
         self.delete_tree(agent_path(agent_id), ())
+
+    def delete_task(self, task_id: str) -> None:
+        """A task and its events."""
+        self.delete_tree(task_path(task_id), (EVENTS,))
 
     # -- API keys --------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ path, in one place (as rq's `rq/keys.py` names its Redis keys).
   apiKeys/{sha256 of the key}             an API key's record
   userSecrets/{owner*}                    an owner's secrets: names, sizes, times
   userSecrets/{owner*}/values/{name}      one secret's sealed value (ADR 0012)
+  runLaunchWindows/{window}-{shard}       RunJob calls taken in one window (launch_rate.py)
 
 `{owner*}` is the owner passed through `document_id` (an owner such as `__x__` is
 not a valid document id). The admission collections are top-level, so the
@@ -53,6 +54,7 @@ WEBHOOK_SECRETS = "webhookSecrets"
 API_KEYS = "apiKeys"
 USER_SECRETS = "userSecrets"
 SECRET_VALUES = "values"
+LAUNCH_WINDOWS = "runLaunchWindows"
 
 
 def document_id(name: str) -> str:
@@ -187,6 +189,10 @@ def user_secrets_path(owner: str) -> str:
 
 def secret_value_path(owner: str, name: str) -> str:
     return f"{user_secrets_path(owner)}/{SECRET_VALUES}/{name}"
+
+
+def launch_window_path(window: int, shard: int) -> str:
+    return f"{LAUNCH_WINDOWS}/{window}-{shard}"
 
 
 # -- what kind of document a path names (firestore_codec.py) -------------------------

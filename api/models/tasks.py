@@ -19,7 +19,7 @@ from pydantic_core import PydanticCustomError
 from api import config
 from api.models.documents import TaskStatusName
 
-Language = Literal["python", "bash"]
+Language = Literal["python", "bash", "javascript"]
 # Bounds shared by every kind of task (and the agents' limits in models/agents.py).
 TimeoutSeconds = Annotated[
     int, Field(ge=config.MIN_TIMEOUT_SECONDS, le=config.MAX_TIMEOUT_SECONDS, strict=True)

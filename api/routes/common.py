@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 from flask import Flask, current_app, request
 from pydantic import BaseModel, ConfigDict, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.routing import PathConverter
 
 from api import config
 from api.errors import ApiError
@@ -233,3 +234,10 @@ def validate(model: type[M], data: object) -> M:
 def services() -> Services:
     found: Services = current_app.extensions["agent_platform"]
     return found
+
+
+class FilePathConverter(PathConverter):
+    """`<path:...>` that matches every character a file name may hold: werkzeug's own
+    stops at a newline (its `.` is not DOTALL), so such a file was listed but 404."""
+
+    regex = "[^/][\\s\\S]*?"

@@ -144,7 +144,13 @@ def serve_file(task: TaskDoc, path: str) -> Response:
     if request.range is not None:
         if request.range.units != "bytes" or len(request.range.ranges) != 1:
             raise ApiError(416, "range_not_satisfiable", "Ask for one range of bytes.")
-        bounds = request.range.range_for_length(size)
+        first, last = request.range.ranges[0]
+        if first < 0 and last is None and size > 0:
+            # A suffix longer than the file is the whole file (RFC 9110, 14.1.2);
+            # werkzeug's range_for_length refuses it.
+            bounds: tuple[int, int] | None = (max(0, size + first), size)
+        else:
+            bounds = request.range.range_for_length(size)
         if bounds is None:
             error = ApiError(416, "range_not_satisfiable", f"The file has {size} bytes.")
             raise error

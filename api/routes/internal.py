@@ -102,6 +102,8 @@ def _llm_call(call):
         name: request.headers.get(name, "") for name in ("anthropic-beta", "anthropic-version")
     }
     try:
+        # The token first: a caller without one never gets its body read.
+        services().llm_proxy.authenticate(token.strip())
         reply = call(token.strip(), request.get_json(silent=True), headers)
     except ProxyRefusal as refusal:
         return refusal.body, refusal.status, refusal.headers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 
@@ -25,6 +26,7 @@ from api.routes.operations import (
     operation,
 )
 from api.services.state_machine import is_terminal
+from api.wsgi_bridge import CLIENT_GONE
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/tasks")
 
@@ -198,8 +200,11 @@ def _sse(user: str, task_id: str, after: int) -> Iterator[str]:
 
 def _sse_events(user: str, task_id: str, after: int) -> Iterator[str]:
     tasks, watch = services().tasks, services().watch
+    # Set by the server (api/wsgi_bridge.py) once the client has gone: the stream ends
+    # within one wait below, and its held slot with it.
+    gone = request.environ.get(CLIENT_GONE) or threading.Event()
     started = last_sent = time.monotonic()
-    while time.monotonic() - started < SSE_MAX_SECONDS:
+    while time.monotonic() - started < SSE_MAX_SECONDS and not gone.is_set():
         seen = watch.version(task_id)
         task, events = tasks.events(user, task_id, after, EVENTS_PAGE)
         for event in events:

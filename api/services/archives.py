@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import queue
+import re
 import tarfile
 import threading
 import zipfile
@@ -80,10 +81,29 @@ class _ObjectFile:
         return b"".join(parts)
 
 
+# A backslash is a separator to Windows extractors (`..\\..\\evil.txt` climbs out of the
+# target folder), and control characters make names that terminals and shells misread.
+_UNSAFE_IN_ARCHIVES = re.compile(r"[\\\x00-\x1f\x7f]")
+
+
+def archive_names(paths: Iterable[str]) -> Iterator[str]:
+    """Each output path as an archive entry: unsafe characters become `_`, and a name
+    that then clashes with an earlier one gets `~N` (the listing keeps the real path)."""
+    used: set[str] = set()
+    for path in paths:
+        name = candidate = _UNSAFE_IN_ARCHIVES.sub("_", path)
+        number = 1
+        while candidate in used:
+            number += 1
+            candidate = f"{name}~{number}"
+        used.add(candidate)
+        yield candidate
+
+
 def _write_zip(out: _QueueWriter, entries: Iterable[tuple[dict, str]], read: Reader) -> None:
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for entry, name in entries:
-            info = zipfile.ZipInfo(entry["path"])
+        for (_entry, name), safe in _with_names(entries):
+            info = zipfile.ZipInfo(safe)
             info.compress_type = zipfile.ZIP_DEFLATED
             with archive.open(info, "w", force_zip64=True) as member:
                 for piece in read(name):
@@ -92,11 +112,18 @@ def _write_zip(out: _QueueWriter, entries: Iterable[tuple[dict, str]], read: Rea
 
 def _write_tar(out: _QueueWriter, entries: Iterable[tuple[dict, str]], read: Reader) -> None:
     with tarfile.open(fileobj=out, mode="w|gz", format=tarfile.PAX_FORMAT) as archive:
-        for entry, name in entries:
-            info = tarfile.TarInfo(entry["path"])
+        for (entry, name), safe in _with_names(entries):
+            info = tarfile.TarInfo(safe)
             info.size = entry["size"]
             info.mode = 0o644
             archive.addfile(info, _ObjectFile(read(name)))
+
+
+def _with_names(
+    entries: Iterable[tuple[dict, str]],
+) -> Iterator[tuple[tuple[dict, str], str]]:
+    listed = list(entries)
+    return zip(listed, archive_names(entry["path"] for entry, _ in listed), strict=True)
 
 
 WRITERS = {"zip": _write_zip, "tar.gz": _write_tar}

@@ -256,7 +256,12 @@ class LlmProxy:
         )
         self.budget.settle(record, spent, utcnow())
 
-    def _task_for(self, token: str) -> TaskDoc:
+    def authenticate(self, token: str) -> str:
+        """The task id a valid task token names (its signature only: no I/O), so a
+        caller without one is refused before its body is read.
+
+        :raises ProxyRefusal: 401 not a valid task token.
+        """
         parts = token.split(".")
         task_id = parts[1] if len(parts) == 4 and token.isascii() else ""
         try:
@@ -265,6 +270,10 @@ class LlmProxy:
             raise ProxyRefusal(
                 401, "authentication_error", f"Invalid task token: {error}", retry=False
             ) from None
+        return task_id
+
+    def _task_for(self, token: str) -> TaskDoc:
+        task_id = self.authenticate(token)
         task = self.store.get_task(task_id)
         if task is None or task["kind"] != "agent" or task["status"] != TaskStatus.RUNNING:
             raise ProxyRefusal(

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 PROGRAMS = {
     "python": ("main.py", ["python3", "-I", "/task/main.py"]),
     "bash": ("main.sh", ["bash", "--noprofile", "--norc", "/task/main.sh"]),
+    # Node.js from the default environment (environments/default/debian.txt).
+    "javascript": ("main.js", ["node", "/task/main.js"]),
 }
 
 

@@ -1,4 +1,4 @@
-"""Slow and broken clients against the real server (api/serving.py, ADR 0013): each wait
+"""Slow and broken clients against the real server (api/serving.py, ADR 0015): each wait
 on a client has a deadline, and bytes that are not HTTP are a 400, never a 500.
 
 The server here has short deadlines so that the tests wait seconds, not minutes."""
@@ -143,3 +143,27 @@ def test_a_download_nobody_reads_is_closed_at_the_write_deadline(server):
 
 def _write_deadline_logged(server: ApiServer) -> bool:
     return "took no response" in server.logs()
+
+
+def test_a_closed_event_stream_gives_its_slot_back_at_once(server):
+    headers = {"X-User-Id": "streamer", "Accept": "text/event-stream"}
+    with httpx.Client(base_url=server.url, headers={"X-User-Id": "streamer"}, timeout=30) as http:
+        task = http.post(
+            "/api/tasks",
+            json={"kind": "code", "language": "python", "code": "import time; time.sleep(60)"},
+        ).json()
+        url = f"/api/tasks/{task['id']}/events"
+        for _ in range(4):  # MAX_HELD_REQUESTS_PER_USER streams, each closed
+            with http.stream("GET", url, headers=headers) as stream:
+                assert stream.status_code == 200
+        # Each slot is back within a wait of the stream (0.5 s), not at its next
+        # keep-alive (15 s): a fifth stream is allowed within seconds.
+        started = time.monotonic()
+
+        def fifth_allowed() -> bool:
+            with http.stream("GET", url, headers=headers) as stream:
+                return stream.status_code == 200
+
+        wait_for(fifth_allowed, 10, interval=0.2, message="a slot given back")
+        assert time.monotonic() - started < 5
+        http.post(f"/api/tasks/{task['id']}/cancel")

@@ -287,3 +287,15 @@ def test_without_a_key_the_proxy_answers_llm_not_configured(firestore, settings)
     refused = call(app.test_client(), token)
     assert refused.status_code == 503
     assert refused.get_json()["error"]["type"] == "llm_not_configured"
+
+
+def test_the_llm_proxy_refuses_a_caller_without_a_task_token_before_reading_its_body(app):
+    from api.config import LLM_PROXY_MAX_BODY_BYTES
+
+    for path in ("/internal/v1/llm/v1/messages", "/internal/v1/llm/v1/messages/count_tokens"):
+        reply = app.test_client().post(
+            path,
+            data=b"x" * (LLM_PROXY_MAX_BODY_BYTES + 1),
+            headers={"X-Api-Key": "not-a-token", "Content-Type": "application/json"},
+        )
+        assert reply.status_code == 401, reply.get_data(as_text=True)[:300]
