@@ -116,7 +116,7 @@ SCHEDULER_SA_ID="agent-scheduler"
 BUILDER_SA_ID="agent-builder"
 ANTHROPIC_SECRET="anthropic-api-key"
 TOKEN_SECRET="task-token-key"
-# User secrets are sealed under this Cloud KMS key (ADR 0012; terraform/kms.tf).
+# User secrets are sealed under this Cloud KMS key (ADR 0016; terraform/kms.tf).
 KMS_KEYRING="agent-platform"
 KMS_KEY="user-secrets"
 LAUNCHER_ROLE="agentTaskLauncher"
@@ -617,7 +617,7 @@ ensure_secrets() {
 	fi
 }
 
-# User secrets' key (ADR 0012): a key ring and one symmetric key in the region, made
+# User secrets' key (ADR 0016): a key ring and one symmetric key in the region, made
 # once (KMS never deletes either), the key rotated every 90 days; older versions open
 # the data keys they wrapped.
 ensure_user_secrets_key() {

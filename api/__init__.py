@@ -241,7 +241,7 @@ def _with_public_services(
 
 
 def _user_secrets(settings: Settings, store: FirestoreStore) -> UserSecretService:
-    """User secrets, sealed under the Cloud KMS key where one is set (ADR 0012)."""
+    """User secrets, sealed under the Cloud KMS key where one is set (ADR 0016)."""
     from api.adapters.secret_box import KmsKeyWrapper, LocalKeyWrapper, SecretBox
     from api.services.user_secrets import UserSecretService
 

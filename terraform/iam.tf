@@ -92,7 +92,7 @@ resource "google_secret_manager_secret_iam_member" "api_reads_token_key" {
   member    = local.api_member
 }
 
-# User secrets: seal and open with the one key (ADR 0012), nothing more.
+# User secrets: seal and open with the one key (ADR 0016), nothing more.
 resource "google_kms_crypto_key_iam_member" "api_seals_user_secrets" {
   crypto_key_id = google_kms_crypto_key.user_secrets.id
   role          = "roles/cloudkms.cryptoKeyEncrypterDecrypter"

@@ -1,4 +1,4 @@
-# User secrets are sealed under one Cloud KMS key (envelope encryption, ADR 0012):
+# User secrets are sealed under one Cloud KMS key (envelope encryption, ADR 0016):
 # each value under a fresh data key, the data key wrapped by this key. The API's
 # account may only encrypt and decrypt with it (iam.tf); nothing else holds a role.
 # The names are deploy-gcp.sh's KMS_KEYRING and KMS_KEY.

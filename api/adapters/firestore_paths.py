@@ -20,7 +20,7 @@ path, in one place (as rq's `rq/keys.py` names its Redis keys).
   webhookSecrets/{owner*}                 an owner's webhook signing secrets
   apiKeys/{sha256 of the key}             an API key's record
   userSecrets/{owner*}                    an owner's secrets: names, sizes, times
-  userSecrets/{owner*}/values/{name}      one secret's sealed value (ADR 0012)
+  userSecrets/{owner*}/values/{name}      one secret's sealed value (ADR 0016)
   runLaunchWindows/{window}-{shard}       RunJob calls taken in one window (launch_rate.py)
 
 `{owner*}` is the owner passed through `document_id` (an owner such as `__x__` is

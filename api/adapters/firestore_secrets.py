@@ -1,4 +1,4 @@
-"""The store's verbs for user secrets (ADR 0012): an owner's listing document
+"""The store's verbs for user secrets (ADR 0016): an owner's listing document
 (names, sizes, times; bounded in number) and one document per sealed value beside
 it, always written and deleted together in one transaction."""
 

@@ -1,4 +1,4 @@
-"""User secrets (DESIGN section 16, ADR 0012): stored sealed, listed by name, never
+"""User secrets (DESIGN section 16, ADR 0016): stored sealed, listed by name, never
 returned; opened only for the runner of a task that names them.
 
 A secret's name is the environment variable the task's program sees it as, so it

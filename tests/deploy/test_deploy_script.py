@@ -36,7 +36,7 @@ CANDIDATE_JOB = f"{JOB}-candidate"
 IMAGES = f"{REGION}-docker.pkg.dev/{PROJECT}/agent-platform"
 FILES_BUCKET = f"{PROJECT}-agent-files"
 BUILD_BUCKET = f"{PROJECT}-agent-builds"
-# User secrets' key (ADR 0012).
+# User secrets' key (ADR 0016).
 KMS_KEY = f"projects/{PROJECT}/locations/{REGION}/keyRings/agent-platform/cryptoKeys/user-secrets"
 JOB_MEMORY_MB = config.MAX_MEMORY_MB + config.TASK_DISK_MB + config.RUNNER_RESERVE_MB
 SMALL_JOB_MEMORY_MB = (
