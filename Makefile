@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 UV_VERSION := 0.13.9
 
-.PHONY: dev test test-unit test-integration lint typecheck format bench bench-quick system-deps browser-deps console-vendor
+.PHONY: environment-lock task-root dev test test-unit test-integration lint typecheck format bench bench-quick system-deps browser-deps console-vendor
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -36,10 +36,22 @@ define apt_require
 	fi
 endef
 
-# bubblewrap and gVisor's runsc for the sandboxes (Debian's packages, ADR 0013), a
-# system python3 for the code it runs, and npm for the console's vendored libraries.
+# bubblewrap and gVisor's runsc for the sandboxes (Debian's packages, ADR 0013),
+# mmdebstrap for the root they give tasks (devtools/task_root.py), a system python3, and
+# npm for the console's vendored libraries.
 system-deps:
-	$(call apt_require,bwrap:bubblewrap runsc:runsc /usr/bin/python3:python3 npm:npm)
+	$(call apt_require,bwrap:bubblewrap runsc:runsc /usr/bin/python3:python3 npm:npm mmdebstrap:mmdebstrap)
+
+# The default task environment's Python lock (environments/default/python.lock), from
+# its top-level list, with hashes, for the runner image's platform. `make dev` and the
+# tests build the local task root from the manifest themselves (devtools/task_root.py).
+environment-lock: $(VENV)/.synced
+	@$(VENV)/bin/uv pip compile environments/default/python.in --generate-hashes --no-header \
+	    --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	    -o environments/default/python.lock
+
+task-root: $(VENV)/.synced system-deps
+	@$(VENV)/bin/python -m devtools.task_root
 
 # Chromium for the console's browser tests (make test only).
 browser-deps:

@@ -7,7 +7,7 @@ import os
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
 workers = 1
 # uvicorn's event loop reads requests and writes responses; the Flask app runs on
-# `threads` threads only once a request is in (api/serving.py, ADR 0014).
+# `threads` threads only once a request is in (api/serving.py, ADR 0015).
 worker_class = "api.serving.BoundedWorker"
 threads = int(os.environ.get("GUNICORN_THREADS", "16"))
 timeout = 0

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from api.services.conversations import ConversationService
     from api.services.dispatcher import Dispatcher
     from api.services.files import FileService
+    from api.services.launch_rate import LaunchRate
     from api.services.llm_budget import LlmBudget
     from api.services.llm_proxy import LlmProxy
     from api.services.request_rate import RequestRate
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from api.services.state_machine import TaskStateMachine
     from api.services.task_watch import TaskWatch
     from api.services.tasks import TaskService
+    from api.services.user_secrets import UserSecretService
     from api.services.webhooks import WebhookService
 
 
@@ -60,6 +62,7 @@ class Services:
     request_rate: RequestRate
     webhooks: WebhookService
     runner: RunnerService
+    secrets: UserSecretService
 
 
 def create_app(
@@ -154,11 +157,25 @@ def _dispatcher(
             else executor.backend == "cloudrun"
         ),
         max_running_per_owner=settings.max_active_tasks_per_user,
+        launch_rate=_launch_rate(settings, machine, executor),
+        small_job_max_memory_mb=settings.small_job_max_task_memory_mb,
+        max_queued_seconds=settings.max_queued_seconds,
     )
     # The executor needs no dispatcher to be built: it is told where to report a
     # runner's exit once the dispatcher exists.
     executor.notify_exits(dispatcher.runner_exited)
     return dispatcher
+
+
+def _launch_rate(
+    settings: Settings, machine: TaskStateMachine, executor: Executor
+) -> LaunchRate | None:
+    """The fleet-wide RunJob rate, shared through Firestore (Cloud Run only)."""
+    if executor.backend != "cloudrun":
+        return None
+    from api.services.launch_rate import LaunchRate
+
+    return LaunchRate(machine.store, settings.run_job_launches_per_minute)
 
 
 def _with_public_services(
@@ -179,7 +196,8 @@ def _with_public_services(
     from api.services.request_rate import RequestRate
     from api.services.runner import RunnerService
 
-    tasks, webhooks = _task_service(settings, store, machine, dispatcher, watch, upstream)
+    secrets = _user_secrets(settings, store)
+    tasks, webhooks = _task_service(settings, store, machine, dispatcher, watch, upstream, secrets)
     agents = AgentService(
         store, default_model=settings.default_model, allowed_models=settings.allowed_models
     )
@@ -215,8 +233,28 @@ def _with_public_services(
             files,
             conversations,
             webhooks,
+            secrets,
             llm_budget=llm_proxy.budget,
         ),
+        secrets=secrets,
+    )
+
+
+def _user_secrets(settings: Settings, store: FirestoreStore) -> UserSecretService:
+    """User secrets, sealed under the Cloud KMS key where one is set (ADR 0016)."""
+    from api.adapters.secret_box import KmsKeyWrapper, LocalKeyWrapper, SecretBox
+    from api.services.user_secrets import UserSecretService
+
+    wrapper = (
+        KmsKeyWrapper(settings.secrets_kms_key, settings.kms_endpoint)
+        if settings.secrets_kms_key
+        else LocalKeyWrapper(settings.secrets_key)
+    )
+    return UserSecretService(
+        store,
+        SecretBox(wrapper),
+        max_count=settings.max_secrets_per_user,
+        max_bytes=settings.max_secret_bytes,
     )
 
 
@@ -227,13 +265,20 @@ def _task_service(
     dispatcher: Dispatcher,
     watch: TaskWatch,
     upstream: AnthropicUpstream,
+    secrets: UserSecretService,
 ) -> tuple[TaskService, WebhookService]:
-    """Tasks as clients see them, with their admission limits and webhooks."""
+    """Tasks as clients see them, with their admission limits, access and webhooks."""
     from api.models.responses import Task
     from api.services.admission import TaskAdmission
+    from api.services.task_access import TaskAccessRules
     from api.services.tasks import TaskService
     from api.services.webhooks import WebhookService
 
+    access = TaskAccessRules(
+        secrets,
+        allow_network=settings.allow_task_network,
+        allowed_domains=settings.egress_allowed_domains,
+    )
     webhooks = WebhookService(
         store,
         render_task=lambda task: Task.of(task).body(),
@@ -258,6 +303,7 @@ def _task_service(
         llm_configured=upstream.configured,
         admission=admission,
         check_webhook_url=webhooks.check_url,
+        check_access=access.check,
         retention_days=settings.task_retention_days,
     )
     return tasks, webhooks
@@ -312,6 +358,7 @@ def register_routes(app: Flask) -> None:
         internal_files,
         keys,
         openapi,
+        secrets,
         tasks,
         usage,
         webhooks,
@@ -331,6 +378,7 @@ def register_routes(app: Flask) -> None:
         deployment,
         console,
         webhooks,
+        secrets,
     ):
         app.register_blueprint(module.bp)
 

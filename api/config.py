@@ -63,8 +63,12 @@ MAX_FILE_NAME_BYTES = 255
 # Output kept per stream in the result (the runner drains and counts the rest).
 MAX_OUTPUT_BYTES = 128 * 1024
 
-# Seconds a runner may take beyond the task's own timeout (start-up, upload).
-RUNNER_OVERHEAD_SECONDS = 30
+# Seconds an execution may take beyond its task's own timeout: its start (tens of
+# seconds on Cloud Run, sometimes minutes), the workspace restore and the output
+# upload. The execution's timeout and the task's deadline both hold it. Billing is for
+# what runs, so a generous margin costs nothing; the runner still stops the program at
+# the task's own timeout. (deploy-gcp.sh derives the jobs' timeout from it.)
+RUNNER_OVERHEAD_SECONDS = 300
 # How long a non-terminal task may go without a heartbeat before it is checked.
 HEARTBEAT_INTERVAL_SECONDS = 5
 HEARTBEAT_GRACE_SECONDS = 30
@@ -74,6 +78,18 @@ RECONCILE_INTERVAL_SECONDS = 5
 LOCAL_MAX_CONCURRENT_TASKS = 4
 # Cloud Run runs at most 1,000 job executions per region at once; stay well below.
 MAX_TASKS_IN_FLIGHT = 200
+# Jobs by memory class (executions cannot override CPU or memory): code tasks of up to
+# this much memory run in the small job (CLOUD_RUN_JOB_SMALL), 1 CPU; the rest, and
+# Claude Code agents, in the large one (CLOUD_RUN_JOB). Each job's memory holds its
+# largest task + TASK_DISK_MB + RUNNER_RESERVE_MB (deploy-gcp.sh derives both sizes).
+SMALL_JOB_MAX_TASK_MEMORY_MB = 1024
+# RunJob calls per minute, fleet-wide (api/services/launch_rate.py): below Cloud Run's
+# "Job run requests per minute per region" quota (its default is not published; read it
+# in the Console's Quotas page).
+RUN_JOB_LAUNCHES_PER_MINUTE = 50
+# How long a task may stay queued while RunJob answers 429 before it fails
+# dispatch_failed.
+MAX_QUEUED_SECONDS = 3600
 # Tasks not yet settled (queued included) beyond which submissions get 503.
 MAX_PENDING_TASKS = 1000
 LIST_PAGE_DEFAULT, LIST_PAGE_MAX = 20, 100
@@ -95,7 +111,7 @@ MAX_SKIPPED_LISTED = 100
 MAX_RUNNER_CHUNK_BYTES = 32 * 1024 * 1024
 # How long one Cloud Storage call retries transient errors before the API answers 503.
 STORAGE_RETRY_SECONDS = 10.0
-# Deadlines on a client (api/serving.py, ADR 0014): its request line and headers, each
+# Deadlines on a client (api/serving.py, ADR 0015): its request line and headers, each
 # piece of its body, and taking each piece of a response.
 REQUEST_HEADER_SECONDS = 10.0
 REQUEST_BODY_IDLE_SECONDS = 10.0
@@ -143,6 +159,17 @@ WEBHOOK_FIRST_RETRY_SECONDS = 5.0
 WEBHOOK_TIMEOUT_SECONDS = 10.0
 WEBHOOK_MAX_REDIRECTS = 3
 MAX_WEBHOOK_URL_CHARS = 2048
+# User secrets and egress (DESIGN section 16). A secret is an environment variable in
+# the sandbox: its value is bounded so that all a task names stay far below Linux's
+# 2 MiB for a program's environment; a task names at most MAX_SECRETS_PER_TASK.
+MAX_SECRETS_PER_USER = 100
+MAX_SECRET_BYTES = 16 * 1024
+MAX_SECRETS_PER_TASK = 20
+MAX_SECRET_NAME_CHARS = 64
+MAX_EGRESS_PATTERNS = 50
+# Connections and bytes (both ways) a task's egress proxy allows.
+EGRESS_MAX_CONNECTIONS = 256
+EGRESS_MAX_MB = 1024
 MAX_PROMPT_CHARS = 50_000
 MAX_SYSTEM_PROMPT_CHARS = 20_000
 MAX_HISTORY_MESSAGES = 100
@@ -206,6 +233,28 @@ def _firebase_web_config(raw: str) -> dict[str, str]:
     if missing:
         raise ValueError(f"FIREBASE_WEB_CONFIG lacks {', '.join(missing)}")
     return {name: text for name, text in value.items() if isinstance(text, str)}
+
+
+def parse_dev_hosts(raw: str) -> dict[str, str]:
+    """EGRESS_DEV_HOSTS: `host=ADDRESS:PORT` pairs, comma-separated; each ADDRESS a
+    loopback address (a stand-in on this machine)."""
+    import ipaddress
+
+    hosts = {}
+    for pair in filter(None, (part.strip() for part in raw.split(","))):
+        host, _, target = pair.partition("=")
+        address, _, port = target.rpartition(":")
+        try:
+            loopback = ipaddress.ip_address(address.strip("[]")).is_loopback
+        except ValueError:
+            loopback = False
+        if not host or not loopback or not port.isdigit():
+            raise ValueError(
+                f"EGRESS_DEV_HOSTS takes host=ADDRESS:PORT pairs with a loopback ADDRESS, "
+                f"got {pair!r}"
+            )
+        hosts[host.strip().lower()] = target
+    return hosts
 
 
 PRICE_FIELDS = ("input", "output", "cacheWrite", "cacheRead")
@@ -272,6 +321,9 @@ class Settings(BaseSettings):
         default=None, validation_alias="TASK_TOKEN_KEY_SECRET"
     )
     sandbox: str = Field(default="auto", validation_alias="SANDBOX")
+    # The local executor's runners give tasks this root as / (devtools/task_root.py);
+    # the runner image sets its own (/opt/task-root).
+    task_root: str | None = Field(default=None, validation_alias="TASK_ROOT")
     allow_task_network: bool = Field(default=False, validation_alias="ALLOW_TASK_NETWORK")
     local_max_concurrent_tasks: int = Field(
         default=LOCAL_MAX_CONCURRENT_TASKS, validation_alias="LOCAL_MAX_CONCURRENT_TASKS"
@@ -279,6 +331,17 @@ class Settings(BaseSettings):
     runner_python: str | None = Field(default=None, validation_alias="RUNNER_PYTHON")
     max_tasks_in_flight: int = Field(
         default=MAX_TASKS_IN_FLIGHT, validation_alias="MAX_TASKS_IN_FLIGHT"
+    )
+    # The small job (unset: every task runs in CLOUD_RUN_JOB) and its largest task.
+    cloud_run_job_small: str | None = Field(default=None, validation_alias="CLOUD_RUN_JOB_SMALL")
+    small_job_max_task_memory_mb: int = Field(
+        default=SMALL_JOB_MAX_TASK_MEMORY_MB, validation_alias="SMALL_JOB_MAX_TASK_MEMORY_MB"
+    )
+    run_job_launches_per_minute: int = Field(
+        default=RUN_JOB_LAUNCHES_PER_MINUTE, validation_alias="RUN_JOB_LAUNCHES_PER_MINUTE"
+    )
+    max_queued_seconds: float = Field(
+        default=MAX_QUEUED_SECONDS, validation_alias="MAX_QUEUED_SECONDS"
     )
     # None: inline for cloudrun, background for local.
     dispatch_inline: bool | None = Field(default=None, validation_alias="DISPATCH_INLINE")
@@ -370,6 +433,35 @@ class Settings(BaseSettings):
     webhook_first_retry_seconds: float = Field(
         default=WEBHOOK_FIRST_RETRY_SECONDS, validation_alias="WEBHOOK_FIRST_RETRY_SECONDS"
     )
+    # The ceiling of tasks' `network.allow` (comma-separated host patterns; `*` is any
+    # domain; empty: no egress by domain at all).
+    egress_allowed_domains: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), validation_alias="EGRESS_ALLOWED_DOMAINS"
+    )
+    # Local development: hosts on a task's list mapped to loopback stand-ins
+    # (`api.test=127.0.0.1:8092,...`), handed to the runner in the task's spec.
+    egress_dev_hosts: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, validation_alias="EGRESS_DEV_HOSTS"
+    )
+    egress_max_connections: int = Field(
+        default=EGRESS_MAX_CONNECTIONS, validation_alias="EGRESS_MAX_CONNECTIONS"
+    )
+    egress_max_mb: int = Field(default=EGRESS_MAX_MB, validation_alias="EGRESS_MAX_MB")
+    # User secrets: sealed under a Cloud KMS key (production), or under a key derived
+    # from SECRETS_KEY (local; random per process when unset, like TASK_TOKEN_KEY).
+    secrets_kms_key: str | None = Field(default=None, validation_alias="SECRETS_KMS_KEY")
+    secrets_key: bytes = Field(
+        default_factory=lambda: secrets.token_bytes(32),
+        validation_alias="SECRETS_KEY",
+        repr=False,
+    )
+    kms_endpoint: str = Field(
+        default="https://cloudkms.googleapis.com", validation_alias="KMS_ENDPOINT"
+    )
+    max_secrets_per_user: int = Field(
+        default=MAX_SECRETS_PER_USER, validation_alias="MAX_SECRETS_PER_USER"
+    )
+    max_secret_bytes: int = Field(default=MAX_SECRET_BYTES, validation_alias="MAX_SECRET_BYTES")
     task_retention_days: int = Field(
         default=TASK_RETENTION_DAYS, ge=1, validation_alias="TASK_RETENTION_DAYS"
     )
@@ -445,6 +537,23 @@ class Settings(BaseSettings):
             return tuple(model.strip() for model in value.split(",") if model.strip())
         return value
 
+    @field_validator("egress_allowed_domains", mode="before")
+    @classmethod
+    def _domains(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            from api.services.egress import ANY_DOMAIN, normalize_pattern
+
+            patterns = (p.strip() for p in value.split(",") if p.strip())
+            return tuple(p if p == ANY_DOMAIN else normalize_pattern(p) for p in patterns)
+        return value
+
+    @field_validator("egress_dev_hosts", mode="before")
+    @classmethod
+    def _dev_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_dev_hosts(value)
+        return value
+
     @field_validator("model_prices", mode="before")
     @classmethod
     def _price_table(cls, value: Any) -> Any:
@@ -464,6 +573,8 @@ class Settings(BaseSettings):
                 "EXECUTOR=cloudrun needs CLOUD_RUN_JOB=projects/P/locations/L/jobs/J "
                 "(the job-runner job; see README, 'Running tasks on Cloud Run')."
             )
+        if self.run_job_launches_per_minute < 1:
+            raise ValueError("RUN_JOB_LAUNCHES_PER_MINUTE must be at least 1.")
         if self.default_model not in self.allowed_models:
             raise ValueError(
                 f"DEFAULT_MODEL={self.default_model!r} is not in ALLOWED_MODELS "
@@ -472,6 +583,11 @@ class Settings(BaseSettings):
         if self.webhook_allow_loopback and self.on_cloud_run:
             raise ValueError(
                 "WEBHOOK_ALLOW_LOOPBACK is for local development and is refused on Cloud Run "
+                "(K_SERVICE is set)."
+            )
+        if self.egress_dev_hosts and self.on_cloud_run:
+            raise ValueError(
+                "EGRESS_DEV_HOSTS is for local development and is refused on Cloud Run "
                 "(K_SERVICE is set)."
             )
         if self.sandbox not in SANDBOXES:

@@ -27,6 +27,7 @@ from api.routes import (  # noqa: F401 (imported for their operations)
     health,
     keys,
     openapi,
+    secrets,
     tasks,
     usage,
     webhooks,

@@ -1,6 +1,6 @@
 """The gunicorn worker the API runs in (gunicorn.conf.py: `worker_class`): uvicorn's
 event loop and HTTP/1.1 parser (h11) in front of the Flask app (api/wsgi_bridge.py), with
-a deadline on every wait for a client. ADR 0014 says why, with the measurement.
+a deadline on every wait for a client. ADR 0015 says why, with the measurement.
 
 gunicorn stays the process manager (Cloud Run's SIGTERM, one worker, JSON logs); only
 the worker changes.

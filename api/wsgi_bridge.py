@@ -1,5 +1,5 @@
 """The Flask app served from an event loop, so that a slow client holds a coroutine and
-a few buffers, never one of the request threads (ADR 0014).
+a few buffers, never one of the request threads (ADR 0015).
 
 A thread-per-connection server (gunicorn's `gthread`) gives a connection a thread as
 soon as its first bytes arrive; the thread then blocks reading headers, reading the

@@ -2,7 +2,7 @@
 
 Starts its own emulators and an API server (devtools/local_stack.py), then measures one
 user's `GET /api/tasks/{id}` latency alone, and again while `--per-kind` connections
-of each kind below are open at once (ADR 0014):
+of each kind below are open at once (ADR 0015):
   - half-sent headers (a request line, then a byte now and then, never the blank line);
   - a trickled body (an upload's headers, then a few bytes now and then);
   - an endless chunked body (a chunked JSON body whose chunks keep coming slowly);

@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
+import random
 import re
 import secrets
 import shutil
@@ -29,6 +31,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -67,11 +70,25 @@ class ExecutionRecord:
     cancelled: bool = False
 
 
+class QuotaExceeded(gexc.TooManyRequests):
+    """A RunJob refused for the quota, with the Retry-After it answers with."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class CloudRunStandIn:
     """The server and its test knobs: `calls`, `fail_next_runs`, `executions`,
     `kill_runner()`, `stop()`. With `launch_runners=False`, RunJob starts nothing and
     the execution runs until cancelled; `run_latency` (seconds) delays each RunJob
-    answer, as the real API's latency would (both for dispatch benchmarks)."""
+    answer, as the real API's latency would (both for dispatch benchmarks).
+
+    Cloud Run's "Job run requests per minute per region" quota: `run_quota` RunJob
+    calls per `quota_window` seconds (a sliding window; None: no quota) are accepted,
+    the others answered 429 with a Retry-After of when the window frees a call; and
+    `refuse_share` of the calls (0 to 1) are answered 429 at random, Retry-After 1.
+    `refused` counts the 429s."""
 
     def __init__(
         self, port: int = 0, *, launch_runners: bool = True, log_path: Path | None = None
@@ -81,6 +98,11 @@ class CloudRunStandIn:
         self.log_path = log_path
         self.calls: list[tuple[str, str]] = []
         self.fail_next_runs: list[int] = []
+        self.run_quota: int | None = None
+        self.quota_window = 60.0
+        self.refuse_share = 0.0
+        self.refused = 0
+        self._accepted_at: deque[float] = deque()
         self.executions: dict[str, ExecutionRecord] = {}
         self._operations: dict[str, str] = {}  # operation name -> execution name
         self._lock = threading.RLock()
@@ -133,6 +155,7 @@ class CloudRunStandIn:
             refusal = self.fail_next_runs.pop(0) if self.fail_next_runs else None
         if refusal is not None:
             raise gexc.from_http_status(refusal, "Refused by the stand-in's fail_next_runs.")
+        self._check_quota()
         time.sleep(self.run_latency)
         request = run_v2.RunJobRequest.from_json(body or b"{}", ignore_unknown_fields=True)
         suffix = "".join(secrets.choice(SHORT_ID_ALPHABET) for _ in range(5))
@@ -144,6 +167,28 @@ class CloudRunStandIn:
         if self.launch_runners:
             self._launch(record, job, short)
         return self._new_operation(record)
+
+    def _check_quota(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            window = self._accepted_at
+            while window and window[0] <= now - self.quota_window:
+                window.popleft()
+            retry_after = None
+            if self.run_quota is not None and len(window) >= self.run_quota:
+                frees_at = window[0] + self.quota_window if window else now + self.quota_window
+                retry_after = max(1, math.ceil(frees_at - now))
+            elif random.random() < self.refuse_share:
+                retry_after = 1
+            if retry_after is None:
+                window.append(now)
+                return
+            self.refused += 1
+        raise QuotaExceeded(
+            "Quota exceeded for quota metric 'Job run requests' and limit 'Job run requests "
+            "per minute per region' of service 'run.googleapis.com' (the stand-in's).",
+            retry_after,
+        )
 
     def _launch(self, record: ExecutionRecord, job: str, short: str) -> None:
         overrides = record.request.overrides.container_overrides
@@ -159,6 +204,8 @@ class CloudRunStandIn:
             PATH=os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
             SANDBOX="bwrap",
         )
+        if os.environ.get("TASK_ROOT"):  # the image's /opt/task-root, here the local root
+            env["TASK_ROOT"] = os.environ["TASK_ROOT"]
         with open(self.log_path or os.devnull, "ab") as log:
             process = record.process = subprocess.Popen(
                 [sys.executable, "-m", "job_runner", *args],
@@ -306,8 +353,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         path = unquote(urlsplit(self.path).path)
+        headers = {}
         try:
             status, text = 200, self.server.standin.handle(self.command, path, body)
+        except QuotaExceeded as error:
+            status, text = 429, _error_json(error)
+            headers["Retry-After"] = str(error.retry_after)
         except gexc.GoogleAPICallError as error:
             status, text = error.code or 500, _error_json(error)
         except Exception as error:  # a bug here must reach the client as a 500, not a hang
@@ -316,6 +367,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(payload)))
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
 
@@ -328,8 +381,16 @@ class _Handler(BaseHTTPRequestHandler):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument(
+        "--run-quota", type=int, help="RunJob calls accepted per minute; the rest get 429"
+    )
+    parser.add_argument(
+        "--refuse-share", type=float, default=0.0, help="share of RunJob calls answered 429"
+    )
     args = parser.parse_args()
-    standin = CloudRunStandIn(args.port).start()
+    standin = CloudRunStandIn(args.port)
+    standin.run_quota, standin.refuse_share = args.run_quota, args.refuse_share
+    standin.start()
     # `kill` too must take the runners down with the server, through the finally below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"Cloud Run Admin API stand-in on {standin.url} (Ctrl-C stops it)", flush=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 from devtools.api_server import LOCAL_ENV, gunicorn_command
 from devtools.emulator import FirestoreEmulator
 from devtools.storage_emulator import StorageEmulator
+from devtools.task_root import ensure_task_root
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES_BUCKET = "agent-files"  # api/config.py's local default
@@ -57,6 +58,9 @@ def main() -> int:
     env.setdefault("GOOGLE_CLOUD_PROJECT", "demo-agent-platform")
     for name, value in LOCAL_ENV.items():  # no metadata-server probe from a laptop
         env.setdefault(name, value)
+    # Tasks get the default environment's root, as on Cloud Run (built once, cached).
+    if "TASK_ROOT" not in env:
+        env["TASK_ROOT"] = str(ensure_task_root())
     emulator = None
     # An emulator unless the caller chose: FIRESTORE_EMULATOR_HOST=host:port for their
     # own emulator, or set but empty for the real Firestore of GOOGLE_CLOUD_PROJECT.

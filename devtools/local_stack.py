@@ -24,6 +24,7 @@ from types import TracebackType
 from devtools.api_server import LOCAL_ENV, ApiServer
 from devtools.emulator import FirestoreEmulator
 from devtools.storage_emulator import StorageEmulator
+from devtools.task_root import ensure_task_root
 
 BUCKET = "bench-agent-files"
 
@@ -56,6 +57,8 @@ class LocalStack:
             "FIRESTORE_EMULATOR_HOST": self.firestore.host,
             "STORAGE_EMULATOR_HOST": self.storage.url,
             "FILES_BUCKET": self.bucket,
+            # The default environment's root, as the runner image's (built once, cached).
+            "TASK_ROOT": os.environ.get("TASK_ROOT") or str(ensure_task_root()),
         }
 
     def start(self) -> LocalStack:

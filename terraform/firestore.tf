@@ -79,3 +79,13 @@ resource "google_firestore_field" "events_ttl" {
 
   ttl_config {}
 }
+
+# The fleet-wide launch rate's windows (api/services/launch_rate.py) expire an hour
+# after they end.
+resource "google_firestore_field" "launch_windows_ttl" {
+  database   = google_firestore_database.default.name
+  collection = "runLaunchWindows"
+  field      = "expireAt"
+
+  ttl_config {}
+}

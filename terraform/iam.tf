@@ -92,9 +92,17 @@ resource "google_secret_manager_secret_iam_member" "api_reads_token_key" {
   member    = local.api_member
 }
 
+# User secrets: seal and open with the one key (ADR 0016), nothing more.
+resource "google_kms_crypto_key_iam_member" "api_seals_user_secrets" {
+  crypto_key_id = google_kms_crypto_key.user_secrets.id
+  role          = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+  member        = local.api_member
+}
+
 resource "google_cloud_run_v2_job_iam_member" "api_launches_tasks" {
-  location = google_cloud_run_v2_job.runner.location
-  name     = google_cloud_run_v2_job.runner.name
+  for_each = google_cloud_run_v2_job.runner
+  location = each.value.location
+  name     = each.value.name
   role     = google_project_iam_custom_role.task_launcher.name
   member   = local.api_member
 }
@@ -106,7 +114,7 @@ resource "google_service_account_iam_member" "api_acts_as_runner" {
   member             = local.api_member
 }
 
-# -- scheduler and the public ---------------------------------------------------------
+# -- scheduler ------------------------------------------------------------------------
 
 resource "google_cloud_run_v2_service_iam_member" "scheduler_invokes_api" {
   location = google_cloud_run_v2_service.api.location
@@ -115,14 +123,7 @@ resource "google_cloud_run_v2_service_iam_member" "scheduler_invokes_api" {
   member   = local.scheduler_member
 }
 
-# The API is public: clients authenticate to the API itself (AUTH_MODE), and runners,
-# which hold no Google identity with any role, call it back with their task token.
-resource "google_cloud_run_v2_service_iam_member" "public_invokes_api" {
-  location = google_cloud_run_v2_service.api.location
-  name     = google_cloud_run_v2_service.api.name
-  role     = "roles/run.invoker"
-  member   = "allUsers"
-}
+# The API is public through its disabled invoker check (run.tf), not an allUsers grant.
 
 # -- builder (cloudbuild.yaml, and deploy-gcp.sh's image builds) ----------------------
 
@@ -131,6 +132,17 @@ resource "google_cloud_run_v2_service_iam_member" "public_invokes_api" {
 resource "google_project_iam_member" "builder_writes_logs" {
   project = var.project_id
   role    = "roles/logging.logWriter"
+  member  = local.builder_member
+
+  depends_on = [google_project_service.enabled]
+}
+
+# The smoke task's API key (deploy-gcp.sh --rollout-only, from cloudbuild.yaml) is
+# written and deleted in Firestore by the builder. It adds nothing to what it can do:
+# it deploys code that runs as api, which holds this role.
+resource "google_project_iam_member" "builder_writes_smoke_key" {
+  project = var.project_id
+  role    = "roles/datastore.user"
   member  = local.builder_member
 
   depends_on = [google_project_service.enabled]
@@ -162,8 +174,9 @@ resource "google_service_account_iam_member" "builder_deploys_as_runner" {
 }
 
 resource "google_cloud_run_v2_job_iam_member" "builder_updates_job" {
-  location = google_cloud_run_v2_job.runner.location
-  name     = google_cloud_run_v2_job.runner.name
+  for_each = google_cloud_run_v2_job.runner
+  location = each.value.location
+  name     = each.value.name
   role     = "roles/run.developer"
   member   = local.builder_member
 }
@@ -173,4 +186,15 @@ resource "google_cloud_run_v2_service_iam_member" "builder_updates_service" {
   name     = google_cloud_run_v2_service.api.name
   role     = "roles/run.developer"
   member   = local.builder_member
+}
+
+# The job grants were single resources before the candidate job existed.
+moved {
+  from = google_cloud_run_v2_job_iam_member.api_launches_tasks
+  to   = google_cloud_run_v2_job_iam_member.api_launches_tasks["live"]
+}
+
+moved {
+  from = google_cloud_run_v2_job_iam_member.builder_updates_job
+  to   = google_cloud_run_v2_job_iam_member.builder_updates_job["live"]
 }

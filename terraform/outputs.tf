@@ -5,7 +5,12 @@ output "service_url" {
 
 output "job_name" {
   description = "The runner job's full name, as CLOUD_RUN_JOB holds it."
-  value       = google_cloud_run_v2_job.runner.id
+  value       = google_cloud_run_v2_job.runner["live"].id
+}
+
+output "small_job_name" {
+  description = "The small runner job's full name, as CLOUD_RUN_JOB_SMALL holds it."
+  value       = google_cloud_run_v2_job.runner["small"].id
 }
 
 output "image_repository" {

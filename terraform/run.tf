@@ -16,14 +16,29 @@ locals {
   # (?wait, SSE; at most MAX_HELD_REQUESTS = 12), and the autoscaler adds instances.
   api_concurrency = 16
 
-  # The longest task (MAX_TIMEOUT_SECONDS 3600) plus the runner's overhead
-  # (RUNNER_OVERHEAD_SECONDS 30); each execution is started with its own timeout.
-  job_task_timeout = "3630s"
+  # The longest task (MAX_TIMEOUT_SECONDS 3600) plus the execution's margin
+  # (RUNNER_OVERHEAD_SECONDS 300: its start, the workspace restore, the upload); each
+  # execution is started with its own task's timeout plus that margin.
+  job_task_timeout = "3900s"
   job_max_retries  = 1
+
+  # The jobs by memory class: executions cannot override CPU or memory, so a small code
+  # task runs in the small job, billed for its size, and agents and larger tasks in the
+  # large one (the dispatcher picks; api/config.py). Each has its candidate, which every
+  # rollout checks a new image in first (self-check and a smoke task) before the live
+  # job gets it (README, "Deploy"; docs/decisions/0014).
+  small_job_name = coalesce(var.small_job_name, "${var.job_name}-small")
+  jobs = {
+    live              = { name = var.job_name, cpu = var.job_cpu, memory = var.job_memory }
+    candidate         = { name = "${var.job_name}-candidate", cpu = var.job_cpu, memory = var.job_memory }
+    "small"           = { name = local.small_job_name, cpu = var.small_job_cpu, memory = var.small_job_memory }
+    "small-candidate" = { name = "${local.small_job_name}-candidate", cpu = var.small_job_cpu, memory = var.small_job_memory }
+  }
 }
 
 resource "google_cloud_run_v2_job" "runner" {
-  name                = var.job_name
+  for_each            = local.jobs
+  name                = each.value.name
   location            = var.region
   deletion_protection = var.deletion_protection
 
@@ -45,8 +60,8 @@ resource "google_cloud_run_v2_job" "runner" {
         image = var.runner_image
         resources {
           limits = {
-            cpu    = var.job_cpu
-            memory = var.job_memory
+            cpu    = each.value.cpu
+            memory = each.value.memory
           }
         }
       }
@@ -54,7 +69,6 @@ resource "google_cloud_run_v2_job" "runner" {
   }
 
   lifecycle {
-    # cloudbuild.yaml rolls out new images.
     # cloudbuild.yaml rolls out new images; gcloud labels and annotates what it deploys.
     ignore_changes = [
       template[0].template[0].containers[0].image, template[0].labels, template[0].annotations,
@@ -70,6 +84,11 @@ resource "google_cloud_run_v2_service" "api" {
   location            = var.region
   ingress             = "INGRESS_TRAFFIC_ALL"
   deletion_protection = var.deletion_protection
+  # Public through the disabled invoker IAM check, never an allUsers binding, which
+  # Domain Restricted Sharing refuses (the default for organizations since May 2024):
+  # https://cloud.google.com/run/docs/securing/managing-access#invoker_check
+  # Clients authenticate to the API itself (AUTH_MODE), runners with their task token.
+  invoker_iam_disabled = true
 
   template {
     service_account                  = google_service_account.api.email
@@ -104,7 +123,11 @@ resource "google_cloud_run_v2_service" "api" {
       }
       env {
         name  = "CLOUD_RUN_JOB"
-        value = google_cloud_run_v2_job.runner.id
+        value = google_cloud_run_v2_job.runner["live"].id
+      }
+      env {
+        name  = "CLOUD_RUN_JOB_SMALL"
+        value = google_cloud_run_v2_job.runner["small"].id
       }
       env {
         name  = "GOOGLE_CLOUD_PROJECT"
@@ -129,6 +152,25 @@ resource "google_cloud_run_v2_service" "api" {
       env {
         name  = "FILES_BUCKET"
         value = google_storage_bucket.files.name
+      }
+      env {
+        name  = "SECRETS_KMS_KEY"
+        value = google_kms_crypto_key.user_secrets.id
+      }
+      # The operator's settings: each a variable, so an apply keeps what they hold.
+      dynamic "env" {
+        for_each = var.firebase_web_config == "" ? {} : { FIREBASE_WEB_CONFIG = var.firebase_web_config }
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+      dynamic "env" {
+        for_each = var.api_env
+        content {
+          name  = env.key
+          value = env.value
+        }
       }
       # Secrets by reference: Cloud Run reads them when an instance starts.
       env {
@@ -164,6 +206,14 @@ resource "google_cloud_run_v2_service" "api" {
   depends_on = [
     google_secret_manager_secret_iam_member.api_reads_anthropic_key,
     google_secret_manager_secret_iam_member.api_reads_token_key,
+    google_secret_manager_secret_version.anthropic_api_key,
+    google_secret_manager_secret_version.task_token_key,
     google_storage_bucket_iam_member.api_uses_files,
   ]
+}
+
+# The job was a single resource before its candidate existed: keep its state.
+moved {
+  from = google_cloud_run_v2_job.runner
+  to   = google_cloud_run_v2_job.runner["live"]
 }

@@ -1,6 +1,7 @@
 # The Terraform and provider versions this configuration is written for.
 terraform {
-  required_version = ">= 1.5"
+  # 1.11: write-only arguments (the secrets' values, secrets.tf).
+  required_version = ">= 1.11"
 
   required_providers {
     google = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,6 +15,7 @@ import pytest
 from devtools.api_server import ApiServer as DevApiServer
 from devtools.emulator import FirestoreEmulator
 from devtools.storage_emulator import StorageEmulator
+from devtools.task_root import ensure_task_root
 
 os.environ["NO_GCE_CHECK"] = "true"  # no metadata-server probe (devtools.api_server.LOCAL_ENV)
 
@@ -102,6 +104,17 @@ def firestore(emulator):
     emulator.clear(PROJECT)
     yield emulator
     emulator.clear(PROJECT)
+
+
+@pytest.fixture(scope="session")
+def task_root() -> Iterator[Path]:
+    """The default environment's root (environments/default/), which every runner the
+    tests start gives its tasks as /, as the runner image does: built on the first run
+    (a few minutes), then cached under .cache/task-root/."""
+    root = Path(os.environ.get("TASK_ROOT") or ensure_task_root())
+    with pytest.MonkeyPatch.context() as environment:  # restored when the session ends
+        environment.setenv("TASK_ROOT", str(root))
+        yield root
 
 
 @pytest.fixture

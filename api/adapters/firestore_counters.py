@@ -6,7 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from api.adapters.firestore_paths import daily_shard_path, unsettled_shard_path
+from api.adapters.firestore_paths import (
+    daily_shard_path,
+    launch_window_path,
+    unsettled_shard_path,
+)
 
 # The counter each kind of shard document holds (api/services/admission.py).
 UNSETTLED_FIELDS = ("queued", "unsettled")  # a submission adds to both
@@ -87,3 +91,19 @@ class CounterStore:
         unsettled = [found.get(path, {}).get("unsettled", 0) for path in u_paths]
         created = [found.get(path, {}).get("created", 0) for path in d_paths]
         return unsettled, created
+
+    def add_launch_count(self, window: int, shard: int, amount: int, expire_at: datetime) -> int:
+        """The fleet-wide launch rate (api/services/launch_rate.py): add `amount` to the
+        launches counted in one shard of one window (the document is created if absent,
+        with `expireAt` for Firestore's TTL), in one commit with no read and no
+        transaction; returns the count after it (the increment's transform result)."""
+        from google.cloud import firestore
+
+        batch = self.client.batch()
+        batch.set(
+            self.client.document(launch_window_path(window, shard)),
+            {"count": firestore.Increment(amount), "expireAt": expire_at},
+            merge=True,
+        )
+        [result] = batch.commit()
+        return int(result.transform_results[0].integer_value)

@@ -19,6 +19,9 @@ path, in one place (as rq's `rq/keys.py` names its Redis keys).
   webhookDeliveries/{taskId}              a finished task's webhook delivery
   webhookSecrets/{owner*}                 an owner's webhook signing secrets
   apiKeys/{sha256 of the key}             an API key's record
+  userSecrets/{owner*}                    an owner's secrets: names, sizes, times
+  userSecrets/{owner*}/values/{name}      one secret's sealed value (ADR 0016)
+  runLaunchWindows/{window}-{shard}       RunJob calls taken in one window (launch_rate.py)
 
 `{owner*}` is the owner passed through `document_id` (an owner such as `__x__` is
 not a valid document id). The admission collections are top-level, so the
@@ -49,6 +52,9 @@ UPLOADS = "uploads"
 DELIVERIES = "webhookDeliveries"
 WEBHOOK_SECRETS = "webhookSecrets"
 API_KEYS = "apiKeys"
+USER_SECRETS = "userSecrets"
+SECRET_VALUES = "values"
+LAUNCH_WINDOWS = "runLaunchWindows"
 
 
 def document_id(name: str) -> str:
@@ -172,6 +178,21 @@ def webhook_secrets_path(owner: str) -> str:
 
 def api_key_path(key_id: str) -> str:
     return f"{API_KEYS}/{key_id}"
+
+
+# -- user secrets --------------------------------------------------------------------
+
+
+def user_secrets_path(owner: str) -> str:
+    return f"{USER_SECRETS}/{document_id(owner)}"
+
+
+def secret_value_path(owner: str, name: str) -> str:
+    return f"{user_secrets_path(owner)}/{SECRET_VALUES}/{name}"
+
+
+def launch_window_path(window: int, shard: int) -> str:
+    return f"{LAUNCH_WINDOWS}/{window}-{shard}"
 
 
 # -- what kind of document a path names (firestore_codec.py) -------------------------

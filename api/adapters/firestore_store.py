@@ -26,8 +26,9 @@ from api.adapters.firestore_conversations import ConversationStore
 from api.adapters.firestore_counters import CounterStore
 from api.adapters.firestore_deadlines import bound_every_call
 from api.adapters.firestore_documents import DocumentStore
-from api.adapters.firestore_paths import EVENTS, TASKS, event_doc_id, usage_path
+from api.adapters.firestore_paths import EVENTS, TASKS, event_doc_id, task_path, usage_path
 from api.adapters.firestore_queues import QueueQueries
+from api.adapters.firestore_secrets import UserSecretStore
 from api.adapters.firestore_spend import SpendStore
 from api.adapters.firestore_tasks import TaskCreation
 from api.models.documents import EventDoc, TaskDoc
@@ -67,7 +68,13 @@ def _read(snapshot: Any) -> Any:
 
 
 class FirestoreStore(
-    TaskCreation, CounterStore, QueueQueries, ConversationStore, DocumentStore, SpendStore
+    TaskCreation,
+    CounterStore,
+    QueueQueries,
+    ConversationStore,
+    DocumentStore,
+    SpendStore,
+    UserSecretStore,
 ):
     def __init__(
         self, project: str, client: Any = None, deadline_seconds: float | None = None
@@ -334,6 +341,10 @@ class FirestoreStore(
             .limit(limit)
         )
         return [_read(doc) for doc in query.stream()][::-1]
+
+    def delete_task(self, task_id: str) -> None:
+        """Delete a task's document and its events."""
+        self.delete_tree(task_path(task_id), (EVENTS,))
 
     def delete_tree(self, path: str, subcollections: tuple[str, ...]) -> None:
         """Delete a document and the named subcollections under it, in batches."""

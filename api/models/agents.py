@@ -8,7 +8,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from api import config
 from api.models.documents import TOOLS, Engine, ToolName
-from api.models.tasks import MemoryMb, TimeoutSeconds, WebhookUrl
+from api.models.tasks import (
+    MemoryMb,
+    Network,
+    Secrets,
+    TimeoutSeconds,
+    WebhookUrl,
+    unique_names,
+)
 
 __all__ = ["Engine", "ToolName"]  # and the models below; Engine, ToolName: documents.py
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -53,9 +60,12 @@ class AgentCreate(BaseModel):
     )
     max_turns: MaxTurns = Field(config.DEFAULT_MAX_TURNS, alias="maxTurns")
     max_tokens: MaxTokens = Field(config.DEFAULT_MAX_TOKENS, alias="maxTokens")
+    network: Network = False
+    secrets: Secrets = Field(default_factory=list)
     max_cost_usd: MaxCostUsd | None = Field(None, alias="maxCostUsd")
 
     _tools = field_validator("tools")(_unique_tools)
+    _secrets = field_validator("secrets")(unique_names)
 
 
 def _patch_schema(schema: dict) -> None:
@@ -86,6 +96,8 @@ class AgentPatch(BaseModel):
     engine: Engine = None  # type: ignore[assignment]
     max_turns: MaxTurns = Field(None, alias="maxTurns")  # type: ignore[assignment]
     max_tokens: MaxTokens = Field(None, alias="maxTokens")  # type: ignore[assignment]
+    network: Network = None  # type: ignore[assignment]
+    secrets: Secrets = None  # type: ignore[assignment]
     max_cost_usd: MaxCostUsd | None = Field(None, alias="maxCostUsd")
 
     _tools = field_validator("tools")(_unique_tools)
@@ -108,8 +120,14 @@ class AgentTaskInput(BaseModel):
         config.DEFAULT_AGENT_TIMEOUT_SECONDS, alias="timeoutSeconds"
     )
     memory_mb: MemoryMb = Field(config.DEFAULT_AGENT_MEMORY_MB, alias="memoryMb")
-    network: bool = Field(False, strict=True)
+    network: Network | None = Field(None, description="Overrides the agent's.")
+    secrets: Secrets | None = Field(None, description="Overrides the agent's.")
     webhook_url: WebhookUrl | None = Field(None, alias="webhookUrl")
+
+    @field_validator("secrets")
+    @classmethod
+    def _unique_secrets(cls, names: list[str] | None) -> list[str] | None:
+        return names if names is None else unique_names(names)
 
 
 class ConversationCreate(BaseModel):

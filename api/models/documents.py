@@ -285,6 +285,38 @@ class WebhookSecretsDoc(TypedDict):
     previousUntil: NotRequired[datetime]
 
 
+class SecretEntry(TypedDict):
+    """One secret as its owner's listing shows it: never its value."""
+
+    size: int
+    createdAt: datetime
+    updatedAt: datetime
+
+
+class UserSecretsDoc(TypedDict):
+    """`userSecrets/{owner}`: the owner's secrets by name (bounded in number, so the
+    listing and its count are one small document)."""
+
+    secrets: dict[str, SecretEntry]
+
+
+class SealedValue(TypedDict):
+    """A value encrypted under a fresh data key, itself wrapped by the key encryption
+    key named (api/adapters/secret_box.py); bytes as base64."""
+
+    keyName: str
+    wrappedKey: str
+    nonce: str
+    ciphertext: str
+
+
+class SecretValueDoc(TypedDict):
+    """`userSecrets/{owner}/values/{name}`."""
+
+    sealed: SealedValue
+    updatedAt: datetime
+
+
 class ApiKeyDoc(TypedDict):
     """`apiKeys/{sha256 of the key}`: never the key itself."""
 

@@ -24,7 +24,7 @@ from api.models.agents import AgentTaskInput
 from api.models.deployment import DeploymentConfig, Usage
 from api.models.documents import Engine, MessageRole, TaskKind, TaskStatusName, ToolName
 from api.models.runner import AgentResult, OutputFile, RunnerResult, SkippedFile
-from api.models.tasks import CodeTaskInput
+from api.models.tasks import CodeTaskInput, Network
 
 # `heartbeat` never reaches the API's event log: the events route drops it.
 EventType = Literal[
@@ -38,6 +38,7 @@ EventType = Literal[
     "tool_result",
     "usage",
     "webhook",
+    "egress",
 ]
 # Times are RFC 3339 in UTC; a task's start and finish are null until they happen.
 Timestamp = datetime | None
@@ -265,6 +266,8 @@ class Agent(Contract):
     engine: Engine
     max_turns: int = Field(alias="maxTurns")
     max_tokens: int = Field(alias="maxTokens")
+    network: Network
+    secrets: list[str]
     max_cost_usd: float | None = Field(
         None, alias="maxCostUsd", description="Each task's cost limit in USD (an estimate)."
     )
@@ -283,11 +286,31 @@ class Agent(Contract):
                 "engine": agent.get("engine") or STORED_AGENT_ENGINE,
                 "maxTurns": agent.get("maxTurns"),
                 "maxTokens": agent.get("maxTokens"),
+                # Agents stored before secrets and egress had neither.
+                "network": agent.get("network") or False,
+                "secrets": agent.get("secrets") or [],
                 **({"maxCostUsd": cost} if cost is not None else {}),
                 "createdAt": agent.get("createdAt"),
                 "updatedAt": agent.get("updatedAt"),
             }
         )
+
+
+class Secret(Contract):
+    """One of your secrets: never its value."""
+
+    name: str
+    size: int = Field(description="The value's length in bytes (UTF-8).")
+    created_at: datetime = Field(alias="createdAt")
+    updated_at: datetime = Field(alias="updatedAt")
+
+    @classmethod
+    def of(cls, entry: Document) -> Self:
+        return cls.model_validate(dict(entry))
+
+
+class SecretList(Contract):
+    secrets: list[Secret]
 
 
 class AgentList(Contract):
@@ -456,6 +479,8 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     TaskEventList,
     Agent,
     AgentList,
+    Secret,
+    SecretList,
     Conversation,
     ConversationList,
     ConversationWithMessages,

@@ -32,6 +32,7 @@ class RunnerEvent(BaseModel):
         "tool_call",
         "tool_result",
         "usage",
+        "egress",  # one connection through the runner's egress proxy
     ]
     data: str | dict[str, Any] = ""
 

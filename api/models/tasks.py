@@ -6,13 +6,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from api import config
 from api.models.documents import TaskStatusName
 
-Language = Literal["python", "bash"]
+Language = Literal["python", "bash", "javascript"]
 # Bounds shared by every kind of task (and the agents' limits in models/agents.py).
 TimeoutSeconds = Annotated[
     int, Field(ge=config.MIN_TIMEOUT_SECONDS, le=config.MAX_TIMEOUT_SECONDS, strict=True)
@@ -27,6 +34,55 @@ WebhookUrl = Annotated[
         "(see GET /api/webhooks/secret)."
     ),
 ]
+
+
+SecretName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", max_length=64)
+]
+
+
+class NetworkAllow(BaseModel):
+    """Egress through the runner's proxy to these hosts only (DESIGN section 16)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allow: list[Annotated[str, StringConstraints(min_length=1, max_length=253)]] = Field(
+        min_length=1,
+        max_length=config.MAX_EGRESS_PATTERNS,
+        description="Host names (`api.example.com`) and `*.` patterns (`*.example.org`: "
+        "names below the domain). Within the deployment's EGRESS_ALLOWED_DOMAINS.",
+    )
+
+    @field_validator("allow")
+    @classmethod
+    def _patterns(cls, allow: list[str]) -> list[str]:
+        from api.services.egress import normalize_pattern
+
+        return list(dict.fromkeys(normalize_pattern(pattern) for pattern in allow))
+
+
+Network = Annotated[
+    StrictBool | NetworkAllow,
+    Field(
+        description='`{"allow": [...]}`: egress to those hosts through the runner\'s proxy, '
+        "which refuses private, loopback and metadata addresses. `true`: the whole network "
+        "(the weaker option), where ALLOW_TASK_NETWORK is set.",
+    ),
+]
+Secrets = Annotated[
+    list[SecretName],
+    Field(
+        max_length=config.MAX_SECRETS_PER_TASK,
+        description="Names of your secrets (PUT /api/secrets/{name}) the program gets as "
+        "environment variables; their values are masked as *** in what the task reports.",
+    ),
+]
+
+
+def unique_names(names: list[str]) -> list[str]:
+    if len(set(names)) != len(names):
+        raise ValueError("secrets must not repeat")
+    return names
 
 
 def _utf8_len(text: str) -> int:
@@ -90,8 +146,11 @@ class CodeTaskInput(BaseModel):
     files: dict[str, InputFile] = Field(default_factory=dict)
     timeout_seconds: TimeoutSeconds = Field(config.DEFAULT_TIMEOUT_SECONDS, alias="timeoutSeconds")
     memory_mb: MemoryMb = Field(config.DEFAULT_MEMORY_MB, alias="memoryMb")
-    network: bool = Field(False, strict=True)
+    network: Network = False
+    secrets: Secrets = Field(default_factory=list)
     webhook_url: WebhookUrl | None = Field(None, alias="webhookUrl")
+
+    _secrets = field_validator("secrets")(unique_names)
 
     @field_validator("code")
     @classmethod

@@ -31,6 +31,16 @@ def claim(task_id: str) -> dict:
     return services().runner.claim(task_id, body.execution, body.attempt)
 
 
+@bp.post("/tasks/<task_id>/secrets")
+@body_limit(config.MAX_RUNNER_CLAIM_BYTES)
+def secrets(task_id: str) -> dict:
+    """The values of the secrets the task names (its owner's), for this execution while
+    it holds the running task; 409 otherwise. A POST: never cached, never logged."""
+    authorize_task(task_id)
+    body = validate(ClaimBody, json_body())
+    return {"secrets": services().runner.secret_values(task_id, body.execution, body.attempt)}
+
+
 @bp.post("/tasks/<task_id>/events")
 @body_limit(config.MAX_RUNNER_EVENTS_BYTES)
 def events(task_id: str) -> dict:

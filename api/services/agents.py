@@ -24,6 +24,8 @@ PUBLIC_FIELDS = (
     "engine",
     "maxTurns",
     "maxTokens",
+    "network",
+    "secrets",
     "maxCostUsd",
 )
 
@@ -100,6 +102,8 @@ class AgentService:
                 "engine": DEFAULT_AGENT_ENGINE,
                 "maxTurns": None,
                 "maxTokens": None,
+                "network": False,
+                "secrets": [],
                 "maxCostUsd": None,
             }
         settings = Agent.of(self.get(owner, agent_id)).body()

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
 from api import config
 from api.adapters.firestore_store import FirestoreStore
 from api.adapters.firestore_tasks import idempotency_record
@@ -78,6 +80,14 @@ def idempotency_ids(owner: str, key: str, conversation_id: str, text: str) -> tu
     return key_id, body_hash
 
 
+def _plain(network: Any) -> Any:
+    return network.model_dump() if isinstance(network, BaseModel) else network
+
+
+def _given(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
 class ConversationService:
     def __init__(
         self, store: FirestoreStore, tasks: TaskService, agents: AgentService, files: FileService
@@ -105,7 +115,9 @@ class ConversationService:
             or config.DEFAULT_MAX_TOKENS,
             "timeoutSeconds": limits.get("timeout_seconds", config.DEFAULT_AGENT_TIMEOUT_SECONDS),
             "memoryMb": limits.get("memory_mb", config.DEFAULT_AGENT_MEMORY_MB),
-            "network": limits.get("network", False),
+            # A task's own `network` and `secrets` override its agent's.
+            "network": _given(limits.get("network"), settings["network"]),
+            "secrets": _given(limits.get("secrets"), settings["secrets"]),
         }
         max_cost = limits.get("max_cost_usd") or settings.get("maxCostUsd")
         if max_cost is not None:
@@ -140,7 +152,8 @@ class ConversationService:
             max_cost_usd=spec.max_cost_usd,
             timeout_seconds=spec.timeout_seconds,
             memory_mb=spec.memory_mb,
-            network=spec.network,
+            network=_plain(spec.network),
+            secrets=spec.secrets,
         )
         return task_input, {"agent": agent}
 

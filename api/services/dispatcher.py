@@ -28,8 +28,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
+from api import config
 from api.adapters.executors.base import DispatchError, ExecutionState, Executor
 from api.models.documents import TaskDoc
+from api.services.job_classes import job_class
+from api.services.launch_rate import LaunchRate
 from api.services.state_machine import IN_FLIGHT, TaskStateMachine, TaskStatus, utcnow
 from api.services.task_tokens import issue_task_token
 
@@ -63,8 +66,15 @@ class Dispatcher:
         on_change: Callable[[str], None] | None = None,
         launch_in_request: bool = False,
         max_running_per_owner: int = 1_000_000,
+        launch_rate: LaunchRate | None = None,
+        small_job_max_memory_mb: int = config.SMALL_JOB_MAX_TASK_MEMORY_MB,
+        max_queued_seconds: float = config.MAX_QUEUED_SECONDS,
     ) -> None:
         self.machine = machine
+        # The fleet-wide RunJob rate (Cloud Run); None: no limit but the executor's.
+        self.launch_rate = launch_rate
+        self.small_job_max_memory_mb = small_job_max_memory_mb
+        self.max_queued = timedelta(seconds=max_queued_seconds)
         self.store = machine.store
         self.executor = executor
         self.token_key = token_key
@@ -183,6 +193,9 @@ class Dispatcher:
                 if owner not in heads:
                     due = self.store.oldest_queued(owner, HEADS_PER_OWNER)
                     heads[owner] = deque(t for t in due if t["nextDispatchAt"] <= now)
+                if heads[owner] and not self._permit():
+                    slots = 0  # the fleet's launch rate is spent: the rest stay queued
+                    break
                 got = self._claim_next(heads[owner])
                 if got is not None:
                     claimed.append(got)
@@ -218,6 +231,8 @@ class Dispatcher:
         """Launch one queued task (unless its owner is at the cap); 1 if launched.
         With `wait_for_claim=False`, leave it to the loop if another claim is going on."""
         dispatch_id = secrets.token_hex(8)
+        if not self._permit():
+            return 0  # it stays queued; the loop launches it once the rate allows
         if not self._claiming.acquire(blocking=wait_for_claim):
             self.kick()
             return 0
@@ -232,16 +247,23 @@ class Dispatcher:
         self._served[task["owner"]] = next(self._turns)  # its turn, for round-robin
         return self._launch(task, dispatch_id)
 
+    def _permit(self) -> bool:
+        """One RunJob call of the fleet's rate (always, without a limit)."""
+        return self.launch_rate is None or self.launch_rate.acquire() == 0.0
+
     def _launch(self, task: TaskDoc, dispatch_id: str) -> int:
         task_id = task["id"]
         timeout = task["input"]["timeoutSeconds"]
         expires = utcnow() + timedelta(seconds=timeout + 2 * self.runner_overhead + 600)
         token = issue_task_token(self.token_key, task_id, expires.timestamp())
+        size = job_class(task, self.small_job_max_memory_mb)
         try:
-            launched = self.executor.launch(task_id, token, timeout + self.runner_overhead)
+            launched = self.executor.launch(task_id, token, timeout + self.runner_overhead, size)
         except DispatchError as error:
             attempts = task.get("dispatchAttempts", 1)
-            if error.retryable and attempts < MAX_DISPATCH_ATTEMPTS:
+            if error.rate_limited:
+                self._wait_for_quota(task, dispatch_id, error)
+            elif error.retryable and attempts < MAX_DISPATCH_ATTEMPTS:
                 delay = min(MAX_BACKOFF_SECONDS, 2**attempts) * (0.5 + random.random())
                 retry_at = utcnow() + timedelta(seconds=delay)
                 log.warning(
@@ -262,6 +284,26 @@ class Dispatcher:
         self.machine.record_execution(task_id, dispatch_id, execution)
         self.on_change(task_id)
         return 1
+
+    def _wait_for_quota(self, task: TaskDoc, dispatch_id: str, error: DispatchError) -> None:
+        """RunJob said 429: the quota, not a fault. The task goes back to `queued` until
+        Retry-After (or a backoff) has passed, for as long as MAX_QUEUED_SECONDS from its
+        creation allows."""
+        task_id = task["id"]
+        attempts = task.get("dispatchAttempts", 1)
+        backoff = min(MAX_BACKOFF_SECONDS, 2**attempts) * (0.5 + random.random())
+        retry_at = utcnow() + timedelta(seconds=error.retry_after or backoff)
+        if retry_at <= task["createdAt"] + self.max_queued:
+            log.warning(
+                "RunJob quota: queued until %s: %s", retry_at, error, extra={"task_id": task_id}
+            )
+            self.machine.requeue(task_id, dispatch_id, retry_at, str(error))
+            return
+        message = f"Cloud Run's RunJob quota refused the task until its queue deadline: {error}"
+        log.error(message, extra={"task_id": task_id})
+        self.machine.settle(
+            task_id, TaskStatus.FAILED, {"code": "dispatch_failed", "message": message}
+        )
 
     # -- settling --------------------------------------------------------------
 

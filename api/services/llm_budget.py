@@ -226,8 +226,8 @@ class LlmBudget:
             return
         except SettledAlready:
             return
-        except Exception:
-            log.warning("settling model call %s failed; parking it", record.call_id, exc_info=True)
+        except Exception as error:  # contention past the retries: the outbox takes it
+            log.warning("settling model call %s failed (%s); parking it", record.call_id, error)
         if not spent.answered:
             return  # the reconciler settles the record as it is, at its settleAt
         try:

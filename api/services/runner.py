@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from api.services.llm_budget import LlmBudget
     from api.services.state_machine import TaskStateMachine
     from api.services.task_watch import TaskWatch
+    from api.services.user_secrets import UserSecretService
     from api.services.webhooks import WebhookService
 
 # An event as the state machine stores it: (type, data).
@@ -43,6 +44,7 @@ class RunnerService:
         files: FileService,
         conversations: ConversationService,
         webhooks: WebhookService,
+        secrets: UserSecretService,
         *,
         llm_budget: LlmBudget | None = None,
     ) -> None:
@@ -53,6 +55,7 @@ class RunnerService:
         self.files = files
         self.conversations = conversations
         self.webhooks = webhooks
+        self.secrets = secrets
         self.reconcile_auth = ReconcileAuth(settings)
         self.llm_budget = llm_budget
 
@@ -107,6 +110,17 @@ class RunnerService:
         if task["kind"] == "agent" and self.llm_budget is not None:
             budget = self.llm_budget.remaining_usd(task, utcnow())
         return task_spec(task, self.settings, self.files, self.conversations, budget)
+
+    def secret_values(self, task_id: str, execution: str, attempt: int) -> dict[str, str]:
+        """The values of the secrets the task names, its owner's, only while this
+        execution attempt holds the running task (a token alone is not enough once
+        the task has moved on). 409 otherwise."""
+        task = self.machine.store.get_task(task_id)
+        claim = task.get("claim") if task is not None else None
+        holds = claim is not None and (claim["execution"], claim["attempt"]) == (execution, attempt)
+        if task is None or task["status"] != TaskStatus.RUNNING.value or not holds:
+            raise ApiError(409, "not_running", "This execution does not hold the running task.")
+        return self.secrets.values(task["owner"], list(task["input"].get("secrets") or []))
 
     def events(self, task_id: str, execution: str, attempt: int, batch: list[Event]) -> int:
         """Store a batch of events (an empty one is a heartbeat); the next sequence

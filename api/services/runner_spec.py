@@ -23,6 +23,7 @@ def task_spec(
     """What the runner needs to run the task: kind, input and sandbox limits; for an
     agent task also the agent's settings, the conversation so far, and what it may still
     spend in dollars (`maxBudgetUsd`, for an engine that stops itself at a budget)."""
+    network = task["input"].get("network")
     spec: dict[str, Any] = {
         "id": task["id"],
         "kind": task["kind"],
@@ -30,7 +31,7 @@ def task_spec(
         "limits": {
             "maxOutputBytes": settings.max_output_bytes,
             "diskMb": settings.task_disk_mb,
-            "network": bool(task["input"].get("network")) and settings.allow_task_network,
+            "network": network is True and settings.allow_task_network,
             "heartbeatSeconds": config.HEARTBEAT_INTERVAL_SECONDS,
             "outputs": {
                 "maxFiles": config.MAX_OUTPUT_FILES,
@@ -41,6 +42,10 @@ def task_spec(
         },
         "inputFiles": files.input_listing(task),
     }
+    if isinstance(network, dict):
+        spec["limits"]["egress"] = egress_spec(network["allow"], settings)
+    if task["input"].get("secrets"):
+        spec["secrets"] = list(task["input"]["secrets"])  # names: values are fetched
     workspace = files.workspace_spec(task, settings.max_workspace_bytes)
     if workspace is not None:
         spec["workspace"] = workspace
@@ -51,3 +56,16 @@ def task_spec(
         if max_budget_usd is not None:
             spec["limits"]["maxBudgetUsd"] = max_budget_usd
     return spec
+
+
+def egress_spec(allow: list[str], settings: Settings) -> dict[str, Any]:
+    """The runner's egress proxy's list and bounds; in local development, the hosts
+    mapped to loopback stand-ins (EGRESS_DEV_HOSTS, refused on Cloud Run)."""
+    egress: dict[str, Any] = {
+        "allow": list(allow),
+        "maxConnections": settings.egress_max_connections,
+        "maxBytes": settings.egress_max_mb * config.MIB,
+    }
+    if settings.egress_dev_hosts:
+        egress["devHosts"] = dict(settings.egress_dev_hosts)
+    return egress

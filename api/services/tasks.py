@@ -57,6 +57,7 @@ class TaskService:
         llm_configured: bool = False,
         admission: TaskAdmission | None = None,
         check_webhook_url=None,
+        check_access=None,
         retention_days: float = config.TASK_RETENTION_DAYS,
     ) -> None:
         self.retention_days = retention_days
@@ -74,6 +75,9 @@ class TaskService:
             max_active=config.MAX_ACTIVE_TASKS_PER_USER,
         )
         self.check_webhook_url = check_webhook_url or (lambda url: None)
+        # (owner, inputs): 422 for secrets or hosts the tasks may not have
+        # (api/services/task_access.py).
+        self.check_access = check_access or (lambda owner, task_inputs: None)
         self._owners_lock = threading.Lock()
         self._owners: tuple[float, dict[str, int]] = (float("-inf"), {})
         self._pending_lock = threading.Lock()
@@ -135,7 +139,8 @@ class TaskService:
         (TaskAdmission), and the task, its first event and its Idempotency-Key record
         are created in one commit, so a burst of one user's submissions shares no
         document (ADR 0007)."""
-        self.admit(bool(task_input.get("network")))
+        self.check_access(owner, [task_input])
+        self.admit(task_input.get("network") is True)
         if webhook_url is not None:
             self.check_webhook_url(webhook_url)
             extra["webhookUrl"] = webhook_url
@@ -164,7 +169,8 @@ class TaskService:
         """Store (kind, input, extra fields) tasks all at once, or none: admission for
         the whole batch (429 if it does not fit), then one commit for every task. A
         few Firestore calls whatever the batch's size, none of them a transaction."""
-        self.admit(any(task_input.get("network") for _, task_input, _ in items))
+        self.check_access(owner, [task_input for _, task_input, _ in items])
+        self.admit(any(task_input.get("network") is True for _, task_input, _ in items))
         for _, _, extra in items:
             if extra.get("webhookUrl"):
                 self.check_webhook_url(extra["webhookUrl"])

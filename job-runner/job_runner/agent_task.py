@@ -21,6 +21,7 @@ import time
 from job_runner.logs import log
 from job_runner.outputs import remove_tree
 from job_runner.sandbox import Limits
+from job_runner.task_access import TaskAccess
 from job_runner.task_files import (
     InputsUnavailable,
     restore_workspace,
@@ -74,8 +75,10 @@ def run_agent_task(
     emit: Emit,
     cancel: threading.Event,
     channel: FileChannel | None = None,
+    access: TaskAccess | None = None,
 ) -> tuple[str, dict | None, dict | None]:
     """Returns (status, result, error) as the API's result endpoint takes them.
+    `access`: the task's secrets and egress, for the programs its tools run.
 
     `completed` covers a cancelled loop too (stopReason "cancelled"): main.py knows
     why `cancel` was set and reports accordingly, as it does for code tasks.
@@ -113,16 +116,24 @@ def run_agent_task(
                         None,
                         {"code": "storage_unavailable", "message": message[:2000]},
                     )
+            access = access or TaskAccess()
             try:
                 toolbox = Toolbox(
-                    sandbox, workspace, limits, spec["agent"]["tools"], cancel, space=space
+                    sandbox,
+                    workspace,
+                    limits,
+                    spec["agent"]["tools"],
+                    cancel,
+                    space=space,
+                    access=access,
                 )
             except ValueError as problem:  # the API validates tools; a mismatch is a bug
                 return "failed", None, {"code": "invalid_task", "message": str(problem)}
             client = _make_client(api_url, token)
             try:
-                loop = AgentLoop(spec, client, toolbox, emit, cancel, deadline)
-                status, error = loop.run()
+                with access.opened(space):
+                    loop = AgentLoop(spec, client, toolbox, emit, cancel, deadline)
+                    status, error = loop.run()
             finally:
                 client.close()
             result = loop.result()

@@ -64,6 +64,12 @@ class TaskApi:
     def claim(self) -> dict:
         return self._call("POST", "claim", self._who())
 
+    def secrets(self) -> dict[str, str]:
+        """The values of the secrets the task names (its owner's only): {name: value}.
+        The API answers this task's token, and only while this execution holds the
+        claim: a POST, never cached. Nothing here logs them."""
+        return dict(self._call("POST", "secrets", self._who()).get("secrets") or {})
+
     def post_events(self, events: list[dict]) -> dict:
         return self._call("POST", "events", {**self._who(), "events": events})
 

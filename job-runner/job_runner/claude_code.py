@@ -12,7 +12,9 @@ inside the sandbox (DESIGN section 12).
 - Its one way out: loopback_forwarder.py inside pipes 127.0.0.1:PORT to a Unix
   socket bound in; outside, llm_relay.py adds the task token and calls the LLM
   proxy. Inside, the "API key" is a placeholder; neither the Anthropic key nor the
-  task token is in any process, file or environment the sandbox can read.
+  task token is in any process, file or environment the sandbox can read. A task
+  with an allow-list also gets the egress proxy (task_access.py) as HTTPS_PROXY, and
+  its owner's secrets as variables: the CLI's Bash tool inherits both.
 - A conversation's turns continue one session: its id is derived from the
   conversation's, `--session-id` on the first turn, `--resume` once the session's
   file is in the (restored) workspace.
@@ -30,6 +32,7 @@ from job_runner.code_task import disk_exceeded_error, memory_exceeded_error
 from job_runner.llm_relay import LlmRelay
 from job_runner.outputs import remove_tree
 from job_runner.sandbox import Limits
+from job_runner.task_access import TaskAccess
 from job_runner.task_files import (
     InputsUnavailable,
     restore_workspace,
@@ -51,7 +54,6 @@ if TYPE_CHECKING:
 
 ENGINE_DIR = "/engine"
 CLI_IN_SANDBOX = f"{ENGINE_DIR}/claude"
-FORWARDER_IN_SANDBOX = f"{ENGINE_DIR}/loopback_forwarder.py"
 CHANNEL_IN_SANDBOX = f"{ENGINE_DIR}/channel"
 SOCKET_NAME = "llm.sock"
 ENGINE_STATE = ".engine"  # in /workspace; never listed as a user file
@@ -113,10 +115,12 @@ def run_claude_code_task(
     emit: Emit,
     cancel: threading.Event,
     channel: FileChannel | None = None,
+    access: TaskAccess | None = None,
 ) -> tuple[str, dict | None, dict | None]:
     """Returns (status, result, error) as the API's result endpoint takes them;
     `completed` with stopReason "cancelled" when `cancel` stopped it (main.py knows
-    why and reports accordingly)."""
+    why and reports accordingly). `access`: the task's secrets and egress."""
+    access = access or TaskAccess()
     try:
         cli = find_cli()
     except EngineUnavailable as missing:
@@ -125,12 +129,14 @@ def run_claude_code_task(
     archives = make_private_dir(os.environ.get("TMPDIR", "/tmp"), "snapshot-")
     os.chmod(archives, 0o711)  # the sandbox uid reads the archive it restores
     try:
-        return _in_task_space(spec, sandbox, cli, api_url, token, emit, cancel, channel, archives)
+        return _in_task_space(
+            spec, sandbox, cli, api_url, token, emit, cancel, channel, archives, access
+        )
     finally:
         remove_tree(archives)
 
 
-def _in_task_space(spec, sandbox, cli, api_url, token, emit, cancel, channel, archives):
+def _in_task_space(spec, sandbox, cli, api_url, token, emit, cancel, channel, archives, access):
     task_input = spec["input"]
     # The task's bounds (task_space.py): a memory and pids cgroup where one can be
     # made, and one tmpfs for /workspace, /tmp and /dev/shm where the runner may mount.
@@ -161,7 +167,10 @@ def _in_task_space(spec, sandbox, cli, api_url, token, emit, cancel, channel, ar
                 os.chown(path, space.uid, space.uid)
         relay.start()
         try:
-            status, result, error = _run(spec, sandbox, cli, space, socket_dir, relay, emit, cancel)
+            with access.opened(space):
+                status, result, error = _run(
+                    spec, sandbox, cli, space, socket_dir, relay, emit, cancel, access
+                )
         finally:
             relay.close()
         if status == "completed" and channel is not None and not cancel.is_set():
@@ -170,7 +179,7 @@ def _in_task_space(spec, sandbox, cli, api_url, token, emit, cancel, channel, ar
         return status, result, error
 
 
-def _run(spec, sandbox, cli, space: TaskSpace, socket_dir: str, relay, emit, cancel):
+def _run(spec, sandbox, cli, space: TaskSpace, socket_dir: str, relay, emit, cancel, access):
     workspace = space.workspace
     # The sandbox's uid writes its session files there. No path is followed: the
     # sandbox may have made .engine a symlink to a host directory (workspace.py).
@@ -201,18 +210,20 @@ def _run(spec, sandbox, cli, space: TaskSpace, socket_dir: str, relay, emit, can
         report_all_output=True,
     )
     limits = space.bound(limits)
-    forwarder = os.path.join(os.path.dirname(__file__), "loopback_forwarder.py")
-    command = ["python3", "-I", FORWARDER_IN_SANDBOX, f"{CHANNEL_IN_SANDBOX}/{SOCKET_NAME}"]
-    command += ["--", CLI_IN_SANDBOX, *cli_arguments(spec, session, resume)]
+    launch = access.launch(
+        [CLI_IN_SANDBOX, *cli_arguments(spec, session, resume)],
+        _prompt(spec, resume).encode(),
+        llm_socket=f"{CHANNEL_IN_SANDBOX}/{SOCKET_NAME}",
+    )
     outcome = sandbox.run(
-        command,
+        launch.command,
         limits,
         workspace=workspace,
-        stdin=_prompt(spec, resume).encode(),
+        stdin=launch.stdin,
         readonly_binds={
             CLI_IN_SANDBOX: cli,
-            FORWARDER_IN_SANDBOX: forwarder,
             CHANNEL_IN_SANDBOX: socket_dir,
+            **launch.readonly_binds,
         },
         on_output=on_output,
         cancel=cancel,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from job_runner.sandbox import Limits
+from job_runner.task_access import TaskAccess
 from job_runner.task_files import InputsUnavailable, store_outputs, write_inputs
 from job_runner.task_space import TaskSpace
 
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
 PROGRAMS = {
     "python": ("main.py", ["python3", "-I", "/task/main.py"]),
     "bash": ("main.sh", ["bash", "--noprofile", "--norc", "/task/main.sh"]),
+    # Node.js from the default environment (environments/default/debian.txt).
+    "javascript": ("main.js", ["node", "/task/main.js"]),
 }
 
 
@@ -33,8 +36,11 @@ def run_code_task(
     on_output,
     cancel: threading.Event,
     channel: FileChannel | None = None,
+    access: TaskAccess | None = None,
 ) -> tuple[str, dict | None, dict | None]:
-    """Returns (status, result, error) as the API's result endpoint takes them."""
+    """Returns (status, result, error) as the API's result endpoint takes them.
+    `access`: the task's secrets and egress (none without it)."""
+    access = access or TaskAccess()
     task_input = spec["input"]
     limits = spec["limits"]
     filename, command = PROGRAMS[task_input["language"]]
@@ -61,17 +67,19 @@ def run_code_task(
             write_inputs(spec, channel, workspace, space.uid)
         except InputsUnavailable as problem:
             return "failed", None, inputs_unavailable(problem)
-        outcome = sandbox.run(
-            command,
-            run_limits,
-            workspace=workspace,
-            stdin=task_input.get("stdin", "").encode(),
-            readonly_binds={"/task": program_dir},
-            on_output=on_output,
-            cancel=cancel,
-            scratch=space.scratch,
-            cgroup=space.cgroup,
-        )
+        with access.opened(space):
+            launch = access.launch(command, task_input.get("stdin", "").encode())
+            outcome = sandbox.run(
+                launch.command,
+                run_limits,
+                workspace=workspace,
+                stdin=launch.stdin,
+                readonly_binds={"/task": program_dir, **launch.readonly_binds},
+                on_output=on_output,
+                cancel=cancel,
+                scratch=space.scratch,
+                cgroup=space.cgroup,
+            )
         result = {
             "exitCode": outcome.exit_code,
             "stdout": outcome.stdout.decode("utf-8", "replace"),

@@ -17,7 +17,6 @@ import contextlib
 import http.client
 import json
 import socketserver
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
@@ -141,7 +140,7 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             self.slots.release()
 
     def handle_error(self, request, client_address) -> None:
-        log.warning("the LLM relay dropped a connection: %s", sys.exc_info()[1])
+        log.warning("the LLM relay dropped a connection", exc_info=True)
 
 
 class _Handler(BaseHTTPRequestHandler):

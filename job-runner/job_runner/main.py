@@ -24,6 +24,7 @@ from job_runner.events import EventSender
 from job_runner.file_channel import FileChannel
 from job_runner.sandbox import SandboxError, make_sandbox
 from job_runner.sandboxes.choice import forget_choice
+from job_runner.task_access import DevHostsRefused, TaskAccess
 from job_runner.task_space import bounds_used, enter_private_mounts
 
 TYPE_CHECKING = False
@@ -90,29 +91,24 @@ def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event, send
         return EXIT_REPORTED
     log.info("claimed task (execution %s, attempt %d)", api.execution, api.attempt)
 
-    sender = EventSender(api, spec["limits"]["heartbeatSeconds"], on_lost=cancel.set)
+    refusal = None
+    try:
+        access = _access(api, spec)
+    except (ApiRefused, DevHostsRefused) as problem:
+        access, refusal = TaskAccess(), _access_error(problem)
+    sender = EventSender(
+        api, spec["limits"]["heartbeatSeconds"], on_lost=cancel.set, mask=access.mask
+    )
+    access.on_egress = lambda record: sender.event("egress", record)
     sender.start()
     senders.append(sender)
+    status: str = "failed"
+    result: dict | None = None
+    error: dict | None = refusal
     used: dict = {}
     try:
-        sandbox = make_sandbox(os.environ.get("SANDBOX", "auto"))
-        used["sandbox"] = sandbox.name
-        log.info("sandbox: %s", sandbox.name)
-        channel = FileChannel(api.base_url, api.task_id, api.token)
-        if spec["kind"] == "code":
-            status, result, error = run_code_task(spec, sandbox, sender.output, cancel, channel)
-        elif spec["kind"] == "agent":
-            # Imported here: code tasks, whose start-up is measured, never load them.
-            if spec["agent"].get("engine", "messages") == "claude-code":
-                from job_runner.claude_code import run_claude_code_task as run_agent
-            else:
-                from job_runner.agent_task import run_agent_task as run_agent
-
-            status, result, error = run_agent(
-                spec, sandbox, api.base_url, api.token, sender.event, cancel, channel
-            )
-        else:
-            raise SandboxError(f"this runner cannot run tasks of kind {spec['kind']!r}")
+        if refusal is None:
+            status, result, error = _execute(spec, api, access, sender, cancel, used)
     except SandboxError as problem:
         log.error("sandbox error: %s", problem)
         if os.environ.get("SANDBOX", "auto") == "auto":
@@ -121,6 +117,8 @@ def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event, send
     finally:
         last_events = sender.finish()
         used.update(bounds_used())
+    # What leaves the runner never holds a secret's value (events are masked as queued).
+    result, error = access.mask.data(result), access.mask.data(error)
     if sender.lost.is_set():
         log.info("the task was taken from this execution (cancelled?): not reporting")
         return EXIT_REPORTED
@@ -137,6 +135,44 @@ def _run(api: TaskApi, log, stop: threading.Event, cancel: threading.Event, send
     log.info("reported %s (accepted: %s)", status, reply.get("accepted"))
     log.info("runner peak memory: %d KiB (outside the task)", _peak_memory_kib())
     return EXIT_REPORTED
+
+
+def _access(api: TaskApi, spec: TaskSpec) -> TaskAccess:
+    """The task's secrets (fetched only if it names any) and egress."""
+    secrets = api.secrets() if spec.get("secrets") else {}
+    return TaskAccess.from_spec(spec, secrets)
+
+
+def _access_error(problem: Exception) -> dict:
+    if isinstance(problem, ApiRefused):
+        said = problem.body.get("message") if isinstance(problem.body, dict) else None
+        message = f"The task's secrets could not be fetched: {said or problem}"
+        return {"code": "secrets_unavailable", "message": message[:2000]}
+    return {"code": "invalid_task", "message": str(problem)}
+
+
+def _execute(
+    spec: TaskSpec, api: TaskApi, access: TaskAccess, sender: EventSender, cancel, used: dict
+):
+    """(status, result, error) of running the task's kind in the sandbox; `used` gets
+    the sandbox's name."""
+    sandbox = make_sandbox(os.environ.get("SANDBOX", "auto"))
+    used["sandbox"] = sandbox.name
+    logs.log.info("sandbox: %s", sandbox.name)
+    channel = FileChannel(api.base_url, api.task_id, api.token)
+    if spec["kind"] == "code":
+        return run_code_task(spec, sandbox, sender.output, cancel, channel, access)
+    if spec["kind"] == "agent":
+        # Imported here: code tasks, whose start-up is measured, never load them.
+        if spec["agent"].get("engine", "messages") == "claude-code":
+            from job_runner.claude_code import run_claude_code_task as run_agent
+        else:
+            from job_runner.agent_task import run_agent_task as run_agent
+
+        return run_agent(
+            spec, sandbox, api.base_url, api.token, sender.event, cancel, channel, access
+        )
+    raise SandboxError(f"this runner cannot run tasks of kind {spec['kind']!r}")
 
 
 def _peak_memory_kib() -> int:

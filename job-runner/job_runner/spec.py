@@ -27,12 +27,25 @@ class OutputLimitsSpec(TypedDict):
     maxPathChars: int
 
 
+class EgressSpec(TypedDict):
+    """Where the task's egress proxy may connect (task_access.py): hosts matching
+    `allow`, within the task's bounds. `devHosts` maps a host to a loopback stand-in
+    (the operator's EGRESS_DEV_HOSTS, local development only; refused on Cloud Run)."""
+
+    allow: list[str]
+    maxConnections: int
+    maxBytes: int
+    devHosts: NotRequired[dict[str, str]]
+
+
 class LimitsSpec(TypedDict):
     maxOutputBytes: int
     diskMb: int
     network: bool
     heartbeatSeconds: float
     outputs: OutputLimitsSpec
+    # Absent or None: no egress (and none where `network` shares the host's).
+    egress: NotRequired[EgressSpec | None]
     # agent tasks: what the task may still spend on model calls, in USD (estimated)
     maxBudgetUsd: NotRequired[float]
 
@@ -84,6 +97,9 @@ class TaskSpec(TypedDict):
     limits: LimitsSpec
     inputFiles: list[InputFileSpec]
     workspace: NotRequired[WorkspaceSpec]
+    # The names of the owner's secrets the task gets; their values come from
+    # `POST .../secrets` (SecretsAnswer), never in the spec.
+    secrets: NotRequired[list[str]]
     # agent tasks only
     agent: NotRequired[AgentSpec]
     conversationId: NotRequired[str | None]
@@ -109,7 +125,29 @@ EventType = Literal[
     "tool_call",
     "tool_result",
     "usage",
+    "egress",
 ]
+
+
+class EgressEvent(TypedDict):
+    """One connection through the egress proxy, reported when it ends."""
+
+    method: str
+    host: str | None
+    port: int | None
+    allowed: bool
+    reason: NotRequired[str]
+    address: NotRequired[str]
+    bytesSent: NotRequired[int]
+    bytesReceived: NotRequired[int]
+    durationMs: int
+
+
+class SecretsAnswer(TypedDict):
+    """`POST .../secrets` (with a ClaimRequest): the values of the secrets the spec
+    names, by name; only while this execution holds the task."""
+
+    secrets: dict[str, str]
 
 
 class RunnerEvent(TypedDict):

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import threading
 
     from job_runner.sandbox import Limits, Outcome, Sandbox
+    from job_runner.task_access import TaskAccess
     from job_runner.task_space import TaskSpace
 
 # One argv string may not exceed the kernel's MAX_ARG_STRLEN (128 KiB); say so in
@@ -109,6 +110,7 @@ class Toolbox:
         names: list[str],
         cancel: threading.Event,
         space: TaskSpace | None = None,
+        access: TaskAccess | None = None,
     ) -> None:
         unknown = sorted(set(names) - set(TOOL_NAMES))
         if unknown:
@@ -118,6 +120,8 @@ class Toolbox:
         # The task's /tmp, /dev/shm and cgroup, shared by all its calls.
         self.scratch = space.scratch if space is not None else None
         self.cgroup = space.cgroup if space is not None else None
+        # The task's secrets and egress proxy reach the programs (bash, python) it runs.
+        self.access = access
 
     def schemas(self) -> list[dict]:
         return [TOOL_SCHEMAS[name] for name in self.names]
@@ -139,20 +143,26 @@ class Toolbox:
         except _BadInput as problem:
             return ToolResult(str(problem), True)
 
-    def _sandboxed(self, command: list[str], wall_seconds: float, stdin: bytes = b"") -> Outcome:
+    def _sandboxed(
+        self, command: list[str], wall_seconds: float, stdin: bytes = b"", program: bool = False
+    ) -> Outcome:
         limits = self.limits._replace(wall_seconds=wall_seconds)
+        binds: dict = {}
+        if program and self.access is not None:
+            command, stdin, binds = self.access.launch(command, stdin)
         return self.sandbox.run(
             command,
             limits,
             workspace=self.workspace,
             stdin=stdin,
+            readonly_binds=binds,
             cancel=self.cancel,
             scratch=self.scratch,
             cgroup=self.cgroup,
         )
 
     def _run_program(self, command: list[str], wall_seconds: float) -> ToolResult:
-        outcome = self._sandboxed(command, wall_seconds)
+        outcome = self._sandboxed(command, wall_seconds, program=True)
         parts = [outcome.stdout.decode("utf-8", "replace")]
         if outcome.stderr:
             parts.append("[stderr]\n" + outcome.stderr.decode("utf-8", "replace"))

@@ -39,6 +39,9 @@ class Execution:
     attempt: int = 0
     log_uri: str | None = _json("logUri")
     console_uri: str | None = _json("consoleUri")
+    sandbox: str | None = None
+    memory_bound: str | None = _json("memoryBound")
+    disk_bound: str | None = _json("diskBound")
     raw: dict = _raw()
 
 
@@ -178,6 +181,7 @@ class Agent:
     engine: str = ""
     max_turns: int = _json("maxTurns", 0)
     max_tokens: int = _json("maxTokens", 0)
+    max_cost_usd: float | None = _json("maxCostUsd")
     created_at: datetime | None = _json("createdAt")
     updated_at: datetime | None = _json("updatedAt")
     raw: dict = _raw()
@@ -245,6 +249,17 @@ class UsageCounter:
 
 
 @dataclass(frozen=True)
+class CostCounter:
+    """USD, estimated from the operator's price table (not Anthropic's invoice); a
+    limit of 0 means none."""
+
+    __schema__: ClassVar[tuple[str, ...]] = ("CostCounter",)
+    used: float
+    limit: float
+    raw: dict = _raw()
+
+
+@dataclass(frozen=True)
 class Usage:
     """Today's counters against their limits; `raw` has any the API adds."""
 
@@ -254,6 +269,8 @@ class Usage:
     unsettled_tasks: UsageCounter = _json("unsettledTasks")
     active_tasks: UsageCounter = _json("activeTasks")
     llm_tokens_today: UsageCounter = _json("llmTokensToday")
+    cost_usd_today: CostCounter | None = _json("costUsdToday")
+    cost_usd_month: float = _json("costUsdMonth", 0.0)
     resets_at: datetime | None = _json("resetsAt")
     raw: dict = _raw()
 

@@ -121,6 +121,35 @@ def test_a_code_tasks_spec_is_what_the_runner_declares(services):
     assert "agent" not in spec and "workspace" not in spec
 
 
+def test_a_spec_with_secrets_and_egress_is_what_the_runner_declares(app, services):
+    settings = services.settings.model_copy(
+        update={"egress_dev_hosts": {"api.test": "127.0.0.1:8092"}}
+    )
+    task = _task(
+        services,
+        kind="code",
+        input={
+            "language": "python",
+            "code": "print(1)",
+            "timeoutSeconds": 10,
+            "memoryMb": 256,
+            "network": {"allow": ["api.test", "*.example.org"]},
+            "secrets": ["DEMO_KEY"],
+        },
+    )
+    spec = task_spec(task, settings, services.files, services.conversations)
+    assert mismatches(spec, runner_spec.TaskSpec, "spec") == []
+    assert spec["secrets"] == ["DEMO_KEY"]
+    egress = spec["limits"]["egress"]
+    assert egress["allow"] == ["api.test", "*.example.org"]
+    assert egress["devHosts"] == {"api.test": "127.0.0.1:8092"}
+    assert spec["limits"]["network"] is False
+    # Without secrets or egress, neither key is there.
+    plain = _task(services, kind="code", input={"language": "python", "code": "print(1)"})
+    plain_spec = task_spec(plain, services.settings, services.files, services.conversations)
+    assert "secrets" not in plain_spec and "egress" not in plain_spec["limits"]
+
+
 def test_an_agent_turns_spec_is_what_the_runner_declares(services):
     now = utcnow()
     conversation: ConversationDoc = {

@@ -84,7 +84,7 @@ class Project:
             **extra,
         }
 
-    def run(self, *args: str, stdin: str = "", timeout: int = 300, **env: str) -> Run:
+    def run(self, *args: str, stdin: str = "", timeout: int = 900, **env: str) -> Run:
         return self.command(
             ["bash", str(SCRIPT), "--project", PROJECT, "--tag", "t1", *args],
             stdin=stdin,
@@ -92,7 +92,7 @@ class Project:
             **env,
         )
 
-    def command(self, argv: list[str], stdin: str = "", timeout: int = 300, **env: str) -> Run:
+    def command(self, argv: list[str], stdin: str = "", timeout: int = 900, **env: str) -> Run:
         before = len(self.cloud.requests)
         done = subprocess.run(
             argv,

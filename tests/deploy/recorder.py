@@ -54,11 +54,20 @@ class Cloud:
         self.requests: list[dict] = []
         self.enabled: set[str] = set()
         self.secret_data: dict[str, list[str]] = {}
+        self.logs: dict[str, list[dict]] = {}  # Cloud Logging entries by execution
         self.counter = 0
         # Scenario switches (tests set them): what a self-check execution ends with,
-        # and whether the API's /health answers.
+        # whether the API's /health answers, and what a smoke task prints.
         self.self_check_fails = False
         self.health_broken = False
+        self.smoke_task_output = "42\n"
+        # Like an organization created since May 2024: Domain Restricted Sharing refuses
+        # any policy that names allUsers or allAuthenticatedUsers.
+        self.domain_restricted_sharing = True
+        # A new service account is unknown to IAM policies for its first binding: IAM is
+        # eventually consistent (https://cloud.google.com/iam/docs/service-accounts-create).
+        self.new_accounts: set[str] = set()
+        self.refused_bindings: list[str] = []
         self.lock = threading.RLock()
 
     def copy(self) -> Cloud:
@@ -82,6 +91,19 @@ class Cloud:
         current = self.policy(resource)
         if policy.get("etag") and policy["etag"] != current["etag"]:
             raise Reply(409, "There were concurrent policy changes.", "ABORTED")
+        members = {m for b in policy.get("bindings", []) for m in b.get("members", [])}
+        if self.domain_restricted_sharing and members & {"allUsers", "allAuthenticatedUsers"}:
+            raise Reply(
+                400,
+                "One or more users named in the policy do not belong to a permitted customer.",
+                "FAILED_PRECONDITION",
+            )
+        for member in sorted(members):
+            email = member.removeprefix("serviceAccount:")
+            if email in self.new_accounts:
+                self.new_accounts.discard(email)
+                self.refused_bindings.append(email)
+                raise Reply(400, f"Service account {email} does not exist.", "INVALID_ARGUMENT")
         stored = {
             "version": policy.get("version", 1),
             "etag": base64.b64encode(f"etag-{self.next_id()}".encode()).decode(),
@@ -314,6 +336,7 @@ class Recorder:
         "serviceusage",
         "artifactregistry",
         "secretmanager",
+        "cloudkms",
         "firestore",
         "cloudbuild",
         "cloudscheduler",

@@ -1,6 +1,7 @@
 """The recorder's answers for every API but Cloud Run (recorder_run.py): Resource
 Manager, Service Usage, Artifact Registry, Cloud Storage, Firestore, IAM, Secret
-Manager, Cloud Build, Cloud Scheduler and Cloud Logging, each in its wire format."""
+Manager, Cloud KMS, Cloud Build, Cloud Scheduler and Cloud Logging, each in its wire
+format."""
 
 from __future__ import annotations
 
@@ -288,6 +289,31 @@ def update_field(cloud, request, project, database, group, field):
     )
 
 
+# Documents (the REST API the deploy's smoke key is written and deleted with).
+DOCS = DB + r"/documents/" + NAME
+
+
+@route("POST", DOCS)
+def create_document(cloud, request, project, database, collection):
+    _project(cloud, project)
+    document = request.arg("documentId")
+    name = f"projects/{project}/databases/{database}/documents/{collection}/{document}"
+    return cloud.create(name, {**request.body, "name": name})
+
+
+@route("GET", DOCS + r"/" + NAME)
+def get_document(cloud, request, project, database, collection, document):
+    return cloud.get(f"projects/{project}/databases/{database}/documents/{collection}/{document}")
+
+
+@route("DELETE", DOCS + r"/" + NAME)
+def delete_document(cloud, request, project, database, collection, document):
+    cloud.resources.pop(
+        f"projects/{project}/databases/{database}/documents/{collection}/{document}", None
+    )
+    return {}
+
+
 # -- IAM: service accounts and custom roles ------------------------------------------
 
 
@@ -319,7 +345,9 @@ def create_account(cloud, request, project):
         "projectId": cloud.project,
         "uniqueId": str(100000 + cloud.next_id()),
     }
-    return cloud.create(_account(cloud, email), account)
+    created = cloud.create(_account(cloud, email), account)
+    cloud.new_accounts.add(email)
+    return created
 
 
 _iam_routes(
@@ -347,6 +375,46 @@ def undelete_role(cloud, request, project, role):
 
 
 # -- Secret Manager ------------------------------------------------------------------
+
+# -- Cloud KMS -----------------------------------------------------------------------
+
+KEY_RING = P + r"/locations/" + NAME + r"/keyRings/" + NAME
+CRYPTO_KEY = KEY_RING + r"/cryptoKeys/" + NAME
+
+
+@route("GET", KEY_RING)
+def get_key_ring(cloud, request, project, location, ring):
+    return cloud.get(f"projects/{cloud.project}/locations/{location}/keyRings/{ring}")
+
+
+@route("POST", P + r"/locations/" + NAME + r"/keyRings")
+def create_key_ring(cloud, request, project, location):
+    _project(cloud, project)
+    name = f"projects/{cloud.project}/locations/{location}/keyRings/{request.arg('keyRingId')}"
+    return cloud.create(name, {"name": name, "createTime": "2026-01-01T00:00:00Z"})
+
+
+@route("GET", CRYPTO_KEY)
+def get_crypto_key(cloud, request, project, location, ring, key):
+    ring_name = f"projects/{cloud.project}/locations/{location}/keyRings/{ring}"
+    return cloud.get(f"{ring_name}/cryptoKeys/{key}")
+
+
+@route("POST", KEY_RING + r"/cryptoKeys")
+def create_crypto_key(cloud, request, project, location, ring):
+    parent = f"projects/{cloud.project}/locations/{location}/keyRings/{ring}"
+    cloud.get(parent)
+    name = f"{parent}/cryptoKeys/{request.arg('cryptoKeyId')}"
+    return cloud.create(name, {**request.body, "name": name, "createTime": "2026-01-01T00:00:00Z"})
+
+
+_iam_routes(
+    CRYPTO_KEY,
+    lambda project, location, ring, key: (
+        f"projects/{project}/locations/{location}/keyRings/{ring}/cryptoKeys/{key}"
+    ),
+)
+
 
 SECRET = P + r"/secrets/" + NAME
 
@@ -440,6 +508,21 @@ def get_build(cloud, request, project, location, build_id):
 
 @route("POST", r"/v2/entries:list")
 def list_log_entries(cloud, request):
+    # An execution's container log (gcloud logging read, by its execution_name label).
+    wanted = re.search(r'execution_name"="([^"]+)"', request.body.get("filter", ""))
+    if wanted:
+        return {
+            "entries": [
+                {
+                    **entry,
+                    "logName": f"projects/{cloud.project}/logs/run.googleapis.com%2Fstdout",
+                    "insertId": str(n),
+                    "timestamp": "2026-01-01T00:00:00Z",
+                    "labels": {"run.googleapis.com/execution_name": wanted.group(1)},
+                }
+                for n, entry in enumerate(cloud.logs.get(wanted.group(1), []))
+            ]
+        }
     # gcloud beta builds submit streams a CLOUD_LOGGING_ONLY build's log from here.
     return {
         "entries": [

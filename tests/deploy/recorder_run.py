@@ -4,9 +4,11 @@ service's own URL, which answers /health as the revision that receives the traff
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 
+from api import config
 from tests.deploy.recorder import PROJECT_NUMBER, Cloud, Reply, Request, not_found, route
 
 NAME = r"([^/:]+)"
@@ -164,25 +166,41 @@ def get_configuration(cloud, request, namespace, name):
     }
 
 
+INVOKER_CHECK_DISABLED = "run.googleapis.com/invoker-iam-disabled"
+
+
 def serving_revision(cloud: Cloud, host: str) -> dict:
-    """The revision a request to HOST reaches: a tag's, or the 100% target's."""
+    """The revision a request to HOST reaches: a tag's, or the 100% target's. Without a
+    Google identity a caller gets through only if the service's invoker IAM check is
+    disabled, or allUsers may invoke it (https://cloud.google.com/run/docs/securing/managing-access)."""
     for key, service in cloud.resources.items():
         if not key.startswith("run/services/"):
             continue
         url_host = service["status"]["url"].removeprefix("https://")
         for target in service["status"]["traffic"]:
-            if host == url_host and target.get("percent") == 100:
-                return cloud.get(_key("revisions", target["revisionName"]))
-            if target.get("tag") and host == f"{target['tag']}---{url_host}":
+            tagged = target.get("tag") and host == f"{target['tag']}---{url_host}"
+            if (host == url_host and target.get("percent") == 100) or tagged:
+                _check_invoker(cloud, key, service)
                 return cloud.get(_key("revisions", target["revisionName"]))
     raise not_found(host)
+
+
+def _check_invoker(cloud: Cloud, key: str, service: dict) -> None:
+    annotations = service["metadata"].get("annotations", {})
+    public = (key, "roles/run.invoker", "allUsers") in cloud.grants()
+    if str(annotations.get(INVOKER_CHECK_DISABLED)).lower() != "true" and not public:
+        raise Reply(403, "Forbidden: the caller may not invoke this service.", "PERMISSION_DENIED")
+
+
+def revision_env(revision: dict) -> dict:
+    return {e["name"]: e.get("value") for e in revision["spec"]["containers"][0].get("env", [])}
 
 
 @route("GET", r"/health")
 def health(cloud, request):
     """The deployed API's /health (api/routes/health.py): which revision answered."""
     revision = serving_revision(cloud, request.host)
-    env = {e["name"]: e.get("value") for e in revision["spec"]["containers"][0].get("env", [])}
+    env = revision_env(revision)
     if cloud.health_broken or not env:
         raise Reply(503, "Service Unavailable", "UNAVAILABLE")
     return {"status": "ok", "service": "api-server", "revision": revision["metadata"]["name"]}
@@ -238,7 +256,9 @@ def run_job(cloud, request, namespace, name):
     args = (overrides.get("containerOverrides") or [{}])[0].get("args", [])
     failed = cloud.self_check_fails and "--self-check" in args
     verdict = (
-        '{"ok": false, "check": "user_namespaces", "fix": "..."}' if failed else '{"ok": true}'
+        {"ok": False, "failed": "sandbox", "fix": "allow unprivileged user namespaces"}
+        if failed
+        else {"ok": True}
     )
     spec = json.loads(json.dumps(job["spec"]["template"]["spec"]))
     body = {
@@ -258,7 +278,9 @@ def run_job(cloud, request, namespace, name):
             "completionTime": _now(),
             "conditions": (
                 _conditions(
-                    "Completed", status="False", message=f"Task {execution}-0 failed: {verdict}"
+                    "Completed",
+                    status="False",
+                    message=f"Task {execution}-0 failed: {json.dumps(verdict)}",
                 )
                 if failed
                 else _conditions("Completed", "ResourcesAvailable", "Started")
@@ -269,6 +291,9 @@ def run_job(cloud, request, namespace, name):
         },
     }
     cloud.resources[_key("executions", execution)] = body
+    # What the container printed, as Cloud Logging keeps it (read by `gcloud logging read`).
+    if "--self-check" in args:
+        cloud.logs[execution] = [{"jsonPayload": verdict, "severity": "INFO"}]
     return body
 
 
@@ -297,3 +322,63 @@ def _iam(kind: str) -> None:
 
 _iam("services")
 _iam("jobs")
+
+
+# -- The deployed API's task routes (the smoke task) ------------------------------------
+#
+# Like api/routes/tasks.py, for the one thing a deploy asks of them: a code task, with
+# an API key that must be a live apiKeys document in Firestore (written by the deploy),
+# launched on the job the revision's CLOUD_RUN_JOB names, if the API's account may.
+
+
+def _caller(cloud: Cloud, request: Request, revision: dict) -> str:
+    if "apikey" not in (revision_env(revision).get("AUTH_MODE") or ""):
+        raise Reply(401, "API keys are not accepted here.", "UNAUTHENTICATED")
+    key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    name = f"projects/{cloud.project}/databases/(default)/documents/apiKeys/{digest}"
+    document = cloud.resources.get(name)
+    if (
+        not key.startswith("ak_")
+        or document is None
+        or "nullValue" not in (document["fields"].get("revokedAt", {}))
+    ):
+        raise Reply(401, "The API key is unknown or revoked.", "UNAUTHENTICATED")
+    return document["fields"]["owner"]["stringValue"]
+
+
+@route("POST", r"/api/tasks")
+def create_task(cloud, request):
+    revision = serving_revision(cloud, request.host)
+    owner = _caller(cloud, request, revision)
+    # The API's choice of job (api/services/job_classes.py), for a code task.
+    env = revision_env(revision)
+    small = request.body.get("memoryMb", 512) <= config.SMALL_JOB_MAX_TASK_MEMORY_MB
+    job_resource = (
+        (env.get("CLOUD_RUN_JOB_SMALL") if small else None) or env.get("CLOUD_RUN_JOB") or ""
+    )
+    job = job_resource.rsplit("/", 1)[-1]
+    api = f"serviceAccount:{revision['spec']['serviceAccountName']}"
+    launcher = f"projects/{cloud.project}/roles/agentTaskLauncher"
+    task_id = f"task{cloud.next_id()}"
+    task = {"id": task_id, "owner": owner, "kind": "code", "input": request.body}
+    if (_key("jobs", job), launcher, api) not in cloud.grants():
+        task.update(status="failed", error={"code": "dispatch_failed", "message": job_resource})
+    else:
+        execution = run_job(cloud, request, "-", job)["metadata"]["name"]
+        task.update(
+            status="completed",
+            result={"exitCode": 0, "stdout": cloud.smoke_task_output, "stderr": ""},
+            execution={"backend": "cloudrun", "name": f"{job_resource}/executions/{execution}"},
+        )
+    cloud.resources[f"api/tasks/{task_id}"] = task
+    return task
+
+
+@route("GET", r"/api/tasks/([^/]+)")
+def get_task(cloud, request, task_id):
+    owner = _caller(cloud, request, serving_revision(cloud, request.host))
+    task = cloud.resources.get(f"api/tasks/{task_id}")
+    if task is None or task["owner"] != owner:
+        raise not_found(task_id)
+    return task

@@ -6,7 +6,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.deploy.harness import API_SA, PROJECT, REGION, Project, Run
+import yaml
+
+from tests.deploy.harness import API_SA, PROJECT, REGION, ROOT, SCRIPT, Project, Run
 
 IMAGES = f"{REGION}-docker.pkg.dev/{PROJECT}/agent-platform"
 CONDITIONAL = {
@@ -52,7 +54,42 @@ def failed_candidate(project: Project) -> dict:
 
 def failing_self_check(project: Project) -> dict:
     project.cloud.self_check_fails = True
-    return {"run": project.run()}
+    return {"run": project.run("--tag", "t2")}
+
+
+def failing_smoke_task(project: Project) -> dict:
+    """The new code prints 41: the deploy must stop before the live job changes."""
+    project.cloud.smoke_task_output = "41\n"
+    serving = [dict(t) for t in project.service()["status"]["traffic"] if t.get("percent")]
+    return {"serving": serving, "run": project.run("--tag", "t2")}
+
+
+def settings(project: Project) -> dict:
+    """A setting added by hand, settings given once by flag, then a plain rerun."""
+    by_hand = project.command(
+        [
+            "gcloud",
+            "run",
+            "services",
+            "update",
+            "agent-api",
+            f"--region={REGION}",
+            f"--project={PROJECT}",
+            "--update-env-vars=MAX_TASKS_IN_FLIGHT=50",
+            "--quiet",
+        ]
+    )
+    flags = project.run(
+        "--auth-mode",
+        "firebase",
+        "--firebase-web-config",
+        '{"apiKey": "AIza-test", "projectId": "demo-proj"}',
+        "--env",
+        "ALLOWED_MODELS=claude-haiku-4-5",
+        "--max-instances",
+        "3",
+    )
+    return {"by_hand": by_hand, "flags": flags, "rerun": project.run()}
 
 
 def rotation(project: Project) -> dict:
@@ -60,10 +97,33 @@ def rotation(project: Project) -> dict:
     return {"run": project.run("--anthropic-key-file", str(key), "--rotate-token-key")}
 
 
+def cloud_build_rollout(project: Project) -> dict:
+    """cloudbuild.yaml's rollout step, as Cloud Build runs it after pushing build-7."""
+    [step] = [
+        s
+        for s in yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())["steps"]
+        if s["id"] == "rollout"
+    ]
+    values = {"$PROJECT_ID": PROJECT, "$PROJECT_NUMBER": "123456789012", "$BUILD_ID": "build-7"}
+    values |= {
+        f"${{{k}}}": v
+        for k, v in yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())["substitutions"].items()
+    }
+    argv = []
+    for arg in step["args"]:
+        for name, value in values.items():
+            arg = arg.replace(name, value)
+        argv.append(str(SCRIPT) if arg == "deploy-gcp.sh" else arg)
+    return {"run": project.command([step["entrypoint"], *argv])}
+
+
 SCENARIOS = {
     "conditional_binding": conditional_binding,
+    "cloud_build_rollout": cloud_build_rollout,
     "failed_candidate": failed_candidate,
     "failing_self_check": failing_self_check,
+    "failing_smoke_task": failing_smoke_task,
+    "settings": settings,
     "rotation": rotation,
 }
 
@@ -73,6 +133,8 @@ def run_all(deployed: Project, tmp: Path) -> dict[str, tuple[Project, dict[str, 
     for name in SCENARIOS:
         (tmp / name).mkdir()
         projects[name] = deployed.copy(tmp / name)
-    with ThreadPoolExecutor(len(SCENARIOS)) as pool:
+    # A few at a time: each is a deploy of some thirty gcloud commands, and a loaded
+    # 2-core machine runs eight at once slower than it runs them in turn.
+    with ThreadPoolExecutor(3) as pool:
         futures = {name: pool.submit(SCENARIOS[name], projects[name]) for name in SCENARIOS}
         return {name: (projects[name], future.result()) for name, future in futures.items()}

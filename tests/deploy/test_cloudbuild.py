@@ -12,28 +12,8 @@ from tests.conftest import must_match
 from tests.deploy.harness import ROOT, SCRIPT, venv_tool
 
 CONFIG = ROOT / "cloudbuild.yaml"
-ORDER = [
-    "tests",
-    "build-api",
-    "build-runner",
-    "push-api",
-    "push-runner",
-    "deploy-job",
-    "self-check",
-    "deploy-service",
-    "smoke-test",
-    "move-traffic",
-]
-STAGES = [
-    ["tests"],
-    ["build-api", "build-runner"],
-    ["push-api", "push-runner"],
-    ["deploy-job"],
-    ["self-check"],
-    ["deploy-service"],
-    ["smoke-test"],
-    ["move-traffic"],
-]
+ORDER = ["tests", "build-api", "build-runner", "push-api", "push-runner", "rollout"]
+STAGES = [["tests"], ["build-api", "build-runner"], ["push-api", "push-runner"], ["rollout"]]
 
 
 def config() -> dict:
@@ -66,9 +46,15 @@ def substituted(text: str) -> str:
     """What Cloud Build runs: the defaults in, `$$` as `$`."""
     for name, value in config()["substitutions"].items():
         text = text.replace("${" + name + "}", value)
-    return (
-        text.replace("$PROJECT_ID", "demo-proj").replace("$COMMIT_SHA", "abc123").replace("$$", "$")
-    )
+    for name, value in (
+        ("$PROJECT_ID", "demo-proj"),
+        ("$PROJECT_NUMBER", "123456789012"),
+        ("$COMMIT_SHA", "abc123"),
+        ("$BUILD_ID", "build-7"),
+        ("$$", "$"),
+    ):
+        text = text.replace(name, value)
+    return text
 
 
 def test_the_steps_run_in_the_rollout_order():
@@ -81,33 +67,27 @@ def test_the_steps_run_in_the_rollout_order():
             )
 
 
-def test_both_images_are_built_for_amd64_tagged_with_the_commit_and_pushed_to_artifact_registry():
+def test_both_images_are_built_for_amd64_tagged_with_the_build_and_pushed_to_artifact_registry():
+    """Tagged with $BUILD_ID, which every build has: $COMMIT_SHA is empty for a manual
+    `gcloud builds submit`, and an image named `api:` cannot be built. The commit is the
+    image's revision label when there is one."""
     for image, dockerfile in (("api", "api/Dockerfile"), ("runner", "job-runner/Dockerfile")):
         build = args(f"build-{image}")
-        tag = f"--tag=${{_REGION}}-docker.pkg.dev/$PROJECT_ID/${{_REPOSITORY}}/{image}:$COMMIT_SHA"
+        tag = f"--tag=${{_REGION}}-docker.pkg.dev/$PROJECT_ID/${{_REPOSITORY}}/{image}:$BUILD_ID"
         assert build[0] == "build" and "--platform=linux/amd64" in build
         assert f"--file={dockerfile}" in build and tag in build
+        assert "--label=org.opencontainers.image.revision=$COMMIT_SHA" in build
         assert args(f"push-{image}") == ["push", tag.removeprefix("--tag=")]
+    assert "$COMMIT_SHA" not in str(config()["images"]) + str(args("rollout"))
     assert "gcr.io/$PROJECT_ID" not in CONFIG.read_text()
 
 
-def test_the_job_gets_the_new_image_and_nothing_is_created():
-    deploy = args("deploy-job")
-    assert deploy[:4] == ["run", "jobs", "update", "${_JOB}"]
-    assert (
-        "--image=${_REGION}-docker.pkg.dev/$PROJECT_ID/${_REPOSITORY}/runner:$COMMIT_SHA" in deploy
-    )
-
-
-def test_the_service_is_deployed_without_traffic_under_a_tag_then_switched():
-    deploy = args("deploy-service")
-    assert deploy[:3] == ["run", "deploy", "${_SERVICE}"]
-    assert "--no-traffic" in deploy and "--tag=${_CANDIDATE_TAG}" in deploy
-    assert "--service-account=${_API_SA_ID}@$PROJECT_ID.iam.gserviceaccount.com" in deploy
-    move = args("move-traffic")
-    assert (
-        move[:4] == ["run", "services", "update-traffic", "${_SERVICE}"] and "--to-latest" in move
-    )
+def test_the_rollout_is_the_scripts_own_candidate_first_rollout_of_the_pushed_images():
+    rollout = steps()["rollout"]
+    assert rollout["entrypoint"] == "bash"
+    assert args("rollout")[:2] == ["deploy-gcp.sh", "--rollout-only"]
+    assert "--tag=$BUILD_ID" in args("rollout")
+    assert {"push-api", "push-runner"} <= depends_on("rollout")
 
 
 def test_every_substitution_is_defined_documented_and_used():
@@ -117,7 +97,7 @@ def test_every_substitution_is_defined_documented_and_used():
     defined = set(config()["substitutions"])
     used = set(re.findall(r"\$\{(_[A-Z_]+)\}", body)) | set(re.findall(r"\$(_[A-Z_]+)", body))
     assert used == defined
-    for name in defined | {"$PROJECT_ID", "$COMMIT_SHA"}:
+    for name in defined | {"$PROJECT_ID", "$PROJECT_NUMBER", "$BUILD_ID", "$COMMIT_SHA"}:
         assert re.search(rf"^#\s+{re.escape(name)}\s", header, re.M), f"{name} is not documented"
 
 
@@ -129,7 +109,6 @@ def test_the_defaults_match_the_deploy_script():
         ("_REPOSITORY", "REPOSITORY"),
         ("_JOB", "JOB_NAME"),
         ("_SERVICE", "SERVICE_NAME"),
-        ("_API_SA_ID", "API_SA_ID"),
     ):
         pattern = rf'^{setting}=(?:\$\{{{setting}:-(.*)\}}|"(.*)")$'
         match = re.search(pattern, script, re.M)
@@ -141,27 +120,13 @@ def test_builds_log_to_cloud_logging_as_a_user_managed_account_requires():
 
 
 def test_the_shell_steps_are_shellcheck_clean(tmp_path):
-    for step_id in ("tests", "smoke-test"):
+    for step_id in ("tests",):
         script = tmp_path / f"{step_id}.sh"
         script.write_text("#!/usr/bin/env bash\n" + substituted(args(step_id)[1]))
         done = subprocess.run(
             [venv_tool("shellcheck"), "--shell=bash", str(script)], capture_output=True, text=True
         )
         assert done.returncode == 0, done.stdout
-
-
-def test_every_deploy_checks_the_sandbox_in_the_new_job_before_traffic_moves():
-    assert args("self-check") == [
-        "run",
-        "jobs",
-        "execute",
-        "${_JOB}",
-        "--region=${_REGION}",
-        "--args=--self-check",
-        "--wait",
-        "--quiet",
-    ]
-    assert "self-check" in depends_on("deploy-service")
 
 
 def test_the_test_step_runs_only_suites_its_image_can_run():

@@ -4,6 +4,7 @@ runner's sandbox works as the image's non-root user."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -125,7 +126,10 @@ def test_python_version_is_the_same_in_pyproject_dockerfiles_and_cloud_build():
     for dockerfile in DOCKERFILES:
         froms = [args.split() for op, args in instructions(dockerfile) if op == "FROM"]
         images = [next(word for word in args if not word.startswith("--")) for args in froms]
-        assert images and {python_version_of_image(i) for i in images} == {version}, dockerfile
+        # The runner's task root is Debian's own bookworm, whose python3 is 3.11 too.
+        pythons = [i for i in images if i != "debian:bookworm-slim"]
+        assert pythons and {python_version_of_image(i) for i in pythons} == {version}, dockerfile
+        assert version == "3.11" or pythons == images, "Debian bookworm's python3 is 3.11"
     steps = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())["steps"]
     runs_python = [s for s in steps if re.search(r"\b(uv|pytest|python3?|pip)\b", str(s["args"]))]
     assert [s["id"] for s in runs_python] == ["tests"]
@@ -292,3 +296,60 @@ def test_every_package_the_image_installs_has_a_wheel_for_it(dockerfile, tmp_pat
     for name in exported_packages(dockerfile, tmp_path):
         wheels = [w["url"].rsplit("/", 1)[1] for w in lock[name].get("wheels", [])]
         assert any(parse_wheel_filename(w)[3] & supported for w in wheels), f"{name}: no wheel"
+
+
+def test_the_console_is_built_with_the_node_its_locked_packages_ask_for():
+    """The locked Firebase SDK's packages ask for Node >= 20 (engines in the lock);
+    Debian bookworm's nodejs is 18, so the console stage takes node from a Node image."""
+    lock = json.loads((ROOT / "console" / "package-lock.json").read_text())
+    wanted = max(
+        int(m.group(1))
+        for package in lock["packages"].values()
+        if (m := re.match(r">=\s*(\d+)", package.get("engines", {}).get("node", "")))
+    )
+    text = API_DOCKERFILE.read_text()
+    sources = re.findall(
+        r"^COPY --from=node:(\d+)-\S+ /usr/local/(?:bin/node|lib/node_modules/npm) ", text, re.M
+    )
+    assert len(sources) == 2 and {int(major) for major in sources} == {wanted}
+    assert "apt-get install -y --no-install-recommends nodejs" not in text
+
+
+def stage(dockerfile: Path, name: str) -> list[tuple[str, str]]:
+    """The instructions of the stage `FROM ... AS name`, up to the next FROM."""
+    steps = instructions(dockerfile)
+    start = next(i for i, (op, a) in enumerate(steps) if op == "FROM" and a.endswith(f" AS {name}"))
+    end = next((i for i in range(start + 1, len(steps)) if steps[i][0] == "FROM"), len(steps))
+    return steps[start:end]
+
+
+def test_the_runner_image_installs_the_default_environments_manifest_as_the_local_root():
+    """One manifest (environments/default/) for the image's task root and the local one
+    (devtools/task_root.py): the same Debian list, install script and Python lock."""
+    from devtools import task_root
+
+    assert task_root.MANIFEST_DIR == ROOT / "environments" / "default"
+    assert {p.name for p in task_root.manifest_files()} == {
+        "debian.txt",
+        "python.in",
+        "python.lock",
+        "install-python.sh",
+    }
+    wheels = " ".join(f"{op} {args}" for op, args in stage(RUNNER_DOCKERFILE, "wheels"))
+    assert "COPY environments/default/python.lock /tmp/python.lock" in wheels
+    assert "--require-hashes -r /tmp/python.lock" in wheels
+    root = stage(RUNNER_DOCKERFILE, "task-root")
+    assert root[0][1].split()[1] == "debian:bookworm-slim"  # bookworm, as mmdebstrap's
+    assert ("COPY", "environments/default/ /tmp/environment/") in root
+    (run,) = [args for op, args in root if op == "RUN"]
+    assert "grep -v '^#' /tmp/environment/debian.txt | xargs apt-get install" in run
+    assert "sh /tmp/environment/install-python.sh /tmp/wheels /tmp/environment/python.lock" in run
+    assert task_root.SUITE == "bookworm"
+    final = final_stage(RUNNER_DOCKERFILE)
+    assert ("COPY", "--from=task-root / /opt/task-root/") in final
+    assert ("ENV", "TASK_ROOT=/opt/task-root") in final
+    # The lock is the one the manifest's top-level list compiles to, with hashes.
+    lock = (task_root.MANIFEST_DIR / "python.lock").read_text()
+    for line in (task_root.MANIFEST_DIR / "python.in").read_text().splitlines():
+        if line and not line.startswith("#"):
+            assert re.search(rf"^{line}==\S+ \\\n\s+--hash=sha256:", lock, re.M), line

@@ -36,8 +36,6 @@ def test_every_script_command_in_the_readme_is_accepted(tmp_path):
     for line in lines:
         argv = [str(key) if arg.startswith("~/") else arg for arg in shlex.split(line)[1:]]
         argv = [a for a in argv if a not in ("--project", "my-project")]
-        if "--smoke-task" in argv and "--smoke-api-key-file" not in argv:
-            argv += ["--smoke-api-key-file", str(key)]
         run = cloud.run(*argv, "--dry-run")
         assert_ok(run)
         assert run.requests == []
@@ -60,13 +58,19 @@ def test_the_teardown_deletes_everything_the_script_creates(tmp_path):
         if positional[:2] == ["projects", "add-iam-policy-binding"]:
             project_grants.append([a for a in argv if a.startswith(("--member=", "--role="))])
     teardown = shell_blocks()[-1].replace("$P", PROJECT)
-    assert "agent-runner" in created and "agent-api" in created
+    assert {
+        "agent-runner",
+        "agent-runner-candidate",
+        "agent-runner-small",
+        "agent-runner-small-candidate",
+        "agent-api",
+    } <= set(created)
     for name in created:
         if name is None:  # the Firestore database and indexes, by --database
             assert "firestore databases delete" in teardown
             continue
         assert name in teardown, f"{name} is created but the README never deletes it"
     # Project-level grants outlive their deleted accounts unless removed.
-    assert len(project_grants) == 2
+    assert len(project_grants) == 3
     for member, role in project_grants:
         assert f"remove-iam-policy-binding {PROJECT} {member} {role}" in teardown

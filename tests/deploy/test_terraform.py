@@ -18,6 +18,7 @@ FILES = {
     "artifact_registry.tf",
     "firestore.tf",
     "iam.tf",
+    "kms.tf",
     "outputs.tf",
     "run.tf",
     "scheduler.tf",
@@ -104,6 +105,7 @@ def test_the_configuration_is_split_by_concern():
     assert where["google_artifact_registry_repository"] == "artifact_registry.tf"
     assert where["google_firestore_database"] == "firestore.tf"
     assert where["google_project_service"] == "apis.tf"
+    assert where["google_kms_key_ring"] == where["google_kms_crypto_key"] == "kms.tf"
 
 
 def test_every_variable_has_a_description_and_a_type():
@@ -117,7 +119,7 @@ def test_every_variable_has_a_description_and_a_type():
 def test_the_outputs_are_the_service_url_and_the_job_name():
     outputs = blocks("output")
     assert unwrap(outputs["service_url"]["value"]) == "${google_cloud_run_v2_service.api.uri}"
-    assert unwrap(outputs["job_name"]["value"]) == "${google_cloud_run_v2_job.runner.id}"
+    assert unwrap(outputs["job_name"]["value"]) == '${google_cloud_run_v2_job.runner["live"].id}'
     assert all(str(unwrap(o.get("description", ""))).strip() for o in outputs.values())
 
 
@@ -156,7 +158,7 @@ def test_no_grant_uses_a_primitive_or_admin_role():
         assert "admin" not in role.lower() or role == "roles/storage.objectAdmin", key
 
 
-def test_only_two_grants_are_project_wide():
+def test_only_three_grants_are_project_wide():
     project_wide = {
         (member_of(body), unwrap(body["role"]))
         for key, body in iam_members().items()
@@ -165,6 +167,8 @@ def test_only_two_grants_are_project_wide():
     assert project_wide == {
         ("serviceAccount:${google_service_account.api.email}", "roles/datastore.user"),
         ("serviceAccount:${google_service_account.builder.email}", "roles/logging.logWriter"),
+        # The smoke task's key (cloudbuild.yaml's rollout): no more than it deploys as api.
+        ("serviceAccount:${google_service_account.builder.email}", "roles/datastore.user"),
     }
 
 
@@ -191,7 +195,7 @@ def test_the_api_account_gets_exactly_its_grants_each_on_its_resource():
             (
                 "google_cloud_run_v2_job_iam_member",
                 "${google_project_iam_custom_role.task_launcher.name}",
-                "${google_cloud_run_v2_job.runner.name}",
+                "${each.value.name}",
             ),
             (
                 "google_service_account_iam_member",
@@ -203,12 +207,42 @@ def test_the_api_account_gets_exactly_its_grants_each_on_its_resource():
                 "roles/storage.objectAdmin",
                 "${google_storage_bucket.files.name}",
             ),
+            (
+                "google_kms_crypto_key_iam_member",
+                "roles/cloudkms.cryptoKeyEncrypterDecrypter",
+                "${google_kms_crypto_key.user_secrets.id}",
+            ),
         ]
     )
 
 
+def test_the_job_grants_cover_the_live_job_and_its_candidate():
+    resources = blocks("resource")
+    jobs = resources["google_cloud_run_v2_job.runner"]
+    assert unwrap(jobs["for_each"]) == "${local.jobs}"
+    assert unwrap(jobs["name"]) == "${each.value.name}"
+    for grant in ("api_launches_tasks", "builder_updates_job"):
+        body = resources[f"google_cloud_run_v2_job_iam_member.{grant}"]
+        assert unwrap(body["for_each"]) == "${google_cloud_run_v2_job.runner}", grant
+
+
+def test_the_service_is_public_through_the_disabled_invoker_check_never_all_users():
+    service = blocks("resource")["google_cloud_run_v2_service.api"]
+    assert unwrap(service["invoker_iam_disabled"]) is True
+    members = [member_of(body) for body in iam_members().values()]
+    assert not [m for m in members if m in ("allUsers", "allAuthenticatedUsers")]
+
+
 def _scope(body: dict) -> str:
-    for field in ("secret_id", "service_account_id", "repository", "bucket", "name", "project"):
+    for field in (
+        "secret_id",
+        "service_account_id",
+        "repository",
+        "bucket",
+        "name",
+        "project",
+        "crypto_key_id",
+    ):
         if field in body:
             return unwrap(body[field])
     raise AssertionError(f"no scope in {body}")
@@ -229,7 +263,13 @@ def test_the_job_runs_as_the_runner_in_gen2_with_no_env_and_no_secrets():
     container = unwrap(task["containers"])
     assert "env" not in container and "volume_mounts" not in container
     assert resolve(task["max_retries"]) == script_setting("JOB_MAX_RETRIES")
-    assert resolve(task["timeout"]) == script_setting("JOB_TASK_TIMEOUT")
+    from api import config
+
+    margin = config.RUNNER_OVERHEAD_SECONDS
+    assert resolve(task["timeout"]) == f"{config.MAX_TIMEOUT_SECONDS + margin}s"
+    # A generous margin for the execution's start, restore and upload: billing is for
+    # what runs, and a tight one turns a slow start into an execution_timeout.
+    assert margin >= 300
 
 
 def test_the_service_gets_the_env_contract_and_its_secrets_by_reference():
@@ -245,15 +285,18 @@ def test_the_service_gets_the_env_contract_and_its_secrets_by_reference():
     assert set(env) == {
         "EXECUTOR",
         "CLOUD_RUN_JOB",
+        "CLOUD_RUN_JOB_SMALL",
         "GOOGLE_CLOUD_PROJECT",
         "AUTH_MODE",
         "RECONCILE_INVOKER",
         "GUNICORN_THREADS",
         "PUBLIC_URL",
         "FILES_BUCKET",
+        "SECRETS_KMS_KEY",
         "TASK_TOKEN_KEY",
         "ANTHROPIC_API_KEY",
     }
+    assert unwrap(env["SECRETS_KMS_KEY"]["value"]) == "${google_kms_crypto_key.user_secrets.id}"
     assert unwrap(env["EXECUTOR"]["value"]) == "cloudrun"
     assert unwrap(env["RECONCILE_INVOKER"]["value"]) == "${google_service_account.scheduler.email}"
     for name, secret in (
@@ -294,13 +337,17 @@ def test_firestore_is_native_with_the_declared_indexes_and_a_ttl():
             "admissionDaily.expireAt",
             "events.expireAt",
             "idempotency.expireAt",
+            "runLaunchWindows.expireAt",
             "tasks.expireAt",
             "uploads.expireAt",
         ]
     )
 
 
-def test_secrets_are_containers_only():
+def test_secret_values_are_write_only_so_a_plain_apply_works_and_no_state_holds_them():
+    """A plain `terraform apply` creates each secret with a version (the service's first
+    revision reads `latest`), from an ephemeral variable through a write-only argument:
+    no value in the plan, the state or the configuration."""
     resources = blocks("resource")
     secrets = {
         unwrap(b["secret_id"])
@@ -308,8 +355,33 @@ def test_secrets_are_containers_only():
         if k.startswith("google_secret_manager_secret.")
     }
     assert secrets == {script_setting("ANTHROPIC_SECRET"), script_setting("TOKEN_SECRET")}
-    assert not [k for k in resources if k.startswith("google_secret_manager_secret_version")]
+    variables = blocks("variable")
+    versions = {
+        k: b for k, b in resources.items() if k.startswith("google_secret_manager_secret_version.")
+    }
+    assert sorted(versions) == [
+        "google_secret_manager_secret_version.anthropic_api_key",
+        "google_secret_manager_secret_version.task_token_key",
+    ]
+    for key, body in versions.items():
+        name = key.split(".")[1]
+        assert "secret_data" not in body, f"{key} would keep its value in the state"
+        assert unwrap(body["secret_data_wo"]) == f"${{var.{name}}}"
+        assert unwrap(body["secret_data_wo_version"]) == f"${{var.{name}_version}}"
+        assert unwrap(variables[name]["ephemeral"]) is True
+        assert unwrap(variables[name]["sensitive"]) is True
+        assert f"google_secret_manager_secret_version.{name}" in str(
+            resources["google_cloud_run_v2_service.api"]["depends_on"]
+        )
     assert not [k for k in resources if k.startswith("random_")]
+
+
+def test_every_operator_setting_is_a_variable_the_service_applies():
+    variables = blocks("variable")
+    assert {"auth_mode", "api_max_instances", "firebase_web_config", "api_env"} <= set(variables)
+    run_tf = (TERRAFORM / "run.tf").read_text()
+    assert "FIREBASE_WEB_CONFIG = var.firebase_web_config" in run_tf
+    assert "for_each = var.api_env" in run_tf
 
 
 def test_the_same_apis_and_defaults_as_the_script():
@@ -323,9 +395,9 @@ def test_the_same_apis_and_defaults_as_the_script():
         ("job_name", "JOB_NAME"),
         ("repository_id", "REPOSITORY"),
         ("scheduler_job_name", "SCHEDULER_JOB"),
-        ("auth_mode", "AUTH_MODE"),
+        ("auth_mode", "DEFAULT_AUTH_MODE"),
         ("job_cpu", "JOB_CPU"),
-        ("api_max_instances", "MAX_INSTANCES"),
+        ("api_max_instances", "DEFAULT_MAX_INSTANCES"),
     ):
         assert str(unwrap(variables[variable]["default"])) == script_setting(setting), variable
 
@@ -335,6 +407,27 @@ def test_the_jobs_memory_holds_the_largest_task_and_the_runner():
 
     needed = config.MAX_MEMORY_MB + config.TASK_DISK_MB + config.RUNNER_RESERVE_MB
     assert unwrap(blocks("variable")["job_memory"]["default"]) == f"{needed}Mi"
+
+
+def test_the_small_jobs_memory_holds_its_largest_task_and_the_runner():
+    from api import config
+
+    needed = config.SMALL_JOB_MAX_TASK_MEMORY_MB + config.TASK_DISK_MB + config.RUNNER_RESERVE_MB
+    variables = blocks("variable")
+    assert unwrap(variables["small_job_memory"]["default"]) == f"{needed}Mi"
+    # Cloud Run allows up to 4 GiB with 1 CPU: the small job's size is a 1-CPU size.
+    assert unwrap(variables["small_job_cpu"]["default"]) == "1" and needed <= 4096
+
+
+def test_four_jobs_live_and_candidate_of_each_size_and_the_service_names_both_live_ones():
+    jobs = locals_()["jobs"]
+    assert set(jobs) == {"live", "candidate", "small", "small-candidate"}
+    run_tf = (TERRAFORM / "run.tf").read_text()
+    assert 'value = google_cloud_run_v2_job.runner["live"].id' in run_tf
+    assert 'value = google_cloud_run_v2_job.runner["small"].id' in run_tf
+    service = blocks("resource")["google_cloud_run_v2_service.api"]
+    env = {unwrap(e["name"]) for e in unwrap(unwrap(service["template"])["containers"])["env"]}
+    assert {"CLOUD_RUN_JOB", "CLOUD_RUN_JOB_SMALL"} <= env
 
 
 def test_the_files_bucket_is_private_with_the_same_lifecycle_as_the_script():
@@ -410,3 +503,13 @@ def test_checkov_fails_nothing_and_every_skip_says_why():
     for check, reason in written:
         assert len(reason.strip()) > 20, f"{check} is skipped without a reason"
         assert check in ran_skips, f"{check} is skipped but checkov never runs it here"
+
+
+def test_user_secrets_have_one_kms_key_with_the_scripts_names():
+    ring = blocks("resource")["google_kms_key_ring.platform"]
+    key = blocks("resource")["google_kms_crypto_key.user_secrets"]
+    assert unwrap(ring["name"]) == script_setting("KMS_KEYRING")
+    assert unwrap(key["name"]) == script_setting("KMS_KEY")
+    assert unwrap(key["purpose"]) == "ENCRYPT_DECRYPT"
+    assert unwrap(key["rotation_period"]) == "7776000s"
+    assert unwrap(unwrap(key["lifecycle"])["prevent_destroy"]) is True

@@ -15,6 +15,12 @@ from tests.conftest import ROOT, ApiServer
 DEFAULT_KEY = "sk-ant-e2e-test-key"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def runners_use_the_task_root(task_root):
+    """Every runner these tests start gives its tasks the default environment's root."""
+    return task_root
+
+
 @pytest.fixture(scope="module")
 def anthropic_api():
     with ScriptedAnthropic() as server:

@@ -412,3 +412,26 @@ def test_an_image_is_shown_inline_and_all_files_download_as_a_zip(page, dev_serv
         assert sorted(archive.namelist()) == ["notes.txt", "red.png"]
         assert archive.read("notes.txt") == b"a red square"
     page.screenshot(path=shots / "task-files.png", full_page=True)
+
+
+def test_add_a_secret_see_only_its_name_and_delete_it(page, dev_server):
+    sign_in_dev(page, dev_server, "kim")
+    page.goto(f"{dev_server.url}/console#/secrets")
+    expect(page.locator("#secrets")).to_contain_text("No secrets yet.")
+    page.fill("#secret-name", "OPENAI_API_KEY")
+    page.fill("#secret-value", "sk-console-value-1234")
+    page.click("#save-secret")
+    row = page.locator("#secrets tr[data-name='OPENAI_API_KEY']")
+    expect(row).to_contain_text("21 bytes")
+    assert "sk-console-value-1234" not in page.content()
+    listed = httpx.get(f"{dev_server.url}/api/secrets", headers={"X-User-Id": "kim"}).json()
+    assert [s["name"] for s in listed["secrets"]] == ["OPENAI_API_KEY"]
+    page.fill("#secret-name", "PATH")
+    page.fill("#secret-value", "x")
+    page.click("#save-secret")
+    expect(page.locator("#secret-form ~ .error-slot .error")).to_contain_text("PATH")
+    page.on("dialog", lambda dialog: dialog.accept())
+    row.locator("button.delete").click()
+    expect(row).to_have_count(0)
+    listed = httpx.get(f"{dev_server.url}/api/secrets", headers={"X-User-Id": "kim"}).json()
+    assert listed["secrets"] == []

@@ -177,6 +177,8 @@ def test_batches_and_usage(sdk):
     usage = sdk.usage()
     assert usage.tasks_today.used >= 3
     assert "tasksToday" in usage.counters()
+    assert usage.cost_usd_today is not None and usage.cost_usd_today.used >= 0
+    assert usage.cost_usd_month >= usage.cost_usd_today.used
 
 
 def test_the_async_client_runs_and_streams(api_server, firestore):

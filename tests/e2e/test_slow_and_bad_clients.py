@@ -1,4 +1,4 @@
-"""Slow and broken clients against the real server (api/serving.py, ADR 0014): each wait
+"""Slow and broken clients against the real server (api/serving.py, ADR 0015): each wait
 on a client has a deadline, and bytes that are not HTTP are a 400, never a 500.
 
 The server here has short deadlines so that the tests wait seconds, not minutes."""

@@ -206,6 +206,9 @@ def cloud_app(firestore, settings):
             reconcile_secret="s3",
             reconcile_interval_seconds=60,  # "once per interval" must not depend on speed
             dispatch_inline=False,  # these tests launch explicitly, to count calls
+            # The fleet-wide launch rate has tests of its own (test_launch_rate.py,
+            # e2e/test_run_quota.py): here it must never be what stops a launch.
+            run_job_launches_per_minute=1_000_000,
         ),
         store=store,
         executor=executor,

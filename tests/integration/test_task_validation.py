@@ -95,6 +95,7 @@ def test_accepted_task_has_the_documented_defaults(client):
         "timeoutSeconds": 60,
         "memoryMb": 512,
         "network": False,
+        "secrets": [],
     }
     assert body["result"] is None and body["error"] is None and body["execution"] is None
 

@@ -29,6 +29,7 @@ FIRESTORE_ADAPTER = (
     "api.adapters.firestore_counters",
     "api.adapters.firestore_queues",
     "api.adapters.firestore_conversations",
+    "api.adapters.firestore_secrets",
     "api.adapters.firestore_spend",
 )
 

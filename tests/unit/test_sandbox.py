@@ -432,7 +432,9 @@ def test_unsandboxed_runner_runs_the_program_with_an_empty_env(run_python, monke
     )
 
     assert outcome.exit_code == 3
-    assert outcome.stdout == (b"['HOME', 'LANG', 'PATH', 'PYTHONDONTWRITEBYTECODE', 'TMPDIR']\n")
+    assert outcome.stdout == (
+        b"['HOME', 'LANG', 'MPLCONFIGDIR', 'PATH', 'PYTHONDONTWRITEBYTECODE', 'TMPDIR']\n"
+    )
 
 
 def test_make_sandbox_knows_bwrap_and_none_only():

@@ -89,6 +89,7 @@ def test_each_backend_isolates_the_program(name, workspace, monkeypatch):
     assert set(seen["env"]) - {"PWD"} == {
         "HOME",
         "LANG",
+        "MPLCONFIGDIR",
         "PATH",
         "PYTHONDONTWRITEBYTECODE",
         "TMPDIR",

@@ -20,6 +20,7 @@ def make_executor(settings: Settings, count_in_flight: Callable[[], int]) -> Exe
             settings.public_url,
             max_concurrent=settings.local_max_concurrent_tasks,
             sandbox=settings.sandbox,
+            task_root=settings.task_root,
             python=settings.runner_python,
         )
     from api.adapters.executors.cloudrun import CloudRunJobsExecutor
@@ -32,4 +33,5 @@ def make_executor(settings: Settings, count_in_flight: Callable[[], int]) -> Exe
         endpoint=settings.cloud_run_endpoint,
         max_in_flight=settings.max_tasks_in_flight,
         count_in_flight=count_in_flight,
+        small_job=settings.cloud_run_job_small,
     )

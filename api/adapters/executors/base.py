@@ -34,11 +34,22 @@ class Launched:
 
 
 class DispatchError(Exception):
-    """The executor could not launch; `retryable` says whether to try again later."""
+    """The executor could not launch; `retryable` says whether to try again later.
+    `rate_limited` is a quota's refusal (HTTP 429), with the seconds its Retry-After
+    asked for, if any: the task waits for the quota, not for a fault to clear."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        rate_limited: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.rate_limited = rate_limited
+        self.retry_after = retry_after
 
 
 class Executor(Protocol):
@@ -48,8 +59,11 @@ class Executor(Protocol):
     def free_slots(self) -> int:
         """How many more tasks may be launched now."""
 
-    def launch(self, task_id: str, token: str, timeout_seconds: int) -> Launched:
-        """Start the job-runner for one task; raise DispatchError on failure."""
+    def launch(
+        self, task_id: str, token: str, timeout_seconds: int, job_class: str = "large"
+    ) -> Launched:
+        """Start the job-runner for one task, in the job of its class (Cloud Run:
+        api/services/job_classes.py); raise DispatchError on failure."""
 
     def cancel(self, execution_name: str) -> None:
         """Stop an execution and everything it started; unknown names are ignored."""

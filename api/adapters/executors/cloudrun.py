@@ -61,8 +61,11 @@ class CloudRunJobsExecutor:
         max_in_flight: int,
         count_in_flight: Callable[[], int],
         extra_env: dict[str, str] | None = None,
+        small_job: str | None = None,
     ) -> None:
         self.job = job
+        # By job class (api/services/job_classes.py); without a small job, one for all.
+        self.jobs_by_class = {"large": job, "small": small_job or job}
         self.api_url = api_url
         self.endpoint = endpoint.rstrip("/")
         self.max_in_flight = max_in_flight
@@ -109,7 +112,9 @@ class CloudRunJobsExecutor:
         # cap keeps us under it (and under what the project's quota allows).
         return max(0, self.max_in_flight - self.count_in_flight())
 
-    def launch(self, task_id: str, token: str, timeout_seconds: int) -> Launched:
+    def launch(
+        self, task_id: str, token: str, timeout_seconds: int, job_class: str = "large"
+    ) -> Launched:
         from google.api_core import exceptions as gexc
         from google.cloud import run_v2
         from google.protobuf import duration_pb2
@@ -117,7 +122,7 @@ class CloudRunJobsExecutor:
         env = {"TASK_ID": task_id, "TASK_TOKEN": token, "API_URL": self.api_url}
         env.update(self.extra_env)
         request = run_v2.RunJobRequest(
-            name=self.job,
+            name=self.jobs_by_class.get(job_class, self.job),
             overrides=run_v2.RunJobRequest.Overrides(
                 container_overrides=[
                     run_v2.RunJobRequest.Overrides.ContainerOverride(
@@ -133,7 +138,16 @@ class CloudRunJobsExecutor:
             operation = self.jobs.run_job(
                 request=request, timeout=REQUEST_TIMEOUT_SECONDS, retry=None
             )
-        except (gexc.TooManyRequests, gexc.ServerError, gexc.DeadlineExceeded) as error:
+        except gexc.TooManyRequests as error:
+            # The "Job run requests per minute per region" quota (or another): the task
+            # waits for it, as long as Retry-After asks when it says.
+            raise DispatchError(
+                f"RunJob: {error}",
+                retryable=True,
+                rate_limited=True,
+                retry_after=_retry_after(error),
+            ) from error
+        except (gexc.ServerError, gexc.DeadlineExceeded) as error:
             raise DispatchError(f"RunJob: {error}", retryable=True) from error
         except gexc.GoogleAPICallError as error:
             raise DispatchError(f"RunJob refused: {error}", retryable=False) from error
@@ -192,11 +206,33 @@ class CloudRunJobsExecutor:
         """Ignored: an execution's end is seen by the reconciler (describe)."""
 
     def qualify_execution(self, reported: str) -> str:
-        # Cloud Run sets CLOUD_RUN_EXECUTION to the execution's short id.
-        return reported if "/" in reported else f"{self.job}/executions/{reported}"
+        # Cloud Run sets CLOUD_RUN_EXECUTION to the execution's short id, which starts
+        # with its job's name and a dash: the longest such job is its own
+        # ("agent-runner-small-x7k2p" is agent-runner-small's, not agent-runner's).
+        if "/" in reported:
+            return reported
+        owners = [
+            j for j in set(self.jobs_by_class.values()) if reported.startswith(_short(j) + "-")
+        ]
+        job = max(owners, key=len, default=self.job)
+        return f"{job}/executions/{reported}"
 
     def shutdown(self) -> None:
         pass
+
+
+def _short(job: str) -> str:
+    return job.rsplit("/", 1)[-1]
+
+
+def _retry_after(error: Exception) -> float | None:
+    """Seconds from a Retry-After header of the REST response (delta-seconds form)."""
+    response = getattr(error, "response", None)
+    value = getattr(response, "headers", {}).get("Retry-After") if response is not None else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _hit_its_timeout(execution) -> bool:

@@ -2,10 +2,10 @@
 
 It mirrors a Cloud Run Job execution: the runner gets exactly the env contract of
 DESIGN section 8 (TASK_ID, TASK_TOKEN, API_URL and Cloud Run's own CLOUD_RUN_*
-variables), plus PATH so it can find bubblewrap, SANDBOX, the sandbox policy the
-job image would carry, and TMPDIR, a directory of its own that the executor removes
-when the runner is gone (local_cleanup.py). Nothing of the API's own environment
-leaks into it.
+variables), plus PATH so it can find bubblewrap, SANDBOX and TASK_ROOT, the sandbox
+policy and the task environment the job image would carry, and TMPDIR, a directory of
+its own that the executor removes when the runner is gone (local_cleanup.py). Nothing
+of the API's own environment leaks into it.
 """
 
 from __future__ import annotations
@@ -51,10 +51,12 @@ class LocalExecutor:
         max_concurrent: int,
         sandbox: str,
         python: str | None = None,
+        task_root: str | None = None,
     ) -> None:
         self.api_url = api_url
         self.max_concurrent = max_concurrent
         self.sandbox = sandbox
+        self.task_root = task_root
         self.python = python or sys.executable
         self.on_exit: RunnerExited | None = None
         self._lock = threading.Lock()
@@ -72,7 +74,10 @@ class LocalExecutor:
         with self._lock:
             return max(0, self.max_concurrent - len(self._running))
 
-    def launch(self, task_id: str, token: str, timeout_seconds: int) -> Launched:
+    def launch(
+        self, task_id: str, token: str, timeout_seconds: int, job_class: str = "large"
+    ) -> Launched:
+        # One kind of process: the class only picks a Cloud Run job.
         with self._lock:
             self._counter += 1
             name = f"{self._prefix}-{self._counter}"
@@ -87,6 +92,8 @@ class LocalExecutor:
             "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
             "SANDBOX": self.sandbox,
         }
+        if self.task_root:
+            env["TASK_ROOT"] = self.task_root
         try:
             env["TMPDIR"] = runner_dir = make_runner_dir(str(self._counter))
             process = subprocess.Popen(

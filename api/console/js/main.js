@@ -4,6 +4,7 @@ import { api, onUnauthenticated } from "./api.js";
 import { agentForm, agentList } from "./agents.js";
 import { describe, restore, signInView, signOut } from "./auth.js";
 import { conversationList, conversationPage } from "./conversations.js";
+import { secretList } from "./secrets.js";
 import { keyList } from "./keys.js";
 import { runForm, taskList, taskPage } from "./tasks.js";
 import { errorBox, view } from "./ui.js";
@@ -21,6 +22,7 @@ const ROUTES = [
   [/^#\/agents$/, () => agentList()],
   [/^#\/conversations\/(\w+)$/, (m, signal) => conversationPage(m[1], signal)],
   [/^#\/conversations$/, () => conversationList()],
+  [/^#\/secrets$/, () => secretList()],
   [/^#\/keys$/, () => keyList()],
 ];
 

@@ -190,6 +190,7 @@ export async function taskPage(id, signal) {
   const stdout = h("pre", { id: "stdout" });
   const stderr = h("pre", { id: "stderr", class: "stderr" });
   const events = h("ol", { class: "events", id: "events" });
+  const egress = h("tbody"); // the connections its program made through the egress proxy
   const outcome = h("div", { id: "outcome" });
   const files = h("div", { id: "files" });
   view(h("h1", {}, "Task ", h("code", {}, id), " ", badge),
@@ -197,6 +198,8 @@ export async function taskPage(id, signal) {
       execution, inputSummary(task.input), outcome, cancel, cancelSlot),
     h("section", {}, h("h2", {}, "Standard output"), stdout, h("h2", {}, "Standard error"), stderr),
     h("section", {}, h("h2", {}, "Files"), files),
+    h("section", { id: "egress", hidden: !task.input.network || task.input.network === true },
+      h("h2", {}, "Network"), h("table", {}, h("thead", {}, h("tr", {}, ["Host", "Allowed", "Sent", "Received", "Reason"].map((t) => h("th", {}, t)))), egress)),
     h("section", {}, h("details", {}, h("summary", {}, "Events"), events)),
     slot);
 
@@ -223,6 +226,7 @@ export async function taskPage(id, signal) {
     if (event.type === "stdout") stdout.append(event.data);
     else if (event.type === "stderr") stderr.append(event.data);
     else if (event.type === "status" && event.data && event.data.status) badge.replaceChildren(statusBadge(event.data.status));
+    else if (event.type === "egress") egress.append(egressRow(event.data));
   };
   update(task);
   if (TERMINAL.has(task.status)) {
@@ -244,6 +248,12 @@ export async function taskPage(id, signal) {
     },
   });
   refreshUsage();
+}
+
+function egressRow(connection) {
+  return h("tr", { class: connection.allowed ? "allowed" : "refused" },
+    h("td", {}, h("code", {}, `${connection.host}:${connection.port}`)), h("td", {}, connection.allowed ? "yes" : "refused"),
+    h("td", {}, String(connection.bytesSent ?? "")), h("td", {}, String(connection.bytesReceived ?? "")), h("td", {}, connection.reason || ""));
 }
 
 function inputSummary(input) {

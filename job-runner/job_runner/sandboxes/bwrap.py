@@ -17,7 +17,6 @@ import shutil
 
 from job_runner.sandboxes.process import (
     ETC_FILES,
-    MERGED_USR_DIRS,
     MIB,
     NETWORK_ETC_FILES,
     RESERVED_MOUNTS,
@@ -29,6 +28,7 @@ from job_runner.sandboxes.process import (
     execute,
 )
 from job_runner.sandboxes.seccomp import SeccompUnavailable, filter_fd
+from job_runner.task_root import TaskRootError, configured_task_root, system_mounts
 from job_runner.workspace import chown_tree, random_sandbox_uid, sandbox_owner
 
 TYPE_CHECKING = False
@@ -62,18 +62,13 @@ class BubblewrapSandbox:
 
     name = "bwrap"
 
-    def __init__(self, bwrap: str = "bwrap", uid: int | None = None):
+    def __init__(self, bwrap: str = "bwrap", uid: int | None = None, task_root: str | None = None):
         self._bwrap = bwrap
         self._uid = uid
         self._path: str | None = None
-        # Debian/Ubuntu merge /bin, /lib... into /usr as symlinks; keep that layout.
-        self._usr_dirs: list[str] = []
-        for name in MERGED_USR_DIRS:
-            host = f"/{name}"
-            if os.path.islink(host):
-                self._usr_dirs += ["--symlink", os.readlink(host), host]
-            elif os.path.isdir(host):
-                self._usr_dirs += ["--ro-bind", host, host]
+        # The system the program sees (task_root.py): TASK_ROOT's, or the host's /usr.
+        self._task_root = task_root if task_root is not None else configured_task_root()
+        self._system = system_binds(self._task_root)
 
     def run(
         self,
@@ -150,8 +145,9 @@ class BubblewrapSandbox:
         # bwrap writes {"exit-code": N} here only if it exec'd the program: that is how a
         # setup failure is told apart from a program that prints "bwrap: ..." itself.
         argv += ["--json-status-fd", str(status_fd)]
-        argv += ["--ro-bind", "/usr", "/usr", *self._usr_dirs]
-        etc_files = ETC_FILES + (NETWORK_ETC_FILES if limits.network else ())
+        argv += self._system
+        etc_files: tuple[str, ...] = () if self._task_root else ETC_FILES  # the root's own /etc
+        etc_files += NETWORK_ETC_FILES if limits.network else ()
         # bwrap makes a bind's missing parents 0700 and root's: bwrap-root's program,
         # not root, could not pass through them (/etc, /engine). Made first, 0755.
         for parent in _parents([*etc_files, *(readonly_binds or {})]):
@@ -217,6 +213,16 @@ class BubblewrapRootSandbox(BubblewrapSandbox):
         ids = ["--reuid", str(uid), "--regid", str(uid), "--clear-groups"]
         caps = ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
         return [self._setpriv, *ids, *caps, "--", *command]
+
+
+def system_binds(task_root: str | None) -> list[str]:
+    """bwrap's options for the system a task sees, read-only over bwrap's own tmpfs
+    root, where mount points can still be made."""
+    try:
+        mounts = system_mounts(task_root, skip=(WORKSPACE_MOUNT.strip("/"),))
+    except TaskRootError as error:
+        raise SandboxError(str(error)) from None
+    return [item for kind, source, dest in mounts for item in (f"--{kind}", source, dest)]
 
 
 def _parents(paths: list[str]) -> list[str]:

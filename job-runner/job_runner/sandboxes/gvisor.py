@@ -34,7 +34,6 @@ import subprocess
 from job_runner.sandboxes.bwrap import check_mount_point
 from job_runner.sandboxes.process import (
     ETC_FILES,
-    MERGED_USR_DIRS,
     MIB,
     NETWORK_ETC_FILES,
     SANDBOX_ENV,
@@ -44,6 +43,7 @@ from job_runner.sandboxes.process import (
     SandboxError,
     execute,
 )
+from job_runner.task_root import configured_task_root, system_mounts
 from job_runner.workspace import chown_tree, make_private_dir, random_sandbox_uid, sandbox_owner
 
 TYPE_CHECKING = False
@@ -138,11 +138,15 @@ class GvisorSandbox:
 
 def _spec(command, limits: Limits, uid: int, workspace, readonly_binds, scratch, env) -> dict:
     size = f"size={limits.memory_mb * MIB}"
-    mounts = [
-        {"destination": "/proc", "type": "proc", "source": "proc"},
-        {"destination": "/usr", "type": "bind", "source": "/usr", "options": ["rbind", "ro"]},
-    ]
-    for path in ETC_FILES + (NETWORK_ETC_FILES if limits.network else ()):
+    mounts: list[dict] = [{"destination": "/proc", "type": "proc", "source": "proc"}]
+    # The system the program sees (task_root.py): TASK_ROOT's, or the host's /usr.
+    task_root = configured_task_root()
+    for kind, source, dest in system_mounts(task_root, skip=(WORKSPACE_MOUNT.strip("/"),)):
+        if kind == "ro-bind":  # the symlinks are the bundle's own (_write_bundle)
+            mounts.append({"destination": dest, "type": "bind", "source": source,
+                           "options": ["rbind", "ro"]})  # fmt: skip
+    etc_files = () if task_root else ETC_FILES  # a task root has its own /etc
+    for path in etc_files + (NETWORK_ETC_FILES if limits.network else ()):
         if os.path.exists(path):
             mounts.append({"destination": path, "type": "bind", "source": path,
                            "options": ["rbind", "ro"]})  # fmt: skip
@@ -195,9 +199,9 @@ def _write_bundle(bundle: str, spec: dict, readonly_binds: dict) -> None:
     (runsc cannot make a mount point in a read-only root)."""
     rootfs = os.path.join(bundle, "rootfs")
     os.mkdir(rootfs, 0o755)
-    for name in MERGED_USR_DIRS:
-        if os.path.islink(f"/{name}"):
-            os.symlink(os.readlink(f"/{name}"), os.path.join(rootfs, name))
+    for kind, target, dest in system_mounts(configured_task_root()):
+        if kind == "symlink":
+            os.symlink(target, os.path.join(rootfs, dest.lstrip("/")))
     for mount in spec["mounts"]:
         where = os.path.join(rootfs, mount["destination"].lstrip("/"))
         source = mount["source"]

@@ -38,12 +38,15 @@ MIB = 1024 * 1024
 CANCEL_POLL_SECONDS = 0.05
 READER_JOIN_SECONDS = 5.0
 WORKSPACE_MOUNT = "/workspace"
+# The default environment's venv (environments/default/) comes first on PATH.
 SANDBOX_ENV = {
-    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "PATH": "/opt/venv/bin:/usr/local/bin:/usr/bin:/bin",
     "HOME": WORKSPACE_MOUNT,
     "LANG": "C.UTF-8",
     "TMPDIR": "/tmp",
     "PYTHONDONTWRITEBYTECODE": "1",
+    # matplotlib writes its cache there; not in HOME (/workspace), whose files are outputs.
+    "MPLCONFIGDIR": "/tmp/matplotlib",
 }
 MERGED_USR_DIRS = ("bin", "lib", "lib64", "sbin")
 ETC_FILES = ("/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime")
