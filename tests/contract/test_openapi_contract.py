@@ -107,7 +107,7 @@ def _short_wait(context, query):
     return query
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(180)  # one operation's fuzzing, on a loaded 2-core machine
 def test_a_task_event_stream_keeps_the_published_contract(published_schema, contract_server):
     """The fuzzer never asks for `text/event-stream`; this asks, on a real task, and
     checks every Server-Sent Event against the document's event schema. It runs
@@ -142,13 +142,13 @@ def test_a_limit_in_superscript_digits_is_a_400_not_a_500(contract_server, path)
 schema = schemathesis.pytest.from_fixture("published_schema")
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(180)  # one operation's fuzzing, on a loaded 2-core machine
 @schema.parametrize()
 def test_every_response_keeps_the_published_contract(case):
     case.call_and_validate()
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(180)  # one operation's fuzzing, on a loaded 2-core machine
 def test_chains_of_calls_on_real_resources_keep_the_published_contract(published_schema):
     """Stateful: the document's links feed ids from one answer into the next call
     (create an agent, then read, change and delete it; start a conversation, then
