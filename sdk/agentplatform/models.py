@@ -182,6 +182,9 @@ class Agent:
     max_turns: int = _json("maxTurns", 0)
     max_tokens: int = _json("maxTokens", 0)
     max_cost_usd: float | None = _json("maxCostUsd")
+    # False, True (ALLOW_TASK_NETWORK) or {"allow": [domain patterns]}.
+    network: bool | dict = False
+    secrets: list[str] = field(default_factory=list)
     created_at: datetime | None = _json("createdAt")
     updated_at: datetime | None = _json("updatedAt")
     raw: dict = _raw()
