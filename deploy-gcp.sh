@@ -759,7 +759,7 @@ EOF
 # the candidate runs one real code task end to end. Only when both passed does the live
 # job get the image, right before the traffic moves to a revision that launches on it.
 # A failure stops the deploy with the live job and the serving revision untouched
-# (docs/decisions/0016-candidate-job-and-launch-rate.md).
+# (docs/decisions/0014-candidate-job-and-launch-rate.md).
 
 # deploy_job NAME CPU MEMORY: create the job, or roll the new image onto it. No secrets and no
 # environment (--clear-env-vars): the API passes TASK_ID, TASK_TOKEN and API_URL to each

@@ -26,7 +26,7 @@ locals {
   # task runs in the small job, billed for its size, and agents and larger tasks in the
   # large one (the dispatcher picks; api/config.py). Each has its candidate, which every
   # rollout checks a new image in first (self-check and a smoke task) before the live
-  # job gets it (README, "Deploy"; docs/decisions/0016).
+  # job gets it (README, "Deploy"; docs/decisions/0014).
   small_job_name = coalesce(var.small_job_name, "${var.job_name}-small")
   jobs = {
     live              = { name = var.job_name, cpu = var.job_cpu, memory = var.job_memory }

@@ -1,5 +1,5 @@
 """A fleet-wide rate of RunJob calls, below Cloud Run's "Job run requests per minute
-per region" quota (DESIGN section 9; docs/decisions/0016).
+per region" quota (DESIGN section 9; docs/decisions/0014).
 
 Every API instance launches tasks; the quota is the project's. So the budget lives in
 Firestore, shared: time is cut into short windows, each with its share of the
