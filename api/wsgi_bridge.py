@@ -89,19 +89,29 @@ class RequestBody:
 
     # The thread's side (the file-like interface werkzeug reads).
     def read(self, size: int | None = -1) -> bytes:
-        with self._ready:
-            while not self._buffer and not self._complete:
-                if self._failed is not None:
-                    raise ClientDisconnected(f"The request body was not received: {self._failed}.")
-                # The loop fails the body at its own deadline; this wait is a backstop.
-                if not self._ready.wait(self._idle_seconds + 5):
-                    raise ClientDisconnected("The request body stopped arriving.")
-            if size is None or size < 0:
-                size = len(self._buffer)
-            data = bytes(self._buffer[:size])
-            del self._buffer[:size]
-        self._loop.call_soon_threadsafe(self._drained.set)
-        return data
+        """Up to `size` bytes (all, when negative), fewer only at the body's end, as a
+        file's read() returns (werkzeug and body_bytes() rely on it). The buffer is
+        bounded, so what arrives is taken piece by piece until there is enough."""
+        wanted = sys.maxsize if size is None or size < 0 else size
+        data = bytearray()
+        while len(data) < wanted:
+            with self._ready:
+                while not self._buffer and not self._complete:
+                    if self._failed is not None:
+                        raise ClientDisconnected(
+                            f"The request body was not received: {self._failed}."
+                        )
+                    # The loop fails the body at its own deadline; this is a backstop.
+                    if not self._ready.wait(self._idle_seconds + 5):
+                        raise ClientDisconnected("The request body stopped arriving.")
+                piece = bytes(self._buffer[: wanted - len(data)])
+                del self._buffer[: len(piece)]
+                ended = self._complete and not self._buffer
+            self._loop.call_soon_threadsafe(self._drained.set)
+            data += piece
+            if ended:
+                break
+        return bytes(data)
 
     def readline(self, size: int | None = -1) -> bytes:
         line = bytearray()
