@@ -205,6 +205,7 @@ def test_a_real_task_runs_in_the_chosen_backend(row, wrappers, servers, firestor
     assert set(seen["env"]) - {"PWD"} == {
         "HOME",
         "LANG",
+        "MPLCONFIGDIR",  # matplotlib's writable config directory (issue 23)
         "PATH",
         "PYTHONDONTWRITEBYTECODE",
         "TMPDIR",
