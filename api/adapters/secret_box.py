@@ -1,4 +1,4 @@
-"""Sealing user secrets at rest (ADR 12): envelope encryption.
+"""Sealing user secrets at rest (ADR 0016): envelope encryption.
 
 Each value gets a fresh 256-bit data key; the value is encrypted with it (AES-256-GCM,
 the owner and the secret's name bound in as associated data, so a sealed value copied

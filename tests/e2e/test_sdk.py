@@ -4,6 +4,7 @@ runner processes in real bubblewrap, the Firestore and Cloud Storage emulators."
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import io
 import os
@@ -189,7 +190,10 @@ def test_the_async_client_runs_and_streams(api_server, firestore):
             out = [e.data async for e in client.stream(streamed) if e.type == "stdout"]
             return task.stdout, "".join(str(o) for o in out)
 
-    stdout, streamed = asyncio.run(scenario())
+    # In a thread of its own: the session's browser tests (Playwright's sync API) may
+    # keep an event loop running in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        stdout, streamed = thread.submit(asyncio.run, scenario()).result(timeout=120)
     assert stdout == "async\n"
     assert streamed == "".join(f"line {i}\n" for i in range(6))
 

@@ -68,7 +68,7 @@ def test_usage_needs_credentials(limited):
 def test_config_needs_no_credentials_and_lists_what_agents_accept(client):
     config = client.get("/api/config").get_json()
     assert config["authModes"] == ["dev"] and config["firebase"] is None
-    assert config["languages"] == ["python", "bash"]
+    assert config["languages"] == ["python", "bash", "javascript"]
     assert config["models"]["default"] in config["models"]["allowed"]
     for model in config["models"]["allowed"]:
         body = {"name": model, "model": model, "tools": config["tools"]}

@@ -433,7 +433,7 @@ def test_the_task_token_is_the_api_key_and_runner_secrets_never_reach_tools(llm,
 
     assert [credential(request) for request in llm.requests] == [TOKEN, TOKEN]
     (output,) = llm.requests[1].tool_results()
-    assert "PATH=/usr/local/bin" in output["content"]  # env did run
+    assert "PATH=/opt/venv/bin:/usr/local/bin" in output["content"]  # env did run
     for secret in ("TASK_TOKEN", TOKEN, "sk-ant-canary"):
         assert secret not in output["content"]
         assert secret not in str(run.events)
