@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from api.services.auth import ApiKeyService, Authenticator
     from api.services.conversations import ConversationService
     from api.services.dispatcher import Dispatcher
+    from api.services.environments import EnvironmentService
     from api.services.files import FileService
     from api.services.launch_rate import LaunchRate
     from api.services.llm_budget import LlmBudget
@@ -63,6 +64,7 @@ class Services:
     webhooks: WebhookService
     runner: RunnerService
     secrets: UserSecretService
+    environments: EnvironmentService
 
 
 def create_app(
@@ -205,6 +207,7 @@ def _with_public_services(
         settings.files_bucket, settings.project, retry_seconds=settings.storage_retry_seconds
     )
     files = FileService(store, file_store, max_upload_bytes=settings.max_upload_bytes)
+    environments = _environments(settings, store, tasks, agents, file_store)
     conversations = ConversationService(store, tasks, agents, files)
     auth, api_keys = _identity(settings, store)
     llm_proxy = _llm_proxy(settings, store, upstream)
@@ -234,10 +237,28 @@ def _with_public_services(
             conversations,
             webhooks,
             secrets,
+            environments,
             llm_budget=llm_proxy.budget,
         ),
         secrets=secrets,
+        environments=environments,
     )
+
+
+def _environments(
+    settings: Settings,
+    store: FirestoreStore,
+    tasks: TaskService,
+    agents: AgentService,
+    file_store: FileStore,
+) -> EnvironmentService:
+    """Custom environments, which tasks and agents name (api/services/environments.py)."""
+    from api.services.environments import EnvironmentService
+
+    environments = EnvironmentService(store, tasks, file_store, settings)
+    tasks.resolve_environment = environments.resolve
+    agents.environment_exists = environments.exists
+    return environments
 
 
 def _user_secrets(settings: Settings, store: FirestoreStore) -> UserSecretService:
@@ -352,6 +373,7 @@ def register_routes(app: Flask) -> None:
         console,
         conversations,
         deployment,
+        environments,
         files,
         health,
         internal,
@@ -379,6 +401,7 @@ def register_routes(app: Flask) -> None:
         console,
         webhooks,
         secrets,
+        environments,
     ):
         app.register_blueprint(module.bp)
 

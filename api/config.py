@@ -167,6 +167,16 @@ MAX_SECRET_BYTES = 16 * 1024
 MAX_SECRETS_PER_TASK = 20
 MAX_SECRET_NAME_CHARS = 64
 MAX_EGRESS_PATTERNS = 50
+# Custom environments (DESIGN section 17): how many per user, how many packages each,
+# the archive's size, the build's time and memory, and where packages come from.
+MAX_ENVIRONMENTS_PER_USER = 20
+MAX_ENVIRONMENT_PACKAGES = 50
+MAX_REQUIREMENT_CHARS = 200
+ENVIRONMENT_MAX_MB = 500
+ENVIRONMENT_BUILD_SECONDS = 600
+ENVIRONMENT_BUILD_MEMORY_MB = 2048
+PACKAGE_INDEX_URL = "https://pypi.org/simple/"
+PACKAGE_INDEX_DOMAINS = ("pypi.org", "files.pythonhosted.org")
 # Connections and bytes (both ways) a task's egress proxy allows.
 EGRESS_MAX_CONNECTIONS = 256
 EGRESS_MAX_MB = 1024
@@ -462,6 +472,24 @@ class Settings(BaseSettings):
         default=MAX_SECRETS_PER_USER, validation_alias="MAX_SECRETS_PER_USER"
     )
     max_secret_bytes: int = Field(default=MAX_SECRET_BYTES, validation_alias="MAX_SECRET_BYTES")
+    # Custom environments: built from PACKAGE_INDEX_URL, whose hosts (and the hosts its
+    # files come from) are the build's only egress, PACKAGE_INDEX_DOMAINS.
+    package_index_url: str = Field(default=PACKAGE_INDEX_URL, validation_alias="PACKAGE_INDEX_URL")
+    package_index_domains: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=PACKAGE_INDEX_DOMAINS, validation_alias="PACKAGE_INDEX_DOMAINS"
+    )
+    max_environments_per_user: int = Field(
+        default=MAX_ENVIRONMENTS_PER_USER, ge=1, validation_alias="MAX_ENVIRONMENTS_PER_USER"
+    )
+    environment_max_mb: int = Field(
+        default=ENVIRONMENT_MAX_MB, ge=1, validation_alias="ENVIRONMENT_MAX_MB"
+    )
+    environment_build_seconds: int = Field(
+        default=ENVIRONMENT_BUILD_SECONDS,
+        ge=MIN_TIMEOUT_SECONDS,
+        le=MAX_TIMEOUT_SECONDS,
+        validation_alias="ENVIRONMENT_BUILD_SECONDS",
+    )
     task_retention_days: int = Field(
         default=TASK_RETENTION_DAYS, ge=1, validation_alias="TASK_RETENTION_DAYS"
     )
@@ -535,6 +563,15 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(model.strip() for model in value.split(",") if model.strip())
+        return value
+
+    @field_validator("package_index_domains", mode="before")
+    @classmethod
+    def _index_domains(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            from api.services.egress import normalize_pattern
+
+            return tuple(normalize_pattern(p.strip()) for p in value.split(",") if p.strip())
         return value
 
     @field_validator("egress_allowed_domains", mode="before")

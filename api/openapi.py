@@ -23,6 +23,7 @@ from api.routes import (  # noqa: F401 (imported for their operations)
     agents,
     conversations,
     deployment,
+    environments,
     files,
     health,
     keys,
@@ -37,6 +38,7 @@ from api.routes.operations import (
     AGENTS,
     BYTES,
     CONVERSATIONS,
+    ENVIRONMENTS,
     FILES,
     OPERATIONS,
     SERVICE,
@@ -265,7 +267,8 @@ def build_spec() -> dict[str, Any]:
             '`{"error": {"code", "message"}}`.',
         },
         "tags": [
-            {"name": name} for name in (SERVICE, TASKS, AGENTS, CONVERSATIONS, FILES, ACCOUNT)
+            {"name": name}
+            for name in (SERVICE, TASKS, AGENTS, CONVERSATIONS, FILES, ENVIRONMENTS, ACCOUNT)
         ],
         "paths": paths,
         "components": {

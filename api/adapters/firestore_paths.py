@@ -22,6 +22,8 @@ path, in one place (as rq's `rq/keys.py` names its Redis keys).
   userSecrets/{owner*}                    an owner's secrets: names, sizes, times
   userSecrets/{owner*}/values/{name}      one secret's sealed value (ADR 0016)
   runLaunchWindows/{window}-{shard}       RunJob calls taken in one window (launch_rate.py)
+  userEnvironments/{owner*}               an owner's custom environments, by id
+  environmentBuilds/{hash}                a manifest's one build: building or ready
 
 `{owner*}` is the owner passed through `document_id` (an owner such as `__x__` is
 not a valid document id). The admission collections are top-level, so the
@@ -55,6 +57,8 @@ API_KEYS = "apiKeys"
 USER_SECRETS = "userSecrets"
 SECRET_VALUES = "values"
 LAUNCH_WINDOWS = "runLaunchWindows"
+USER_ENVIRONMENTS = "userEnvironments"
+ENVIRONMENT_BUILDS = "environmentBuilds"
 
 
 def document_id(name: str) -> str:
@@ -189,6 +193,17 @@ def user_secrets_path(owner: str) -> str:
 
 def secret_value_path(owner: str, name: str) -> str:
     return f"{user_secrets_path(owner)}/{SECRET_VALUES}/{name}"
+
+
+# -- custom environments -------------------------------------------------------------
+
+
+def user_environments_path(owner: str) -> str:
+    return f"{USER_ENVIRONMENTS}/{document_id(owner)}"
+
+
+def environment_build_path(manifest_hash: str) -> str:
+    return f"{ENVIRONMENT_BUILDS}/{manifest_hash}"
 
 
 def launch_window_path(window: int, shard: int) -> str:

@@ -26,6 +26,7 @@ from api.adapters.firestore_conversations import ConversationStore
 from api.adapters.firestore_counters import CounterStore
 from api.adapters.firestore_deadlines import bound_every_call
 from api.adapters.firestore_documents import DocumentStore
+from api.adapters.firestore_environments import EnvironmentStore
 from api.adapters.firestore_paths import EVENTS, TASKS, event_doc_id, task_path, usage_path
 from api.adapters.firestore_queues import QueueQueries
 from api.adapters.firestore_secrets import UserSecretStore
@@ -75,6 +76,7 @@ class FirestoreStore(
     DocumentStore,
     SpendStore,
     UserSecretStore,
+    EnvironmentStore,
 ):
     def __init__(
         self, project: str, client: Any = None, deadline_seconds: float | None = None

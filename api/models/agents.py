@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from api import config
 from api.models.documents import TOOLS, Engine, ToolName
 from api.models.tasks import (
+    EnvironmentRef,
     MemoryMb,
     Network,
     Secrets,
@@ -63,6 +64,7 @@ class AgentCreate(BaseModel):
     network: Network = False
     secrets: Secrets = Field(default_factory=list)
     max_cost_usd: MaxCostUsd | None = Field(None, alias="maxCostUsd")
+    environment: EnvironmentRef | None = None
 
     _tools = field_validator("tools")(_unique_tools)
     _secrets = field_validator("secrets")(unique_names)
@@ -99,6 +101,7 @@ class AgentPatch(BaseModel):
     network: Network = None  # type: ignore[assignment]
     secrets: Secrets = None  # type: ignore[assignment]
     max_cost_usd: MaxCostUsd | None = Field(None, alias="maxCostUsd")
+    environment: EnvironmentRef | None = None
 
     _tools = field_validator("tools")(_unique_tools)
 
@@ -122,6 +125,7 @@ class AgentTaskInput(BaseModel):
     memory_mb: MemoryMb = Field(config.DEFAULT_AGENT_MEMORY_MB, alias="memoryMb")
     network: Network | None = Field(None, description="Overrides the agent's.")
     secrets: Secrets | None = Field(None, description="Overrides the agent's.")
+    environment: EnvironmentRef | None = Field(None, description="Overrides the agent's.")
     webhook_url: WebhookUrl | None = Field(None, alias="webhookUrl")
 
     @field_validator("secrets")

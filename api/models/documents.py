@@ -45,7 +45,8 @@ TERMINAL = frozenset(
 IN_FLIGHT = [TaskStatus.DISPATCHED.value, TaskStatus.RUNNING.value]
 NOT_SETTLED = [TaskStatus.QUEUED.value, *IN_FLIGHT]
 
-TaskKind = Literal["code", "agent"]
+# "environment": a custom environment's build (api/services/environments.py).
+TaskKind = Literal["code", "agent", "environment"]
 Engine = Literal["claude-code", "messages"]
 ENGINES: tuple[Engine, ...] = get_args(Engine)
 ToolName = Literal["bash", "python", "read_file", "write_file", "edit_file", "list_files"]
@@ -123,6 +124,8 @@ class TaskDoc(TypedDict):
     deadlineAt: NotRequired[datetime]
     eventsTruncated: NotRequired[bool]
     llmUsage: NotRequired[LlmUsage]
+    # A task that uses a custom environment: which, and the build it restores.
+    environment: NotRequired["TaskEnvironment"]
     # Firestore's TTL deletes the task and its events after this (TASK_RETENTION_DAYS).
     expireAt: NotRequired[datetime]
 
@@ -327,3 +330,51 @@ class ApiKeyDoc(TypedDict):
     createdAt: datetime
     lastUsedAt: NotRequired[datetime | None]
     revokedAt: NotRequired[datetime | None]
+
+
+# -- custom environments -------------------------------------------------------------
+
+EnvironmentBuildStatus = Literal["building", "ready"]
+
+
+class TaskEnvironment(TypedDict):
+    """The custom environment a task restores: the owner's environment and the
+    manifest hash its archive is stored under."""
+
+    id: str
+    name: str
+    hash: str
+
+
+class EnvironmentEntry(TypedDict):
+    """One custom environment as its owner's listing holds it."""
+
+    id: str
+    name: str
+    python: list[str]
+    hash: str
+    # The owner's own build task, whose events are the build's output; None when
+    # another build of the same manifest was used.
+    buildTaskId: str | None
+    createdAt: datetime
+
+
+class UserEnvironmentsDoc(TypedDict):
+    """`userEnvironments/{owner}`: the owner's environments by id (bounded in number,
+    so names are unique and counted in one small document)."""
+
+    environments: dict[str, EnvironmentEntry]
+
+
+class EnvironmentBuildDoc(TypedDict):
+    """`environmentBuilds/{hash}`: the one build of a manifest, anyone's. While it is
+    `building`, `taskId` builds it; once `ready`, its archive is `object`. A failed
+    build's document is deleted: nothing is cached and the next asks build again."""
+
+    hash: str
+    status: EnvironmentBuildStatus
+    taskId: str
+    object: str
+    sizeBytes: NotRequired[int]
+    createdAt: datetime
+    readyAt: NotRequired[datetime]

@@ -23,6 +23,7 @@ from api.config import STORED_AGENT_ENGINE
 from api.models.agents import AgentTaskInput
 from api.models.deployment import DeploymentConfig, Usage
 from api.models.documents import Engine, MessageRole, TaskKind, TaskStatusName, ToolName
+from api.models.environments import EnvironmentBuildInput
 from api.models.runner import AgentResult, OutputFile, RunnerResult, SkippedFile
 from api.models.tasks import CodeTaskInput, Network
 
@@ -133,7 +134,10 @@ class Task(Contract):
     started_at: Timestamp = Field(alias="startedAt")
     finished_at: Timestamp = Field(alias="finishedAt")
     input: Annotated[
-        Annotated[CodeTaskInput | AgentTaskInput, Field(discriminator="kind")], *AS_STORED
+        Annotated[
+            CodeTaskInput | AgentTaskInput | EnvironmentBuildInput, Field(discriminator="kind")
+        ],
+        *AS_STORED,
     ] = Field(description="The request as validated, with every default filled in.")
     result: Annotated[RunnerResult | AgentResult | None, *AS_STORED] = Field(
         description="A code task's exit code and output, or an agent task's answer; "
@@ -271,6 +275,9 @@ class Agent(Contract):
     max_cost_usd: float | None = Field(
         None, alias="maxCostUsd", description="Each task's cost limit in USD (an estimate)."
     )
+    environment: str | None = Field(
+        None, description="The custom environment its tasks run with (name or id)."
+    )
     created_at: datetime = Field(alias="createdAt")
     updated_at: datetime = Field(alias="updatedAt")
 
@@ -290,6 +297,7 @@ class Agent(Contract):
                 "network": agent.get("network") or False,
                 "secrets": agent.get("secrets") or [],
                 **({"maxCostUsd": cost} if cost is not None else {}),
+                "environment": agent.get("environment"),
                 "createdAt": agent.get("createdAt"),
                 "updatedAt": agent.get("updatedAt"),
             }
@@ -311,6 +319,38 @@ class Secret(Contract):
 
 class SecretList(Contract):
     secrets: list[Secret]
+
+
+class Environment(Contract):
+    """A custom environment: Python packages on top of the default environment."""
+
+    id: str
+    name: str
+    python: list[str] = Field(description="The requirements it was built from, normalised.")
+    status: Literal["building", "ready", "failed"] = Field(
+        description="`ready`: tasks may name it. `failed`: see `error`, and the build "
+        "task's events (GET /api/tasks/{buildTaskId}/events) for pip's output."
+    )
+    hash: str = Field(
+        description="The manifest's hash: environments with the same packages share one "
+        "build and one archive."
+    )
+    size_bytes: int | None = Field(alias="sizeBytes", description="The archive's size, once ready.")
+    build_task_id: str | None = Field(
+        alias="buildTaskId",
+        description="Your task that builds (or built) it; null when an earlier build of "
+        "the same manifest was used.",
+    )
+    error: ErrorDetail | None
+    created_at: datetime = Field(alias="createdAt")
+
+    @classmethod
+    def of(cls, view: Document) -> Self:
+        return cls.model_validate(dict(view))
+
+
+class EnvironmentList(Contract):
+    environments: list[Environment]
 
 
 class AgentList(Contract):

@@ -79,6 +79,16 @@ Secrets = Annotated[
 ]
 
 
+EnvironmentRef = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"),
+    Field(
+        description="One of your custom environments (POST /api/environments), by name "
+        "or id, once ready: its packages are on PATH and in Python's path."
+    ),
+]
+
+
 def unique_names(names: list[str]) -> list[str]:
     if len(set(names)) != len(names):
         raise ValueError("secrets must not repeat")
@@ -148,6 +158,7 @@ class CodeTaskInput(BaseModel):
     memory_mb: MemoryMb = Field(config.DEFAULT_MEMORY_MB, alias="memoryMb")
     network: Network = False
     secrets: Secrets = Field(default_factory=list)
+    environment: EnvironmentRef | None = None
     webhook_url: WebhookUrl | None = Field(None, alias="webhookUrl")
 
     _secrets = field_validator("secrets")(unique_names)
@@ -192,7 +203,8 @@ class CodeTaskInput(BaseModel):
 
     def public(self) -> dict:
         """The task's `input`: what the runner needs (the webhook is the API's)."""
-        return self.model_dump(by_alias=True, exclude={"webhook_url"})
+        exclude = {"webhook_url", *(("environment",) if self.environment is None else ())}
+        return self.model_dump(by_alias=True, exclude=exclude)
 
 
 def unwritable(message: str) -> PydanticCustomError:

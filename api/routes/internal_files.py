@@ -38,6 +38,22 @@ def put_output(task_id: str, index: int) -> dict:
     )
 
 
+@bp.put("/environment")
+def put_environment(task_id: str) -> dict:
+    """One piece of the archive an environment build made."""
+    length = piece_length()
+    piece = parse_query(PieceQuery)
+    return services().runner.put_environment(
+        task_id, piece.part, piece.parts, body_stream(), length
+    )
+
+
+@bp.get("/environment")
+def get_environment(task_id: str) -> Response:
+    """The archive of the custom environment the task uses, in ranges."""
+    return _send(*services().runner.environment(task_id))
+
+
 @bp.put("/snapshot")
 def put_snapshot(task_id: str) -> dict:
     """One piece of this conversation turn's workspace archive."""

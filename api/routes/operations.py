@@ -32,13 +32,14 @@ AUTHED = (401, 429, 503)
 # Every body route: 400 bad fields, 413 too large, 415 not JSON.
 BODY_ERRORS = (400, 413, 415)
 # The operations' tags, in the document's order.
-SERVICE, TASKS, WEBHOOKS, AGENTS, CONVERSATIONS, FILES, ACCOUNT = (
+SERVICE, TASKS, WEBHOOKS, AGENTS, CONVERSATIONS, FILES, ENVIRONMENTS, ACCOUNT = (
     "service",
     "tasks",
     "webhooks",
     "agents",
     "conversations",
     "files",
+    "environments",
     "account",
 )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import secrets
+from collections.abc import Callable
 from typing import cast
 
 from api.adapters.firestore_store import FirestoreStore
@@ -27,6 +28,7 @@ PUBLIC_FIELDS = (
     "network",
     "secrets",
     "maxCostUsd",
+    "environment",
 )
 
 
@@ -37,6 +39,9 @@ class AgentService:
         self.store = store
         self.default_model = default_model
         self.allowed_models = allowed_models
+        # (owner, name or id): whether the owner has that custom environment (set by
+        # the app's wiring, api/__init__.py).
+        self.environment_exists: Callable[[str, str], bool] | None = None
 
     def _check_model(self, model: str | None) -> None:
         if model is not None and model not in self.allowed_models:
@@ -49,6 +54,7 @@ class AgentService:
 
     def create(self, owner: str, spec: AgentCreate) -> AgentDoc:
         self._check_model(spec.model)
+        self._check_environment(owner, spec.environment)
         now = utcnow()
         fields = {
             **spec.model_dump(by_alias=True),
@@ -61,6 +67,17 @@ class AgentService:
         agent = cast(AgentDoc, fields)
         self.store.create_agent(agent)
         return agent
+
+    def _check_environment(self, owner: str, environment: str | None) -> None:
+        """:raises ApiError: 422 when the owner has no environment of that name or id."""
+        exists = self.environment_exists
+        if environment is not None and exists is not None and not exists(owner, environment):
+            raise ApiError(
+                422,
+                "unknown_environment",
+                f"You have no environment named {environment!r}: create it first with "
+                "POST /api/environments.",
+            )
 
     def get(self, owner: str, agent_id: str) -> AgentDoc:
         agent = self.store.get_agent(agent_id) if _plausible(agent_id) else None
@@ -76,11 +93,13 @@ class AgentService:
         changes = patch.model_dump(by_alias=True, exclude_unset=True)
         if not changes:
             raise ApiError(400, "invalid_request", "Send at least one field to change.")
-        nullable = ("model", "maxCostUsd")  # null: the default model; no cost limit
+        # null: the default model; no cost limit; the default environment
+        nullable = ("model", "maxCostUsd", "environment")
         nulls = [name for name, value in changes.items() if value is None and name not in nullable]
         if nulls:
             raise ApiError(400, "invalid_request", f"{', '.join(nulls)} cannot be null.")
         self._check_model(changes.get("model"))
+        self._check_environment(owner, changes.get("environment"))
         if "model" in changes and changes["model"] is None:
             changes["model"] = self.default_model  # null: back to the default model
         changes["updatedAt"] = utcnow()
@@ -105,6 +124,7 @@ class AgentService:
                 "network": False,
                 "secrets": [],
                 "maxCostUsd": None,
+                "environment": None,
             }
         settings = Agent.of(self.get(owner, agent_id)).body()
         return {name: settings.get(name) for name in PUBLIC_FIELDS if name not in ("name",)}

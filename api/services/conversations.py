@@ -119,6 +119,9 @@ class ConversationService:
             "network": _given(limits.get("network"), settings["network"]),
             "secrets": _given(limits.get("secrets"), settings["secrets"]),
         }
+        environment = _given(limits.get("environment"), settings.get("environment"))
+        if environment is not None:
+            task_input["environment"] = environment
         max_cost = limits.get("max_cost_usd") or settings.get("maxCostUsd")
         if max_cost is not None:
             task_input["maxCostUsd"] = max_cost
@@ -154,6 +157,7 @@ class ConversationService:
             memory_mb=spec.memory_mb,
             network=_plain(spec.network),
             secrets=spec.secrets,
+            environment=spec.environment,
         )
         return task_input, {"agent": agent}
 
@@ -234,6 +238,7 @@ class ConversationService:
             if error.status != 404:
                 raise
             raise ApiError(422, "agent_deleted", "This conversation's agent was deleted.") from None
+        environment = self.tasks.environment_fields(owner, task_input)  # 404/409 before the turn
         now = utcnow()
         turn = self._claim_turn(conversation, now, key_id, body_hash)
         if isinstance(turn, tuple):
@@ -254,6 +259,7 @@ class ConversationService:
             conversationMessageId=message_id,
             conversationMessageAt=now,
             admissionShard=reservation.shard,
+            **environment,
         )
         message["taskId"] = task["id"]
 

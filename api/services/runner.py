@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from api import config
 from api.errors import ApiError
 from api.services.conversation_turns import snapshot_object
+from api.services.environments import archive_object
 from api.services.files import MAX_OUTPUT_PARTS, MAX_SNAPSHOT_PARTS, output_object
 from api.services.reconcile_auth import ReconcileAuth
 from api.services.runner_spec import task_spec
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from api.models.documents import TaskDoc
     from api.services.conversations import ConversationService
     from api.services.dispatcher import Dispatcher
+    from api.services.environments import EnvironmentService
     from api.services.files import FileService
     from api.services.llm_budget import LlmBudget
     from api.services.state_machine import TaskStateMachine
@@ -45,6 +47,7 @@ class RunnerService:
         conversations: ConversationService,
         webhooks: WebhookService,
         secrets: UserSecretService,
+        environments: EnvironmentService,
         *,
         llm_budget: LlmBudget | None = None,
     ) -> None:
@@ -56,6 +59,7 @@ class RunnerService:
         self.conversations = conversations
         self.webhooks = webhooks
         self.secrets = secrets
+        self.environments = environments
         self.reconcile_auth = ReconcileAuth(settings)
         self.llm_budget = llm_budget
 
@@ -109,7 +113,9 @@ class RunnerService:
         budget = None
         if task["kind"] == "agent" and self.llm_budget is not None:
             budget = self.llm_budget.remaining_usd(task, utcnow())
-        return task_spec(task, self.settings, self.files, self.conversations, budget)
+        return task_spec(
+            task, self.settings, self.files, self.conversations, budget, self.environments
+        )
 
     def secret_values(self, task_id: str, execution: str, attempt: int) -> dict[str, str]:
         """The values of the secrets the task names, its owner's, only while this
@@ -170,6 +176,8 @@ class RunnerService:
         self.watch.changed(task_id, task)
         if task.get("conversationId"):
             self.files.turn_settled(task)
+        if task["kind"] == "environment" and accepted:
+            self.environments.build_finished(task)
         if accepted:
             self.dispatcher.kick()  # its slot is free: the next queued task may start
         return task, accepted
@@ -223,6 +231,23 @@ class RunnerService:
         return self.files.store_piece(
             task, target, part, parts, stream, MAX_SNAPSHOT_PARTS, True, size
         )
+
+    def put_environment(
+        self, task_id: str, part: int, parts: int, stream: BinaryIO, size: int | None
+    ) -> dict:
+        """One piece of the archive an environment's build made."""
+        task = self.task(task_id)
+        if task["kind"] != "environment":
+            raise ApiError(409, "not_a_build", "This task builds no environment.")
+        max_parts = -(
+            -self.settings.environment_max_mb * config.MIB // config.MAX_RUNNER_CHUNK_BYTES
+        )
+        target = archive_object(task["input"]["hash"])
+        return self.files.store_piece(task, target, part, parts, stream, max_parts, True, size)
+
+    def environment(self, task_id: str) -> tuple[str, int]:
+        """(object name, size) of the archive of the custom environment the task uses."""
+        return self.environments.archive(self.task(task_id))
 
     def input_file(self, task_id: str, index: int) -> tuple[str, int]:
         """(object name, size) of the task's index-th input file (an upload)."""

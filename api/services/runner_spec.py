@@ -10,6 +10,7 @@ from api import config
 from api.config import Settings
 from api.models.documents import TaskDoc
 from api.services.conversations import ConversationService
+from api.services.environments import EnvironmentService
 from api.services.files import FileService
 
 
@@ -19,6 +20,7 @@ def task_spec(
     files: FileService,
     conversations: ConversationService,
     max_budget_usd: float | None = None,
+    environments: EnvironmentService | None = None,
 ) -> dict[str, Any]:
     """What the runner needs to run the task: kind, input and sandbox limits; for an
     agent task also the agent's settings, the conversation so far, and what it may still
@@ -49,6 +51,13 @@ def task_spec(
     workspace = files.workspace_spec(task, settings.max_workspace_bytes)
     if workspace is not None:
         spec["workspace"] = workspace
+    if environments is not None and task["kind"] == "environment":
+        # A build: pip's packages, from the package index, the only egress it has.
+        spec["build"] = environments.build_spec(task)
+        spec["limits"]["egress"] = egress_spec(list(settings.package_index_domains), settings)
+    if environments is not None and task.get("environment"):
+        _, size = environments.archive(task)
+        spec["environment"] = {**task["environment"], "size": size}
     if task["kind"] == "agent":
         spec["agent"] = task["agent"]
         spec["conversationId"] = task.get("conversationId")

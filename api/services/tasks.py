@@ -17,7 +17,14 @@ from api import config
 from api.adapters.firestore_store import Contended
 from api.adapters.firestore_tasks import idempotency_record
 from api.errors import ApiError, not_found
-from api.models.documents import NOT_SETTLED, EventDoc, IdempotencyDoc, TaskDoc, TaskKind
+from api.models.documents import (
+    NOT_SETTLED,
+    EventDoc,
+    IdempotencyDoc,
+    TaskDoc,
+    TaskEnvironment,
+    TaskKind,
+)
 from api.services.admission import Reservation, TaskAdmission
 from api.services.dispatcher import Dispatcher
 from api.services.state_machine import (
@@ -78,6 +85,9 @@ class TaskService:
         # (owner, inputs): 422 for secrets or hosts the tasks may not have
         # (api/services/task_access.py).
         self.check_access = check_access or (lambda owner, task_inputs: None)
+        # (owner, name or id) -> the custom environment a task restores
+        # (api/services/environments.py resolve; set by the app's wiring).
+        self.resolve_environment: Callable[[str, str], TaskEnvironment] | None = None
         self._owners_lock = threading.Lock()
         self._owners: tuple[float, dict[str, int]] = (float("-inf"), {})
         self._pending_lock = threading.Lock()
@@ -102,8 +112,23 @@ class TaskService:
                 retry_after=30,
             )
 
+    def environment_fields(self, owner: str, task_input: dict) -> dict[str, Any]:
+        """The task's `environment` field when its input names a custom environment.
+
+        :raises ApiError: 404 the owner has none of that name or id; 409 not ready.
+        """
+        name = task_input.get("environment")
+        if not name:
+            return {}
+        if self.resolve_environment is None:
+            raise ApiError(422, "environments_unavailable", "Custom environments are not offered.")
+        return {"environment": self.resolve_environment(owner, name)}
+
     def new_task(self, owner: str, kind: TaskKind, task_input: dict, **extra: Any) -> TaskDoc:
-        """A queued task document, not yet stored."""
+        """A queued task document, not yet stored (its custom environment resolved,
+        unless the caller did)."""
+        if "environment" not in extra:
+            extra.update(self.environment_fields(owner, task_input))
         now = utcnow()
         task = {
             "id": new_task_id(),

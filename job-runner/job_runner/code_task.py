@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from job_runner.spec import TaskSpec
 
 PROGRAMS = {
-    "python": ("main.py", ["python3", "-I", "/task/main.py"]),
+    # -s -P (not -I): a custom environment's PYTHONPATH counts; no user site, and not
+    # the script's directory first.
+    "python": ("main.py", ["python3", "-s", "-P", "/task/main.py"]),
     "bash": ("main.sh", ["bash", "--noprofile", "--norc", "/task/main.sh"]),
     # Node.js from the default environment (environments/default/debian.txt).
     "javascript": ("main.js", ["node", "/task/main.js"]),

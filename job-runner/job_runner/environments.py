@@ -1,4 +1,4 @@
-"""Custom environments on top of the default one (issue 23, part 2): build one in the
+"""Custom environments on top of the default one (DESIGN section 17): build one in the
 sandbox, and restore its archive read-only into a task's sandbox.
 
 A custom environment is a `pip install --target` directory: pure files, no absolute
@@ -6,32 +6,35 @@ paths baked in (a venv's scripts and pyvenv.cfg name where it was built), so it 
 built in one sandbox at /workspace/env and seen by tasks at ENV_MOUNT. Python finds it
 through PYTHONPATH, ahead of the default environment's venv; its scripts are on PATH.
 
-The build's only network should be the package index: until the egress proxy (issue
-22) lands, the build shares the runner's network, which the caller must only allow
-where the operator allows task network.
+A build's sandbox has no network: pip reaches the package index through the task's
+egress proxy (task_access.py), whose list is the index's hosts only.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tarfile
 import time
 from collections import namedtuple
 
-from job_runner.sandbox import SANDBOX_ENV, Limits
+from job_runner.sandbox import SANDBOX_ENV
+from job_runner.snapshots import WorkspaceTooLarge, save_archive
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from job_runner.sandbox import Outcome, Sandbox
+    import threading
+    from collections.abc import Callable
+
+    from job_runner.sandbox import Limits, Outcome, Sandbox
+    from job_runner.task_access import Launch
 
 # Top level: the task root's own directories are read-only binds, without mount points.
 ENV_MOUNT = "/env"
 BUILD_DIR = "env"  # in the build's workspace
 PIP_MESSAGE_CHARS = 4000
-# pip inside the root trusts the bundle the sandbox binds in with the network (the
-# machine's or the image's, which is what reaches the index; issue 23).
+# pip inside the root trusts the bundle the sandbox binds in with the egress proxy (the
+# machine's or the image's, which is what reaches the index).
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
@@ -48,22 +51,25 @@ class Restored(namedtuple("Restored", "path seconds reused")):
 
     __slots__ = ()
 
-    def readonly_binds(self) -> dict[str, str | os.PathLike]:
+    def readonly_binds(self) -> dict[str, str]:
         return {ENV_MOUNT: self.path}
 
     def env(self) -> dict[str, str]:
         return {
             "PYTHONPATH": ENV_MOUNT,
             "PATH": f"{ENV_MOUNT}/bin:{SANDBOX_ENV['PATH']}",
-            "NODE_PATH": f"{ENV_MOUNT}/node_modules",
         }
 
 
-def requirements_hash(python: list[str], npm: list[str], base: str) -> str:
-    """What a build is keyed by: the default environment's manifest hash (base) and the
-    requirements, order and duplicates aside. The same hash is never built twice."""
-    text = "\n".join([base, *sorted(set(python)), "--npm--", *sorted(set(npm))])
-    return hashlib.sha256(text.encode()).hexdigest()
+def pip_command(index_url: str) -> list[str]:
+    """pip installing /workspace/requirements.txt into /workspace/env, from index_url
+    only (no other index, no cache, no prompt)."""
+    command = ["python3", "-m", "pip", "install", "--no-cache-dir", "--no-input"]
+    command += ["--disable-pip-version-check", "--no-warn-script-location", "--no-compile"]
+    command += ["--isolated", "--index-url", index_url, "--target", f"/workspace/{BUILD_DIR}"]
+    if index_url.startswith("http://"):  # the operator chose plain HTTP (a local index)
+        command += ["--trusted-host", index_url.split("/")[2]]
+    return [*command, "-r", "/workspace/requirements.txt"]
 
 
 def build_environment(
@@ -72,40 +78,64 @@ def build_environment(
     python: list[str],
     index_url: str,
     archive: str,
+    limits: Limits,
     *,
-    wall_seconds: float = 600,
-    memory_mb: int = 1024,
+    max_bytes: int,
+    launch: Callable[[list[str]], Launch] | None = None,
     on_output=None,
+    cancel: threading.Event | None = None,
+    **run: object,
 ) -> Built:
-    """pip installs `python` into the workspace's env/ in the sandbox, from index_url
-    only, and archives it to `archive` (a .tar.gz the runner uploads)."""
+    """pip installs `python` into the workspace's env/ in the sandbox, and archives it
+    to `archive` (a .tar.gz the runner uploads), at most max_bytes unpacked. `launch`
+    wraps the command (the task's egress proxy and forwarder); `run`: more of the
+    sandbox's options (scratch, cgroup)."""
     started = time.monotonic()
     requirements = os.path.join(workspace, "requirements.txt")
-    with open(requirements, "w") as file:
+    with open(requirements, "w", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW, 0o644)) as file:
         file.write("\n".join(python) + "\n")
-    os.chmod(requirements, 0o644)
-    command = ["python3", "-m", "pip", "install", "--no-cache-dir", "--no-input"]
-    command += ["--disable-pip-version-check", "--no-warn-script-location", "--no-compile"]
-    command += ["--index-url", index_url, "--target", f"/workspace/{BUILD_DIR}"]
-    command += ["-r", "/workspace/requirements.txt"]
-    limits = Limits(wall_seconds=wall_seconds, memory_mb=memory_mb, network=True)
+    command, stdin, binds = pip_command(index_url), b"", dict[str, str]()
+    if launch is not None:
+        command, stdin, binds = launch(command)
     outcome: Outcome = sandbox.run(
-        command, limits, workspace=workspace, on_output=on_output, env={"PIP_CERT": CA_BUNDLE}
+        command,
+        limits,
+        workspace=workspace,
+        stdin=stdin,
+        readonly_binds=binds,
+        on_output=on_output,
+        cancel=cancel,
+        env={"PIP_CERT": CA_BUNDLE},
+        **run,  # type: ignore[arg-type]
     )
-    seconds = time.monotonic() - started
     said = (outcome.stdout + outcome.stderr).decode("utf-8", "replace")
-    if outcome.exit_code != 0:
-        reason = "timed out" if outcome.timed_out else f"pip exited {outcome.exit_code}"
-        return Built(False, None, 0, seconds, f"{reason}: {said[-PIP_MESSAGE_CHARS:]}")
-    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
-        tar.add(os.path.join(workspace, BUILD_DIR), arcname=".")
-    return Built(True, archive, os.path.getsize(archive), time.monotonic() - started, said)
+    if outcome.exit_code != 0 or outcome.timed_out:
+        if outcome.timed_out:
+            reason = f"the build ran longer than {limits.wall_seconds} s"
+        elif outcome.memory_exceeded or outcome.disk_exceeded:
+            reason = "the build ran out of memory or disk"
+        else:
+            reason = f"pip exited {outcome.exit_code}"
+        return Built(
+            False, None, 0, time.monotonic() - started, f"{reason}: {said[-PIP_MESSAGE_CHARS:]}"
+        )
+    built = os.path.join(workspace, BUILD_DIR)
+    if not os.path.isdir(built) or os.path.islink(built):
+        return Built(False, None, 0, time.monotonic() - started, "pip installed nothing")
+    try:
+        size = save_archive(built, archive, max_bytes)
+    except WorkspaceTooLarge:
+        if os.path.exists(archive):
+            os.unlink(archive)
+        message = f"the environment is larger than {max_bytes // (1024 * 1024)} MiB unpacked"
+        return Built(False, None, 0, time.monotonic() - started, message)
+    return Built(True, archive, size, time.monotonic() - started, said)
 
 
 def restore_environment(archive: str, key: str, cache_dir: str) -> Restored:
-    """Unpacks the archive once per runner into cache_dir/key, readable by the sandbox's
-    uid and by nobody's writes: every later task of this runner (a build's tasks, an
-    agent's sub-processes) reuses it."""
+    """Unpacks the archive once into cache_dir/key, readable by the sandbox's uid and
+    writable by nobody but root: every later task of this runner (an agent's
+    sub-processes, each of its tool calls) reuses it."""
     target = os.path.join(cache_dir, key)
     if os.path.isdir(target):
         return Restored(target, 0.0, True)

@@ -12,9 +12,12 @@ infrastructure failures.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
+import tarfile
 import threading
+import time
 
 from job_runner import logs
 from job_runner.api_client import ApiRefused, ApiUnreachable, TaskApi
@@ -26,6 +29,7 @@ from job_runner.sandbox import SandboxError, make_sandbox
 from job_runner.sandboxes.choice import forget_choice
 from job_runner.task_access import DevHostsRefused, TaskAccess
 from job_runner.task_space import bounds_used, enter_private_mounts
+from job_runner.workspace import make_private_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -160,6 +164,52 @@ def _execute(
     used["sandbox"] = sandbox.name
     logs.log.info("sandbox: %s", sandbox.name)
     channel = FileChannel(api.base_url, api.task_id, api.token)
+    if spec["kind"] == "environment":
+        from job_runner.environment_task import run_environment_build
+
+        return run_environment_build(spec, sandbox, sender.output, cancel, channel, access)
+    if spec.get("environment"):
+        place = make_private_dir(os.environ.get("TMPDIR", "/tmp"), "environment-")
+        try:
+            problem = _restore_environment(spec, channel, access, sender, place)
+            if problem is not None:
+                return "failed", None, problem
+            return _run_kind(spec, sandbox, api, access, sender, cancel, channel)
+        finally:
+            shutil.rmtree(place, ignore_errors=True)
+    return _run_kind(spec, sandbox, api, access, sender, cancel, channel)
+
+
+def _restore_environment(
+    spec: TaskSpec, channel: FileChannel, access: TaskAccess, sender: EventSender, place: str
+) -> dict | None:
+    """Fetch and unpack the task's custom environment into `place` for its sandbox;
+    the time it took is one of the task's events. An error dict if it could not be."""
+    from job_runner.environment_task import fetch_environment
+    from job_runner.file_channel import TransferFailed
+
+    environment = spec["environment"]
+    started = time.monotonic()
+    try:
+        access.environment = fetch_environment(environment, channel, place)
+    except (TransferFailed, OSError, tarfile.TarError) as problem:
+        message = f"The environment {environment['name']!r} could not be restored: {problem}"
+        return {"code": "environment_unavailable", "message": message[:2000]}
+    sender.event(
+        "status",
+        {
+            "state": "environment_restored",
+            "environment": environment["name"],
+            "sizeBytes": environment["size"],
+            "seconds": round(time.monotonic() - started, 3),
+        },
+    )
+    return None
+
+
+def _run_kind(
+    spec, sandbox, api: TaskApi, access: TaskAccess, sender: EventSender, cancel, channel
+):
     if spec["kind"] == "code":
         return run_code_task(spec, sandbox, sender.output, cancel, channel, access)
     if spec["kind"] == "agent":

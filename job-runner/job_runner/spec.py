@@ -87,12 +87,30 @@ class HistoryMessage(TypedDict):
     content: str
 
 
-class TaskSpec(TypedDict):
-    """What a task's claim answers with: everything the runner needs to run it.
-    `input` is the task's input as submitted (a code or an agent task's)."""
+class BuildSpec(TypedDict):
+    """An environment build's packages, where from, and the archive's bound."""
+
+    python: list[str]
+    indexUrl: str
+    maxBytes: int
+
+
+class EnvironmentSpec(TypedDict):
+    """The custom environment a task restores: its archive (`size` bytes, fetched
+    from GET .../environment) and the manifest hash it is stored under."""
 
     id: str
-    kind: Literal["code", "agent"]
+    name: str
+    hash: str
+    size: int
+
+
+class TaskSpec(TypedDict):
+    """What a task's claim answers with: everything the runner needs to run it.
+    `input` is the task's input as submitted (a code, an agent or a build task's)."""
+
+    id: str
+    kind: Literal["code", "agent", "environment"]
     input: dict[str, Any]
     limits: LimitsSpec
     inputFiles: list[InputFileSpec]
@@ -100,6 +118,10 @@ class TaskSpec(TypedDict):
     # The names of the owner's secrets the task gets; their values come from
     # `POST .../secrets` (SecretsAnswer), never in the spec.
     secrets: NotRequired[list[str]]
+    # A custom environment to restore (code and agent tasks that name one).
+    environment: NotRequired[EnvironmentSpec]
+    # environment builds only (their egress is the package index's hosts)
+    build: NotRequired[BuildSpec]
     # agent tasks only
     agent: NotRequired[AgentSpec]
     conversationId: NotRequired[str | None]

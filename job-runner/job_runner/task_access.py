@@ -9,8 +9,12 @@ one the sandbox runs: behind loopback_forwarder.py, which takes the secrets from
 head of its stdin (never a command line the host's `ps` shows) and points the
 program's HTTP(S)_PROXY at the proxy's socket.
 
-Without secrets, egress or an LLM channel a command runs as it is: a task that asks
-for neither pays nothing. With `network: true` (the operator's ALLOW_TASK_NETWORK)
+A task with a custom environment (environments.py) gets it bound read-only at /env,
+and its commands run with its PATH and PYTHONPATH (through `env`, so what they start,
+an agent's shell among them, has them too).
+
+Without secrets, egress, an environment or an LLM channel a command runs as it is: a
+task that asks for none pays nothing. With `network: true` (the operator's ALLOW_TASK_NETWORK)
 the sandbox shares the host's network and no proxy is started.
 """
 
@@ -30,6 +34,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from job_runner.environments import Restored
     from job_runner.spec import EgressSpec, TaskSpec
     from job_runner.task_space import TaskSpace
 
@@ -68,6 +73,8 @@ class TaskAccess:
         self.mask = SecretMask(list(self.secrets.values()))
         self.proxy: EgressProxy | None = None
         self._sockets: str | None = None
+        # The task's custom environment, once restored (main.py).
+        self.environment: Restored | None = None
 
     @classmethod
     def from_spec(
@@ -120,10 +127,15 @@ class TaskAccess:
     def launch(self, command: list[str], stdin: bytes = b"", *, llm_socket: str = "") -> Launch:
         """`command` as the sandbox runs it: behind the loopback forwarder when the task
         has secrets or egress, or an LLM channel is given (its path in the sandbox)."""
+        binds: dict[str, str] = {}
+        if self.environment is not None:
+            variables = [f"{name}={value}" for name, value in self.environment.env().items()]
+            command = ["env", *variables, *command]
+            binds.update(self.environment.readonly_binds())
         if not (self.secrets or self.proxy or llm_socket):
-            return Launch(command, stdin, {})
+            return Launch(command, stdin, binds)
         forwarder = ["python3", "-I", FORWARDER_IN_SANDBOX]
-        binds: dict[str, str] = {FORWARDER_IN_SANDBOX: FORWARDER}
+        binds[FORWARDER_IN_SANDBOX] = FORWARDER
         if llm_socket:
             forwarder += ["--llm", llm_socket]
         if self.proxy is not None and self._sockets is not None:

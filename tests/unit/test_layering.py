@@ -31,6 +31,7 @@ FIRESTORE_ADAPTER = (
     "api.adapters.firestore_conversations",
     "api.adapters.firestore_secrets",
     "api.adapters.firestore_spend",
+    "api.adapters.firestore_environments",
 )
 
 

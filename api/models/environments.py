@@ -1,0 +1,66 @@
+"""`POST /api/environments`: a custom environment's manifest (DESIGN section 17)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from packaging.requirements import InvalidRequirement, Requirement
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from api import config
+
+EnvironmentName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"),
+    Field(description="Unique among your environments: letters, digits, `.`, `_`, `-`."),
+]
+
+
+def check_requirement(text: str) -> str:
+    """A requirement from the package index, as pip reads one line (`numpy`,
+    `pandas==2.2.3`, `requests[socks]>=2.31`), normalised; never a URL, a path or an
+    option: the build reaches the package index only.
+
+    :raises ValueError: anything else.
+    """
+    if len(text) > config.MAX_REQUIREMENT_CHARS:
+        raise ValueError(f"a requirement is at most {config.MAX_REQUIREMENT_CHARS} characters")
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement as problem:
+        raise ValueError(
+            f"{text!r} is not a requirement (e.g. 'pandas==2.2.3'): {problem}"
+        ) from None
+    if requirement.url:
+        raise ValueError(f"{text!r} names a URL: packages come from the package index only")
+    return str(requirement)
+
+
+class EnvironmentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: EnvironmentName
+    python: list[str] = Field(
+        min_length=1,
+        max_length=config.MAX_ENVIRONMENT_PACKAGES,
+        description="Requirements pip installs from the package index, on top of the "
+        "default environment (`numpy`, `pandas==2.2.3`): no URLs, paths or options.",
+    )
+
+    @field_validator("python")
+    @classmethod
+    def _requirements(cls, python: list[str]) -> list[str]:
+        return list(dict.fromkeys(check_requirement(text) for text in python))
+
+
+class EnvironmentBuildInput(BaseModel):
+    """A build task's input (`kind: "environment"`), made by POST /api/environments."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    kind: Literal["environment"]
+    name: EnvironmentName
+    python: list[str]
+    hash: str = Field(description="The manifest's hash, which its archive is stored under.")
+    timeout_seconds: int = Field(alias="timeoutSeconds")
+    memory_mb: int = Field(alias="memoryMb")

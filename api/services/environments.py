@@ -1,0 +1,236 @@
+"""Custom environments (DESIGN section 17, ADR 0018): Python packages on top of the
+default environment, built once per manifest and restored read-only into the tasks
+that name them.
+
+A build is a task of its owner (`kind: "environment"`), so it is queued, limited,
+followed and cancelled like any other; its events are pip's output. Its runner's
+only egress is the package index (PACKAGE_INDEX_URL, PACKAGE_INDEX_DOMAINS); the
+archive it makes is stored in the bucket under the manifest's hash, and one build
+document per hash (`environmentBuilds/{hash}`) makes sure a manifest is built once,
+whoever asks. A failed build leaves nothing behind: the next environment with that
+manifest builds again.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from api.adapters.firestore_environments import EnvironmentLimitReached, EnvironmentNameTaken
+from api.errors import ApiError, not_found
+from api.models.documents import TERMINAL, EnvironmentBuildDoc, EnvironmentEntry, TaskEnvironment
+from api.services.state_machine import utcnow
+
+if TYPE_CHECKING:
+    from api.adapters.file_store import FileStore
+    from api.adapters.firestore_store import FirestoreStore
+    from api.config import Settings
+    from api.models.documents import TaskDoc
+    from api.models.environments import EnvironmentCreate
+    from api.services.tasks import TaskService
+
+# The memory a build's sandbox gets: pip resolving and unpacking wheels.
+BUILD_MEMORY_MB = 2048
+MANIFEST_FORMAT = "python-target-v1"  # how the runner lays an environment out
+
+
+def manifest_hash(python: builtins.list[str]) -> str:
+    """What a build is keyed by: the requirements, order and repeats aside."""
+    text = "\n".join([MANIFEST_FORMAT, *sorted(set(python))])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def archive_object(digest: str) -> str:
+    return f"environments/{digest}.tar.gz"
+
+
+class EnvironmentService:
+    def __init__(
+        self, store: FirestoreStore, tasks: TaskService, files: FileStore, settings: Settings
+    ) -> None:
+        self.store = store
+        self.tasks = tasks
+        self.files = files
+        self.settings = settings
+
+    # -- the owner's environments --------------------------------------------------------
+
+    def create(self, owner: str, body: EnvironmentCreate) -> dict[str, Any]:
+        """The new environment: `ready` at once when its manifest was built before,
+        else `building` with the build task that builds it (its own, or, when someone
+        else's build of the same manifest is under way, that one's).
+
+        :raises ApiError: 409 a name taken or too many environments.
+        """
+        known = self.store.list_environments(owner)
+        self._check_room(owner, body.name, known)
+        digest = manifest_hash(body.python)
+        entry: EnvironmentEntry = {
+            "id": "env_" + secrets.token_hex(8),
+            "name": body.name,
+            "python": list(body.python),
+            "hash": digest,
+            "buildTaskId": None,
+            "createdAt": utcnow(),
+        }
+        build = self.store.get_environment_builds([digest]).get(digest)
+        if build is None or build["status"] != "ready":
+            build = self._start_build(owner, entry)
+        try:
+            self.store.add_environment(owner, entry, self.settings.max_environments_per_user)
+        except (EnvironmentNameTaken, EnvironmentLimitReached):
+            self._check_room(owner, body.name, self.store.list_environments(owner))
+            raise
+        return self._view(entry, build)
+
+    def list(self, owner: str) -> builtins.list[dict[str, Any]]:
+        entries = sorted(
+            self.store.list_environments(owner).values(), key=lambda e: (e["createdAt"], e["id"])
+        )
+        builds = self.store.get_environment_builds([e["hash"] for e in entries])
+        return [self._view(entry, builds.get(entry["hash"])) for entry in entries]
+
+    def get(self, owner: str, name_or_id: str) -> dict[str, Any]:
+        entry = self._entry(owner, name_or_id)
+        build = self.store.get_environment_builds([entry["hash"]]).get(entry["hash"])
+        return self._view(entry, build)
+
+    def delete(self, owner: str, name_or_id: str) -> None:
+        """New tasks can no longer name it; tasks already submitted still restore it
+        (its archive is the manifest's, shared with any other environment of it)."""
+        entry = self._entry(owner, name_or_id)
+        if not self.store.delete_environment(owner, entry["id"]):
+            raise not_found("environment")
+
+    # -- tasks that use one --------------------------------------------------------------
+
+    def resolve(self, owner: str, name_or_id: str) -> TaskEnvironment:
+        """The environment a task names, ready to restore.
+
+        :raises ApiError: 404 the owner has none of that name or id; 409 not ready.
+        """
+        entry = self._entry(owner, name_or_id)
+        build = self.store.get_environment_builds([entry["hash"]]).get(entry["hash"])
+        if build is None or build["status"] != "ready":
+            status = "building" if build is not None else "failed"
+            raise ApiError(
+                409,
+                "environment_not_ready",
+                f"The environment {entry['name']!r} is {status}: a task can use it once "
+                "GET /api/environments/{id} says it is ready.",
+            )
+        return {"id": entry["id"], "name": entry["name"], "hash": entry["hash"]}
+
+    def archive(self, task: TaskDoc) -> tuple[str, int]:
+        """(object name, size) of the archive the task restores."""
+        environment = task.get("environment")
+        name = archive_object(environment["hash"]) if environment is not None else None
+        info = self.files.stat(name) if name is not None else None
+        if name is None or info is None:
+            raise ApiError(404, "no_environment", "This task uses no stored environment.")
+        return name, info.size
+
+    # -- builds --------------------------------------------------------------------------
+
+    def build_spec(self, task: TaskDoc) -> dict[str, Any]:
+        """What the runner needs to build the environment (the task's spec's `build`)."""
+        return {
+            "python": list(task["input"]["python"]),
+            "indexUrl": self.settings.package_index_url,
+            "maxBytes": self.settings.environment_max_mb * 1024 * 1024,
+        }
+
+    def build_finished(self, task: TaskDoc) -> None:
+        """A build task settled: its manifest is ready if it completed and its archive
+        is stored, else forgotten (nothing cached)."""
+        digest = task["input"]["hash"]
+        info = None
+        if task["status"] == "completed":
+            info = self.files.stat(archive_object(digest))
+        self.store.finish_environment_build(
+            digest, task["id"], info.size if info is not None else None, utcnow()
+        )
+
+    def _start_build(self, owner: str, entry: EnvironmentEntry) -> EnvironmentBuildDoc:
+        task_id = secrets.token_hex(12)
+        build: EnvironmentBuildDoc = {
+            "hash": entry["hash"],
+            "status": "building",
+            "taskId": task_id,
+            "object": archive_object(entry["hash"]),
+            "createdAt": entry["createdAt"],
+        }
+        current, claimed = self.store.claim_environment_build(build)
+        if not claimed:
+            if current["status"] != "ready":
+                building = self.store.get_tasks([current["taskId"]])[0]
+                if building is not None and building["owner"] == owner:
+                    entry["buildTaskId"] = current["taskId"]
+            return current
+        task_input = {
+            "kind": "environment",
+            "name": entry["name"],
+            "python": entry["python"],
+            "hash": entry["hash"],
+            "timeoutSeconds": self.settings.environment_build_seconds,
+            "memoryMb": BUILD_MEMORY_MB,
+        }
+        try:
+            self.tasks.submit(owner, "environment", task_input, None, id=task_id)
+        except BaseException:
+            self.store.finish_environment_build(entry["hash"], task_id, None, utcnow())
+            raise
+        entry["buildTaskId"] = task_id
+        return build
+
+    def _check_room(self, owner: str, name: str, known: dict[str, EnvironmentEntry]) -> None:
+        if any(entry["name"] == name for entry in known.values()):
+            raise ApiError(
+                409, "environment_exists", f"You already have an environment named {name!r}."
+            )
+        if len(known) >= self.settings.max_environments_per_user:
+            raise ApiError(
+                409,
+                "too_many_environments",
+                f"You have {len(known)} environments (MAX_ENVIRONMENTS_PER_USER): delete one "
+                "first.",
+            )
+
+    def _entry(self, owner: str, name_or_id: str) -> EnvironmentEntry:
+        known = self.store.list_environments(owner)
+        if name_or_id in known:
+            return known[name_or_id]
+        for entry in known.values():
+            if entry["name"] == name_or_id:
+                return entry
+        raise not_found("environment")
+
+    def exists(self, owner: str, name_or_id: str) -> bool:
+        try:
+            self._entry(owner, name_or_id)
+        except ApiError:
+            return False
+        return True
+
+    def _view(self, entry: EnvironmentEntry, build: EnvironmentBuildDoc | None) -> dict[str, Any]:
+        """The public environment: `building` while a build of its manifest runs,
+        `ready` (with its archive's size) once one made it, else `failed` (with the
+        error of its own build, whose events are pip's output)."""
+        view: dict[str, Any] = {**entry, "status": "failed", "sizeBytes": None, "error": None}
+        if build is not None and build["status"] == "ready":
+            return {**view, "status": "ready", "sizeBytes": build.get("sizeBytes")}
+        watched = [build["taskId"]] if build is not None else []
+        if entry["buildTaskId"] and entry["buildTaskId"] not in watched:
+            watched.append(entry["buildTaskId"])
+        tasks = {task["id"]: task for task in self.store.get_tasks(watched) if task is not None}
+        if any(task["status"] not in TERMINAL for task in tasks.values()):
+            return {**view, "status": "building"}
+        own = tasks.get(entry["buildTaskId"] or "")
+        if own is not None:
+            view["error"] = own.get("error") or {
+                "code": "build_failed",
+                "message": "The build ended without an environment: see its task's events.",
+            }
+        return view
