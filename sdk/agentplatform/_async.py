@@ -14,11 +14,11 @@ import httpx
 import httpx_sse
 
 from agentplatform import _base as b
-from agentplatform._async_resources import Agents, Batches, Conversations, Files, Keys
+from agentplatform._async_resources import Agents, Batches, Conversations, Environments, Files, Keys
 from agentplatform._decode import decode
 from agentplatform._sync import _outcome
 from agentplatform.errors import TaskFailed, TransportError
-from agentplatform.models import Task, TaskEvent, Usage
+from agentplatform.models import Environment, Task, TaskEvent, Usage
 
 
 class AsyncClient:
@@ -40,6 +40,7 @@ class AsyncClient:
         self.agents = Agents(self)
         self.conversations = Conversations(self)
         self.batches = Batches(self)
+        self.environments = Environments(self)
         self.keys = Keys(self)
 
     async def close(self) -> None:
@@ -127,14 +128,22 @@ class AsyncClient:
         *,
         language: str = "python",
         files: Mapping[str, Any] | None = None,
+        environment: Environment | str | None = None,
         idempotency_key: str | None = None,
         **options: Any,
     ) -> Task:
+        options["environment"] = b.environment_ref(environment)
         return await self.submit_raw(b.code_task(code, language, files, options), idempotency_key)
 
     async def submit_agent(
-        self, prompt: str, *, idempotency_key: str | None = None, **options: Any
+        self,
+        prompt: str,
+        *,
+        environment: Environment | str | None = None,
+        idempotency_key: str | None = None,
+        **options: Any,
     ) -> Task:
+        options["environment"] = b.environment_ref(environment)
         return await self.submit_raw(b.agent_task(prompt, options), idempotency_key)
 
     async def submit_raw(self, body: Mapping[str, Any], idempotency_key: str | None = None) -> Task:

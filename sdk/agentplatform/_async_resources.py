@@ -3,9 +3,11 @@ same calls as `_sync_resources`, awaited)."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from agentplatform import _base as b
@@ -24,6 +26,7 @@ from agentplatform.models import (
     Agent,
     ApiKey,
     Conversation,
+    Environment,
     FileListing,
     Message,
     Task,
@@ -122,7 +125,15 @@ class Agents:
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
 
-    async def create(self, name: str, description: str = "", **options: Any) -> Agent:
+    async def create(
+        self,
+        name: str,
+        description: str = "",
+        *,
+        environment: Environment | str | None = None,
+        **options: Any,
+    ) -> Agent:
+        options["environment"] = b.environment_ref(environment)
         body = {"name": name, "description": description} | b.camel(options)
         return b.model(Agent, await self._client.request("POST", "/api/agents", json=body))
 
@@ -133,10 +144,15 @@ class Agents:
     async def get(self, agent: Agent | str) -> Agent:
         return b.model(Agent, await self._client.request("GET", f"/api/agents/{_id(agent)}"))
 
-    async def update(self, agent: Agent | str, **changes: Any) -> Agent:
-        response = await self._client.request(
-            "PATCH", f"/api/agents/{_id(agent)}", json=b.camel(changes)
-        )
+    async def update(
+        self,
+        agent: Agent | str,
+        *,
+        environment: Environment | str | None | b.Unchanged = b.UNCHANGED,
+        **changes: Any,
+    ) -> Agent:
+        body = b.agent_changes(changes, environment)
+        response = await self._client.request("PATCH", f"/api/agents/{_id(agent)}", json=body)
         return b.model(Agent, response)
 
     async def delete(self, agent: Agent | str) -> None:
@@ -233,6 +249,53 @@ class Batches:
 
     async def run(self, tasks: list[Mapping[str, Any]], **options: Any) -> list[Task]:
         return [await self._client.wait(task) for task in await self.submit(tasks, **options)]
+
+
+class Environments:
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def create(
+        self,
+        name: str,
+        python: Iterable[str],
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> Environment:
+        body = {"name": name, "python": list(python)}
+        response = await self._client.request("POST", "/api/environments", json=body)
+        environment = b.model(Environment, response)
+        return await self.wait(environment, timeout=timeout) if wait else environment
+
+    async def list(self) -> list[Environment]:
+        response = await self._client.request("GET", "/api/environments")
+        return b.models(Environment, response, "environments")
+
+    async def get(self, environment: Environment | str) -> Environment:
+        response = await self._client.request("GET", b.environment_path(environment))
+        return b.model(Environment, response)
+
+    async def delete(self, environment: Environment | str) -> None:
+        await self._client.request("DELETE", b.environment_path(environment))
+
+    async def wait(
+        self, environment: Environment | str, *, timeout: float | None = None
+    ) -> Environment:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        current = await self.get(environment) if isinstance(environment, str) else environment
+        build_ended = False
+        while current.is_building:
+            left = b.remaining(deadline)
+            if left == 0:
+                break
+            if current.build_task_id and not build_ended:
+                build = await self._client.wait(current.build_task_id, timeout=left)
+                build_ended = build.is_terminal
+            else:
+                await asyncio.sleep(b.poll_pause(left))
+            current = await self.get(current)
+        return current
 
 
 class Keys:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import httpx
 from agentplatform import __version__
 from agentplatform._decode import decode
 from agentplatform.errors import error_from_response, retry_after_seconds
-from agentplatform.models import Conversation, Task
+from agentplatform.models import Conversation, Environment, Task
 
 T = TypeVar("T")
 
@@ -34,6 +35,10 @@ STREAM_RECONNECTS = 8  # dropped connections in a row before stream() gives up
 # The API sends an event stream a keep-alive comment every 15 s: a stream silent for
 # longer than this is a dead connection, resumed rather than waited on.
 STREAM_READ_TIMEOUT = 45.0
+# How often environments.wait() reads an environment it cannot hold a request on: one
+# whose build is another user's (the same packages), or in the moment between its build
+# task's end and the environment's own status.
+ENVIRONMENT_POLL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,30 @@ def task_id(task: Task | str) -> str:
     return task if isinstance(task, str) else task.id
 
 
+def environment_ref(environment: Environment | str | None) -> str | None:
+    """How a task or an agent names an environment: the name or id given, or an
+    Environment's id (that one, even if another later takes its name)."""
+    return environment.id if isinstance(environment, Environment) else environment
+
+
+def environment_path(environment: Environment | str) -> str:
+    from urllib.parse import quote
+
+    return f"/api/environments/{quote(environment_ref(environment) or '', safe='')}"
+
+
+def remaining(deadline: float | None) -> float | None:
+    """Seconds left before `deadline` (a time.monotonic() value), never negative;
+    None for no deadline."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def poll_pause(left: float | None) -> float:
+    """How long to sleep before reading an environment again, `left` seconds before a
+    deadline (None: no deadline)."""
+    return ENVIRONMENT_POLL_SECONDS if left is None else min(ENVIRONMENT_POLL_SECONDS, left)
+
+
 def conversation_id(conversation: Conversation | str) -> str:
     return conversation if isinstance(conversation, str) else conversation.id
 
@@ -151,6 +180,28 @@ def code_task(
 
 def agent_task(prompt: str, options: Mapping[str, Any]) -> dict[str, Any]:
     return {"kind": "agent", "prompt": prompt} | camel(options)
+
+
+class Unchanged:
+    """The default of a field that may be set to None (null) in an update: not given,
+    so left as it is."""
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Unchanged = Unchanged()
+
+
+def agent_changes(
+    changes: Mapping[str, Any], environment: Environment | str | None | Unchanged
+) -> dict[str, Any]:
+    """A PATCH /api/agents body: the changes given, and `environment` even when None
+    (null: the default environment)."""
+    body = camel(changes)
+    if not isinstance(environment, Unchanged):
+        body["environment"] = environment_ref(environment)
+    return body
 
 
 def camel(options: Mapping[str, Any]) -> dict[str, Any]:

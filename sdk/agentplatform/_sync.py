@@ -13,9 +13,9 @@ import httpx_sse
 
 from agentplatform import _base as b
 from agentplatform._decode import decode
-from agentplatform._sync_resources import Agents, Batches, Conversations, Files, Keys
+from agentplatform._sync_resources import Agents, Batches, Conversations, Environments, Files, Keys
 from agentplatform.errors import TaskFailed, TransportError
-from agentplatform.models import Task, TaskEvent, Usage
+from agentplatform.models import Environment, Task, TaskEvent, Usage
 
 
 class Client:
@@ -46,6 +46,7 @@ class Client:
         self.agents = Agents(self)
         self.conversations = Conversations(self)
         self.batches = Batches(self)
+        self.environments = Environments(self)
         self.keys = Keys(self)
 
     def close(self) -> None:
@@ -141,18 +142,28 @@ class Client:
         *,
         language: str = "python",
         files: Mapping[str, Any] | None = None,
+        environment: Environment | str | None = None,
         idempotency_key: str | None = None,
         **options: Any,
     ) -> Task:
         """Queue a code task; returns it queued. `files` values are text, bytes or an
-        `Upload`; options: stdin, timeout_seconds, memory_mb, network, webhook_url,
+        `Upload`; `environment` one of your custom environments (an Environment, a name
+        or an id); options: stdin, timeout_seconds, memory_mb, network, webhook_url,
         and any field the API adds (snake_case)."""
+        options["environment"] = b.environment_ref(environment)
         return self.submit_raw(b.code_task(code, language, files, options), idempotency_key)
 
     def submit_agent(
-        self, prompt: str, *, idempotency_key: str | None = None, **options: Any
+        self,
+        prompt: str,
+        *,
+        environment: Environment | str | None = None,
+        idempotency_key: str | None = None,
+        **options: Any,
     ) -> Task:
-        """Queue an agent task (options: agent_id, engine, max_turns, max_tokens, ...)."""
+        """Queue an agent task (options: agent_id, engine, max_turns, max_tokens, ...);
+        `environment` overrides the agent's."""
+        options["environment"] = b.environment_ref(environment)
         return self.submit_raw(b.agent_task(prompt, options), idempotency_key)
 
     def submit_raw(self, body: Mapping[str, Any], idempotency_key: str | None = None) -> Task:

@@ -1,11 +1,12 @@
-"""The synchronous client's resources: files, agents, conversations, batches and
-API keys (`client.files`, `client.agents`, ...)."""
+"""The synchronous client's resources: files, agents, conversations, batches, custom
+environments and API keys (`client.files`, `client.agents`, ...)."""
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from agentplatform.models import (
     Agent,
     ApiKey,
     Conversation,
+    Environment,
     FileListing,
     Message,
     Task,
@@ -127,8 +129,17 @@ class Agents:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def create(self, name: str, description: str = "", **options: Any) -> Agent:
-        """Options: system_prompt, model, tools, engine, max_turns, max_tokens, ..."""
+    def create(
+        self,
+        name: str,
+        description: str = "",
+        *,
+        environment: Environment | str | None = None,
+        **options: Any,
+    ) -> Agent:
+        """Options: system_prompt, model, tools, engine, max_turns, max_tokens, ...;
+        `environment`: the custom environment its tasks run with."""
+        options["environment"] = b.environment_ref(environment)
         body = {"name": name, "description": description} | b.camel(options)
         return b.model(Agent, self._client.request("POST", "/api/agents", json=body))
 
@@ -139,8 +150,17 @@ class Agents:
     def get(self, agent: Agent | str) -> Agent:
         return b.model(Agent, self._client.request("GET", f"/api/agents/{_id(agent)}"))
 
-    def update(self, agent: Agent | str, **changes: Any) -> Agent:
-        response = self._client.request("PATCH", f"/api/agents/{_id(agent)}", json=b.camel(changes))
+    def update(
+        self,
+        agent: Agent | str,
+        *,
+        environment: Environment | str | None | b.Unchanged = b.UNCHANGED,
+        **changes: Any,
+    ) -> Agent:
+        """Change the fields given; `environment=None` puts the agent back on the
+        default environment."""
+        body = b.agent_changes(changes, environment)
+        response = self._client.request("PATCH", f"/api/agents/{_id(agent)}", json=body)
         return b.model(Agent, response)
 
     def delete(self, agent: Agent | str) -> None:
@@ -238,6 +258,62 @@ class Batches:
     def run(self, tasks: list[Mapping[str, Any]], **options: Any) -> list[Task]:
         """Submit the batch and wait for every task to end."""
         return [self._client.wait(task) for task in self.submit(tasks, **options)]
+
+
+class Environments:
+    """Your custom environments (`/api/environments`): Python packages on top of the
+    default environment, for code tasks, batch items and agents."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def create(
+        self,
+        name: str,
+        python: Iterable[str],
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> Environment:
+        """A new environment from pip requirements (`["pandas==2.2.3"]`): `building`,
+        or `ready` when the same packages were built before. With `wait`, returned
+        once its build has ended (see `wait`)."""
+        body = {"name": name, "python": list(python)}
+        environment = b.model(
+            Environment, self._client.request("POST", "/api/environments", json=body)
+        )
+        return self.wait(environment, timeout=timeout) if wait else environment
+
+    def list(self) -> list[Environment]:
+        """Your environments, oldest first."""
+        response = self._client.request("GET", "/api/environments")
+        return b.models(Environment, response, "environments")
+
+    def get(self, environment: Environment | str) -> Environment:
+        """An environment by name or id."""
+        return b.model(Environment, self._client.request("GET", b.environment_path(environment)))
+
+    def delete(self, environment: Environment | str) -> None:
+        """Delete it: new tasks can no longer name it."""
+        self._client.request("DELETE", b.environment_path(environment))
+
+    def wait(self, environment: Environment | str, *, timeout: float | None = None) -> Environment:
+        """The environment once it is no longer `building` (`ready` or `failed`):
+        held polls on its build task, then short ones; after `timeout` seconds, the
+        environment as it is then."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        current = self.get(environment) if isinstance(environment, str) else environment
+        build_ended = False
+        while current.is_building:
+            left = b.remaining(deadline)
+            if left == 0:
+                break
+            if current.build_task_id and not build_ended:
+                build_ended = self._client.wait(current.build_task_id, timeout=left).is_terminal
+            else:
+                time.sleep(b.poll_pause(left))
+            current = self.get(current)
+        return current
 
 
 class Keys:

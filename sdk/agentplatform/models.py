@@ -185,9 +185,41 @@ class Agent:
     # False, True (ALLOW_TASK_NETWORK) or {"allow": [domain patterns]}.
     network: bool | dict = False
     secrets: list[str] = field(default_factory=list)
+    # The custom environment its tasks run with (name or id); None: the default one.
+    environment: str | None = None
     created_at: datetime | None = _json("createdAt")
     updated_at: datetime | None = _json("updatedAt")
     raw: dict = _raw()
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A custom environment: Python packages on top of the default environment, built
+    once by a task of kind `environment`. Tasks and agents name it by name or id once
+    it is `ready`; a `failed` one has an `error`, and its build task's events hold
+    pip's output."""
+
+    __schema__: ClassVar[tuple[str, ...]] = ("Environment",)
+    id: str
+    name: str
+    status: str
+    python: list[str] = field(default_factory=list)
+    # Environments with the same packages share one build and one archive.
+    hash: str = ""
+    size_bytes: int | None = _json("sizeBytes")
+    # None when an earlier build of the same packages was used.
+    build_task_id: str | None = _json("buildTaskId")
+    error: ErrorDetail | None = None
+    created_at: datetime | None = _json("createdAt")
+    raw: dict = _raw()
+
+    @property
+    def is_building(self) -> bool:
+        return self.status == "building"
+
+    @property
+    def is_ready(self) -> bool:
+        return self.status == "ready"
 
 
 @dataclass(frozen=True)

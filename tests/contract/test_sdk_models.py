@@ -149,13 +149,18 @@ def test_the_request_bodies_the_sdk_builds_use_the_apis_field_names(schemas):
         "python",
         {"a.txt": "text", "b.bin": b"\x00"},
         {"stdin": "", "timeout_seconds": 5, "memory_mb": 256, "network": False,
-         "webhook_url": "https://example.com/hook"},
+         "webhook_url": "https://example.com/hook", "environment": "tiny"},
     )  # fmt: skip
     assert set(code) <= set(schemas["CodeTaskInput"]["properties"])
     assert code["files"]["b.bin"] == {"base64": "AA=="}
     agent = _base.agent_task("hi", {"agent_id": "a", "engine": "messages", "max_turns": 2,
-                                     "max_tokens": 100})  # fmt: skip
+                                     "max_tokens": 100, "environment": "tiny"})  # fmt: skip
     assert set(agent) <= set(schemas["AgentTaskInput"]["properties"])
     created = _base.camel({"system_prompt": "", "model": "m", "tools": [], "engine": "messages",
-                           "max_turns": 1, "max_tokens": 1})  # fmt: skip
+                           "max_turns": 1, "max_tokens": 1, "environment": "tiny"})  # fmt: skip
     assert set(created) <= set(schemas["AgentCreate"]["properties"])
+    # `environment=None` in an update is sent as null: back to the default environment.
+    changes = _base.agent_changes({"model": "m"}, None)
+    assert changes == {"model": "m", "environment": None}
+    assert set(changes) <= set(schemas["AgentPatch"]["properties"])
+    assert "environment" not in _base.agent_changes({"model": "m"}, _base.UNCHANGED)
