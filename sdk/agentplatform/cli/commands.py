@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from agentplatform import Client
-from agentplatform.cli.output import ProgressBar, paint, status_text, table
-from agentplatform.models import Task
+from agentplatform.cli.output import ProgressBar, human_bytes, paint, status_text, table
+from agentplatform.models import Environment, Task
 
 LANGUAGES = {
     ".py": "python",
@@ -78,6 +78,7 @@ def run(args: argparse.Namespace, client: Client) -> int:
         timeout_seconds=args.timeout,
         memory_mb=args.memory,
         network=True if args.network else None,
+        environment=args.environment,
     )
     if args.detach:
         print(task.id)
@@ -208,6 +209,7 @@ def agents_create(args: argparse.Namespace, client: Client) -> int:
         model=args.model,
         engine=args.engine,
         tools=args.tools,
+        environment=args.environment,
     )
     _print_json(agent.raw) if args.json else print(agent.id)
     return 0
@@ -215,6 +217,64 @@ def agents_create(args: argparse.Namespace, client: Client) -> int:
 
 def agents_delete(args: argparse.Namespace, client: Client) -> int:
     client.agents.delete(args.agent)
+    return 0
+
+
+def _environment_row(environment: Environment) -> list[str]:
+    size = environment.size_bytes
+    return [
+        environment.id,
+        environment.name,
+        status_text(environment.status),
+        human_bytes(size) if size is not None else "",
+        " ".join(environment.python),
+    ]
+
+
+_ENVIRONMENT_HEADERS = ["ID", "NAME", "STATUS", "SIZE", "PACKAGES"]
+
+
+def environments_list(args: argparse.Namespace, client: Client) -> int:
+    environments = client.environments.list()
+    if args.json:
+        _print_json([e.raw for e in environments])
+    elif not environments:
+        print("No environments yet: `agentplatform environments create NAME PACKAGE...`.")
+    else:
+        print(table([_environment_row(e) for e in environments], _ENVIRONMENT_HEADERS))
+    return 0
+
+
+def _show_environment(environment: Environment, as_json: bool) -> int:
+    """Prints it; the exit code says whether tasks can use it (a failed build is
+    EXIT_FAILED, with pip's message)."""
+    if as_json:
+        _print_json(environment.raw)
+    else:
+        print(table([_environment_row(environment)], _ENVIRONMENT_HEADERS))
+    if environment.error:
+        print(paint(f"error: {environment.error.code}: {environment.error.message}", "red",
+                    sys.stderr), file=sys.stderr)  # fmt: skip
+    return EXIT_FAILED if environment.status == "failed" else 0
+
+
+def environments_create(args: argparse.Namespace, client: Client) -> int:
+    environment = client.environments.create(args.name, args.python)
+    if args.detach:
+        _print_json(environment.raw) if args.json else print(environment.id)
+        return 0
+    if environment.is_building:
+        print(paint(f"building {environment.name} (task {environment.build_task_id})…", "dim",
+                    sys.stderr), file=sys.stderr)  # fmt: skip
+    return _show_environment(client.environments.wait(environment), args.json)
+
+
+def environments_get(args: argparse.Namespace, client: Client) -> int:
+    return _show_environment(client.environments.get(args.environment), args.json)
+
+
+def environments_delete(args: argparse.Namespace, client: Client) -> int:
+    client.environments.delete(args.environment)
     return 0
 
 

@@ -6,6 +6,7 @@
     agentplatform tasks list|get|cancel|follow
     agentplatform files list|get|archive|upload
     agentplatform agents list|create|delete
+    agentplatform environments list|create|get|delete
     agentplatform chat <agent-id>
     agentplatform usage
     agentplatform keys create|list|revoke
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=int, help="timeoutSeconds")
     run.add_argument("--memory", type=int, help="memoryMb")
     run.add_argument("--network", action="store_true", help="allow network access")
+    run.add_argument("--environment", help="one of your custom environments (name or id)")
     run.add_argument("--detach", action="store_true", help="print the task id and return")
     run.set_defaults(handler=commands.run)
 
@@ -101,10 +103,27 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--model")
     create.add_argument("--engine")
     create.add_argument("--tool", dest="tools", action="append")
+    create.add_argument("--environment", help="a custom environment for its tasks")
     create.set_defaults(handler=commands.agents_create)
     delete = agents_sub.add_parser("delete")
     delete.add_argument("agent")
     delete.set_defaults(handler=commands.agents_delete)
+
+    environments, envs = sub.nested(
+        "environments", required=False, help="your custom environments (Python packages)"
+    )
+    environments.set_defaults(handler=commands.environments_list)
+    envs.add_parser("list").set_defaults(handler=commands.environments_list)
+    ecreate = envs.add_parser("create", help="build one; waits until it is ready or failed")
+    ecreate.add_argument("name")
+    ecreate.add_argument("python", nargs="+", metavar="REQUIREMENT", help="e.g. pandas==2.2.3")
+    ecreate.add_argument("--detach", action="store_true", help="print its id and return")
+    ecreate.set_defaults(handler=commands.environments_create)
+    for name, handler in (("get", commands.environments_get),
+                          ("delete", commands.environments_delete)):  # fmt: skip
+        action = envs.add_parser(name)
+        action.add_argument("environment", help="a name or an id")
+        action.set_defaults(handler=handler)
 
     chat = sub.add_parser("chat", help="talk with an agent; the reply streams")
     chat.add_argument("agent", help="an agent id")

@@ -17,6 +17,9 @@ STATUS_COLOURS = {
     "queued": "dim",
     "dispatched": "blue",
     "running": "blue",
+    # an environment's
+    "ready": "green",
+    "building": "blue",
 }
 
 
