@@ -43,7 +43,7 @@ def manifest_hash(python: builtins.list[str]) -> str:
 
 
 def archive_object(digest: str) -> str:
-    return f"environments/{digest}.tar.gz"
+    return f"environments/{digest}.tar"
 
 
 class EnvironmentService:
@@ -227,6 +227,14 @@ class EnvironmentService:
         tasks = {task["id"]: task for task in self.store.get_tasks(watched) if task is not None}
         if any(task["status"] not in TERMINAL for task in tasks.values()):
             return {**view, "status": "building"}
+        building = tasks.get(build["taskId"]) if build is not None else None
+        if building is not None:
+            # Its task has ended but the build document was not settled yet (the
+            # runner's report is being handled, or the API stopped in between).
+            self.build_finished(building)
+            settled = self.store.get_environment_builds([entry["hash"]]).get(entry["hash"])
+            if settled is not None and settled["status"] == "ready":
+                return {**view, "status": "ready", "sizeBytes": settled.get("sizeBytes")}
         own = tasks.get(entry["buildTaskId"] or "")
         if own is not None:
             view["error"] = own.get("error") or {

@@ -63,7 +63,7 @@ def run_environment_build(
                 space.workspace,
                 build["python"],
                 build["indexUrl"],
-                os.path.join(staging, "environment.tar.gz"),
+                os.path.join(staging, "environment.tar"),
                 space.bound(limits),
                 max_bytes=build["maxBytes"],
                 launch=access.launch,
@@ -88,7 +88,7 @@ def run_environment_build(
 def fetch_environment(environment: EnvironmentSpec, channel: FileChannel, place: str) -> Restored:
     """The task's custom environment, fetched from the API into `place` (a private
     directory of the runner's) and unpacked there, once."""
-    archive = os.path.join(place, "archive.tar.gz")
+    archive = os.path.join(place, "archive.tar")
     fd = os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         channel.fetch(ARCHIVE_PATH, fd, environment["size"])

@@ -24,8 +24,9 @@ class WorkspaceTooLarge(Exception):
     pass
 
 
-def save_archive(workspace: str, archive_path: str, max_bytes: int) -> int:
-    """Write workspace as a tar.gz to archive_path; returns the archive's size.
+def save_archive(workspace: str, archive_path: str, max_bytes: int, compress: bool = True) -> int:
+    """Write workspace as a tar.gz (a plain tar without `compress`) to archive_path;
+    returns the archive's size.
 
     :raises WorkspaceTooLarge: the workspace holds more than max_bytes.
     """
@@ -46,8 +47,9 @@ def save_archive(workspace: str, archive_path: str, max_bytes: int) -> int:
                 total += len(chunk)
                 if total > max_bytes:
                     raise WorkspaceTooLarge(f"the workspace holds more than {max_bytes} bytes")
-                out.write(compressor.compress(chunk))
-            out.write(compressor.flush())
+                out.write(compressor.compress(chunk) if compress else chunk)
+            if compress:
+                out.write(compressor.flush())
         _, errors = process.communicate()
     finally:
         if process.poll() is None:

@@ -84,12 +84,12 @@ def test_a_custom_environment_builds_and_a_task_imports_it_read_only(
         workspace,
         ["tinypkg==1.0"],
         package_index,
-        str(place / "env.tar.gz"),
+        str(place / "env.tar"),
         BUILD,
         max_bytes=MIB * 100,
     )
     assert built.ok, built.message
-    assert built.size_bytes == os.path.getsize(place / "env.tar.gz") > 0
+    assert built.size_bytes == os.path.getsize(place / "env.tar") > 0
     assert "tinypkg" in built.message  # pip's own output
 
     restored = restore_environment(built.archive, "k1", str(place / "environments"))
@@ -123,10 +123,10 @@ def test_a_build_of_a_missing_package_fails_with_pips_message_and_no_archive(
         workspace,
         ["nosuchpkg==1.0"],
         package_index,
-        str(place / "env.tar.gz"),
+        str(place / "env.tar"),
         BUILD,
         max_bytes=MIB * 100,
     )
     assert not built.ok and built.archive is None
     assert "No matching distribution found for nosuchpkg==1.0" in built.message
-    assert not (place / "env.tar.gz").exists()
+    assert not (place / "env.tar").exists()
