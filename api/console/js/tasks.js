@@ -21,6 +21,9 @@ function whatRan(task, agentNames) {
     const line = (input.code || "").split("\n").find((l) => l.trim()) || "";
     return [h("span", { class: "tag" }, input.language || "code"), " ", h("code", {}, clip(line, 60))];
   }
+  if (task.kind === "environment") {
+    return [h("span", { class: "tag" }, "environment"), " ", h("code", {}, clip(`${input.name}: ${(input.python || []).join(" ")}`, 60))];
+  }
   const agent = input.agentId ? agentNames[input.agentId] || "agent" : "agent";
   return [h("span", { class: "tag" }, agent), " ", clip(input.prompt || "", 60)];
 }
@@ -259,6 +262,9 @@ function egressRow(connection) {
 function inputSummary(input) {
   if (input.kind === "code") {
     return h("details", { open: true }, h("summary", {}, `${input.language} · timeout ${input.timeoutSeconds} s · ${input.memoryMb} MB`), h("pre", {}, input.code));
+  }
+  if (input.kind === "environment") {
+    return h("details", { open: true }, h("summary", {}, `Builds the environment ${input.name}`), h("pre", {}, (input.python || []).join("\n")));
   }
   return h("details", { open: true }, h("summary", {}, "Prompt"), h("pre", {}, input.prompt));
 }
