@@ -1,19 +1,13 @@
 """Custom environments in the runner (job_runner/environments.py), against real
 bubblewrap and the default environment's root: a build from a loopback package index
-(a PEP 503 "simple" index serving a wheel made here), its archive restored read-only
+(devtools/package_index.py, serving a wheel made there), its archive restored read-only
 into a task's sandbox, once."""
 
 from __future__ import annotations
 
-import base64
-import functools
-import hashlib
 import os
 import shutil
 import tempfile
-import threading
-import zipfile
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,49 +15,20 @@ from job_runner.environments import build_environment, restore_environment
 from job_runner.sandbox import BubblewrapSandbox, Limits
 from job_runner.workspace import prepare_workspace
 
+from devtools.package_index import PackageIndex
+
 MIB = 1024 * 1024
 # The runner's own build goes through the task's egress proxy (tests/e2e); here the
 # sandbox shares the host's network to reach the loopback index.
 BUILD = Limits(wall_seconds=120, memory_mb=1024, network=True)
 
 
-def make_wheel(into: Path, name: str, version: str) -> Path:
-    """A pure-Python wheel with a module and a console script."""
-    wheel = into / f"{name}-{version}-py3-none-any.whl"
-    info = f"{name}-{version}.dist-info"
-    files = {
-        f"{name}/__init__.py": f"VALUE = 42\ndef main():\n    print('{name} ran')\n",
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-        "Tag: py3-none-any\n",
-        f"{info}/entry_points.txt": f"[console_scripts]\n{name} = {name}:main\n",
-    }
-    record = []
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for path, text in files.items():
-            digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest())
-            record.append(f"{path},sha256={digest.rstrip(b'=').decode()},{len(text)}")
-            archive.writestr(path, text)
-        archive.writestr(f"{info}/RECORD", "\n".join([*record, f"{info}/RECORD,,"]) + "\n")
-    return wheel
-
-
 @pytest.fixture(scope="module")
 def package_index():
     """A loopback simple index with one package, tinypkg 1.0."""
-    root = Path(tempfile.mkdtemp(prefix="package-index-"))
-    wheel = make_wheel(root, "tinypkg", "1.0")
-    (root / "simple" / "tinypkg").mkdir(parents=True)
-    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    (root / "simple" / "tinypkg" / "index.html").write_text(
-        f'<a href="../../{wheel.name}#sha256={digest}">{wheel.name}</a>'
-    )
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(root))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/simple/"
-    server.shutdown()
-    shutil.rmtree(root, ignore_errors=True)
+    with PackageIndex() as index:
+        index.add_wheel("tinypkg", "1.0")
+        yield index.url
 
 
 @pytest.fixture

@@ -73,7 +73,7 @@ def wait_for(condition, seconds=5.0):
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
+        time.sleep(0.01)  # polling interval of the deadline-bounded wait
 
 
 def sandbox_uids(processes: dict[int, int]) -> set[int]:
