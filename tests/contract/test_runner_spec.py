@@ -22,6 +22,7 @@ from job_runner.tools import TOOL_NAMES
 from api.adapters.firestore_paths import conversation_path, message_path
 from api.models.documents import ENGINES, TOOLS, ConversationDoc, TaskDoc
 from api.models.runner import ResultBody, RunnerEvent
+from api.services.environments import archive_object
 from api.services.runner_spec import task_spec
 from api.services.state_machine import utcnow
 
@@ -148,6 +149,38 @@ def test_a_spec_with_secrets_and_egress_is_what_the_runner_declares(app, service
     plain = _task(services, kind="code", input={"language": "python", "code": "print(1)"})
     plain_spec = task_spec(plain, services.settings, services.files, services.conversations)
     assert "secrets" not in plain_spec and "egress" not in plain_spec["limits"]
+
+
+def test_a_builds_spec_and_a_spec_with_an_environment_are_what_the_runner_declares(services):
+    build = _task(
+        services,
+        kind="environment",
+        input={
+            "kind": "environment",
+            "name": "tiny",
+            "python": ["tinypkg==1.0"],
+            "hash": "a" * 64,
+            "timeoutSeconds": 600,
+            "memoryMb": 2048,
+        },
+    )
+    spec = services.runner.spec(build)
+    assert mismatches(spec, runner_spec.TaskSpec, "spec") == []
+    assert spec["build"]["python"] == ["tinypkg==1.0"]
+    assert spec["limits"]["egress"]["allow"] == list(services.settings.package_index_domains)
+
+    services.environments.files.write(
+        archive_object("a" * 64), io.BytesIO(b"tar"), limit=10, content_type="application/x-tar"
+    )
+    uses = _task(
+        services,
+        kind="code",
+        input={"language": "python", "code": "print(1)", "environment": "tiny"},
+        environment={"id": "env_1", "name": "tiny", "hash": "a" * 64},
+    )
+    spec = services.runner.spec(uses)
+    assert mismatches(spec, runner_spec.TaskSpec, "spec") == []
+    assert spec["environment"] == {"id": "env_1", "name": "tiny", "hash": "a" * 64, "size": 3}
 
 
 def test_an_agent_turns_spec_is_what_the_runner_declares(services):
