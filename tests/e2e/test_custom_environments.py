@@ -122,6 +122,15 @@ def test_an_environment_builds_once_and_tasks_use_it_read_only(alice, index):
     bash = alice.run(language="bash", code="tinypkg", environment=again["id"])
     assert bash["result"]["stdout"] == "tinypkg ran\n"
 
+    item = {"kind": "code", "language": "python", "code": "import tinypkg; print(tinypkg.VALUE)"}
+    batch = alice.http.post(
+        "/api/tasks/batch", json={"tasks": [{**item, "environment": "tiny"}, item]}
+    )
+    assert batch.status_code == 202, batch.text
+    with_it, without = (alice.wait(t["id"]) for t in batch.json()["tasks"])
+    assert with_it["result"]["stdout"] == "42\n"
+    assert "ModuleNotFoundError" in without["result"]["stderr"]
+
     listed = alice.http.get("/api/environments").json()["environments"]
     assert [e["name"] for e in listed] == ["tiny", "tiny-again"]
 
