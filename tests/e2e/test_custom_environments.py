@@ -213,21 +213,23 @@ def test_bad_manifests_and_limits_are_clear_errors(alice):
     assert full.status_code == 409 and full.json()["error"]["code"] == "too_many_environments"
 
 
-def test_an_agent_with_an_environment_finds_its_packages(alice, anthropic_api):
+USE_IT = "tinypkg; python3 -c 'import tinypkg; print(tinypkg.VALUE)'"
+
+
+@pytest.mark.parametrize(("engine", "bash"), [("messages", "bash"), ("claude-code", "Bash")])
+def test_an_agent_with_an_environment_finds_its_packages(alice, anthropic_api, engine, bash):
     settled(alice, create(alice, "agent-env", ["tinypkg==1.0"]))
-    agent = alice.http.post(
-        "/api/agents",
-        json={"name": "uses tinypkg", "engine": "messages", "environment": "agent-env"},
-    )
+    body = {"name": "uses tinypkg", "engine": engine, "environment": "agent-env"}
+    agent = alice.http.post("/api/agents", json=body)
     assert agent.status_code == 201, agent.text
     assert agent.json()["environment"] == "agent-env"
-    anthropic_api.add(
-        reply(
-            tool_use("bash", command="tinypkg; python3 -c 'import tinypkg; print(tinypkg.VALUE)'")
-        ),
-        reply("Done."),
-    )
+    seen = len(anthropic_api.requests)
+    anthropic_api.add(reply(tool_use(bash, command=USE_IT)), reply("Done."))
     task = alice.run(kind="agent", prompt="Use tinypkg.", agentId=agent.json()["id"])
     assert task["status"] == "completed", task
-    (tool_output,) = anthropic_api.requests[-1].tool_results()
-    assert tool_output["content"].startswith("tinypkg ran\n42"), tool_output
+    outputs = [r for request in anthropic_api.requests[seen:] for r in request.tool_results()]
+    (output,) = outputs
+    text = output["content"]
+    if isinstance(text, list):  # Claude Code sends the tool's output as text blocks
+        text = "".join(block["text"] for block in text)
+    assert text.startswith("tinypkg ran\n42"), output
