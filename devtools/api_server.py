@@ -27,6 +27,10 @@ def gunicorn_command() -> list[str]:
     return [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "api.wsgi:app"]
 
 
+class PortTaken(RuntimeError):
+    """The server's port was taken before it could bind it."""
+
+
 class ApiServer:
     def __init__(self, emulator: FirestoreEmulator, log_path: Path, **env: str) -> None:
         self.port = free_port()
@@ -46,7 +50,18 @@ class ApiServer:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Self:
-        """Start it and return once it answers /health; RuntimeError otherwise."""
+        """Start it and return once it answers /health; RuntimeError otherwise. A port
+        taken in between (by another process of the machine) is replaced, twice."""
+        for _ in range(2):
+            try:
+                return self._start()
+            except PortTaken:
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+                self.env["PORT"] = str(self.port)
+        return self._start()
+
+    def _start(self) -> Self:
         self.process = subprocess.Popen(
             gunicorn_command(),
             env=self.env,
@@ -59,7 +74,10 @@ class ApiServer:
         while not self._healthy():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"the API server did not start: {self.logs()[-3000:]}")
+                said = self.logs()[-3000:]
+                if "Address already in use" in said:
+                    raise PortTaken(said)
+                raise RuntimeError(f"the API server did not start: {said}")
             time.sleep(0.05)  # polling interval of the deadline-bounded wait above
         return self
 
