@@ -177,6 +177,8 @@ ENVIRONMENT_BUILD_SECONDS = 600
 ENVIRONMENT_BUILD_MEMORY_MB = 2048
 PACKAGE_INDEX_URL = "https://pypi.org/simple/"
 PACKAGE_INDEX_DOMAINS = ("pypi.org", "files.pythonhosted.org")
+NPM_REGISTRY_URL = "https://registry.npmjs.org/"
+NPM_REGISTRY_DOMAINS = ("registry.npmjs.org",)
 # Connections and bytes (both ways) a task's egress proxy allows.
 EGRESS_MAX_CONNECTIONS = 256
 EGRESS_MAX_MB = 1024
@@ -478,6 +480,10 @@ class Settings(BaseSettings):
     package_index_domains: Annotated[tuple[str, ...], NoDecode] = Field(
         default=PACKAGE_INDEX_DOMAINS, validation_alias="PACKAGE_INDEX_DOMAINS"
     )
+    npm_registry_url: str = Field(default=NPM_REGISTRY_URL, validation_alias="NPM_REGISTRY_URL")
+    npm_registry_domains: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=NPM_REGISTRY_DOMAINS, validation_alias="NPM_REGISTRY_DOMAINS"
+    )
     max_environments_per_user: int = Field(
         default=MAX_ENVIRONMENTS_PER_USER, ge=1, validation_alias="MAX_ENVIRONMENTS_PER_USER"
     )
@@ -565,7 +571,7 @@ class Settings(BaseSettings):
             return tuple(model.strip() for model in value.split(",") if model.strip())
         return value
 
-    @field_validator("package_index_domains", mode="before")
+    @field_validator("package_index_domains", "npm_registry_domains", mode="before")
     @classmethod
     def _index_domains(cls, value: Any) -> Any:
         if isinstance(value, str):

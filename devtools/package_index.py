@@ -8,6 +8,9 @@ It serves:
   - `make_sdist` source distributions whose build backend (itself a wheel on the
     index) runs code at build time, as any sdist's setup.py may: what that code saw
     of the network is written into the package it builds.
+  - `add_npm_package` packages under /npm/ (an npm registry: a packument per name,
+    tarballs under /npm/-/), whose module exports VALUE = 42 and whose bin prints
+    "<name> ran".
 Every request's path is recorded in `requests`.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import os
 import shutil
 import tarfile
@@ -139,6 +143,12 @@ class PackageIndex:
             def log_message(self, *args) -> None:
                 pass
 
+            def guess_type(self, path) -> str:
+                # An npm packument has no extension; npm wants JSON.
+                if "/npm/" in str(path) and not str(path).endswith(".tgz"):
+                    return "application/json"
+                return super().guess_type(path)
+
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/simple/"
@@ -170,6 +180,45 @@ class PackageIndex:
         sdist = make_sdist(self.root, name, version, "probebackend")
         self.add(name, sdist)
         return sdist
+
+    def add_npm_package(self, name: str, version: str, public_url: str) -> None:
+        """Publish an npm package `name@version`; public_url is the registry's URL as
+        clients reach it (tarball links are absolute), e.g. `http://npm.test/npm/`."""
+        files = {
+            "package/package.json": json.dumps(
+                {"name": name, "version": version, "main": "index.js", "bin": {name: "bin.js"}}
+            ),
+            "package/index.js": "module.exports = { VALUE: 42 };\n",
+            "package/bin.js": f"#!/usr/bin/env node\nconsole.log('{name} ran');\n",
+        }
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            for path, text in files.items():
+                data = text.encode()
+                info = tarfile.TarInfo(path)
+                info.size, info.mode = len(data), 0o755 if path.endswith("bin.js") else 0o644
+                tar.addfile(info, io.BytesIO(data))
+        tarball = buffer.getvalue()
+        (self.root / "npm" / "-").mkdir(parents=True, exist_ok=True)
+        (self.root / "npm" / "-" / f"{name}-{version}.tgz").write_bytes(tarball)
+        integrity = "sha512-" + base64.b64encode(hashlib.sha512(tarball).digest()).decode()
+        packument = {
+            "name": name,
+            "dist-tags": {"latest": version},
+            "versions": {
+                version: {
+                    "name": name,
+                    "version": version,
+                    "bin": {name: "bin.js"},
+                    "dist": {
+                        "tarball": f"{public_url.rstrip('/')}/-/{name}-{version}.tgz",
+                        "shasum": hashlib.sha1(tarball).hexdigest(),  # noqa: S324 (npm's)
+                        "integrity": integrity,
+                    },
+                }
+            },
+        }
+        (self.root / "npm" / name).write_text(json.dumps(packument))
 
     def __enter__(self) -> PackageIndex:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

@@ -352,6 +352,7 @@ class EnvironmentEntry(TypedDict):
     id: str
     name: str
     python: list[str]
+    npm: NotRequired[list[str]]
     hash: str
     # The owner's own build task, whose events are the build's output; None when
     # another build of the same manifest was used.

@@ -327,6 +327,7 @@ class Environment(Contract):
     id: str
     name: str
     python: list[str] = Field(description="The requirements it was built from, normalised.")
+    npm: list[str] = Field(description="The npm packages it was built from.")
     status: Literal["building", "ready", "failed"] = Field(
         description="`ready`: tasks may name it. `failed`: see `error`, and the build "
         "task's events (GET /api/tasks/{buildTaskId}/events) for pip's output."
@@ -346,7 +347,7 @@ class Environment(Contract):
 
     @classmethod
     def of(cls, view: Document) -> Self:
-        return cls.model_validate(dict(view))
+        return cls.model_validate({"npm": [], **view})
 
 
 class EnvironmentList(Contract):

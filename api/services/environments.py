@@ -33,12 +33,12 @@ if TYPE_CHECKING:
 
 # The memory a build's sandbox gets: pip resolving and unpacking wheels.
 BUILD_MEMORY_MB = 2048
-MANIFEST_FORMAT = "python-target-v1"  # how the runner lays an environment out
+MANIFEST_FORMAT = "python-target-npm-prefix-v1"  # how the runner lays one out
 
 
-def manifest_hash(python: builtins.list[str]) -> str:
-    """What a build is keyed by: the requirements, order and repeats aside."""
-    text = "\n".join([MANIFEST_FORMAT, *sorted(set(python))])
+def manifest_hash(python: builtins.list[str], npm: builtins.list[str] | None = None) -> str:
+    """What a build is keyed by: the packages, order and repeats aside."""
+    text = "\n".join([MANIFEST_FORMAT, *sorted(set(python)), "--npm--", *sorted(set(npm or []))])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -66,11 +66,12 @@ class EnvironmentService:
         """
         known = self.store.list_environments(owner)
         self._check_room(owner, body.name, known)
-        digest = manifest_hash(body.python)
+        digest = manifest_hash(body.python, body.npm)
         entry: EnvironmentEntry = {
             "id": "env_" + secrets.token_hex(8),
             "name": body.name,
             "python": list(body.python),
+            "npm": list(body.npm),
             "hash": digest,
             "buildTaskId": None,
             "createdAt": utcnow(),
@@ -138,9 +139,19 @@ class EnvironmentService:
         """What the runner needs to build the environment (the task's spec's `build`)."""
         return {
             "python": list(task["input"]["python"]),
+            "npm": list(task["input"].get("npm") or []),
             "indexUrl": self.settings.package_index_url,
+            "npmRegistryUrl": self.settings.npm_registry_url,
             "maxBytes": self.settings.environment_max_mb * 1024 * 1024,
         }
+
+    def build_domains(self, task: TaskDoc) -> builtins.list[str]:
+        """A build's only egress: the package index's hosts, and the npm registry's
+        when it installs npm packages."""
+        domains = list(self.settings.package_index_domains) if task["input"]["python"] else []
+        if task["input"].get("npm"):
+            domains += self.settings.npm_registry_domains
+        return list(dict.fromkeys(domains))
 
     def build_finished(self, task: TaskDoc) -> None:
         """A build task settled: its manifest is ready if it completed and its archive
@@ -173,6 +184,7 @@ class EnvironmentService:
             "kind": "environment",
             "name": entry["name"],
             "python": entry["python"],
+            "npm": entry.get("npm", []),
             "hash": entry["hash"],
             "timeoutSeconds": self.settings.environment_build_seconds,
             "memoryMb": BUILD_MEMORY_MB,

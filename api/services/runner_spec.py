@@ -54,7 +54,7 @@ def task_spec(
     if environments is not None and task["kind"] == "environment":
         # A build: pip's packages, from the package index, the only egress it has.
         spec["build"] = environments.build_spec(task)
-        spec["limits"]["egress"] = egress_spec(list(settings.package_index_domains), settings)
+        spec["limits"]["egress"] = egress_spec(environments.build_domains(task), settings)
     if environments is not None and task.get("environment"):
         _, size = environments.archive(task)
         spec["environment"] = {**task["environment"], "size": size}

@@ -66,6 +66,8 @@ def run_environment_build(
                 os.path.join(staging, "environment.tar"),
                 space.bound(limits),
                 max_bytes=build["maxBytes"],
+                npm=build["npm"],
+                npm_registry_url=build["npmRegistryUrl"],
                 launch=access.launch,
                 on_output=on_output,
                 cancel=cancel,

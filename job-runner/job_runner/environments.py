@@ -5,6 +5,8 @@ A custom environment is a `pip install --target` directory: pure files, no absol
 paths baked in (a venv's scripts and pyvenv.cfg name where it was built), so it can be
 built in one sandbox at /workspace/env and seen by tasks at ENV_MOUNT. Python finds it
 through PYTHONPATH, ahead of the default environment's venv; its scripts are on PATH.
+npm packages go to node_modules/ beside it (`npm install --prefix`): Node finds them
+through NODE_PATH, their commands are on PATH.
 
 A build's sandbox has no network: pip reaches the package index through the task's
 egress proxy (task_access.py), whose list is the index's hosts only.
@@ -57,7 +59,8 @@ class Restored(namedtuple("Restored", "path seconds reused")):
     def env(self) -> dict[str, str]:
         return {
             "PYTHONPATH": ENV_MOUNT,
-            "PATH": f"{ENV_MOUNT}/bin:{SANDBOX_ENV['PATH']}",
+            "NODE_PATH": f"{ENV_MOUNT}/node_modules",
+            "PATH": f"{ENV_MOUNT}/bin:{ENV_MOUNT}/node_modules/.bin:{SANDBOX_ENV['PATH']}",
         }
 
 
@@ -72,6 +75,15 @@ def pip_command(index_url: str) -> list[str]:
     return [*command, "-r", "/workspace/requirements.txt"]
 
 
+def npm_command(registry_url: str, packages: list[str]) -> list[str]:
+    """npm installing `packages` under /workspace/env/node_modules, from registry_url
+    only (no audit, no funding notes). A package's install scripts run, as an sdist's
+    build does for pip: in the sandbox, with the registry as their only egress."""
+    command = ["npm", "install", "--prefix", f"/workspace/{BUILD_DIR}", "--registry", registry_url]
+    command += ["--no-audit", "--no-fund", "--no-update-notifier"]
+    return [*command, "--", *packages]
+
+
 def build_environment(
     sandbox: Sandbox,
     workspace: str,
@@ -81,47 +93,58 @@ def build_environment(
     limits: Limits,
     *,
     max_bytes: int,
+    npm: list[str] | None = None,
+    npm_registry_url: str = "",
     launch: Callable[[list[str]], Launch] | None = None,
     on_output=None,
     cancel: threading.Event | None = None,
     **run: object,
 ) -> Built:
-    """pip installs `python` into the workspace's env/ in the sandbox, and archives it
-    to `archive` (a tar the runner uploads), at most max_bytes unpacked. `launch`
-    wraps the command (the task's egress proxy and forwarder); `run`: more of the
-    sandbox's options (scratch, cgroup)."""
+    """pip installs `python` (and npm installs `npm`) into the workspace's env/ in the
+    sandbox, and archives it to `archive` (a tar the runner uploads), at most max_bytes
+    unpacked. `launch` wraps each command (the task's egress proxy and forwarder);
+    `run`: more of the sandbox's options (scratch, cgroup). The whole build has
+    limits.wall_seconds."""
     started = time.monotonic()
-    requirements = os.path.join(workspace, "requirements.txt")
-    with open(requirements, "w", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW, 0o644)) as file:
-        file.write("\n".join(python) + "\n")
-    command, stdin, binds = pip_command(index_url), b"", dict[str, str]()
-    if launch is not None:
-        command, stdin, binds = launch(command)
-    outcome: Outcome = sandbox.run(
-        command,
-        limits,
-        workspace=workspace,
-        stdin=stdin,
-        readonly_binds=binds,
-        on_output=on_output,
-        cancel=cancel,
-        env={"PIP_CERT": CA_BUNDLE},
-        **run,  # type: ignore[arg-type]
-    )
-    said = (outcome.stdout + outcome.stderr).decode("utf-8", "replace")
-    if outcome.exit_code != 0 or outcome.timed_out:
-        if outcome.timed_out:
-            reason = f"the build ran longer than {limits.wall_seconds} s"
-        elif outcome.memory_exceeded or outcome.disk_exceeded:
-            reason = "the build ran out of memory or disk"
-        else:
-            reason = f"pip exited {outcome.exit_code}"
-        return Built(
-            False, None, 0, time.monotonic() - started, f"{reason}: {said[-PIP_MESSAGE_CHARS:]}"
+    steps: list[tuple[str, list[str]]] = []
+    if python:
+        requirements = os.path.join(workspace, "requirements.txt")
+        opener = lambda p, f: os.open(p, f | os.O_NOFOLLOW, 0o644)  # noqa: E731
+        with open(requirements, "w", opener=opener) as file:
+            file.write("\n".join(python) + "\n")
+        steps.append(("pip", pip_command(index_url)))
+    if npm:
+        steps.append(("npm", npm_command(npm_registry_url, npm)))
+    said = ""
+    for tool, command in steps:
+        stdin, binds = b"", dict[str, str]()
+        if launch is not None:
+            command, stdin, binds = launch(command)
+        left = limits.wall_seconds - (time.monotonic() - started)
+        outcome: Outcome = sandbox.run(
+            command,
+            limits._replace(wall_seconds=max(left, 1)),
+            workspace=workspace,
+            stdin=stdin,
+            readonly_binds=binds,
+            on_output=on_output,
+            cancel=cancel,
+            env={"PIP_CERT": CA_BUNDLE, "NPM_CONFIG_CAFILE": CA_BUNDLE},
+            **run,  # type: ignore[arg-type]
         )
+        said += (outcome.stdout + outcome.stderr).decode("utf-8", "replace")
+        if outcome.exit_code != 0 or outcome.timed_out:
+            if outcome.timed_out:
+                reason = f"the build ran longer than {limits.wall_seconds} s"
+            elif outcome.memory_exceeded or outcome.disk_exceeded:
+                reason = "the build ran out of memory or disk"
+            else:
+                reason = f"{tool} exited {outcome.exit_code}"
+            message = f"{reason}: {said[-PIP_MESSAGE_CHARS:]}"
+            return Built(False, None, 0, time.monotonic() - started, message)
     built = os.path.join(workspace, BUILD_DIR)
     if not os.path.isdir(built) or os.path.islink(built):
-        return Built(False, None, 0, time.monotonic() - started, "pip installed nothing")
+        return Built(False, None, 0, time.monotonic() - started, "nothing was installed")
     try:
         # Not compressed: a task waits for the unpacking, which gzip makes 3x slower
         # (100 MiB: 0.23 s plain, 0.7 s gzipped; `make bench`), and wheels are

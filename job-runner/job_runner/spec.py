@@ -91,7 +91,9 @@ class BuildSpec(TypedDict):
     """An environment build's packages, where from, and the archive's bound."""
 
     python: list[str]
+    npm: list[str]
     indexUrl: str
+    npmRegistryUrl: str
     maxBytes: int
 
 

@@ -258,12 +258,13 @@ class Environments:
     async def create(
         self,
         name: str,
-        python: Iterable[str],
+        python: Iterable[str] = (),
         *,
+        npm: Iterable[str] = (),
         wait: bool = False,
         timeout: float | None = None,
     ) -> Environment:
-        body = {"name": name, "python": list(python)}
+        body = {"name": name, "python": list(python), "npm": list(npm)}
         response = await self._client.request("POST", "/api/environments", json=body)
         environment = b.model(Environment, response)
         return await self.wait(environment, timeout=timeout) if wait else environment

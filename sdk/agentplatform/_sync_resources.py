@@ -270,15 +270,17 @@ class Environments:
     def create(
         self,
         name: str,
-        python: Iterable[str],
+        python: Iterable[str] = (),
         *,
+        npm: Iterable[str] = (),
         wait: bool = False,
         timeout: float | None = None,
     ) -> Environment:
-        """A new environment from pip requirements (`["pandas==2.2.3"]`): `building`,
-        or `ready` when the same packages were built before. With `wait`, returned
+        """A new environment from pip requirements (`["pandas==2.2.3"]`) and npm
+        packages (`npm=["lodash@4.17.21"]`): `building`, or `ready` when the same
+        packages were built before. With `wait`, returned
         once its build has ended (see `wait`)."""
-        body = {"name": name, "python": list(python)}
+        body = {"name": name, "python": list(python), "npm": list(npm)}
         environment = b.model(
             Environment, self._client.request("POST", "/api/environments", json=body)
         )

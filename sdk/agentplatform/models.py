@@ -194,7 +194,7 @@ class Agent:
 
 @dataclass(frozen=True)
 class Environment:
-    """A custom environment: Python packages on top of the default environment, built
+    """A custom environment: Python (and npm) packages on top of the default one, built
     once by a task of kind `environment`. Tasks and agents name it by name or id once
     it is `ready`; a `failed` one has an `error`, and its build task's events hold
     pip's output."""
@@ -204,6 +204,7 @@ class Environment:
     name: str
     status: str
     python: list[str] = field(default_factory=list)
+    npm: list[str] = field(default_factory=list)
     # Environments with the same packages share one build and one archive.
     hash: str = ""
     size_bytes: int | None = _json("sizeBytes")

@@ -23,6 +23,7 @@ def index():
     with PackageIndex() as served:
         served.add_wheel("tinypkg", "1.0")
         served.add_probing_sdist("probed", "1.0", "http://api.test/")
+        served.add_npm_package("tinynpm", "1.0.0", "http://npm.test/npm/")
         yield served
 
 
@@ -39,8 +40,16 @@ def env_server(emulator, tmp_path_factory, index, stand_in, anthropic_api):
         tmp_path_factory.mktemp("environments") / "api.log",
         PACKAGE_INDEX_URL="http://pypi.test/simple/",
         PACKAGE_INDEX_DOMAINS="pypi.test",
+        NPM_REGISTRY_URL="http://npm.test/npm/",
+        NPM_REGISTRY_DOMAINS="npm.test",
         EGRESS_ALLOWED_DOMAINS="api.test",
-        EGRESS_DEV_HOSTS=f"pypi.test=127.0.0.1:{index.port},api.test=127.0.0.1:{stand_in.port}",
+        EGRESS_DEV_HOSTS=",".join(
+            [
+                f"pypi.test=127.0.0.1:{index.port}",
+                f"npm.test=127.0.0.1:{index.port}",
+                f"api.test=127.0.0.1:{stand_in.port}",
+            ]
+        ),
         MAX_ENVIRONMENTS_PER_USER="3",
         ANTHROPIC_API_KEY="sk-ant-environments-test",
         ANTHROPIC_BASE_URL=anthropic_api.url,
@@ -172,6 +181,29 @@ def test_a_build_reaches_the_package_index_and_nothing_else(alice, stand_in):
     assert [c["host"] for c in connections if not c["allowed"]] == ["api.test"]
 
 
+def test_npm_packages_come_from_the_registry_beside_python_ones(alice, index):
+    python_only = settled(alice, create(alice, "python-only", ["tinypkg==1.0"]))
+    index.requests.clear()
+    body = {"name": "node", "python": ["tinypkg==1.0"], "npm": ["tinynpm@1.0.0"]}
+    node = alice.http.post("/api/environments", json=body)
+    assert node.status_code == 202, node.text
+    ready = settled(alice, node.json())
+    assert ready["status"] == "ready" and ready["npm"] == ["tinynpm@1.0.0"], ready
+    assert ready["hash"] != python_only["hash"]
+    assert any(path.startswith("/npm/tinynpm") for path in index.requests)
+    script = alice.run(
+        language="javascript",
+        code="console.log(require('tinynpm').VALUE)",
+        environment="node",
+    )
+    assert script["result"]["stdout"] == "42\n", script
+    shell = alice.run(language="bash", code="tinynpm && tinypkg", environment="node")
+    assert shell["result"]["stdout"] == "tinynpm ran\ntinypkg ran\n", shell
+    connections = [e["data"] for e in events(alice, ready["buildTaskId"]) if e["type"] == "egress"]
+    assert {c["host"] for c in connections} == {"pypi.test", "npm.test"}
+    assert all(c["allowed"] for c in connections)
+
+
 def test_environments_are_their_owners(alice, bob):
     mine = settled(alice, create(alice, "mine", ["tinypkg==1.0"]))
     assert bob.http.get(f"/api/environments/{mine['id']}").status_code == 404
@@ -199,7 +231,9 @@ def test_bad_manifests_and_limits_are_clear_errors(alice):
         ({"name": "x", "python": ["pkg @ https://example.com/pkg.whl"]}, 400),
         ({"name": "x", "python": ["--index-url=https://evil.test/"]}, 400),
         ({"name": "has space", "python": ["tinypkg"]}, 400),
-        ({"name": "x", "python": ["tinypkg"], "npm": ["left-pad"]}, 400),
+        ({"name": "x", "npm": ["git+https://github.com/acme/pkg.git"]}, 400),
+        ({"name": "x", "npm": ["../pkg"]}, 400),
+        ({"name": "x", "npm": ["pkg@https://example.com/pkg.tgz"]}, 400),
     ]:
         answer = alice.http.post("/api/environments", json=body)
         assert answer.status_code == status, (body, answer.text)

@@ -259,7 +259,7 @@ def _show_environment(environment: Environment, as_json: bool) -> int:
 
 
 def environments_create(args: argparse.Namespace, client: Client) -> int:
-    environment = client.environments.create(args.name, args.python)
+    environment = client.environments.create(args.name, args.python, npm=args.npm)
     if args.detach:
         _print_json(environment.raw) if args.json else print(environment.id)
         return 0

@@ -110,13 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     delete.set_defaults(handler=commands.agents_delete)
 
     environments, envs = sub.nested(
-        "environments", required=False, help="your custom environments (Python packages)"
+        "environments", required=False, help="your custom environments (Python and npm packages)"
     )
     environments.set_defaults(handler=commands.environments_list)
     envs.add_parser("list").set_defaults(handler=commands.environments_list)
     ecreate = envs.add_parser("create", help="build one; waits until it is ready or failed")
     ecreate.add_argument("name")
-    ecreate.add_argument("python", nargs="+", metavar="REQUIREMENT", help="e.g. pandas==2.2.3")
+    ecreate.add_argument("python", nargs="*", metavar="REQUIREMENT", help="e.g. pandas==2.2.3")
+    ecreate.add_argument(
+        "--npm", action="append", default=[], metavar="PACKAGE", help="e.g. lodash@4.17.21"
+    )
     ecreate.add_argument("--detach", action="store_true", help="print its id and return")
     ecreate.set_defaults(handler=commands.environments_create)
     for name, handler in (("get", commands.environments_get),
