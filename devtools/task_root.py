@@ -4,7 +4,8 @@ installs at /opt/task-root (environments/default/, job-runner/Dockerfile).
 
 Built once per manifest with Debian's mmdebstrap (--variant=minbase, bookworm: the
 image's base) and cached under .cache/task-root/<manifest hash>/; a new manifest
-builds a new root and removes the old ones. A fresh machine takes a few minutes
+builds a new root and removes the old ones. npm is the npm registry's (npm.txt), not
+Debian's package, fetched by the machine's npm. A fresh machine takes a few minutes
 (README); a cached root is a directory check.
 
     python -m devtools.task_root        # builds if needed, prints the root's path
@@ -79,9 +80,10 @@ def ensure_task_root(log=print) -> Path:
         shutil.rmtree(CACHE_DIR / key, ignore_errors=True)  # a broken build's leftovers
         log(f"building the task root for manifest {manifest_hash()} (once; a few minutes)")
         started = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="task-root-wheels-") as wheels:
-            _download_wheels(Path(wheels))
-            _mmdebstrap(root, Path(wheels))
+        with tempfile.TemporaryDirectory(prefix="task-root-downloads-") as downloads:
+            wheels, npm = Path(downloads) / "wheels", Path(downloads) / "npm"
+            _download_wheels(wheels)
+            _mmdebstrap(root, wheels, _pack_npm(npm))
         (CACHE_DIR / key / "complete").write_text(key + "\n")
         log(f"built the task root in {time.monotonic() - started:.0f} s: {root}")
         for stale in CACHE_DIR.iterdir():  # an older manifest's (or recipe's) root
@@ -103,12 +105,39 @@ def _download_wheels(into: Path) -> None:
     subprocess.run(command, check=True)
 
 
-def _mmdebstrap(root: Path, wheels: Path) -> None:
+def npm_spec() -> str:
+    """npm.txt's `npm@VERSION` (its integrity is install-npm.sh's to check)."""
+    lines = (MANIFEST_DIR / "npm.txt").read_text().splitlines()
+    (pin,) = [line for line in lines if line.strip() and not line.startswith("#")]
+    return pin.split()[0]
+
+
+def _pack_npm(into: Path) -> Path:
+    """The registry's tarball of npm.txt's npm, fetched by the machine's npm (its
+    registry configuration, as pip's for the wheels); install-npm.sh checks it against
+    npm.txt's integrity inside the root."""
+    into.mkdir()
+    done = subprocess.run(
+        ["npm", "pack", "--silent", npm_spec()],
+        cwd=into,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return into / done.stdout.strip().splitlines()[-1]
+
+
+def _mmdebstrap(root: Path, wheels: Path, npm_tarball: Path) -> None:
     setup = "/tmp/environment-setup"
+    inputs = " ".join(
+        f"{MANIFEST_DIR}/{name}"
+        for name in ("python.lock", "install-python.sh", "npm.txt", "install-npm.sh")
+    )
     hooks = [
         f'mkdir -p "$1"{setup}',
-        f"copy-in {wheels} {MANIFEST_DIR}/python.lock {MANIFEST_DIR}/install-python.sh {setup}",
+        f"copy-in {wheels} {npm_tarball} {inputs} {setup}",
         f'chroot "$1" /bin/sh {setup}/install-python.sh {setup}/{wheels.name} {setup}/python.lock',
+        f'chroot "$1" /bin/sh {setup}/install-npm.sh {setup}/{npm_tarball.name} {setup}/npm.txt',
         f'rm -rf "$1"{setup}',
         # Mount points for the host's files that a task with network gets (sandbox.py).
         'touch "$1"/etc/resolv.conf "$1"/etc/hosts',
@@ -122,9 +151,10 @@ def _mmdebstrap(root: Path, wheels: Path) -> None:
 
 
 def main() -> int:
-    if shutil.which("mmdebstrap") is None:
-        print("mmdebstrap is needed for the task root: apt-get install mmdebstrap", file=sys.stderr)
-        return 1
+    for tool in ("mmdebstrap", "npm"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is needed for the task root: apt-get install {tool}", file=sys.stderr)
+            return 1
     root = ensure_task_root(log=lambda message: print(message, file=sys.stderr))
     print(os.fspath(root))
     return 0

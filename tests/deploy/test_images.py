@@ -4,6 +4,7 @@ runner's sandbox works as the image's non-root user."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shlex
@@ -126,8 +127,10 @@ def test_python_version_is_the_same_in_pyproject_dockerfiles_and_cloud_build():
     for dockerfile in DOCKERFILES:
         froms = [args.split() for op, args in instructions(dockerfile) if op == "FROM"]
         images = [next(word for word in args if not word.startswith("--")) for args in froms]
-        # The runner's task root is Debian's own bookworm, whose python3 is 3.11 too.
-        pythons = [i for i in images if i != "debian:bookworm-slim"]
+        # The runner's task root is Debian's own bookworm, whose python3 is 3.11 too; a
+        # Node image only fetches the root's npm.
+        pythons = [i for i in images if i.startswith("python:")]
+        assert set(images) - set(pythons) <= {"debian:bookworm-slim", "node:18-bookworm-slim"}
         assert pythons and {python_version_of_image(i) for i in pythons} == {version}, dockerfile
         assert version == "3.11" or pythons == images, "Debian bookworm's python3 is 3.11"
     steps = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())["steps"]
@@ -334,6 +337,8 @@ def test_the_runner_image_installs_the_default_environments_manifest_as_the_loca
         "python.in",
         "python.lock",
         "install-python.sh",
+        "npm.txt",
+        "install-npm.sh",
     }
     wheels = " ".join(f"{op} {args}" for op, args in stage(RUNNER_DOCKERFILE, "wheels"))
     assert "COPY environments/default/python.lock /tmp/python.lock" in wheels
@@ -344,6 +349,7 @@ def test_the_runner_image_installs_the_default_environments_manifest_as_the_loca
     (run,) = [args for op, args in root if op == "RUN"]
     assert "grep -v '^#' /tmp/environment/debian.txt | xargs apt-get install" in run
     assert "sh /tmp/environment/install-python.sh /tmp/wheels /tmp/environment/python.lock" in run
+    assert "sh /tmp/environment/install-npm.sh /tmp/npm.tgz /tmp/environment/npm.txt" in run
     assert task_root.SUITE == "bookworm"
     final = final_stage(RUNNER_DOCKERFILE)
     assert ("COPY", "--from=task-root / /opt/task-root/") in final
@@ -353,3 +359,28 @@ def test_the_runner_image_installs_the_default_environments_manifest_as_the_loca
     for line in (task_root.MANIFEST_DIR / "python.in").read_text().splitlines():
         if line and not line.startswith("#"):
             assert re.search(rf"^{line}==\S+ \\\n\s+--hash=sha256:", lock, re.M), line
+
+
+def test_the_task_roots_npm_is_the_manifests_pinned_tarball_not_debians_package():
+    """npm comes from the npm registry (Debian's package drags in about 150 MiB of node
+    modules and -dev packages): one version and its integrity in npm.txt, fetched by the
+    image's npm stage and by devtools/task_root.py, checked by install-npm.sh in both."""
+    from devtools import task_root
+
+    assert "npm" not in task_root.debian_packages()
+    assert "nodejs" in task_root.debian_packages()
+    lines = (task_root.MANIFEST_DIR / "npm.txt").read_text().splitlines()
+    (pin,) = [line for line in lines if line and not line.startswith("#")]
+    spec, integrity = pin.split()
+    assert re.fullmatch(r"npm@10\.\d+\.\d+", spec), "npm 11 needs Node 20; bookworm's is 18"
+    assert len(base64.b64decode(must_match(r"sha512-(\S+)", integrity).group(1))) == 64
+    assert task_root.npm_spec() == spec
+    fetch = stage(RUNNER_DOCKERFILE, "npm")
+    assert fetch[0][1].split()[1] == "node:18-bookworm-slim"
+    assert ("COPY", "environments/default/npm.txt /tmp/npm.txt") in fetch
+    (run,) = [args for op, args in fetch if op == "RUN"]
+    assert run.startswith("npm pack --silent \"$(grep -v '^#' /tmp/npm.txt | cut -d' ' -f1)\"")
+    assert ("COPY", "--from=npm /npm/npm.tgz /tmp/npm.tgz") in stage(RUNNER_DOCKERFILE, "task-root")
+    script = (task_root.MANIFEST_DIR / "install-npm.sh").read_text()
+    assert "sha512sum --check" in script
+    assert "/usr/local/lib/node_modules/npm" in script

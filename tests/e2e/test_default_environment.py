@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import shutil
 
+from devtools.task_root import npm_spec
+
 DATA_STACK = """
 import matplotlib
 matplotlib.use("Agg")
@@ -45,6 +47,29 @@ def test_git_ripgrep_jq_curl_unzip_and_node_are_there(alice):
     out = task["result"]["stdout"]
     for expected in ("repo/a.txt", "git version 2.", "jq-1.", "curl ", "UnZip ", "v18."):
         assert expected in out, out
+
+
+# A package of the task's own, packed and installed by npm: no registry needed. In /tmp,
+# with npm's cache there too, since HOME (/workspace) holds the task's output files.
+NPM_INSTALL = """set -e
+export npm_config_cache=/tmp/npm-cache
+cd /tmp && mkdir pad app
+cd pad && npm init -y >/dev/null
+echo 'module.exports = (s) => s.padStart(5, ".");' > index.js
+npm pack --silent >/dev/null
+cd ../app && npm init -y >/dev/null
+npm install --offline --no-audit --no-fund ../pad/pad-1.0.0.tgz >/dev/null
+node -e 'console.log(require("pad")("ab"))'
+npm --version
+"""
+
+
+def test_npm_is_the_manifests_pin_and_installs_a_package(alice):
+    task = alice.run(language="bash", code=NPM_INSTALL, timeoutSeconds=60)
+    assert task["status"] == "completed", task
+    assert task["result"]["exitCode"] == 0, task["result"]["stderr"]
+    # npm.txt's npm from the registry, not Debian's package (which bookworm has at 9).
+    assert task["result"]["stdout"] == f"...ab\n{npm_spec().removeprefix('npm@')}\n"
 
 
 def test_a_javascript_task_runs_with_node(alice):
