@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from job_runner.spec import EnvironmentSpec, TaskSpec
 
 ARCHIVE_PATH = "/environment"  # the internal endpoint, under the task's
+# Ranged requests at once when fetching an environment: a 100 MiB archive came down in
+# about 0.45 s one piece after another (`make bench`).
+FETCH_PARALLEL = 4
 
 
 def run_environment_build(
@@ -93,7 +96,7 @@ def fetch_environment(environment: EnvironmentSpec, channel: FileChannel, place:
     archive = os.path.join(place, "archive.tar")
     fd = os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        channel.fetch(ARCHIVE_PATH, fd, environment["size"])
+        channel.fetch(ARCHIVE_PATH, fd, environment["size"], parallel=FETCH_PARALLEL)
     finally:
         os.close(fd)
     restored = restore_environment(archive, environment["hash"], place)

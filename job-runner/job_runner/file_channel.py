@@ -138,11 +138,41 @@ class FileChannel:
         )
         return attempt[0]
 
-    def fetch(self, path: str, fd: int, size: int) -> None:
+    def fetch(self, path: str, fd: int, size: int, parallel: int = 1) -> None:
         """Write the `size` bytes at `path` (an internal download endpoint) to fd, in
-        ranged requests of CHUNK_BYTES."""
-        for offset in range(0, size, CHUNK_BYTES):
-            self._fetch_piece(path, fd, offset, min(offset + CHUNK_BYTES, size))
+        ranged requests of at most CHUNK_BYTES, `parallel` at a time (each its own
+        connection: a big file a task waits for comes down several times faster)."""
+        piece = min(CHUNK_BYTES, max(READ_BYTES, -(-size // max(parallel, 1))))
+        pieces = [(start, min(start + piece, size)) for start in range(0, size, piece)]
+        if parallel <= 1 or len(pieces) <= 1:
+            for start, stop in pieces:
+                self._fetch_piece(path, fd, start, stop)
+            return
+        import threading
+
+        failures: list[BaseException] = []
+        lock = threading.Lock()
+
+        def worker() -> None:
+            while True:
+                with lock:
+                    if not pieces or failures:
+                        return
+                    start, stop = pieces.pop()
+                try:
+                    self._fetch_piece(path, fd, start, stop)
+                except BaseException as problem:  # re-raised below, in the caller's thread
+                    with lock:
+                        failures.append(problem)
+                    return
+
+        threads = [threading.Thread(target=worker, daemon=True) for _ in range(parallel)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failures:
+            raise failures[0]
 
     def _fetch_piece(self, path: str, fd: int, start: int, stop: int) -> None:
         written = [0]

@@ -202,6 +202,7 @@ def _restore_environment(
             "environment": environment["name"],
             "sizeBytes": environment["size"],
             "seconds": round(time.monotonic() - started, 3),
+            "unpackSeconds": round(access.environment.seconds, 3),
         },
     )
     return None
