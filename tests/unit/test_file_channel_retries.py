@@ -77,3 +77,55 @@ def test_a_4xx_is_final(tmp_path):
         stand_in.close()
     assert refused.value.status == 400
     assert stand_in.bodies == [b"refused"]
+
+
+class RangedDownloadStandIn:
+    """Serves `data` in the ranges asked for; the first request for the range starting
+    at `flaky_at` is answered 503 once."""
+
+    def __init__(self, data: bytes, flaky_at: int) -> None:
+        self.ranges: list[str] = []
+        stand_in, failed = self, []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                asked = self.headers["Range"]
+                stand_in.ranges.append(asked)
+                start, stop = (int(n) for n in asked.removeprefix("bytes=").split("-"))
+                if start == flaky_at and not failed:
+                    failed.append(start)
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                piece = data[start : stop + 1]
+                self.send_response(206)
+                self.send_header("Content-Length", str(len(piece)))
+                self.end_headers()
+                self.wfile.write(piece)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_parallel_fetch_writes_every_piece_in_place_and_retries_one(tmp_path):
+    data = os.urandom(5 * 1024 * 1024 + 17)
+    piece = -(-len(data) // 4)
+    stand_in = RangedDownloadStandIn(data, flaky_at=2 * piece)
+    target = tmp_path / "archive"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        FileChannel(stand_in.url, "task-1", "token").fetch("/environment", fd, len(data), 4)
+    finally:
+        os.close(fd)
+        stand_in.close()
+    assert target.read_bytes() == data
+    assert len(stand_in.ranges) == 5  # four pieces, one of them twice
