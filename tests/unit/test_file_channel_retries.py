@@ -85,7 +85,7 @@ class RangedDownloadStandIn:
 
     def __init__(self, data: bytes, flaky_at: int) -> None:
         self.ranges: list[str] = []
-        stand_in, failed = self, []
+        stand_in, failed = self, list[int]()
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
