@@ -113,7 +113,7 @@ class EnvironmentService:
         :raises ApiError: 404 the owner has none of that name or id; 409 not ready.
         """
         entry = self._entry(owner, name_or_id)
-        build = self.store.get_environment_builds([entry["hash"]]).get(entry["hash"])
+        build = self._settled(self.store.get_environment_builds([entry["hash"]]).get(entry["hash"]))
         if build is None or build["status"] != "ready":
             status = "building" if build is not None else "failed"
             raise ApiError(
@@ -163,6 +163,18 @@ class EnvironmentService:
         self.store.finish_environment_build(
             digest, task["id"], info.size if info is not None else None, utcnow()
         )
+
+    def _settled(self, build: EnvironmentBuildDoc | None) -> EnvironmentBuildDoc | None:
+        """The build document, settled first if its task has ended and it was not yet
+        (the runner's report is being handled, or the API stopped in between)."""
+        if build is None or build["status"] == "ready":
+            return build
+        task = self.store.get_tasks([build["taskId"]])[0]
+        if task is not None and task["status"] not in TERMINAL:
+            return build
+        if task is not None:
+            self.build_finished(task)
+        return self.store.get_environment_builds([build["hash"]]).get(build["hash"])
 
     def _start_build(self, owner: str, entry: EnvironmentEntry) -> EnvironmentBuildDoc:
         task_id = secrets.token_hex(12)
@@ -239,14 +251,9 @@ class EnvironmentService:
         tasks = {task["id"]: task for task in self.store.get_tasks(watched) if task is not None}
         if any(task["status"] not in TERMINAL for task in tasks.values()):
             return {**view, "status": "building"}
-        building = tasks.get(build["taskId"]) if build is not None else None
-        if building is not None:
-            # Its task has ended but the build document was not settled yet (the
-            # runner's report is being handled, or the API stopped in between).
-            self.build_finished(building)
-            settled = self.store.get_environment_builds([entry["hash"]]).get(entry["hash"])
-            if settled is not None and settled["status"] == "ready":
-                return {**view, "status": "ready", "sizeBytes": settled.get("sizeBytes")}
+        settled = self._settled(build)
+        if settled is not None and settled["status"] == "ready":
+            return {**view, "status": "ready", "sizeBytes": settled.get("sizeBytes")}
         own = tasks.get(entry["buildTaskId"] or "")
         if own is not None:
             view["error"] = own.get("error") or {
