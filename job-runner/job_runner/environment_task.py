@@ -101,4 +101,7 @@ def fetch_environment(environment: EnvironmentSpec, channel: FileChannel, place:
         os.close(fd)
     restored = restore_environment(archive, environment["hash"], place)
     os.unlink(archive)
+    # The `bwrap` backend runs bubblewrap as the sandbox's uid, which must reach the
+    # bind's source: it may pass through (not list, not write) the runner's directory.
+    os.chmod(place, 0o711)
     return restored

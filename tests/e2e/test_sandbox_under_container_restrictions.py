@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from devtools.api_server import ApiServer as DevApiServer
+from devtools.package_index import PackageIndex
 from devtools.scripted_anthropic import reply, tool_use
 from tests.conftest import ApiServer, Caller, processes_mentioning, wait_for
 from tests.deploy.harness import ROOT
@@ -215,6 +216,44 @@ def test_a_real_task_runs_in_the_chosen_backend(row, wrappers, servers, firestor
         "TMPDIR",
     }
     assert not any("TOKEN" in name or "tt1." in value for name, value in seen["env"].items())
+
+
+@pytest.fixture(scope="module")
+def package_index():
+    with PackageIndex() as index:
+        index.add_wheel("tinypkg", "1.0")
+        yield index
+
+
+@pytest.mark.parametrize("row", list(CHOSEN))
+def test_a_custom_environment_builds_and_restores_in_the_chosen_backend(
+    row, servers, firestore, package_index
+):
+    """The build (pip behind the egress proxy) and the restore (an archive unpacked
+    by the runner, bound read-only at /env) under each row's restrictions."""
+    server = servers(
+        row,
+        f"{row}-environments",
+        PACKAGE_INDEX_URL="http://pypi.test/simple/",
+        PACKAGE_INDEX_DOMAINS="pypi.test",
+        EGRESS_DEV_HOSTS=f"pypi.test=127.0.0.1:{package_index.port}",
+    )
+    alice = Caller(server.url, "alice")
+    body = {"name": "tiny", "python": ["tinypkg==1.0"]}
+    created = alice.http.post("/api/environments", json=body)
+    assert created.status_code == 202, created.text
+    build = alice.wait(created.json()["buildTaskId"])
+    assert build["status"] == "completed", build
+
+    task = alice.run(
+        code="import os, tinypkg\nprint(tinypkg.VALUE, os.access('/env', os.W_OK))",
+        environment="tiny",
+        timeoutSeconds=60,
+    )
+
+    assert task["status"] == "completed", task["error"]
+    assert task["execution"]["sandbox"] == build["execution"]["sandbox"]
+    assert task["result"]["stdout"] == "42 False\n", task["result"]
 
 
 def test_where_nothing_works_a_task_fails_with_the_reason(servers, firestore):
