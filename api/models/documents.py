@@ -338,12 +338,13 @@ EnvironmentBuildStatus = Literal["building", "ready"]
 
 
 class TaskEnvironment(TypedDict):
-    """The custom environment a task restores: the owner's environment and the
-    manifest hash its archive is stored under."""
+    """The custom environment a task restores: the owner's environment, the manifest
+    hash its archive is stored under, and the archive's size (the runner's spec)."""
 
     id: str
     name: str
     hash: str
+    size: int
 
 
 class EnvironmentEntry(TypedDict):

@@ -122,16 +122,15 @@ class EnvironmentService:
                 f"The environment {entry['name']!r} is {status}: a task can use it once "
                 "GET /api/environments/{id} says it is ready.",
             )
-        return {"id": entry["id"], "name": entry["name"], "hash": entry["hash"]}
+        size = build.get("sizeBytes", 0)
+        return {"id": entry["id"], "name": entry["name"], "hash": entry["hash"], "size": size}
 
     def archive(self, task: TaskDoc) -> tuple[str, int]:
         """(object name, size) of the archive the task restores."""
         environment = task.get("environment")
-        name = archive_object(environment["hash"]) if environment is not None else None
-        info = self.files.stat(name) if name is not None else None
-        if name is None or info is None:
-            raise ApiError(404, "no_environment", "This task uses no stored environment.")
-        return name, info.size
+        if environment is None:
+            raise ApiError(404, "no_environment", "This task uses no custom environment.")
+        return archive_object(environment["hash"]), environment["size"]
 
     # -- builds --------------------------------------------------------------------------
 
@@ -174,6 +173,8 @@ class EnvironmentService:
             return build
         if task is not None:
             self.build_finished(task)
+        else:  # its task was deleted: nothing will ever finish it
+            self.store.finish_environment_build(build["hash"], build["taskId"], None, utcnow())
         return self.store.get_environment_builds([build["hash"]]).get(build["hash"])
 
     def _start_build(self, owner: str, entry: EnvironmentEntry) -> EnvironmentBuildDoc:
@@ -239,22 +240,16 @@ class EnvironmentService:
         return True
 
     def _view(self, entry: EnvironmentEntry, build: EnvironmentBuildDoc | None) -> dict[str, Any]:
-        """The public environment: `building` while a build of its manifest runs,
-        `ready` (with its archive's size) once one made it, else `failed` (with the
-        error of its own build, whose events are pip's output)."""
+        """The public environment: `ready` (with its archive's size) once a build of its
+        manifest made it, `building` while one runs, else `failed` (with the error of
+        its own build, whose events are pip's output)."""
         view: dict[str, Any] = {**entry, "status": "failed", "sizeBytes": None, "error": None}
+        build = self._settled(build)
         if build is not None and build["status"] == "ready":
             return {**view, "status": "ready", "sizeBytes": build.get("sizeBytes")}
-        watched = [build["taskId"]] if build is not None else []
-        if entry["buildTaskId"] and entry["buildTaskId"] not in watched:
-            watched.append(entry["buildTaskId"])
-        tasks = {task["id"]: task for task in self.store.get_tasks(watched) if task is not None}
-        if any(task["status"] not in TERMINAL for task in tasks.values()):
+        if build is not None:
             return {**view, "status": "building"}
-        settled = self._settled(build)
-        if settled is not None and settled["status"] == "ready":
-            return {**view, "status": "ready", "sizeBytes": settled.get("sizeBytes")}
-        own = tasks.get(entry["buildTaskId"] or "")
+        own = self.store.get_tasks([entry["buildTaskId"]])[0] if entry["buildTaskId"] else None
         if own is not None:
             view["error"] = own.get("error") or {
                 "code": "build_failed",

@@ -55,9 +55,8 @@ def task_spec(
         # A build: pip's packages, from the package index, the only egress it has.
         spec["build"] = environments.build_spec(task)
         spec["limits"]["egress"] = egress_spec(environments.build_domains(task), settings)
-    if environments is not None and task.get("environment"):
-        _, size = environments.archive(task)
-        spec["environment"] = {**task["environment"], "size": size}
+    if task.get("environment"):
+        spec["environment"] = task["environment"]
     if task["kind"] == "agent":
         spec["agent"] = task["agent"]
         spec["conversationId"] = task.get("conversationId")

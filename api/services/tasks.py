@@ -199,7 +199,17 @@ class TaskService:
         for _, _, extra in items:
             if extra.get("webhookUrl"):
                 self.check_webhook_url(extra["webhookUrl"])
-        tasks = [self.new_task(owner, kind, spec, **extra) for kind, spec, extra in items]
+        environments: dict[str, dict[str, Any]] = {}  # each named one resolved once
+        for _, task_input, _ in items:
+            name = task_input.get("environment")
+            if name and name not in environments:
+                environments[name] = self.environment_fields(owner, task_input)
+        tasks = [
+            self.new_task(
+                owner, kind, spec, **environments.get(spec.get("environment") or "", {}), **extra
+            )
+            for kind, spec, extra in items
+        ]
         key = (
             idempotency_ids(owner, idempotency_key, body, "batch")
             if idempotency_key is not None

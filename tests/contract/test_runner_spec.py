@@ -22,7 +22,6 @@ from job_runner.tools import TOOL_NAMES
 from api.adapters.firestore_paths import conversation_path, message_path
 from api.models.documents import ENGINES, TOOLS, ConversationDoc, TaskDoc
 from api.models.runner import ResultBody, RunnerEvent
-from api.services.environments import archive_object
 from api.services.runner_spec import task_spec
 from api.services.state_machine import utcnow
 
@@ -169,14 +168,11 @@ def test_a_builds_spec_and_a_spec_with_an_environment_are_what_the_runner_declar
     assert spec["build"]["python"] == ["tinypkg==1.0"]
     assert spec["limits"]["egress"]["allow"] == list(services.settings.package_index_domains)
 
-    services.environments.files.write(
-        archive_object("a" * 64), io.BytesIO(b"tar"), limit=10, content_type="application/x-tar"
-    )
     uses = _task(
         services,
         kind="code",
         input={"language": "python", "code": "print(1)", "environment": "tiny"},
-        environment={"id": "env_1", "name": "tiny", "hash": "a" * 64},
+        environment={"id": "env_1", "name": "tiny", "hash": "a" * 64, "size": 3},
     )
     spec = services.runner.spec(uses)
     assert mismatches(spec, runner_spec.TaskSpec, "spec") == []

@@ -39,20 +39,20 @@ def place():
     shutil.rmtree(path, ignore_errors=True)
 
 
+def build(sandbox: BubblewrapSandbox, place: Path, index: str, requirement: str):
+    """pip installs `requirement` from `index` in the sandbox, archived to env.tar."""
+    workspace = prepare_workspace(place / "build")[0]
+    archive = str(place / "env.tar")
+    return build_environment(
+        sandbox, workspace, [requirement], index, archive, BUILD, max_bytes=MIB * 100
+    )
+
+
 def test_a_custom_environment_builds_and_a_task_imports_it_read_only(
     task_root, package_index, place
 ):
     sandbox = BubblewrapSandbox(task_root=str(task_root))
-    workspace = prepare_workspace(place / "build")[0]
-    built = build_environment(
-        sandbox,
-        workspace,
-        ["tinypkg==1.0"],
-        package_index,
-        str(place / "env.tar"),
-        BUILD,
-        max_bytes=MIB * 100,
-    )
+    built = build(sandbox, place, package_index, "tinypkg==1.0")
     assert built.ok, built.message
     assert built.size_bytes == os.path.getsize(place / "env.tar") > 0
     assert "tinypkg" in built.message  # pip's own output
@@ -82,16 +82,7 @@ def test_a_build_of_a_missing_package_fails_with_pips_message_and_no_archive(
     task_root, package_index, place
 ):
     sandbox = BubblewrapSandbox(task_root=str(task_root))
-    workspace = prepare_workspace(place / "build")[0]
-    built = build_environment(
-        sandbox,
-        workspace,
-        ["nosuchpkg==1.0"],
-        package_index,
-        str(place / "env.tar"),
-        BUILD,
-        max_bytes=MIB * 100,
-    )
+    built = build(sandbox, place, package_index, "nosuchpkg==1.0")
     assert not built.ok and built.archive is None
     assert "No matching distribution found for nosuchpkg==1.0" in built.message
     assert not (place / "env.tar").exists()
