@@ -24,7 +24,7 @@ from job_runner.sandbox import (
 )
 from job_runner.workspace import prepare_workspace, write_input_files
 
-from tests.conftest import output_limits
+from tests.conftest import output_limits, wait_for
 
 SECRETS = {
     "TASK_TOKEN": "tok-9f2c4e-do-not-leak",
@@ -67,13 +67,6 @@ def run_python(root, workspace):
         )
 
     return run
-
-
-def wait_for(condition, seconds=5.0):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)  # polling interval of the deadline-bounded wait
 
 
 def sandbox_uids(processes: dict[int, int]) -> set[int]:
@@ -168,7 +161,7 @@ def test_timeout_kills_processes_that_left_the_session(run_python):
     assert outcome.timed_out
     (uid,) = sandbox_uids(seen)
     assert uid != 0
-    wait_for(lambda: not live_processes_of(uid))
+    wait_for(lambda: not live_processes_of(uid), 5, 0.01, "the sandbox's processes to end")
 
 
 def test_fork_bomb_is_contained_and_the_host_stays_healthy(run_python):
