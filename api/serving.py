@@ -40,8 +40,11 @@ class HeaderDeadlineH11Protocol(H11Protocol):
         self._arm_header_deadline()
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        # Armed for the cycle that just ended, before uvicorn starts the next one: a
+        # pipelined request whose headers are already in begins inside this call, and
+        # its own (possibly long, held) response must not be cut at this deadline.
         self._arm_header_deadline()
+        super().on_response_complete()
 
     def _arm_header_deadline(self) -> None:
         waiting_after = self.cycle

@@ -167,3 +167,23 @@ def test_a_closed_event_stream_gives_its_slot_back_at_once(server):
         wait_for(fifth_allowed, 10, interval=0.2, message="a slot given back")
         assert time.monotonic() - started < 5
         http.post(f"/api/tasks/{task['id']}/cancel")
+
+
+def test_a_pipelined_request_held_past_the_header_deadline_is_answered(server):
+    # The second request's headers are in while the first is answered, so the server
+    # starts it on the first one's completion; its header deadline must not then fire.
+    with httpx.Client(base_url=server.url, headers={"X-User-Id": "piper"}, timeout=30) as http:
+        task = http.post(
+            "/api/tasks",
+            json={"kind": "code", "language": "bash", "code": "sleep 60"},
+        ).json()
+        held = HEADER_SECONDS + 2
+        sock = connect(server)
+        request = f"GET /api/tasks/{task['id']}{{}} HTTP/1.1\r\nHost: x\r\nX-User-Id: piper\r\n\r\n"
+        sock.sendall((request.format("") + request.format(f"?wait={held}")).encode())
+        received = b""
+        while received.count(b"HTTP/1.1 200") < 2 and (piece := sock.recv(65536)):
+            received += piece
+        sock.close()
+        http.post(f"/api/tasks/{task['id']}/cancel")
+    assert received.count(b"HTTP/1.1 200") == 2, received
