@@ -34,41 +34,61 @@ class EnvironmentStore:
     def add_environment(self, owner: str, entry: EnvironmentEntry, max_count: int) -> None:
         """:raises EnvironmentNameTaken: the owner has one of that name.
         :raises EnvironmentLimitReached: the owner has `max_count` already."""
-        from google.cloud import firestore
 
-        client = self.client
-        ref = client.document(user_environments_path(owner))
-
-        @firestore.transactional
-        def add(transaction: Any) -> None:
-            snapshot = ref.get(transaction=transaction)
-            known = dict((snapshot.to_dict() or {}).get("environments") or {})
+        def add(known: dict[str, EnvironmentEntry]) -> bool:
             if any(other["name"] == entry["name"] for other in known.values()):
                 raise EnvironmentNameTaken(entry["name"])
             if len(known) >= max_count:
                 raise EnvironmentLimitReached(f"at most {max_count} environments")
             known[entry["id"]] = entry
-            transaction.set(ref, {"environments": known})
+            return True
 
-        self._contended(lambda: add(client.transaction(max_attempts=1)))
+        self._change_environments(owner, add)
 
     def delete_environment(self, owner: str, environment_id: str) -> bool:
         """Remove one from the owner's listing; False when there is none of that id."""
+        return self._change_environments(
+            owner, lambda known: known.pop(environment_id, None) is not None
+        )
+
+    def rebase_environment(self, owner: str, entry: EnvironmentEntry, old_hash: str) -> bool:
+        """Point an environment at its manifest's build on the current default
+        environment (`entry`'s hash and build task), unless it was deleted or another
+        request moved it first; False then."""
+
+        def rebase(known: dict[str, EnvironmentEntry]) -> bool:
+            current = known.get(entry["id"])
+            if current is None or current["hash"] != old_hash:
+                return False
+            known[entry["id"]] = {
+                **current,
+                "hash": entry["hash"],
+                "buildTaskId": entry["buildTaskId"],
+            }
+            return True
+
+        return self._change_environments(owner, rebase)
+
+    def _change_environments(
+        self, owner: str, change: Callable[[dict[str, EnvironmentEntry]], bool]
+    ) -> bool:
+        """`change` applied to the owner's listing in one transaction: it edits the
+        listing in place and says whether it did (then the listing is written)."""
         from google.cloud import firestore
 
         client = self.client
         ref = client.document(user_environments_path(owner))
 
         @firestore.transactional
-        def delete(transaction: Any) -> bool:
+        def apply(transaction: Any) -> bool:
             snapshot = ref.get(transaction=transaction)
             known = dict((snapshot.to_dict() or {}).get("environments") or {})
-            if known.pop(environment_id, None) is None:
+            if not change(known):
                 return False
             transaction.set(ref, {"environments": known})
             return True
 
-        return cast(bool, self._contended(lambda: delete(client.transaction(max_attempts=1))))
+        return cast(bool, self._contended(lambda: apply(client.transaction(max_attempts=1))))
 
     def get_environment_builds(self, hashes: list[str]) -> dict[str, EnvironmentBuildDoc]:
         refs = [self.client.document(environment_build_path(h)) for h in dict.fromkeys(hashes)]

@@ -105,6 +105,9 @@ class EnvironmentBuildInput(BaseModel):
     name: EnvironmentName
     python: list[str]
     npm: list[str] = Field(default_factory=list)
-    hash: str = Field(description="The manifest's hash, which its archive is stored under.")
+    hash: str = Field(
+        description="The hash of its packages and of the default environment they are built "
+        "on, which its archive is stored under."
+    )
     timeout_seconds: int = Field(alias="timeoutSeconds")
     memory_mb: int = Field(alias="memoryMb")

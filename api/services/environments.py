@@ -9,6 +9,10 @@ archive it makes is stored in the bucket under the manifest's hash, and one buil
 document per hash (`environmentBuilds/{hash}`) makes sure a manifest is built once,
 whoever asks. A failed build leaves nothing behind: the next environment with that
 manifest builds again.
+
+A build is keyed by the default environment too (environments/default/, the task
+root it is installed on): when a deploy changes that, each environment is rebuilt on
+the new one the first time it is read or used, and is `building` until then.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import secrets
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from api.adapters.firestore_environments import EnvironmentLimitReached, EnvironmentNameTaken
@@ -36,9 +41,31 @@ BUILD_MEMORY_MB = 2048
 MANIFEST_FORMAT = "python-target-npm-prefix-v1"  # how the runner lays one out
 
 
-def manifest_hash(python: builtins.list[str], npm: builtins.list[str] | None = None) -> str:
-    """What a build is keyed by: the packages, order and repeats aside."""
-    text = "\n".join([MANIFEST_FORMAT, *sorted(set(python)), "--npm--", *sorted(set(npm or []))])
+# The default environment's manifest: in the repository, and in the API image
+# (api/Dockerfile copies it beside api/).
+DEFAULT_ENVIRONMENT_DIR = Path(__file__).resolve().parents[2] / "environments" / "default"
+
+
+def default_environment_id(directory: Path = DEFAULT_ENVIRONMENT_DIR) -> str:
+    """The default environment's identity: sha256 over its manifest's files (names and
+    contents), the hash devtools/task_root.py keys the local task root by."""
+    if not directory.is_dir():
+        raise RuntimeError(
+            f"{directory} is missing: the API keys environment builds by the default "
+            "environment's manifest (api/Dockerfile copies environments/default/ there)."
+        )
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.iterdir() if p.is_file()):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def manifest_hash(python: builtins.list[str], npm: builtins.list[str], base: str) -> str:
+    """What a build is keyed by: the packages (order and repeats aside) and the default
+    environment (`base`) they are installed on."""
+    text = "\n".join(
+        [MANIFEST_FORMAT, f"base {base}", *sorted(set(python)), "--npm--", *sorted(set(npm))]
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -54,6 +81,7 @@ class EnvironmentService:
         self.tasks = tasks
         self.files = files
         self.settings = settings
+        self.base = default_environment_id()
 
     # -- the owner's environments --------------------------------------------------------
 
@@ -66,7 +94,7 @@ class EnvironmentService:
         """
         known = self.store.list_environments(owner)
         self._check_room(owner, body.name, known)
-        digest = manifest_hash(body.python, body.npm)
+        digest = manifest_hash(body.python, body.npm, self.base)
         entry: EnvironmentEntry = {
             "id": "env_" + secrets.token_hex(8),
             "name": body.name,
@@ -90,11 +118,12 @@ class EnvironmentService:
         entries = sorted(
             self.store.list_environments(owner).values(), key=lambda e: (e["createdAt"], e["id"])
         )
+        entries = [self._rebased(owner, entry, quiet=True) for entry in entries]
         builds = self.store.get_environment_builds([e["hash"] for e in entries])
         return [self._view(entry, builds.get(entry["hash"])) for entry in entries]
 
     def get(self, owner: str, name_or_id: str) -> dict[str, Any]:
-        entry = self._entry(owner, name_or_id)
+        entry = self._rebased(owner, self._entry(owner, name_or_id), quiet=True)
         build = self.store.get_environment_builds([entry["hash"]]).get(entry["hash"])
         return self._view(entry, build)
 
@@ -110,9 +139,11 @@ class EnvironmentService:
     def resolve(self, owner: str, name_or_id: str) -> TaskEnvironment:
         """The environment a task names, ready to restore.
 
-        :raises ApiError: 404 the owner has none of that name or id; 409 not ready.
+        :raises ApiError: 404 the owner has none of that name or id; 409 not ready
+            (or being rebuilt on a new default environment); 429 its rebuild was
+            refused by the owner's limits.
         """
-        entry = self._entry(owner, name_or_id)
+        entry = self._rebased(owner, self._entry(owner, name_or_id))
         build = self._settled(self.store.get_environment_builds([entry["hash"]]).get(entry["hash"]))
         if build is None or build["status"] != "ready":
             status = "building" if build is not None else "failed"
@@ -177,6 +208,31 @@ class EnvironmentService:
             self.store.finish_environment_build(build["hash"], build["taskId"], None, utcnow())
         return self.store.get_environment_builds([build["hash"]]).get(build["hash"])
 
+    def _rebased(
+        self, owner: str, entry: EnvironmentEntry, quiet: bool = False
+    ) -> EnvironmentEntry:
+        """The environment on the current default environment: when it was built on
+        another, its manifest's build on this one (started now unless there is one),
+        recorded in the owner's listing. A rebuild the owner's limits refuse raises,
+        or, when `quiet` (a read, not a use), leaves the entry as it was until the next
+        request."""
+        digest = manifest_hash(entry["python"], entry.get("npm", []), self.base)
+        if entry["hash"] == digest:
+            return entry
+        moved: EnvironmentEntry = {**entry, "hash": digest, "buildTaskId": None}
+        build = self.store.get_environment_builds([digest]).get(digest)
+        if build is None or build["status"] != "ready":
+            try:
+                self._start_build(owner, moved)
+            except ApiError as error:
+                if quiet and error.status == 429:
+                    return entry
+                raise
+        if self.store.rebase_environment(owner, moved, entry["hash"]):
+            return moved
+        # Moved by another request (or deleted meanwhile): as the listing has it now.
+        return self.store.list_environments(owner).get(entry["id"], moved)
+
     def _start_build(self, owner: str, entry: EnvironmentEntry) -> EnvironmentBuildDoc:
         task_id = secrets.token_hex(12)
         build: EnvironmentBuildDoc = {
@@ -184,7 +240,7 @@ class EnvironmentService:
             "status": "building",
             "taskId": task_id,
             "object": archive_object(entry["hash"]),
-            "createdAt": entry["createdAt"],
+            "createdAt": utcnow(),
         }
         current, claimed = self.store.claim_environment_build(build)
         if not claimed:

@@ -326,6 +326,19 @@ def stage(dockerfile: Path, name: str) -> list[tuple[str, str]]:
     return steps[start:end]
 
 
+def test_the_api_keys_environment_builds_by_the_manifest_the_runner_image_installs():
+    """Custom environments are built on the default one: the API image holds its
+    manifest, and the API's id for it is the task root's own hash, so a deploy that
+    changes it rebuilds them (api/services/environments.py)."""
+    from api.services import environments
+    from devtools import task_root
+
+    copied = [args for op, args in final_stage(API_DOCKERFILE) if op == "COPY"]
+    assert "environments/default/ environments/default/" in copied
+    assert environments.DEFAULT_ENVIRONMENT_DIR == task_root.MANIFEST_DIR
+    assert environments.default_environment_id() == task_root.manifest_hash()
+
+
 def test_the_runner_image_installs_the_default_environments_manifest_as_the_local_root():
     """One manifest (environments/default/) for the image's task root and the local one
     (devtools/task_root.py): the same Debian list, install script and Python lock."""

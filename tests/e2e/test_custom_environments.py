@@ -10,6 +10,8 @@ import json
 import pytest
 from google.cloud import firestore as gfirestore
 
+from api.adapters.firestore_paths import environment_build_path, user_environments_path
+from api.services.environments import manifest_hash
 from devtools.api_stand_in import ApiStandIn
 from devtools.package_index import PackageIndex
 from devtools.scripted_anthropic import reply, tool_use
@@ -164,6 +166,39 @@ def test_a_build_of_a_missing_package_fails_with_pips_message_and_nothing_is_kep
     retry = create(alice, "broken-again", ["nosuchpkg==1.0"])
     assert retry["status"] == "building" and retry["buildTaskId"] != failing["buildTaskId"]
     settled(alice, retry)
+
+
+def test_an_environment_built_on_an_older_default_environment_is_rebuilt_on_this_one(alice, index):
+    ready = settled(alice, create(alice, "rebased", ["tinypkg==1.0"]))
+    # As an API of an older default environment left it: its entry keyed by another
+    # base (its build ready), and no build of the manifest on this one yet.
+    client = gfirestore.Client(project=PROJECT)
+    listing = client.document(user_environments_path("alice"))
+    older = manifest_hash(["tinypkg==1.0"], [], "an-older-default")
+    build = client.document(environment_build_path(ready["hash"])).get().to_dict()
+    assert build is not None
+    client.document(environment_build_path(older)).set({**build, "hash": older})
+    client.document(environment_build_path(ready["hash"])).delete()
+    listing.update({f"environments.{ready['id']}.hash": older})
+    index.requests.clear()
+
+    task = {"kind": "code", "language": "python", "code": "print(1)", "environment": "rebased"}
+    refused = alice.http.post("/api/tasks", json=task)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "environment_not_ready"
+    rebuilding = alice.http.get(f"/api/environments/{ready['id']}").json()
+    assert rebuilding["status"] == "building" and rebuilding["hash"] == ready["hash"]
+    assert rebuilding["buildTaskId"] not in (None, ready["buildTaskId"])
+    rebuilt = settled(alice, rebuilding)
+    assert rebuilt["status"] == "ready" and rebuilt["hash"] == ready["hash"], rebuilt
+    assert any(path.startswith("/simple/tinypkg") for path in index.requests)
+    used = alice.run(code="import tinypkg; print(tinypkg.VALUE)", environment="rebased")
+    assert used["result"]["stdout"] == "42\n", used
+    restored = [
+        e["data"]
+        for e in events(alice, used["id"])
+        if e["type"] == "status" and e["data"].get("state") == "environment_restored"
+    ]
+    assert [r["sizeBytes"] for r in restored] == [rebuilt["sizeBytes"]]
 
 
 def test_a_build_reaches_the_package_index_and_nothing_else(alice, stand_in):
