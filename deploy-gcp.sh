@@ -151,12 +151,15 @@ TTLS=(idempotency.expireAt uploads.expireAt admissionDaily.expireAt tasks.expire
 # TTL above); a superseded conversation snapshot gets a Custom-Time from the API, which
 # deletes it, and this rule is the backstop a day later. A task's files live
 # TASK_RETENTION_DAYS (30, api/config.py), as its records do (the TTLs on tasks and
-# events); a piece of a file (`<name>.part<i>`, at most 32) older than a day was left
-# by an upload that was cancelled or crashed before it was joined.
+# events); a custom environment's archive goes ENVIRONMENT_ARCHIVE_DAYS (30) after its
+# last read or use, which the API marks on it as its Custom-Time; a piece of a file
+# (`<name>.part<i>`, at most 32) older than a day was left by an upload that was
+# cancelled or crashed before it was joined.
 FILES_LIFECYCLE='{"rule": [
   {"action": {"type": "Delete"}, "condition": {"age": 1, "matchesPrefix": ["uploads/"]}},
   {"action": {"type": "Delete"}, "condition": {"daysSinceCustomTime": 1, "matchesPrefix": ["conversations/"]}},
   {"action": {"type": "Delete"}, "condition": {"age": 30, "matchesPrefix": ["tasks/"]}},
+  {"action": {"type": "Delete"}, "condition": {"daysSinceCustomTime": 30, "matchesPrefix": ["environments/"]}},
   {"action": {"type": "Delete"}, "condition": {"age": 1, "matchesSuffix": [".part0", ".part1", ".part2", ".part3", ".part4", ".part5", ".part6", ".part7", ".part8", ".part9", ".part10", ".part11", ".part12", ".part13", ".part14", ".part15", ".part16", ".part17", ".part18", ".part19", ".part20", ".part21", ".part22", ".part23", ".part24", ".part25", ".part26", ".part27", ".part28", ".part29", ".part30", ".part31"]}}
 ]}'
 REQUIRED_APIS=(

@@ -58,6 +58,10 @@ MAX_FILE_PATH_CHARS = 200
 # How long a task, its events and its output files are kept (Firestore TTL on
 # tasks/events `expireAt`, the bucket's lifecycle rule on tasks/).
 TASK_RETENTION_DAYS = 30
+# A custom environment's archive that nobody has read or used for this long is deleted
+# by the bucket's lifecycle rule (its Custom-Time, moved on each use); the next use
+# builds it again (api/services/environments.py).
+ENVIRONMENT_ARCHIVE_DAYS = 30
 # One name in a path: Linux file systems hold 255 bytes (NAME_MAX), not characters.
 MAX_FILE_NAME_BYTES = 255
 # Output kept per stream in the result (the runner drains and counts the rest).

@@ -77,6 +77,18 @@ resource "google_storage_bucket" "files" {
     }
   }
 
+  # A custom environment's archive, ENVIRONMENT_ARCHIVE_DAYS (api/config.py) after its
+  # last read or use (the API moves its Custom-Time on).
+  lifecycle_rule {
+    condition {
+      days_since_custom_time = 30
+      matches_prefix         = ["environments/"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
   # Pieces (`<name>.part<i>`) a cancelled or crashed upload left unjoined.
   lifecycle_rule {
     condition {

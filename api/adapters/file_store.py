@@ -79,6 +79,8 @@ class FileStore(Protocol):
 
     def retire(self, name: str, now: datetime) -> None: ...
 
+    def touch(self, name: str, now: datetime) -> bool: ...
+
     def delete_prefix(self, prefix: str) -> int: ...
 
 
@@ -284,9 +286,9 @@ class GcsFileStore:
                 lambda: self.bucket.blob(name).delete(retry=self._retry(), timeout=self.timeout)
             )
 
-    def retire(self, name: str, now: datetime) -> None:
-        """An object nothing points to any more: mark it (Custom-Time, which the bucket's
-        lifecycle rule deletes a day after, should we fail below), then delete it."""
+    def touch(self, name: str, now: datetime) -> bool:
+        """Move an object's Custom-Time to `now` (a lifecycle rule counts from it);
+        False when there is no such object."""
         from google.api_core import exceptions as gexc
 
         blob = self.bucket.blob(name)
@@ -294,8 +296,18 @@ class GcsFileStore:
         try:
             self._call(lambda: blob.patch(retry=self._retry(), timeout=self.timeout))
         except gexc.NotFound:
-            return
-        self._delete(name)
+            return False
+        except gexc.BadRequest:
+            # Cloud Storage never moves a Custom-Time back: a concurrent touch set a
+            # later one first, which is as good.
+            return self.stat(name) is not None
+        return True
+
+    def retire(self, name: str, now: datetime) -> None:
+        """An object nothing points to any more: mark it (Custom-Time, which the bucket's
+        lifecycle rule deletes a day after, should we fail below), then delete it."""
+        if self.touch(name, now):
+            self._delete(name)
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under `prefix`; returns how many."""

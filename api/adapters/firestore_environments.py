@@ -4,6 +4,7 @@ document per manifest hash, claimed by exactly one build task."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
@@ -103,7 +104,8 @@ class EnvironmentStore:
     ) -> tuple[EnvironmentBuildDoc, bool]:
         """(the manifest's build, whether `build` is it): a new build is stored unless
         one is ready or still building; a build whose task has ended without making
-        the archive (a runner lost before it reported) is taken over."""
+        the archive (a runner lost before it reported), or whose archive expired, is
+        taken over."""
         from google.cloud import firestore
 
         client = self.client
@@ -126,6 +128,30 @@ class EnvironmentStore:
             tuple[EnvironmentBuildDoc, bool],
             self._contended(lambda: claim(client.transaction(max_attempts=1))),
         )
+
+    def use_environment_build(self, manifest_hash: str, now: datetime) -> None:
+        """An environment of this ready build was read or used at `now`."""
+        from google.api_core import exceptions as gexc
+
+        with contextlib.suppress(gexc.NotFound):
+            self.client.document(environment_build_path(manifest_hash)).update({"usedAt": now})
+
+    def expire_environment_build(self, manifest_hash: str, task_id: str) -> None:
+        """The ready build by `task_id` lost its archive (the bucket's lifecycle rule):
+        `expired`, which the next build of the manifest takes over."""
+        from google.cloud import firestore
+
+        client = self.client
+        ref = client.document(environment_build_path(manifest_hash))
+
+        @firestore.transactional
+        def expire(transaction: Any) -> None:
+            snapshot = ref.get(transaction=transaction)
+            current = cast(EnvironmentBuildDoc, snapshot.to_dict() or {})
+            if current.get("taskId") == task_id and current.get("status") == "ready":
+                transaction.update(ref, {"status": "expired"})
+
+        self._contended(lambda: expire(client.transaction(max_attempts=1)))
 
     def finish_environment_build(
         self, manifest_hash: str, task_id: str, size_bytes: int | None, now: datetime

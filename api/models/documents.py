@@ -334,7 +334,9 @@ class ApiKeyDoc(TypedDict):
 
 # -- custom environments -------------------------------------------------------------
 
-EnvironmentBuildStatus = Literal["building", "ready"]
+# `expired`: its archive went unused for ENVIRONMENT_ARCHIVE_DAYS and the bucket's
+# lifecycle rule deleted it; the next environment that needs it builds it again.
+EnvironmentBuildStatus = Literal["building", "ready", "expired"]
 
 
 class TaskEnvironment(TypedDict):
@@ -380,3 +382,6 @@ class EnvironmentBuildDoc(TypedDict):
     sizeBytes: NotRequired[int]
     createdAt: datetime
     readyAt: NotRequired[datetime]
+    # When an environment of it was last read or used (the archive's Custom-Time is
+    # moved to then, at most once a day, so the lifecycle rule keeps it).
+    usedAt: NotRequired[datetime]

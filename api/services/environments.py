@@ -12,7 +12,10 @@ manifest builds again.
 
 A build is keyed by the default environment too (environments/default/, the task
 root it is installed on): when a deploy changes that, each environment is rebuilt on
-the new one the first time it is read or used, and is `building` until then.
+the new one the first time it is read or used, and is `building` until then. An
+archive nobody reads or uses for ENVIRONMENT_ARCHIVE_DAYS is deleted by the bucket's
+lifecycle rule (its Custom-Time is moved on each day it is); the next read or use
+builds it again, so archives of deleted environments do not pile up.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from __future__ import annotations
 import builtins
 import hashlib
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from api.adapters.firestore_environments import EnvironmentLimitReached, EnvironmentNameTaken
+from api.config import ENVIRONMENT_ARCHIVE_DAYS
 from api.errors import ApiError, not_found
 from api.models.documents import TERMINAL, EnvironmentBuildDoc, EnvironmentEntry, TaskEnvironment
 from api.services.state_machine import utcnow
@@ -39,6 +44,8 @@ if TYPE_CHECKING:
 # The memory a build's sandbox gets: pip resolving and unpacking wheels.
 BUILD_MEMORY_MB = 2048
 MANIFEST_FORMAT = "python-target-npm-prefix-v1"  # how the runner lays one out
+# A ready archive's Custom-Time is moved on at most this often (a read or a use).
+ARCHIVE_TOUCH_INTERVAL = timedelta(days=1)
 
 
 # The default environment's manifest: in the repository, and in the API image
@@ -104,7 +111,7 @@ class EnvironmentService:
             "buildTaskId": None,
             "createdAt": utcnow(),
         }
-        build = self.store.get_environment_builds([digest]).get(digest)
+        build = self._kept(self.store.get_environment_builds([digest]).get(digest))
         if build is None or build["status"] != "ready":
             build = self._start_build(owner, entry)
         try:
@@ -118,14 +125,11 @@ class EnvironmentService:
         entries = sorted(
             self.store.list_environments(owner).values(), key=lambda e: (e["createdAt"], e["id"])
         )
-        entries = [self._rebased(owner, entry, quiet=True) for entry in entries]
-        builds = self.store.get_environment_builds([e["hash"] for e in entries])
-        return [self._view(entry, builds.get(entry["hash"])) for entry in entries]
+        return [self._view(*current) for current in self._current(owner, entries, quiet=True)]
 
     def get(self, owner: str, name_or_id: str) -> dict[str, Any]:
-        entry = self._rebased(owner, self._entry(owner, name_or_id), quiet=True)
-        build = self.store.get_environment_builds([entry["hash"]]).get(entry["hash"])
-        return self._view(entry, build)
+        [current] = self._current(owner, [self._entry(owner, name_or_id)], quiet=True)
+        return self._view(*current)
 
     def delete(self, owner: str, name_or_id: str) -> None:
         """New tasks can no longer name it; tasks already submitted still restore it
@@ -143,10 +147,10 @@ class EnvironmentService:
             (or being rebuilt on a new default environment); 429 its rebuild was
             refused by the owner's limits.
         """
-        entry = self._rebased(owner, self._entry(owner, name_or_id))
-        build = self._settled(self.store.get_environment_builds([entry["hash"]]).get(entry["hash"]))
+        [(entry, build)] = self._current(owner, [self._entry(owner, name_or_id)])
+        build = self._settled(build)
         if build is None or build["status"] != "ready":
-            status = "building" if build is not None else "failed"
+            status = build["status"] if build is not None else "failed"
             raise ApiError(
                 409,
                 "environment_not_ready",
@@ -190,6 +194,9 @@ class EnvironmentService:
         info = None
         if task["status"] == "completed":
             info = self.files.stat(archive_object(digest))
+            # Its Custom-Time, from which the bucket's lifecycle rule counts.
+            if info is not None and not self.files.touch(info.name, utcnow()):
+                info = None
         self.store.finish_environment_build(
             digest, task["id"], info.size if info is not None else None, utcnow()
         )
@@ -197,7 +204,7 @@ class EnvironmentService:
     def _settled(self, build: EnvironmentBuildDoc | None) -> EnvironmentBuildDoc | None:
         """The build document, settled first if its task has ended and it was not yet
         (the runner's report is being handled, or the API stopped in between)."""
-        if build is None or build["status"] == "ready":
+        if build is None or build["status"] != "building":
             return build
         task = self.store.get_tasks([build["taskId"]])[0]
         if task is not None and task["status"] not in TERMINAL:
@@ -208,30 +215,53 @@ class EnvironmentService:
             self.store.finish_environment_build(build["hash"], build["taskId"], None, utcnow())
         return self.store.get_environment_builds([build["hash"]]).get(build["hash"])
 
-    def _rebased(
-        self, owner: str, entry: EnvironmentEntry, quiet: bool = False
-    ) -> EnvironmentEntry:
-        """The environment on the current default environment: when it was built on
-        another, its manifest's build on this one (started now unless there is one),
-        recorded in the owner's listing. A rebuild the owner's limits refuse raises,
-        or, when `quiet` (a read, not a use), leaves the entry as it was until the next
-        request."""
-        digest = manifest_hash(entry["python"], entry.get("npm", []), self.base)
-        if entry["hash"] == digest:
-            return entry
-        moved: EnvironmentEntry = {**entry, "hash": digest, "buildTaskId": None}
-        build = self.store.get_environment_builds([digest]).get(digest)
+    def _current(
+        self, owner: str, entries: builtins.list[EnvironmentEntry], quiet: bool = False
+    ) -> builtins.list[tuple[EnvironmentEntry, EnvironmentBuildDoc | None]]:
+        """Each environment with its build, made usable: built again on the current
+        default environment when it was built on another, or when its archive expired
+        (`_kept`), and recorded so in the owner's listing. A rebuild the owner's limits
+        refuse raises, or, when `quiet` (a read, not a use), leaves the environment as
+        it was until the next request."""
+        digests = [manifest_hash(e["python"], e.get("npm", []), self.base) for e in entries]
+        builds = self.store.get_environment_builds(digests)
+        current = []
+        for entry, digest in zip(entries, digests, strict=True):
+            build = self._kept(builds.get(digest))
+            if entry["hash"] == digest and (build is None or build["status"] != "expired"):
+                current.append((entry, build))
+                continue
+            moved: EnvironmentEntry = {**entry, "hash": digest, "buildTaskId": None}
+            if build is None or build["status"] != "ready":
+                try:
+                    build = self._start_build(owner, moved)
+                except ApiError as error:
+                    if not quiet or error.status != 429:
+                        raise
+                    old = self.store.get_environment_builds([entry["hash"]]).get(entry["hash"])
+                    current.append((entry, old))
+                    continue
+            if not self.store.rebase_environment(owner, moved, entry["hash"]):
+                # Moved by another request (or deleted meanwhile): as the listing has it.
+                moved = self.store.list_environments(owner).get(entry["id"], moved)
+            current.append((moved, build))
+        return current
+
+    def _kept(self, build: EnvironmentBuildDoc | None) -> EnvironmentBuildDoc | None:
+        """A ready build whose archive is kept ENVIRONMENT_ARCHIVE_DAYS from now (its
+        Custom-Time moved on, at most once a day), or `expired` when the bucket's
+        lifecycle rule has deleted it already."""
         if build is None or build["status"] != "ready":
-            try:
-                self._start_build(owner, moved)
-            except ApiError as error:
-                if quiet and error.status == 429:
-                    return entry
-                raise
-        if self.store.rebase_environment(owner, moved, entry["hash"]):
-            return moved
-        # Moved by another request (or deleted meanwhile): as the listing has it now.
-        return self.store.list_environments(owner).get(entry["id"], moved)
+            return build
+        now = utcnow()
+        used = build.get("usedAt") or build.get("readyAt") or build["createdAt"]
+        if now - used < ARCHIVE_TOUCH_INTERVAL:
+            return build
+        if self.files.touch(build["object"], now):
+            self.store.use_environment_build(build["hash"], now)
+            return {**build, "usedAt": now}
+        self.store.expire_environment_build(build["hash"], build["taskId"])
+        return {**build, "status": "expired"}
 
     def _start_build(self, owner: str, entry: EnvironmentEntry) -> EnvironmentBuildDoc:
         task_id = secrets.token_hex(12)
@@ -303,6 +333,15 @@ class EnvironmentService:
         build = self._settled(build)
         if build is not None and build["status"] == "ready":
             return {**view, "status": "ready", "sizeBytes": build.get("sizeBytes")}
+        if build is not None and build["status"] == "expired":
+            # Only while the owner's limits refuse its rebuild (`_current`).
+            view["error"] = {
+                "code": "environment_expired",
+                "message": f"Unused for {ENVIRONMENT_ARCHIVE_DAYS} days, its archive was "
+                "deleted; it is built again at the next read or use once you have "
+                "room for another task.",
+            }
+            return view
         if build is not None:
             return {**view, "status": "building"}
         own = self.store.get_tasks([entry["buildTaskId"]])[0] if entry["buildTaskId"] else None

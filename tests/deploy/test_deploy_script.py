@@ -9,7 +9,12 @@ import subprocess
 import pytest
 
 from api import config
-from api.config import MAX_OUTPUT_FILE_BYTES, MAX_RUNNER_CHUNK_BYTES, TASK_RETENTION_DAYS
+from api.config import (
+    ENVIRONMENT_ARCHIVE_DAYS,
+    MAX_OUTPUT_FILE_BYTES,
+    MAX_RUNNER_CHUNK_BYTES,
+    TASK_RETENTION_DAYS,
+)
 from tests.deploy.harness import (
     ANTHROPIC_KEY,
     API_SA,
@@ -263,6 +268,13 @@ def test_the_files_bucket_is_private_with_the_lifecycle_of_its_layout(deployed):
             {
                 "action": {"type": "Delete"},
                 "condition": {"age": TASK_RETENTION_DAYS, "matchesPrefix": ["tasks/"]},
+            },
+            {
+                "action": {"type": "Delete"},
+                "condition": {
+                    "daysSinceCustomTime": ENVIRONMENT_ARCHIVE_DAYS,
+                    "matchesPrefix": ["environments/"],
+                },
             },
             {
                 "action": {"type": "Delete"},

@@ -6,16 +6,19 @@ and the runner's egress proxy; a loopback package index stands in for PyPI as
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from google.cloud import firestore as gfirestore
+from google.cloud import storage
 
 from api.adapters.firestore_paths import environment_build_path, user_environments_path
+from api.config import ENVIRONMENT_ARCHIVE_DAYS
 from api.services.environments import manifest_hash
 from devtools.api_stand_in import ApiStandIn
 from devtools.package_index import PackageIndex
 from devtools.scripted_anthropic import reply, tool_use
-from tests.conftest import PROJECT, ApiServer, Caller, wait_for
+from tests.conftest import BUCKET, PROJECT, ApiServer, Caller, wait_for
 
 BUILD_SECONDS = 60  # the most GET ?wait= holds
 
@@ -199,6 +202,47 @@ def test_an_environment_built_on_an_older_default_environment_is_rebuilt_on_this
         if e["type"] == "status" and e["data"].get("state") == "environment_restored"
     ]
     assert [r["sizeBytes"] for r in restored] == [rebuilt["sizeBytes"]]
+
+
+def test_an_archive_is_kept_while_used_and_built_again_once_the_bucket_deleted_it(alice, index):
+    ready = settled(alice, create(alice, "kept", ["tinypkg==1.0"]))
+    build_ref = gfirestore.Client(project=PROJECT).document(environment_build_path(ready["hash"]))
+    bucket = storage.Client(project=PROJECT).bucket(BUCKET)
+    name = f"environments/{ready['hash']}.tar"
+
+    def custom_time() -> datetime:
+        archive = bucket.get_blob(name)
+        assert archive is not None and archive.custom_time is not None, name
+        return archive.custom_time
+
+    # The lifecycle rule counts from the archive's Custom-Time, set when it was made.
+    made = custom_time()
+
+    # Last used two days ago: a use moves the Custom-Time (and usedAt) on.
+    two_days_ago = datetime.now(UTC) - timedelta(days=2)
+    build_ref.update({"usedAt": two_days_ago})
+    used = alice.run(code="import tinypkg; print(tinypkg.VALUE)", environment="kept")
+    assert used["result"]["stdout"] == "42\n", used
+    assert custom_time() > made
+    kept = build_ref.get().to_dict()
+    assert kept is not None and kept["usedAt"] > two_days_ago + timedelta(days=1)
+
+    # Unused for ENVIRONMENT_ARCHIVE_DAYS: the bucket's rule deleted it. The next use
+    # builds it again; the environment is `building`, then `ready`, and works.
+    build_ref.update({"usedAt": datetime.now(UTC) - timedelta(days=ENVIRONMENT_ARCHIVE_DAYS + 1)})
+    bucket.blob(name).delete()
+    index.requests.clear()
+    task = {"kind": "code", "language": "python", "code": "print(1)", "environment": "kept"}
+    refused = alice.http.post("/api/tasks", json=task)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "environment_not_ready"
+    rebuilding = alice.http.get(f"/api/environments/{ready['id']}").json()
+    assert rebuilding["status"] == "building", rebuilding
+    assert rebuilding["buildTaskId"] not in (None, ready["buildTaskId"])
+    rebuilt = settled(alice, rebuilding)
+    assert rebuilt["status"] == "ready" and rebuilt["hash"] == ready["hash"], rebuilt
+    assert any(path.startswith("/simple/tinypkg") for path in index.requests)
+    again = alice.run(code="import tinypkg; print(tinypkg.VALUE)", environment="kept")
+    assert again["result"]["stdout"] == "42\n", again
 
 
 def test_a_build_reaches_the_package_index_and_nothing_else(alice, stand_in):
