@@ -183,9 +183,14 @@ def test_an_environment_built_on_an_older_default_environment_is_rebuilt_on_this
     client.document(environment_build_path(older)).set({**build, "hash": older})
     client.document(environment_build_path(ready["hash"])).delete()
     listing.update({f"environments.{ready['id']}.hash": older})
-    index.requests.clear()
+    rebuilt_at_its_next_use(alice, index, ready)
 
-    task = {"kind": "code", "language": "python", "code": "print(1)", "environment": "rebased"}
+
+def rebuilt_at_its_next_use(alice: Caller, index: PackageIndex, ready: dict) -> None:
+    """The next task naming `ready` is refused while it is built again (a new build
+    task, from the index), then one runs with it."""
+    index.requests.clear()
+    task = {"kind": "code", "language": "python", "code": "print(1)", "environment": ready["id"]}
     refused = alice.http.post("/api/tasks", json=task)
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "environment_not_ready"
     rebuilding = alice.http.get(f"/api/environments/{ready['id']}").json()
@@ -194,7 +199,7 @@ def test_an_environment_built_on_an_older_default_environment_is_rebuilt_on_this
     rebuilt = settled(alice, rebuilding)
     assert rebuilt["status"] == "ready" and rebuilt["hash"] == ready["hash"], rebuilt
     assert any(path.startswith("/simple/tinypkg") for path in index.requests)
-    used = alice.run(code="import tinypkg; print(tinypkg.VALUE)", environment="rebased")
+    used = alice.run(code="import tinypkg; print(tinypkg.VALUE)", environment=ready["name"])
     assert used["result"]["stdout"] == "42\n", used
     restored = [
         e["data"]
@@ -231,18 +236,7 @@ def test_an_archive_is_kept_while_used_and_built_again_once_the_bucket_deleted_i
     # builds it again; the environment is `building`, then `ready`, and works.
     build_ref.update({"usedAt": datetime.now(UTC) - timedelta(days=ENVIRONMENT_ARCHIVE_DAYS + 1)})
     bucket.blob(name).delete()
-    index.requests.clear()
-    task = {"kind": "code", "language": "python", "code": "print(1)", "environment": "kept"}
-    refused = alice.http.post("/api/tasks", json=task)
-    assert refused.status_code == 409 and refused.json()["error"]["code"] == "environment_not_ready"
-    rebuilding = alice.http.get(f"/api/environments/{ready['id']}").json()
-    assert rebuilding["status"] == "building", rebuilding
-    assert rebuilding["buildTaskId"] not in (None, ready["buildTaskId"])
-    rebuilt = settled(alice, rebuilding)
-    assert rebuilt["status"] == "ready" and rebuilt["hash"] == ready["hash"], rebuilt
-    assert any(path.startswith("/simple/tinypkg") for path in index.requests)
-    again = alice.run(code="import tinypkg; print(tinypkg.VALUE)", environment="kept")
-    assert again["result"]["stdout"] == "42\n", again
+    rebuilt_at_its_next_use(alice, index, ready)
 
 
 def test_a_build_reaches_the_package_index_and_nothing_else(alice, stand_in):
