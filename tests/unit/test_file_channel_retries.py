@@ -13,7 +13,25 @@ import pytest
 from job_runner.file_channel import FileChannel, TransferFailed
 
 
-class InternalFilesStandIn:
+class QuietHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class LoopbackStandIn:
+    """A handler class served on a loopback port, in a thread, until close()."""
+
+    def serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class InternalFilesStandIn(LoopbackStandIn):
     """Answers each PUT with the next of `answers` (status codes), then 201."""
 
     def __init__(self, answers: list[int]) -> None:
@@ -21,7 +39,7 @@ class InternalFilesStandIn:
         self.bodies: list[bytes] = []
         stand_in = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_PUT(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 stand_in.bodies.append(body)
@@ -36,16 +54,7 @@ class InternalFilesStandIn:
                 self.end_headers()
                 self.wfile.write(payload.encode())
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 def send(stand_in: InternalFilesStandIn, tmp_path, data: bytes) -> str:
@@ -79,7 +88,7 @@ def test_a_4xx_is_final(tmp_path):
     assert stand_in.bodies == [b"refused"]
 
 
-class RangedDownloadStandIn:
+class RangedDownloadStandIn(LoopbackStandIn):
     """Serves `data` in the ranges asked for; the first request for the range starting
     at `flaky_at` is answered 503 once."""
 
@@ -87,7 +96,7 @@ class RangedDownloadStandIn:
         self.ranges: list[str] = []
         stand_in, failed = self, list[int]()
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 asked = self.headers["Range"]
                 stand_in.ranges.append(asked)
@@ -104,16 +113,7 @@ class RangedDownloadStandIn:
                 self.end_headers()
                 self.wfile.write(piece)
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 def test_a_parallel_fetch_writes_every_piece_in_place_and_retries_one(tmp_path):
